@@ -1,0 +1,20 @@
+"""ioth: the Internet of Threads for Python.
+
+Every process, group of processes or single thread can be an Internet node with its own IPv4/IPv6
+stack, plugged into VDE-compatible virtual Ethernet networks.
+"""
+
+from ioth.errors import ConfigError, IothUserError, PlugClosedError, VNLError
+from ioth.net import open_plug, parse_vnl
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "IothUserError",
+    "PlugClosedError",
+    "VNLError",
+    "__version__",
+    "open_plug",
+    "parse_vnl",
+]

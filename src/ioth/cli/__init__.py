@@ -1,0 +1,1 @@
+"""The ``ioth`` command and its sub-commands."""
