@@ -17,9 +17,13 @@ from ioth.errors import IothUserError
 
 #: sub-command modules, in the order `ioth --help` lists them
 COMMANDS = (
+    "ioth.cli.demo",
     "ioth.cli.switch",
     "ioth.cli.plug",
     "ioth.cli.capture",
+    "ioth.cli.wire",
+    "ioth.cli.ping",
+    "ioth.cli.node",
 )
 
 

@@ -22,6 +22,14 @@ PLUG_CLASSES: dict[str, str] = {
     "tap": "ioth.net.plugs.tap:TapPlug",
     "switch": "ioth.net.switch.server:SwitchPlug",
     "hub": "ioth.net.switch.server:HubPlug",
+    # VDE part 2 (networks across hosts, wrappers)
+    "udp": "ioth.net.plugs.udp:UdpPlug",
+    "vxvde": "ioth.net.plugs.vxvde:VxvdePlug",
+    "vxlan": "ioth.net.plugs.vxlan:VxlanPlug",
+    "vlan": "ioth.net.plugs.vlan:VlanPlug",
+    "agno": "ioth.net.plugs.agno:AgnoPlug",
+    "impair": "ioth.net.plugs.impair:ImpairPlug",
+    "capture": "ioth.net.plugs.capture:CapturePlug",
 }
 
 
