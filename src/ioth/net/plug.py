@@ -16,6 +16,10 @@ Contract, shared by every plug:
 * ``mtu`` is the largest Ethernet payload (L3 MTU) the plug carries; ``max_frame`` is the largest
   frame it accepts (``mtu`` + 14 + 4 for one VLAN tag).
 * ``counters`` counts frames and bytes each way, and what was dropped and why.
+* ``poll_at()`` is a monotonic time (``time.monotonic``) at which the owner must call
+  ``recv_frames`` even if no descriptor is readable (plugs that hold frames back, like the
+  impairment wrapper, release them then), or None.  Owners (bridge, switch, stack runtime)
+  honour it after every call into the plug.
 """
 
 from __future__ import annotations
@@ -97,6 +101,10 @@ class Plug(abc.ABC):
     def recv_frames(self, limit: int = 64) -> list[bytes]:
         """Drain up to ``limit`` ready frames without blocking."""
 
+    def poll_at(self) -> float | None:
+        """When ``recv_frames`` must be called again regardless of readiness (or None)."""
+        return None
+
     def close(self) -> None:
         """Release the plug's resources; idempotent."""
         self.closed = True
@@ -129,6 +137,9 @@ class WrapperPlug(Plug):
 
     def filenos(self) -> list[int]:
         return self.inner.filenos()
+
+    def poll_at(self) -> float | None:
+        return self.inner.poll_at()
 
     def close(self) -> None:
         if not self.closed:
