@@ -97,7 +97,7 @@ def decode(token: str) -> str:
         elif c == "\\" and i + 1 < n:
             out.append(token[i + 1])
             i += 2
-        elif c == "%" and i + 2 < n + 0 and _is_hex(token[i + 1 : i + 3]):
+        elif c == "%" and _is_hex(token[i + 1 : i + 3]):
             out.append(chr(int(token[i + 1 : i + 3], 16)))
             i += 3
         else:
@@ -243,10 +243,8 @@ def parse(
         if ch != "[" or i + 1 >= len(brackets) or brackets[i + 1][1] != "]":
             raise VNLError(f"VNL {text!r}: unbalanced brackets")
         end = brackets[i + 1][0]
-        if i + 2 < len(brackets):
-            between = rest[end + 1 : brackets[i + 2][0]]
-        else:
-            between = rest[end + 1 :]
+        next_pos = brackets[i + 2][0] if i + 2 < len(brackets) else len(rest)
+        between = rest[end + 1 : next_pos]
         if between.strip():
             raise VNLError(f"VNL {text!r}: unexpected text {between!r} after ']'")
         opts, args = parse_options(rest[pos + 1 : end], keys, text, bare_args)

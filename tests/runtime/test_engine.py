@@ -1,0 +1,71 @@
+"""The engine: readers, timers, cross-thread calls, stop."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+
+from ioth.runtime.engine import Engine
+
+
+def test_reader_timer_and_threadsafe_call() -> None:
+    a, b = socket.socketpair()
+    got: list[bytes] = []
+    fired = threading.Event()
+    done = threading.Event()
+    with Engine("test") as engine:
+
+        def on_read() -> None:
+            got.append(b.recv(100))
+            done.set()
+
+        engine.add_reader(b.fileno(), on_read)
+        a.send(b"hello")
+        assert done.wait(5)
+        assert got == [b"hello"]
+        engine.call_later(0.01, fired.set)
+        assert fired.wait(5)
+        box: list[str] = []
+        ev = threading.Event()
+        engine.call_soon_threadsafe(lambda: (box.append(threading.current_thread().name), ev.set()))
+        assert ev.wait(5)
+        assert box == ["test"]
+        engine.remove_reader(b.fileno())
+        engine.remove_reader(b.fileno())  # idempotent
+    a.close()
+    b.close()
+
+
+def test_cancelled_timer_does_not_run_and_errors_are_counted() -> None:
+    ran: list[int] = []
+    with Engine() as engine:
+        h = engine.call_later(0.01, lambda: ran.append(1))
+        h.cancel()
+        engine.call_later(0.0, lambda: 1 / 0)
+        ok = threading.Event()
+        engine.call_later(0.05, ok.set)
+        assert ok.wait(5)
+        assert ran == []
+        assert engine.callback_errors == 1
+
+
+def test_run_on_calling_thread_until_stop() -> None:
+    engine = Engine()
+    r, w = os.pipe()
+    seen: list[bytes] = []
+
+    def on_read() -> None:
+        seen.append(os.read(r, 10))
+        engine.stop()
+
+    engine.add_reader(r, on_read)
+    threading.Timer(0.05, lambda: os.write(w, b"x")).start()
+    t0 = time.monotonic()
+    engine.run()
+    assert seen == [b"x"]
+    assert time.monotonic() - t0 < 5
+    engine.close()
+    os.close(r)
+    os.close(w)
