@@ -1,0 +1,377 @@
+"""``tap://IFNAME[mtu=N/up/netns=NAME/offload]``: a Linux TAP interface.
+
+The plug opens ``/dev/net/tun`` with ``IFF_TAP | IFF_NO_PI`` (and ``IFF_VNET_HDR`` with
+``offload``), non-blocking; each read or write moves one whole Ethernet frame.  Closing the plug
+deletes a non-persistent TAP interface.  ``IFNAME`` may be a pattern such as ``tap%d``; the name
+the kernel chose is :attr:`TapPlug.ifname`.
+
+VNL keys (bracket style, abbreviable):
+
+``mtu=N``       set the interface MTU (SIOCSIFMTU, 68..65521 for a TAP); the link MTU.
+``up``          bring the interface up (IFF_UP).  A TAP that is down drops writes (EIO).
+``netns=NAME``  create the interface inside network namespace ``/run/netns/NAME`` (or a path):
+                a helper thread enters the namespace, opens the TAP there and exits, so the plug
+                itself is used from the caller's namespace.
+``offload``     virtio-net header offloads, see below.
+
+Offloads (``offload``)
+----------------------
+The TAP is opened with ``IFF_VNET_HDR``, the header size is set to 12 bytes (TUNSETVNETHDRSZ:
+``struct virtio_net_hdr_v1``, the virtio 1.0 layout used by modern vhost/qemu; its last field,
+``num_buffers``, is written as 0 and ignored on read) and TUNSETOFFLOAD enables
+``TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN``.  The kernel then hands the plug TCP
+super-frames up to 64 KiB and frames whose checksum is only partial (``NEEDS_CSUM``), and accepts
+super-frames that it segments itself.  The header is in native byte order (legacy virtio rules,
+no TUNSETVNETLE/BE).
+
+The contract with the rest of ioth:
+
+* Frames returned by :meth:`TapPlug.recv_frames` are always complete Ethernet frames with correct
+  checksums.  Partial checksums are finished here (numpy one's complement sum from
+  ``csum_start`` to the end, stored at ``csum_start + csum_offset``).  A TSO super-frame stays one
+  frame: one big IPv4/IPv6 TCP segment whose IP length covers all of it, so frames may be far
+  bigger than 1514 bytes.
+* Frames given to :meth:`TapPlug.send` carry correct checksums (the header says flags 0).  A frame
+  longer than ``link_mtu + 14`` that is TCP over IPv4/IPv6 (no extension headers, optionally one
+  802.1Q tag) is sent as a GSO frame: ``gso_type`` TCPV4/TCPV6 (plus ECN if CWR is set) and
+  ``gso_size = link_mtu - IP header - TCP header (options included)``, so the kernel cuts it into
+  link-MTU segments.  Every other frame goes with ``gso_type`` NONE.
+* :attr:`TapPlug.mtu` (the largest payload the plug accepts) is 65535 with offloads; the
+  interface MTU stays what ``mtu=`` set (default: the kernel's, 1500) and is :attr:`link_mtu`.
+  Without offloads ``mtu == link_mtu``.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import socket
+import struct
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ioth.errors import PlugClosedError, VNLError
+from ioth.net.netns import call_in_netns
+from ioth.net.plug import ETH_HLEN, MIN_FRAME, Plug
+from ioth.net.vnl import VNL
+
+TUN_DEVICE = "/dev/net/tun"
+IFNAMSIZ = 16
+
+# <linux/if_tun.h>
+TUNSETIFF = 0x400454CA
+TUNSETOFFLOAD = 0x400454D0
+TUNSETVNETHDRSZ = 0x400454D8
+IFF_TAP = 0x0002
+IFF_NO_PI = 0x1000
+IFF_VNET_HDR = 0x4000
+TUN_F_CSUM = 0x01
+TUN_F_TSO4 = 0x02
+TUN_F_TSO6 = 0x04
+TUN_F_TSO_ECN = 0x08
+
+# <linux/sockios.h>, <linux/if.h>
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+SIOCGIFMTU = 0x8921
+SIOCSIFMTU = 0x8922
+IFF_UP = 0x1
+
+# <linux/virtio_net.h>
+VNET_HDR_LEN = 12
+VIRTIO_NET_HDR_F_NEEDS_CSUM = 1
+VIRTIO_NET_HDR_GSO_NONE = 0
+VIRTIO_NET_HDR_GSO_TCPV4 = 1
+VIRTIO_NET_HDR_GSO_TCPV6 = 4
+VIRTIO_NET_HDR_GSO_ECN = 0x80
+_VNET = struct.Struct("=BBHHHHH")  # flags gso_type hdr_len gso_size csum_start csum_offset nbuf
+_VNET_NONE = bytes(VNET_HDR_LEN)
+
+#: Largest TAP link MTU (tun.c: 65535 minus the Ethernet header).
+MAX_LINK_MTU = 65521
+MIN_LINK_MTU = 68
+#: Plug MTU with offloads: the largest IP packet a stack may hand over.
+OFFLOAD_MTU = 65535
+#: Receive buffer: a 64 KiB GSO frame, Ethernet and VLAN headers, the virtio header, slack.
+RX_BUFFER = 65536 + ETH_HLEN + 4 + VNET_HDR_LEN + 256
+
+ETH_P_IP = 0x0800
+ETH_P_IPV6 = 0x86DD
+ETH_P_8021Q = 0x8100
+IPPROTO_TCP = 6
+TCP_CWR = 0x80
+
+_U16 = np.dtype(np.uint16)
+_U64 = np.dtype(np.uint64)
+_LITTLE = np.little_endian
+_unpack_h = struct.Struct("!H").unpack_from
+_pack_h = struct.Struct("!H").pack_into
+
+
+def finish_checksum(buf: bytearray | memoryview, start: int, end: int, offset: int) -> None:
+    """Complete a partial checksum in place (``VIRTIO_NET_HDR_F_NEEDS_CSUM`` semantics).
+
+    The checksum field at ``start + offset`` holds the folded pseudo-header sum; the one's
+    complement sum of ``buf[start:end]`` (field included) is complemented and stored there.
+    A result of 0 is stored as 0xFFFF when the field is at offset 6 (UDP, where 0 means "none").
+    """
+    n = end - start
+    words = n >> 1
+    # Native-order sum of 16-bit words; the byte swap of a one's complement sum is the sum of
+    # byte-swapped words (RFC 1071, byte-order independence), so swap once at the end.
+    arr = np.frombuffer(buf, _U16, words, start)
+    s = int(arr.sum(dtype=_U64))
+    if n & 1:
+        s += buf[end - 1] if _LITTLE else buf[end - 1] << 8
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    if _LITTLE:
+        s = ((s & 0xFF) << 8) | (s >> 8)
+    c = ~s & 0xFFFF
+    if c == 0 and offset == 6:
+        c = 0xFFFF
+    _pack_h(buf, start + offset, c)
+
+
+
+def gso_header(frame: bytes | bytearray | memoryview, link_mtu: int) -> bytes:
+    """The virtio-net header for sending ``frame``: TCPV4/TCPV6 GSO when it is a TCP segment
+    too big for ``link_mtu``, otherwise the all-zero header (no GSO, checksums complete)."""
+    n = len(frame)
+    if n <= link_mtu + ETH_HLEN:
+        return _VNET_NONE
+    l3 = ETH_HLEN
+    ethertype = _unpack_h(frame, 12)[0]
+    if ethertype == ETH_P_8021Q and n >= 18:
+        ethertype = _unpack_h(frame, 16)[0]
+        l3 = 18
+    if ethertype == ETH_P_IP:
+        if n < l3 + 20 or frame[l3 + 9] != IPPROTO_TCP:
+            return _VNET_NONE
+        iphl = (frame[l3] & 0x0F) * 4
+        gso_type = VIRTIO_NET_HDR_GSO_TCPV4
+    elif ethertype == ETH_P_IPV6:
+        if n < l3 + 40 or frame[l3 + 6] != IPPROTO_TCP:
+            return _VNET_NONE
+        iphl = 40
+        gso_type = VIRTIO_NET_HDR_GSO_TCPV6
+    else:
+        return _VNET_NONE
+    l4 = l3 + iphl
+    if n < l4 + 20:
+        return _VNET_NONE
+    tcphl = (frame[l4 + 12] >> 4) * 4
+    if frame[l4 + 13] & TCP_CWR:
+        gso_type |= VIRTIO_NET_HDR_GSO_ECN
+    gso_size = link_mtu - iphl - tcphl
+    if gso_size <= 0 or n <= l4 + tcphl:
+        return _VNET_NONE
+    return _VNET.pack(0, gso_type, l4 + tcphl, gso_size, 0, 0, 0)
+
+
+def _ifreq(name: str, fmt: str = "", *values: int) -> bytearray:
+    """A 40-byte ``struct ifreq`` with ``name`` and ``values`` packed after it."""
+    req = bytearray(40)
+    encoded = name.encode()
+    req[: len(encoded)] = encoded
+    if fmt:
+        struct.pack_into(fmt, req, IFNAMSIZ, *values)
+    return req
+
+
+def _open_tap(name: str, offload: bool, link_mtu: int | None, up: bool) -> tuple[int, str, int]:
+    """Open and configure the TAP in the calling thread's namespace: (fd, ifname, link MTU)."""
+    try:
+        fd = os.open(TUN_DEVICE, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise OSError(errno.ENOENT, f"tap://{name}: {TUN_DEVICE} is missing "
+                      "(load the tun module or give the container the device)") from None
+    except PermissionError:
+        raise PermissionError(errno.EACCES, f"tap://{name}: no permission to open {TUN_DEVICE} "
+                              "(needs root or CAP_NET_ADMIN)") from None
+    try:
+        flags = IFF_TAP | IFF_NO_PI | (IFF_VNET_HDR if offload else 0)
+        req = _ifreq(name, "H", flags)
+        try:
+            fcntl.ioctl(fd, TUNSETIFF, req)
+        except OSError as exc:
+            if exc.errno == errno.EPERM:
+                raise PermissionError(exc.errno, f"tap://{name}: not allowed to create or "
+                                      "attach the TAP (needs CAP_NET_ADMIN)") from None
+            if exc.errno == errno.EBUSY:
+                raise OSError(exc.errno, f"tap://{name}: interface {name!r} is busy "
+                              "(already attached by another process)") from None
+            if exc.errno == errno.EINVAL:
+                raise OSError(exc.errno, f"tap://{name}: interface {name!r} exists and is "
+                              "not a TAP, or has incompatible flags") from None
+            raise OSError(exc.errno, f"tap://{name}: TUNSETIFF failed: "
+                          f"{os.strerror(exc.errno or 0)}") from None
+        ifname = bytes(req[:IFNAMSIZ]).split(b"\0", 1)[0].decode()
+        if offload:
+            fcntl.ioctl(fd, TUNSETVNETHDRSZ, struct.pack("i", VNET_HDR_LEN))
+            fcntl.ioctl(fd, TUNSETOFFLOAD,
+                        TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as ctl:
+            if link_mtu is not None:
+                try:
+                    fcntl.ioctl(ctl, SIOCSIFMTU, _ifreq(ifname, "i", link_mtu))
+                except OSError as exc:
+                    raise VNLError(f"tap://{name}: mtu={link_mtu} refused by the kernel "
+                                   f"({os.strerror(exc.errno or 0)})") from None
+            req = _ifreq(ifname)
+            fcntl.ioctl(ctl, SIOCGIFMTU, req)  # fills req in place
+            actual_mtu: int = struct.unpack_from("i", req, IFNAMSIZ)[0]
+            if up:
+                req = _ifreq(ifname)
+                fcntl.ioctl(ctl, SIOCGIFFLAGS, req)
+                ifflags: int = struct.unpack_from("H", req, IFNAMSIZ)[0]
+                fcntl.ioctl(ctl, SIOCSIFFLAGS, _ifreq(ifname, "H", ifflags | IFF_UP))
+        return fd, ifname, actual_mtu
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+class TapPlug(Plug):
+    """A Linux TAP interface as a plug (see the module docstring for keys and offloads)."""
+
+    KEYS: ClassVar[tuple[str, ...]] = ("mtu", "up", "netns", "offload")
+
+    ifname: str
+    link_mtu: int
+    offload: bool
+    netns: str | None
+
+    def __init__(self, ifname: str, *, mtu: int | None = None, up: bool = False,
+                 netns: str | None = None, offload: bool = False, vnl: str = "") -> None:
+        """Create or attach TAP ``ifname``; ``mtu`` is the link MTU to set (None: keep)."""
+        if not ifname:
+            raise VNLError(f"VNL {vnl or 'tap://'!r}: tap:// needs an interface name "
+                           "(e.g. tap://tap0)")
+        if len(ifname.encode()) >= IFNAMSIZ:
+            raise VNLError(f"VNL {vnl or ifname!r}: interface name {ifname!r} is longer than "
+                           f"{IFNAMSIZ - 1} bytes")
+        if "/" in ifname or any(c.isspace() for c in ifname) or ifname in (".", ".."):
+            raise VNLError(f"VNL {vnl or ifname!r}: bad interface name {ifname!r}")
+        if mtu is not None and not MIN_LINK_MTU <= mtu <= MAX_LINK_MTU:
+            raise VNLError(f"VNL {vnl or ifname!r}: mtu={mtu} out of range "
+                           f"{MIN_LINK_MTU}..{MAX_LINK_MTU}")
+
+        def opener() -> tuple[int, str, int]:
+            return _open_tap(ifname, offload, mtu, up)
+
+        fd, real_name, link_mtu = opener() if netns is None else call_in_netns(netns, opener)
+        super().__init__(vnl or f"tap://{real_name}",
+                         OFFLOAD_MTU if offload else link_mtu)
+        self._fd = fd
+        self.ifname = real_name
+        self.link_mtu = link_mtu
+        self.offload = offload
+        self.netns = netns
+        self._rxbuf = bytearray(RX_BUFFER)
+        self._rxview = memoryview(self._rxbuf)
+        self._rxvec = [self._rxview]
+
+    @classmethod
+    def from_vnl(cls, vnl: VNL, **kwargs: Any) -> TapPlug:
+        """Open ``tap://IFNAME[...]``; a keyword ``mtu`` is the default for ``mtu=``."""
+        kw_mtu = kwargs.pop("mtu", None)
+        if kwargs:
+            raise TypeError(f"tap:// plug: unexpected arguments {sorted(kwargs)}")
+        mtu: int | None = kw_mtu
+        if vnl.get("mtu"):
+            mtu = vnl.int_option("mtu", 0)
+        netns = vnl.get("netns")
+        if netns is not None and netns == "":
+            raise VNLError(f"VNL {vnl.text!r}: netns= needs a namespace name")
+        return cls(vnl.address, mtu=mtu, up=vnl.flag("up"), netns=netns,
+                   offload=vnl.flag("offload"), vnl=vnl.text)
+
+    def fileno(self) -> int:
+        """The TAP descriptor (readable when frames are waiting)."""
+        return self._fd
+
+    def send(self, frame: bytes | bytearray | memoryview) -> bool:
+        """Write one frame (with a virtio-net header when offloading); False if dropped."""
+        n = len(frame)
+        counters = self.counters
+        if self.closed or n < MIN_FRAME or n > self.mtu + 18:
+            counters.tx_dropped += 1
+            return False
+        try:
+            if self.offload:
+                os.writev(self._fd, (gso_header(frame, self.link_mtu), frame))
+            else:
+                os.write(self._fd, frame)
+        except OSError as exc:
+            # EAGAIN/ENOBUFS: queue full; EIO: interface down; EINVAL: header refused.
+            if exc.errno == errno.EBADFD:
+                self.closed = True
+            counters.tx_dropped += 1
+            return False
+        counters.tx_frames += 1
+        counters.tx_bytes += n
+        return True
+
+    def recv_frames(self, limit: int = 64) -> list[bytes]:
+        """Read up to ``limit`` frames until EAGAIN; partial checksums are completed."""
+        if self.closed:
+            raise PlugClosedError(f"{self.vnl}: plug closed")
+        out: list[bytes] = []
+        fd = self._fd
+        vec = self._rxvec
+        view = self._rxview
+        counters = self.counters
+        offload = self.offload
+        readv = os.readv
+        while len(out) < limit:
+            try:
+                n = readv(fd, vec)
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                if exc.errno in (errno.EBADFD, errno.EIO, errno.ENODEV):
+                    raise PlugClosedError(
+                        f"{self.vnl}: TAP interface {self.ifname!r} is gone") from None
+                raise
+            if offload:
+                if n < VNET_HDR_LEN + MIN_FRAME:
+                    counters.rx_errors += 1
+                    continue
+                flags = view[0]
+                if flags & VIRTIO_NET_HDR_F_NEEDS_CSUM:
+                    start, offset = _VNET.unpack_from(view)[4:6]
+                    start += VNET_HDR_LEN
+                    if start + offset + 2 > n:
+                        counters.rx_errors += 1
+                        continue
+                    finish_checksum(view, start, n, offset)
+                frame = bytes(view[VNET_HDR_LEN:n])
+                n -= VNET_HDR_LEN
+            else:
+                if n < MIN_FRAME:
+                    counters.rx_errors += 1
+                    continue
+                frame = bytes(view[:n])
+            counters.rx_frames += 1
+            counters.rx_bytes += n
+            out.append(frame)
+        return out
+
+    def close(self) -> None:
+        """Close the descriptor (a non-persistent TAP interface disappears)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        super().close()
+
+    def describe(self) -> str:
+        """``tap://IFNAME`` with link MTU, namespace and offload state."""
+        extra = f" link_mtu={self.link_mtu}"
+        if self.netns:
+            extra += f" netns={self.netns}"
+        if self.offload:
+            extra += " offload"
+        return f"{self.vnl}{extra}"

@@ -1,0 +1,275 @@
+"""TapPlug: opening, options, errors, counters, the virtio-net header and checksum completion.
+
+Everything that creates an interface does it inside a namespace the test creates.
+"""
+
+from __future__ import annotations
+
+import secrets
+import select
+import struct
+import subprocess
+from collections.abc import Callable
+
+import pytest
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import Dot1Q, Ether
+
+from ioth.errors import IothUserError, PlugClosedError, VNLError
+from ioth.net.plugs import tap as tapmod
+from ioth.net.plugs.tap import TapPlug, finish_checksum, gso_header
+from ioth.net.registry import open_plug
+from tests.support.peers import Netns, require_root
+
+MAC_A = "02:00:00:00:00:0a"
+MAC_B = "02:00:00:00:00:0b"
+
+
+def ifname() -> str:
+    """A random interface name (tests of other helpers run at the same time)."""
+    return "tt" + secrets.token_hex(4)
+
+
+def link_info(ns: Netns, name: str) -> str:
+    """``ip -o link show NAME`` inside ``ns``."""
+    return ns.run(["ip", "-o", "link", "show", name]).stdout
+
+
+def link_exists(ns: Netns, name: str) -> bool:
+    """True if ``name`` exists in ``ns``."""
+    return ns.run(["ip", "link", "show", name], check=False).returncode == 0
+
+
+# -- pure helpers -------------------------------------------------------------------------------
+
+def tcp4(payload_len: int, options: list[tuple[str, object]] | None = None, flags: str = "A"
+         ) -> bytes:
+    """An Ethernet/IPv4/TCP frame with a payload of ``payload_len`` bytes."""
+    data = (bytes(range(256)) * (payload_len // 256 + 1))[:payload_len]
+    pkt = (Ether(src=MAC_A, dst=MAC_B) / IP(src="198.51.100.2", dst="198.51.100.1", flags="DF")
+           / TCP(sport=1234, dport=80, flags=flags, options=options or []) / data)
+    return bytes(pkt)
+
+
+def test_gso_header_small_frame_is_plain() -> None:
+    assert gso_header(tcp4(1000), 1500) == bytes(12)
+    assert gso_header(tcp4(1460), 1500) == bytes(12)  # exactly 1514 bytes
+
+
+def test_gso_header_tcpv4() -> None:
+    frame = tcp4(30000)
+    flags, gso_type, hdr_len, gso_size, cs, co, nb = struct.unpack("=BBHHHHH",
+                                                                   gso_header(frame, 1500))
+    assert (flags, gso_type, hdr_len, gso_size, cs, co, nb) == (0, 1, 54, 1460, 0, 0, 0)
+
+
+def test_gso_header_tcp_options_and_link_mtu() -> None:
+    frame = tcp4(20000, options=[("Timestamp", (1, 2)), ("NOP", None), ("NOP", None)])
+    _, gso_type, hdr_len, gso_size, *_ = struct.unpack("=BBHHHHH", gso_header(frame, 9000))
+    assert gso_type == tapmod.VIRTIO_NET_HDR_GSO_TCPV4
+    assert hdr_len == 14 + 20 + 32
+    assert gso_size == 9000 - 20 - 32
+
+
+def test_gso_header_tcpv6_vlan_and_ecn() -> None:
+    pkt = (Ether(src=MAC_A, dst=MAC_B) / Dot1Q(vlan=5)
+           / IPv6(src="2001:db8::2", dst="2001:db8::1") / TCP(flags="AC") / (b"x" * 5000))
+    _, gso_type, hdr_len, gso_size, *_ = struct.unpack("=BBHHHHH", gso_header(bytes(pkt), 1500))
+    assert gso_type == tapmod.VIRTIO_NET_HDR_GSO_TCPV6 | tapmod.VIRTIO_NET_HDR_GSO_ECN
+    assert hdr_len == 18 + 40 + 20
+    assert gso_size == 1500 - 40 - 20
+
+
+def test_gso_header_big_udp_is_plain() -> None:
+    pkt = Ether() / IP(src="192.0.2.1", dst="192.0.2.2") / UDP() / (b"u" * 8000)
+    assert gso_header(bytes(pkt), 1500) == bytes(12)
+
+
+def _seed_partial(frame: bytearray, start: int, offset: int, pseudo: int) -> None:
+    """Put a folded pseudo-header sum in the checksum field, like the kernel does."""
+    while pseudo >> 16:
+        pseudo = (pseudo & 0xFFFF) + (pseudo >> 16)
+    struct.pack_into("!H", frame, start + offset, pseudo)
+
+
+@pytest.mark.parametrize("size", [0, 1, 7, 1000, 1461, 65000])
+def test_finish_checksum_tcp4_matches_scapy(size: int) -> None:
+    good = tcp4(size)
+    want = struct.unpack_from("!H", good, 14 + 20 + 16)[0]
+    frame = bytearray(good)
+    tcp_len = len(frame) - 34
+    pseudo = (0xC633 + 0x6402 + 0xC633 + 0x6401) + 6 + tcp_len
+    _seed_partial(frame, 34, 16, pseudo)
+    assert bytes(frame) != good or want == pseudo  # the field really was partial
+    finish_checksum(frame, 34, len(frame), 16)
+    assert bytes(frame) == good
+
+
+@pytest.mark.parametrize("size", [3, 1200, 4097])
+def test_finish_checksum_udp6_matches_scapy(size: int) -> None:
+    good = bytes(Ether() / IPv6(src="2001:db8::1", dst="2001:db8::2") / UDP(sport=7, dport=9)
+                 / (b"\xa5" * size))
+    frame = bytearray(good)
+    udp_len = len(frame) - 54
+    src = bytes.fromhex("20010db8000000000000000000000001")
+    dst = bytes.fromhex("20010db8000000000000000000000002")
+    pseudo = sum(struct.unpack("!16H", src + dst)) + 17 + udp_len
+    _seed_partial(frame, 54, 6, pseudo)
+    finish_checksum(frame, 54, len(frame), 6)
+    assert bytes(frame) == good
+    assert UDP in Ether(bytes(frame))
+
+
+def test_finish_checksum_udp_zero_becomes_ffff() -> None:
+    # A UDP segment whose data sums to 0xffff (words 0xff00 + 0x00ff) with a zero pseudo sum.
+    buf = bytearray(b"\xff\x00\x00\xff" + b"\x00\x00\x00\x00")  # checksum field at 6
+    finish_checksum(buf, 0, 8, 6)
+    assert buf[6:8] == b"\xff\xff"
+
+
+# -- argument checking --------------------------------------------------------------------------
+
+def test_name_too_long_is_vnl_error() -> None:
+    with pytest.raises(VNLError, match="abcdefghijklmnop"):
+        open_plug("tap://abcdefghijklmnop")
+
+
+def test_empty_name_is_vnl_error() -> None:
+    with pytest.raises(VNLError, match="interface name"):
+        open_plug("tap://")
+
+
+def test_bad_mtu_is_vnl_error() -> None:
+    with pytest.raises(VNLError, match="mtu=70000"):
+        open_plug("tap://t0[mtu=70000]")
+    with pytest.raises(VNLError, match="mtu"):
+        open_plug("tap://t0[mtu=big]")
+
+
+def test_unknown_key_is_vnl_error() -> None:
+    with pytest.raises(VNLError, match="colour"):
+        open_plug("tap://t0[colour=red]")
+
+
+def test_missing_netns_is_user_error() -> None:
+    name = "nons-" + secrets.token_hex(4)
+    with pytest.raises(IothUserError, match=name):
+        open_plug(f"tap://t0[netns={name}]")
+
+
+def test_missing_tun_device_is_clear_oserror(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tapmod, "TUN_DEVICE", "/nonexistent/dev/net/tun")
+    with pytest.raises(OSError, match="missing"):
+        TapPlug("t0")
+
+
+# -- real interfaces, inside namespaces ---------------------------------------------------------
+
+def test_open_sets_mtu_up_and_close_removes(make_netns: Callable[[], Netns]) -> None:
+    require_root()
+    ns = make_netns()
+    name = ifname()
+    plug = open_plug(f"tap://{name}[netns={ns.name}/up/mtu=9000]")
+    assert isinstance(plug, TapPlug)
+    try:
+        assert plug.ifname == name
+        assert plug.mtu == 9000 and plug.link_mtu == 9000
+        info = link_info(ns, name)
+        assert "mtu 9000" in info and ",UP" in info
+        # not created in our own namespace
+        assert subprocess.run(["ip", "link", "show", name], capture_output=True).returncode != 0
+    finally:
+        plug.close()
+    assert not link_exists(ns, name)
+    plug.close()  # idempotent
+
+
+def test_default_mtu_down_and_offload_mtu(make_netns: Callable[[], Netns]) -> None:
+    require_root()
+    ns = make_netns()
+    name = ifname()
+    with open_plug(f"tap://{name}[netns={ns.name}/offload]") as plug:
+        assert isinstance(plug, TapPlug)
+        assert plug.link_mtu == 1500
+        assert plug.mtu == 65535
+        assert plug.max_frame >= 65535 + 14
+        info = link_info(ns, name)
+        assert "mtu 1500" in info and "UP" not in info.split(">")[0]
+        # TUNSETOFFLOAD turned TSO on for the kernel side
+        feats = ns.run(["ip", "-d", "link", "show", name]).stdout
+        assert "gso_max_size" in feats
+        eth = ns.run(["cat", f"/sys/class/net/{name}/features"], check=False)
+        assert eth.returncode != 0 or eth.stdout  # features file is optional
+
+
+def test_keyword_mtu_and_name_pattern(make_netns: Callable[[], Netns]) -> None:
+    require_root()
+    ns = make_netns()
+    with open_plug(f"tap://iotht%d[netns={ns.name}]", mtu=4000) as plug:
+        assert isinstance(plug, TapPlug)
+        assert plug.ifname.startswith("iotht") and "%" not in plug.ifname
+        assert plug.link_mtu == 4000
+        assert "mtu 4000" in link_info(ns, plug.ifname)
+
+
+def test_busy_interface_is_clear_oserror(make_netns: Callable[[], Netns]) -> None:
+    require_root()
+    ns = make_netns()
+    name = ifname()
+    with open_plug(f"tap://{name}[netns={ns.name}]"), pytest.raises(OSError, match="busy"):
+        open_plug(f"tap://{name}[netns={ns.name}]")
+
+
+def test_kernel_frames_are_received(make_netns: Callable[[], Netns]) -> None:
+    require_root()
+    ns = make_netns()
+    name = ifname()
+    with open_plug(f"tap://{name}[netns={ns.name}/up]") as plug:
+        ns.run(["ip", "addr", "add", "198.51.100.1/24", "dev", name])
+        # an ARP request for a neighbour that does not exist
+        ns.run(["ping", "-c", "1", "-W", "1", "198.51.100.9"], check=False)
+        frames: list[bytes] = []
+        for _ in range(40):
+            select.select([plug.fileno()], [], [], 0.1)
+            frames += plug.recv_frames()
+            if any(f[12:14] == b"\x08\x06" for f in frames):
+                break
+        arps = [Ether(f) for f in frames if f[12:14] == b"\x08\x06"]
+        assert arps, f"no ARP among {len(frames)} frames"
+        assert arps[0].pdst == "198.51.100.9"
+        assert plug.counters.rx_frames == len(frames)
+        assert plug.counters.rx_bytes == sum(map(len, frames))
+
+
+def test_send_counts_and_drops(make_netns: Callable[[], Netns]) -> None:
+    require_root()
+    ns = make_netns()
+    name = ifname()
+    frame = bytes(Ether(src=MAC_A, dst="ff:ff:ff:ff:ff:ff") / IP(src="198.51.100.2",
+                                                               dst="198.51.100.1") / UDP())
+    with open_plug(f"tap://{name}[netns={ns.name}]") as plug:
+        # interface down: the kernel refuses the write (EIO); counted, not raised
+        assert plug.send(frame) is False
+        assert plug.counters.tx_dropped == 1
+        ns.run(["ip", "link", "set", name, "up"])
+        assert plug.send(frame) is True
+        assert plug.counters.tx_frames == 1 and plug.counters.tx_bytes == len(frame)
+        assert plug.send(b"short") is False
+        assert plug.send(frame + bytes(2000)) is False  # bigger than max_frame
+        assert plug.counters.tx_dropped == 3
+        rx = ns.run(["cat", f"/sys/class/net/{name}/statistics/rx_packets"]).stdout
+        assert int(rx) == 1
+    assert plug.send(frame) is False  # closed
+
+
+def test_interface_deleted_raises_plug_closed(make_netns: Callable[[], Netns]) -> None:
+    require_root()
+    ns = make_netns()
+    name = ifname()
+    with open_plug(f"tap://{name}[netns={ns.name}/up]") as plug:
+        ns.run(["ip", "link", "del", name])
+        with pytest.raises(PlugClosedError):
+            for _ in range(50):
+                select.select([plug.fileno()], [], [], 0.1)
+                plug.recv_frames()
