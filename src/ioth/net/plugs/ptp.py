@@ -1,0 +1,180 @@
+"""``ptp://PATH``: a point-to-point cable over AF_UNIX datagrams, wire compatible with
+vdeplug4's ``ptp`` module (Debian's ``vde_plug ptp://PATH``).
+
+Rule (as in vdeplug4): both ends use a SOCK_DGRAM socket, one datagram per frame.
+
+* The first opener binds ``PATH`` and sends to ``PATH+``.  If ``PATH`` is a socket already, it
+  probes it: a live socket means somebody is the first opener already; a refused one is stale and
+  is removed.
+* The second opener (``PATH`` is live) connects to ``PATH``, binds ``PATH+`` (removing a stale
+  one; a live one means the cable is full: EADDRINUSE) and sends to ``PATH``.
+
+Like vdeplug4 the sockets connect lazily to the peer's address (a connected AF_UNIX datagram
+socket only accepts datagrams from its peer); after the peer restarts the first send fails, the
+kernel forgets the dead peer, and the next send connects to the new one.  Each end removes its own
+path on close.  Options: ``mtu=`` (default 1500, up to 65535), ``mode=`` (octal, default 0700),
+``group=``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import socket
+import stat
+from typing import Any, ClassVar
+
+from ioth.errors import PlugClosedError, VNLError
+from ioth.net.plug import ETH_HLEN, VLAN_HLEN, Plug
+from ioth.net.plugs.vde import group_id, mtu_option, set_bufs
+from ioth.net.vnl import VNL, Style
+
+_RECV_BUF = 65536 + 256
+
+
+def _probe(path: str) -> bool | None:
+    """True if ``path`` is a live datagram socket, False if stale (removed), None if absent."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISSOCK(st.st_mode):
+        return None
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+    try:
+        probe.connect(path)
+        return True
+    except ConnectionRefusedError:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        return False
+    except OSError:
+        return None
+    finally:
+        probe.close()
+
+
+class PtpPlug(Plug):
+    """One end of a point-to-point AF_UNIX cable."""
+
+    STYLE: ClassVar[Style] = "bracket"
+    KEYS: ClassVar[tuple[str, ...]] = ("mtu", "mode", "group")
+    DEFAULT_MTU: ClassVar[int] = 1500
+
+    def __init__(self, path: str, mtu: int | None = None, mode: int = 0o700,
+                 group: str | None = None, vnl: str = "") -> None:
+        super().__init__(vnl or f"ptp://{path}", mtu)
+        if not path:
+            raise VNLError(f"VNL {self.vnl!r}: ptp:// needs a socket path")
+        self.path = path
+        self._max = self.mtu + ETH_HLEN + VLAN_HLEN
+        self._buf = bytearray(max(_RECV_BUF, self._max + 1))
+        self._view = memoryview(self._buf)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        try:
+            if _probe(path) is True:
+                # second opener
+                sock.connect(path)
+                if _probe(path + "+") is True:
+                    raise OSError(errno.EADDRINUSE, f"ptp cable {path} is in use by two peers")
+                sock.bind(path + "+")
+                self.my_path, self.peer_path = path + "+", path
+                self.first = False
+            else:
+                sock.bind(path)
+                self.my_path, self.peer_path = path, path + "+"
+                self.first = True
+            if group:
+                os.chown(self.my_path, -1, group_id(group))
+            os.chmod(self.my_path, stat.S_IMODE(mode))
+        except BaseException:
+            sock.close()
+            raise
+        set_bufs(sock)
+        sock.setblocking(False)
+        self._sock = sock
+        self._fd = sock.fileno()
+
+    @classmethod
+    def from_vnl(cls, vnl: VNL, **kwargs: Any) -> PtpPlug:
+        """Open from ``ptp://PATH[mtu=N/mode=0700/group=G]``."""
+        mtu = mtu_option(vnl, kwargs, cls.DEFAULT_MTU)
+        mode = 0o700
+        if vnl.options.get("mode"):
+            try:
+                mode = int(vnl.options["mode"], 8)
+            except ValueError:
+                raise VNLError(f"VNL {vnl.text!r}: mode={vnl.options['mode']!r} is not "
+                               "an octal number") from None
+        return cls(vnl.address, mtu=mtu, mode=mode, group=vnl.options.get("group") or None,
+                   vnl=vnl.text, **kwargs)
+
+    def fileno(self) -> int:
+        """The datagram socket."""
+        return self._fd
+
+    def send(self, frame: bytes | bytearray | memoryview) -> bool:
+        """Send one frame to the peer; False if it is not there, too slow, or the frame too big."""
+        n = len(frame)
+        if n > self._max or self.closed:
+            self.counters.tx_dropped += 1
+            return False
+        sock = self._sock
+        try:
+            sock.send(frame)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTCONN, errno.EDESTADDRREQ):
+                # EAGAIN/ENOBUFS: slow peer; ECONNREFUSED: peer gone (now disconnected)
+                self.counters.tx_dropped += 1
+                return False
+            try:
+                sock.connect(self.peer_path)
+                sock.send(frame)
+            except OSError:
+                self.counters.tx_dropped += 1
+                return False
+        c = self.counters
+        c.tx_frames += 1
+        c.tx_bytes += n
+        return True
+
+    def recv_frames(self, limit: int = 64) -> list[bytes]:
+        """Drain up to ``limit`` datagrams (a ptp cable has no end-of-stream)."""
+        if self.closed:
+            raise PlugClosedError(errno.EBADF, f"{self.vnl}: plug closed")
+        frames: list[bytes] = []
+        append = frames.append
+        recv_into = self._sock.recv_into
+        view = self._view
+        size = len(self._buf)
+        c = self.counters
+        nbytes = 0
+        trunc = socket.MSG_TRUNC
+        while len(frames) < limit:
+            try:
+                n = recv_into(view, size, trunc)
+            except BlockingIOError:
+                break
+            except InterruptedError:
+                continue
+            except OSError:
+                # a pending error of the socket (peer gone): reported once, then cleared
+                break
+            if n < ETH_HLEN or n > size:
+                c.rx_errors += 1
+                continue
+            append(bytes(view[:n]))
+            nbytes += n
+        if frames:
+            c.rx_frames += len(frames)
+            c.rx_bytes += nbytes
+        return frames
+
+    def close(self) -> None:
+        """Close the socket and remove our path."""
+        if not self.closed:
+            self._sock.close()
+            with contextlib.suppress(OSError):
+                os.unlink(self.my_path)
+        super().close()
