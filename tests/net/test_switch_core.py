@@ -368,10 +368,7 @@ def test_vlan_isolation_property(frames: list[tuple[int, bytes, bytes, int | Non
     for t, (port, dst, src, vid) in enumerate(frames):
         frame = eth(dst, src) if vid is None else tagged(dst, src, vid)
         p = sw.ports[port]
-        if vid in (None, 0):
-            vlan = p.untagged_vlan
-        else:
-            vlan = vid if p.member(vid) else None
+        vlan = p.untagged_vlan if vid in (None, 0) else (vid if p.member(vid) else None)
         out = sw.forward(port, frame, float(t))
         if vlan is None:
             assert out == []
