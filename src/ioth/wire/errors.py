@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ioth.errors import IothUserError
+
 
 class WireError(ValueError):
     """Base of every parse error: the frame is counted and dropped."""
@@ -21,3 +23,7 @@ class ChecksumError(IntegrityError):
 
 class SanityError(WireError):
     """The bytes are intact but the values are invalid (bad version, reserved bits, ...)."""
+
+
+class AddressError(IothUserError):
+    """A textual address (MAC, IPv4, IPv6) given by the user could not be parsed."""
