@@ -67,9 +67,10 @@ class CmdPlug(StreamPlug):
         try:
             return super().recv_frames(limit)
         except PlugClosedError as exc:
-            status = self.proc.poll()
-            if status is None:
-                raise
+            try:
+                status = self.proc.wait(0.5)  # its stdout ended: it is exiting
+            except subprocess.TimeoutExpired:
+                raise exc from None
             raise PlugClosedError(errno.EPIPE,
                                   f"{self.vnl}: command exited with status {status}") from exc
 

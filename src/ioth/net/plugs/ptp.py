@@ -6,8 +6,8 @@ Rule (as in vdeplug4): both ends use a SOCK_DGRAM socket, one datagram per frame
 * The first opener binds ``PATH`` and sends to ``PATH+``.  If ``PATH`` is a socket already, it
   probes it: a live socket means somebody is the first opener already; a refused one is stale and
   is removed.
-* The second opener (``PATH`` is live) connects to ``PATH``, binds ``PATH+`` (removing a stale
-  one; a live one means the cable is full: EADDRINUSE) and sends to ``PATH``.
+* The second opener (``PATH`` is live) binds ``PATH+`` (removing a stale one; a live one means
+  the cable is full: EADDRINUSE) and sends to ``PATH``.
 
 Like vdeplug4 the sockets connect lazily to the peer's address (a connected AF_UNIX datagram
 socket only accepts datagrams from its peer); after the peer restarts the first send fails, the
@@ -74,8 +74,7 @@ class PtpPlug(Plug):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         try:
             if _probe(path) is True:
-                # second opener
-                sock.connect(path)
+                # second opener (connects lazily, on the first send)
                 if _probe(path + "+") is True:
                     raise OSError(errno.EADDRINUSE, f"ptp cable {path} is in use by two peers")
                 sock.bind(path + "+")
