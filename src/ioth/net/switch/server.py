@@ -1,0 +1,791 @@
+"""The switch runtime: a VDE-compatible switch server, and the ``switch://`` / ``hub://`` plugs.
+
+A :class:`SwitchServer` owns a control directory DIR that Debian's ``vde_plug vde://DIR``,
+QEMU's ``-nic vde,sock=DIR`` and ioth's own ``vde://`` plug can join (``shared/specs/vde.md``
+section 3):
+
+* ``DIR`` is created with mode 02700 (``dirmode``) and ``DIR/ctl`` listens with mode 0600
+  (``mode``); a directory left by a dead switch is reused, a live switch there is an error.
+* A client sends magic 0xfeedface, version 3, a type (0 any port, 1 port 0, ``N << 8`` port N),
+  the ``sockaddr_un`` of its datagram socket and a description.  The switch binds
+  ``DIR/NNN.FD`` (port, descriptor), connects it to the client and answers with its 110-byte
+  ``sockaddr_un``.  EOF or an error on the control connection releases the port.
+* Port groups: :meth:`SwitchServer.add_port_group` listens on ``DIR/NAME`` as well; ports
+  opened through it get the group's untagged VLAN (``vde://DIR[NAME]`` reaches it).
+* ``mtu=M`` in the client description (ioth clients send ``ioth: user=NAME pid=N mtu=M``) sets
+  the port's largest frame to M + 18; other clients get vde_switch's 1518 (``default_mtu``).
+* Data sockets are non-blocking with large buffers: a slow or dead port never stalls the others;
+  EAGAIN/ENOBUFS drop the frame and count it on the port (``drop_send``).
+
+Any other plug (``tap://t0``, ``vxvde://``, ...) can be a port too (:meth:`add_plug`), served
+by the same engine thread.  Everything runs on one :class:`~ioth.runtime.engine.Engine`; calls
+from other threads take the server's lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import grp
+import logging
+import os
+import pwd
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from ioth.errors import PlugClosedError, VNLError
+from ioth.net.plug import ETH_HLEN, VLAN_HLEN, Plug
+from ioth.net.plugs.vde import (
+    REQ_HEADER,
+    REQ_NEW_CONTROL,
+    REQ_NEW_PORT0,
+    SOCKADDR_UN_LEN,
+    SWITCH_MAGIC,
+    pack_sockaddr_un,
+    set_bufs,
+)
+from ioth.net.switch.core import (
+    DEFAULT_AGEING,
+    DEFAULT_TABLE_SIZE,
+    MAX_FRAME,
+    MAX_MTU,
+    SwitchConfigError,
+    SwitchCore,
+)
+from ioth.net.vnl import VNL, Style
+from ioth.runtime.engine import Engine, TimerHandle
+
+log = logging.getLogger(__name__)
+
+DEFAULT_NUMPORTS = 32
+DEFAULT_MODE = 0o600
+DEFAULT_DIRMODE = 0o2700
+#: MTU of clients that do not state one (vde_switch's frame limit is 1518 = 1500 + 18)
+DEFAULT_MTU = 1500
+REQ_MAX = 256  # vde_switch reads at most this many bytes of request
+REQ_MIN = REQ_HEADER.size + SOCKADDR_UN_LEN  # 122
+RX_BATCH = 64
+_MTU_RE = re.compile(rb"(?:^|[\s,;])mtu=(\d+)")
+_RECV_SIZE = MAX_FRAME + 64
+
+
+def mtu_from_description(description: bytes, default: int = DEFAULT_MTU) -> int:
+    """The ``mtu=M`` an ioth client announces in its description, clamped to 68..65535."""
+    m = _MTU_RE.search(description)
+    if m is None:
+        return default
+    return max(68, min(MAX_MTU, int(m.group(1)[:6])))
+
+
+def default_node_dir() -> str:
+    """``/tmp/vdenode_$USER`` (``/tmp/vdenode_uUID`` without a passwd entry), as vdeplug4."""
+    try:
+        name = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        name = f"u{os.geteuid()}"
+    return f"/tmp/vdenode_{name}"
+
+
+def derive_modes(mode: int | None, dirmode: int | None) -> tuple[int, int]:
+    """vde_switch's rule: one of mode/dirmode given implies the other."""
+    if mode is None and dirmode is None:
+        return DEFAULT_MODE, DEFAULT_DIRMODE
+    if mode is not None and dirmode is None:
+        m = mode & 0o666
+        return m, 0o2000 | m | (m & 0o444) >> 2 | (m & 0o222) >> 1
+    if mode is None:
+        assert dirmode is not None
+        return dirmode & 0o666, dirmode
+    assert dirmode is not None
+    return mode & 0o666, dirmode
+
+
+class _Endpoint:
+    """One attachment to a port: a datagram socket (VDE client or socketpair) or a plug."""
+
+    __slots__ = ("ctl", "description", "fds", "max_frame", "path", "plug", "port", "send",
+                 "sock", "timer", "user")
+
+    def __init__(self, port: int, max_frame: int, description: str) -> None:
+        self.port = port
+        self.max_frame = max_frame
+        self.description = description
+        self.sock: socket.socket | None = None
+        self.ctl: socket.socket | None = None
+        self.path = ""
+        self.plug: Plug | None = None
+        self.fds: list[int] = []
+        self.timer: TimerHandle | None = None
+        self.user = ""
+        #: send one frame; raises OSError when it could not go
+        self.send: Callable[[bytes], object] = _refuse
+
+    def ident(self) -> int:
+        """The endpoint id shown by ``port/print`` (the control descriptor, as vde_switch)."""
+        if self.ctl is not None:
+            return self.ctl.fileno()
+        return self.fds[0] if self.fds else -1
+
+
+def _refuse(frame: bytes) -> None:
+    raise OSError(errno.EBADF, "endpoint closed")
+
+
+class SwitchServer:
+    """A switch (or hub) serving a VDE control directory, plus any plugs given as ports."""
+
+    def __init__(self, path: str, *, engine: Engine | None = None, hub: bool = False,
+                 numports: int = DEFAULT_NUMPORTS, mode: int | None = None,
+                 dirmode: int | None = None, group: str | None = None,
+                 table_size: int = DEFAULT_TABLE_SIZE, ageing: float = DEFAULT_AGEING,
+                 default_mtu: int = DEFAULT_MTU, mgmt: str | None = None,
+                 mgmt_mode: int = 0o600) -> None:
+        if numports < 2:
+            raise SwitchConfigError(errno.EINVAL, f"numports={numports}: need at least 2")
+        if not 68 <= default_mtu <= MAX_MTU:
+            raise SwitchConfigError(errno.EINVAL, f"mtu={default_mtu} out of range 68..65535")
+        self.own_engine = engine is None
+        self.engine = engine if engine is not None else Engine(name=f"ioth-switch {path}")
+        self.core = SwitchCore(hub=hub, table_size=table_size, ageing=ageing)
+        self.numports = numports
+        self.default_mtu = default_mtu
+        self.mode, self.dirmode = derive_modes(mode, dirmode)
+        self.gid = _group_id(group) if group else -1
+        self.started = time.monotonic()
+        self.closed = False
+        self.recv_errors = 0  # datagrams dropped on arrival (oversize, socket errors)
+        self.rejected = 0  # control connections refused (bad request, no free port)
+        self._lock = threading.RLock()
+        self._endpoints: dict[int, list[_Endpoint]] = {}
+        self._tx: dict[int, tuple[Callable[[bytes], object], ...]] = {}
+        self._pending: dict[int, tuple[socket.socket, bytearray, int | None]] = {}
+        self._listeners: dict[int, tuple[socket.socket, str, int | None]] = {}
+        self._buf = bytearray(_RECV_SIZE)
+        self._view = memoryview(self._buf)
+        self._sweep: TimerHandle | None = None
+        self.on_shutdown: Callable[[], None] = self.close
+        self.directory = self._make_dir(path)
+        self.ctl_path = os.path.join(self.directory, "ctl")
+        self._listen(self.ctl_path, None)
+        self._schedule_sweep()
+        self.console: Any = None
+        if mgmt is not None:
+            from ioth.net.switch.console import ManagementConsole
+            self.console = ManagementConsole(self, mgmt, mgmt_mode)
+
+    @property
+    def lock(self) -> threading.RLock:
+        """The lock serialising the data path and configuration changes."""
+        return self._lock
+
+    # -- setup ----------------------------------------------------------------------------------
+    def _make_dir(self, path: str) -> str:
+        path = os.path.abspath(path)
+        self._created_dir = False
+        try:
+            os.mkdir(path, 0o700)
+            self._created_dir = True
+        except FileExistsError:
+            if not os.path.isdir(path):
+                raise OSError(errno.ENOTDIR, f"{path} exists and is not a directory") from None
+        ctl = os.path.join(path, "ctl")
+        if len(os.fsencode(ctl)) + 8 >= 108:
+            raise OSError(errno.ENAMETOOLONG, f"switch directory path too long: {path}")
+        if os.path.exists(ctl):
+            if _still_used(ctl):
+                raise OSError(errno.EADDRINUSE, f"a switch is already running on {path}")
+            os.unlink(ctl)
+        if self.gid >= 0:
+            os.chown(path, -1, self.gid)
+        os.chmod(path, self.dirmode)
+        return os.path.realpath(path)
+
+    def _listen(self, path: str, vlan: int | None) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        try:
+            sock.bind(path)
+            if self.gid >= 0:
+                os.chown(path, -1, self.gid)
+            os.chmod(path, self.mode)
+            sock.listen(64)
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        fd = sock.fileno()
+        self._listeners[fd] = (sock, path, vlan)
+        self.engine.add_reader(fd, lambda: self._accept(fd))
+
+    def add_port_group(self, name: str, vlan: int | None = None) -> None:
+        """Listen on ``DIR/NAME`` too; ports opened there get untagged VLAN ``vlan``."""
+        if not name or "/" in name or name in (".", "..", "ctl") or name[0].isdigit():
+            raise SwitchConfigError(errno.EINVAL, f"bad port group name {name!r}")
+        if vlan is not None:
+            with self._lock:
+                if vlan not in self.core.vlans:
+                    self.core.create_vlan(vlan)
+        self._listen(os.path.join(self.directory, name), vlan)
+
+    def start(self) -> SwitchServer:
+        """Start the server's own engine thread (no-op with a shared engine); returns self."""
+        if self.own_engine:
+            self.engine.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Run the engine on the calling thread until :meth:`stop` (used by ``ioth switch``)."""
+        self.engine.run()
+
+    def stop(self) -> None:
+        """Make :meth:`serve_forever` return."""
+        self.engine.stop(timeout=None if not self.engine.in_engine_thread() else 0)
+
+    def _schedule_sweep(self) -> None:
+        interval = max(1.0, min(10.0, self.core.ageing / 4))
+        self._sweep = self.engine.call_later(interval, self._do_sweep)
+
+    def _do_sweep(self) -> None:
+        if self.closed:
+            return
+        with self._lock:
+            self.core.expire(self.engine.clock())
+        self._schedule_sweep()
+
+    # -- ports ----------------------------------------------------------------------------------
+    def free_port(self) -> int | None:
+        """The lowest unused port number 1..numports-1, or None."""
+        for n in range(1, self.numports):
+            if n not in self._endpoints and n not in self.core.ports:
+                return n
+        return None
+
+    def _attach(self, ep: _Endpoint, vlan: int | None = None) -> None:
+        """Add ``ep`` to its port (creating the port); caller holds the lock."""
+        eps = self._endpoints.get(ep.port)
+        if eps is None:
+            if ep.port not in self.core.ports:
+                self.core.add_port(ep.port, ep.max_frame, ep.description)
+                if vlan is not None:
+                    self.core.set_untagged_vlan(ep.port, vlan)
+            else:
+                self.core.set_max_frame(ep.port, ep.max_frame)
+            eps = self._endpoints[ep.port] = []
+        else:
+            self.core.set_max_frame(ep.port, min(e.max_frame for e in [*eps, ep]))
+        eps.append(ep)
+        self._tx[ep.port] = tuple(e.send for e in eps)
+
+    def _detach(self, ep: _Endpoint) -> None:
+        """Remove ``ep``; the port goes when its last endpoint does.  Caller holds the lock."""
+        eps = self._endpoints.get(ep.port)
+        if eps is None or ep not in eps:
+            return
+        eps.remove(ep)
+        if eps:
+            self._tx[ep.port] = tuple(e.send for e in eps)
+            self.core.set_max_frame(ep.port, min(e.max_frame for e in eps))
+        else:
+            del self._endpoints[ep.port]
+            self._tx.pop(ep.port, None)
+            with contextlib.suppress(SwitchConfigError):
+                self.core.remove_port(ep.port)
+
+    def endpoints(self, port: int) -> list[tuple[int, str, str]]:
+        """(id, module, description) of each endpoint of ``port`` (for the console)."""
+        with self._lock:
+            return [(ep.ident(), "plug" if ep.plug is not None else "unix prog", ep.description)
+                    for ep in self._endpoints.get(port, [])]
+
+    def active_ports(self) -> list[int]:
+        """Port numbers with at least one endpoint."""
+        with self._lock:
+            return sorted(self._endpoints)
+
+    def add_socket_port(self, sock: socket.socket, mtu: int, description: str,
+                        port: int | None = None) -> int:
+        """Make a connected datagram socket (e.g. one end of a socketpair) a port."""
+        with self._lock:
+            number = self._pick_port(port)
+            ep = _Endpoint(number, mtu + ETH_HLEN + VLAN_HLEN, description)
+            self._setup_sock(ep, sock)
+            self._attach(ep)
+        self._register(ep)
+        return number
+
+    def add_plug(self, plug: Plug, port: int | None = None) -> int:
+        """Make any plug (``tap://``, ``vxvde://``, ...) a port of this switch; returns it."""
+        with self._lock:
+            number = self._pick_port(port)
+            ep = _Endpoint(number, min(plug.max_frame, MAX_FRAME), plug.describe())
+            ep.plug = plug
+            ep.fds = list(plug.filenos())
+            ep.send = _plug_sender(plug)
+            self._attach(ep)
+        self._register(ep)
+        return number
+
+    def _pick_port(self, port: int | None) -> int:
+        if port is None:
+            number = self.free_port()
+            if number is None:
+                raise SwitchConfigError(errno.ENOSPC, f"all {self.numports - 1} ports in use")
+            return number
+        if not 0 <= port < self.numports:
+            raise SwitchConfigError(errno.EINVAL,
+                                    f"port {port} out of range 0..{self.numports - 1}")
+        return port
+
+    def _setup_sock(self, ep: _Endpoint, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        set_bufs(sock)
+        ep.sock = sock
+        ep.fds = [sock.fileno()]
+        ep.send = sock.send
+
+    def _register(self, ep: _Endpoint) -> None:
+        if ep.plug is not None:
+            for fd in ep.fds:
+                self.engine.add_reader(fd, lambda ep=ep: self._rx_plug(ep))  # type: ignore[misc]
+            self.engine.call_soon_threadsafe(lambda: self._rx_plug(ep))
+        else:
+            assert ep.sock is not None
+            self.engine.add_reader(ep.fds[0], lambda: self._rx_sock(ep))
+        if ep.ctl is not None:
+            self.engine.add_reader(ep.ctl.fileno(), lambda: self._ctl_event(ep))
+
+    # -- control connections ------------------------------------------------------------------
+    def _accept(self, fd: int) -> None:
+        entry = self._listeners.get(fd)
+        if entry is None:
+            return
+        sock, _, vlan = entry
+        for _ in range(16):
+            try:
+                conn, _ = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.warning("switch %s: accept: %s", self.directory, exc)
+                return
+            conn.setblocking(False)
+            cfd = conn.fileno()
+            self._pending[cfd] = (conn, bytearray(), vlan)
+            self.engine.add_reader(cfd, lambda cfd=cfd: self._request(cfd))  # type: ignore[misc]
+
+    def _drop_pending(self, cfd: int) -> None:
+        entry = self._pending.pop(cfd, None)
+        self.engine.remove_reader(cfd)
+        if entry is not None:
+            entry[0].close()
+
+    def _request(self, cfd: int) -> None:
+        entry = self._pending.get(cfd)
+        if entry is None:
+            return
+        conn, buf, vlan = entry
+        try:
+            chunk = conn.recv(REQ_MAX - len(buf))
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self._drop_pending(cfd)
+            return
+        buf += chunk
+        if len(buf) < REQ_MIN:
+            return  # the rest of the header is on its way
+        del self._pending[cfd]
+        self.engine.remove_reader(cfd)
+        try:
+            self._open_port(conn, bytes(buf), vlan)
+        except (OSError, SwitchConfigError, ValueError) as exc:
+            self.rejected += 1
+            log.warning("switch %s: refused a client: %s", self.directory, exc)
+            conn.close()
+
+    def _open_port(self, conn: socket.socket, req: bytes, vlan: int | None) -> None:
+        magic, version, req_type = REQ_HEADER.unpack_from(req)
+        if magic != SWITCH_MAGIC or version != 3:
+            raise ValueError(f"bad request magic {magic:#x} version {version}")
+        kind = req_type & 0xFF
+        if kind == REQ_NEW_PORT0:
+            wanted: int | None = 0
+        elif kind == REQ_NEW_CONTROL:
+            wanted = (req_type >> 8) or None
+        else:
+            raise ValueError(f"bad request type {req_type:#x}")
+        family = int.from_bytes(req[12:14], "little")
+        client = os.fsdecode(req[14:REQ_MIN].split(b"\0", 1)[0])
+        if family != socket.AF_UNIX or not client:
+            raise ValueError("request without a client socket address")
+        description_raw = req[REQ_MIN:].split(b"\0", 1)[0]
+        description = description_raw.decode("utf-8", "replace")
+        mtu = mtu_from_description(description_raw, self.default_mtu)
+        data = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        try:
+            data.connect(client)
+            with self._lock:
+                if self.closed:
+                    raise OSError(errno.ESHUTDOWN, "switch closed")
+                number = self._pick_port(wanted)
+                path = os.path.join(self.directory, f"{number:03d}.{data.fileno()}")
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                data.bind(path)
+                os.chmod(path, self.mode)
+                if self.gid >= 0:
+                    os.chown(path, -1, self.gid)
+                conn.setblocking(True)
+                conn.settimeout(2.0)
+                conn.sendall(pack_sockaddr_un(path))
+                conn.setblocking(False)
+                ep = _Endpoint(number, mtu + ETH_HLEN + VLAN_HLEN, description)
+                ep.path = path
+                ep.ctl = conn
+                self._setup_sock(ep, data)
+                self._attach(ep, vlan)
+        except BaseException:
+            data.close()
+            raise
+        self._register(ep)
+
+    def _ctl_event(self, ep: _Endpoint) -> None:
+        assert ep.ctl is not None
+        try:
+            chunk = ep.ctl.recv(256)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self.release(ep)
+        # anything a client writes on ctl after the request is ignored, as vde_switch does
+
+    def release(self, ep: _Endpoint) -> None:
+        """Close one endpoint and free its port if it was the last one."""
+        with self._lock:
+            self._detach(ep)
+            fds = list(ep.fds)
+            if ep.ctl is not None:
+                fds.append(ep.ctl.fileno())
+            if ep.timer is not None:
+                ep.timer.cancel()
+        for fd in fds:
+            if fd >= 0:
+                self.engine.remove_reader(fd)
+        if ep.path:
+            with contextlib.suppress(OSError):
+                os.unlink(ep.path)
+        if ep.sock is not None:
+            ep.sock.close()
+        if ep.ctl is not None:
+            ep.ctl.close()
+        if ep.plug is not None:
+            ep.plug.close()
+        ep.fds = []
+        ep.send = _refuse
+
+    def close_endpoint(self, port: int, ident: int) -> bool:
+        """Disconnect the endpoint ``ident`` (as ``port/print`` shows it) of ``port``."""
+        with self._lock:
+            eps = [ep for ep in self._endpoints.get(port, []) if ep.ident() == ident]
+        for ep in eps:
+            self.engine.call_soon_threadsafe(lambda ep=ep: self.release(ep))  # type: ignore[misc]
+        return bool(eps)
+
+    def close_port(self, port: int) -> int:
+        """Disconnect every endpoint of ``port``; returns how many."""
+        with self._lock:
+            eps = list(self._endpoints.get(port, []))
+        for ep in eps:
+            self.release(ep)
+        return len(eps)
+
+    # -- the data path --------------------------------------------------------------------------
+    def _deliver(self, out: list[tuple[int, bytes]]) -> None:
+        tx = self._tx
+        for port, frame in out:
+            for send in tx.get(port, ()):
+                try:
+                    send(frame)
+                except OSError:
+                    # EAGAIN/ENOBUFS: the receiver is slow; ECONNREFUSED: it is gone
+                    self.core.count_send_drop(port)
+
+    def _rx_sock(self, ep: _Endpoint) -> None:
+        sock = ep.sock
+        if sock is None:
+            return
+        recv_into = sock.recv_into
+        view = self._view
+        size = len(self._buf)
+        trunc = socket.MSG_TRUNC
+        forward = self.core.forward
+        port = ep.port
+        clock = self.engine.clock
+        with self._lock:
+            if self.closed or ep.sock is None:
+                return
+            now = clock()
+            for _ in range(RX_BATCH):
+                try:
+                    n = recv_into(view, size, trunc)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError:
+                    self.recv_errors += 1
+                    break
+                if n > MAX_FRAME:
+                    self.recv_errors += 1
+                    continue
+                out = forward(port, view[:n].tobytes(), now)
+                if out:
+                    self._deliver(out)
+
+    def _rx_plug(self, ep: _Endpoint) -> None:
+        plug = ep.plug
+        if plug is None:
+            return
+        with self._lock:
+            if self.closed or ep.plug is None:
+                return
+            try:
+                frames = plug.recv_frames(RX_BATCH)
+            except PlugClosedError:
+                frames = None
+            except OSError as exc:
+                log.warning("switch %s: port %d (%s): %s", self.directory, ep.port,
+                            ep.description, exc)
+                frames = []
+            if frames is not None:
+                now = self.engine.clock()
+                forward = self.core.forward
+                for frame in frames:
+                    out = forward(ep.port, frame, now)
+                    if out:
+                        self._deliver(out)
+                when = plug.poll_at()
+                if ep.timer is not None:
+                    ep.timer.cancel()
+                    ep.timer = None
+                if when is not None:
+                    ep.timer = self.engine.call_at(when, lambda: self._rx_plug(ep))
+                elif len(frames) >= RX_BATCH:
+                    self.engine.call_soon_threadsafe(lambda: self._rx_plug(ep))
+        if frames is None:
+            self.release(ep)
+
+    # -- shutting down --------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """The ``shutdown`` management command: runs :attr:`on_shutdown` off the hot path."""
+        self.engine.call_soon_threadsafe(self.on_shutdown)
+
+    def close(self) -> None:
+        """Disconnect every port, remove the sockets and the directory (if we made it)."""
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            eps = [ep for eps in self._endpoints.values() for ep in eps]
+            pending = list(self._pending)
+            listeners = list(self._listeners.items())
+            self._listeners.clear()
+            if self._sweep is not None:
+                self._sweep.cancel()
+        if self.own_engine and not self.engine.in_engine_thread():
+            self.engine.stop()
+        if self.console is not None:
+            self.console.close()
+        for ep in eps:
+            self.release(ep)
+        for cfd in pending:
+            self._drop_pending(cfd)
+        for fd, (sock, path, _) in listeners:
+            self.engine.remove_reader(fd)
+            sock.close()
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        if self._created_dir:
+            with contextlib.suppress(OSError):
+                os.rmdir(self.directory)
+        if self.own_engine:
+            if self.engine.in_engine_thread():
+                self.engine.stop()
+            else:
+                self.engine.close()
+
+    def __enter__(self) -> SwitchServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _plug_sender(plug: Plug) -> Callable[[bytes], object]:
+    send = plug.send
+
+    def send_or_raise(frame: bytes) -> None:
+        if not send(frame):
+            raise BlockingIOError(errno.EAGAIN, "plug refused the frame")
+
+    return send_or_raise
+
+
+def _still_used(path: str) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
+def _group_id(group: str) -> int:
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        try:
+            return int(group)
+        except ValueError:
+            raise SwitchConfigError(errno.EINVAL, f"unknown group {group!r}") from None
+
+
+# -- switch:// and hub:// ---------------------------------------------------------------------
+class SwitchPlug(Plug):
+    """``switch://DIR[opts]``: start a switch on DIR in this process; this plug is a port of it.
+
+    Options (vdeplug4's): ``mode=`` (socket mode, octal, default 0600), ``dirmode=`` (default
+    02700), ``grp=`` (group owning the sockets), ``hashsize=`` (MAC table entries, default 4096),
+    ``hashseed=`` (accepted for compatibility, unused), ``expiretime=`` (ageing, default 120 s);
+    ioth's: ``numports=`` (default 32), ``mtu=`` (MTU of this plug's own port, default 1500, up to
+    65535; clients state theirs).  Default DIR: ``/tmp/vdenode_$USER``.  The switch runs on its
+    own engine thread and goes away when the plug is closed.
+    """
+
+    STYLE: ClassVar[Style] = "bracket"
+    KEYS: ClassVar[tuple[str, ...]] = ("mode", "dirmode", "grp", "hashsize", "hashseed",
+                                      "expiretime", "numports", "mtu")
+    HUB: ClassVar[bool] = False
+
+    def __init__(self, server: SwitchServer, sock: socket.socket, mtu: int, vnl: str) -> None:
+        super().__init__(vnl, mtu)
+        self.server = server
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._max = mtu + ETH_HLEN + VLAN_HLEN
+        self._buf = bytearray(max(self._max, 1518) + 64)
+        self._view = memoryview(self._buf)
+
+    @classmethod
+    def from_vnl(cls, vnl: VNL, **kwargs: Any) -> SwitchPlug:
+        """Start the switch and plug into it."""
+        mtu = kwargs.pop("mtu", None)
+        if kwargs:
+            raise VNLError(f"VNL {vnl.text!r}: unexpected arguments {sorted(kwargs)}")
+        if "mtu" in vnl.options:
+            mtu = vnl.int_option("mtu", DEFAULT_MTU)
+        mtu = DEFAULT_MTU if mtu is None else int(mtu)
+        if not 68 <= mtu <= MAX_MTU:
+            raise VNLError(f"VNL {vnl.text!r}: mtu={mtu} out of range 68..{MAX_MTU}")
+
+        def octal(key: str) -> int | None:
+            value = vnl.options.get(key)
+            if not value:
+                return None
+            try:
+                return int(value, 8)
+            except ValueError:
+                raise VNLError(f"VNL {vnl.text!r}: {key}={value!r} is not octal") from None
+
+        numports = vnl.int_option("numports", DEFAULT_NUMPORTS)
+        hashsize = vnl.int_option("hashsize", DEFAULT_TABLE_SIZE)
+        expire = vnl.int_option("expiretime", int(DEFAULT_AGEING))
+        for key, value, low in (("numports", numports, 2), ("hashsize", hashsize, 1),
+                                ("expiretime", expire, 1)):
+            if value < low:
+                raise VNLError(f"VNL {vnl.text!r}: {key}={value} must be >= {low}")
+        path = vnl.address or default_node_dir()
+        server = SwitchServer(path, hub=cls.HUB, numports=numports, mode=octal("mode"),
+                              dirmode=octal("dirmode"), group=vnl.options.get("grp") or None,
+                              table_size=hashsize, ageing=float(expire))
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        try:
+            set_bufs(mine)
+            mine.setblocking(False)
+            server.add_socket_port(theirs, mtu, f"{cls.__name__}: pid={os.getpid()} mtu={mtu}")
+            server.start()
+        except BaseException:
+            server.close()
+            mine.close()
+            theirs.close()
+            raise
+        return cls(server, mine, mtu, vnl.text or f"{'hub' if cls.HUB else 'switch'}://{path}")
+
+    def fileno(self) -> int:
+        """Readable when the switch has frames for us."""
+        return self._fd
+
+    def send(self, frame: bytes | bytearray | memoryview) -> bool:
+        """Hand one frame to the switch."""
+        n = len(frame)
+        if n > self._max or self.closed:
+            self.counters.tx_dropped += 1
+            return False
+        try:
+            self._sock.send(frame)
+        except OSError:
+            self.counters.tx_dropped += 1
+            return False
+        c = self.counters
+        c.tx_frames += 1
+        c.tx_bytes += n
+        return True
+
+    def recv_frames(self, limit: int = 64) -> list[bytes]:
+        """Frames the switch sent to this port."""
+        if self.closed:
+            raise PlugClosedError(errno.EBADF, f"{self.vnl}: plug closed")
+        frames: list[bytes] = []
+        view = self._view
+        size = len(self._buf)
+        c = self.counters
+        while len(frames) < limit:
+            try:
+                n = self._sock.recv_into(view, size, socket.MSG_TRUNC)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                c.rx_errors += 1
+                break
+            if n < ETH_HLEN or n > size:
+                c.rx_errors += 1
+                continue
+            frames.append(view[:n].tobytes())
+            c.rx_frames += 1
+            c.rx_bytes += n
+        return frames
+
+    def close(self) -> None:
+        """Stop the switch (every other port is disconnected) and close this port."""
+        if not self.closed:
+            self.server.close()
+            self.server.engine.close()
+            self._sock.close()
+        super().close()
+
+    def describe(self) -> str:
+        """VNL and the switch directory."""
+        return f"{self.vnl} (serving {self.server.directory})"
+
+
+class HubPlug(SwitchPlug):
+    """``hub://DIR[opts]``: like ``switch://`` but every frame goes to every other port."""
+
+    HUB: ClassVar[bool] = True
