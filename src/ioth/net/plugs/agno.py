@@ -10,8 +10,7 @@ Wire format, compatible with ``libvdeplug_agno``::
 
 A received frame is delivered only if its decrypted header carries the ``agno`` tag and its time
 is within [-1, +2] s of ours (a replay window, as in the C module); anything else is dropped and
-counted in ``counters.rx_dropped`` (``bad_tag``/``bad_time`` tell which).  The C module returns
-frames two bytes longer than sent (trailing zero bytes); this plug returns the exact length.
+counted in ``counters.rx_dropped`` (``bad_tag``/``bad_time`` tell which).
 
 ``KEYFILE`` (default ``~/.vde_agno_key``; ``~`` expands to the home directory) holds 32 hex
 digits, the 128-bit key; other characters are ignored.  The C module maps an upper-case ``A``
