@@ -261,3 +261,49 @@ def test_acceptance_two_namespaces_ping_iperf3(switch_dir: Path, make_netns: obj
     finally:
         for proc in plugs:
             stop_process(proc)
+
+
+def test_dpipe_vde_plug_to_ioth_plug_joins_two_switches(tmp_path: Path) -> None:
+    """`dpipe vde_plug SW1 = ioth plug SW2` is a cable between two Debian switches."""
+    require_tools("vde_switch", "vde_plug", "dpipe")
+    procs: list[subprocess.Popen[bytes]] = []
+    plugs: list[Plug] = []
+    try:
+        dirs = [tmp_path / "sw1", tmp_path / "sw2"]
+        for d in dirs:
+            procs.append(subprocess.Popen(["vde_switch", "-s", str(d)], stdin=subprocess.PIPE,
+                                          stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL, start_new_session=True))
+        for d in dirs:
+            wait_for(lambda d=d: (d / "ctl").exists(), 10, what="vde_switch ctl")
+        procs.append(subprocess.Popen(
+            ["dpipe", "vde_plug", f"vde://{dirs[0]}", "=", *ioth_cmd("plug", str(dirs[1]))],
+            # dpipe makes its own session (it fails as a session leader); stop_process still
+            # reaches its process group by pid
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+        for d in dirs:
+            wait_for(lambda d=d: len(list(d.glob("0*"))) >= 1, 10, what="cable port")
+        a = open_plug(f"vde://{dirs[0]}")
+        b = open_plug(f"vde://{dirs[1]}")
+        plugs += [a, b]
+        f1 = frame(BCAST, MAC_A, b"across-the-cable", 1514)
+        assert a.send(f1)
+        assert collect(b, 1) == [f1]
+        f2 = frame(MAC_A, MAC_B, b"and-back", 300)
+        assert b.send(f2)
+        assert collect(a, 1) == [f2]
+        burst = [frame(MAC_B, MAC_A, bytes([i]) * 4, 60 + 10 * i) for i in range(100)]
+        for f in burst:
+            assert a.send(f)
+            time.sleep(0.0005)  # vde_switch queues are short; this is not a load test
+        assert collect(b, 100) == burst
+        # stopping the switch behind ioth plug ends the cable
+        stop_process(procs[1])
+        procs[2].wait(10)
+    finally:
+        for p in plugs:
+            p.close()
+        for proc in reversed(procs):
+            stop_process(proc)
+            if proc.stdin is not None:
+                proc.stdin.close()
