@@ -24,7 +24,7 @@ def _setns(fd: int) -> None:
 @contextlib.contextmanager
 def inside(ns_name: str) -> Iterator[None]:
     """Switch this thread into network namespace ``ns_name``, and back afterwards."""
-    home = os.open(f"/proc/thread-self/ns/net", os.O_RDONLY)
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     target = os.open(f"/var/run/netns/{ns_name}", os.O_RDONLY)
     try:
         _setns(target)

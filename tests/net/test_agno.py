@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from ioth.errors import VNLError
 from ioth.net.plugs.agno import (
     AGNO_TYPE,
     AgnoCodec,
@@ -17,7 +18,6 @@ from ioth.net.plugs.agno import (
     parse_ethtype,
     read_key,
 )
-from ioth.errors import VNLError
 from tests.net.memplug import MemPlug
 
 KEY = bytes(range(16))
@@ -92,7 +92,7 @@ def test_key_file_parsing(tmp_path: Path) -> None:
 
 def test_default_key_file_is_in_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
-    with pytest.raises(AgnoKeyError, match=".vde_agno_key"):
+    with pytest.raises(AgnoKeyError, match=r"\.vde_agno_key"):
         read_key(None)
     (tmp_path / ".vde_agno_key").write_text("f" * 32)
     assert read_key(None) == b"\xff" * 16

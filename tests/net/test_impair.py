@@ -97,7 +97,7 @@ def test_duplication_rate() -> None:
 
 
 def test_uniform_delay_distribution() -> None:
-    d, timeline = run_direction(DirectionParams(delay=0.020, jitter=0.005, nofifo=True),
+    _, timeline = run_direction(DirectionParams(delay=0.020, jitter=0.005, nofifo=True),
                                 gap=0.01)
     delays = [r - s for s, r in timeline]
     assert min(delays) >= 0.015 - 1e-9 and max(delays) <= 0.025 + 1e-9
@@ -107,7 +107,7 @@ def test_uniform_delay_distribution() -> None:
 
 
 def test_normal_delay_distribution() -> None:
-    d, timeline = run_direction(DirectionParams(delay=0.050, jitter=0.005, normal=True,
+    _, timeline = run_direction(DirectionParams(delay=0.050, jitter=0.005, normal=True,
                                                 nofifo=True), gap=0.01)
     delays = [r - s for s, r in timeline]
     assert abs(statistics.mean(delays) - 0.050) < 0.0002
@@ -117,10 +117,10 @@ def test_normal_delay_distribution() -> None:
 
 
 def test_fifo_is_kept_unless_nofifo() -> None:
-    d, timeline = run_direction(DirectionParams(delay=0.020, jitter=0.010), n=10_000)
+    _, timeline = run_direction(DirectionParams(delay=0.020, jitter=0.010), n=10_000)
     sent = [s for s, _ in timeline]
     assert sent == sorted(sent)
-    d, timeline = run_direction(DirectionParams(delay=0.020, jitter=0.010, nofifo=True),
+    _, timeline = run_direction(DirectionParams(delay=0.020, jitter=0.010, nofifo=True),
                                 n=10_000)
     sent = [s for s, _ in timeline]
     assert sent != sorted(sent)
@@ -157,7 +157,7 @@ def test_mtu_and_noise() -> None:
     d.submit(FRAME[:514], 0.0)
     assert d.stats.mtu_dropped == 1 and len(d.release(0.0)) == 1
     # 1000 bits per MiB on 1000-byte frames: lambda = 0.00763 flips per frame
-    noisy, timeline = run_direction(DirectionParams(noise=1000.0), n=N)
+    noisy, _ = run_direction(DirectionParams(noise=1000.0), n=N)
     lam = 1000.0 * len(FRAME) * 8 / (8 * 1048576)
     expected = N * (1 - math.exp(-lam))
     assert within(noisy.stats.damaged, expected, 5, math.sqrt(expected))
@@ -221,8 +221,8 @@ def test_plug_holds_frames_until_poll_at_and_set_changes_at_run_time() -> None:
 
 def test_wire_cli_over_udp_cables() -> None:
     """``ioth wire`` joins two udp cables with 100 % loss one way and none the other."""
-    from tests.net.test_udp import free_udp_port, recv_some
     from ioth.net.registry import open_plug
+    from tests.net.test_udp import free_udp_port, recv_some
 
     p = [free_udp_port() for _ in range(4)]
     a = open_plug(f"udp://{p[0]}->127.0.0.1:{p[1]}")

@@ -6,9 +6,9 @@ import struct
 
 import pytest
 
+import ioth.net.registry as reg
 from ioth.errors import VNLError
 from ioth.net.plugs.vlan import TPID_8021AD, TPID_8021Q, VlanPlug, parse_tags
-import ioth.net.registry as reg
 from ioth.net.registry import open_plug, parse_vnl
 from tests.net.memplug import MemPlug
 
