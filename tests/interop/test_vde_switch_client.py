@@ -307,3 +307,51 @@ def test_dpipe_vde_plug_to_ioth_plug_joins_two_switches(tmp_path: Path) -> None:
             stop_process(proc)
             if proc.stdin is not None:
                 proc.stdin.close()
+
+
+def test_cmd_plug_running_debian_vde_plug(switch_dir: Path) -> None:
+    """ioth cmd:// spawning Debian `vde_plug vde://SW`: stream framing with the real tool."""
+    a = open_plug(f"vde://{switch_dir}")
+    c = open_plug(f'cmd://"vde_plug vde://{switch_dir}"')
+    try:
+        wait_for(lambda: len(list(switch_dir.glob("0*"))) >= 2, 10, what="vde_plug port")
+        f1 = frame(BCAST, MAC_A, b"to-cmd", 1514)
+        assert a.send(f1)
+        assert collect(c, 1) == [f1]
+        burst = [frame(BCAST, MAC_C, bytes([i]) * 3, 64 + 14 * i) for i in range(60)]
+        for f in burst:
+            assert c.send(f)
+        assert collect(a, 60) == burst
+    finally:
+        c.close()
+        a.close()
+
+
+def test_debian_cmd_module_running_ioth_plug(switch_dir: Path, tmp_path: Path) -> None:
+    """Debian `vde_plug vde://SW cmd://"ioth plug ptp://X"`: ioth's stdin/stdout stream mode
+    under vdeplug4's cmd module."""
+    path = str(tmp_path / "cable")
+    ours = PtpPlug(path)
+    a = open_plug(f"vde://{switch_dir}")
+    child = " ".join(ioth_cmd("plug", f"ptp://{path}"))
+    proc = subprocess.Popen(["vde_plug", f"vde://{switch_dir}", f"cmd://{child}"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        wait_for(lambda: os.path.exists(path + "+"), 10, what="ioth plug under vde_plug")
+        f1 = frame(BCAST, MAC_A, b"switch-to-ptp", 1514)
+        deadline = time.monotonic() + 10
+        got: list[bytes] = []
+        while not got and time.monotonic() < deadline:  # the switch port may come up last
+            assert a.send(f1)
+            got = collect(ours, 1, timeout=0.3)
+        assert got and got[0] == f1
+        f2 = frame(MAC_A, MAC_B, b"ptp-to-switch", 500)
+        assert ours.send(f2)
+        assert collect(a, 1) == [f2]
+    finally:
+        stop_process(proc)
+        if proc.stderr is not None:
+            proc.stderr.close()
+        a.close()
+        ours.close()
