@@ -440,15 +440,20 @@ class SwitchServer:
                 os.chmod(path, self.mode)
                 if self.gid >= 0:
                     os.chown(path, -1, self.gid)
-                conn.setblocking(True)
-                conn.settimeout(2.0)
-                conn.sendall(pack_sockaddr_un(path))
-                conn.setblocking(False)
                 ep = _Endpoint(number, mtu + ETH_HLEN + VLAN_HLEN, description)
                 ep.path = path
                 ep.ctl = conn
                 self._setup_sock(ep, data)
                 self._attach(ep, vlan)
+                try:
+                    conn.settimeout(2.0)
+                    conn.sendall(pack_sockaddr_un(path))
+                    conn.setblocking(False)
+                except OSError:
+                    self._detach(ep)
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
+                    raise
         except BaseException:
             data.close()
             raise
