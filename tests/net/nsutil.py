@@ -44,3 +44,15 @@ def multicast_ready(ns: object, cidr: str = "198.18.5.1/24", cidr6: str = "fd00:
     sh(f"ip link add va type veth peer name vb && ip addr add {cidr} dev va && "
        f"ip -6 addr add {cidr6} dev va nodad && ip link set va up && ip link set vb up && "
        f"ip route add 224.0.0.0/4 dev va")
+
+
+def veth_between(ns1: object, ns2: object, cidr1: str = "198.18.0.1/24",
+                 cidr2: str = "198.18.0.2/24") -> None:
+    """Join ``ns1`` (interface ``va``) and ``ns2`` (``vb``) by a veth pair, with addresses and
+    the IPv4 multicast route through the pair on both sides."""
+    n2 = ns2.name  # type: ignore[attr-defined]
+    ns1.sh(f"ip link add va type veth peer name vb netns {n2} && "  # type: ignore[attr-defined]
+           f"ip addr add {cidr1} dev va && ip link set va up && "
+           f"ip route add 224.0.0.0/4 dev va")
+    ns2.sh(f"ip addr add {cidr2} dev vb && ip link set vb up && "  # type: ignore[attr-defined]
+           f"ip route add 224.0.0.0/4 dev vb")
