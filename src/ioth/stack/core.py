@@ -1,0 +1,316 @@
+"""The sans-IO core of a stack: interfaces, tables, timers, counters, Ethernet in and out.
+
+Rules (as in h11/aioquic): every entry point takes ``now`` (seconds, any monotonic origin);
+randomness comes from the injected ``random.Random``; nothing here touches time, sockets, select or
+threads.  Output is queued: Ethernet frames on each interface's ``txq`` (the runtime hands them to
+plugs) and timers in one heap (``next_deadline`` / ``poll``).  Malformed input raises
+:class:`~ioth.stack.errors.Drop` (a :class:`~ioth.wire.errors.WireError`) inside the core; it is
+counted and the frame dropped, never propagated to the caller.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+import struct
+from collections import Counter, deque
+from collections.abc import Callable
+from typing import Any
+
+from ioth.stack.arp import Arp
+from ioth.stack.errors import Drop
+from ioth.stack.icmp4 import ICMPv4
+from ioth.stack.interface import BROADCAST_MAC, Addr4, Interface
+from ioth.stack.ipv4 import IPv4
+from ioth.stack.route import Route, RouteTable
+from ioth.stack.udp import Udp
+from ioth.wire.errors import WireError
+
+ETH_P_IP = 0x0800
+ETH_P_ARP = 0x0806
+ETH_P_IPV6 = 0x86DD
+ETH_P_8021Q = 0x8100
+ETH_P_8021AD = 0x88A8
+_ETYPE = {ETH_P_IP: b"\x08\x00", ETH_P_ARP: b"\x08\x06", ETH_P_IPV6: b"\x86\xdd"}
+
+MAX_TXQ = 8192
+MAX_PMTU_ENTRIES = 1024
+PMTU_TIMEOUT = 600.0
+MAX_EVENTS = 256
+
+
+class StackCore:
+    """All protocol state of one network node."""
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self.rng = rng if rng is not None else random.Random()
+        self.counters: Counter[str] = Counter()
+        self.ifaces: dict[int, Interface] = {}
+        self._timers: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
+        self._seq = itertools.count()
+        self.routes4 = RouteTable(32)
+        self.routes6 = RouteTable(128)
+        self.local4: dict[bytes, int] = {}  # address -> ifindex
+        self.bcast4: set[bytes] = {b"\xff\xff\xff\xff"}
+        self.forwarding = False
+        self.pmtu: dict[bytes, tuple[int, float]] = {}
+        self.loopq: deque[tuple[int, bytes]] = deque()
+        self._draining = False
+        self.events: deque[str] = deque(maxlen=MAX_EVENTS)
+        self._icmp_tokens = 50.0
+        self._icmp_last = 0.0
+        self.icmp_rate = 100.0  # ICMP errors per second (token bucket)
+        self.icmp_burst = 50.0
+        self.arp = Arp(self)
+        self.ip4 = IPv4(self)
+        self.icmp4 = ICMPv4(self)
+        self.udp = Udp(self)
+        from ioth.stack.ipv6 import IPv6  # IPv6 pulls NDP/MLD/ICMPv6; imported here to keep order
+
+        self.ip6 = IPv6(self)
+        lo = self.add_interface("lo", b"\0" * 6, 65535, loopback=True)
+        lo.up = True
+        self.add_addr4(lo.index, bytes((127, 0, 0, 1)), 8, 0.0)
+        self.ip6.add_addr(lo.index, b"\0" * 15 + b"\1", 128, 0.0)
+
+    # -- timers ---------------------------------------------------------------------------
+    def schedule(self, when: float, callback: Callable[..., None], *args: Any) -> None:
+        """Call ``callback(now, *args)`` at ``when`` (no cancellation: callbacks check state)."""
+        heapq.heappush(self._timers, (when, next(self._seq), callback, args))
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`poll` must next be called (None: no timer pending)."""
+        return self._timers[0][0] if self._timers else None
+
+    def poll(self, now: float) -> None:
+        """Run every timer due at ``now``."""
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            _, _, callback, args = heapq.heappop(timers)
+            callback(now, *args)
+        self.drain_loopback(now)
+
+    # -- interfaces -----------------------------------------------------------------------
+    def add_interface(self, name: str, mac: bytes, mtu: int = 1500, loopback: bool = False,
+                      vnl: str = "", index: int = 0) -> Interface:
+        """Create an interface (down, no addresses)."""
+        if any(i.name == name for i in self.ifaces.values()):
+            raise ValueError(f"interface {name!r} exists")
+        if not index:
+            index = max(self.ifaces, default=0) + 1
+        elif index in self.ifaces:
+            raise ValueError(f"interface index {index} exists")
+        iface = Interface(index, name, mac, mtu, loopback=loopback, vnl=vnl)
+        self.ifaces[index] = iface
+        return iface
+
+    def del_interface(self, index: int) -> None:
+        """Remove an interface with its addresses, routes and neighbours."""
+        iface = self.ifaces[index]
+        for a in list(iface.addrs4):
+            self.del_addr4(index, a.addr, a.plen)
+        for a6 in list(iface.addrs6):
+            self.ip6.del_addr(index, a6.addr, a6.plen)
+        self.routes4.remove_if(index)
+        self.routes6.remove_if(index)
+        self.arp.cache.remove(index)
+        self.ip6.ndp.cache.remove(index)
+        del self.ifaces[index]
+
+    def set_up(self, index: int, up: bool, now: float) -> None:
+        """Bring a link up (announce addresses, start IPv6) or down."""
+        iface = self.ifaces[index]
+        if iface.up == up:
+            return
+        iface.up = up
+        if up:
+            for a in iface.addrs4:
+                self.arp.announce(iface, a.addr)
+            self.ip6.link_up(iface, now)
+        else:
+            iface.txq.clear()
+            self.arp.cache.remove(index)
+            self.ip6.link_down(iface)
+        self.drain_loopback(now)
+
+    def iface_by_name(self, name: str) -> Interface | None:
+        """The interface called ``name``."""
+        for iface in self.ifaces.values():
+            if iface.name == name:
+                return iface
+        return None
+
+    # -- IPv4 addresses and routes ----------------------------------------------------------
+    def add_addr4(self, index: int, addr: bytes, plen: int, now: float) -> None:
+        """Add an IPv4 address and its on-link route; announce it with a gratuitous ARP."""
+        iface = self.ifaces[index]
+        if any(a.addr == addr for a in iface.addrs4):
+            raise FileExistsError(17, "address already assigned")
+        value = int.from_bytes(addr, "big")
+        hostmask = (1 << (32 - plen)) - 1
+        bcast = (value | hostmask).to_bytes(4, "big") if plen < 31 else b"\xff\xff\xff\xff"
+        iface.addrs4.append(Addr4(addr, plen, bcast))
+        self.local4[addr] = index
+        if plen < 31:
+            self.bcast4.add(bcast)
+        if not iface.loopback or plen < 32:
+            self.routes4.add(Route(addr, plen, None, index, 0, "kernel"))
+        if iface.up and not iface.loopback:
+            self.arp.announce(iface, addr)
+
+    def del_addr4(self, index: int, addr: bytes, plen: int | None = None) -> None:
+        """Remove an IPv4 address (and its on-link route)."""
+        iface = self.ifaces[index]
+        for a in iface.addrs4:
+            if a.addr == addr and (plen is None or a.plen == plen):
+                iface.addrs4.remove(a)
+                self.local4.pop(addr, None)
+                self.bcast4 = {b"\xff\xff\xff\xff"} | {
+                    x.broadcast for i in self.ifaces.values() for x in i.addrs4 if x.plen < 31}
+                if not any(x.plen == a.plen and _same_net(x.addr, addr, a.plen)
+                           for x in iface.addrs4):
+                    self.routes4.remove(addr, a.plen, None, index)
+                return
+        raise FileNotFoundError(99, "address not assigned")
+
+    # -- path MTU ---------------------------------------------------------------------------
+    def pmtu_get(self, dst: bytes, now: float) -> int | None:
+        """Cached path MTU towards ``dst``."""
+        entry = self.pmtu.get(dst)
+        if entry is None:
+            return None
+        if entry[1] <= now:
+            del self.pmtu[dst]
+            return None
+        return entry[0]
+
+    def pmtu_set(self, dst: bytes, mtu: int, now: float) -> None:
+        """Remember a smaller path MTU towards ``dst`` (from ICMP frag needed / too big)."""
+        if dst not in self.pmtu and len(self.pmtu) >= MAX_PMTU_ENTRIES:
+            oldest = min(self.pmtu, key=lambda k: self.pmtu[k][1])
+            del self.pmtu[oldest]
+        self.pmtu[dst] = (mtu, now + PMTU_TIMEOUT)
+        self.counters["pmtu.updates"] += 1
+
+    def icmp_error_allowed(self, now: float) -> bool:
+        """Token-bucket limit on the ICMP errors this node sends (RFC 1812 4.3.2.8)."""
+        self._icmp_tokens = min(self.icmp_burst,
+                                self._icmp_tokens + (now - self._icmp_last) * self.icmp_rate)
+        self._icmp_last = now
+        if self._icmp_tokens < 1.0:
+            self.counters["icmp.errors_rate_limited"] += 1
+            return False
+        self._icmp_tokens -= 1.0
+        return True
+
+    def event(self, text: str) -> None:
+        """Record a notable event (DAD failure, address conflict) for introspection."""
+        self.events.append(text)
+
+    # -- Ethernet -------------------------------------------------------------------------
+    def input_frame(self, index: int, frame: bytes, now: float) -> None:
+        """Process one Ethernet frame received on interface ``index``."""
+        iface = self.ifaces.get(index)
+        counters = self.counters
+        if iface is None or not iface.up:
+            counters["eth.rx_link_down"] += 1
+            return
+        iface.rx_frames += 1
+        try:
+            self._eth_input(iface, frame, now)
+        except Drop as exc:
+            counters[exc.counter] += 1
+        except (WireError, struct.error, IndexError):
+            counters["eth.rx_malformed"] += 1
+        self.drain_loopback(now)
+
+    def _eth_input(self, iface: Interface, frame: bytes, now: float) -> None:
+        if len(frame) < 14:
+            raise Drop("eth.rx_runt")
+        dst = frame[:6]
+        multicast = bool(dst[0] & 1)
+        if not multicast and dst != iface.mac:
+            self.counters["eth.rx_other_host"] += 1
+            return
+        etype = (frame[12] << 8) | frame[13]
+        off = 14
+        if etype in (ETH_P_8021Q, ETH_P_8021AD):
+            if len(frame) < 18:
+                raise Drop("eth.rx_runt")
+            if ((frame[14] << 8) | frame[15]) & 0xFFF:
+                self.counters["eth.rx_other_vlan"] += 1
+                return
+            etype = (frame[16] << 8) | frame[17]
+            off = 18
+            self.counters["eth.rx_priority_tagged"] += 1
+        payload = memoryview(frame)[off:]
+        if etype == ETH_P_IP:
+            self.ip4.input(iface, payload, now, multicast)
+        elif etype == ETH_P_IPV6:
+            self.ip6.input(iface, payload, now, multicast)
+        elif etype == ETH_P_ARP:
+            self.arp.input(iface, payload, now)
+        else:
+            self.counters["eth.rx_unknown_type"] += 1
+
+    def eth_output(self, iface: Interface, dst_mac: bytes, etype: int, packet: bytes) -> None:
+        """Queue a frame for ``iface`` (IP packets on loopback go to the loopback queue)."""
+        if iface.loopback:
+            self.loopq.append((etype, packet))
+            return
+        if not iface.up:
+            iface.tx_dropped += 1
+            self.counters["eth.tx_link_down"] += 1
+            return
+        if len(iface.txq) >= MAX_TXQ:
+            iface.tx_dropped += 1
+            self.counters["eth.tx_queue_full"] += 1
+            return
+        iface.txq.append(b"".join((dst_mac, iface.mac, _ETYPE[etype], packet)))
+        iface.tx_frames += 1
+
+    def broadcast(self, iface: Interface, etype: int, packet: bytes) -> None:
+        """Queue ``packet`` to the Ethernet broadcast address."""
+        self.eth_output(iface, BROADCAST_MAC, etype, packet)
+
+    def drain_loopback(self, now: float) -> None:
+        """Deliver packets sent to this node itself (bounded work per call)."""
+        if self._draining or not self.loopq:
+            return
+        self._draining = True
+        lo = self.ifaces[1]
+        try:
+            budget = 10000
+            while self.loopq and budget:
+                budget -= 1
+                etype, packet = self.loopq.popleft()
+                lo.rx_frames += 1
+                lo.tx_frames += 1
+                try:
+                    if etype == ETH_P_IP:
+                        self.ip4.input(lo, memoryview(packet), now, False)
+                    else:
+                        self.ip6.input(lo, memoryview(packet), now, False)
+                except Drop as exc:
+                    self.counters[exc.counter] += 1
+                except (WireError, struct.error, IndexError):
+                    self.counters["lo.rx_malformed"] += 1
+        finally:
+            self._draining = False
+
+    def counters_by_protocol(self) -> dict[str, dict[str, int]]:
+        """Counters grouped by protocol: ``{"ipv4": {"rx": 3, ...}, ...}``."""
+        out: dict[str, dict[str, int]] = {}
+        for key, value in sorted(self.counters.items()):
+            proto, _, name = key.partition(".")
+            out.setdefault(proto, {})[name] = value
+        for name, stats in (("ipv4_reasm", self.ip4.reasm.stats),
+                            ("ipv6_reasm", self.ip6.reasm.stats)):
+            out[name] = dict(stats)
+        return out
+
+
+def _same_net(a: bytes, b: bytes, plen: int) -> bool:
+    shift = len(a) * 8 - plen
+    return (int.from_bytes(a, "big") >> shift) == (int.from_bytes(b, "big") >> shift)

@@ -1,0 +1,249 @@
+"""UDP (RFC 768, RFC 8200 8.1) and the ICMP echo endpoints, for IPv4 and IPv6.
+
+Header: sport(2) dport(2) length(2) checksum(2).  Over IPv4 a zero checksum means "none"; over
+IPv6 a zero checksum is invalid and the datagram is dropped.  Demultiplexing prefers a connected
+endpoint, then one bound to the destination address, then a wildcard one.
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+from typing import TYPE_CHECKING
+
+from ioth.stack.checksum import fold, pseudo4, pseudo6, raw_sum, verify
+from ioth.stack.endpoints import Endpoint
+from ioth.stack.errors import Drop
+from ioth.stack.interface import Interface
+
+if TYPE_CHECKING:
+    from ioth.stack.core import StackCore
+
+HDR = struct.Struct("!HHHH")
+EPHEMERAL_LOW = 32768
+EPHEMERAL_HIGH = 60999
+MAX_ENDPOINTS = 65536
+
+
+class Udp:
+    """UDP and ping endpoint tables of one stack."""
+
+    def __init__(self, core: StackCore) -> None:
+        self.core = core
+        self.ports: dict[tuple[int, int, int], list[Endpoint]] = {}
+
+    # -- endpoint management --------------------------------------------------------------
+    def open(self, family: int, proto: int) -> Endpoint:
+        """A new unbound endpoint (proto 17 UDP, 1/58 ICMP echo)."""
+        return Endpoint(family, proto)
+
+    def _conflict(self, ep: Endpoint, addr: bytes | None, port: int) -> bool:
+        for other in self.ports.get((ep.family, ep.proto, port), ()):
+            if other is ep:
+                continue
+            if ep.reuse and other.reuse:
+                continue
+            if addr is None or other.local_addr is None or other.local_addr == addr:
+                return True
+        return False
+
+    def bind(self, ep: Endpoint, addr: bytes | None, port: int) -> None:
+        """Bind to ``addr`` (None: any) and ``port`` (0: ephemeral)."""
+        if ep.local_port:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        if addr is not None and not self._is_local(ep.family, addr):
+            raise OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address")
+        if port == 0:
+            port = self._ephemeral(ep, addr)
+        elif self._conflict(ep, addr, port):
+            raise OSError(errno.EADDRINUSE, "Address already in use")
+        ep.local_addr = addr
+        ep.local_port = port
+        self.ports.setdefault((ep.family, ep.proto, port), []).append(ep)
+
+    def _is_local(self, family: int, addr: bytes) -> bool:
+        if family == 4:
+            return addr in self.core.local4 or addr[0] >= 224
+        return self.core.ip6.is_local(addr) or addr[0] == 0xFF
+
+    def _ephemeral(self, ep: Endpoint, addr: bytes | None) -> int:
+        rng = self.core.rng
+        span = EPHEMERAL_HIGH - EPHEMERAL_LOW + 1
+        start = rng.randrange(span)
+        for i in range(span):
+            port = EPHEMERAL_LOW + (start + i) % span
+            if not self._conflict(ep, addr, port):
+                return port
+        raise OSError(errno.EADDRINUSE, "Address already in use")
+
+    def connect(self, ep: Endpoint, addr: bytes, port: int) -> None:
+        """Fix the peer; check there is a route to it."""
+        self._route(ep, addr)
+        if not ep.local_port:
+            self.bind(ep, None, 0)
+        ep.remote_addr = addr
+        ep.remote_port = port
+
+    def disconnect(self, ep: Endpoint) -> None:
+        """Forget the peer (connect to AF_UNSPEC)."""
+        ep.remote_addr = None
+        ep.remote_port = 0
+
+    def close(self, ep: Endpoint) -> None:
+        """Release the endpoint's port."""
+        ep.closed = True
+        key = (ep.family, ep.proto, ep.local_port)
+        lst = self.ports.get(key)
+        if lst and ep in lst:
+            lst.remove(ep)
+            if not lst:
+                del self.ports[key]
+
+    def _route(self, ep: Endpoint, dst: bytes) -> tuple[Interface, bytes, bytes]:
+        """(interface, next hop, source address) for sending from ``ep`` to ``dst``."""
+        if ep.family == 4:
+            iface, nexthop = self.core.ip4.route(dst, ep.ifindex)
+            src = ep.local_addr if ep.local_addr is not None and ep.local_addr[0] < 224 \
+                else self.core.ip4.source_for(iface, nexthop)
+        else:
+            iface, nexthop = self.core.ip6.route(dst, ep.ifindex)
+            src = ep.local_addr if ep.local_addr is not None and ep.local_addr[0] != 0xFF \
+                else self.core.ip6.source_for(iface, dst)
+        return iface, nexthop, src
+
+    # -- sending --------------------------------------------------------------------------
+    def sendto(self, ep: Endpoint, data: bytes, addr: bytes | None, port: int,
+               now: float) -> int:
+        """Send one datagram; returns its length.  OSError on failure (with errno)."""
+        if addr is None:
+            if ep.remote_addr is None:
+                raise OSError(errno.EDESTADDRREQ, "Destination address required")
+            addr, port = ep.remote_addr, ep.remote_port
+        core = self.core
+        if ep.proto == 17:
+            if not 0 < port < 65536:
+                raise OSError(errno.EINVAL, "Invalid argument")
+            max_payload = 65535 - 8 - (20 if ep.family == 4 else 0)
+            if len(data) > max_payload:
+                raise OSError(errno.EMSGSIZE, "Message too long")
+            if ep.family == 4 and (addr in core.bcast4) and not ep.broadcast:
+                raise OSError(errno.EACCES, "Permission denied")
+        iface, _nexthop, src = self._route(ep, addr)
+        if not ep.local_port:
+            self.bind(ep, None, 0)
+        if ep.proto == 17:
+            length = 8 + len(data)
+            pseudo = pseudo4(src, addr, 17, length) if ep.family == 4 else \
+                pseudo6(src, addr, 17, length)
+            csum = (~fold(raw_sum(data) + pseudo + ep.local_port + port + length)) & 0xFFFF
+            segment = HDR.pack(ep.local_port, port, length, csum or 0xFFFF) + data
+            proto = 17
+        else:
+            echo_type = 8 if ep.family == 4 else 128
+            if len(data) < 8 or data[0] != echo_type or data[1] != 0:
+                raise OSError(errno.EINVAL, "Invalid argument")
+            msg = bytearray(data)
+            struct.pack_into("!HH", msg, 2, 0, ep.local_port)
+            initial = 0 if ep.family == 4 else pseudo6(src, addr, 58, len(msg))
+            struct.pack_into("!H", msg, 2, (~fold(raw_sum(msg) + initial)) & 0xFFFF)
+            segment = bytes(msg)
+            proto = 1 if ep.family == 4 else 58
+            core.counters[f"icmp{ep.family}.tx_echo_request"] += 1
+        if ep.family == 4:
+            df = False
+            core.ip4.output(src, addr, proto, segment, now, ttl=ep.hop_limit, df=df,
+                            ifindex=ep.ifindex)
+        else:
+            core.ip6.output(src, addr, proto, segment, now, hop_limit=ep.hop_limit,
+                            ifindex=iface.index)
+        if proto == 17:
+            core.counters["udp.tx"] += 1
+        core.drain_loopback(now)
+        return len(data)
+
+    # -- receiving ------------------------------------------------------------------------
+    def _lookup(self, family: int, proto: int, dst: bytes, dport: int, src: bytes, sport: int,
+                ifindex: int) -> Endpoint | None:
+        best = None
+        best_score = -1
+        for ep in self.ports.get((family, proto, dport), ()):
+            score = 0
+            if ep.local_addr is not None:
+                if ep.local_addr != dst:
+                    continue
+                score += 2
+            if ep.remote_addr is not None:
+                if ep.remote_addr != src or (ep.remote_port and ep.remote_port != sport):
+                    continue
+                score += 4
+            if ep.ifindex:
+                if ep.ifindex != ifindex:
+                    continue
+                score += 1
+            if score > best_score:
+                best, best_score = ep, score
+        return best
+
+    def input(self, family: int, iface: Interface, src: bytes, dst: bytes, seg: memoryview,
+              orig: memoryview, now: float, multicast: bool) -> None:
+        """Process a received UDP datagram."""
+        core = self.core
+        counters = core.counters
+        if len(seg) < 8:
+            raise Drop("udp.rx_truncated")
+        sport, dport, length, csum = HDR.unpack_from(seg)
+        if length < 8 or length > len(seg):
+            raise Drop("udp.rx_bad_length")
+        if length != len(seg):
+            seg = seg[:length]
+        if family == 4:
+            if csum and not verify(seg, pseudo4(src, dst, 17, length)):
+                raise Drop("udp.rx_bad_checksum")
+        else:
+            if csum == 0:
+                raise Drop("udp.rx_zero_checksum_v6")
+            if not verify(seg, pseudo6(src, dst, 17, length)):
+                raise Drop("udp.rx_bad_checksum")
+        counters["udp.rx"] += 1
+        ep = self._lookup(family, 17, dst, dport, src, sport, iface.index)
+        if ep is None:
+            counters["udp.rx_no_port"] += 1
+            if not multicast:
+                if family == 4:
+                    core.icmp4.send_error(3, 3, orig, now, in_iface=iface)
+                else:
+                    core.ip6.icmp.send_error(1, 4, orig, now, in_iface=iface)
+            return
+        if not ep.deliver(bytes(seg[8:]), src, sport, iface.index):
+            counters["udp.rx_buffer_drops"] += 1
+
+    def ping_reply(self, family: int, src: bytes, dst: bytes, ident: int, msg: bytes) -> None:
+        """Deliver an ICMP echo reply to the ping endpoint owning ``ident``."""
+        proto = 1 if family == 4 else 58
+        ep = self._lookup(family, proto, dst, ident, src, 0, 0)
+        if ep is None:
+            self.core.counters[f"icmp{family}.rx_echo_reply_no_socket"] += 1
+            return
+        ep.deliver(msg, src, 0, 0)
+
+    def icmp_error(self, family: int, lsrc: bytes, sport: int, rdst: bytes, dport: int,
+                   err: int, fatal: bool) -> None:
+        """Report an ICMP error about a datagram we sent to the connected endpoint that sent it."""
+        ep = self._lookup(family, 17, lsrc, sport, rdst, dport, 0)
+        if ep is None or ep.remote_addr is None or not fatal:
+            self.core.counters["udp.icmp_errors_ignored"] += 1
+            return
+        self.core.counters["udp.icmp_errors_reported"] += 1
+        ep.set_error(err)
+
+    def ping_error(self, family: int, lsrc: bytes, ident: int, rdst: bytes, err: int,
+                   fatal: bool) -> None:
+        """Report an ICMP error about an echo request to a connected ping endpoint."""
+        proto = 1 if family == 4 else 58
+        ep = self._lookup(family, proto, lsrc, ident, rdst, 0, 0)
+        if ep is not None and ep.remote_addr is not None and fatal:
+            ep.set_error(err)
+
+    def endpoints(self) -> list[Endpoint]:
+        """Every bound endpoint."""
+        return [ep for lst in self.ports.values() for ep in lst]
