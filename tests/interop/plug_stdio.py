@@ -21,7 +21,8 @@ from ioth.net.registry import open_plug
 
 def report(plug: Any) -> None:
     data: dict[str, Any] = plug.counters.as_dict()
-    for name in ("unicast_tx", "multicast_tx", "echo_dropped", "closes_received"):
+    for name in ("unicast_tx", "multicast_tx", "unicast_rx", "multicast_rx", "echo_dropped",
+                 "closes_received"):
         if hasattr(plug, name):
             data[name] = getattr(plug, name)
     codec = getattr(plug, "codec", None)

@@ -193,6 +193,9 @@ class VxvdePlug(Plug):
         self.multicast_tx = 0
         self.unicast_tx = 0
         self.closes_received = 0
+        #: frames received on the unicast socket (their sender had learned our MAC)
+        self.unicast_rx = 0
+        self.multicast_rx = 0
         self._local6 = local_ipv6_addresses() if family == socket.AF_INET6 else frozenset()
         self.multi = socket.socket(family, socket.SOCK_DGRAM)
         self.uni = socket.socket(family, socket.SOCK_DGRAM)
@@ -305,6 +308,10 @@ class VxvdePlug(Plug):
                 continue
             frame = data[VX_HLEN:]
             learn(frame[6:12], sender, now)
+            if is_multi:
+                self.multicast_rx += 1
+            else:
+                self.unicast_rx += 1
             counters.rx_frames += 1
             counters.rx_bytes += n
             out.append(frame)

@@ -1,0 +1,84 @@
+"""vxvde: an ioth endpoint and Debian's ``vde_plug vxvde://`` in two namespaces joined by veth."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.interop.streams import StreamPeer
+from tests.net import nsutil
+from tests.support.peers import require_tools
+
+pytestmark = pytest.mark.interop
+
+PLUG_STDIO = str(Path(__file__).with_name("plug_stdio.py"))
+BCAST = bytes.fromhex("ffffffffffff")
+MAC_IOTH = bytes.fromhex("02000000a001")
+MAC_DEB = bytes.fromhex("02000000d001")
+
+
+def frame(dst: bytes, src: bytes, tag: int, size: int = 100) -> bytes:
+    return dst + src + b"\x88\xb5" + bytes([tag]) * (size - 14)
+
+
+def start_ioth(ns: object, vnl: str) -> StreamPeer:
+    proc = ns.popen([sys.executable, PLUG_STDIO, vnl],  # type: ignore[attr-defined]
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    assert line == b"ready\n", line + proc.stderr.read()
+    return StreamPeer(proc)
+
+
+def finish_ioth(peer: StreamPeer) -> dict[str, int]:
+    peer.close_stdin()
+    peer.proc.wait(10)
+    assert peer.proc.stderr is not None
+    lines = peer.proc.stderr.read().decode().strip().splitlines()
+    data: dict[str, int] = json.loads(lines[-1])
+    return data
+
+
+def send_until(sender: StreamPeer, receiver: StreamPeer, f: bytes, tries: int = 15) -> bytes:
+    """Send ``f`` until the receiver gets it (the peer may still be starting)."""
+    for _ in range(tries):
+        sender.send(f)
+        got = receiver.recv_matching(lambda g: g == f, timeout=0.3)
+        if got is not None:
+            return got
+    pytest.fail("frame never arrived")
+
+
+@pytest.mark.parametrize("family", ["v4", "v6"])
+def test_ioth_and_debian_vxvde_exchange_and_learn(make_netns: object, family: str) -> None:
+    require_tools("vde_plug")
+    ns1, ns2 = make_netns(), make_netns()  # type: ignore[operator]
+    nsutil.veth_between(ns1, ns2)
+    if family == "v4":
+        vnl_ioth = vnl_deb = "vxvde://239.1.2.3"
+    else:
+        ns1.sh("ip -6 addr add fd00:5::1/64 dev va nodad")
+        ns2.sh("ip -6 addr add fd00:5::2/64 dev vb nodad")
+        vnl_ioth, vnl_deb = "vxvde://ff05:56de::3/if=va", "vxvde://ff05:56de::3/if=vb"
+    deb = StreamPeer(ns2.popen(["vde_plug", vnl_deb], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE))
+    io = start_ioth(ns1, vnl_ioth)
+    # ioth -> Debian, broadcast (to the group)
+    send_until(io, deb, frame(BCAST, MAC_IOTH, 1))
+    # Debian learned our MAC: its answer comes unicast
+    reply = frame(MAC_IOTH, MAC_DEB, 2, 1514)
+    deb.send(reply)
+    assert io.recv_matching(lambda g: g == reply) == reply
+    # we learned Debian's MAC: our frame goes unicast and Debian delivers it
+    to_deb = frame(MAC_DEB, MAC_IOTH, 3, 60)
+    io.send(to_deb)
+    assert deb.recv_matching(lambda g: g == to_deb) == to_deb
+    stats = finish_ioth(io)
+    assert stats["unicast_tx"] >= 1, stats
+    assert stats["unicast_rx"] >= 1, stats  # Debian's learning, seen from our side
+    assert stats["echo_dropped"] >= 1, stats
+    assert stats["rx_errors"] == 0
