@@ -5,10 +5,13 @@ Everything that creates an interface does it inside a namespace the test creates
 
 from __future__ import annotations
 
+import pathlib
 import secrets
 import select
+import shutil
 import struct
 import subprocess
+import sys
 from collections.abc import Callable
 
 import pytest
@@ -273,3 +276,30 @@ def test_interface_deleted_raises_plug_closed(make_netns: Callable[[], Netns]) -
             for _ in range(50):
                 select.select([plug.fileno()], [], [], 0.1)
                 plug.recv_frames()
+
+
+def test_no_permission_is_clear_oserror(tmp_path: pathlib.Path) -> None:
+    """Without CAP_NET_ADMIN (or without access to the device) the OSError says what is missing."""
+    require_root()
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv is not installed")
+    locked = tmp_path / "tun"
+    locked.write_bytes(b"")
+    locked.chmod(0)
+    code = ("import sys\n"
+            "from ioth.net.plugs import tap\n"
+            "if sys.argv[1:]: tap.TUN_DEVICE = sys.argv[1]\n"
+            "try:\n"
+            "    tap.TapPlug('ttnoperm0')\n"
+            "except OSError as e:\n"
+            "    print(type(e).__name__, e)\n")
+    outputs = []
+    for extra in ([], [str(locked)]):
+        proc = subprocess.run(
+            ["setpriv", "--bounding-set=-net_admin,-dac_override,-dac_read_search",
+             "--inh-caps=-all", sys.executable, "-c", code, *extra],
+            capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 0, proc.stderr
+        outputs.append(proc.stdout)
+    assert outputs[0].startswith("PermissionError") and "CAP_NET_ADMIN" in outputs[0]
+    assert outputs[1].startswith("PermissionError") and "no permission" in outputs[1]

@@ -247,6 +247,10 @@ class TapPlug(Plug):
     link_mtu: int
     offload: bool
     netns: str | None
+    #: Received frames whose partial checksum (NEEDS_CSUM) this plug completed.
+    csum_completed: int
+    #: Frames sent with a TCPV4/TCPV6 GSO header (the kernel segments them).
+    gso_sent: int
 
     def __init__(self, ifname: str, *, mtu: int | None = None, up: bool = False,
                  netns: str | None = None, offload: bool = False, vnl: str = "") -> None:
@@ -274,6 +278,8 @@ class TapPlug(Plug):
         self.link_mtu = link_mtu
         self.offload = offload
         self.netns = netns
+        self.csum_completed = 0
+        self.gso_sent = 0
         self._rxbuf = bytearray(RX_BUFFER)
         self._rxview = memoryview(self._rxbuf)
         self._rxvec = [self._rxview]
@@ -309,7 +315,10 @@ class TapPlug(Plug):
             return False
         try:
             if self.offload:
-                os.writev(self._fd, (gso_header(frame, self.link_mtu), frame))
+                header = gso_header(frame, self.link_mtu)
+                os.writev(self._fd, (header, frame))
+                if header is not _VNET_NONE:
+                    self.gso_sent += 1
             else:
                 os.write(self._fd, frame)
         except OSError as exc:
@@ -355,6 +364,7 @@ class TapPlug(Plug):
                         counters.rx_errors += 1
                         continue
                     finish_checksum(view, start, n, offset)
+                    self.csum_completed += 1
                 frame = bytes(view[VNET_HDR_LEN:n])
                 n -= VNET_HDR_LEN
             else:
