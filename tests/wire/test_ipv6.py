@@ -122,8 +122,7 @@ def test_quoted() -> None:
 
 
 def test_addresses() -> None:
-    from scapy.layers.inet6 import in6_getnsma
-    from scapy.utils6 import in6_mactoifaceid
+    from scapy.utils6 import in6_getnsma, in6_mactoifaceid
     assert V.addr_to_str(S) == "2001:db8::1" and V.str_to_addr("2001:db8::2") == D
     for bad in ("2001:db8::1::2", "192.0.2.1", "fe80::1%eth0", "g::1"):
         with pytest.raises(AddressError, match="IPv6"):
