@@ -35,6 +35,8 @@ from ioth.net.vnl import VNL, Style
 AGNO_TYPE = 0xA6DE
 AGNO_TAG = b"agno"
 AGNO_HLEN = 16
+#: how much bigger than its cleartext an agno frame can be (header + padding, rounded)
+AGNO_GROWTH = 32
 DEFAULT_KEYFILE = "~/.vde_agno_key"
 #: accepted clock skew (receiver time - sender time), seconds
 SKEW_MIN, SKEW_MAX = -1, 2
@@ -157,9 +159,10 @@ class AgnoPlug(WrapperPlug):
     KEYS: ClassVar[tuple[str, ...]] = ("ethtype",)
 
     def __init__(self, inner: Plug, key: bytes, ethtype: int | None = AGNO_TYPE,
-                 vnl: str = "", clock: Callable[[], float] = time.time) -> None:
+                 vnl: str = "", clock: Callable[[], float] = time.time,
+                 mtu: int | None = None) -> None:
         # the agno header and padding take up to 31 bytes of the nested plug's frames
-        super().__init__(inner, vnl, max(68, inner.mtu - 32))
+        super().__init__(inner, vnl, mtu if mtu is not None else max(68, inner.mtu - AGNO_GROWTH))
         self.codec = AgnoCodec(key, ethtype)
         self.clock = clock
 
@@ -171,8 +174,11 @@ class AgnoPlug(WrapperPlug):
         key = read_key(vnl.address or None)
         ethtype = parse_ethtype(vnl.get("ethtype", "") or "", vnl.text)
         assert vnl.nested is not None
-        inner = open_plug(vnl.nested, **kwargs)
-        return cls(inner, key, ethtype, vnl.text)
+        # the nested plug is opened for frames AGNO_GROWTH bytes bigger, so that full-size
+        # frames fit once encrypted (as with the C module over udp:// or vxvde://)
+        mtu = int(kwargs.pop("mtu", None) or cls.DEFAULT_MTU)
+        inner = open_plug(vnl.nested, mtu=mtu + AGNO_GROWTH, **kwargs)
+        return cls(inner, key, ethtype, vnl.text, mtu=mtu)
 
     def send(self, frame: bytes | bytearray | memoryview) -> bool:
         """Encrypt and send one frame."""
