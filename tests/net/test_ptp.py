@@ -94,3 +94,16 @@ def test_bad_vnl() -> None:
         open_plug("ptp://")
     with pytest.raises(VNLError):
         open_plug("ptp:///tmp/x[mtu=70000]")
+
+
+def test_jumbo_64k_frames(tmp_path: Path) -> None:
+    path = str(tmp_path / "j")
+    a = PtpPlug(path, mtu=65535)
+    b = PtpPlug(path, mtu=65535)
+    big = FRAME[:14] + os.urandom(65535 + 4)  # mtu + header + one VLAN tag
+    assert len(big) == a.max_frame == 65553
+    assert a.send(big)
+    assert _recv(b) == [big]
+    assert not a.send(big + b"!")
+    a.close()
+    b.close()

@@ -134,3 +134,29 @@ def test_sockaddr_roundtrip() -> None:
     assert vdemod.unpack_sockaddr_un(raw) == "/tmp/sw/001.5"
     with pytest.raises(OSError):
         vdemod.unpack_sockaddr_un(raw[:100])
+
+
+def test_default_directory_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a directory the plug tries each default in turn (vdeplug4's order)."""
+    sw = MiniSwitch(tmp_path)
+    monkeypatch.setattr(vdemod, "FALLBACK_DIRS", (str(tmp_path / "absent"), str(tmp_path)))
+    plug = open_plug("vde://")
+    sw.thread.join(5)
+    assert plug.directory == str(tmp_path)
+    assert sw.request[:4] == b"\xce\xfa\xed\xfe"
+    plug.close()
+    sw.close()
+
+
+def test_jumbo_frames_to_a_switch_that_takes_them(tmp_path: Path) -> None:
+    sw = MiniSwitch(tmp_path)
+    plug = open_plug(f"vde://{tmp_path}[mtu=65535]")
+    sw.thread.join(5)
+    big = FRAME[:14] + os.urandom(65535 + 4)
+    assert plug.send(big)
+    assert sw.data.recv(70000) == big
+    sw.data.send(big)
+    select.select([plug.fileno()], [], [], 2)
+    assert plug.recv_frames() == [big]
+    plug.close()
+    sw.close()
