@@ -6,6 +6,7 @@ stack, plugged into VDE-compatible virtual Ethernet networks.
 
 from ioth.errors import ConfigError, IothUserError, PlugClosedError, VNLError
 from ioth.net import open_plug, parse_vnl
+from ioth.stack.stack import Stack, msocket
 
 __version__ = "0.1.0"
 
@@ -13,8 +14,10 @@ __all__ = [
     "ConfigError",
     "IothUserError",
     "PlugClosedError",
+    "Stack",
     "VNLError",
     "__version__",
+    "msocket",
     "open_plug",
     "parse_vnl",
 ]

@@ -1,0 +1,450 @@
+"""``ioth.Stack``: one network node (interfaces, addresses, routes, neighbours, sockets).
+
+The protocol state lives in a sans-IO :class:`~ioth.stack.core.StackCore`; this class adds the
+public API (iothpy-compatible configuration calls, iothconf strings, introspection, sockets), one
+lock (core locking: every call runs protocol code directly under it) and the runtime that moves
+frames between interfaces and plugs.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+import random
+import socket as _socket
+import threading
+from typing import Any
+
+from ioth.errors import ConfigError
+from ioth.net.registry import open_plug
+from ioth.runtime.engine import Engine
+from ioth.stack.config import parse_config
+from ioth.stack.core import StackCore
+from ioth.stack.hashaddr import hash_mac, mac_to_str, parse_mac
+from ioth.stack.interface import Interface
+from ioth.stack.route import Route
+from ioth.stack.runtime import StackRuntime
+from ioth.stack.sockets import DatagramSocket
+
+log = logging.getLogger(__name__)
+
+_UNSUPPORTED = {"dhcp": "DHCPv4", "dhcp6": "DHCPv6", "rd": "router discovery (rd)",
+                "slaac": "SLAAC"}
+
+
+def split_ifname(vnl: str) -> tuple[str | None, str]:
+    """Split an optional ``NAME:`` prefix off a VNL.
+
+    The prefix is the text before the first ':' when it contains no '/' and the ':' is not the
+    start of '://' (so ``vde:///tmp/sw`` has no name and ``eth1:vde:///tmp/sw`` is named eth1).
+    """
+    idx = vnl.find(":")
+    if idx <= 0:
+        return None, vnl
+    name = vnl[:idx]
+    if "/" in name or vnl[idx + 1 : idx + 3] == "//":
+        return None, vnl
+    return name, vnl[idx + 1 :]
+
+
+def _packed(family: int, addr: str | bytes) -> bytes:
+    if isinstance(addr, bytes):
+        want = 4 if family == _socket.AF_INET else 16
+        if len(addr) != want:
+            raise ValueError(f"address must be {want} bytes")
+        return addr
+    ip = ipaddress.ip_address(addr)
+    if (ip.version == 4) != (family == _socket.AF_INET):
+        raise ValueError(f"{addr!r} does not match the address family")
+    return ip.packed
+
+
+class Stack:
+    """A user-mode IPv4/IPv6 stack: ``Stack(vnl=None, config="")``.
+
+    ``vnl`` is a VNL or a list of VNLs; interfaces are named vde0, vde1, ... (``NAME:VNL`` names
+    one).  ``config`` is an iothconf string.  ``engine`` shares an engine thread (default: the
+    process-wide one); ``own_thread=True`` gives the stack its own.  ``rng`` makes MACs, ports and
+    identifiers reproducible.
+    """
+
+    def __init__(self, vnl: str | list[str] | tuple[str, ...] | None = None, config: str = "",
+                 *, engine: Engine | None = None, own_thread: bool = False,
+                 rng: random.Random | None = None) -> None:
+        self.lock = threading.RLock()
+        self.closed = False
+        self.core = StackCore(rng if rng is not None else random.Random())
+        self.runtime = StackRuntime(self, engine, own_thread)
+        self._sockets: set[DatagramSocket] = set()
+        self.dns: list[str] = []
+        self.domain: str | None = None
+        self.fqdn: str | None = None
+        self.impl = "ioth"
+        try:
+            vnls = [vnl] if isinstance(vnl, str) else list(vnl or [])
+            for v in vnls:
+                self.iplink_add_vde(-1, v)
+            if config:
+                self.config(config)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def now(self) -> float:
+        """The stack's clock (the engine's monotonic clock)."""
+        return self.runtime.clock()
+
+    def close(self) -> None:
+        """Close every socket and plug of this stack."""
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+            for s in list(self._sockets):
+                s.close()
+        self.runtime.close()
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        names = ",".join(i.name for i in self.core.ifaces.values())
+        return f"<ioth.Stack {names}{' closed' if self.closed else ''}>"
+
+    def _iface(self, ifindex: int) -> Interface:
+        iface = self.core.ifaces.get(ifindex)
+        if iface is None:
+            raise OSError(errno.ENODEV, f"No such device: ifindex {ifindex}")
+        return iface
+
+    # -- iothpy-compatible configuration --------------------------------------------------
+    def if_nametoindex(self, name: str) -> int:
+        """Interface index of ``name``; OSError(ENODEV) if there is none."""
+        iface = self.core.iface_by_name(name)
+        if iface is None:
+            raise OSError(errno.ENODEV, f"No such device: {name}")
+        return iface.index
+
+    def if_indextoname(self, ifindex: int) -> str:
+        """Name of interface ``ifindex``."""
+        return self._iface(ifindex).name
+
+    def linksetupdown(self, ifindex: int, updown: bool | int) -> None:
+        """Bring a link up (1/True) or down."""
+        with self.lock:
+            self._iface(ifindex)
+            self.core.set_up(ifindex, bool(updown), self.now())
+            self.runtime.flush()
+
+    def linksetaddr(self, ifindex: int, mac: str | bytes) -> None:
+        """Set the MAC address of an interface."""
+        try:
+            value = parse_mac(mac)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        with self.lock:
+            self._iface(ifindex).mac = value
+
+    def linkgetaddr(self, ifindex: int) -> str:
+        """MAC address of an interface as ``aa:bb:cc:dd:ee:ff``."""
+        return mac_to_str(self._iface(ifindex).mac)
+
+    def linksetmtu(self, ifindex: int, mtu: int) -> None:
+        """Set the MTU (68..65535, at most what the interface's plug carries)."""
+        with self.lock:
+            iface = self._iface(ifindex)
+            plug = self.runtime.plugs.get(ifindex)
+            limit = plug.mtu if plug is not None else 65535
+            if not 68 <= mtu <= min(limit, 65535):
+                raise OSError(errno.EINVAL, f"MTU {mtu} out of range 68..{limit}")
+            iface.mtu = mtu
+
+    def ipaddr_add(self, family: int, addr: str | bytes, prefixlen: int, ifindex: int) -> None:
+        """Add an address (IPv6 addresses go through DAD first)."""
+        packed = _packed(family, addr)
+        with self.lock:
+            self._iface(ifindex)
+            if family == _socket.AF_INET:
+                if not 0 <= prefixlen <= 32:
+                    raise OSError(errno.EINVAL, "bad prefix length")
+                self.core.add_addr4(ifindex, packed, prefixlen, self.now())
+            else:
+                if not 0 <= prefixlen <= 128:
+                    raise OSError(errno.EINVAL, "bad prefix length")
+                self.core.ip6.add_addr(ifindex, packed, prefixlen, self.now())
+            self.runtime.flush()
+
+    def ipaddr_del(self, family: int, addr: str | bytes, prefixlen: int, ifindex: int) -> None:
+        """Remove an address."""
+        packed = _packed(family, addr)
+        with self.lock:
+            self._iface(ifindex)
+            if family == _socket.AF_INET:
+                self.core.del_addr4(ifindex, packed, prefixlen)
+            else:
+                self.core.ip6.del_addr(ifindex, packed, prefixlen)
+            self.runtime.flush()
+
+    def iproute_add(self, family: int, gw: str | bytes | None, dst: str | bytes | None = None,
+                    dst_prefix: int = 0, ifindex: int = 0) -> None:
+        """Add a route to ``dst/dst_prefix`` (default route when dst is None) via ``gw``."""
+        table = self.core.routes4 if family == _socket.AF_INET else self.core.routes6
+        size = 4 if family == _socket.AF_INET else 16
+        gateway = _packed(family, gw) if gw is not None else None
+        target = _packed(family, dst) if dst is not None else b"\0" * size
+        with self.lock:
+            if not ifindex:
+                if gateway is None:
+                    raise OSError(errno.EINVAL, "a route needs a gateway or an interface")
+                route = table.lookup(gateway)
+                if route is None or route.gateway is not None:
+                    raise OSError(errno.ENETUNREACH, "gateway is not on a connected network")
+                ifindex = route.ifindex
+            self._iface(ifindex)
+            table.add(Route(target, dst_prefix, gateway, ifindex, 0 if gateway is None else 1))
+
+    def iproute_del(self, family: int, gw: str | bytes | None, dst: str | bytes | None = None,
+                    dst_prefix: int = 0, ifindex: int = 0) -> None:
+        """Remove a route."""
+        table = self.core.routes4 if family == _socket.AF_INET else self.core.routes6
+        size = 4 if family == _socket.AF_INET else 16
+        gateway = _packed(family, gw) if gw is not None else None
+        target = _packed(family, dst) if dst is not None else b"\0" * size
+        with self.lock:
+            if not table.remove(target, dst_prefix, gateway, ifindex):
+                raise OSError(errno.ESRCH, "No such process (route not found)")
+
+    def iplink_add_vde(self, ifindex: int = -1, vnl: str = "", ifname: str | None = None,
+                       mac: str | bytes | None = None) -> int:
+        """Add an interface on ``vnl`` (``NAME:VNL`` names it); returns its index."""
+        name, text = split_ifname(vnl)
+        name = ifname or name
+        with self.lock:
+            core = self.core
+            if name is None:
+                n = 0
+                while core.iface_by_name(f"vde{n}") is not None:
+                    n += 1
+                name = f"vde{n}"
+            if core.iface_by_name(name) is not None:
+                raise ConfigError(f"interface name {name!r} is already in use")
+            plug = open_plug(text)
+            try:
+                if mac is None:
+                    raw = bytearray(core.rng.getrandbits(8) for _ in range(6))
+                    raw[0] = (raw[0] | 0x02) & 0xFE
+                    macb = bytes(raw)
+                else:
+                    macb = parse_mac(mac)
+                iface = core.add_interface(name, macb, min(plug.mtu, 1500), vnl=text,
+                                           index=ifindex if ifindex > 0 else 0)
+            except BaseException:
+                plug.close()
+                raise
+            self.runtime.attach(iface.index, plug)
+            return iface.index
+
+    def iplink_del(self, ifname: str | None = None, ifindex: int = -1) -> None:
+        """Remove an interface (by name or index) and close its plug."""
+        with self.lock:
+            if ifname is not None:
+                ifindex = self.if_nametoindex(ifname)
+            iface = self._iface(ifindex)
+            if iface.loopback:
+                raise OSError(errno.EPERM, "the loopback interface cannot be removed")
+            self.core.del_interface(ifindex)
+            plug = self.runtime.detach(ifindex)
+        if plug is not None:
+            plug.close()
+
+    @property
+    def forwarding(self) -> bool:
+        """Router mode (IPv4 and IPv6 forwarding); off by default."""
+        return self.core.forwarding
+
+    @forwarding.setter
+    def forwarding(self, value: bool) -> None:
+        with self.lock:
+            self.core.forwarding = bool(value)
+
+    # -- iothconf -------------------------------------------------------------------------
+    def config(self, text: str) -> None:
+        """Apply an iothconf string (see ``shared/specs/ioth.md`` section 2)."""
+        cfg = parse_config(text)
+        for method in cfg.autoconf:
+            raise ConfigError(f"config: {_UNSUPPORTED[method]} autoconfiguration is not yet "
+                              f"supported by ioth stacks (use ip=, gw=)")
+        for v in cfg.vnl:
+            self.iplink_add_vde(-1, v)
+        with self.lock:
+            if cfg.ifindex is not None:
+                try:
+                    iface = self._iface(cfg.ifindex)
+                except OSError:
+                    raise ConfigError(f"config: no interface with ifindex {cfg.ifindex}") from None
+            else:
+                name = cfg.iface or "vde0"
+                found = self.core.iface_by_name(name)
+                if found is None:
+                    needs_iface = (cfg.eth is not None or cfg.mac or cfg.fqdn or cfg.ips
+                                   or cfg.mtu or cfg.gws)
+                    if needs_iface:
+                        raise ConfigError(f"config: no interface named {name!r}")
+                iface = found  # type: ignore[assignment]
+            now = self.now()
+            if cfg.fqdn is not None:
+                self.fqdn = cfg.fqdn
+            if cfg.mac is not None:
+                iface.mac = cfg.mac
+            elif cfg.fqdn is not None and cfg.eth:
+                iface.mac = hash_mac(cfg.fqdn, cfg.password)
+            if cfg.mtu is not None:
+                self.linksetmtu(iface.index, cfg.mtu)
+            if cfg.forward is not None:
+                self.core.forwarding = cfg.forward
+            if cfg.debug:
+                logging.getLogger("ioth").setLevel(logging.DEBUG)
+            if cfg.eth is not None:
+                self.core.set_up(iface.index, cfg.eth, now)
+            for remove, ip in cfg.ips:
+                packed = ip.ip.packed
+                plen = ip.network.prefixlen
+                try:
+                    if ip.version == 4:
+                        if remove:
+                            self.core.del_addr4(iface.index, packed, plen)
+                        else:
+                            self.core.add_addr4(iface.index, packed, plen, now)
+                    elif remove:
+                        self.core.ip6.del_addr(iface.index, packed, plen)
+                    else:
+                        self.core.ip6.add_addr(iface.index, packed, plen, now)
+                except FileExistsError:
+                    pass
+                except FileNotFoundError:
+                    raise ConfigError(f"config: -ip={ip}: address not assigned") from None
+                if not remove and cfg.eth is None:
+                    self.core.set_up(iface.index, True, now)
+            for remove, gw in cfg.gws:
+                table = self.core.routes4 if gw.version == 4 else self.core.routes6
+                zero = b"\0" * (4 if gw.version == 4 else 16)
+                if remove:
+                    table.remove(zero, 0, gw.packed, 0)
+                else:
+                    table.add(Route(zero, 0, gw.packed, iface.index, 1))
+            for remove, server in cfg.dns:
+                text_addr = str(server)
+                if remove:
+                    if text_addr in self.dns:
+                        self.dns.remove(text_addr)
+                elif text_addr not in self.dns:
+                    self.dns.append(text_addr)
+            if cfg.domain is not None:
+                self.domain = cfg.domain
+            if cfg.stack is not None:
+                self.impl = cfg.stack
+            self.runtime.flush()
+
+    ioth_config = config
+
+    # -- sockets --------------------------------------------------------------------------
+    def socket(self, family: int = _socket.AF_INET, type: int = _socket.SOCK_DGRAM,
+               proto: int = 0) -> DatagramSocket:
+        """A socket on this stack (UDP, or ICMP echo with SOCK_DGRAM + IPPROTO_ICMP[V6])."""
+        if self.closed:
+            raise OSError(errno.EBADF, "stack is closed")
+        return DatagramSocket(self, family, type, proto)
+
+    msocket = socket
+
+    # -- introspection --------------------------------------------------------------------
+    def interfaces(self) -> list[dict[str, Any]]:
+        """Every interface as a dictionary."""
+        with self.lock:
+            out = []
+            for i in self.core.ifaces.values():
+                plug = self.runtime.plugs.get(i.index)
+                out.append({
+                    "index": i.index, "name": i.name, "mac": mac_to_str(i.mac), "mtu": i.mtu,
+                    "up": i.up, "loopback": i.loopback, "vnl": i.vnl,
+                    "addresses": [str(a) for a in i.addrs4] + [str(a) for a in i.addrs6],
+                    "rx_frames": i.rx_frames, "tx_frames": i.tx_frames,
+                    "tx_dropped": i.tx_dropped,
+                    "plug": plug.counters.as_dict() if plug is not None else None,
+                })
+            return out
+
+    def addresses(self) -> list[dict[str, Any]]:
+        """Every address: ifindex, ifname, family (4/6), address, prefixlen, state."""
+        with self.lock:
+            out: list[dict[str, Any]] = []
+            for i in self.core.ifaces.values():
+                for a4 in i.addrs4:
+                    out.append({"ifindex": i.index, "ifname": i.name, "family": 4,
+                                "address": str(ipaddress.IPv4Address(a4.addr)),
+                                "prefixlen": a4.plen, "state": "preferred"})
+                for a6 in i.addrs6:
+                    out.append({"ifindex": i.index, "ifname": i.name, "family": 6,
+                                "address": str(ipaddress.IPv6Address(a6.addr)),
+                                "prefixlen": a6.plen, "state": a6.state})
+            return out
+
+    def routes(self) -> list[dict[str, Any]]:
+        """Both routing tables, best match first."""
+        with self.lock:
+            out: list[dict[str, Any]] = []
+            for family, table in ((4, self.core.routes4), (6, self.core.routes6)):
+                conv = ipaddress.IPv4Address if family == 4 else ipaddress.IPv6Address
+                for r in table.routes():
+                    out.append({"family": family, "dst": str(conv(r.dst)), "prefixlen": r.plen,
+                                "gateway": str(conv(r.gateway)) if r.gateway else None,
+                                "ifindex": r.ifindex,
+                                "ifname": self.core.ifaces[r.ifindex].name
+                                if r.ifindex in self.core.ifaces else None,
+                                "origin": r.origin, "metric": r.metric})
+            return out
+
+    def neighbours(self) -> list[dict[str, Any]]:
+        """ARP and NDP cache entries."""
+        with self.lock:
+            out: list[dict[str, Any]] = []
+            for family, cache in ((4, self.core.arp.cache), (6, self.core.ip6.ndp.cache)):
+                conv = ipaddress.IPv4Address if family == 4 else ipaddress.IPv6Address
+                for n in cache.entries.values():
+                    out.append({"family": family, "ifindex": n.ifindex,
+                                "address": str(conv(n.ip)),
+                                "mac": mac_to_str(n.mac) if n.mac else None, "state": n.state,
+                                "router": n.is_router})
+            return out
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        """Per-protocol counters (``{"ipv4": {"rx": ...}, "udp": {...}, ...}``)."""
+        with self.lock:
+            return self.core.counters_by_protocol()
+
+    def events(self) -> list[str]:
+        """Notable events: duplicate addresses (DAD), ARP conflicts."""
+        with self.lock:
+            return list(self.core.events)
+
+    def wait_dad(self, timeout: float = 5.0) -> bool:
+        """Wait until no IPv6 address is tentative; True when all are settled."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not any(a["state"] == "tentative" for a in self.addresses()):
+                return True
+            time.sleep(0.05)
+        return False
+
+
+def msocket(stack: Stack, family: int = _socket.AF_INET, type: int = _socket.SOCK_DGRAM,
+            proto: int = 0) -> DatagramSocket:
+    """``ioth.msocket(stack, family, type, proto)``: a socket on ``stack``."""
+    return stack.socket(family, type, proto)
