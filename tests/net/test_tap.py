@@ -15,6 +15,8 @@ import sys
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Dot1Q, Ether
@@ -96,7 +98,7 @@ def _seed_partial(frame: bytearray, start: int, offset: int, pseudo: int) -> Non
     struct.pack_into("!H", frame, start + offset, pseudo)
 
 
-@pytest.mark.parametrize("size", [0, 1, 7, 1000, 1461, 65000])
+@pytest.mark.parametrize("size", [0, 1, 7, 400, 457, 458, 459, 460, 1000, 1461, 65000])
 def test_finish_checksum_tcp4_matches_scapy(size: int) -> None:
     good = tcp4(size)
     want = struct.unpack_from("!H", good, 14 + 20 + 16)[0]
@@ -109,7 +111,7 @@ def test_finish_checksum_tcp4_matches_scapy(size: int) -> None:
     assert bytes(frame) == good
 
 
-@pytest.mark.parametrize("size", [3, 1200, 4097])
+@pytest.mark.parametrize("size", [0, 3, 500, 1200, 4097])
 def test_finish_checksum_udp6_matches_scapy(size: int) -> None:
     good = bytes(Ether() / IPv6(src="2001:db8::1", dst="2001:db8::2") / UDP(sport=7, dport=9)
                  / (b"\xa5" * size))
@@ -122,6 +124,38 @@ def test_finish_checksum_udp6_matches_scapy(size: int) -> None:
     finish_checksum(frame, 54, len(frame), 6)
     assert bytes(frame) == good
     assert UDP in Ether(bytes(frame))
+
+
+def reference_checksum(data: bytes) -> int:
+    """RFC 1071 the slow, obvious way (test oracle only)."""
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+@settings(max_examples=300, deadline=None)
+@given(prefix=st.binary(max_size=9), region=st.binary(min_size=2, max_size=3000),
+       offset_words=st.integers(min_value=0, max_value=1000))
+def test_finish_checksum_property(prefix: bytes, region: bytes, offset_words: int) -> None:
+    offset = min(offset_words, (len(region) - 2) // 2) * 2
+    buf = bytearray(prefix + region)
+    start = len(prefix)
+    finish_checksum(buf, start, len(buf), offset)
+    seeded = bytes(region)
+    # The field's original content is part of the sum; the result replaces it.
+    want = reference_checksum(seeded)
+    if want == 0 and offset == 6:
+        want = 0xFFFF
+    assert struct.unpack_from("!H", buf, start + offset)[0] == want
+    assert buf[:start] == prefix
+    # With the field zeroed first (a zero pseudo-header sum), the completed region verifies.
+    zeroed = bytearray(region)
+    zeroed[offset: offset + 2] = b"\0\0"
+    finish_checksum(zeroed, 0, len(zeroed), offset)
+    assert reference_checksum(bytes(zeroed)) == 0
 
 
 def test_finish_checksum_udp_zero_becomes_ffff() -> None:

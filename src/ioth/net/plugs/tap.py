@@ -109,6 +109,8 @@ _U64 = np.dtype(np.uint64)
 _LITTLE = sys.byteorder == "little"
 _BYTEORDER: Literal["little", "big"] = "little" if _LITTLE else "big"
 _add_reduce = np.add.reduce
+#: Below this many bytes checksums use Python integers, above it numpy.
+_SMALL_CSUM = 512
 _unpack_h = struct.Struct("!H").unpack_from
 _pack_h = struct.Struct("!H").pack_into
 
@@ -121,19 +123,27 @@ def finish_checksum(buf: bytearray | memoryview, start: int, end: int, offset: i
     A result of 0 is stored as 0xFFFF when the field is at offset 6 (UDP, where 0 means "none").
     """
     n = end - start
-    words = n >> 2
-    # One's complement sum of native-order 32-bit words (a 32-bit word folds to the sum of its
-    # two 16-bit halves); native order gives the byte swap of the network-order sum on little
-    # endian machines (RFC 1071 byte-order independence), swapped back once at the end.
-    # 32-bit words measured ~1.5x faster than 16-bit ones for 64 KiB.
-    s = int(_add_reduce(np.frombuffer(buf, _U32, words, start), dtype=_U64))
-    tail = start + (words << 2)
-    if tail < end:
-        s += int.from_bytes(bytes(buf[tail:end]).ljust(4, b"\0"), _BYTEORDER)
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    if _LITTLE:
-        s = ((s & 0xFF) << 8) | (s >> 8)
+    if n < _SMALL_CSUM:
+        # Small segments (ACKs): the region as one big-endian integer modulo 0xFFFF is its one's
+        # complement sum (2**16 == 1 mod 0xFFFF); ~0.5 us against ~2 us of numpy overhead.
+        v = int.from_bytes(buf[start:end], "big")
+        if n & 1:
+            v <<= 8
+        s = v % 0xFFFF or (0xFFFF if v else 0)
+    else:
+        # Native-order 32-bit words summed in a uint64 (a 32-bit word folds to the sum of its
+        # 16-bit halves); on little endian machines that is the byte swap of the network-order
+        # sum (RFC 1071 byte-order independence), swapped back once.  ~7 us per 64 KiB, 1.5x
+        # faster than 16-bit words.
+        words = n >> 2
+        s = int(_add_reduce(np.frombuffer(buf, _U32, words, start), dtype=_U64))
+        tail = start + (words << 2)
+        if tail < end:
+            s += int.from_bytes(bytes(buf[tail:end]).ljust(4, b"\0"), _BYTEORDER)
+        while s >> 16:
+            s = (s & 0xFFFF) + (s >> 16)
+        if _LITTLE:
+            s = ((s & 0xFF) << 8) | (s >> 8)
     c = ~s & 0xFFFF
     if c == 0 and offset == 6:
         c = 0xFFFF
