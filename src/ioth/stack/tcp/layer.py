@@ -1,0 +1,378 @@
+"""The TCP demultiplexer of one stack: listeners, connections by 4-tuple, RSTs, SYN cookies.
+
+Sans-IO like the TCB: :meth:`TcpLayer.input` takes a segment's bytes with its IP addresses
+(raw 4- or 16-byte ``bytes``) and ``now``; segments to send go to the ``output`` callback
+``(src_addr, dst_addr, segment_bytes)`` (or to :attr:`TcpLayer.outbox` when there is none),
+checksummed with the IPv4 or IPv6 pseudo-header.  The runtime calls :meth:`TcpLayer.on_timer`
+when :meth:`TcpLayer.poll_at` is due; socket code calls :meth:`TcpLayer.flush` after a user
+call on a connection (``send``, ``recv``, ``shutdown``...) so that its output goes out.
+
+Listeners have a bounded accept queue (the ``backlog``) and a bounded SYN queue
+(``policy.syn_backlog``); when the SYN queue is full, SYN-ACKs carry SYN cookies and no state
+is kept until a valid ACK returns.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import heapq
+import itertools
+import os
+import random
+from collections import deque
+from collections.abc import Callable
+
+from ioth.stack.tcp.connection import MASK, State, TcpConnection, TcpInfo, reset_for
+from ioth.stack.tcp.isn import IsnGenerator
+from ioth.stack.tcp.policy import TcpPolicy
+from ioth.stack.tcp.segment import ACK, FIN, RST, SYN, Segment, decode, encode
+from ioth.wire.errors import WireError
+
+Output = Callable[[bytes, bytes, bytearray], None]
+Notify = Callable[["TcpConnection | Listener"], None]
+
+EPHEMERAL_LOW = 32768
+EPHEMERAL_HIGH = 60999
+_ESTABLISHED_LIKE = frozenset({State.ESTABLISHED, State.CLOSE_WAIT})
+
+
+class Listener:
+    """A listening endpoint: accept queue (backlog) and SYN queue with counters."""
+
+    def __init__(self, addr: bytes, port: int, backlog: int, policy: TcpPolicy) -> None:
+        self.addr = addr
+        """Local address, or ``b""`` for every address of the stack."""
+        self.port = port
+        self.backlog = max(1, backlog)
+        self.policy = policy
+        self.accept_queue: deque[TcpConnection] = deque()
+        self.syn_queue: set[TcpConnection] = set()
+        self.closed = False
+        self.syn_dropped = 0
+        """SYNs dropped because the accept queue was full."""
+        self.ack_dropped = 0
+        """Handshake-completing ACKs dropped because the accept queue was full."""
+        self.cookies_sent = 0
+        self.cookies_accepted = 0
+        self.cookies_rejected = 0
+
+    def __repr__(self) -> str:
+        return f"<Listener port={self.port} queued={len(self.accept_queue)}>"
+
+    def accept(self) -> TcpConnection | None:
+        """The oldest established connection, or None if there is none yet."""
+        if self.accept_queue:
+            return self.accept_queue.popleft()
+        return None
+
+    @property
+    def readable(self) -> bool:
+        """accept() would return a connection."""
+        return bool(self.accept_queue)
+
+
+class TcpLayer:
+    """All TCP state of one stack."""
+
+    def __init__(
+        self,
+        rng: random.Random,
+        policy: TcpPolicy | None = None,
+        output: Output | None = None,
+        mtu: int | Callable[[bytes], int] = 1500,
+        *,
+        verify_checksum: bool = True,
+        max_connections: int = 65536,
+        notify: Notify | None = None,
+    ) -> None:
+        self.rng = rng
+        self.policy = policy if policy is not None else TcpPolicy()
+        self.policy.validate()
+        self.output = output
+        self.outbox: list[tuple[bytes, bytes, bytearray]] = []
+        self._mtu = mtu
+        self.verify_checksum = verify_checksum
+        self.max_connections = max_connections
+        self.notify = notify
+        self.isn = IsnGenerator(rng)
+        self.connections: dict[tuple[bytes, int, bytes, int], TcpConnection] = {}
+        self.listeners: dict[tuple[bytes, int], Listener] = {}
+        self._heap: list[tuple[float, int, TcpConnection]] = []
+        self._tick = itertools.count()
+        # counters
+        self.rx_segments = 0
+        self.rx_errors = 0
+        """Segments dropped by the codec (truncated, bad checksum, bad options)."""
+        self.rx_no_socket = 0
+        """Segments for no connection and no listener (answered with RST unless RST)."""
+        self.tx_segments = 0
+        self.resets_sent = 0
+        self.table_full = 0
+
+    # ------------------------------------------------------------------ helpers
+
+    def mss_for(self, remote: bytes) -> int:
+        """The MSS for segments to ``remote``: MTU minus IP and TCP headers."""
+        mtu = self._mtu(remote) if callable(self._mtu) else self._mtu
+        return mtu - (60 if len(remote) == 16 else 40)
+
+    def _emit(self, src: bytes, sport: int, dst: bytes, dport: int, seg: Segment) -> None:
+        data = encode(seg, sport, dport, src, dst)
+        self.tx_segments += 1
+        if seg.flags & RST:
+            self.resets_sent += 1
+        if self.output is not None:
+            self.output(src, dst, data)
+        else:
+            self.outbox.append((src, dst, data))
+
+    def _schedule(self, conn: TcpConnection) -> None:
+        t = conn.poll_at()
+        if t is not None and t != conn.layer_deadline:
+            conn.layer_deadline = t
+            heapq.heappush(self._heap, (t, next(self._tick), conn))
+
+    def _new_conn(
+        self, local: tuple[bytes, int], remote: tuple[bytes, int], policy: TcpPolicy
+    ) -> TcpConnection:
+        return TcpConnection(policy, self.isn, local, remote, self.mss_for(remote[0]))
+
+    def _service(self, conn: TcpConnection, now: float) -> None:
+        """Dispatch ``conn``'s output, move it between queues, forget it once CLOSED."""
+        la, lp = conn.local
+        ra, rp = conn.remote
+        for seg in conn.dispatch(now):
+            self._emit(la, lp, ra, rp, seg)
+        listener: Listener | None = conn.listener
+        if listener is not None and conn.state is not State.SYN_RECEIVED:
+            listener.syn_queue.discard(conn)
+            conn.listener = None
+            if conn.state in _ESTABLISHED_LIKE or conn.state is State.FIN_WAIT_1:
+                if listener.closed:
+                    conn.abort()
+                    for seg in conn.dispatch(now):
+                        self._emit(la, lp, ra, rp, seg)
+                else:
+                    listener.accept_queue.append(conn)
+                    if self.notify is not None:
+                        self.notify(listener)
+        if conn.state is State.CLOSED:
+            key = (la, lp, ra, rp)
+            if self.connections.get(key) is conn:
+                del self.connections[key]
+            conn.layer_deadline = None
+        else:
+            self._schedule(conn)
+        if self.notify is not None:
+            self.notify(conn)
+
+    # ------------------------------------------------------------------ user API
+
+    def listen(
+        self, port: int, addr: bytes = b"", backlog: int = 128, policy: TcpPolicy | None = None
+    ) -> Listener:
+        """Start listening on ``addr``:``port`` (``b""``: every address).  EADDRINUSE if taken."""
+        key = (addr, port)
+        if key in self.listeners:
+            raise OSError(_errno.EADDRINUSE, f"{os.strerror(_errno.EADDRINUSE)} (port {port})")
+        if not 0 < port < 65536:
+            raise OSError(_errno.EINVAL, f"bad port {port}")
+        listener = Listener(addr, port, backlog, policy or self.policy)
+        self.listeners[key] = listener
+        return listener
+
+    def close_listener(self, listener: Listener, now: float) -> None:
+        """Stop listening; queued and half-open connections are reset."""
+        listener.closed = True
+        if self.listeners.get((listener.addr, listener.port)) is listener:
+            del self.listeners[(listener.addr, listener.port)]
+        for conn in list(listener.accept_queue) + list(listener.syn_queue):
+            conn.abort()
+            self._service(conn, now)
+        listener.accept_queue.clear()
+        listener.syn_queue.clear()
+
+    def ephemeral_port(self, src: bytes, dst: bytes, dport: int) -> int:
+        """A free local port for a connection to ``dst``:``dport`` (from the injected rng)."""
+        span = EPHEMERAL_HIGH - EPHEMERAL_LOW + 1
+        start = self.rng.randrange(span)
+        for i in range(span):
+            port = EPHEMERAL_LOW + (start + i) % span
+            if (src, port, dst, dport) not in self.connections:
+                return port
+        raise OSError(_errno.EADDRNOTAVAIL, os.strerror(_errno.EADDRNOTAVAIL))
+
+    def connect(
+        self,
+        src: bytes,
+        dst: bytes,
+        dport: int,
+        now: float,
+        sport: int = 0,
+        policy: TcpPolicy | None = None,
+    ) -> TcpConnection:
+        """Active open from ``src``:``sport`` (0: ephemeral) to ``dst``:``dport``; sends the SYN."""
+        if len(self.connections) >= self.max_connections:
+            self.table_full += 1
+            raise OSError(_errno.ENOBUFS, "too many TCP connections")
+        if not sport:
+            sport = self.ephemeral_port(src, dst, dport)
+        key = (src, sport, dst, dport)
+        if key in self.connections:
+            raise OSError(_errno.EADDRINUSE, f"{os.strerror(_errno.EADDRINUSE)} (port {sport})")
+        conn = self._new_conn((src, sport), (dst, dport), policy or self.policy)
+        conn.connect(now)
+        self.connections[key] = conn
+        self._service(conn, now)
+        return conn
+
+    def flush(self, conn: TcpConnection, now: float) -> None:
+        """Send what ``conn`` has to send after user calls and re-arm its timer."""
+        self._service(conn, now)
+
+    def info(self) -> list[TcpInfo]:
+        """Introspection of every connection (for an ``ss``-like listing)."""
+        return [conn.info() for conn in self.connections.values()]
+
+    # ------------------------------------------------------------------ timers
+
+    def poll_at(self) -> float | None:
+        """Earliest deadline of any connection (0.0: now), None if nothing is pending."""
+        heap = self._heap
+        while heap:
+            t, _, conn = heap[0]
+            if conn.layer_deadline == t:
+                return t
+            heapq.heappop(heap)
+        return None
+
+    def on_timer(self, now: float) -> None:
+        """Run every connection whose deadline is due."""
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            t, _, conn = heapq.heappop(heap)
+            if conn.layer_deadline != t:
+                continue
+            conn.layer_deadline = None
+            self._service(conn, now)
+
+    # ------------------------------------------------------------------ input
+
+    def input(self, src: bytes, dst: bytes, data: bytes | bytearray | memoryview,
+              now: float) -> None:
+        """One segment from the IP layer (``src`` sent it to our ``dst``)."""
+        self.rx_segments += 1
+        try:
+            if self.verify_checksum:
+                sport, dport, seg = decode(data, src, dst)
+            else:
+                sport, dport, seg = decode(data)
+        except WireError:
+            self.rx_errors += 1
+            return
+        conn = self.connections.get((dst, dport, src, sport))
+        if conn is not None:
+            flags = seg.flags
+            if (
+                conn.state is State.TIME_WAIT
+                and flags & (SYN | ACK | RST) == SYN
+                and 0 < (seg.seq - conn.rcv_nxt) & MASK < 0x80000000
+            ):
+                # RFC 9293 3.10.7.4 / RFC 6191: a new SYN may reopen a TIME-WAIT 4-tuple if its
+                # sequence number is above RCV.NXT.
+                conn.reopen_time_wait()
+                self._service(conn, now)
+                self._to_listener(src, sport, dst, dport, seg, now)
+                return
+            listener: Listener | None = conn.listener
+            if (
+                listener is not None
+                and conn.state is State.SYN_RECEIVED
+                and flags & (SYN | ACK | RST) == ACK
+                and len(listener.accept_queue) >= listener.backlog
+            ):
+                listener.ack_dropped += 1  # accept queue full: like Linux, drop the final ACK
+                return
+            conn.process(seg, now)
+            self._service(conn, now)
+            return
+        self._to_listener(src, sport, dst, dport, seg, now)
+
+    def _to_listener(
+        self, src: bytes, sport: int, dst: bytes, dport: int, seg: Segment, now: float
+    ) -> None:
+        listener = self.listeners.get((dst, dport)) or self.listeners.get((b"", dport))
+        flags = seg.flags
+        if listener is None:
+            self.rx_no_socket += 1
+            rst = reset_for(seg)  # RFC 9293 3.10.7.1
+            if rst is not None:
+                self._emit(dst, dport, src, sport, rst)
+            return
+        if flags & RST:
+            return  # RFC 9293 3.10.7.2 first
+        if flags & ACK and not flags & SYN:
+            self._cookie_ack(listener, src, sport, dst, dport, seg, now)
+            return
+        if not flags & SYN or flags & FIN:
+            return  # RFC 9293 3.10.7.2 fourth (SYN+FIN is nonsense; drop it)
+        if len(listener.accept_queue) >= listener.backlog:
+            listener.syn_dropped += 1
+            return
+        policy = listener.policy
+        if len(listener.syn_queue) >= policy.syn_backlog or len(self.connections) >= \
+                self.max_connections:
+            self._cookie_synack(listener, src, sport, dst, dport, seg, now)
+            return
+        conn = self._new_conn((dst, dport), (src, sport), policy)
+        conn.listen()
+        conn.process(seg, now)
+        if conn.state is not State.SYN_RECEIVED:
+            self._service(conn, now)
+            return
+        conn.listener = listener
+        listener.syn_queue.add(conn)
+        self.connections[(dst, dport, src, sport)] = conn
+        self._service(conn, now)
+
+    def _cookie_synack(
+        self, listener: Listener, src: bytes, sport: int, dst: bytes, dport: int, seg: Segment,
+        now: float,
+    ) -> None:
+        mss = self.mss_for(src)
+        if listener.policy.mss:
+            mss = min(mss, listener.policy.mss)
+        peer_mss = seg.mss or (1220 if len(src) == 16 else 536)
+        cookie = self.isn.cookie(now, dst, dport, src, sport, seg.seq, min(mss, peer_mss))
+        synack = Segment(
+            cookie, (seg.seq + 1) & MASK, SYN | ACK, min(listener.policy.recv_buffer, 0xFFFF),
+            mss=mss,
+        )
+        listener.cookies_sent += 1
+        self._emit(dst, dport, src, sport, synack)
+
+    def _cookie_ack(
+        self, listener: Listener, src: bytes, sport: int, dst: bytes, dport: int, seg: Segment,
+        now: float,
+    ) -> None:
+        cookie = (seg.ack - 1) & MASK
+        client_isn = (seg.seq - 1) & MASK
+        mss = self.isn.check_cookie(now, dst, dport, src, sport, client_isn, cookie)
+        if mss is None or len(listener.accept_queue) >= listener.backlog or \
+                len(self.connections) >= self.max_connections:
+            if mss is None:
+                listener.cookies_rejected += 1
+                self.rx_no_socket += 1
+                # RFC 9293 3.10.7.2 second: an ACK to a listener gets <SEQ=SEG.ACK><CTL=RST>.
+                self._emit(dst, dport, src, sport, Segment(seg.ack, 0, RST, 0))
+            else:
+                listener.ack_dropped += 1
+            return
+        listener.cookies_accepted += 1
+        conn = self._new_conn((dst, dport), (src, sport), listener.policy)
+        conn.open_from_cookie(cookie, seg, mss, now)
+        self.connections[(dst, dport, src, sport)] = conn
+        listener.accept_queue.append(conn)
+        if self.notify is not None:
+            self.notify(listener)
+        self._service(conn, now)
