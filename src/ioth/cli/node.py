@@ -1,0 +1,78 @@
+"""``ioth node``: run an ioth stack until interrupted (answers ping; handy for labs and tests).
+
+Example::
+
+    ioth node --vnl vde:///tmp/sw --config eth,ip=192.0.2.2/24,ip=2001:db8::2/64
+    ioth node --vnl vde:///tmp/a --vnl vde:///tmp/b --config "eth,ip=192.0.2.1/24" \\
+              --config "iface=vde1,eth,ip=198.51.100.1/24" --forward
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import threading
+from typing import Any
+
+from ioth.errors import IothUserError
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``node`` sub-command."""
+    p = subparsers.add_parser("node", help="run an ioth stack until interrupted",
+                              description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--vnl", action="append", default=[], metavar="VNL",
+                   help="network of an interface (repeatable: vde0, vde1, ...; NAME:VNL names it)")
+    p.add_argument("--config", action="append", default=[], metavar="CFG",
+                   help="iothconf string (repeatable, applied in order)")
+    p.add_argument("--forward", action="store_true", help="route between interfaces")
+    p.add_argument("--json", action="store_true", help="print the interfaces as JSON")
+    p.add_argument("--stats", action="store_true", help="print the counters on exit")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start the stack, print its interfaces, serve until SIGINT/SIGTERM."""
+    from ioth.stack.stack import Stack
+
+    if not args.vnl:
+        raise IothUserError("--vnl is required (at least one network)")
+    stop = threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        stop.set()
+
+    old_int = signal.signal(signal.SIGINT, handler)
+    old_term = signal.signal(signal.SIGTERM, handler)
+    try:
+        with Stack(args.vnl) as stack:
+            for cfg in args.config:
+                stack.config(cfg)
+            if args.forward:
+                stack.forwarding = True
+            stack.wait_dad(3.0)
+            if args.json:
+                print(json.dumps({"interfaces": stack.interfaces(),
+                                  "addresses": stack.addresses()}), flush=True)
+            else:
+                for iface in stack.interfaces():
+                    state = "UP" if iface["up"] else "DOWN"
+                    print(f"{iface['index']}: {iface['name']}: {state} mtu {iface['mtu']} "
+                          f"mac {iface['mac']} {iface['vnl']}".rstrip())
+                    for a in stack.addresses():
+                        if a["ifindex"] == iface["index"]:
+                            extra = "" if a["state"] == "preferred" else f" {a['state']}"
+                            inet = "inet" if a["family"] == 4 else "inet6"
+                            print(f"    {inet} {a['address']}/{a['prefixlen']}{extra}")
+                print(f"ioth node ready (forwarding {'on' if stack.forwarding else 'off'})",
+                      flush=True)
+            while not stop.wait(0.5):
+                pass
+            if args.stats:
+                print(json.dumps(stack.counters()), flush=True)
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+    return 0
