@@ -1,0 +1,144 @@
+"""Benchmark: TCP throughput between two kernel namespaces through ``ioth switch`` and through
+Debian's ``vde_switch``.
+
+Topology, rebuilt for every run in fresh network namespaces (run as root)::
+
+    ns A: iperf3 -c --tap-- [attachment] -- SWITCH -- [attachment] --tap-- ns B: iperf3 -s
+
+Configurations:
+
+* ``vde_switch``: Debian's vde_switch; each namespace's TAP joined by Debian ``vde_plug``
+  (the reference: three processes on the path);
+* ``ioth switch``: ``ioth switch``; the TAPs joined by Debian ``vde_plug`` exactly as above;
+* ``ioth switch, in-process taps``: ``ioth switch --port tap://tA[netns=A/up] --port ...``:
+  the TAPs are ports of the switch process itself (one process on the path);
+* ``... + offload``: the same with TAP offloads (64 KiB TSO/GSO frames cross the switch).
+
+Each run is one iperf3 TCP test of ``--time`` seconds (default 5); runs alternate over
+``--rounds`` rounds.  The table shows the median Mbit/s and the ratio against ``vde_switch``
+measured in the same run.  The machine is shared: expect noise.
+
+Usage: ``python benchmarks/bench_switch.py [--time 5] [--rounds 1]
+[--only vde,ioth,inproc,offload]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.support.peers import Netns, ioth_cmd, run, stop_process
+
+CONFIGS = {
+    "vde": "vde_switch + vde_plug",
+    "ioth": "ioth switch + vde_plug",
+    "inproc": "ioth switch, in-process taps",
+    "offload": "ioth switch, in-process taps + offload",
+}
+
+
+def _wait(pred: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise RuntimeError("timed out")
+
+
+def one_run(kind: str, seconds: int) -> float:
+    """Mbit/s of one iperf3 TCP run through configuration ``kind``."""
+    sw = Path(tempfile.mkdtemp(prefix="benchsw")) / "sw"
+    procs: list[subprocess.Popen[bytes]] = []
+    spaces: list[Netns] = []
+    try:
+        taps = []
+        for _ in range(2):
+            ns = Netns(f"bs-{secrets.token_hex(4)}")
+            run(["ip", "netns", "add", ns.name])
+            spaces.append(ns)
+            ns.run(["ip", "link", "set", "lo", "up"])
+            taps.append("bs" + secrets.token_hex(4))
+        if kind == "vde":
+            procs.append(subprocess.Popen(["vde_switch", "-s", str(sw)], stdin=subprocess.PIPE,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                          start_new_session=True))
+        else:
+            ports: list[str] = []
+            if kind in ("inproc", "offload"):
+                extra = "/offload" if kind == "offload" else ""
+                ports = [arg for ns, tap in zip(spaces, taps, strict=True)
+                         for arg in ("--port", f"tap://{tap}[netns={ns.name}/up{extra}]")]
+            procs.append(subprocess.Popen(ioth_cmd("switch", str(sw), *ports),
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                          start_new_session=True))
+        _wait(lambda: (sw / "ctl").exists())
+        for i, (ns, tap) in enumerate(zip(spaces, taps, strict=True)):
+            if kind in ("vde", "ioth"):
+                ns.popen(["vde_plug", f"vde://{sw}", f"tap://{tap}"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            _wait(lambda ns=ns, tap=tap: ns.run(["ip", "link", "show", tap],  # type: ignore[misc]
+                                                check=False).returncode == 0)
+            ns.run(["ip", "addr", "add", f"198.51.100.{i + 1}/24", "dev", tap])
+            ns.run(["ip", "link", "set", tap, "up"])
+        spaces[1].popen(["iperf3", "-s", "-1", "-B", "198.51.100.2"],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait(lambda: "5201" in spaces[1].run(["ss", "-ltn"]).stdout)
+        spaces[0].run(["ping", "-c", "1", "-W", "2", "198.51.100.2"], check=False)
+        res = spaces[0].run(["iperf3", "-c", "198.51.100.2", "-t", str(seconds), "-J"],
+                            check=False, timeout=seconds + 30)
+        return float(json.loads(res.stdout)["end"]["sum_received"]["bits_per_second"]) / 1e6
+    finally:
+        for ns in spaces:
+            ns.delete()
+        for proc in procs:
+            stop_process(proc)
+
+
+def main() -> None:
+    """Run every configuration and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--time", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--only", default=",".join(CONFIGS),
+                        help="comma-separated subset of " + ",".join(CONFIGS))
+    args = parser.parse_args()
+    kinds = [k for k in args.only.split(",") if k]
+    if "vde" not in kinds:
+        kinds.insert(0, "vde")  # the reference is always measured
+    results: dict[str, list[float]] = {k: [] for k in kinds}
+    for _ in range(args.rounds):
+        for kind in kinds:
+            try:
+                mbps = one_run(kind, args.time)
+            except (RuntimeError, KeyError, ValueError, subprocess.SubprocessError) as exc:
+                print(f"{CONFIGS[kind]}: failed: {exc!r}", flush=True)
+                continue
+            results[kind].append(mbps)
+            print(f"  {CONFIGS[kind]:42s} {mbps:9.1f} Mbit/s", flush=True)
+    if not results["vde"]:
+        raise SystemExit("the vde_switch reference run failed")
+    ref = statistics.median(results["vde"])
+    print()
+    print(f"{'configuration':42s} {'Mbit/s':>9s} {'ratio':>7s}")
+    for kind in kinds:
+        if results[kind]:
+            med = statistics.median(results[kind])
+            print(f"{CONFIGS[kind]:42s} {med:9.1f} {med / ref:7.2f}")
+        else:
+            print(f"{CONFIGS[kind]:42s} {'failed':>9s}")
+
+
+if __name__ == "__main__":
+    main()
