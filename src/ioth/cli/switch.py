@@ -50,6 +50,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--mgmtmode", default="600", help="octal mode of SOCK (default 600)")
     p.add_argument("--port", metavar="VNL", action="append", default=[],
                    help="also make VNL a port (repeatable), e.g. tap://t0")
+    p.add_argument("--portgroup", metavar="NAME[:VLAN]", action="append", default=[],
+                   help="also listen on DIR/NAME (vde://DIR[NAME]); its ports get untagged "
+                        "VLAN (repeatable)")
     p.add_argument("--mtu", default=str(DEFAULT_MTU),
                    help=f"MTU of clients that do not state one (default {DEFAULT_MTU})")
     p.add_argument("-m", "--mode", help="octal mode of the sockets (default 600)")
@@ -119,6 +122,13 @@ def run(args: argparse.Namespace) -> int:
     mgmtmode = _number("--mgmtmode", args.mgmtmode, 0, 0o777, 8)
     for vnl in args.port:
         parse_vnl(vnl)
+    groups: list[tuple[str, int | None]] = []
+    for spec in args.portgroup:
+        name, sep, vlan_text = spec.partition(":")
+        vlan = _number(f"--portgroup {spec}: VLAN", vlan_text, 1, 4094) if sep else None
+        if not name or "/" in name or name in (".", "..", "ctl") or name[0].isdigit():
+            raise IothUserError(f"--portgroup {spec}: bad port group name {name!r}")
+        groups.append((name, vlan))
     pidfile = os.path.abspath(args.pidfile) if args.pidfile else None
     directory = args.dir or default_dir()
     engine = Engine("ioth-switch")
@@ -132,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
         engine.close()
         raise
     try:
+        for name, vlan in groups:
+            server.add_port_group(name, vlan)
         for vnl in args.port:
             plug = open_plug(vnl)
             plugs.append(plug)

@@ -149,7 +149,7 @@ class MacEntry:
 
     __slots__ = ("port", "seen")
 
-    def __init__(self, port: int, seen: float) -> None:
+    def __init__(self, port: Port, seen: float) -> None:
         self.port = port
         self.seen = seen
 
@@ -321,7 +321,7 @@ class SwitchCore:
         """Forget the addresses learnt on port ``number``; returns how many."""
         removed = 0
         for table in self._tables.values():
-            stale = [mac for mac, entry in table.items() if entry.port == number]
+            stale = [mac for mac, entry in table.items() if entry.port.number == number]
             for mac in stale:
                 del table[mac]
             removed += len(stale)
@@ -358,11 +358,11 @@ class SwitchCore:
         entry = self._tables.get(vlan, {}).get(bytes(mac))
         if entry is None or now - entry.seen > self.ageing:
             return None
-        return entry.port
+        return entry.port.number
 
     def table(self, now: float) -> list[TableRow]:
         """The live entries of the MAC table, sorted by VLAN then MAC."""
-        rows = [TableRow(mac, vlan, entry.port, now - entry.seen)
+        rows = [TableRow(mac, vlan, entry.port.number, now - entry.seen)
                 for vlan, table in self._tables.items() for mac, entry in table.items()
                 if now - entry.seen <= self.ageing]
         rows.sort(key=lambda r: (r.vlan, r.mac))
@@ -373,14 +373,14 @@ class SwitchCore:
         """Number of entries in the MAC table (live or not yet swept)."""
         return self._entries
 
-    def _learn(self, table: dict[bytes, MacEntry], mac: bytes, number: int, now: float) -> None:
+    def _learn(self, table: dict[bytes, MacEntry], mac: bytes, port: Port, now: float) -> None:
         if self._entries >= self.table_size:
             if now - self._last_sweep >= _SWEEP_INTERVAL:
                 self.expire(now)
             if self._entries >= self.table_size:
                 self.counters.table_full += 1
                 return
-        table[mac] = MacEntry(number, now)
+        table[mac] = MacEntry(port, now)
         self._entries += 1
         self.counters.learned += 1
 
@@ -456,10 +456,10 @@ class SwitchCore:
             src = frame[6:12]
             entry = table.get(src)
             if entry is None:
-                self._learn(table, src, ingress, now)
+                self._learn(table, src, port, now)
             else:
-                if entry.port != ingress:
-                    entry.port = ingress
+                if entry.port is not port:
+                    entry.port = port
                     self.counters.moved += 1
                 entry.seen = now
 
@@ -467,11 +467,10 @@ class SwitchCore:
         if not frame[0] & 1:
             entry = table.get(frame[:6])
             if entry is not None and now - entry.seen <= self.ageing:
-                dest_number = entry.port
-                if dest_number == ingress:
+                dest = entry.port
+                if dest is port:
                     self.counters.filtered += 1
                     return out
-                dest = self.ports[dest_number]
                 if dest.untagged_vlan == vlan:
                     if plain_frame is None:
                         assert tagged_frame is not None
@@ -485,7 +484,7 @@ class SwitchCore:
                     data = tagged_frame
                 c = dest.counters
                 if len(data) <= dest.max_frame:
-                    out.append((dest_number, data))
+                    out.append((dest.number, data))
                     c.tx_frames += 1
                     c.tx_bytes += len(data)
                 else:

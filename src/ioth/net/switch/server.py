@@ -236,14 +236,6 @@ class SwitchServer:
             self.engine.start()
         return self
 
-    def serve_forever(self) -> None:
-        """Run the engine on the calling thread until :meth:`stop` (used by ``ioth switch``)."""
-        self.engine.run()
-
-    def stop(self) -> None:
-        """Make :meth:`serve_forever` return."""
-        self.engine.stop(timeout=None if not self.engine.in_engine_thread() else 0)
-
     def _schedule_sweep(self) -> None:
         interval = max(1.0, min(10.0, self.core.ageing / 4))
         self._sweep = self.engine.call_later(interval, self._do_sweep)
