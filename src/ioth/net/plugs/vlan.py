@@ -25,9 +25,13 @@ Receiving (network -> user):
 * untagged: tagged with ``untag`` if set; dropped if N is set; else delivered as is;
 * anything else is dropped (counted in ``rx_dropped``).
 
-The C module writes the bare VID when it remaps a tag (priority bits cleared); this plug keeps
-the priority (PCP) and DEI bits of the frame.  The form ``vlan://5/qinq{...}`` of the C manual
-page (options after a slash) is accepted too.
+Both option forms are accepted: ``vlan://3[untag=4/trunk]{...}`` and ``vlan://3/untag=4/trunk{...}``.
+The Debian build of the C module (0.1.0) only understands the slash form (with brackets its
+options end up inside the VLAN number and are ignored), so use that form for VNLs shared with
+it.  Differences from the C module, checked against it: it writes the bare VID when it remaps a
+tag (priority bits cleared) while this plug keeps PCP and DEI; and for frames it retags on
+receive it returns its whole 9234-byte buffer (stale bytes after the frame), this plug returns
+the frame.
 """
 
 from __future__ import annotations
