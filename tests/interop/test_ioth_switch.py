@@ -279,3 +279,55 @@ def test_vlans_with_kernel_peers(tmp_path: Path, procs: list[subprocess.Popen[by
     assert "1000 Success" in port4
     assert int(port4.split(" IN:  pkts")[1].split()[0]) > 0
     m.close()
+
+
+@pytest.mark.parametrize("scheme", ["switch", "hub"])
+def test_debian_vde_plug_joins_switch_plug(scheme: str, tmp_path: Path,
+                                           make_netns: Callable[[], Netns]) -> None:
+    """``switch://DIR`` (or ``hub://``) opened in this process; a kernel TAP joins it through
+    Debian's vde_plug; ARP crosses both ways between the kernel and the plug."""
+    require_root()
+    require_tools("vde_plug", "ping")
+    from scapy.layers.l2 import ARP, Ether
+
+    node = str(tmp_path / "node")
+    plug = open_plug(f"{scheme}://{node}")
+    try:
+        ns = make_netns()
+        tap = _name("sp")
+        join_tap(ns, f"vde://{node}", tap, f"{NET}.41/24")
+        me_mac, me_ip = "02:00:00:00:00:99", f"{NET}.99"
+        ns.popen(["ping", "-c", "20", "-i", "0.2", me_ip], stdout=subprocess.DEVNULL,
+                 stderr=subprocess.DEVNULL)
+
+        def is_arp_for_me(frame: bytes) -> bool:
+            pkt = Ether(frame)
+            return ARP in pkt and pkt[ARP].op == 1 and pkt[ARP].pdst == me_ip
+
+        request = Ether(_collect(plug, is_arp_for_me, 10))
+        reply = (Ether(src=me_mac, dst=request.src)
+                 / ARP(op=2, hwsrc=me_mac, psrc=me_ip, hwdst=request.src, pdst=f"{NET}.41"))
+        assert plug.send(bytes(reply))
+        wait_for(lambda: me_mac in ns.run(["ip", "neigh", "show", me_ip]).stdout, 10,
+                 what="kernel learnt the plug's MAC")
+        ports = plug.server.active_ports()  # type: ignore[attr-defined]
+        assert len(ports) == 2
+    finally:
+        plug.close()
+    assert not os.path.exists(node)
+
+
+def test_port_group_with_debian_clients(tmp_path: Path, procs: list[subprocess.Popen[bytes]],
+                                        make_netns: Callable[[], Netns]) -> None:
+    """``--portgroup blue:30``: Debian clients asking for ``vde://DIR[blue]`` share VLAN 30."""
+    require_root()
+    require_tools("vde_plug", "ping")
+    sw = str(tmp_path / "sw")
+    start_ioth_switch(procs, sw, "--portgroup", "blue:30")
+    assert os.path.exists(os.path.join(sw, "blue"))
+    ns = [make_netns() for _ in range(3)]
+    join_tap(ns[0], f"vde://{sw}[blue]", _name("pg"), f"{NET}.51/24")
+    join_tap(ns[1], f"vde://{sw}[blue]", _name("pg"), f"{NET}.52/24")
+    join_tap(ns[2], f"vde://{sw}", _name("pg"), f"{NET}.53/24")
+    ping(ns[0], f"{NET}.52")
+    assert not ping(ns[2], f"{NET}.51", count=2, check=False)
