@@ -1,0 +1,206 @@
+"""Frames emitted by ioth.wire dissect cleanly in tshark: no malformed packet, no bad checksum.
+
+A negative control (the same frames with one corrupted checksum each) proves the check can fail.
+"""
+
+from __future__ import annotations
+
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ioth.wire import arp, ethernet, icmpv4, icmpv6, ipv4, ipv6, tcp, udp
+from tests.support.peers import require_tools
+
+pytestmark = pytest.mark.interop
+
+M1 = ethernet.str_to_mac("02:00:00:00:00:01")
+M2 = ethernet.str_to_mac("02:00:00:00:00:02")
+A1 = ipv4.str_to_addr("192.0.2.1")
+A2 = ipv4.str_to_addr("192.0.2.2")
+S6 = ipv6.str_to_addr("2001:db8::1")
+D6 = ipv6.str_to_addr("2001:db8::2")
+LL1 = ipv6.link_local_from_mac(M1)
+LL2 = ipv6.link_local_from_mac(M2)
+
+ETH4 = ethernet.EthernetHeader(M2, M1, ethernet.ETHERTYPE_IPV4).emit()
+ETH6 = ethernet.EthernetHeader(M2, M1, ethernet.ETHERTYPE_IPV6).emit()
+
+CHECKS = ["-o", "ip.check_checksum:TRUE", "-o", "udp.check_checksum:TRUE",
+          "-o", "tcp.check_checksum:TRUE"]
+BAD = "_ws.malformed || _ws.expert.severity >= error || ip.checksum.status == 0 || " \
+      "udp.checksum.status == 0 || tcp.checksum.status == 0 || icmp.checksum.status == 0 || " \
+      "icmpv6.checksum.status == 0"
+
+
+def v4(proto: int, l4: bytes, src: bytes = A1, dst: bytes = A2, **kw: object) -> bytes:
+    hdr = ipv4.Ipv4Header(src, dst, proto, len(l4), **kw)  # type: ignore[arg-type]
+    return ETH4 + hdr.emit() + l4
+
+
+def v6(nh: int, l4: bytes, src: bytes = S6, dst: bytes = D6, hlim: int = 64,
+       eth: bytes = ETH6) -> bytes:
+    return eth + ipv6.Ipv6Header(src, dst, nh, len(l4), hlim).emit() + l4
+
+
+def udp4(data: bytes, sport: int = 5000, dport: int = 7) -> bytes:
+    return udp.UdpHeader(sport, dport).emit(data, A1, A2) + data
+
+
+def frames() -> list[bytes]:
+    """One frame per feature of the wire layer (kept in the order described in the comments)."""
+    out: list[bytes] = []
+    payload = bytes(range(256)) * 6 + b"odd"
+    out.append(v4(17, udp4(b"hello ioth", 40000, 7), ident=1, df=True))
+    out.append(v4(17, udp4(payload[:1472]), ident=2))  # numpy checksum path, 1500-byte packet
+    out.append(v4(17, udp.UdpHeader(7, 7).emit(b"nocsum", A1, A2, checksum=False) + b"nocsum"))
+    vlan = ethernet.EthernetHeader(ethernet.BROADCAST, M1, ethernet.ETHERTYPE_ARP,
+                                   (ethernet.VlanTag(100, 3),))
+    out.append(ethernet.pad(vlan.emit() + arp.request(M1, A1, A2).emit()))
+    out.append(ethernet.pad(ethernet.EthernetHeader(M1, M2, ethernet.ETHERTYPE_ARP).emit()
+                            + arp.reply(arp.request(M1, A1, A2), M2).emit()))
+    qinq = ethernet.EthernetHeader(M2, M1, ethernet.ETHERTYPE_IPV4, (
+        ethernet.VlanTag(10, 1, False, ethernet.ETHERTYPE_QINQ), ethernet.VlanTag(20)))
+    echo = icmpv4.Echo(0x4242, 1).emit(b"abcdefgh" * 7)
+    out.append(qinq.emit() + ipv4.Ipv4Header(A1, A2, 1, len(echo), ident=3).emit() + echo)
+    out.append(v4(1, icmpv4.Echo(0x4242, 1, True).emit(b"abcdefgh" * 7), A2, A1))
+    offending = ipv4.Ipv4Header(A1, A2, 17, 8 + 1472, ident=4, df=True).emit() + udp4(
+        payload[:1472])
+    out.append(v4(1, icmpv4.DestUnreachable(icmpv4.UNREACH_FRAG_NEEDED, 1400).emit(
+        icmpv4.quote(offending)), A2, A1))
+    out.append(v4(1, icmpv4.DestUnreachable(icmpv4.UNREACH_PORT).emit(icmpv4.quote(
+        offending, 28)), A2, A1))
+    out.append(v4(1, icmpv4.TimeExceeded().emit(icmpv4.quote(offending)), A2, A1))
+    out.append(v4(1, icmpv4.ParamProblem(1).emit(icmpv4.quote(offending)), A2, A1))
+    # IPv4 fragments of a 3000-byte UDP datagram, with a copied option (Router Alert)
+    big = udp4(payload * 2)
+    hdr = ipv4.Ipv4Header(A1, A2, 17, len(big), ident=5, options=b"\x94\x04\x00\x00")
+    out.extend(ETH4 + f for f in ipv4.fragment(hdr, big, 1500))
+    # TCP over IPv4: SYN, SYN-ACK, data with timestamps, SACK
+    syn = tcp.TcpHeader(40000, 80, 1000, 0, tcp.SYN, 64240, mss=1460, wscale=7,
+                        sack_permitted=True, timestamps=(100, 0))
+    out.append(v4(6, syn.emit(b"", A1, A2), ident=6, df=True))
+    synack = tcp.TcpHeader(80, 40000, 5000, 1001, tcp.SYN | tcp.ACK, 65160, mss=1460, wscale=7,
+                           sack_permitted=True, timestamps=(200, 100))
+    out.append(v4(6, synack.emit(b"", A2, A1), A2, A1, df=True))
+    data = b"GET / HTTP/1.0\r\n\r\n"
+    seg = tcp.emit_fast(40000, 80, 1001, 5001, tcp.PSH | tcp.ACK, 502, data, A1, A2,
+                        tcp.ts_option(101, 200)) + data
+    out.append(v4(6, seg, ident=7, df=True))
+    sack = tcp.TcpHeader(80, 40000, 5001, 1001, tcp.ACK, 509, timestamps=(201, 101),
+                         sack_blocks=((1101, 1201),))
+    out.append(v4(6, sack.emit(b"", A2, A1), A2, A1, df=True))
+    bulk = payload[:1448]
+    seg = tcp.emit_fast(80, 40000, 5001, 1019, tcp.ACK, 509, bulk, A2, A1,
+                        tcp.ts_option(202, 101)) + bulk
+    out.append(v4(6, seg, A2, A1, df=True))
+    # IPv6: UDP, TCP, echo, errors
+    u6 = udp.UdpHeader(40001, 40002).emit(b"v6 data", S6, D6) + b"v6 data"
+    out.append(v6(17, u6))
+    syn6 = syn.emit(b"", S6, D6)
+    out.append(v6(6, syn6))
+    out.append(v6(58, icmpv6.Echo(7, 1).emit(S6, D6, b"ping6" * 10)))
+    off6 = ipv6.Ipv6Header(D6, S6, 17, 1600).emit() + udp.UdpHeader(1, 2).emit(
+        payload[:1592], D6, S6) + payload[:1592]
+    for err in (icmpv6.DestUnreachable(icmpv6.UNREACH_PORT), icmpv6.PacketTooBig(1280),
+                icmpv6.TimeExceeded(), icmpv6.ParamProblem(icmpv6.PARAM_UNKNOWN_NEXT_HEADER, 6)):
+        out.append(v6(58, err.emit(S6, D6, icmpv6.quote(off6))))
+    # NDP
+    sn = ipv6.solicited_node(D6)
+    e_sn = ethernet.EthernetHeader(ethernet.ipv6_multicast_mac(sn), M1,
+                                   ethernet.ETHERTYPE_IPV6).emit()
+    ns = icmpv6.NeighborSolicit(D6, (icmpv6.LinkAddrOption(M1),))
+    out.append(v6(58, ns.emit(S6, sn), S6, sn, 255, e_sn))
+    out.append(v6(58, icmpv6.NeighborSolicit(D6).emit(ipv6.UNSPECIFIED, sn),
+                  ipv6.UNSPECIFIED, sn, 255, e_sn))
+    na = icmpv6.NeighborAdvert(D6, False, True, True, (icmpv6.LinkAddrOption(M2, True),))
+    out.append(v6(58, na.emit(D6, S6), D6, S6, 255))
+    rs = icmpv6.RouterSolicit((icmpv6.LinkAddrOption(M1),))
+    out.append(v6(58, rs.emit(LL1, ipv6.ALL_ROUTERS), LL1, ipv6.ALL_ROUTERS, 255))
+    ra = icmpv6.RouterAdvert(64, False, True, 1800, 30000, 1000, (
+        icmpv6.LinkAddrOption(M2), icmpv6.MtuOption(1500),
+        icmpv6.PrefixInfoOption(64, ipv6.str_to_addr("2001:db8:1::"), 86400, 14400),
+        icmpv6.RdnssOption(600, (ipv6.str_to_addr("2001:db8::53"),)),
+        icmpv6.DnsslOption(600, ("example.com", "test.example"))))
+    out.append(v6(58, ra.emit(LL2, ipv6.ALL_NODES), LL2, ipv6.ALL_NODES, 255))
+    redirected = ipv6.Ipv6Header(S6, ipv6.str_to_addr("2001:db8:5::9"), 17, 8).emit() + \
+        udp.UdpHeader(1, 2).emit(b"", S6, ipv6.str_to_addr("2001:db8:5::9"))
+    rd = icmpv6.Redirect(LL2, ipv6.str_to_addr("2001:db8:5::9"), (
+        icmpv6.LinkAddrOption(M2, True), icmpv6.RedirectedHeaderOption(redirected)))
+    out.append(v6(58, rd.emit(LL2, S6), LL2, S6, 255))
+    # MLDv2 report with Hop-by-Hop Router Alert, and a general query
+    rep = icmpv6.MldReport((
+        icmpv6.McastRecord(icmpv6.CHANGE_TO_EXCLUDE, sn),
+        icmpv6.McastRecord(icmpv6.MODE_IS_INCLUDE, ipv6.str_to_addr("ff05::1:3"),
+                           (S6, D6))))
+    body = rep.emit(LL1, ipv6.ALL_MLDV2_ROUTERS)
+    hbh = ipv6.router_alert_header(ipv6.NH_ICMPV6)
+    out.append(v6(ipv6.NH_HOPOPT, hbh + body, LL1, ipv6.ALL_MLDV2_ROUTERS, 1))
+    q = icmpv6.MldQuery(10000, ipv6.UNSPECIFIED, True, False, 2, 125)
+    out.append(v6(ipv6.NH_HOPOPT, hbh + q.emit(LL2, ipv6.ALL_NODES), LL2, ipv6.ALL_NODES, 1))
+    # IPv6 fragments of a 3000-byte UDP datagram
+    big6 = udp.UdpHeader(9, 9).emit(payload * 2, S6, D6) + payload * 2
+    out.extend(ETH6 + f for f in ipv6.fragment(ipv6.Ipv6Header(S6, D6, 17, 0), big6, 1500, 99))
+    return out
+
+
+def write_pcap(path: Path, pkts: list[bytes]) -> None:
+    """Minimal classic pcap writer (LINKTYPE_ETHERNET)."""
+    with path.open("wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        for i, p in enumerate(pkts):
+            f.write(struct.pack("<IIII", 1_700_000_000 + i, 0, len(p), len(p)))
+            f.write(p)
+
+
+def tshark(*args: str) -> str:
+    res = subprocess.run(["tshark", *args], capture_output=True, text=True, timeout=60,
+                         check=False)
+    assert res.returncode == 0, res.stderr
+    return res.stdout
+
+
+def test_emitted_frames_dissect_cleanly(tmp_path: Path) -> None:
+    require_tools("tshark")
+    pkts = frames()
+    pcap = tmp_path / "wire.pcap"
+    write_pcap(pcap, pkts)
+    # every frame is dissected down to the expected protocol
+    protos = tshark("-r", str(pcap), *CHECKS, "-T", "fields", "-e", "frame.protocols")
+    lines = protos.splitlines()
+    assert len(lines) == len(pkts)
+    joined = "\n".join(lines)
+    for needle in ("eth:ethertype:ip:udp", "vlan:ethertype:arp", "ip:icmp:ip:udp", "ip:tcp",
+                   "ieee8021ad:ethertype:vlan:ethertype:ip:icmp", "ipv6:udp", "ipv6:tcp",
+                   "ipv6:icmpv6", "ipv6:ipv6.hopopts:icmpv6", "ipv6.fraghdr:udp"):
+        assert needle in joined, f"{needle} not dissected:\n{joined}"
+    # checksums are verified (status 1 = good) and nothing is malformed or an error
+    bad = tshark("-r", str(pcap), *CHECKS, "-Y", BAD)
+    assert bad == "", bad
+    good = tshark("-r", str(pcap), *CHECKS, "-Y", "ip.checksum.status == 1 && "
+                  "(udp.checksum.status == 1 || tcp.checksum.status == 1 || "
+                  "icmp.checksum.status == 1)", "-T", "fields", "-e", "frame.number")
+    assert len(good.split()) >= 14
+    unverified = tshark("-r", str(pcap), *CHECKS, "-Y", "(ip && !(ip.checksum.status == 1)) || "
+                        "(icmpv6 && !(icmpv6.checksum.status == 1))")
+    assert unverified == "", unverified
+    good6 = tshark("-r", str(pcap), *CHECKS, "-Y", "icmpv6.checksum.status == 1",
+                   "-T", "fields", "-e", "frame.number")
+    assert len(good6.split()) >= 12
+
+
+def test_negative_control_bad_checksums_are_flagged(tmp_path: Path) -> None:
+    require_tools("tshark")
+    pkts = frames()
+    corrupted = []
+    for p in pkts:
+        b = bytearray(p)
+        b[-1] ^= 0x01  # last payload byte: breaks the L4 checksum (or ARP padding: harmless)
+        corrupted.append(bytes(b))
+    pcap = tmp_path / "bad.pcap"
+    write_pcap(pcap, corrupted)
+    flagged = tshark("-r", str(pcap), *CHECKS, "-Y", BAD, "-T", "fields", "-e", "frame.number")
+    # not flagged: the zero-checksum UDP frame, 2 ARP paddings, 4 non-final fragments
+    assert len(flagged.split()) >= len(pkts) - 7
