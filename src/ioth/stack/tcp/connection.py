@@ -387,7 +387,7 @@ class TcpConnection:
         rbuf = self._rbuf
         first = rbuf[0]
         off = self._roff
-        if off == 0 and len(first) <= max_bytes:
+        if off == 0 and len(rbuf) == 1 and len(first) <= max_bytes:
             rbuf.popleft()
             out = first
         else:
