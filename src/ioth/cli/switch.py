@@ -12,15 +12,14 @@ Ctrl-C or SIGTERM stop the switch and remove its sockets.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import signal
 import sys
-from collections.abc import Iterator
 from types import FrameType
 from typing import Any, NoReturn
 
+from ioth.cli.plug import _daemonize, _pidfile
 from ioth.errors import IothUserError
 from ioth.net.plug import Plug
 from ioth.net.registry import open_plug, parse_vnl
@@ -82,33 +81,6 @@ def _number(name: str, text: str, low: int, high: int, base: int = 10) -> int:
     if not low <= value <= high:
         raise IothUserError(f"{name} {value} out of range {low}..{high}")
     return value
-
-
-def _daemonize() -> None:
-    if os.fork() > 0:
-        os._exit(0)
-    os.setsid()
-    if os.fork() > 0:
-        os._exit(0)
-    fd = os.open(os.devnull, os.O_RDWR)
-    for target in (0, 1, 2):
-        os.dup2(fd, target)
-    if fd > 2:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def _pidfile(path: str | None) -> Iterator[None]:
-    if path is None:
-        yield
-        return
-    with open(path, "w", encoding="ascii") as f:
-        f.write(f"{os.getpid()}\n")
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
 
 
 def run(args: argparse.Namespace) -> int:

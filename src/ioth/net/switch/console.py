@@ -426,15 +426,10 @@ class ManagementConsole:
         self.closed = False
         self._sessions: dict[int, _Session] = {}
         if os.path.exists(self.path):
-            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                probe.connect(self.path)
-            except OSError:
-                os.unlink(self.path)  # stale socket of a dead switch
-            else:
+            from ioth.net.switch.server import socket_in_use
+            if socket_in_use(self.path):
                 raise OSError(errno.EADDRINUSE, f"management socket {path} is in use")
-            finally:
-                probe.close()
+            os.unlink(self.path)  # stale socket of a dead switch
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         try:
             sock.bind(self.path)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import grp
 import logging
 import os
 import pwd
@@ -45,6 +44,7 @@ from ioth.net.plugs.vde import (
     REQ_NEW_PORT0,
     SOCKADDR_UN_LEN,
     SWITCH_MAGIC,
+    group_id,
     pack_sockaddr_un,
     set_bufs,
 )
@@ -154,7 +154,7 @@ class SwitchServer:
         self.numports = numports
         self.default_mtu = default_mtu
         self.mode, self.dirmode = derive_modes(mode, dirmode)
-        self.gid = _group_id(group) if group else -1
+        self.gid = group_id(group) if group else -1
         self.started = time.monotonic()
         self.closed = False
         self.recv_errors = 0  # datagrams dropped on arrival (oversize, socket errors)
@@ -196,7 +196,7 @@ class SwitchServer:
         if len(os.fsencode(ctl)) + 8 >= 108:
             raise OSError(errno.ENAMETOOLONG, f"switch directory path too long: {path}")
         if os.path.exists(ctl):
-            if _still_used(ctl):
+            if socket_in_use(ctl):
                 raise OSError(errno.EADDRINUSE, f"a switch is already running on {path}")
             os.unlink(ctl)
         if self.gid >= 0:
@@ -633,7 +633,8 @@ def _plug_sender(plug: Plug) -> Callable[[bytes], object]:
     return send_or_raise
 
 
-def _still_used(path: str) -> bool:
+def socket_in_use(path: str) -> bool:
+    """Whether something accepts connections on the AF_UNIX stream socket ``path``."""
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.connect(path)
@@ -642,16 +643,6 @@ def _still_used(path: str) -> bool:
     finally:
         probe.close()
     return True
-
-
-def _group_id(group: str) -> int:
-    try:
-        return grp.getgrnam(group).gr_gid
-    except KeyError:
-        try:
-            return int(group)
-        except ValueError:
-            raise SwitchConfigError(errno.EINVAL, f"unknown group {group!r}") from None
 
 
 # -- switch:// and hub:// ---------------------------------------------------------------------
