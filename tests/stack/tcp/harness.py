@@ -107,9 +107,8 @@ class Link:
                 pump()
                 if cond():
                     return
-            if not self.step():
-                if pump is None:
-                    raise AssertionError("nothing pending and condition not met")
+            if not self.step() and self.next_time() is None:
+                raise AssertionError(f"stalled: nothing pending at t={self.now:.3f}")
             if self.now > deadline:
                 raise AssertionError(f"stalled: condition not met by t={self.now:.3f}")
 
