@@ -10,6 +10,8 @@ BRIDGE is one of:
   in one thread of this process (recv_frames on one side, send on the other);
 * ``ioth offload``: the same with ``offload`` (64 KiB TSO/GSO frames, link MTU still 1500);
 * ``ioth mtu 65521``: no offloads, link MTU 65521 on both taps;
+* ``ioth offload -> plain``: the sender's tap offloads, the receiver's does not (its plug cuts
+  the super-frames in software);
 * ``vde_plug 1 proc``: ``vde_plug tap://tA tap://tB`` (one process; the taps are created in a
   scratch namespace and moved into A and B);
 * ``vde_plug dpipe``: ``dpipe vde_plug tap://tA = vde_plug tap://tB`` (two processes, stream).
@@ -176,13 +178,15 @@ def measure(ns_a: str, ns_b: str, if_a: str, if_b: str, seconds: float,
         stop(server)
 
 
-def run_ioth(seconds: float, offload: bool, mtu: int | None) -> Result:
-    """ioth TapPlug bridge."""
+def run_ioth(seconds: float, offload: bool, mtu: int | None, offload_b: bool | None = None
+             ) -> Result:
+    """ioth TapPlug bridge (``offload_b``: offloads of the receiving side, default as A)."""
+    offload_b = offload if offload_b is None else offload_b
     with namespaces(2) as (ns_a, ns_b):
         if_a, if_b = "tA" + secrets.token_hex(3), "tB" + secrets.token_hex(3)
         opts = "/offload" if offload else ""
         a = TapPlug(if_a, netns=ns_a, up=True, offload=offload, mtu=mtu)
-        b = TapPlug(if_b, netns=ns_b, up=True, offload=offload, mtu=mtu)
+        b = TapPlug(if_b, netns=ns_b, up=True, offload=offload_b, mtu=mtu)
         stopping = threading.Event()
         thread = threading.Thread(target=ioth_bridge, args=(a, b, stopping), daemon=True)
         try:
@@ -197,6 +201,8 @@ def run_ioth(seconds: float, offload: bool, mtu: int | None) -> Result:
             a.close()
             b.close()
         name = "ioth" + (" offload" if offload else "") + (f" mtu {mtu}" if mtu else "")
+        if offload_b != offload:
+            name += " -> plain"
         return Result(name, gbps, fps, cpu, f"{opts} dropped={dropped}")
 
 
@@ -244,8 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the configurations and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--time", type=float, default=5.0, help="seconds per iperf3 run")
-    parser.add_argument("--only", default="vde1,dpipe,ioth,offload,jumbo",
-                        help="comma list of: vde1, dpipe, ioth, offload, jumbo")
+    parser.add_argument("--only", default="vde1,dpipe,ioth,offload,jumbo,mixed",
+                        help="comma list of: vde1, dpipe, ioth, offload, jumbo, mixed")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("bench_tap needs root (network namespaces, TAPs)", file=sys.stderr)
@@ -260,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         "ioth": lambda: run_ioth(args.time, offload=False, mtu=None),
         "offload": lambda: run_ioth(args.time, offload=True, mtu=None),
         "jumbo": lambda: run_ioth(args.time, offload=False, mtu=65521),
+        "mixed": lambda: run_ioth(args.time, offload=True, mtu=None, offload_b=False),
     }
     results: list[Result] = []
     for key in args.only.split(","):

@@ -387,18 +387,20 @@ def _bridge(a: TapPlug, b: TapPlug, stopping: threading.Event) -> None:
                 dst.send(frame)
 
 
-@pytest.mark.parametrize("offload", [False, True], ids=["plain", "offload"])
-def test_two_kernels_bridged_by_tap_plugs(offload: bool) -> None:
+@pytest.mark.parametrize("mode", ["plain", "offload", "mixed"])
+def test_two_kernels_bridged_by_tap_plugs(mode: str) -> None:
     """Two kernels in two namespaces talk TCP through two TapPlugs bridged in this process.
 
     With offloads every super-frame crosses the bridge whole: received from one kernel (TSO,
-    checksum completed by the plug) and handed to the other as GSO.
+    checksum completed by the plug) and handed to the other as GSO.  In ``mixed`` the sender's
+    TAP offloads and the receiver's does not: its plug segments the super-frames in software.
     """
+    offload = mode == "offload"
     require_tools("python3")
     require_root()
     size, port = 4_000_000, 5003
     with netns("iothtapa") as ns_a, netns("iothtapb") as ns_b:
-        a = open_tap(ns_a, offload, Family(4, "198.18.0.1", "", 24, "", ""))
+        a = open_tap(ns_a, mode != "plain", Family(4, "198.18.0.1", "", 24, "", ""))
         b = open_tap(ns_b, offload, Family(4, "198.18.0.2", "", 24, "", ""))
         stopping = threading.Event()
         thread = threading.Thread(target=_bridge, args=(a, b, stopping), daemon=True)
@@ -436,9 +438,13 @@ def test_two_kernels_bridged_by_tap_plugs(offload: bool) -> None:
             a.close()
             b.close()
         assert a.counters.tx_dropped == b.counters.tx_dropped == 0
-        if offload:
-            assert a.csum_completed > 0 and b.gso_sent > 0
+        if mode != "plain":
+            assert a.csum_completed > 0
             # the data side sent super-frames: its average frame is bigger than a 1500-MTU one
             assert a.counters.rx_bytes / a.counters.rx_frames > 1514
+        if mode == "offload":
+            assert b.gso_sent > 0 and b.segmented == 0
+        elif mode == "mixed":
+            assert b.gso_sent == 0 and b.segmented > 0
         else:
-            assert a.csum_completed == b.gso_sent == 0
+            assert a.csum_completed == b.gso_sent == b.segmented == 0

@@ -23,7 +23,7 @@ from scapy.layers.l2 import Dot1Q, Ether
 
 from ioth.errors import IothUserError, PlugClosedError, VNLError
 from ioth.net.plugs import tap as tapmod
-from ioth.net.plugs.tap import TapPlug, finish_checksum, gso_header
+from ioth.net.plugs.tap import TapPlug, finish_checksum, gso_header, segment_tcp
 from ioth.net.registry import open_plug
 from tests.support.peers import Netns, require_root
 
@@ -89,6 +89,56 @@ def test_gso_header_tcpv6_vlan_and_ecn() -> None:
 def test_gso_header_big_udp_is_plain() -> None:
     pkt = Ether() / IP(src="192.0.2.1", dst="192.0.2.2") / UDP() / (b"u" * 8000)
     assert gso_header(bytes(pkt), 1500) == bytes(12)
+
+
+@pytest.mark.parametrize("link_mtu", [1500, 1499, 9000])
+@pytest.mark.parametrize("v6", [False, True], ids=["ipv4", "ipv6"])
+@pytest.mark.parametrize("vlan", [False, True], ids=["untagged", "vlan"])
+def test_segment_tcp_matches_scapy(link_mtu: int, v6: bool, vlan: bool) -> None:
+    data = secrets.token_bytes(30001)
+    ip = (IPv6(src="2001:db8::2", dst="2001:db8::1") if v6
+          else IP(src="198.51.100.2", dst="198.51.100.1", flags="DF", id=65530))
+    l2 = Ether(src=MAC_A, dst=MAC_B) / Dot1Q(vlan=7) if vlan else Ether(src=MAC_A, dst=MAC_B)
+    seq0 = 2**32 - 5000  # wraps around inside the super-frame
+    pkt = l2 / ip / TCP(sport=1, dport=2, seq=seq0, ack=9, flags="FPAC",
+                        options=[("NOP", None), ("NOP", None), ("Timestamp", (5, 6))]) / data
+    segments = segment_tcp(bytes(pkt), link_mtu)
+    assert segments is not None
+    mss = link_mtu - (40 if v6 else 20) - 32
+    assert len(segments) == -(-len(data) // mss)
+    joined = b""
+    for i, seg in enumerate(segments):
+        assert len(seg) <= link_mtu + 14 + (4 if vlan else 0)
+        p = Ether(seg)
+        tcp = p[TCP]
+        assert tcp.seq == (seq0 + len(joined)) % 2**32
+        assert tcp.ack == 9 and tcp.options == pkt[TCP].options
+        assert ("C" in tcp.flags) == (i == 0)
+        assert ("F" in tcp.flags) == ("P" in tcp.flags) == (i == len(segments) - 1)
+        assert "A" in tcp.flags
+        clone = p.copy()
+        del clone[TCP].chksum
+        if v6:
+            assert p[IPv6].plen == len(seg) - (18 if vlan else 14) - 40
+        else:
+            assert p[IP].id == (65530 + i) % 65536 and p[IP].flags == "DF"
+            assert p[IP].len == len(seg) - (18 if vlan else 14)
+            del clone[IP].chksum
+            assert Ether(bytes(clone))[IP].chksum == p[IP].chksum
+        assert Ether(bytes(clone))[TCP].chksum == tcp.chksum
+        joined += bytes(tcp.payload)
+    assert joined == data
+
+
+def test_segment_tcp_rejects_and_ignores_padding() -> None:
+    udp = bytes(Ether() / IP() / UDP() / (b"u" * 5000))
+    assert segment_tcp(udp, 1500) is None
+    frame = tcp4(5000)
+    assert segment_tcp(frame[:-1], 1500) is None  # IP length beyond the frame
+    segments = segment_tcp(frame + b"\0" * 7, 1500)  # Ethernet padding after the IP packet
+    assert segments is not None
+    joined = b"".join(bytes(Ether(s)[TCP].payload) for s in segments)
+    assert joined == bytes(Ether(frame)[TCP].payload)
 
 
 def _seed_partial(frame: bytearray, start: int, offset: int, pseudo: int) -> None:

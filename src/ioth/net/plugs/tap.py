@@ -36,6 +36,9 @@ The contract with the rest of ioth:
   802.1Q tag) is sent as a GSO frame: ``gso_type`` TCPV4/TCPV6 (plus ECN if CWR is set) and
   ``gso_size = link_mtu - IP header - TCP header (options included)``, so the kernel cuts it into
   link-MTU segments.  Every other frame goes with ``gso_type`` NONE.
+* A plug *without* offloads that is handed a TCP super-frame (relayed from an offloading plug)
+  cuts it into link-MTU segments in software (:func:`segment_tcp`, counted in ``segmented``),
+  so offloading and plain plugs can be bridged; other oversized frames are dropped.
 * :attr:`TapPlug.mtu` (the largest payload the plug accepts) is 65535 with offloads; the
   interface MTU stays what ``mtu=`` set (default: the kernel's, 1500) and is :attr:`link_mtu`.
   Without offloads ``mtu == link_mtu``.
@@ -103,8 +106,13 @@ ETH_P_IPV6 = 0x86DD
 ETH_P_8021Q = 0x8100
 IPPROTO_TCP = 6
 TCP_CWR = 0x80
+TCP_PSH = 0x08
+TCP_FIN = 0x01
+#: Largest frame accepted for software segmentation: IPv6 with a 65535-byte payload, one tag.
+MAX_SUPERFRAME = 65535 + 40 + ETH_HLEN + 4
 
 _U32 = np.dtype(np.uint32)
+_U16_BE = np.dtype(">u2")
 _U64 = np.dtype(np.uint64)
 _LITTLE = sys.byteorder == "little"
 _BYTEORDER: Literal["little", "big"] = "little" if _LITTLE else "big"
@@ -150,12 +158,10 @@ def finish_checksum(buf: bytearray | memoryview, start: int, end: int, offset: i
     _pack_h(buf, start + offset, c)
 
 
-def gso_header(frame: bytes | bytearray | memoryview, link_mtu: int) -> bytes:
-    """The virtio-net header for sending ``frame``: TCPV4/TCPV6 GSO when it is a TCP segment
-    too big for ``link_mtu``, otherwise the all-zero header (no GSO, checksums complete)."""
+def _tcp_layout(frame: bytes | bytearray | memoryview) -> tuple[int, int, int, bool] | None:
+    """(l3 offset, IP header length, TCP header length, is IPv6) of a TCP over IPv4/IPv6 frame
+    (optionally one 802.1Q tag, no IPv6 extension headers); None for anything else."""
     n = len(frame)
-    if n <= link_mtu + ETH_HLEN:
-        return _VNET_NONE
     l3 = ETH_HLEN
     ethertype = _unpack_h(frame, 12)[0]
     if ethertype == ETH_P_8021Q and n >= 18:
@@ -163,26 +169,118 @@ def gso_header(frame: bytes | bytearray | memoryview, link_mtu: int) -> bytes:
         l3 = 18
     if ethertype == ETH_P_IP:
         if n < l3 + 20 or frame[l3 + 9] != IPPROTO_TCP:
-            return _VNET_NONE
+            return None
         iphl = (frame[l3] & 0x0F) * 4
-        gso_type = VIRTIO_NET_HDR_GSO_TCPV4
+        v6 = False
     elif ethertype == ETH_P_IPV6:
         if n < l3 + 40 or frame[l3 + 6] != IPPROTO_TCP:
-            return _VNET_NONE
+            return None
         iphl = 40
-        gso_type = VIRTIO_NET_HDR_GSO_TCPV6
+        v6 = True
     else:
-        return _VNET_NONE
+        return None
     l4 = l3 + iphl
-    if n < l4 + 20:
-        return _VNET_NONE
+    if iphl < 20 or n < l4 + 20:
+        return None
     tcphl = (frame[l4 + 12] >> 4) * 4
-    if frame[l4 + 13] & TCP_CWR:
-        gso_type |= VIRTIO_NET_HDR_GSO_ECN
-    gso_size = link_mtu - iphl - tcphl
-    if gso_size <= 0 or n <= l4 + tcphl:
+    if tcphl < 20 or n < l4 + tcphl:
+        return None
+    return l3, iphl, tcphl, v6
+
+
+def gso_header(frame: bytes | bytearray | memoryview, link_mtu: int) -> bytes:
+    """The virtio-net header for sending ``frame``: TCPV4/TCPV6 GSO when it is a TCP segment
+    too big for ``link_mtu``, otherwise the all-zero header (no GSO, checksums complete)."""
+    n = len(frame)
+    if n <= link_mtu + ETH_HLEN:
         return _VNET_NONE
-    return _VNET.pack(0, gso_type, l4 + tcphl, gso_size, 0, 0, 0)
+    layout = _tcp_layout(frame)
+    if layout is None:
+        return _VNET_NONE
+    l3, iphl, tcphl, v6 = layout
+    hdr_len = l3 + iphl + tcphl
+    gso_size = link_mtu - iphl - tcphl
+    if gso_size <= 0 or n <= hdr_len:
+        return _VNET_NONE
+    gso_type = VIRTIO_NET_HDR_GSO_TCPV6 if v6 else VIRTIO_NET_HDR_GSO_TCPV4
+    if frame[l3 + iphl + 13] & TCP_CWR:
+        gso_type |= VIRTIO_NET_HDR_GSO_ECN
+    return _VNET.pack(0, gso_type, hdr_len, gso_size, 0, 0, 0)
+
+
+def _fold(s: int) -> int:
+    """One's complement 16-bit sum of a partial sum (0 only when ``s`` is 0)."""
+    r = s % 0xFFFF
+    return r if r else (0xFFFF if s else 0)
+
+
+def _sum_bytes(data: bytes | bytearray | memoryview) -> int:
+    """A partial one's complement sum of ``data`` (network order, odd length zero-padded)."""
+    v = int.from_bytes(data, "big")
+    return v << 8 if len(data) & 1 else v
+
+
+def segment_tcp(frame: bytes | bytearray | memoryview, link_mtu: int) -> list[bytes] | None:
+    """Software GSO: cut a TCP super-frame into segments that fit ``link_mtu``.
+
+    Each segment gets its own sequence number, IPv4 length/ID/header checksum or IPv6 payload
+    length, and TCP checksum; CWR stays on the first segment, FIN and PSH on the last (the rules
+    of TSO).  Returns None when ``frame`` is not TCP over IPv4/IPv6 or is malformed.  The data
+    sums of all full segments come from one numpy reduction.
+    """
+    layout = _tcp_layout(frame)
+    if layout is None:
+        return None
+    l3, iphl, tcphl, v6 = layout
+    l4 = l3 + iphl
+    data_start = l4 + tcphl
+    ip_end = l3 + (40 + _unpack_h(frame, l3 + 4)[0] if v6 else _unpack_h(frame, l3 + 2)[0])
+    mss = link_mtu - iphl - tcphl
+    if mss <= 0 or ip_end > len(frame) or ip_end <= data_start:
+        return None
+    view = memoryview(frame)
+    payload_len = ip_end - data_start
+    nseg = -(-payload_len // mss)
+    nfull = payload_len // mss
+    if nfull and not mss & 1:
+        block = np.frombuffer(view, _U16_BE, nfull * (mss >> 1), data_start)
+        data_sums = [int(x) for x in block.reshape(nfull, mss >> 1).sum(axis=1, dtype=_U64)]
+    else:
+        data_sums = [_sum_bytes(view[data_start + i * mss: data_start + (i + 1) * mss])
+                     for i in range(nfull)]
+    if nfull < nseg:
+        data_sums.append(_sum_bytes(view[data_start + nfull * mss: ip_end]))
+    eth = bytes(view[:l3])
+    ip = bytearray(view[l3:l4])
+    tcp = bytearray(view[l4:data_start])
+    tcp[16:18] = b"\0\0"
+    addr_sum = _sum_bytes(ip[8:40] if v6 else ip[12:20]) + IPPROTO_TCP
+    seq0 = struct.unpack_from("!I", tcp, 4)[0]
+    flags0 = tcp[13]
+    ip_id = 0 if v6 else _unpack_h(ip, 4)[0]
+    out: list[bytes] = []
+    for i in range(nseg):
+        off = i * mss
+        size = min(mss, payload_len - off)
+        struct.pack_into("!I", tcp, 4, (seq0 + off) & 0xFFFFFFFF)
+        flags = flags0
+        if i:
+            flags &= ~TCP_CWR
+        if i != nseg - 1:
+            flags &= ~(TCP_FIN | TCP_PSH)
+        tcp[13] = flags
+        tcp[16:18] = b"\0\0"
+        if v6:
+            _pack_h(ip, 4, tcphl + size)
+        else:
+            _pack_h(ip, 2, iphl + tcphl + size)
+            _pack_h(ip, 4, (ip_id + i) & 0xFFFF)
+            ip[10:12] = b"\0\0"
+            _pack_h(ip, 10, ~_fold(_sum_bytes(ip)) & 0xFFFF)
+        csum = ~_fold(addr_sum + tcphl + size + _sum_bytes(tcp) + data_sums[i]) & 0xFFFF
+        _pack_h(tcp, 16, csum)
+        out.append(b"".join((eth, ip, tcp, view[data_start + off: data_start + off + size])))
+    return out
 
 
 def _ifreq(name: str, fmt: str = "", *values: int) -> bytearray:
@@ -261,6 +359,8 @@ class TapPlug(Plug):
     csum_completed: int
     #: Frames sent with a TCPV4/TCPV6 GSO header (the kernel segments them).
     gso_sent: int
+    #: TCP super-frames segmented in software by a plug without offloads.
+    segmented: int
 
     def __init__(self, ifname: str, *, mtu: int | None = None, up: bool = False,
                  netns: str | None = None, offload: bool = False, vnl: str = "") -> None:
@@ -290,6 +390,7 @@ class TapPlug(Plug):
         self.netns = netns
         self.csum_completed = 0
         self.gso_sent = 0
+        self.segmented = 0
         self._rxbuf = bytearray(RX_BUFFER)
         self._rxview = memoryview(self._rxbuf)
         self._rxvec = [self._rxview]
@@ -317,12 +418,22 @@ class TapPlug(Plug):
         return self._fd
 
     def send(self, frame: bytes | bytearray | memoryview) -> bool:
-        """Write one frame (with a virtio-net header when offloading); False if dropped."""
+        """Write one frame (with a virtio-net header when offloading); False if dropped.
+
+        Without offloads a TCP super-frame bigger than :attr:`max_frame` (one relayed from an
+        offloading plug) is segmented in software (:func:`segment_tcp`); other oversized
+        frames are dropped.
+        """
         n = len(frame)
         counters = self.counters
-        if self.closed or n < MIN_FRAME or n > self.mtu + 18:
+        if self.closed or n < MIN_FRAME:
             counters.tx_dropped += 1
             return False
+        if n > self.mtu + 18:
+            if self.offload or n > MAX_SUPERFRAME:
+                counters.tx_dropped += 1
+                return False
+            return self._send_segmented(frame)
         try:
             if self.offload:
                 header = gso_header(frame, self.link_mtu)
@@ -340,6 +451,29 @@ class TapPlug(Plug):
         counters.tx_frames += 1
         counters.tx_bytes += n
         return True
+
+    def _send_segmented(self, frame: bytes | bytearray | memoryview) -> bool:
+        """Cut a TCP super-frame into link-MTU segments and write them (plain TAPs only)."""
+        counters = self.counters
+        segments = segment_tcp(frame, self.link_mtu)
+        if segments is None:
+            counters.tx_dropped += 1
+            return False
+        self.segmented += 1
+        fd = self._fd
+        sent = 0
+        for segment in segments:
+            try:
+                os.write(fd, segment)
+            except OSError as exc:
+                if exc.errno == errno.EBADFD:
+                    self.closed = True
+                counters.tx_dropped += 1
+                continue
+            sent += 1
+            counters.tx_frames += 1
+            counters.tx_bytes += len(segment)
+        return sent == len(segments)
 
     def recv_frames(self, limit: int = 64) -> list[bytes]:
         """Read up to ``limit`` frames until EAGAIN; partial checksums are completed."""
