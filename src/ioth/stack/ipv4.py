@@ -240,9 +240,9 @@ class IPv4:
         head[8] = ttl - 1
         head[10:12] = b"\0\0"
         struct.pack_into("!H", head, 10, checksum(head))
-        core.counters["ipv4.forwarded"] += 1
         mtu = iface.mtu
         if len(pkt) <= mtu:
+            core.counters["ipv4.forwarded"] += 1
             self.send_packet(iface, nexthop, bytes(head) + pkt[ihl:], now)
             return
         frag = (pkt[6] << 8) | pkt[7]
@@ -251,5 +251,6 @@ class IPv4:
             core.icmp4.send_error(3, 4, pkt, now, extra=mtu, in_iface=in_iface)
             return
         # options are not copied into later fragments; a forwarded fragment keeps its offset
+        core.counters["ipv4.forwarded"] += 1
         self._fragment(iface, nexthop, src, dst, pkt[9], (pkt[4] << 8) | pkt[5], ttl - 1,
                        pkt[1], pkt[ihl:], mtu, (frag & 0x1FFF) << 3, bool(frag & MF), now)
