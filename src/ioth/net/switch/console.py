@@ -436,9 +436,9 @@ class ManagementConsole:
             os.chmod(self.path, mode)
             sock.listen(15)
             sock.setblocking(False)
-        except BaseException:
+        except OSError as exc:
             sock.close()
-            raise
+            raise OSError(exc.errno, f"management socket {self.path}: {exc.strerror}") from None
         self._sock = sock
         server.engine.add_reader(sock.fileno(), self._accept)
 

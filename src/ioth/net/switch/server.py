@@ -108,7 +108,7 @@ class _Endpoint:
     """One attachment to a port: a datagram socket (VDE client or socketpair) or a plug."""
 
     __slots__ = ("ctl", "description", "fds", "max_frame", "path", "plug", "port", "send",
-                 "sock", "timer", "user")
+                 "sock", "timer")
 
     def __init__(self, port: int, max_frame: int, description: str) -> None:
         self.port = port
@@ -120,7 +120,6 @@ class _Endpoint:
         self.plug: Plug | None = None
         self.fds: list[int] = []
         self.timer: TimerHandle | None = None
-        self.user = ""
         #: send one frame; raises OSError when it could not go
         self.send: Callable[[bytes], object] = _refuse
 
@@ -168,14 +167,19 @@ class SwitchServer:
         self._view = memoryview(self._buf)
         self._sweep: TimerHandle | None = None
         self.on_shutdown: Callable[[], None] = self.close
+        self.console: Any = None
+        self._created_dir = False
         self.directory = self._make_dir(path)
         self.ctl_path = os.path.join(self.directory, "ctl")
-        self._listen(self.ctl_path, None)
-        self._schedule_sweep()
-        self.console: Any = None
-        if mgmt is not None:
-            from ioth.net.switch.console import ManagementConsole
-            self.console = ManagementConsole(self, mgmt, mgmt_mode)
+        try:
+            self._listen(self.ctl_path, None)
+            self._schedule_sweep()
+            if mgmt is not None:
+                from ioth.net.switch.console import ManagementConsole
+                self.console = ManagementConsole(self, mgmt, mgmt_mode)
+        except BaseException:
+            self.close()
+            raise
 
     @property
     def lock(self) -> threading.RLock:
@@ -185,7 +189,6 @@ class SwitchServer:
     # -- setup ----------------------------------------------------------------------------------
     def _make_dir(self, path: str) -> str:
         path = os.path.abspath(path)
-        self._created_dir = False
         try:
             os.mkdir(path, 0o700)
             self._created_dir = True
@@ -213,9 +216,9 @@ class SwitchServer:
             os.chmod(path, self.mode)
             sock.listen(64)
             sock.setblocking(False)
-        except BaseException:
+        except OSError as exc:
             sock.close()
-            raise
+            raise OSError(exc.errno, f"cannot listen on {path}: {exc.strerror}") from None
         fd = sock.fileno()
         self._listeners[fd] = (sock, path, vlan)
         self.engine.add_reader(fd, lambda: self._accept(fd))
