@@ -331,3 +331,23 @@ def test_port_group_with_debian_clients(tmp_path: Path, procs: list[subprocess.P
     join_tap(ns[2], f"vde://{sw}", _name("pg"), f"{NET}.53/24")
     ping(ns[0], f"{NET}.52")
     assert not ping(ns[2], f"{NET}.51", count=2, check=False)
+
+
+def test_unixcmd_sees_the_same_console_as_vde_switch(tmp_path: Path,
+                                                     procs: list[subprocess.Popen[bytes]]
+                                                     ) -> None:
+    """Debian's ``unixcmd`` (vdecmd's parse machine) gets the same answers from both switches."""
+    require_tools("vde_switch", "unixcmd")
+    if not os.path.exists("/etc/vde2/vdecmd"):
+        missing("/etc/vde2/vdecmd (vde2's unixcmd script) is not installed")
+    ours, theirs = str(tmp_path / "ioth.m"), str(tmp_path / "vde.m")
+    start_ioth_switch(procs, str(tmp_path / "ioth"), "--mgmt", ours)
+    start_vde_switch(procs, str(tmp_path / "vde"), "-M", theirs)
+    wait_for(lambda: os.path.exists(theirs), 10, what="vde_switch management socket")
+    commands = ["port/showinfo", "vlan/create 7", "vlan/create 7", "vlan/print",
+                "vlan/print 99", "hash/print", "port/print", "port/setvlan 3 7", "nonsense"]
+    for command in commands:
+        got = [subprocess.run(["unixcmd", "-s", sock, "-f", "/etc/vde2/vdecmd",
+                               *command.split()], capture_output=True, text=True, timeout=20)
+               for sock in (ours, theirs)]
+        assert (got[0].stdout, got[0].returncode) == (got[1].stdout, got[1].returncode), command
