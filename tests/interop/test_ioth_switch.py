@@ -351,3 +351,20 @@ def test_unixcmd_sees_the_same_console_as_vde_switch(tmp_path: Path,
                                *command.split()], capture_output=True, text=True, timeout=20)
                for sock in (ours, theirs)]
         assert (got[0].stdout, got[0].returncode) == (got[1].stdout, got[1].returncode), command
+
+
+def test_tap_port_inside_the_switch_process(tmp_path: Path,
+                                            procs: list[subprocess.Popen[bytes]],
+                                            make_netns: Callable[[], Netns]) -> None:
+    """``ioth switch --port tap://T[netns=NS/up]``: a kernel TAP served by the switch itself."""
+    require_root()
+    require_tools("vde_plug", "ping")
+    sw = str(tmp_path / "sw")
+    ns1, ns2 = make_netns(), make_netns()
+    t1 = _name("tp")
+    start_ioth_switch(procs, sw, "--port", f"tap://{t1}[netns={ns1.name}/up]")
+    wait_for_link(ns1, t1)
+    ns1.run(["ip", "addr", "add", f"{NET}.61/24", "dev", t1])
+    join_tap(ns2, f"vde://{sw}", _name("tp"), f"{NET}.62/24")
+    ping(ns2, f"{NET}.61")
+    ping(ns1, f"{NET}.62", size=1472)
