@@ -118,3 +118,7 @@ def test_random_bytes_only_raise_wire_error(data: bytes) -> None:
         E.parse_fast(data)
     except WireError:
         pass
+
+
+def test_emit_fast() -> None:
+    assert E.emit_fast(M2, M1, E.ETHERTYPE_IPV4) == ETH_UDP[:14]

@@ -192,3 +192,11 @@ def test_random_bytes_only_raise_wire_error(data: bytes) -> None:
             f(data)
         except WireError:
             pass
+
+
+@given(ip4, ip4, u8, st.integers(0, 65515), u8, u16, u16, u8)
+def test_emit_fast_matches_dataclass(src: bytes, dst: bytes, proto: int, plen: int, ttl: int,
+                                     ident: int, ff: int, tos: int) -> None:
+    hdr = I.Ipv4Header(src, dst, proto, plen, ttl, ident, bool(ff & I.FLAG_DF),
+                       bool(ff & I.FLAG_MF), (ff & I.FRAG_OFFSET_MASK) << 3, tos >> 2, tos & 3)
+    assert I.emit_fast(src, dst, proto, plen, ttl, ident, ff & ~I.FLAG_RESERVED, tos) == hdr.emit()

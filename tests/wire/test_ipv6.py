@@ -197,3 +197,9 @@ def test_random_bytes_only_raise_wire_error(data: bytes, nh: int, mc: bool) -> N
             f(data)
         except WireError:
             pass
+
+
+@given(headers)
+def test_emit_fast_matches_dataclass(hdr: V.Ipv6Header) -> None:
+    assert V.emit_fast(hdr.src, hdr.dst, hdr.next_header, hdr.payload_len, hdr.hop_limit,
+                       hdr.traffic_class, hdr.flow_label) == hdr.emit()

@@ -174,6 +174,11 @@ class EthernetHeader:
                 f"type=0x{self.ethertype:04x}")
 
 
+def emit_fast(dst: bytes, src: bytes, ethertype: int) -> bytes:
+    """Hot path: an untagged 14-byte header from plain values."""
+    return _HDR.pack(dst, src, ethertype)
+
+
 def parse(buf: Buffer) -> tuple[EthernetHeader, memoryview]:
     """Parse an Ethernet frame (up to :data:`MAX_TAGS` VLAN tags); return header and payload."""
     mv = buf if isinstance(buf, memoryview) else memoryview(buf)

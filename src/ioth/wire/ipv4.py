@@ -177,6 +177,19 @@ class Ipv4Header:
                 f"len={self.payload_len} ttl={self.ttl} id={self.ident}{frag}{opts}")
 
 
+def emit_fast(src: bytes, dst: bytes, proto: int, payload_len: int, ttl: int = 64,
+              ident: int = 0, flags_frag: int = 0, tos: int = 0) -> bytes:
+    """Hot path: a 20-byte header (no options) from plain values, without building an object.
+
+    ``flags_frag`` is the raw flags/fragment-offset word (e.g. :data:`FLAG_DF`).
+    """
+    hdr = _pack_hdr(0x45, tos, HEADER_LEN + payload_len, ident, flags_frag, ttl, proto, 0,
+                    src, dst)
+    r = _from_bytes(hdr, "big") % 0xFFFF
+    return _pack_hdr(0x45, tos, HEADER_LEN + payload_len, ident, flags_frag, ttl, proto,
+                     0xFFFF - r if r else 0, src, dst)
+
+
 def header_checksum_ok(buf: Buffer, header_len: int = HEADER_LEN) -> bool:
     """True if the first ``header_len`` bytes of ``buf`` carry a valid header checksum."""
     return _from_bytes(buf[:header_len], "big") % 0xFFFF == 0
