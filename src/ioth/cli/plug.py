@@ -34,7 +34,9 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "plug", help="join two VNLs, or one VNL and stdin/stdout (like vde_plug)",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("vnl", help="first VNL (e.g. vde:///tmp/sw, tap://t0, ptp:///tmp/cable)")
+    p.add_argument("vnl", nargs="?", default="",
+                   help="first VNL (e.g. vde:///tmp/sw, tap://t0, ptp:///tmp/cable); omitted or "
+                        "'': the default switch (~/.vdeplug/default, ~/.vde2/default.switch)")
     p.add_argument("vnl2", nargs="?", help="second VNL; without it: stdin/stdout")
     p.add_argument("-d", "--daemon", action="store_true", help="run in the background")
     p.add_argument("-p", "--pidfile", help="write the process id to this file")
