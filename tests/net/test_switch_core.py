@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -198,7 +199,7 @@ def test_adding_a_tag_can_make_a_frame_too_big() -> None:
 
 def test_bad_configuration_is_refused_with_errno() -> None:
     sw = switch(2)
-    cases = [
+    cases: list[tuple[Callable[[], object], int]] = [
         (lambda: sw.add_port(1), errno.EEXIST),
         (lambda: sw.add_port(3, 10), errno.EINVAL),
         (lambda: sw.add_port(3, MAX_FRAME + 1), errno.EINVAL),
