@@ -5,6 +5,8 @@ Everything that creates an interface does it inside a namespace the test creates
 
 from __future__ import annotations
 
+import errno
+import os
 import pathlib
 import secrets
 import select
@@ -387,3 +389,23 @@ def test_no_permission_is_clear_oserror(tmp_path: pathlib.Path) -> None:
         outputs.append(proc.stdout)
     assert outputs[0].startswith("PermissionError") and "CAP_NET_ADMIN" in outputs[0]
     assert outputs[1].startswith("PermissionError") and "no permission" in outputs[1]
+
+
+def test_frames_before_a_read_error_are_returned_first(make_netns: Callable[[], Netns],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    require_root()
+    ns = make_netns()
+    frame = bytes(Ether(src=MAC_A, dst=MAC_B) / IP() / UDP())
+    script: list[bytes | OSError] = [frame, frame, OSError(errno.EBADFD, "gone")]
+
+    def fake_read(fd: int, size: int) -> bytes:
+        item = script.pop(0) if script else BlockingIOError()
+        if isinstance(item, OSError):
+            raise item
+        return item
+
+    with open_plug(f"tap://{ifname()}[netns={ns.name}]") as plug:
+        monkeypatch.setattr(os, "read", fake_read)
+        assert plug.recv_frames() == [frame, frame]
+        with pytest.raises(PlugClosedError):
+            plug.recv_frames()
