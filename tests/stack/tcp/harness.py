@@ -53,10 +53,10 @@ class Link:
         self.lost = 0
         self.tap: Callable[[bytes, bytes, bytes], bool] | None = None
 
-    def _out_a(self, src: bytes, dst: bytes, data: bytearray) -> None:
+    def _out_a(self, src: bytes, dst: bytes, data: bytes) -> None:
         self._send(self.b, src, dst, bytes(data))
 
-    def _out_b(self, src: bytes, dst: bytes, data: bytearray) -> None:
+    def _out_b(self, src: bytes, dst: bytes, data: bytes) -> None:
         self._send(self.a, src, dst, bytes(data))
 
     def _send(self, layer: TcpLayer, src: bytes, dst: bytes, data: bytes) -> None:

@@ -21,7 +21,7 @@ def layer(**kw: object) -> TcpLayer:
     return TcpLayer(random.Random(1), POLICY, **kw)  # type: ignore[arg-type]
 
 
-def syn_bytes(src: bytes, dst: bytes, sport: int, dport: int, seq: int = 1000) -> bytearray:
+def syn_bytes(src: bytes, dst: bytes, sport: int, dport: int, seq: int = 1000) -> bytes:
     return encode(Segment(seq, 0, SYN, 65535, mss=1460), sport, dport, src, dst)
 
 

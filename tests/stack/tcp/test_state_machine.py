@@ -40,10 +40,10 @@ class TcpMachine(RuleBasedStateMachine):
         self.listener: Listener = self.b.listen(80, backlog=2)
         self.conns: list[tuple[TcpLayer, TcpConnection]] = []
 
-    def _out_a(self, src: bytes, dst: bytes, data: bytearray) -> None:
+    def _out_a(self, src: bytes, dst: bytes, data: bytes) -> None:
         self.packets.append((self.b, src, dst, bytes(data)))
 
-    def _out_b(self, src: bytes, dst: bytes, data: bytearray) -> None:
+    def _out_b(self, src: bytes, dst: bytes, data: bytes) -> None:
         self.packets.append((self.a, src, dst, bytes(data)))
 
     def _accept(self) -> None:

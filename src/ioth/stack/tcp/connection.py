@@ -527,7 +527,14 @@ class TcpConnection:
         self._sacked = []
 
     def _ts_clock(self, now: float) -> int:
-        return (int(now * 1000) + self._ts_offset) & MASK
+        # RFC 7323 5.4: TSval must not go backwards, even if a caller passes a stale ``now``.
+        ms = int(now * 1000)
+        if ms < self._ts_last:
+            ms = self._ts_last
+        self._ts_last = ms
+        return (ms + self._ts_offset) & MASK
+
+    _ts_last = 0
 
     def _advertise(self) -> int:
         """Window field for the next segment; moves the advertised right edge (RFC 9293 3.8.6)."""
@@ -1219,7 +1226,10 @@ class TcpConnection:
 
     def _timers(self, now: float) -> None:
         if self._close_at is not None and now >= self._close_at:
-            # TIME-WAIT timeout (RFC 9293 3.10.8) or orphaned FIN-WAIT-2 (fin_timeout).
+            # TIME-WAIT timeout (RFC 9293 3.10.8) or orphaned FIN-WAIT-2 (fin_timeout); an ACK
+            # still owed (a zero TIME-WAIT) goes out first.
+            if self._ack_now and self.state is State.TIME_WAIT:
+                self._out.append(self._mkseg(self.snd_nxt, ACK, b"", now))
             self._set_closed()
             return
         if self._rto_at is not None and now >= self._rto_at:

@@ -28,7 +28,7 @@ from ioth.stack.tcp.policy import TcpPolicy
 from ioth.stack.tcp.segment import ACK, FIN, RST, SYN, Segment, decode, encode
 from ioth.wire.errors import WireError
 
-Output = Callable[[bytes, bytes, bytearray], None]
+Output = Callable[[bytes, bytes, bytes], None]
 Notify = Callable[["TcpConnection | Listener"], None]
 
 EPHEMERAL_LOW = 32768
@@ -89,7 +89,7 @@ class TcpLayer:
         self.policy = policy if policy is not None else TcpPolicy()
         self.policy.validate()
         self.output = output
-        self.outbox: list[tuple[bytes, bytes, bytearray]] = []
+        self.outbox: list[tuple[bytes, bytes, bytes]] = []
         self._mtu = mtu
         self.verify_checksum = verify_checksum
         self.max_connections = max_connections

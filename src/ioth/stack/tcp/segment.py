@@ -5,16 +5,17 @@ produces: sequence/ack numbers as on the wire (32-bit), flags, the raw 16-bit wi
 options and the payload as a ``memoryview`` or ``bytes``.  :func:`decode` / :func:`encode` convert
 to and from bytes, including the pseudo-header checksum (RFC 9293 3.1) for IPv4 and IPv6.
 
-Options (RFC 9293 3.2, RFC 7323, RFC 2018): the common data-path layout ``NOP NOP TS`` is parsed
-with one ``struct`` call; anything else goes through a small loop over the options.
+This is a thin adapter over :mod:`ioth.wire.tcp` (checksum, header and option parsing, emit).
+The common data-path option layout ``NOP NOP TS`` (RFC 7323 appendix A) is decoded with one
+``struct`` call; anything else goes through :func:`ioth.wire.tcp.parse_options`.
 """
 
 from __future__ import annotations
 
 import struct
 
-from ioth.wire.checksum import IPPROTO_TCP, checksum, pseudo, verify
-from ioth.wire.errors import ChecksumError, SanityError, TruncatedError
+from ioth.wire import tcp as wire_tcp
+from ioth.wire.errors import SanityError, TruncatedError
 
 FIN = 0x01
 SYN = 0x02
@@ -101,62 +102,40 @@ class Segment:
 _FLAG_CHARS = ((SYN, "S"), (FIN, "F"), (RST, "R"), (PSH, "P"), (ACK, "."), (URG, "U"))
 
 
-def _options(seg: Segment, buf: Buffer, start: int, end: int) -> None:
-    """Decode the options in ``buf[start:end]`` into ``seg`` (RFC 9293 3.2)."""
-    if end - start == 12 and buf[start : start + 4] == _TS_FAST:
-        seg.tsval, seg.tsecr = _II.unpack_from(buf, start + 4)
-        return
-    i = start
-    while i < end:
-        kind = buf[i]
-        if kind == 0:  # End of Option List
-            return
-        if kind == 1:  # NOP
-            i += 1
-            continue
-        if i + 1 >= end:
-            raise TruncatedError(f"tcp option {kind} has no length byte")
-        length = buf[i + 1]
-        if length < 2 or i + length > end:
-            raise SanityError(f"tcp option {kind} has bad length {length}")
-        if kind == 2 and length == 4:
-            seg.mss = _H.unpack_from(buf, i + 2)[0]
-        elif kind == 3 and length == 3:
-            seg.wscale = buf[i + 2]
-        elif kind == 4 and length == 2:
-            seg.sack_perm = True
-        elif kind == 8 and length == 10:
-            seg.tsval, seg.tsecr = _II.unpack_from(buf, i + 2)
-        elif kind == 5 and (length - 2) % 8 == 0 and length > 2:
-            n = (length - 2) // 8
-            vals = struct.unpack_from(f"!{2 * n}I", buf, i + 2)
-            seg.sack = tuple(zip(vals[0::2], vals[1::2], strict=True))
-        i += length
-
-
 def decode(
     data: Buffer, src: bytes | None = None, dst: bytes | None = None
 ) -> tuple[int, int, Segment]:
     """Parse ``data`` into ``(src_port, dst_port, segment)``; the payload is a memoryview slice.
 
-    With ``src``/``dst`` (raw 4- or 16-byte addresses) the checksum is verified.  Raises
-    :class:`~ioth.wire.errors.WireError` subclasses on bad input.
+    With ``src``/``dst`` (raw 4- or 16-byte addresses) the checksum is verified (through
+    :func:`ioth.wire.tcp.parse_fast`).  Raises :class:`~ioth.wire.errors.WireError`
+    subclasses on bad input.
     """
-    n = len(data)
-    if n < HEADER_LEN:
-        raise TruncatedError(f"tcp segment of {n} bytes is shorter than the 20-byte header")
-    sport, dport, seq, ack, off, flags, window, _csum, _urg = _HDR.unpack_from(data, 0)
-    hlen = (off >> 4) * 4
-    if hlen < HEADER_LEN:
-        raise SanityError(f"tcp data offset {hlen} is below 20")
-    if hlen > n:
-        raise TruncatedError(f"tcp header length {hlen} exceeds the segment ({n} bytes)")
-    if src is not None and dst is not None and not verify(data, pseudo(src, dst, IPPROTO_TCP, n)):
-        raise ChecksumError("tcp checksum does not verify")
     mv = data if isinstance(data, memoryview) else memoryview(data)
-    seg = Segment(seq, ack, flags, window, mv[hlen:])
-    if hlen > HEADER_LEN:
-        _options(seg, data, HEADER_LEN, hlen)
+    if src is not None and dst is not None:
+        sport, dport, seq, ack, flags, window, hlen = wire_tcp.parse_fast(mv, src, dst)
+    else:
+        n = len(mv)
+        if n < HEADER_LEN:
+            raise TruncatedError(f"tcp segment of {n} bytes is shorter than the 20-byte header")
+        sport, dport, seq, ack, off, flags, window, _csum, _urg = _HDR.unpack_from(mv, 0)
+        hlen = (off >> 4) * 4
+        if hlen < HEADER_LEN:
+            raise SanityError(f"tcp data offset {hlen} is below 20")
+        if hlen > n:
+            raise TruncatedError(f"tcp header length {hlen} exceeds the segment ({n} bytes)")
+    seg = Segment(seq, ack, flags & 0xFF, window, mv[hlen:])
+    if hlen == 32 and mv[20:24] == _TS_FAST:
+        seg.tsval, seg.tsecr = _II.unpack_from(mv, 24)
+    elif hlen > HEADER_LEN:
+        hdr = wire_tcp.parse_options(mv[HEADER_LEN:hlen])
+        seg.mss = hdr.mss
+        seg.wscale = hdr.wscale
+        seg.sack_perm = hdr.sack_permitted
+        if hdr.timestamps is not None:
+            seg.tsval, seg.tsecr = hdr.timestamps
+        if hdr.sack_blocks:
+            seg.sack = hdr.sack_blocks
     return sport, dport, seg
 
 
@@ -194,19 +173,18 @@ def encode(
     dport: int,
     src: bytes | None = None,
     dst: bytes | None = None,
-) -> bytearray:
-    """Emit ``seg`` as bytes; with ``src``/``dst`` the checksum field is filled in."""
+) -> bytes:
+    """Emit ``seg`` as bytes; with ``src``/``dst`` the checksum field is filled in
+    (through :func:`ioth.wire.tcp.emit_fast`)."""
     opts = options_bytes(seg)
-    hlen = HEADER_LEN + len(opts)
     payload = seg.payload
-    out = bytearray(hlen + len(payload))
-    _HDR.pack_into(
-        out, 0, sport, dport, seg.seq, seg.ack, (hlen >> 2) << 4, seg.flags, seg.window, 0, 0
-    )
-    if opts:
-        out[HEADER_LEN:hlen] = opts
-    if payload:
-        out[hlen:] = payload
     if src is not None and dst is not None:
-        _H.pack_into(out, 16, checksum(out, pseudo(src, dst, IPPROTO_TCP, len(out))))
-    return out
+        hdr = wire_tcp.emit_fast(
+            sport, dport, seg.seq, seg.ack, seg.flags, seg.window, payload, src, dst, opts
+        )
+    else:
+        hlen = HEADER_LEN + len(opts)
+        hdr = _HDR.pack(
+            sport, dport, seg.seq, seg.ack, (hlen >> 2) << 4, seg.flags, seg.window, 0, 0
+        ) + opts
+    return hdr + payload if payload else hdr
