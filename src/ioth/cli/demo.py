@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -174,8 +175,8 @@ def _http(stacks: list[Any], directory: str, seconds: float) -> tuple[bool, str,
     blob = os.urandom(4 << 20)
     with open(os.path.join(root, "blob.bin"), "wb") as f:
         f.write(blob)
-    with open(os.path.join(root, "index.html"), "w") as f:
-        f.write("<h1>hello from node1 over ioth</h1>\n")
+    with open(os.path.join(root, "index.html"), "wb") as f:
+        f.write(b"<h1>hello from node1 over ioth</h1>\n")
     digest = hashlib.sha256(blob).hexdigest()
 
     class Quiet(http.server.SimpleHTTPRequestHandler):
@@ -261,7 +262,7 @@ def run_demo(nodes: int, seconds: float, progress: Callable[[str], None]) -> dic
                 for n, s in enumerate(stacks[1:], start=2):
                     progress(f"node{n} pings node1 over {fam_name}")
                     checks.append(_timed(f"ping {fam_name} node{n} -> node1",
-                                         lambda s=s, f=family, d=dest: _ping(s, f, d)))
+                                         functools.partial(_ping, s, family, dest)))
             progress("UDP round trips node2 -> node1")
             checks.append(_timed("UDP echo node2 -> node1",
                                  lambda: _udp_round_trips(stacks[0], stacks[1], seconds)))
