@@ -52,6 +52,7 @@ class IPv4:
 
     def __init__(self, core: StackCore) -> None:
         self.core = core
+        self._reasm_armed: float | None = None
         self.reasm = Reassembler(REASM_TIMEOUT, drop_overlaps=False)
         self.ident = core.rng.randrange(65536)
         self.default_ttl = DEFAULT_TTL
@@ -95,7 +96,8 @@ class IPv4:
             first = bytes(pkt[: ihl + 8]) if offset == 0 else None
             data, deadline = self.reasm.add(key, offset, bool(frag & MF), bytes(payload),
                                             now, first)
-            if deadline is not None:
+            if deadline is not None and self._reasm_armed is None:
+                self._reasm_armed = deadline
                 core.schedule(deadline, self._reasm_timer)
             if data is None:
                 return
@@ -117,7 +119,12 @@ class IPv4:
                 core.icmp4.send_error(3, 2, pkt, now, in_iface=iface)
 
     def _reasm_timer(self, now: float) -> None:
-        for first in self.reasm.expire(now):
+        # one timer per reassembler (not per datagram): re-armed at the next expiry
+        expired = self.reasm.expire(now)
+        self._reasm_armed = self.reasm.next_expiry()
+        if self._reasm_armed is not None:
+            self.core.schedule(self._reasm_armed, self._reasm_timer)
+        for first in expired:
             # RFC 792: time exceeded, code 1 (fragment reassembly time exceeded)
             self.core.icmp4.send_error(11, 1, memoryview(first), now)
 

@@ -62,6 +62,7 @@ class IPv6:
 
     def __init__(self, core: StackCore) -> None:
         self.core = core
+        self._reasm_armed: float | None = None
         self.reasm = Reassembler(REASM_TIMEOUT, drop_overlaps=True)
         self.local: dict[bytes, tuple[int, Addr6]] = {}
         self.frag_id = core.rng.randrange(1 << 32)
@@ -341,7 +342,8 @@ class IPv6:
                 first = bytes(pkt[:1280]) if start == 0 else None
                 whole, deadline = self.reasm.add((src, dst, ident), start, more, bytes(data),
                                                  now, first)
-                if deadline is not None:
+                if deadline is not None and self._reasm_armed is None:
+                    self._reasm_armed = deadline
                     core.schedule(deadline, self._reasm_timer)
                 if whole is None:
                     return
@@ -383,7 +385,12 @@ class IPv6:
         return True
 
     def _reasm_timer(self, now: float) -> None:
-        for first in self.reasm.expire(now):
+        # one timer per reassembler (not per datagram): re-armed at the next expiry
+        expired = self.reasm.expire(now)
+        self._reasm_armed = self.reasm.next_expiry()
+        if self._reasm_armed is not None:
+            self.core.schedule(self._reasm_armed, self._reasm_timer)
+        for first in expired:
             self.icmp.send_error(3, 1, memoryview(first), now)
 
     # -- forwarding -----------------------------------------------------------------------

@@ -114,6 +114,10 @@ class Reassembler:
         self.held -= dg.held
         del self._dgrams[key]
 
+    def next_expiry(self) -> float | None:
+        """Earliest expiry of a datagram in progress."""
+        return min((dg.expires for dg in self._dgrams.values()), default=None)
+
     def expire(self, now: float) -> list[bytes]:
         """Abandon timed-out datagrams; returns the saved starts of those that had fragment 0."""
         out = []
