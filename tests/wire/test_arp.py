@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ioth.wire import arp as A
@@ -61,12 +61,14 @@ def test_errors() -> None:
         A.parse(REPLY[:6] + b"\x00\x03" + REPLY[8:])  # RARP request
 
 
+@settings(deadline=None)
 @given(st.sampled_from([A.OP_REQUEST, A.OP_REPLY]), mac, ip4, mac, ip4)
 def test_round_trip(op: int, sha: bytes, spa: bytes, tha: bytes, tpa: bytes) -> None:
     pkt = A.ArpPacket(op, sha, spa, tha, tpa)
     assert A.parse(pkt.emit())[0] == pkt
 
 
+@settings(deadline=None)
 @given(st.binary(max_size=40))
 def test_random_bytes_only_raise_wire_error(data: bytes) -> None:
     try:

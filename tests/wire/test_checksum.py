@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scapy.utils import checksum as scapy_checksum
 
@@ -52,6 +52,7 @@ def test_unaligned_memoryview_big() -> None:
     assert C.checksum(mv) == ref(bytes(mv))
 
 
+@settings(deadline=None)
 @given(st.binary(max_size=3000))
 def test_matches_reference(data: bytes) -> None:
     assert C.checksum(data) == ref(data)
@@ -71,6 +72,7 @@ def test_pseudo_headers_equal_explicit_bytes() -> None:
     assert C.pseudo(s6, d6, 58, 9) == C.pseudo_v6(s6, d6, 58, 9)
 
 
+@settings(deadline=None)
 @given(st.binary(min_size=20, max_size=20).map(lambda b: b[:10] + b"\0\0" + b[12:]),
        st.integers(0, 9), st.integers(0, 0xFFFF))
 def test_update16_matches_recompute(hdr: bytes, word: int, new: int) -> None:
@@ -87,6 +89,7 @@ def test_update16_matches_recompute(hdr: bytes, word: int, new: int) -> None:
     assert C.verify(patched)
 
 
+@settings(deadline=None)
 @given(st.binary(min_size=24, max_size=24), st.binary(min_size=4, max_size=4))
 def test_update_address(data: bytes, new_addr: bytes) -> None:
     c = C.checksum(data)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ioth.wire import dissect, ethernet, icmpv4, icmpv6, ipv4, ipv6, tcp, udp
@@ -57,6 +57,7 @@ def test_bad_checksums_are_reported() -> None:
     assert dissect.summary(b"\x00" * 5).startswith("[malformed")
 
 
+@settings(deadline=None)
 @given(st.binary(max_size=120), st.sampled_from([0x0800, 0x86DD, 0x0806, 0x8100, 0x1234]))
 def test_never_raises(data: bytes, etype: int) -> None:
     assert isinstance(dissect.summary(b"\x02" * 12 + etype.to_bytes(2, "big") + data), str)

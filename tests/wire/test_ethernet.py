@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ioth.wire import ethernet as E
@@ -101,6 +101,7 @@ tags = st.lists(st.builds(E.VlanTag, st.integers(0, 4095), st.integers(0, 7), st
                           st.sampled_from(sorted(E.TAG_TPIDS))), max_size=2)
 
 
+@settings(deadline=None)
 @given(mac, mac, u16.filter(lambda t: t not in E.TAG_TPIDS), tags, st.binary(max_size=64))
 def test_round_trip(dst: bytes, src: bytes, etype: int, tl: list[E.VlanTag], data: bytes) -> None:
     hdr = E.EthernetHeader(dst, src, etype, tuple(tl))
@@ -111,6 +112,7 @@ def test_round_trip(dst: bytes, src: bytes, etype: int, tl: list[E.VlanTag], dat
     assert E.str_to_mac(E.mac_to_str(dst)) == dst
 
 
+@settings(deadline=None)
 @given(st.binary(max_size=40))
 def test_random_bytes_only_raise_wire_error(data: bytes) -> None:
     try:

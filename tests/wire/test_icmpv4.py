@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ioth.wire import icmpv4 as M
@@ -105,6 +105,7 @@ messages = st.one_of(
 )
 
 
+@settings(deadline=None)
 @given(messages, st.binary(max_size=1200))
 def test_round_trip(msg: M.Icmpv4Message, data: bytes) -> None:
     got, d = M.parse(msg.emit(data))
@@ -112,6 +113,7 @@ def test_round_trip(msg: M.Icmpv4Message, data: bytes) -> None:
     assert str(got)
 
 
+@settings(deadline=None)
 @given(st.binary(max_size=64))
 def test_random_bytes_only_raise_wire_error(data: bytes) -> None:
     for verify in (True, False):

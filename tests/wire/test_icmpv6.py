@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ioth.wire import icmpv6 as M
@@ -220,6 +220,7 @@ messages = st.one_of(
 )
 
 
+@settings(deadline=None)
 @given(messages, ip6, ip6)
 def test_round_trip(msg: M.Icmpv6Message, src: bytes, dst: bytes) -> None:
     data = b"payload" if M.is_error(msg) or isinstance(msg, (M.Echo, M.Other)) else b""
@@ -228,6 +229,7 @@ def test_round_trip(msg: M.Icmpv6Message, src: bytes, dst: bytes) -> None:
     assert str(got)
 
 
+@settings(deadline=None)
 @given(st.binary(max_size=120), ip6, ip6)
 def test_random_bytes_only_raise_wire_error(data: bytes, src: bytes, dst: bytes) -> None:
     for f in (lambda: M.parse(data), lambda: M.parse(data, src, dst),
@@ -238,6 +240,7 @@ def test_random_bytes_only_raise_wire_error(data: bytes, src: bytes, dst: bytes)
             pass
 
 
+@settings(deadline=None)
 @given(st.sampled_from([133, 134, 135, 136, 137, 130, 143]), st.binary(max_size=120))
 def test_random_ndp_bodies_only_raise_wire_error(typ: int, body: bytes) -> None:
     try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ioth.wire import ipv4 as I
@@ -176,6 +176,7 @@ headers = st.builds(
     options=st.integers(0, 10).flatmap(lambda k: st.binary(min_size=4 * k, max_size=4 * k)))
 
 
+@settings(deadline=None)
 @given(headers)
 def test_round_trip(hdr: I.Ipv4Header) -> None:
     raw = hdr.emit() + bytes(hdr.payload_len)
@@ -185,6 +186,7 @@ def test_round_trip(hdr: I.Ipv4Header) -> None:
     assert I.parse_quoted(raw)[0] == hdr
 
 
+@settings(deadline=None)
 @given(st.binary(max_size=80))
 def test_random_bytes_only_raise_wire_error(data: bytes) -> None:
     for f in (I.parse, I.parse_fast, I.parse_quoted, I.copied_options):
@@ -194,6 +196,7 @@ def test_random_bytes_only_raise_wire_error(data: bytes) -> None:
             pass
 
 
+@settings(deadline=None)
 @given(ip4, ip4, u8, st.integers(0, 65515), u8, u16, u16, u8)
 def test_emit_fast_matches_dataclass(src: bytes, dst: bytes, proto: int, plen: int, ttl: int,
                                      ident: int, ff: int, tos: int) -> None:

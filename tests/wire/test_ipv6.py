@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ioth.wire import ipv6 as V
@@ -168,6 +168,7 @@ headers = st.builds(V.Ipv6Header, ip6, ip6, u8, st.integers(0, 300), u8, u8,
                     st.integers(0, 0xFFFFF))
 
 
+@settings(deadline=None)
 @given(headers)
 def test_round_trip(hdr: V.Ipv6Header) -> None:
     raw = hdr.emit() + bytes(hdr.payload_len)
@@ -179,6 +180,7 @@ opts = st.lists(st.tuples(st.sampled_from([0x1E, 0x3E, V.OPT_ROUTER_ALERT]),
                           st.binary(max_size=10)), max_size=4)
 
 
+@settings(deadline=None)
 @given(opts, opts, st.integers(0, 0xFFFFFFFF), st.integers(0, 8191), st.booleans())
 def test_chain_round_trip(o1: list[tuple[int, bytes]], o2: list[tuple[int, bytes]],
                           ident: int, off: int, more: bool) -> None:
@@ -190,6 +192,7 @@ def test_chain_round_trip(o1: list[tuple[int, bytes]], o2: list[tuple[int, bytes
     assert got.frag_offset == len(chain) - 8
 
 
+@settings(deadline=None)
 @given(st.binary(max_size=80), st.sampled_from([0, 43, 44, 60, 17]), st.booleans())
 def test_random_bytes_only_raise_wire_error(data: bytes, nh: int, mc: bool) -> None:
     for f in (V.parse, V.parse_fast, V.parse_quoted, lambda d: V.walk(d, nh, mc)):
@@ -199,6 +202,7 @@ def test_random_bytes_only_raise_wire_error(data: bytes, nh: int, mc: bool) -> N
             pass
 
 
+@settings(deadline=None)
 @given(headers)
 def test_emit_fast_matches_dataclass(hdr: V.Ipv6Header) -> None:
     assert V.emit_fast(hdr.src, hdr.dst, hdr.next_header, hdr.payload_len, hdr.hop_limit,

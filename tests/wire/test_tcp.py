@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ioth.wire import ipv4 as I
@@ -157,6 +157,7 @@ headers = st.builds(
     st.none() | st.tuples(u32, u32), others).filter(lambda h: _fits(h))
 
 
+@settings(deadline=None)
 @given(headers, st.binary(max_size=1500), st.one_of(st.tuples(ip4, ip4), st.tuples(ip6, ip6)))
 def test_round_trip(hdr: T.TcpHeader, data: bytes, addrs: tuple[bytes, bytes]) -> None:
     raw = hdr.emit(data, *addrs) + data
@@ -169,6 +170,7 @@ def test_round_trip(hdr: T.TcpHeader, data: bytes, addrs: tuple[bytes, bytes]) -
     assert str(got)
 
 
+@settings(deadline=None)
 @given(st.binary(max_size=80), st.one_of(st.tuples(ip4, ip4), st.tuples(ip6, ip6)))
 def test_random_bytes_only_raise_wire_error(data: bytes, addrs: tuple[bytes, bytes]) -> None:
     for f in (lambda: T.parse(data), lambda: T.parse(data, *addrs),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ioth.wire import ipv4 as I
@@ -97,6 +97,7 @@ def test_errors() -> None:
     assert U.parse_fast(UDP4 + b"zz", A1, A2)[2] == 19
 
 
+@settings(deadline=None)
 @given(port, port, st.binary(max_size=2000), st.one_of(st.tuples(ip4, ip4), st.tuples(ip6, ip6)))
 def test_round_trip(sp: int, dp: int, data: bytes, addrs: tuple[bytes, bytes]) -> None:
     src, dst = addrs
@@ -108,6 +109,7 @@ def test_round_trip(sp: int, dp: int, data: bytes, addrs: tuple[bytes, bytes]) -
     assert U.checksum_ok(raw, src, dst)
 
 
+@settings(deadline=None)
 @given(st.binary(max_size=64), st.one_of(st.tuples(ip4, ip4), st.tuples(ip6, ip6)))
 def test_random_bytes_only_raise_wire_error(data: bytes, addrs: tuple[bytes, bytes]) -> None:
     for f in (lambda: U.parse(data, *addrs), lambda: U.parse(data),
