@@ -162,12 +162,12 @@ class IPv4:
     # -- output ---------------------------------------------------------------------------
     def output(self, src: bytes | None, dst: bytes, proto: int, payload: bytes, now: float,
                *, ttl: int | None = None, tos: int = 0, df: bool = False,
-               ifindex: int = 0) -> None:
+               ifindex: int = 0, via: tuple[Interface, bytes] | None = None) -> None:
         """Route and send a locally generated datagram, fragmenting it if needed.
 
         Raises OSError: ENETUNREACH (no route), EMSGSIZE (too big with DF set or > 65535).
         """
-        iface, nexthop = self.route(dst, ifindex)
+        iface, nexthop = via if via is not None else self.route(dst, ifindex)
         if src is None:
             src = self.source_for(iface, nexthop)
         if len(payload) + 20 > 65535:

@@ -191,9 +191,9 @@ class IPv6:
     # -- output ---------------------------------------------------------------------------
     def output(self, src: bytes | None, dst: bytes, nh: int, payload: bytes, now: float, *,
                hop_limit: int | None = None, ifindex: int = 0, router_alert: bool = False,
-               tclass: int = 0) -> None:
+               tclass: int = 0, via: tuple[Interface, bytes] | None = None) -> None:
         """Route and send a locally generated packet, fragmenting it if needed."""
-        iface, nexthop = self.route(dst, ifindex)
+        iface, nexthop = via if via is not None else self.route(dst, ifindex)
         if src is None:
             src = self.source_for(iface, dst)
         ext = b""

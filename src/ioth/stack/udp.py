@@ -128,7 +128,7 @@ class Udp:
                 raise OSError(errno.EMSGSIZE, "Message too long")
             if ep.family == 4 and (addr in core.bcast4) and not ep.broadcast:
                 raise OSError(errno.EACCES, "Permission denied")
-        iface, _nexthop, src = self._route(ep, addr)
+        iface, nexthop, src = self._route(ep, addr)
         if not ep.local_port:
             self.bind(ep, None, 0)
         if ep.proto == 17:
@@ -152,10 +152,10 @@ class Udp:
         if ep.family == 4:
             df = False
             core.ip4.output(src, addr, proto, segment, now, ttl=ep.hop_limit, df=df,
-                            ifindex=ep.ifindex)
+                            via=(iface, nexthop))
         else:
             core.ip6.output(src, addr, proto, segment, now, hop_limit=ep.hop_limit,
-                            ifindex=iface.index)
+                            via=(iface, nexthop))
         if proto == 17:
             core.counters["udp.tx"] += 1
         core.drain_loopback(now)
