@@ -203,6 +203,8 @@ def test_ioth_ping_cli_and_ioth_node_through_ioth_switch(tmp_path: Path) -> None
                 assert "inet 192.0.2.20/24" in text and "inet6 2001:db8::20/64" in text
                 assert ns.run(["ping", "-c", "2", "-i", "0.2", "-W", "2", "192.0.2.20"],
                               check=False).returncode == 0
+                assert ns.run(["ping", "-c", "2", "-i", "0.2", "-W", "2", "-s", "8000",
+                               "192.0.2.20"], check=False).returncode == 0
                 assert ns.run(["ping", "-6", "-c", "2", "-i", "0.2", "-W", "2",
                                "2001:db8::20"], check=False).returncode == 0
             finally:

@@ -296,3 +296,20 @@ def test_two_stacks_lossy_reordering_link_ping_and_big_udp() -> None:
         got += 1
     assert 5 <= got <= 20  # 7 fragments each, 2% loss per fragment: most arrive whole
     assert b.ip6.reasm.stats["duplicates"] > 0
+
+
+def test_fragment_flood_memory_bounded_and_timeout_frees() -> None:
+    core, iface = one_stack()
+    learn_peer(core, iface)
+    hdr = IPv6(src="2001:db8::2", dst=ME)
+    for ident in range(300):
+        core.input_frame(iface.index, frm(hdr / IPv6ExtHdrFragment(nh=17, offset=0, m=1,
+                                                                    id=ident) / (b"f" * 1200)),
+                         10.0)
+    r = core.ip6.reasm
+    assert len(r) == r.max_datagrams and r.stats["dropped_full"] == 300 - r.max_datagrams
+    advance(core, 10.0, 80.0)
+    assert len(r) == 0 and r.held == 0 and r.stats["timeouts"] == r.max_datagrams
+    # time exceeded (reassembly) goes back for datagrams whose first fragment arrived
+    assert core.counters["icmp6.tx_error_3_1"] + core.counters["icmp.errors_rate_limited"] \
+        == r.max_datagrams

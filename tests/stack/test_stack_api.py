@@ -188,3 +188,19 @@ def test_many_stacks_share_one_engine() -> None:
             s.close()
     with ioth.Stack("null://", own_thread=True) as own:
         assert own.runtime.own_engine
+
+
+def test_jumbo_mtu_65535_no_fragmentation(tmp_path: Path) -> None:
+    path = tmp_path / "jumbo"
+    with ioth.Stack(f"ptp://{path}[mtu=65535]", "eth,ip=192.0.2.1/24") as a, \
+            ioth.Stack(f"ptp://{path}[mtu=65535]", "eth,ip=192.0.2.2/24") as b:
+        assert a.interfaces()[1]["mtu"] == 65535
+        srv = b.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        srv.bind(("", 5000))
+        srv.settimeout(5)
+        cli = a.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        payload = b"j" * 65507
+        cli.sendto(payload, ("192.0.2.2", 5000))
+        assert srv.recv(65536) == payload
+        assert "tx_fragments" not in a.counters()["ipv4"]
+        assert b.counters()["ipv4_reasm"]["fragments"] == 0

@@ -241,7 +241,9 @@ class Stack:
                     macb = bytes(raw)
                 else:
                     macb = parse_mac(mac)
-                iface = core.add_interface(name, macb, min(plug.mtu, 1500), vnl=text,
+                # a TAP with offloads accepts 64 KiB frames but its link MTU is what counts
+                mtu = min(int(getattr(plug, "link_mtu", plug.mtu)), plug.mtu, 65535)
+                iface = core.add_interface(name, macb, mtu, vnl=text,
                                            index=ifindex if ifindex > 0 else 0)
             except BaseException:
                 plug.close()
