@@ -627,3 +627,36 @@ def test_user_errors() -> None:
     c2.send(b"x" * POLICY.send_buffer)
     with pytest.raises(BlockingIOError):
         c2.send(b"y")
+
+
+def test_keepalive_enabled_after_establishment() -> None:
+    c = established(plain_policy(keepidle=10.0, keepintvl=1.0, keepcnt=1))
+    assert c.poll_at() is None
+    c.keepalive = True
+    assert recv(c, 2.0) == []
+    assert c.poll_at() == 12.0
+    c.keepalive = False
+    recv(c, 3.0)
+    assert c.poll_at() is None
+
+
+def test_path_mtu_shrinks_segments() -> None:
+    c = established(plain_policy())
+    c.process(seg(1, c.iss + 1, window=60000), 0.0)
+    assert c.mss == 536  # the peer offered no MSS
+    c.set_path_mtu(400)
+    assert c.mss == 360
+    c.send(b"m" * 1000)
+    assert [len(s.payload) for s in recv(c)] == [360, 360, 280]
+    c.set_path_mtu(9000)  # never above what the peer allows
+    assert c.mss == 536
+
+
+def test_icmp_port_unreachable_refuses_syn_sent() -> None:
+    c, syn = syn_sent()
+    c.icmp_error(syn.seq + 5, True, 0.1)  # quote outside SND.UNA..SND.NXT: ignored
+    assert c.state is State.SYN_SENT
+    c.icmp_error(syn.seq, False, 0.1)  # soft error: ignored
+    assert c.state is State.SYN_SENT
+    c.icmp_error(syn.seq, True, 0.1)
+    assert c.state is State.CLOSED and c.error == errno.ECONNREFUSED

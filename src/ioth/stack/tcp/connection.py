@@ -122,6 +122,97 @@ class TcpInfo:
 class TcpConnection:
     """One TCP connection (a TCB) driven by segments, user calls and the clock."""
 
+    __slots__ = (
+        "_ack_at",
+        "_ack_now",
+        "_chal_count",
+        "_chal_window",
+        "_close_at",
+        "_dirty",
+        "_dupacks",
+        "_error_reported",
+        "_fin_queued",
+        "_fin_seq",
+        "_had_connection",
+        "_high_rxt",
+        "_in_recovery",
+        "_inflate",
+        "_isn",
+        "_keep_at",
+        "_keep_probes",
+        "_keepalive",
+        "_last_ack_sent",
+        "_last_rx",
+        "_lost_edge",
+        "_mss_max",
+        "_need_syn",
+        "_ooo",
+        "_ooo_fin",
+        "_out",
+        "_peer_syn_opts",
+        "_persist_at",
+        "_persist_backoff",
+        "_rbuf",
+        "_rcv_adv",
+        "_rcv_eof",
+        "_rcv_mss",
+        "_rd_closed",
+        "_recover",
+        "_retries",
+        "_rlen",
+        "_roff",
+        "_rto_at",
+        "_rtt_seq",
+        "_rtt_time",
+        "_rtx_force",
+        "_sack_last",
+        "_sacked",
+        "_sacked_bytes",
+        "_sbuf",
+        "_shead",
+        "_sseq",
+        "_ts_last",
+        "_ts_offset",
+        "_unacked_rx",
+        "_user_closed",
+        "cc",
+        "challenge_acks",
+        "dropped",
+        "error",
+        "fast_recoveries",
+        "irs",
+        "iss",
+        "layer_deadline",
+        "listener",
+        "local",
+        "max_snd_wnd",
+        "mss",
+        "mss_local",
+        "nodelay",
+        "passive",
+        "policy",
+        "rcv_nxt",
+        "rcv_wscale",
+        "remote",
+        "retransmissions",
+        "rto",
+        "rto_expirations",
+        "rttvar",
+        "sack_ok",
+        "segments_in",
+        "segments_out",
+        "snd_nxt",
+        "snd_una",
+        "snd_wl1",
+        "snd_wl2",
+        "snd_wnd",
+        "snd_wscale",
+        "srtt",
+        "state",
+        "ts_ok",
+        "ts_recent",
+    )
+
     def __init__(
         self,
         policy: TcpPolicy,
@@ -211,7 +302,8 @@ class TcpConnection:
         self._out: list[Segment] = []
         self._chal_window = 0.0
         self._chal_count = 0
-        self.keepalive = policy.keepalive
+        self._keepalive = policy.keepalive
+        self._mss_max = self.mss
         self.nodelay = policy.nodelay
         # counters
         self.retransmissions = 0
@@ -227,6 +319,9 @@ class TcpConnection:
         """The listener whose SYN queue holds this TCB (owned by TcpLayer)."""
         """Deadline under which the demultiplexer scheduled this TCB (owned by TcpLayer)."""
         self._error_reported = False
+        self._had_connection = False
+        self._last_rx = 0.0
+        self._ts_last = 0
 
     # ------------------------------------------------------------------ introspection
 
@@ -272,7 +367,6 @@ class TcpConnection:
         """Not CLOSED (the demultiplexer still needs this TCB)."""
         return self.state is not State.CLOSED
 
-    _had_connection = False
 
     def info(self) -> TcpInfo:
         """Counters and estimates for an ``ss -ti``-like listing."""
@@ -493,7 +587,7 @@ class TcpConnection:
         self._last_ack_sent = self.rcv_nxt
         self.rcv_wscale = self.snd_wscale = 0
         self.sack_ok = self.ts_ok = False
-        self.mss = max(64, min(peer_mss, self.mss_local))
+        self.mss = self._mss_max = max(64, min(peer_mss, self.mss_local))
         self.cc.set_mss(self.mss)
         self.snd_wnd = ack_seg.window
         self.max_snd_wnd = self.snd_wnd
@@ -534,7 +628,6 @@ class TcpConnection:
         self._ts_last = ms
         return (ms + self._ts_offset) & MASK
 
-    _ts_last = 0
 
     def _advertise(self) -> int:
         """Window field for the next segment; moves the advertised right edge (RFC 9293 3.8.6)."""
@@ -633,7 +726,7 @@ class TcpConnection:
         mss = min(peer_mss, self.mss_local)
         if self.ts_ok:
             mss -= 12
-        self.mss = max(mss, 64)
+        self.mss = self._mss_max = max(mss, 64)
         self._rcv_mss = min(self.mss, 536)
         self.cc.set_mss(self.mss)
         del ours_offered
@@ -693,7 +786,10 @@ class TcpConnection:
                 self.rcv_nxt = self.irs + 1
                 self._rcv_adv = self.rcv_nxt
                 self._last_ack_sent = self.rcv_nxt
-                self._peer_syn_opts = seg
+                self._peer_syn_opts = Segment(
+                    seg.seq, 0, SYN, 0, b"", mss=seg.mss, wscale=seg.wscale,
+                    sack_perm=seg.sack_perm, tsval=seg.tsval
+                )
                 self._negotiate(seg, True)
                 self.snd_wnd = seg.window  # RFC 7323 2.2: the SYN window is never scaled
                 self.max_snd_wnd = self.snd_wnd
@@ -733,7 +829,10 @@ class TcpConnection:
         self.rcv_nxt = self.irs + 1
         self._rcv_adv = self.rcv_nxt
         self._last_ack_sent = self.rcv_nxt
-        self._peer_syn_opts = seg
+        self._peer_syn_opts = Segment(
+            seg.seq, 0, SYN, 0, b"", mss=seg.mss, wscale=seg.wscale, sack_perm=seg.sack_perm,
+            tsval=seg.tsval
+        )
         self._negotiate(seg, True)
         self.snd_wl1 = self.irs
         if seg.flags & ACK:
@@ -746,6 +845,7 @@ class TcpConnection:
             elif self._rtt_seq >= 0:
                 self._rtt_sample(now - self._rtt_time)
             self._rtt_seq = -1
+            self._peer_syn_opts = None
             self.snd_una = ack
             self._high_rxt = self._lost_edge = ack
             self._rto_at = None
@@ -768,7 +868,43 @@ class TcpConnection:
 
     def _reset_keepalive(self, now: float) -> None:
         self._keep_probes = 0
-        self._keep_at = now + self.policy.keepidle if self.keepalive else None
+        self._keep_at = now + self.policy.keepidle if self._keepalive else None
+
+    @property
+    def keepalive(self) -> bool:
+        """SO_KEEPALIVE (RFC 9293 3.8.4); times come from the policy (TCP_KEEPIDLE ...)."""
+        return self._keepalive
+
+    @keepalive.setter
+    def keepalive(self, on: bool) -> None:
+        self._keepalive = on
+        if not on:
+            self._keep_at = None
+            self._keep_probes = 0
+        self._dirty = True
+
+    def set_path_mtu(self, mtu: int) -> None:
+        """Path MTU changed (RFC 8201 / RFC 1191): resize segments, never above the peer's MSS."""
+        hdr = 60 if len(self.remote[0]) == 16 else 40
+        mss = mtu - hdr - (12 if self.ts_ok else 0)
+        mss = max(64, min(mss, self._mss_max))
+        if mss != self.mss:
+            self.mss = mss
+            self.cc.set_mss(mss)
+            self._dirty = True
+
+    def icmp_error(self, seq: int, hard: bool, now: float) -> None:
+        """An ICMP unreachable quoting our segment with sequence number ``seq`` (RFC 5927).
+
+        Only quotes with SND.UNA <= seq < SND.NXT are believed.  A hard error (port or protocol
+        unreachable) refuses a connection in SYN-SENT; other errors are soft and ignored
+        (RFC 1122 4.2.3.9).
+        """
+        s = _unwrap(seq, self.snd_una)
+        if not self.snd_una <= s < self.snd_nxt:
+            return
+        if hard and self.state is State.SYN_SENT:
+            self._set_closed(_errno.ECONNREFUSED)
 
     def _process_synchronized(self, seg: Segment, now: float) -> None:
         f = seg.flags
@@ -874,6 +1010,7 @@ class TcpConnection:
                 return
             self.state = st = State.ESTABLISHED
             self._need_syn = False
+            self._peer_syn_opts = None
             self.snd_wnd = seg.window << self.snd_wscale
             self.max_snd_wnd = max(self.max_snd_wnd, self.snd_wnd)
             self.snd_wl1 = seq
@@ -1183,7 +1320,6 @@ class TcpConnection:
             self._ooo_fin = -1
             self._on_fin(self._last_rx)
 
-    _last_rx = 0.0
 
     def _on_fin(self, now: float) -> None:
         """RFC 9293 3.10.7.4 eighth: FIN advances RCV.NXT and changes state."""
@@ -1313,6 +1449,10 @@ class TcpConnection:
             return out
         if st is State.SYN_SENT:
             return out
+        if self._keepalive and self._keep_at is None and (
+            st is State.ESTABLISHED or st is State.CLOSE_WAIT
+        ):
+            self._reset_keepalive(now)
         if st is State.FIN_WAIT_2 and self._user_closed and self._close_at is None:
             self._close_at = now + self.policy.fin_timeout
         if st is not State.TIME_WAIT and st is not State.SYN_RECEIVED:

@@ -230,6 +230,37 @@ class TcpLayer:
         """Send what ``conn`` has to send after user calls and re-arm its timer."""
         self._service(conn, now)
 
+    def pmtu_update(self, remote: bytes, mtu: int) -> None:
+        """The path MTU towards ``remote`` changed (ICMP too big / PMTUD): resize segments."""
+        for conn in self.connections.values():
+            if conn.remote[0] == remote:
+                conn.set_path_mtu(mtu)
+
+    def icmp_error(
+        self, local: bytes, remote: bytes, quoted: bytes | bytearray | memoryview, hard: bool,
+        now: float, mtu: int | None = None,
+    ) -> None:
+        """An ICMP error quoting a segment we sent from ``local`` to ``remote``.
+
+        ``quoted`` holds at least the first 8 bytes of that TCP header (ports, sequence).
+        ``mtu`` (fragmentation needed / packet too big) shrinks the segments of the
+        connection; ``hard`` errors (port/protocol unreachable) refuse a connection attempt.
+        """
+        if len(quoted) < 8:
+            self.rx_errors += 1
+            return
+        sport = (quoted[0] << 8) | quoted[1]
+        dport = (quoted[2] << 8) | quoted[3]
+        seq = int.from_bytes(quoted[4:8], "big")
+        conn = self.connections.get((local, sport, remote, dport))
+        if conn is None:
+            return
+        if mtu is not None:
+            conn.set_path_mtu(mtu)
+        else:
+            conn.icmp_error(seq, hard, now)
+        self._service(conn, now)
+
     def info(self) -> list[TcpInfo]:
         """Introspection of every connection (for an ``ss``-like listing)."""
         return [conn.info() for conn in self.connections.values()]
