@@ -409,3 +409,25 @@ def test_frames_before_a_read_error_are_returned_first(make_netns: Callable[[], 
         assert plug.recv_frames() == [frame, frame]
         with pytest.raises(PlugClosedError):
             plug.recv_frames()
+
+
+def test_call_in_netns_runs_in_that_namespace_only(make_netns: Callable[[], Netns]) -> None:
+    from ioth.net.netns import call_in_netns
+
+    require_root()
+    ns = make_netns()
+    inside = ns.run(["readlink", "/proc/self/ns/net"]).stdout.strip()
+    ours = os.readlink("/proc/thread-self/ns/net")
+    assert inside != ours
+    assert call_in_netns(ns.name, lambda: os.readlink("/proc/thread-self/ns/net")) == inside
+    assert call_in_netns(f"/run/netns/{ns.name}",
+                         lambda: os.readlink("/proc/thread-self/ns/net")) == inside
+    assert os.readlink("/proc/thread-self/ns/net") == ours
+
+    def boom() -> None:
+        raise KeyError("raised inside")
+
+    with pytest.raises(KeyError, match="raised inside"):
+        call_in_netns(ns.name, boom)
+    with pytest.raises(IothUserError, match="not a network namespace"):
+        call_in_netns("/proc/self/ns/uts", lambda: None)
