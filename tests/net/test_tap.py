@@ -431,3 +431,23 @@ def test_call_in_netns_runs_in_that_namespace_only(make_netns: Callable[[], Netn
         call_in_netns(ns.name, boom)
     with pytest.raises(IothUserError, match="not a network namespace"):
         call_in_netns("/proc/self/ns/uts", lambda: None)
+
+
+def test_attach_to_persistent_tap(make_netns: Callable[[], Netns]) -> None:
+    """A TAP made persistent by ``ip tuntap`` is attached, and survives the plug's close."""
+    require_root()
+    ns = make_netns()
+    name = ifname()
+    ns.run(["ip", "tuntap", "add", "mode", "tap", "name", name])
+    with open_plug(f"tap://{name}[netns={ns.name}/up/mtu=2000]") as plug:
+        assert isinstance(plug, TapPlug) and plug.link_mtu == 2000
+        assert "mtu 2000" in link_info(ns, name)
+    assert link_exists(ns, name)
+    ns.run(["ip", "tuntap", "del", "mode", "tap", "name", name])
+
+
+def test_existing_non_tap_interface_is_clear_oserror(make_netns: Callable[[], Netns]) -> None:
+    require_root()
+    ns = make_netns()
+    with pytest.raises(OSError, match="not a TAP"):
+        open_plug(f"tap://lo[netns={ns.name}]")
