@@ -65,3 +65,15 @@ def test_impaired_link_20mb_mtu1500(v6: bool) -> None:
     imp = Impairment(loss=0.1, duplicate=0.02, reorder=0.05, jitter=0.002)
     link = Link(seed=8, impairment=imp, policy=POLICY, v6=v6)
     _run(link, 20_000_000, limit=3600.0)
+
+
+def test_sequence_numbers_wrap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ISNs just below 2**32 (and a timestamp clock about to wrap) change nothing."""
+    from ioth.stack.tcp.isn import IsnGenerator
+
+    monkeypatch.setattr(IsnGenerator, "isn", lambda self, now, *a: 0xFFFFFFFF - 50_000)
+    monkeypatch.setattr(IsnGenerator, "ts_offset", lambda self, *a: 0xFFFFFFFF - 2_000)
+    imp = Impairment(loss=0.05, reorder=0.05, jitter=0.002)
+    link = Link(seed=11, impairment=imp, policy=POLICY)
+    t = _run(link, 500_000)
+    assert t.rx_len == [500_000, 500_000]
