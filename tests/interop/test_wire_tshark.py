@@ -202,6 +202,43 @@ def test_emitted_frames_dissect_cleanly(tmp_path: Path) -> None:
     assert len(good6.split()) >= 12
 
 
+def test_tshark_reads_the_values_we_emitted(tmp_path: Path) -> None:
+    require_tools("tshark")
+    pcap = tmp_path / "wire.pcap"
+    write_pcap(pcap, frames())
+
+    def fields(filt: str, *names: str) -> list[list[str]]:
+        argv = ["-r", str(pcap), "-o", "tcp.relative_sequence_numbers:FALSE", "-Y", filt,
+                "-T", "fields"]
+        for n in names:
+            argv += ["-e", n]
+        return [line.split("\t") for line in tshark(*argv).splitlines()]
+
+    assert fields("icmpv6.type == 134", "icmpv6.opt.prefix", "icmpv6.opt.prefix.length",
+                  "icmpv6.opt.prefix.valid_lifetime", "icmpv6.opt.rdnss", "icmpv6.opt.dnssl",
+                  "icmpv6.opt.mtu", "icmpv6.opt.src_linkaddr", "icmpv6.nd.ra.router_lifetime") == [
+        ["2001:db8:1::", "64", "86400", "2001:db8::53", "example.com,test.example", "1500",
+         "02:00:00:00:00:02", "1800"]]
+    assert fields("icmpv6.type == 136", "icmpv6.nd.na.target_address",
+                  "icmpv6.opt.target_linkaddr", "icmpv6.nd.na.flag.s", "icmpv6.nd.na.flag.o") == [
+        ["2001:db8::2", "02:00:00:00:00:02", "1", "1"]]
+    assert fields("icmpv6.type == 143", "icmpv6.mldr.nb_mcast_records",
+                  "icmpv6.mldr.mar.multicast_address") == [["2", "ff02::1:ff00:2,ff05::1:3"]]
+    assert fields("icmpv6.type == 130", "icmpv6.mld.maximum_response_code",
+                  "icmpv6.mld.qqi") == [["10000", "125"]]
+    assert fields("icmpv6.type == 2", "icmpv6.mtu") == [["1280"]]
+    assert fields("tcp.flags.syn == 1 && ip", "tcp.options.mss_val", "tcp.options.wscale.shift",
+                  "tcp.options.timestamp.tsval") == [["1460", "7", "100"], ["1460", "7", "200"]]
+    assert fields("tcp.options.sack_le", "tcp.options.sack_le", "tcp.options.sack_re") == [
+        ["1101", "1201"]]
+    assert fields("icmp.type == 3 && icmp.code == 4", "icmp.mtu") == [["1400"]]
+    assert fields("vlan", "vlan.id", "vlan.priority", "ieee8021ad.id") == [
+        ["100", "3", ""], ["20", "0", "10"]]
+    # fragment offsets in 8-byte units; the Router Alert option (148) is copied to every fragment
+    assert fields("ip.flags.mf == 1 || ip.frag_offset > 0", "ip.frag_offset", "ip.opt.type") == [
+        ["0", "148"], ["184", "148"], ["368", "148"]]
+
+
 def test_negative_control_bad_checksums_are_flagged(tmp_path: Path) -> None:
     require_tools("tshark")
     pkts = frames()
