@@ -127,10 +127,14 @@ class TcpLayer:
             self.outbox.append((src, dst, data))
 
     def _schedule(self, conn: TcpConnection) -> None:
+        # Lazy timers: a later deadline keeps the earlier heap entry (it fires early, finds
+        # nothing due and re-arms), so restarting the RTO on every ACK costs no heap push.
         t = conn.poll_at()
-        if t is not None and t != conn.layer_deadline:
-            conn.layer_deadline = t
-            heapq.heappush(self._heap, (t, next(self._tick), conn))
+        if t is not None:
+            d = conn.layer_deadline
+            if d is None or t < d:
+                conn.layer_deadline = t
+                heapq.heappush(self._heap, (t, next(self._tick), conn))
 
     def _new_conn(
         self, local: tuple[bytes, int], remote: tuple[bytes, int], policy: TcpPolicy
