@@ -89,7 +89,7 @@ def test_gso_header_tcpv6_vlan_and_ecn() -> None:
 
 
 def test_gso_header_big_udp_is_plain() -> None:
-    pkt = Ether() / IP(src="192.0.2.1", dst="192.0.2.2") / UDP() / (b"u" * 8000)
+    pkt = Ether(src=MAC_A, dst=MAC_B) / IP(src="192.0.2.1", dst="192.0.2.2") / UDP() / (b"u" * 8000)
     assert gso_header(bytes(pkt), 1500) == bytes(12)
 
 
@@ -133,7 +133,8 @@ def test_segment_tcp_matches_scapy(link_mtu: int, v6: bool, vlan: bool) -> None:
 
 
 def test_segment_tcp_rejects_and_ignores_padding() -> None:
-    udp = bytes(Ether() / IP() / UDP() / (b"u" * 5000))
+    udp = bytes(Ether(src=MAC_A, dst=MAC_B) / IP(src="192.0.2.1", dst="192.0.2.2") / UDP()
+                / (b"u" * 5000))
     assert segment_tcp(udp, 1500) is None
     frame = tcp4(5000)
     assert segment_tcp(frame[:-1], 1500) is None  # IP length beyond the frame
@@ -165,7 +166,8 @@ def test_finish_checksum_tcp4_matches_scapy(size: int) -> None:
 
 @pytest.mark.parametrize("size", [0, 3, 500, 1200, 4097])
 def test_finish_checksum_udp6_matches_scapy(size: int) -> None:
-    good = bytes(Ether() / IPv6(src="2001:db8::1", dst="2001:db8::2") / UDP(sport=7, dport=9)
+    good = bytes(Ether(src=MAC_A, dst=MAC_B) / IPv6(src="2001:db8::1", dst="2001:db8::2")
+                 / UDP(sport=7, dport=9)
                  / (b"\xa5" * size))
     frame = bytearray(good)
     udp_len = len(frame) - 54
@@ -395,7 +397,7 @@ def test_frames_before_a_read_error_are_returned_first(make_netns: Callable[[], 
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     require_root()
     ns = make_netns()
-    frame = bytes(Ether(src=MAC_A, dst=MAC_B) / IP() / UDP())
+    frame = bytes(Ether(src=MAC_A, dst=MAC_B) / IP(src="192.0.2.1", dst="192.0.2.2") / UDP())
     script: list[bytes | OSError] = [frame, frame, OSError(errno.EBADFD, "gone")]
 
     def fake_read(fd: int, size: int) -> bytes:
