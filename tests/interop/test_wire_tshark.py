@@ -438,7 +438,7 @@ def test_kernel_accepts_what_wire_emits(make_netns: Callable[[], Netns]) -> None
         rc, out = run(["ping", "-4", "-c", "2", "-i", "0.2", "-w", "8", "-s", "2500",
                        "198.18.77.2"])
         assert rc == 0, out
-        rc, out = run(["socat", "-t", "3", "-T", "5", "-", "UDP4:198.18.77.2:4000"],
+        rc, out = run(["socat", "-t", "1", "-T", "5", "-", "UDP4:198.18.77.2:4000"],
                       b"hello-udp4")
         assert out == b"pong:hello-udp4", (rc, out)
         rc, out = run(["socat", "-t", "3", "-T", "5", "-", "TCP4:198.18.77.2:8000"], b"hello4")
@@ -449,7 +449,7 @@ def test_kernel_accepts_what_wire_emits(make_netns: Callable[[], Netns]) -> None
         rc, out = run(["ping", "-6", "-c", "2", "-i", "0.2", "-w", "8", "-s", "2500",
                        "fd00:77::2"])
         assert rc == 0, out
-        rc, out = run(["socat", "-t", "3", "-T", "5", "-", "UDP6:[fd00:77::2]:4000"],
+        rc, out = run(["socat", "-t", "1", "-T", "5", "-", "UDP6:[fd00:77::2]:4000"],
                       b"hello-udp6")
         assert out == b"pong:hello-udp6", (rc, out)
         rc, out = run(["socat", "-t", "3", "-T", "5", "-", "TCP6:[fd00:77::2]:8000"], b"hello6")
