@@ -12,6 +12,8 @@ BRIDGE is one of:
 * ``ioth mtu 65521``: no offloads, link MTU 65521 on both taps;
 * ``ioth offload -> plain``: the sender's tap offloads, the receiver's does not (its plug cuts
   the super-frames in software);
+* ``(Engine)``: the same plugs joined by :class:`ioth.net.bridge.Bridge` on an ioth Engine
+  thread (what a two-plug ioth command does) instead of the bare selector loop;
 * ``vde_plug 1 proc``: ``vde_plug tap://tA tap://tB`` (one process; the taps are created in a
   scratch namespace and moved into A and B);
 * ``vde_plug dpipe``: ``dpipe vde_plug tap://tA = vde_plug tap://tB`` (two processes, stream).
@@ -43,7 +45,9 @@ from dataclasses import dataclass
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 
+from ioth.net.bridge import Bridge
 from ioth.net.plugs.tap import TapPlug
+from ioth.runtime.engine import Engine
 
 ADDR_A = "198.18.0.1"
 ADDR_B = "198.18.0.2"
@@ -178,9 +182,10 @@ def measure(ns_a: str, ns_b: str, if_a: str, if_b: str, seconds: float,
         stop(server)
 
 
-def run_ioth(seconds: float, offload: bool, mtu: int | None, offload_b: bool | None = None
-             ) -> Result:
-    """ioth TapPlug bridge (``offload_b``: offloads of the receiving side, default as A)."""
+def run_ioth(seconds: float, offload: bool, mtu: int | None, offload_b: bool | None = None,
+             engine: bool = False) -> Result:
+    """ioth TapPlug bridge (``offload_b``: offloads of the receiving side, default as A;
+    ``engine``: ioth.net.bridge.Bridge on an ioth Engine instead of the plain loop)."""
     offload_b = offload if offload_b is None else offload_b
     with namespaces(2) as (ns_a, ns_b):
         if_a, if_b = "tA" + secrets.token_hex(3), "tB" + secrets.token_hex(3)
@@ -189,20 +194,33 @@ def run_ioth(seconds: float, offload: bool, mtu: int | None, offload_b: bool | N
         b = TapPlug(if_b, netns=ns_b, up=True, offload=offload_b, mtu=mtu)
         stopping = threading.Event()
         thread = threading.Thread(target=ioth_bridge, args=(a, b, stopping), daemon=True)
+        loop = Engine(name="bench-tap") if engine else None
+        bridge = Bridge(loop, a, b) if loop is not None else None
         try:
             configure(ns_a, if_a, ADDR_A)
             configure(ns_b, if_b, ADDR_B)
-            thread.start()
+            if loop is not None and bridge is not None:
+                loop.start()
+                bridge.start()
+            else:
+                thread.start()
             gbps, fps, cpu = measure(ns_a, ns_b, if_a, if_b, seconds, process_cpu)
         finally:
-            stopping.set()
-            thread.join()
+            if loop is not None and bridge is not None:
+                bridge.stop()
+                loop.stop()
+                loop.close()
+            else:
+                stopping.set()
+                thread.join()
             dropped = a.counters.tx_dropped + b.counters.tx_dropped
             a.close()
             b.close()
         name = "ioth" + (" offload" if offload else "") + (f" mtu {mtu}" if mtu else "")
         if offload_b != offload:
             name += " -> plain"
+        if engine:
+            name += " (Engine)"
         return Result(name, gbps, fps, cpu, f"{opts} dropped={dropped}")
 
 
@@ -250,8 +268,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the configurations and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--time", type=float, default=5.0, help="seconds per iperf3 run")
-    parser.add_argument("--only", default="vde1,dpipe,ioth,offload,jumbo,mixed",
-                        help="comma list of: vde1, dpipe, ioth, offload, jumbo, mixed")
+    parser.add_argument("--only",
+                        default="vde1,dpipe,ioth,offload,jumbo,mixed,engine,engine-offload",
+                        help="comma list of: vde1, dpipe, ioth, offload, jumbo, mixed, engine, "
+                        "engine-offload")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("bench_tap needs root (network namespaces, TAPs)", file=sys.stderr)
@@ -267,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         "offload": lambda: run_ioth(args.time, offload=True, mtu=None),
         "jumbo": lambda: run_ioth(args.time, offload=False, mtu=65521),
         "mixed": lambda: run_ioth(args.time, offload=True, mtu=None, offload_b=False),
+        "engine": lambda: run_ioth(args.time, offload=False, mtu=None, engine=True),
+        "engine-offload": lambda: run_ioth(args.time, offload=True, mtu=None, engine=True),
     }
     results: list[Result] = []
     for key in args.only.split(","):
