@@ -247,3 +247,45 @@ def test_random_ndp_bodies_only_raise_wire_error(typ: int, body: bytes) -> None:
         M.parse(bytes((typ, 0, 0, 0)) + body)
     except WireError:
         pass
+
+
+@settings(deadline=None, max_examples=40)
+@given(u8, st.booleans(), st.booleans(), u16, u32, u32, mac, st.integers(0, 128), ip6, u32, u32,
+       st.booleans(), st.booleans(), u32, st.lists(ip6, min_size=1, max_size=3), u32)
+def test_router_advert_matches_scapy(hlim: int, managed: bool, other: bool, life: int,
+                                     reach: int, retrans: int, lladdr: bytes, plen: int,
+                                     prefix: bytes, valid: int, pref: int, on_link: bool,
+                                     auto: bool, mtu: int, dns: list[bytes], dlife: int) -> None:
+    from scapy.layers.inet6 import (
+        ICMPv6ND_RA,
+        ICMPv6NDOptMTU,
+        ICMPv6NDOptPrefixInfo,
+        ICMPv6NDOptRDNSS,
+        ICMPv6NDOptSrcLLAddr,
+        IPv6,
+    )
+    ra = M.RouterAdvert(hlim, managed, other, life, reach, retrans, (
+        M.LinkAddrOption(lladdr), M.PrefixInfoOption(plen, prefix, valid, pref, on_link, auto),
+        M.MtuOption(mtu), M.RdnssOption(dlife, tuple(dns))))
+    ref = bytes(IPv6(src="fe80::1", dst="ff02::1")
+                / ICMPv6ND_RA(chlim=hlim, M=int(managed), O=int(other), prf=0,
+                              routerlifetime=life, reachabletime=reach, retranstimer=retrans)
+                / ICMPv6NDOptSrcLLAddr(lladdr=lladdr.hex(":"))
+                / ICMPv6NDOptPrefixInfo(prefixlen=plen, L=int(on_link), A=int(auto),
+                                        validlifetime=valid, preferredlifetime=pref,
+                                        prefix=V.addr_to_str(prefix))
+                / ICMPv6NDOptMTU(mtu=mtu)
+                / ICMPv6NDOptRDNSS(lifetime=dlife, dns=[V.addr_to_str(d) for d in dns]))
+    assert ra.emit(V.str_to_addr("fe80::1"), V.ALL_NODES) == ref[40:]
+
+
+@settings(deadline=None, max_examples=40)
+@given(ip6, st.booleans(), st.booleans(), st.booleans(), mac)
+def test_neighbor_advert_matches_scapy(target: bytes, r: bool, s: bool, o: bool,
+                                       lladdr: bytes) -> None:
+    from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6NDOptDstLLAddr, IPv6
+    na = M.NeighborAdvert(target, r, s, o, (M.LinkAddrOption(lladdr, True),))
+    ref = bytes(IPv6(src="2001:db8::1", dst="2001:db8::2")
+                / ICMPv6ND_NA(tgt=V.addr_to_str(target), R=int(r), S=int(s), O=int(o))
+                / ICMPv6NDOptDstLLAddr(lladdr=lladdr.hex(":")))
+    assert na.emit(S, D) == ref[40:]

@@ -203,3 +203,14 @@ def test_emit_fast_matches_dataclass(src: bytes, dst: bytes, proto: int, plen: i
     hdr = I.Ipv4Header(src, dst, proto, plen, ttl, ident, bool(ff & I.FLAG_DF),
                        bool(ff & I.FLAG_MF), (ff & I.FRAG_OFFSET_MASK) << 3, tos >> 2, tos & 3)
     assert I.emit_fast(src, dst, proto, plen, ttl, ident, ff & ~I.FLAG_RESERVED, tos) == hdr.emit()
+
+
+@settings(deadline=None, max_examples=50)
+@given(headers)
+def test_emit_matches_scapy(hdr: I.Ipv4Header) -> None:
+    from scapy.layers.inet import IP
+    ref = IP(src=I.addr_to_str(hdr.src), dst=I.addr_to_str(hdr.dst), proto=hdr.proto,
+             ttl=hdr.ttl, id=hdr.ident, flags=(2 if hdr.df else 0) | (1 if hdr.mf else 0),
+             frag=hdr.frag_offset >> 3, tos=(hdr.dscp << 2) | hdr.ecn,
+             len=hdr.total_len, options=hdr.options)
+    assert bytes(ref)[:hdr.header_len] == hdr.emit()

@@ -180,3 +180,35 @@ def test_random_bytes_only_raise_wire_error(data: bytes, addrs: tuple[bytes, byt
             f()
         except WireError:
             pass
+
+
+def _scapy_options(h: T.TcpHeader) -> list[tuple[str, object]]:
+    """The same options, in the order TcpHeader emits them, as scapy option tuples."""
+    out: list[tuple[str, object]] = []
+    if h.mss is not None:
+        out.append(("MSS", h.mss))
+    if h.timestamps is not None:
+        out += [("SAckOK", b"")] if h.sack_permitted else [("NOP", None), ("NOP", None)]
+        out.append(("Timestamp", h.timestamps))
+    elif h.sack_permitted:
+        out += [("NOP", None), ("NOP", None), ("SAckOK", b"")]
+    if h.wscale is not None:
+        out += [("NOP", None), ("WScale", h.wscale)]
+    if h.sack_blocks:
+        out += [("NOP", None), ("NOP", None),
+                ("SAck", tuple(x for blk in h.sack_blocks for x in blk))]
+    return out
+
+
+@settings(deadline=None, max_examples=50)
+@given(headers.map(lambda h: T.TcpHeader(h.src_port, h.dst_port, h.seq, h.ack, h.flags & 0x1FF,
+                                         h.window, h.urgent, h.mss, h.wscale, h.sack_permitted,
+                                         h.sack_blocks, h.timestamps)),
+       st.binary(max_size=600))
+def test_emit_matches_scapy(hdr: T.TcpHeader, data: bytes) -> None:
+    from scapy.layers.inet import IP, TCP
+    ref = bytes(IP(src="192.0.2.1", dst="192.0.2.2")
+                / TCP(sport=hdr.src_port, dport=hdr.dst_port, seq=hdr.seq, ack=hdr.ack,
+                      flags=hdr.flags, window=hdr.window, urgptr=hdr.urgent,
+                      options=_scapy_options(hdr)) / data)
+    assert hdr.emit(data, A1, A2) == ref[20:20 + hdr.header_len]

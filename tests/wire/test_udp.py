@@ -118,3 +118,16 @@ def test_random_bytes_only_raise_wire_error(data: bytes, addrs: tuple[bytes, byt
             f()
         except WireError:
             pass
+
+
+@settings(deadline=None, max_examples=50)
+@given(port, port, st.binary(max_size=1200), st.booleans())
+def test_emit_matches_scapy(sp: int, dp: int, data: bytes, v6: bool) -> None:
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.inet6 import IPv6
+    if v6:
+        raw = bytes(IPv6(src="2001:db8::1", dst="2001:db8::2") / UDP(sport=sp, dport=dp) / data)
+        assert U.emit(sp, dp, data, S6, D6) == raw[40:48]
+    else:
+        raw = bytes(IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=sp, dport=dp) / data)
+        assert U.emit(sp, dp, data, A1, A2) == raw[20:28]
