@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import heapq
 import os
 import random
 import secrets
@@ -42,11 +43,46 @@ SIZE = 3_000_000
 
 
 class TunShim:
-    """IPv4/IPv6 framing between a TUN fd and a TcpLayer, driven by a polling loop."""
+    """IPv4/IPv6 framing between a TUN fd and a TcpLayer, driven by a polling loop.
 
-    def __init__(self, fd: int, layer_policy: TcpPolicy) -> None:
+    With ``loss``/``duplicate``/``jitter`` every packet in both directions is dropped,
+    duplicated or delayed (which reorders) with a seeded random generator.
+    """
+
+    def __init__(self, fd: int, layer_policy: TcpPolicy, loss: float = 0.0,
+                 duplicate: float = 0.0, jitter: float = 0.0) -> None:
         self.fd = fd
         self.layer = TcpLayer(random.Random(7), layer_policy, self._output, 1500)
+        self.rng = random.Random(11)
+        self.loss, self.duplicate, self.jitter = loss, duplicate, jitter
+        self.held: list[tuple[float, int, bool, bytes]] = []
+        self._n = 0
+        self.dropped = 0
+
+    def _impair(self, to_kernel: bool, pkt: bytes) -> list[bytes]:
+        """Packets to pass now; delayed ones go to ``held``."""
+        rng = self.rng
+        if self.loss and rng.random() < self.loss:
+            self.dropped += 1
+            return []
+        copies = 2 if self.duplicate and rng.random() < self.duplicate else 1
+        out = []
+        for _ in range(copies):
+            if self.jitter and rng.random() < 0.2:
+                self._n += 1
+                heapq.heappush(self.held, (time.monotonic() + rng.random() * self.jitter,
+                                           self._n, to_kernel, pkt))
+            else:
+                out.append(pkt)
+        return out
+
+    def _release(self, now: float) -> None:
+        while self.held and self.held[0][0] <= now:
+            _, _, to_kernel, pkt = heapq.heappop(self.held)
+            if to_kernel:
+                os.write(self.fd, pkt)
+            else:
+                self._input(pkt, now)
 
     def _output(self, src: bytes, dst: bytes, seg: bytes) -> None:
         if len(src) == 4:
@@ -55,7 +91,8 @@ class TunShim:
             struct.pack_into("!H", hdr, 10, checksum(hdr))
         else:
             hdr = bytearray(struct.pack("!IHBB16s16s", 6 << 28, len(seg), 6, 64, src, dst))
-        os.write(self.fd, bytes(hdr) + seg)
+        for pkt in self._impair(True, bytes(hdr) + seg):
+            os.write(self.fd, pkt)
 
     def _input(self, pkt: bytes, now: float) -> None:
         mv = memoryview(pkt)
@@ -78,6 +115,8 @@ class TunShim:
             app(now)
             t = self.layer.poll_at()
             wait = 0.02 if t is None else min(0.02, max(0.0, t - now))
+            if self.held:
+                wait = min(wait, max(0.0, self.held[0][0] - now))
             r, _, _ = select.select([self.fd], [], [], wait)
             if r:
                 now = time.monotonic()
@@ -86,7 +125,9 @@ class TunShim:
                         pkt = os.read(self.fd, 65536)
                     except BlockingIOError:
                         break
-                    self._input(pkt, now)
+                    for p in self._impair(False, pkt):
+                        self._input(p, now)
+            self._release(time.monotonic())
             app(time.monotonic())
 
 
@@ -195,26 +236,41 @@ def tun_ns(make_netns: Callable[[], Netns]) -> tuple[Netns, int]:
 def test_ioth_client_to_kernel_server(tun_ns: tuple[Netns, int], v6: bool) -> None:
     ns, fd = tun_ns
     shim = TunShim(fd, TcpPolicy(time_wait=1.0))
+    _client_to_kernel(ns, shim, v6, SIZE)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("v6", [False, True])
+def test_impaired_torture_with_kernel(tun_ns: tuple[Netns, int], v6: bool) -> None:
+    """20 MB each way (echo) with the kernel: 5% loss, 1% duplication, jitter/reordering."""
+    ns, fd = tun_ns
+    shim = TunShim(fd, TcpPolicy(time_wait=1.0), loss=0.05, duplicate=0.01, jitter=0.01)
+    _client_to_kernel(ns, shim, v6, 20_000_000, timeout=240.0)
+    assert shim.dropped > 0
+
+
+def _client_to_kernel(ns: Netns, shim: TunShim, v6: bool, size: int,
+                      timeout: float = 60.0) -> None:
     kaddr = K6 if v6 else K4
     proc = ns.popen([sys.executable, "-c", KERNEL_SERVER, kaddr], stdout=-1)
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == b"ready"
     conn = shim.layer.connect(I6 if v6 else I4, K6B if v6 else K4B, 5001, time.monotonic())
-    data = random.Random(3).randbytes(SIZE)
+    data = random.Random(3).randbytes(size)
     app = Echo(shim.layer, conn, data, echo=False)
-    shim.run_until(lambda: app.rx_len > SIZE // 3 or app.eof, app)
+    shim.run_until(lambda: app.rx_len > size // 3 or app.eof, app, timeout)
     ss = ns.run(["ss", "-tni", "state", "all"]).stdout
     # This kernel's ss prints "wscale:" but not the ts/sack flags even between two kernel
     # sockets; SACK and timestamps are checked on our side: we only enable them when the
     # kernel's SYN-ACK carried them.
     assert "wscale:5," in ss, ss
     assert conn.sack_ok and conn.ts_ok and conn.snd_wscale > 0
-    shim.run_until(lambda: app.eof and app.shut, app)
+    shim.run_until(lambda: app.eof and app.shut, app, timeout)
     out = proc.communicate(timeout=30)[0].decode().split()
-    assert out == [str(SIZE), hashlib.sha256(data).hexdigest()]
-    assert app.rx_len == SIZE and app.rx.hexdigest() == hashlib.sha256(data).hexdigest()
+    assert out == [str(size), hashlib.sha256(data).hexdigest()]
+    assert app.rx_len == size and app.rx.hexdigest() == hashlib.sha256(data).hexdigest()
     assert conn.info().sack and conn.info().timestamps and conn.snd_wscale > 0
-    shim.run_until(lambda: not shim.layer.connections, lambda now: None, timeout=10)
+    shim.run_until(lambda: not shim.layer.connections, lambda now: None, timeout=30)
 
 
 @pytest.mark.parametrize("v6", [False, True])
