@@ -35,7 +35,7 @@ from typing import Any
 from ioth.stack.tcp.cc import CongestionControl, make_cc
 from ioth.stack.tcp.isn import IsnGenerator
 from ioth.stack.tcp.policy import TcpPolicy
-from ioth.stack.tcp.segment import ACK, FIN, PSH, RST, SYN, Segment
+from ioth.stack.tcp.segment import ACK, FIN, PSH, RST, SYN, URG, Segment
 
 MASK = 0xFFFFFFFF
 _HALF = 0x80000000
@@ -761,6 +761,15 @@ class TcpConnection:
         self.segments_in += 1
         st = self.state
         f = seg.flags
+        if (
+            st is State.ESTABLISHED
+            and f & (SYN | FIN | RST | ACK | URG) == ACK
+            and seg.seq == self.rcv_nxt & MASK
+            and not seg.sack
+            and not self._in_recovery
+            and self._fast_path(seg, now)
+        ):
+            return
         match (st, f & (SYN | ACK | RST)):
             case (s, _) if s in _SYNCHRONIZED:
                 # RFC 9293 3.10.7.4: the eight checks for synchronized states.
@@ -823,6 +832,50 @@ class TcpConnection:
             case _:
                 # RFC 9293 3.10.7.3 fifth: neither SYN nor RST: drop.
                 self.dropped += 1
+
+    def _fast_path(self, seg: Segment, now: float) -> bool:
+        """Header prediction for the two bulk cases; False sends ``seg`` down the full path.
+
+        (1) a pure ACK of new data with an unchanged window, (2) in-order data that acks
+        nothing new, fits the window and needs no reassembly.  Both are exactly what the
+        RFC 9293 3.10.7.4 steps would do for such segments.
+        """
+        rcv_nxt = self.rcv_nxt
+        if self.ts_ok:
+            tsval = seg.tsval
+            if tsval is None or (tsval - self.ts_recent) & MASK >= _HALF:
+                return False
+        else:
+            tsval = None
+        if (seg.window << self.snd_wscale) != self.snd_wnd:
+            return False
+        una = self.snd_una
+        ack = una + ((seg.ack - una + _HALF) & MASK) - _HALF
+        payload = seg.payload
+        plen = len(payload)
+        if plen == 0:
+            if not una < ack <= self.snd_nxt:
+                return False
+        elif (
+            ack != una
+            or self._ooo
+            or self._ooo_fin >= 0
+            or self._rd_closed
+            or plen > self._rcv_adv - rcv_nxt
+        ):
+            return False
+        if tsval is not None and self._last_ack_sent == rcv_nxt:
+            self.ts_recent = tsval  # RFC 7323 4.3
+        self.snd_wl1 = rcv_nxt
+        self.snd_wl2 = ack
+        self._last_rx = now
+        if self._keep_at is not None:
+            self._reset_keepalive(now)
+        if plen:
+            self._receive(rcv_nxt, payload, plen, now)
+        else:
+            self._ack_advance(seg, ack, now)
+        return True
 
     def _syn_sent_syn(self, seg: Segment, now: float) -> None:
         self.irs = seg.seq
