@@ -836,7 +836,7 @@ class TcpConnection:
     def _fast_path(self, seg: Segment, now: float) -> bool:
         """Header prediction for the two bulk cases; False sends ``seg`` down the full path.
 
-        (1) a pure ACK of new data with an unchanged window, (2) in-order data that acks
+        (1) a pure ACK of new data, (2) in-order data that acks
         nothing new, fits the window and needs no reassembly.  Both are exactly what the
         RFC 9293 3.10.7.4 steps would do for such segments.
         """
@@ -847,8 +847,6 @@ class TcpConnection:
                 return False
         else:
             tsval = None
-        if (seg.window << self.snd_wscale) != self.snd_wnd:
-            return False
         una = self.snd_una
         ack = una + ((seg.ack - una + _HALF) & MASK) - _HALF
         payload = seg.payload
@@ -866,8 +864,18 @@ class TcpConnection:
             return False
         if tsval is not None and self._last_ack_sent == rcv_nxt:
             self.ts_recent = tsval  # RFC 7323 4.3
+        # window update: SND.WL1 <= SEG.SEQ and SND.WL2 <= SEG.ACK hold here
         self.snd_wl1 = rcv_nxt
         self.snd_wl2 = ack
+        wnd = seg.window << self.snd_wscale
+        if wnd != self.snd_wnd:
+            self.snd_wnd = wnd
+            if wnd > self.max_snd_wnd:
+                self.max_snd_wnd = wnd
+            if wnd:
+                self._persist_at = None
+                self._persist_backoff = 0
+            self._dirty = True
         self._last_rx = now
         if self._keep_at is not None:
             self._reset_keepalive(now)
