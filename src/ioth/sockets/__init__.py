@@ -1,0 +1,40 @@
+"""Berkeley sockets on ioth stacks, with real file descriptors.
+
+``ioth.sockets.socket(stack, family, type, proto)`` (also ``stack.socket(...)`` and
+``ioth.msocket(stack, ...)``) returns an instance of :class:`socket.socket`: a
+:class:`~ioth.sockets.stream.StreamSocket` for TCP or a
+:class:`~ioth.sockets.dgram.DatagramSocket` for UDP and ICMP echo.  Their ``fileno()`` works with
+select, poll, epoll, selectors, asyncio and ssl.  :func:`use` and :func:`set_default_stack` make
+the stdlib ``socket`` module (and everything built on it) use a stack.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket as _socket
+from typing import TYPE_CHECKING
+
+from ioth.sockets.base import IothSocket, oserror
+from ioth.sockets.dgram import DatagramSocket
+from ioth.sockets.resolver import Resolver, resolver_for
+from ioth.sockets.stream import StreamSocket
+
+if TYPE_CHECKING:
+    from ioth.stack.stack import Stack
+
+
+def socket(stack: Stack, family: int = _socket.AF_INET, type: int = _socket.SOCK_STREAM,
+           proto: int = 0) -> IothSocket:
+    """A socket on ``stack``: TCP (SOCK_STREAM), UDP or ICMP echo (SOCK_DGRAM)."""
+    base = type & ~(_socket.SOCK_NONBLOCK | _socket.SOCK_CLOEXEC)
+    if family not in (_socket.AF_INET, _socket.AF_INET6):
+        raise oserror(errno.EAFNOSUPPORT)
+    if base == _socket.SOCK_STREAM:
+        return StreamSocket(stack, family, type, proto)
+    if base == _socket.SOCK_DGRAM:
+        return DatagramSocket(stack, family, type, proto)
+    raise oserror(errno.ESOCKTNOSUPPORT if base == _socket.SOCK_RAW else errno.EINVAL)
+
+
+__all__ = ["DatagramSocket", "IothSocket", "Resolver", "StreamSocket", "resolver_for",
+           "socket"]

@@ -1,0 +1,94 @@
+"""What every ioth socket shares: a ``socket.socket`` subclass around the application end of an
+AF_UNIX socket, and the per-stack socket layer (pump, handles, port bindings)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket as _socket
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from ioth.sockets.pump import Pump, pump_for
+
+if TYPE_CHECKING:
+    from ioth.stack.stack import Stack
+
+TYPE_MASK = ~(_socket.SOCK_NONBLOCK | _socket.SOCK_CLOEXEC)
+SO_BINDTODEVICE = getattr(_socket, "SO_BINDTODEVICE", 25)
+SO_REUSEPORT = getattr(_socket, "SO_REUSEPORT", 15)
+
+
+def oserror(code: int, detail: str = "") -> OSError:
+    """An OSError with the kernel's message for ``code`` (the subclass Python would pick)."""
+    msg = os.strerror(code)
+    return OSError(code, f"{msg} ({detail})" if detail else msg)
+
+
+class SocketLayer:
+    """Socket-side state of one stack: its pump and the sockets' shared tables."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.pump: Pump = pump_for(stack.runtime.engine)
+        self.lock = threading.Lock()
+        self.tcp: Any = None  # ioth.sockets.stream.TcpSockets, created on first TCP socket
+
+
+class _Layers:
+    lock = threading.Lock()
+    by_stack: weakref.WeakKeyDictionary[Any, SocketLayer] = weakref.WeakKeyDictionary()
+
+
+def layer_for(stack: Stack) -> SocketLayer:
+    """The socket layer of ``stack``.  Call without holding the stack's lock."""
+    with _Layers.lock:
+        layer = _Layers.by_stack.get(stack)
+        if layer is None:
+            layer = SocketLayer(stack)
+            _Layers.by_stack[stack] = layer
+        return layer
+
+
+class IothSocket(_socket.socket):
+    """Base of ioth sockets: a real ``socket.socket`` whose descriptor is one end of an AF_UNIX
+    socket; the methods that talk about IP addresses and options go to the stack."""
+
+    __slots__ = ("_stack", "__dict__")
+
+    _stack: Stack
+
+    def __repr__(self) -> str:
+        closed = getattr(self, "_closed", False)
+        s = (f"<ioth.{type(self).__name__} fd={self.fileno()}, family={self.family!r}, "
+             f"type={self.type!r}, proto={self.proto}")
+        if not closed:
+            try:
+                s += f", laddr={self.getsockname()}"
+            except OSError:
+                pass
+            try:
+                s += f", raddr={self.getpeername()}"
+            except OSError:
+                pass
+        return s + ">"
+
+    @property
+    def stack(self) -> Stack:
+        """The stack this socket lives on."""
+        return self._stack
+
+    def __getstate__(self) -> Any:
+        raise TypeError(f"cannot pickle {type(self).__name__!r} object")
+
+    def dup(self) -> _socket.socket:
+        """Not supported on ioth sockets (the stack state is not duplicated)."""
+        raise OSError(errno.EOPNOTSUPP, "dup() of an ioth socket is not supported")
+
+    def _raw_setblocking_off(self) -> bool:
+        """Make the descriptor non-blocking; return the previous blocking flag."""
+        fd = self.fileno()
+        was = os.get_blocking(fd)
+        os.set_blocking(fd, False)
+        return was

@@ -1,0 +1,846 @@
+"""TCP sockets with a real descriptor.
+
+The application's descriptor is an AF_UNIX SOCK_STREAM socket:
+
+* connected sockets: one end of a connected pair; the engine end (``B``) is pumped to and from
+  the :class:`~ioth.stack.tcp.connection.TcpConnection`.  Bytes the application writes are read
+  from ``B`` only while the connection has send space (so the AF_UNIX buffer is the flow control
+  of the application), received bytes are written into ``B`` only while it has room (so a slow
+  reader closes the TCP window).  The peer's FIN is a ``shutdown(SHUT_WR)`` of ``B``; the end of
+  the application's data (EOF on ``B``) is our FIN, a full close of every copy of the
+  descriptor (EPOLLHUP) is a close, unread data at close is a reset, like Linux.
+* listening sockets: an AF_UNIX *listening* socket; each connection accepted by the stack is
+  connected to it from a new engine end, so the descriptor is readable exactly when ``accept``
+  has something and the kernel implements blocking, timeouts and non-blocking accepts.
+* a non-blocking ``connect`` fills the application end's (shrunken) send buffer with bytes the
+  pump discards when the handshake ends, so the descriptor turns writable exactly when the
+  connection is established or failed (then ``SO_ERROR`` tells which), as asyncio expects.
+"""
+
+from __future__ import annotations
+
+import _socket as _csocket
+import errno
+import os
+import socket as _socket
+import threading
+from typing import TYPE_CHECKING, Any
+
+from ioth.sockets.addr import Address, format_address, parse_address, unmap
+from ioth.sockets.base import SO_REUSEPORT, TYPE_MASK, IothSocket, SocketLayer, layer_for, \
+    oserror
+from ioth.sockets.pump import ERR, HUP, IN, OUT, Pump
+
+if TYPE_CHECKING:
+    from ioth.stack.stack import Stack
+    from ioth.stack.tcp.connection import TcpConnection
+    from ioth.stack.tcp.layer import Listener, TcpLayer
+
+CHUNK = 1 << 18
+BUF = 1 << 20
+MAX_ROUNDS = 8
+EPHEMERAL_LOW = 32768
+EPHEMERAL_HIGH = 60999
+ACCEPT_RETRY = 0.02
+SO_SNDBUFFORCE = getattr(_socket, "SO_SNDBUFFORCE", 32)
+SO_RCVBUFFORCE = getattr(_socket, "SO_RCVBUFFORCE", 33)
+_CONNECTED = ("ESTABLISHED", "CLOSE-WAIT", "FIN-WAIT-1", "FIN-WAIT-2", "CLOSING", "LAST-ACK",
+              "TIME-WAIT")
+
+
+def _bigbuf(s: Any) -> None:
+    for force, plain in ((SO_SNDBUFFORCE, _socket.SO_SNDBUF), (SO_RCVBUFFORCE, _socket.SO_RCVBUF)):
+        try:
+            _csocket.socket.setsockopt(s, _socket.SOL_SOCKET, force, BUF)
+        except OSError:
+            try:
+                _csocket.socket.setsockopt(s, _socket.SOL_SOCKET, plain, BUF)
+            except OSError:
+                pass
+
+
+def _unix(fd: int) -> _csocket.socket:
+    """An AF_UNIX view of descriptor ``fd`` (detach it, do not close it)."""
+    return _csocket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
+
+
+def tcp_layer(stack: Stack) -> TcpLayer:
+    """The stack's TCP layer; OSError(EPROTONOSUPPORT) while the stack has none."""
+    tcp = getattr(stack.core, "tcp", None)
+    if tcp is None:
+        raise oserror(errno.EPROTONOSUPPORT, "this ioth stack has no TCP yet")
+    return tcp  # type: ignore[no-any-return]
+
+
+class TcpSockets:
+    """TCP side of a stack's socket layer: handles by connection and listener, bound ports."""
+
+    def __init__(self, stack: Stack, pump: Pump) -> None:
+        self.stack = stack
+        self.pump = pump
+        self.layer = tcp_layer(stack)
+        self.by_conn: dict[TcpConnection, StreamHandle] = {}
+        self.by_listener: dict[Listener, ListenHandle] = {}
+        self.pending: dict[bytes, StreamHandle] = {}
+        self.bound: dict[int, list[StreamSocket]] = {}
+        self._chained = self.layer.notify
+        self.layer.notify = self.notify
+
+    def notify(self, obj: Any) -> None:
+        """TcpLayer callback (stack lock held): a connection or listener changed."""
+        h = self.by_conn.get(obj)
+        if h is not None:
+            h.on_event()
+        else:
+            lh = self.by_listener.get(obj)
+            if lh is not None:
+                lh.on_event()
+        if self._chained is not None:
+            self._chained(obj)
+
+    def flush(self, conn: TcpConnection) -> None:
+        """Let ``conn`` send what user calls queued (stack lock held)."""
+        self.layer.flush(conn, self.stack.now())
+
+    # -- local ports ------------------------------------------------------------------------------
+    def in_use(self, sock: StreamSocket, addr: bytes | None, port: int) -> bool:
+        """Would binding ``sock`` to addr:port conflict (Linux rules, simplified)?"""
+        for other in self.bound.get(port, ()):
+            if other is sock:
+                continue
+            oaddr = other._bound[0] if other._bound else None
+            if addr is not None and oaddr is not None and unmap(addr) != unmap(oaddr):
+                continue
+            if other.family != sock.family and (sock._v6only or other._v6only):
+                if addr is None or oaddr is None:
+                    continue
+            if sock._reuse and other._reuse and other._listen is None:
+                continue
+            return True
+        return False
+
+    def ephemeral(self, sock: StreamSocket, addr: bytes | None) -> int:
+        """A free port for bind(port=0)."""
+        rng = self.stack.core.rng
+        span = EPHEMERAL_HIGH - EPHEMERAL_LOW + 1
+        start = rng.randrange(span)
+        listeners = self.layer.listeners
+        for i in range(span):
+            port = EPHEMERAL_LOW + (start + i) % span
+            if port in self.bound or (b"", port) in listeners:
+                continue
+            if not self.in_use(sock, addr, port):
+                return port
+        raise oserror(errno.EADDRINUSE)
+
+
+class StreamHandle:
+    """Engine side of a connected TCP socket (methods run with the stack lock held)."""
+
+    def __init__(self, tcp: TcpSockets, conn: TcpConnection, eng: _csocket.socket | None,
+                 connecting: bool = False) -> None:
+        self.tcp = tcp
+        self.conn = conn
+        self.eng = eng
+        self.fd = eng.fileno() if eng is not None else -1
+        self.connecting = connecting
+        self.junk = 0
+        self.error = 0
+        self.out = b""
+        self.out_off = 0
+        self.eof_in = False
+        self.eof_out = False
+        self.events = 0
+        self.busy = False
+        self.again = False
+        self.cond = threading.Condition(tcp.stack.lock)
+
+    # -- events -----------------------------------------------------------------------------------
+    def on_event(self) -> None:
+        """The connection changed (state, data, window, error)."""
+        if self.busy:
+            self.again = True
+            return
+        self.busy = True
+        try:
+            for _ in range(MAX_ROUNDS):
+                self.again = False
+                self._update()
+                if not self.again:
+                    break
+        finally:
+            self.busy = False
+
+    def on_pump(self, events: int) -> None:
+        """Engine thread: the engine end is readable, writable, hung up or failed."""
+        stack = self.tcp.stack
+        with stack.lock:
+            if self.eng is None:
+                return
+            if events & (IN | HUP | ERR) and not self.connecting:
+                self._read_app(events)
+            self.on_event()
+            stack.runtime.flush()
+
+    def _read_app(self, events: int) -> None:
+        conn = self.conn
+        eng = self.eng
+        assert eng is not None
+        moved = False
+        while not self.eof_in:
+            space = conn.send_space
+            if space <= 0:
+                break
+            try:
+                data = eng.recv(min(space, CHUNK))
+            except BlockingIOError:
+                break
+            except OSError:  # ECONNRESET: the application closed with unread data
+                conn.abort()
+                moved = True
+                self._teardown()
+                break
+            if not data:
+                self.eof_in = True
+                if events & HUP:
+                    conn.close()
+                else:
+                    conn.shutdown()
+                moved = True
+                break
+            try:
+                conn.send(data)
+            except OSError as exc:
+                if exc.errno != errno.EAGAIN:
+                    self.error = self.error or (exc.errno or errno.EPIPE)
+                    self._teardown()
+                break
+            moved = True
+        if moved:
+            self.tcp.flush(conn)
+
+    def _update(self) -> None:
+        conn = self.conn
+        state = str(conn.state)
+        if self.connecting:
+            if state in _CONNECTED:
+                self.connecting = False
+                self._drop_junk()
+            elif conn.error is not None or state == "CLOSED":
+                self.connecting = False
+                self.error = conn.error or errno.ECONNREFUSED
+                conn.error = None
+                self._drop_junk()
+                self._teardown()
+            self.cond.notify_all()
+            if self.connecting:
+                return
+        eng = self.eng
+        if eng is None:
+            return
+        received = False
+        while True:
+            if self.out:
+                view = memoryview(self.out)[self.out_off:]
+                try:
+                    n = eng.send(view)
+                except BlockingIOError:
+                    break
+                except OSError:  # the application closed: data after close resets (Linux)
+                    conn.abort()
+                    self.tcp.flush(conn)
+                    self._teardown()
+                    return
+                self.out_off += n
+                if self.out_off < len(self.out):
+                    continue
+                self.out = b""
+                self.out_off = 0
+            if conn.recv_available:
+                self.out = conn.recv(CHUNK)
+                received = True
+                continue
+            break
+        if received:
+            self.tcp.flush(conn)
+        if not self.out and not self.eof_out:
+            if conn.error is not None and not conn.recv_available:
+                self.error = conn.error
+                conn.error = None
+                self._teardown()
+                return
+            if conn.eof or (state == "CLOSED" and not conn.recv_available):
+                self.eof_out = True
+                try:
+                    eng.shutdown(_socket.SHUT_WR)
+                except OSError:
+                    pass
+        if self.eof_in and self.eof_out and not self.out:
+            self._teardown()
+            return
+        want = 0
+        if not self.eof_in and conn.send_space > 0:
+            want |= IN
+        if self.out:
+            want |= OUT
+        if want != self.events:
+            self.events = want
+            self.tcp.pump.watch(self.fd, want, self.on_pump)
+
+    def _drop_junk(self) -> None:
+        eng = self.eng
+        while self.junk and eng is not None:
+            try:
+                got = eng.recv(self.junk)
+            except OSError:
+                break
+            if not got:
+                break
+            self.junk -= len(got)
+
+    def _teardown(self) -> None:
+        eng = self.eng
+        if eng is None:
+            return
+        self.eng = None
+        self.tcp.pump.forget(self.fd)
+        eng.close()
+        if self.tcp.by_conn.get(self.conn) is self:
+            del self.tcp.by_conn[self.conn]
+        self.cond.notify_all()
+
+
+class ListenHandle:
+    """A stack listener feeding one or two AF_UNIX listening sockets (IPv4 and IPv6 sinks)."""
+
+    def __init__(self, tcp: TcpSockets, listener: Listener) -> None:
+        self.tcp = tcp
+        self.listener = listener
+        self.sinks: dict[int, tuple[bytes, bool]] = {}  # family (4/6) -> (unix name, v6only)
+        self.retry_armed = False
+        self.dropped = 0
+
+    def on_event(self) -> None:
+        """Connections are waiting in the stack's accept queue: connect them to the sinks."""
+        tcp = self.tcp
+        q = self.listener.accept_queue
+        while q:
+            conn = q[0]
+            v = 4 if len(conn.local[0]) == 4 else 6
+            sink = self.sinks.get(v)
+            if sink is None and v == 4 and 6 in self.sinks and not self.sinks[6][1]:
+                sink = self.sinks[6]
+            if sink is None:
+                q.popleft()
+                self.dropped += 1
+                conn.abort()
+                tcp.flush(conn)
+                continue
+            eng = _csocket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+            try:
+                eng.bind("")
+                eng.setblocking(False)
+                _bigbuf(eng)
+                eng.connect(sink[0])
+            except BlockingIOError:  # the application's accept backlog is full: retry later
+                eng.close()
+                if not self.retry_armed:
+                    self.retry_armed = True
+                    tcp.stack.runtime.engine.call_later(ACCEPT_RETRY, self._retry)
+                return
+            except OSError:
+                eng.close()
+                q.popleft()
+                conn.abort()
+                tcp.flush(conn)
+                continue
+            q.popleft()
+            h = StreamHandle(tcp, conn, eng)
+            tcp.by_conn[conn] = h
+            tcp.pending[eng.getsockname()] = h
+            h.on_event()
+
+    def _retry(self) -> None:
+        with self.tcp.stack.lock:
+            self.retry_armed = False
+            if not self.listener.closed:
+                self.on_event()
+                self.tcp.stack.runtime.flush()
+
+
+class StreamSocket(IothSocket):
+    """A TCP socket of an ioth stack; an instance of ``socket.socket`` with a real descriptor."""
+
+    def __init__(self, stack: Stack, family: int = _socket.AF_INET,
+                 type: int = _socket.SOCK_STREAM, proto: int = 0, *,
+                 _fileno: int | None = None, _handle: StreamHandle | None = None) -> None:
+        if family not in (_socket.AF_INET, _socket.AF_INET6):
+            raise oserror(errno.EAFNOSUPPORT)
+        if type & TYPE_MASK != _socket.SOCK_STREAM or proto not in (0, _socket.IPPROTO_TCP):
+            raise oserror(errno.EPROTONOSUPPORT)
+        if stack.closed:
+            raise oserror(errno.EBADF, "stack is closed")
+        layer = layer_for(stack)
+        with stack.lock:
+            if layer.tcp is None:
+                layer.tcp = TcpSockets(stack, layer.pump)
+        self._tcp: TcpSockets = layer.tcp
+        self._layer: SocketLayer = layer
+        if _fileno is None:
+            app = _csocket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+            _fileno = app.detach()
+        super().__init__(family, _socket.SOCK_STREAM, proto, _fileno)
+        self._stack = stack
+        self._h: StreamHandle | None = _handle
+        self._listen: ListenHandle | None = None
+        self._bound: tuple[bytes | None, int] | None = None
+        self._reuse = False
+        self._v6only = False
+        self._linger0 = False
+        self._nodelay = False
+        self._keepalive = False
+        self._sndbuf = BUF
+        self._rcvbuf = BUF
+        self._junked = False
+        with stack.lock:
+            stack._sockets.add(self)  # type: ignore[arg-type]
+        if type & _socket.SOCK_NONBLOCK:
+            self.setblocking(False)
+
+    # -- addresses -------------------------------------------------------------------------------
+    def _v(self) -> int:
+        return 4 if self.family == _socket.AF_INET else 6
+
+    def bind(self, address: Any) -> None:
+        """Reserve a local address and port (EADDRINUSE, EADDRNOTAVAIL, EINVAL like Linux)."""
+        addr, port, _ = parse_address(self._stack, self.family, address, bind=True)
+        stack = self._stack
+        tcp = self._tcp
+        with stack.lock:
+            if self._bound is not None or self._h is not None:
+                raise oserror(errno.EINVAL)
+            if addr is not None:
+                plain = unmap(addr)
+                if plain != b"\0" * len(plain) and not self._is_local(plain):
+                    raise oserror(errno.EADDRNOTAVAIL)
+                if plain == b"\0" * len(plain):
+                    addr = None
+            if port == 0:
+                port = tcp.ephemeral(self, addr)
+            elif tcp.in_use(self, addr, port):
+                raise oserror(errno.EADDRINUSE)
+            self._bound = (addr, port)
+            tcp.bound.setdefault(port, []).append(self)
+
+    def _is_local(self, addr: bytes) -> bool:
+        core = self._stack.core
+        if len(addr) == 4:
+            return addr in core.local4
+        return bool(core.ip6.is_local(addr))
+
+    def _unbind(self) -> None:
+        if self._bound is None:
+            return
+        lst = self._tcp.bound.get(self._bound[1])
+        if lst and self in lst:
+            lst.remove(self)
+            if not lst:
+                del self._tcp.bound[self._bound[1]]
+
+    def getsockname(self) -> Address:
+        """Local (address, port)."""
+        h = self._h
+        if h is not None:
+            return format_address(self.family, h.conn.local[0], h.conn.local[1])
+        if self._bound is not None:
+            return format_address(self.family, self._bound[0], self._bound[1])
+        return format_address(self.family, None, 0)
+
+    def getpeername(self) -> Address:
+        """The peer's (address, port); ENOTCONN before the connection is established."""
+        h = self._h
+        if h is None or h.connecting or (h.error and h.eng is None):
+            raise oserror(errno.ENOTCONN)
+        return format_address(self.family, h.conn.remote[0], h.conn.remote[1])
+
+    # -- passive open ----------------------------------------------------------------------------
+    def listen(self, backlog: int = 128) -> None:
+        """Listen; the descriptor turns readable when connections wait for :meth:`accept`."""
+        if self._h is not None:
+            raise oserror(errno.EINVAL)
+        if self._listen is not None:
+            return
+        if self._bound is None:
+            self.bind(("", 0))
+        assert self._bound is not None
+        backlog = max(1, min(int(backlog), 4096))
+        stack = self._stack
+        tcp = self._tcp
+        view = _unix(self.fileno())
+        try:
+            view.bind("")
+            view.listen(backlog)
+            name = view.getsockname()
+        finally:
+            view.detach()
+        addr, port = self._bound
+        key_addr = unmap(addr) if addr is not None else b""
+        v = self._v()
+        with stack.lock:
+            layer = tcp.layer
+            listener = layer.listeners.get((key_addr, port))
+            lh = tcp.by_listener.get(listener) if listener is not None else None
+            if listener is not None:
+                if lh is None or v in lh.sinks or (
+                        4 in lh.sinks and v == 6 and not self._v6only) or (
+                        6 in lh.sinks and v == 4 and not lh.sinks[6][1]):
+                    raise oserror(errno.EADDRINUSE)
+            else:
+                listener = layer.listen(port, key_addr, backlog)
+                lh = ListenHandle(tcp, listener)
+                tcp.by_listener[listener] = lh
+            assert lh is not None
+            lh.sinks[v] = (name, self._v6only)
+            self._listen = lh
+            lh.on_event()
+            stack.runtime.flush()
+
+    def _accept(self) -> tuple[int, Any]:
+        if self._listen is None:
+            raise oserror(errno.EINVAL)
+        return super()._accept()  # type: ignore[misc, no-any-return]
+
+    def accept(self) -> tuple[StreamSocket, Address]:
+        """Wait for a connection (honours timeouts and non-blocking mode like the kernel)."""
+        fd, name = self._accept()
+        sock = StreamSocket(self._stack, self.family, _socket.SOCK_STREAM, self.proto,
+                            _fileno=fd)
+        stack = self._stack
+        with stack.lock:
+            h = self._tcp.pending.pop(name, None)
+        if h is None:
+            sock.close()
+            raise oserror(errno.ECONNABORTED)
+        sock._h = h
+        if _socket.getdefaulttimeout() is None and self.gettimeout():
+            sock.setblocking(True)
+        conn = h.conn
+        return sock, format_address(self.family, conn.remote[0], conn.remote[1])
+
+    # -- active open -----------------------------------------------------------------------------
+    def connect(self, address: Any) -> None:
+        """Connect (blocking, with the socket's timeout, or non-blocking: EINPROGRESS)."""
+        err = self._connect(address)
+        if err:
+            raise oserror(err)
+
+    def connect_ex(self, address: Any) -> int:
+        """:meth:`connect` returning an errno (EINPROGRESS when non-blocking)."""
+        try:
+            return self._connect(address)
+        except TimeoutError:
+            return errno.EAGAIN
+        except _socket.gaierror:
+            raise
+        except OSError as exc:
+            return exc.errno or errno.EINVAL
+
+    def _connect(self, address: Any) -> int:
+        stack = self._stack
+        tcp = self._tcp
+        if self._listen is not None:
+            return errno.EINVAL
+        h = self._h
+        if h is not None:
+            if h.connecting:
+                return errno.EALREADY
+            if h.error:
+                with stack.lock:
+                    err, h.error = h.error, 0
+                return err
+            return errno.EISCONN
+        dst, port, scope = parse_address(stack, self.family, address)
+        assert dst is not None
+        dst = unmap(dst)
+        if self.family == _socket.AF_INET6 and len(dst) == 4 and self._v6only:
+            return errno.ENETUNREACH
+        timeout = self.gettimeout()
+        with stack.lock:
+            core = stack.core
+            bound_addr, sport = self._bound if self._bound is not None else (None, 0)
+            if bound_addr is not None:
+                src = unmap(bound_addr)
+                if len(src) != len(dst):
+                    return errno.EINVAL
+            elif len(dst) == 4:
+                iface, nexthop = core.ip4.route(dst)
+                src = core.ip4.source_for(iface, nexthop)
+            else:
+                iface, nexthop = core.ip6.route(dst, scope)
+                src = core.ip6.source_for(iface, dst)
+            conn = tcp.layer.connect(src, dst, port, stack.now(), sport)
+            self._apply_options(conn)
+            h = StreamHandle(tcp, conn, None, connecting=True)
+            tcp.by_conn[conn] = h
+            self._h = h
+            stack.runtime.flush()
+        eng = self._pair()
+        with stack.lock:
+            h.eng = eng
+            h.fd = eng.fileno()
+            if timeout == 0.0:
+                h.junk = self._fill_junk()
+                self._junked = True
+            h.on_event()  # it may have connected (or failed) already
+            if timeout == 0.0:
+                if h.connecting:
+                    return errno.EINPROGRESS
+            else:
+                ok = h.cond.wait_for(lambda: not h.connecting, timeout)
+                if not ok:
+                    h.connecting = False
+                    conn.abort()
+                    tcp.flush(conn)
+                    h._teardown()
+                    stack.runtime.flush()
+                    self._h = None
+                    raise TimeoutError("timed out")
+            if h.error:
+                err, h.error = h.error, 0
+                return err
+        return 0
+
+    def _pair(self) -> _csocket.socket:
+        lst = _csocket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        try:
+            lst.bind("")
+            lst.listen(1)
+            view = _unix(self.fileno())
+            try:
+                blocking = os.get_blocking(view.fileno())
+                os.set_blocking(view.fileno(), True)
+                try:
+                    view.connect(lst.getsockname())
+                finally:
+                    os.set_blocking(view.fileno(), blocking)
+            finally:
+                view.detach()
+            fd, _ = lst._accept()
+        finally:
+            lst.close()
+        eng = _csocket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
+        eng.setblocking(False)
+        _bigbuf(eng)
+        _bigbuf(self)
+        return eng
+
+    def _fill_junk(self) -> int:
+        """Make the application end unwritable until the handshake ends; returns bytes written."""
+        fd = self.fileno()
+        _csocket.socket.setsockopt(self, _socket.SOL_SOCKET, _socket.SO_SNDBUF, 1)
+        blocking = os.get_blocking(fd)
+        os.set_blocking(fd, False)
+        total = 0
+        junk = b"\0" * 4096
+        try:
+            while total < 1 << 22:
+                total += os.write(fd, junk)
+        except BlockingIOError:
+            pass
+        finally:
+            os.set_blocking(fd, blocking)
+        return total
+
+    def _unjunk(self) -> None:
+        """Give the application end its big send buffer back once the handshake ended."""
+        h = self._h
+        if h is not None and not h.connecting:
+            self._junked = False
+            _bigbuf(self)
+
+    # -- data ------------------------------------------------------------------------------------
+    def _pending_error(self) -> int:
+        h = self._h
+        if h is None or not h.error or h.connecting:
+            return 0
+        with self._stack.lock:
+            err, h.error = h.error, 0
+        return err
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        """Receive up to ``bufsize`` bytes; b"" at end of stream; ECONNRESET after a reset."""
+        data = super().recv(bufsize, flags)
+        if not data and bufsize:
+            err = self._pending_error()
+            if err:
+                raise oserror(err)
+        return data
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:  # type: ignore[override]
+        """Receive into ``buffer``; 0 at end of stream."""
+        n = super().recv_into(buffer, nbytes, flags)
+        if not n and (nbytes or len(memoryview(buffer))):
+            err = self._pending_error()
+            if err:
+                raise oserror(err)
+        return n
+
+    def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, None]:  # type: ignore[override]
+        """Like :meth:`recv`; the address is None for a stream."""
+        return self.recv(bufsize, flags), None
+
+    def recvfrom_into(self, buffer: Any, nbytes: int = 0,  # type: ignore[override]
+                      flags: int = 0) -> tuple[int, None]:
+        """Like :meth:`recv_into`; the address is None for a stream."""
+        return self.recv_into(buffer, nbytes, flags), None
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        """Send some of ``data``; EPIPE after shutdown, the connection's error after a reset."""
+        if self._junked:
+            self._unjunk()
+        try:
+            return super().send(data, flags)
+        except BrokenPipeError:
+            err = self._pending_error()
+            if err:
+                raise oserror(err) from None
+            raise
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        """Send all of ``data`` (honours the socket's timeout)."""
+        if self._junked:
+            self._unjunk()
+        try:
+            super().sendall(data, flags)
+        except BrokenPipeError:
+            err = self._pending_error()
+            if err:
+                raise oserror(err) from None
+            raise
+
+    def sendto(self, data: Any, flags_or_addr: Any, address: Any = None) -> int:  # type: ignore[override]
+        """On a connected stream the address is ignored (EISCONN if it differs is not checked)."""
+        flags = flags_or_addr if address is not None else 0
+        return self.send(data, flags)
+
+    def shutdown(self, how: int) -> None:
+        """Half-close: SHUT_WR sends FIN after the queued data; SHUT_RD stops reading."""
+        if self._h is None:
+            raise oserror(errno.ENOTCONN)
+        super().shutdown(how)
+
+    # -- options ---------------------------------------------------------------------------------
+    def _apply_options(self, conn: TcpConnection) -> None:
+        conn.nodelay = self._nodelay
+        conn.keepalive = self._keepalive
+
+    def setsockopt(self, level: int, option: int, value: Any,  # type: ignore[override]
+                   optlen: Any = None) -> None:
+        """SO_REUSEADDR/PORT, SO_KEEPALIVE, SO_LINGER, SO_SNDBUF/RCVBUF, TCP_NODELAY,
+        IPV6_V6ONLY; other options are accepted and ignored."""
+        ival = int.from_bytes(value[:4], "little") if isinstance(value, (bytes, bytearray)) \
+            and option != _socket.SO_LINGER else value
+        with self._stack.lock:
+            h = self._h
+            if level == _socket.SOL_SOCKET:
+                if option in (_socket.SO_REUSEADDR, SO_REUSEPORT):
+                    self._reuse = bool(ival)
+                elif option == _socket.SO_KEEPALIVE:
+                    self._keepalive = bool(ival)
+                    if h is not None:
+                        h.conn.keepalive = self._keepalive
+                elif option == _socket.SO_LINGER:
+                    raw = bytes(value) if isinstance(value, (bytes, bytearray)) else b""
+                    onoff = int.from_bytes(raw[:4], "little") if len(raw) >= 8 else 0
+                    secs = int.from_bytes(raw[4:8], "little") if len(raw) >= 8 else 1
+                    self._linger0 = bool(onoff) and secs == 0
+                elif option == _socket.SO_SNDBUF:
+                    self._sndbuf = int(ival) * 2
+                elif option == _socket.SO_RCVBUF:
+                    self._rcvbuf = int(ival) * 2
+            elif level == _socket.IPPROTO_TCP and option == _socket.TCP_NODELAY:
+                self._nodelay = bool(ival)
+                if h is not None:
+                    h.conn.nodelay = self._nodelay
+                    self._tcp.flush(h.conn)
+                    self._stack.runtime.flush()
+            elif level == _socket.IPPROTO_IPV6 and option == _socket.IPV6_V6ONLY:
+                if self.family != _socket.AF_INET6:
+                    raise oserror(errno.ENOPROTOOPT)
+                if self._bound is not None:
+                    raise oserror(errno.EINVAL)
+                self._v6only = bool(ival)
+
+    def getsockopt(self, level: int, option: int, buflen: int = 0) -> Any:  # type: ignore[override]
+        """SO_ERROR (clears it), SO_TYPE, SO_ACCEPTCONN, TCP_NODELAY, IPV6_V6ONLY..."""
+        value = self._getopt(level, option)
+        if buflen:
+            return int(value).to_bytes(4, "little")[:buflen].ljust(min(buflen, 4), b"\0")
+        return value
+
+    def _getopt(self, level: int, option: int) -> int:
+        with self._stack.lock:
+            h = self._h
+            if level == _socket.SOL_SOCKET:
+                if option == _socket.SO_ERROR:
+                    if h is None or h.connecting:
+                        return 0
+                    if self._junked:
+                        self._unjunk()
+                    err, h.error = h.error, 0
+                    return err
+                if option == _socket.SO_TYPE:
+                    return int(_socket.SOCK_STREAM)
+                if option == _socket.SO_ACCEPTCONN:
+                    return int(self._listen is not None)
+                if option in (_socket.SO_REUSEADDR, SO_REUSEPORT):
+                    return int(self._reuse)
+                if option == _socket.SO_KEEPALIVE:
+                    return int(self._keepalive)
+                if option == _socket.SO_SNDBUF:
+                    return self._sndbuf
+                if option == _socket.SO_RCVBUF:
+                    return self._rcvbuf
+                if option == _socket.SO_DOMAIN:
+                    return int(self.family)
+                if option == _socket.SO_PROTOCOL:
+                    return _socket.IPPROTO_TCP
+                if option == _socket.SO_LINGER:
+                    return 0
+            if level == _socket.IPPROTO_TCP:
+                if option == _socket.TCP_NODELAY:
+                    return int(self._nodelay)
+                if option == _socket.TCP_MAXSEG:
+                    return h.conn.mss if h is not None else 536
+            if level == _socket.IPPROTO_IPV6 and option == _socket.IPV6_V6ONLY:
+                return int(self._v6only)
+            if level == _socket.IPPROTO_IP and option == _socket.IP_TTL:
+                return 64
+        raise oserror(errno.ENOPROTOOPT)
+
+    # -- closing ---------------------------------------------------------------------------------
+    def _real_close(self, _ss: Any = _csocket.socket) -> None:
+        stack = self._stack
+        with stack.lock:
+            lh = self._listen
+            if lh is not None:
+                self._listen = None
+                lh.sinks.pop(self._v(), None)
+                if not lh.sinks:
+                    self._tcp.by_listener.pop(lh.listener, None)
+                    self._tcp.layer.close_listener(lh.listener, stack.now())
+            h = self._h
+            if h is not None:
+                if self._linger0 and h.eng is not None:
+                    h.conn.abort()
+                    self._tcp.flush(h.conn)
+                    h._teardown()
+                elif h.connecting:
+                    h.connecting = False
+                    h.conn.abort()
+                    self._tcp.flush(h.conn)
+                    h._teardown()
+            self._unbind()
+            stack._sockets.discard(self)  # type: ignore[arg-type]
+            stack.runtime.flush()
+        _ss.close(self)
