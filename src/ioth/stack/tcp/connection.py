@@ -28,7 +28,6 @@ from __future__ import annotations
 import enum
 import errno as _errno
 import os
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -159,6 +158,7 @@ class TcpConnection:
         "_rd_closed",
         "_recover",
         "_retries",
+        "_rhead",
         "_rlen",
         "_roff",
         "_rto_at",
@@ -260,7 +260,8 @@ class TcpConnection:
         self._fin_queued = False
         self._fin_seq = -1
         # receive buffer: in-order chunks, out-of-order (seq, bytes) pieces
-        self._rbuf: deque[bytes] = deque()
+        self._rbuf: list[bytes] = []  # chunks; _rbuf[_rhead] is the first unread one
+        self._rhead = 0
         self._rlen = 0
         self._roff = 0
         self._ooo: list[tuple[int, bytes]] = []
@@ -479,20 +480,22 @@ class TcpConnection:
                 raise _oserror(_errno.ENOTCONN, f"connection is {self.state}")
             raise BlockingIOError(_errno.EAGAIN, "no data available")
         rbuf = self._rbuf
-        first = rbuf[0]
+        i = self._rhead
         off = self._roff
-        if off == 0 and len(rbuf) == 1 and len(first) <= max_bytes:
-            rbuf.popleft()
+        n = len(rbuf)
+        first = rbuf[i]
+        if off == 0 and i == n - 1 and len(first) <= max_bytes:
             out = first
+            i = n
         else:
             parts: list[bytes] = []
             want = max_bytes
-            while want and rbuf:
-                chunk = rbuf[0]
+            while want and i < n:
+                chunk = rbuf[i]
                 avail = len(chunk) - off
                 if avail <= want:
                     parts.append(chunk[off:] if off else chunk)
-                    rbuf.popleft()
+                    i += 1
                     want -= avail
                     off = 0
                 else:
@@ -501,6 +504,13 @@ class TcpConnection:
                     want = 0
             self._roff = off
             out = b"".join(parts)
+        if i == n:
+            rbuf.clear()
+            i = 0
+        elif i >= 64 and 2 * i >= n:
+            del rbuf[:i]
+            i = 0
+        self._rhead = i
         self._rlen -= len(out)
         self._window_update_check()
         return out
