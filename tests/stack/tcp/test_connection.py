@@ -660,3 +660,14 @@ def test_icmp_port_unreachable_refuses_syn_sent() -> None:
     assert c.state is State.SYN_SENT
     c.icmp_error(syn.seq, True, 0.1)
     assert c.state is State.CLOSED and c.error == errno.ECONNREFUSED
+
+
+def test_apply_policy_on_a_live_connection() -> None:
+    c = established(plain_policy(congestion_control="newreno"))
+    c.cc.cwnd = 12345
+    c.apply_policy(c.policy.replace(congestion_control="cubic", nodelay=True, keepalive=True,
+                                    min_rto=2.0))
+    assert c.cc.name == "cubic" and c.cc.cwnd == 12345
+    assert c.nodelay and c.keepalive and c.rto == 2.0
+    recv(c, 1.0)
+    assert c.poll_at() == 1.0 + c.policy.keepidle

@@ -954,6 +954,28 @@ class TcpConnection:
             self._keep_probes = 0
         self._dirty = True
 
+    def apply_policy(self, policy: TcpPolicy) -> None:
+        """Switch to ``policy`` (setsockopt on an existing connection).
+
+        Nagle, keepalive, buffers, RTO bounds, retry counts and timers apply at once; a new
+        congestion controller takes over the current cwnd and ssthresh.  The window scale
+        stays what the handshake fixed (a bigger receive buffer is advertised up to
+        65535 << rcv_wscale).
+        """
+        policy.validate()
+        old = self.policy
+        self.policy = policy
+        if policy.nodelay != old.nodelay:
+            self.nodelay = policy.nodelay
+        if policy.keepalive != old.keepalive:
+            self.keepalive = policy.keepalive
+        if policy.congestion_control != self.cc.name:
+            cc = make_cc(policy.congestion_control, self.mss, policy.initial_window)
+            cc.cwnd, cc.ssthresh = self.cc.cwnd, self.cc.ssthresh
+            self.cc = cc
+        self.rto = min(max(self.rto, policy.min_rto), policy.max_rto)
+        self._dirty = True
+
     def set_path_mtu(self, mtu: int) -> None:
         """Path MTU changed (RFC 8201 / RFC 1191): resize segments, never above the peer's MSS."""
         hdr = 60 if len(self.remote[0]) == 16 else 40
