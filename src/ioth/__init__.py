@@ -6,6 +6,7 @@ stack, plugged into VDE-compatible virtual Ethernet networks.
 
 from ioth.errors import ConfigError, IothUserError, PlugClosedError, VNLError
 from ioth.net import open_plug, parse_vnl
+from ioth.sockets.default import set_default_stack, use
 from ioth.stack.stack import Stack, msocket
 
 __version__ = "0.1.0"
@@ -20,4 +21,6 @@ __all__ = [
     "msocket",
     "open_plug",
     "parse_vnl",
+    "set_default_stack",
+    "use",
 ]

@@ -55,7 +55,7 @@ class IothSocket(_socket.socket):
     """Base of ioth sockets: a real ``socket.socket`` whose descriptor is one end of an AF_UNIX
     socket; the methods that talk about IP addresses and options go to the stack."""
 
-    __slots__ = ("_stack", "__dict__")
+    __slots__ = ("__dict__", "_stack")
 
     _stack: Stack
 
@@ -82,7 +82,7 @@ class IothSocket(_socket.socket):
     def __getstate__(self) -> Any:
         raise TypeError(f"cannot pickle {type(self).__name__!r} object")
 
-    def dup(self) -> _socket.socket:
+    def dup(self) -> IothSocket:
         """Not supported on ioth sockets (the stack state is not duplicated)."""
         raise OSError(errno.EOPNOTSUPP, "dup() of an ioth socket is not supported")
 

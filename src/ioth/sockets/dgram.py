@@ -19,8 +19,14 @@ import struct
 from typing import TYPE_CHECKING, Any
 
 from ioth.sockets.addr import Address, format_address, parse_address
-from ioth.sockets.base import SO_BINDTODEVICE, SO_REUSEPORT, TYPE_MASK, IothSocket, layer_for, \
-    oserror
+from ioth.sockets.base import (
+    SO_BINDTODEVICE,
+    SO_REUSEPORT,
+    TYPE_MASK,
+    IothSocket,
+    layer_for,
+    oserror,
+)
 from ioth.sockets.pump import HUP, IN, OUT, Pump
 from ioth.stack.endpoints import Endpoint
 
@@ -36,7 +42,7 @@ MAX_PENDING_PUSH = 256
 class DgramHandle:
     """Engine side of a datagram socket (all methods run with the stack lock held)."""
 
-    __slots__ = ("closed", "ep", "eng", "fd", "marker", "pump", "stack", "v", "want_out")
+    __slots__ = ("closed", "eng", "ep", "fd", "marker", "pump", "stack", "v", "want_out")
 
     def __init__(self, stack: Stack, ep: Endpoint, eng: _socket.socket, pump: Pump) -> None:
         self.stack = stack
@@ -253,7 +259,7 @@ class DatagramSocket(IothSocket):
                 ep.ifindex = saved
                 stack.runtime.flush()
 
-    def sendto(self, data: Any, flags_or_addr: Any, address: Any = None) -> int:  # type: ignore[override]
+    def sendto(self, data: Any, flags_or_addr: Any, address: Any = None) -> int:
         """Send one datagram: ``sendto(data, [flags,] address)``."""
         target = flags_or_addr if address is None else address
         addr, port, scope = self._parse(target)
@@ -267,7 +273,7 @@ class DatagramSocket(IothSocket):
         """Same as :meth:`send` for datagrams."""
         self._send(data, None, 0, 0)
 
-    def sendmsg(self, buffers: Any, ancdata: Any = (), flags: int = 0,  # type: ignore[override]
+    def sendmsg(self, buffers: Any, ancdata: Any = (), flags: int = 0,
                 address: Any = None) -> int:
         """Send the concatenation of ``buffers`` as one datagram (ancillary data ignored)."""
         data = b"".join(bytes(b) for b in buffers)
@@ -311,7 +317,7 @@ class DatagramSocket(IothSocket):
         """Receive one datagram (truncated to ``bufsize``)."""
         return self.recvfrom(bufsize, flags)[0]
 
-    def recvfrom_into(self, buffer: Any, nbytes: int = 0,  # type: ignore[override]
+    def recvfrom_into(self, buffer: Any, nbytes: int = 0,
                       flags: int = 0) -> tuple[int, Address]:
         """Receive into ``buffer``; returns (bytes stored, source address)."""
         view = memoryview(buffer).cast("B")
@@ -326,11 +332,11 @@ class DatagramSocket(IothSocket):
             if src is not None:
                 return n - HDR_LEN, src
 
-    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:  # type: ignore[override]
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         """Receive one datagram into ``buffer``; returns the number of bytes stored."""
         return self.recvfrom_into(buffer, nbytes, flags)[0]
 
-    def recvmsg(self, bufsize: int, ancbufsize: int = 0,  # type: ignore[override]
+    def recvmsg(self, bufsize: int, ancbufsize: int = 0,
                 flags: int = 0) -> tuple[bytes, list[Any], int, Address]:
         """Receive one datagram: (data, [], msg_flags, address)."""
         while True:
@@ -341,7 +347,7 @@ class DatagramSocket(IothSocket):
             if src is not None:
                 return msg[HDR_LEN:], [], mflags, src
 
-    def recvmsg_into(self, buffers: Any, ancbufsize: int = 0,  # type: ignore[override]
+    def recvmsg_into(self, buffers: Any, ancbufsize: int = 0,
                      flags: int = 0) -> tuple[int, list[Any], int, Address]:
         """Receive one datagram scattered into ``buffers``."""
         hdr = bytearray(HDR_LEN)
@@ -354,7 +360,7 @@ class DatagramSocket(IothSocket):
                 return n - HDR_LEN, [], mflags, src
 
     # -- options -------------------------------------------------------------------------------
-    def setsockopt(self, level: int, option: int, value: Any,  # type: ignore[override]
+    def setsockopt(self, level: int, option: int, value: Any,
                    optlen: Any = None) -> None:
         """SO_REUSEADDR/PORT, SO_BROADCAST, SO_RCVBUF, SO_BINDTODEVICE, IP_TTL,
         IPV6_UNICAST_HOPS, IPV6_JOIN_GROUP/LEAVE_GROUP; other options are accepted."""
@@ -400,7 +406,7 @@ class DatagramSocket(IothSocket):
                 core.ip6.mld.leave(iface, group, self._stack.now())
         self._stack.runtime.flush()
 
-    def getsockopt(self, level: int, option: int, buflen: int = 0) -> Any:  # type: ignore[override]
+    def getsockopt(self, level: int, option: int, buflen: int = 0) -> Any:
         """SO_ERROR (clears it), SO_TYPE, SO_RCVBUF, SO_REUSEADDR, SO_BROADCAST, IP_TTL..."""
         ep = self._h.ep
         with self._stack.lock:
@@ -435,7 +441,7 @@ class DatagramSocket(IothSocket):
         stack = self._stack
         with stack.lock:
             self._h.close()
-            stack._sockets.discard(self)  # type: ignore[arg-type]
+            stack._sockets.discard(self)
         _ss.close(self)
 
     def detach(self) -> int:

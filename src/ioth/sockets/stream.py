@@ -27,8 +27,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from ioth.sockets.addr import Address, format_address, parse_address, unmap
-from ioth.sockets.base import SO_REUSEPORT, TYPE_MASK, IothSocket, SocketLayer, layer_for, \
-    oserror
+from ioth.sockets.base import SO_REUSEPORT, TYPE_MASK, IothSocket, SocketLayer, layer_for, oserror
 from ioth.sockets.pump import ERR, HUP, IN, OUT, Pump
 
 if TYPE_CHECKING:
@@ -111,9 +110,9 @@ class TcpSockets:
             oaddr = other._bound[0] if other._bound else None
             if addr is not None and oaddr is not None and unmap(addr) != unmap(oaddr):
                 continue
-            if other.family != sock.family and (sock._v6only or other._v6only):
-                if addr is None or oaddr is None:
-                    continue
+            if other.family != sock.family and (sock._v6only or other._v6only) and (
+                    addr is None or oaddr is None):
+                continue
             if sock._reuse and other._reuse and other._listen is None:
                 continue
             return True
@@ -508,7 +507,7 @@ class StreamSocket(IothSocket):
     def _accept(self) -> tuple[int, Any]:
         if self._listen is None:
             raise oserror(errno.EINVAL)
-        return super()._accept()  # type: ignore[misc, no-any-return]
+        return _csocket.socket._accept(self)  # type: ignore[attr-defined, no-any-return]
 
     def accept(self) -> tuple[StreamSocket, Address]:
         """Wait for a connection (honours timeouts and non-blocking mode like the kernel)."""
@@ -625,7 +624,7 @@ class StreamSocket(IothSocket):
                     os.set_blocking(view.fileno(), blocking)
             finally:
                 view.detach()
-            fd, _ = lst._accept()
+            fd, _ = lst._accept()  # type: ignore[attr-defined]
         finally:
             lst.close()
         eng = _csocket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
@@ -676,7 +675,7 @@ class StreamSocket(IothSocket):
                 raise oserror(err)
         return data
 
-    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:  # type: ignore[override]
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         """Receive into ``buffer``; 0 at end of stream."""
         n = super().recv_into(buffer, nbytes, flags)
         if not n and (nbytes or len(memoryview(buffer))):
@@ -685,11 +684,11 @@ class StreamSocket(IothSocket):
                 raise oserror(err)
         return n
 
-    def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, None]:  # type: ignore[override]
+    def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, None]:
         """Like :meth:`recv`; the address is None for a stream."""
         return self.recv(bufsize, flags), None
 
-    def recvfrom_into(self, buffer: Any, nbytes: int = 0,  # type: ignore[override]
+    def recvfrom_into(self, buffer: Any, nbytes: int = 0,
                       flags: int = 0) -> tuple[int, None]:
         """Like :meth:`recv_into`; the address is None for a stream."""
         return self.recv_into(buffer, nbytes, flags), None
@@ -718,7 +717,7 @@ class StreamSocket(IothSocket):
                 raise oserror(err) from None
             raise
 
-    def sendto(self, data: Any, flags_or_addr: Any, address: Any = None) -> int:  # type: ignore[override]
+    def sendto(self, data: Any, flags_or_addr: Any, address: Any = None) -> int:
         """On a connected stream the address is ignored (EISCONN if it differs is not checked)."""
         flags = flags_or_addr if address is not None else 0
         return self.send(data, flags)
@@ -734,7 +733,7 @@ class StreamSocket(IothSocket):
         conn.nodelay = self._nodelay
         conn.keepalive = self._keepalive
 
-    def setsockopt(self, level: int, option: int, value: Any,  # type: ignore[override]
+    def setsockopt(self, level: int, option: int, value: Any,
                    optlen: Any = None) -> None:
         """SO_REUSEADDR/PORT, SO_KEEPALIVE, SO_LINGER, SO_SNDBUF/RCVBUF, TCP_NODELAY,
         IPV6_V6ONLY; other options are accepted and ignored."""
@@ -771,7 +770,7 @@ class StreamSocket(IothSocket):
                     raise oserror(errno.EINVAL)
                 self._v6only = bool(ival)
 
-    def getsockopt(self, level: int, option: int, buflen: int = 0) -> Any:  # type: ignore[override]
+    def getsockopt(self, level: int, option: int, buflen: int = 0) -> Any:
         """SO_ERROR (clears it), SO_TYPE, SO_ACCEPTCONN, TCP_NODELAY, IPV6_V6ONLY..."""
         value = self._getopt(level, option)
         if buflen:
@@ -841,6 +840,6 @@ class StreamSocket(IothSocket):
                     self._tcp.flush(h.conn)
                     h._teardown()
             self._unbind()
-            stack._sockets.discard(self)  # type: ignore[arg-type]
+            stack._sockets.discard(self)
             stack.runtime.flush()
         _ss.close(self)
