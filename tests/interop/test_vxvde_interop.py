@@ -82,3 +82,26 @@ def test_ioth_and_debian_vxvde_exchange_and_learn(make_netns: object, family: st
     assert stats["unicast_rx"] >= 1, stats  # Debian's learning, seen from our side
     assert stats["echo_dropped"] >= 1, stats
     assert stats["rx_errors"] == 0
+
+
+def test_ioth_plug_cli_cable_to_debian_vxvde(make_netns: object) -> None:
+    """``ioth plug vxvde://...`` (stdin/stdout) against ``vde_plug vxvde://...``, through an
+    impair:// wrapper that duplicates every frame we send."""
+    require_tools("vde_plug")
+    from tests.support.peers import ioth_cmd
+
+    ns1, ns2 = make_netns(), make_netns()  # type: ignore[operator]
+    nsutil.veth_between(ns1, ns2)
+    deb = StreamPeer(ns2.popen(["vde_plug", "vxvde://239.1.2.6"], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE))
+    io = StreamPeer(ns1.popen(ioth_cmd("plug", "impair://dup=100:0{vxvde://239.1.2.6}"),
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE))
+    send_until(io, deb, frame(BCAST, MAC_IOTH, 9))
+    deb.drain(0.3)
+    once = frame(BCAST, MAC_IOTH, 11)
+    io.send(once)
+    assert deb.drain(0.5) == [once, once]  # duplicated by impair://dup=100
+    reply = frame(MAC_IOTH, MAC_DEB, 10)
+    deb.send(reply)
+    assert io.recv_matching(lambda g: g == reply) == reply
+    assert io.drain(0.3) == []  # no duplicates the other way (dup=100:0)
