@@ -107,3 +107,16 @@ def test_policy_is_immutable_and_overridable() -> None:
     assert base.nodelay is False and per_socket.nodelay is True
     with pytest.raises(AttributeError):
         base.nodelay = True  # type: ignore[misc]
+
+
+def test_policy_from_text_options() -> None:
+    p = TcpPolicy.from_options({"congestion_control": "newreno", "min_rto": "0.3",
+                                "nodelay": "yes", "recv_buffer": "0x40000", "mss": "auto"})
+    assert p.congestion_control == "newreno" and p.min_rto == 0.3 and p.nodelay
+    assert p.recv_buffer == 1 << 18 and p.mss is None
+    with pytest.raises(ConfigError, match="unknown tcp option 'colour'"):
+        TcpPolicy.from_options({"colour": "blue"})
+    with pytest.raises(ConfigError, match="nodelay='maybe'"):
+        TcpPolicy.from_options({"nodelay": "maybe"})
+    with pytest.raises(ConfigError, match="initial_window"):
+        TcpPolicy.from_options({"initial_window": "0"})

@@ -1,17 +1,52 @@
 """Per-stack TCP policy (overridable per connection).
 
-A :class:`TcpPolicy` is an immutable bundle of tunables.  A stack holds one as its default; a
-connection may get its own copy with :meth:`TcpPolicy.replace` (the socket layer maps
-``setsockopt`` calls such as ``TCP_NODELAY`` or ``SO_RCVBUF`` onto it).
+A :class:`TcpPolicy` is an immutable bundle of tunables.  A stack holds one as its default
+(:class:`~ioth.stack.tcp.layer.TcpLayer` ``policy=``); a listener or connection may get its own
+copy with :meth:`TcpPolicy.replace`, and a live connection switches with
+``TcpConnection.apply_policy`` (the socket layer maps ``setsockopt`` onto it: ``TCP_NODELAY`` ->
+``nodelay``, ``SO_KEEPALIVE``/``TCP_KEEPIDLE``/``TCP_KEEPINTVL``/``TCP_KEEPCNT`` ->
+``keepalive``/``keepidle``/``keepintvl``/``keepcnt``, ``SO_SNDBUF``/``SO_RCVBUF`` ->
+``send_buffer``/``recv_buffer``, ``TCP_CONGESTION`` -> ``congestion_control``).
+
+Text form (for a stack configuration string or a CLI flag): :meth:`TcpPolicy.from_options`
+takes ``{"congestion_control": "newreno", "min_rto": "0.3", "nodelay": "yes", ...}``; the keys
+are the field names below, values are parsed by field type; errors name the key.
+
+==================== ========= =====================================================
+field                default   meaning
+==================== ========= =====================================================
+congestion_control   cubic     ``newreno``, ``cubic`` or any :func:`register_cc` name
+initial_window       10        initial cwnd in segments (RFC 6928)
+send_buffer          1 MiB     bytes queued by send() and not yet acknowledged
+recv_buffer          1 MiB     receive window (window scale chosen from it)
+min_rto / max_rto    0.2/120 s RTO bounds (RFC 6298 2.4/2.5)
+initial_rto          1 s       RTO before an RTT sample
+syn_retries          6         SYN retransmissions before ETIMEDOUT
+synack_retries       5         SYN-ACK retransmissions of a half-open connection
+retries              15        RTO expirations in a row before ETIMEDOUT
+delayed_ack          0.04 s    delayed-ACK timer (ACK at least every 2nd full segment)
+time_wait            60 s      TIME-WAIT (2*MSL)
+fin_timeout          60 s      FIN-WAIT-2 limit after close()
+keepalive..keepcnt   off/2h/75s/9 keepalive defaults
+nodelay              no        disable Nagle
+window_scaling, timestamps, sack  yes  offer RFC 7323 / RFC 2018 options
+mss                  (MTU)     clamp of the MSS
+syn_backlog          256       half-open connections per listener before SYN cookies
+challenge_ack_limit  1000      RFC 5961 challenge ACKs per second per connection
+==================== ========= =====================================================
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ioth.errors import ConfigError
+
+_BOOLS = {"1": True, "yes": True, "true": True, "on": True,
+          "0": False, "no": False, "false": False, "off": False}
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +107,36 @@ class TcpPolicy:
         policy = dataclasses.replace(self, **changes)
         policy.validate()
         return policy
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, str], base: TcpPolicy | None = None
+                     ) -> TcpPolicy:
+        """A policy from text ``key=value`` pairs on top of ``base`` (ConfigError names the key)."""
+        base = base if base is not None else cls()
+        types = {f.name: f.type for f in dataclasses.fields(cls)}
+        changes: dict[str, Any] = {}
+        for key, text in options.items():
+            kind = types.get(key)
+            if kind is None:
+                raise ConfigError(f"unknown tcp option {key!r} (known: {', '.join(types)})")
+            value = text.strip()
+            try:
+                if kind == "bool":
+                    low = value.lower()
+                    if low not in _BOOLS:
+                        raise ValueError(value)
+                    changes[key] = _BOOLS[low]
+                elif kind == "int":
+                    changes[key] = int(value, 0)
+                elif kind == "int | None":
+                    changes[key] = None if value.lower() in ("", "none", "auto") else int(value, 0)
+                elif kind == "float":
+                    changes[key] = float(value)
+                else:
+                    changes[key] = value
+            except ValueError:
+                raise ConfigError(f"tcp option {key}={text!r} is not a valid {kind}") from None
+        return base.replace(**changes)
 
     def validate(self) -> None:
         """Raise :class:`ioth.errors.ConfigError` naming the first invalid field."""
