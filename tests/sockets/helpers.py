@@ -1,0 +1,50 @@
+"""Stacks for socket tests: nodes on an in-process ioth switch (or a ptp cable)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import ioth
+
+
+def _tcp_ready(stack: ioth.Stack) -> ioth.Stack:
+    if getattr(stack.core, "tcp", None) is None:  # DEV: until the stack wires TCP in
+        import sys
+
+        sys.path.insert(0, "/tmp")
+        import tcpshim  # type: ignore[import-not-found]
+
+        tcpshim.install(stack)
+    return stack
+
+
+@contextlib.contextmanager
+def network(tmp_path: Path, n: int = 2, net: str = "192.0.2", v6: bool = False,
+            name: str = "sw") -> Iterator[list[ioth.Stack]]:
+    """``n`` stacks on one switch: addresses NET.1 .. NET.n (and 2001:db8::1.. with v6)."""
+    sw = tmp_path / name
+    stacks: list[ioth.Stack] = []
+    try:
+        for i in range(1, n + 1):
+            vnl = f"switch://{sw}" if i == 1 else f"vde://{sw}"
+            conf = f"eth,ip={net}.{i}/24" + (f",ip=2001:db8::{i}/64" if v6 else "")
+            stacks.append(_tcp_ready(ioth.Stack(vnl, conf)))
+        if v6:
+            for s in stacks:
+                assert s.wait_dad()
+        yield stacks
+    finally:
+        for s in reversed(stacks):
+            s.close()
+
+
+@contextlib.contextmanager
+def lone() -> Iterator[ioth.Stack]:
+    """A stack with only the loopback interface."""
+    s = _tcp_ready(ioth.Stack())
+    try:
+        yield s
+    finally:
+        s.close()
