@@ -248,3 +248,30 @@ def test_wire_cli_over_udp_cables() -> None:
     assert len(got_b) == 20 and got_a == []
     assert "LR: in 20 out 20" in err and "RL: in 20 out 0 lost 20" in err
     assert proc.returncode == 0
+
+
+def test_held_frames_are_released_by_an_owner_honouring_poll_at() -> None:
+    """Through ``ioth plug A B`` (a Bridge on an Engine): delayed frames arrive although no
+    other traffic wakes the bridge up, both ways."""
+    from ioth.net.registry import open_plug
+    from tests.net.test_udp import free_udp_port, recv_some
+
+    p = [free_udp_port() for _ in range(4)]
+    a = open_plug(f"udp://{p[0]}->127.0.0.1:{p[1]}")
+    b = open_plug(f"udp://{p[3]}->127.0.0.1:{p[2]}")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ioth.cli.main", "plug",
+         f"impair://delay=300/seed=1{{udp://{p[1]}->127.0.0.1:{p[0]}}}",
+         f"udp://{p[2]}->127.0.0.1:{p[3]}"], stderr=subprocess.PIPE)
+    try:
+        time.sleep(1.0)
+        assert proc.poll() is None
+        a.send(FRAME[:60] + b"a")  # into the impair plug from its nested side (RL)
+        b.send(FRAME[:60] + b"b")  # into the impair plug's send side (LR)
+        assert recv_some(b, 1, 3.0) == [FRAME[:60] + b"a"]
+        assert recv_some(a, 1, 3.0) == [FRAME[:60] + b"b"]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        a.close()
+        b.close()
