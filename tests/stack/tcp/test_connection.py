@@ -671,3 +671,25 @@ def test_apply_policy_on_a_live_connection() -> None:
     assert c.nodelay and c.keepalive and c.rto == 2.0
     recv(c, 1.0)
     assert c.poll_at() == 1.0 + c.policy.keepidle
+
+
+def test_retransmitted_syn_gets_synack_again() -> None:
+    c = syn_received()
+    c.process(seg(0, flags=SYN), 0.5)
+    out = only(recv(c, 0.5))
+    assert out.flags == SYN | ACK and out.seq == c.iss & MASK
+    assert c.state is State.SYN_RECEIVED
+
+
+def test_early_retransmit_with_small_flight() -> None:
+    c = established(plain_policy(congestion_control="newreno"))
+    c.process(seg(1, c.iss + 1, window=60000), 0.0)
+    c.nodelay = True
+    c.send(b"r" * 536 * 3)
+    assert len(recv(c)) == 3
+    # first segment lost; two dupacks (one per later segment) trigger RFC 5827 early rtx
+    c.process(seg(1, c.iss + 1, window=60000), 0.01)
+    assert recv(c, 0.01) == []
+    c.process(seg(1, c.iss + 1, window=60000), 0.01)
+    out = only(recv(c, 0.01))
+    assert out.seq == (c.iss + 1) & MASK and c.fast_recoveries == 1

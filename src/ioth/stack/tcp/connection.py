@@ -1018,6 +1018,12 @@ class TcpConnection:
             self._ack_now = True
             self._dirty = True
             return
+        if st is State.SYN_RECEIVED and f & (SYN | ACK | RST) == SYN and seq == self.irs:
+            # A retransmitted SYN: our SYN-ACK was probably lost; resend it at once (as Linux
+            # does) instead of waiting for the SYN-ACK retransmission timer.
+            self._need_syn = True
+            self._dirty = True
+            return
         # First: sequence number check (RFC 9293 3.10.7.4, the four acceptability cases).
         wnd = self._rcv_adv - rcv_nxt
         if wnd < 0:
@@ -1252,8 +1258,16 @@ class TcpConnection:
             lost = self._lost_edge > self.snd_una
         else:
             lost = False
+        # RFC 5827 early retransmit: with fewer than 4 segments outstanding and nothing new
+        # to send, oldseg - 1 duplicate ACKs are enough.
+        thresh = _DUPTHRESH
+        old_segs = -(-(self.snd_nxt - self.snd_una) // self.mss)  # byte-based (RFC 5827 3.2)
+        if 2 <= old_segs <= _DUPTHRESH and self.snd_nxt >= self._sseq + len(
+            self._sbuf
+        ) - self._shead:
+            thresh = old_segs - 1
         # RFC 6582 3.2 step 2 / RFC 6675 5 (IsLost(SND.UNA)): enter fast recovery.
-        if (self._dupacks >= _DUPTHRESH or lost) and self.snd_una > self._recover:
+        if (self._dupacks >= thresh or lost) and self.snd_una > self._recover:
             self._recover = self.snd_nxt
             self._in_recovery = True
             self.fast_recoveries += 1
