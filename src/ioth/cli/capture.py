@@ -36,8 +36,12 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Capture until stopped."""
-    plug = open_plug(args.vnl)
     writer = PcapWriter(args.file, args.snaplen, args.flush)
+    try:
+        plug = open_plug(args.vnl)
+    except BaseException:
+        writer.close()
+        raise
     engine = Engine(name="ioth-capture")
     error: list[str] = []
 
