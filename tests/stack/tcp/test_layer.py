@@ -222,3 +222,11 @@ def test_layer_icmp_errors() -> None:
     lay.icmp_error(A4, B4, quoted, True, 0.2)
     assert conn.state is State.CLOSED and lay.connections == {}
     assert syn.flags == SYN
+
+
+def test_info_pretty_line() -> None:
+    link = Link(seed=3, v6=True)
+    client, _ = link.connect()
+    line = str(client.info())
+    assert line.startswith("ESTABLISHED 0 0 [2001:db8::1]:")
+    assert "[2001:db8::2]:80 ts sack cubic wscale:5,5" in line and "mss:1428" in line
