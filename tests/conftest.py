@@ -47,3 +47,10 @@ def make_netns() -> Iterator[Callable[[], Netns]]:
     """Factory of network namespaces that are deleted at the end of the test."""
     with ExitStack() as stack:
         yield lambda: stack.enter_context(netns())
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/interop/ carries the ``interop`` marker."""
+    for item in items:
+        if "/tests/interop/" in str(item.path):
+            item.add_marker(pytest.mark.interop)
