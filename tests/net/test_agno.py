@@ -8,6 +8,8 @@ import struct
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ioth.errors import VNLError
 from ioth.net.plugs.agno import (
@@ -115,3 +117,18 @@ def test_plug_round_trip_and_drops() -> None:
     assert b.counters.rx_dropped == 1 and b.codec.bad_time == 1
     b_net.inject(os.urandom(100))
     assert b.recv_frames() == [] and b.counters.rx_dropped == 2
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(min_size=0, max_size=200), now=st.integers(0, 2**32))
+def test_random_bytes_never_raise(data: bytes, now: int) -> None:
+    codec = AgnoCodec(KEY)
+    out = codec.decrypt(data, now)
+    assert out is None or len(out) >= 14
+
+
+@settings(max_examples=200, deadline=None)
+@given(frame=st.binary(min_size=14, max_size=1514), now=st.integers(0, 2**32 - 3))
+def test_round_trip_property(frame: bytes, now: int) -> None:
+    codec = AgnoCodec(KEY)
+    assert codec.decrypt(codec.encrypt(frame, now), now + 1) == frame

@@ -5,6 +5,8 @@ from __future__ import annotations
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import ioth.net.registry as reg
 from ioth.errors import VNLError
@@ -109,3 +111,24 @@ def test_parse_tags_and_errors() -> None:
         open_plug("vlan://abc{null://}")
     with pytest.raises(VNLError):
         open_plug("vlan://3[bogus]{null://}")
+
+
+@settings(max_examples=300, deadline=None)
+@given(frame=st.binary(min_size=0, max_size=80),
+       cfg=st.sampled_from(["3", "3[untag=7]", "[tag=10:11-12/trunk]", "5[qinq]", "0"]))
+def test_random_frames_never_raise(frame: bytes, cfg: str) -> None:
+    v, net = make(cfg)
+    v.send(frame)
+    net.inject(frame)
+    for out in v.recv_frames() + net.sent:
+        assert len(out) >= 14
+
+
+@settings(max_examples=200, deadline=None)
+@given(payload=st.binary(min_size=0, max_size=100), vid=st.integers(2, 4094))
+def test_tag_then_untag_is_identity(payload: bytes, vid: int) -> None:
+    v, net = make(str(vid))
+    f = untagged() + payload
+    assert v.send(f)
+    net.inject(*net.sent)
+    assert v.recv_frames() == [f]

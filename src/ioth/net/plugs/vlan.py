@@ -169,6 +169,9 @@ class VlanPlug(WrapperPlug):
         tpid = self._tpid_bytes
         for frame in self.inner.recv_frames(limit):
             result: bytes | None = None
+            if len(frame) < MIN_FRAME:
+                counters.rx_errors += 1
+                continue
             if frame[12:14] == tpid and len(frame) >= ETH_HLEN + 4:
                 tci = (frame[14] << 8) | frame[15]
                 vid = tci & VLAN_MASK
