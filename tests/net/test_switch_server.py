@@ -191,6 +191,10 @@ def test_jumbo_frames_only_to_ports_that_announce_them(server: SwitchServer, swd
             assert classic.recv() == frame
     assert jumbo.nothing()
     assert classic.nothing()
+    big1.data.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+    big1.send(eth(BCAST, A, MAX_FRAME + 1))  # over the switch's limit: dropped on arrival
+    assert big2.nothing()
+    wait_for(lambda: server.recv_errors == 1, 5, what="oversize datagram counted")
     port = server.core.ports[4]
     assert port.max_frame == 1518
     assert port.counters.drop_too_big == 4

@@ -70,7 +70,7 @@ REQ_MAX = 256  # vde_switch reads at most this many bytes of request
 REQ_MIN = REQ_HEADER.size + SOCKADDR_UN_LEN  # 122
 RX_BATCH = 64
 _MTU_RE = re.compile(rb"(?:^|[\s,;])mtu=(\d+)")
-_RECV_SIZE = MAX_FRAME + 64
+_RECV_SIZE = MAX_FRAME + 1
 
 
 def mtu_from_description(description: bytes, default: int = DEFAULT_MTU) -> int:
@@ -163,8 +163,6 @@ class SwitchServer:
         self._tx: dict[int, tuple[Callable[[bytes], object], ...]] = {}
         self._pending: dict[int, tuple[socket.socket, bytearray, int | None]] = {}
         self._listeners: dict[int, tuple[socket.socket, str, int | None]] = {}
-        self._buf = bytearray(_RECV_SIZE)
-        self._view = memoryview(self._buf)
         self._sweep: TimerHandle | None = None
         self.on_shutdown: Callable[[], None] = self.close
         self.console: Any = None
@@ -521,31 +519,35 @@ class SwitchServer:
         sock = ep.sock
         if sock is None:
             return
-        recv_into = sock.recv_into
-        view = self._view
-        size = len(self._buf)
-        trunc = socket.MSG_TRUNC
+        # recv() of MAX_FRAME + 1 bytes measured faster than recv_into + copy; a datagram
+        # longer than MAX_FRAME comes back truncated to MAX_FRAME + 1 and is dropped
+        recv = sock.recv
         forward = self.core.forward
+        count_drop = self.core.count_send_drop
+        tx = self._tx
         port = ep.port
-        clock = self.engine.clock
         with self._lock:
             if self.closed or ep.sock is None:
                 return
-            now = clock()
+            now = self.engine.clock()
             for _ in range(RX_BATCH):
                 try:
-                    n = recv_into(view, size, trunc)
+                    frame = recv(_RECV_SIZE)
                 except (BlockingIOError, InterruptedError):
                     break
                 except OSError:
                     self.recv_errors += 1
                     break
-                if n > MAX_FRAME:
+                if len(frame) > MAX_FRAME:
                     self.recv_errors += 1
                     continue
-                out = forward(port, view[:n].tobytes(), now)
-                if out:
-                    self._deliver(out)
+                for egress, data in forward(port, frame, now):
+                    for send in tx.get(egress, ()):
+                        try:
+                            send(data)
+                        except OSError:
+                            # EAGAIN/ENOBUFS: the receiver is slow; ECONNREFUSED: it is gone
+                            count_drop(egress)
 
     def _rx_plug(self, ep: _Endpoint) -> None:
         plug = ep.plug
