@@ -99,7 +99,9 @@ class TcpSockets:
 
     def flush(self, conn: TcpConnection) -> None:
         """Let ``conn`` send what user calls queued (stack lock held)."""
-        self.layer.flush(conn, self.stack.now())
+        now = self.stack.now()
+        self.layer.flush(conn, now)
+        self.stack.core.drain_loopback(now)
 
     # -- local ports ------------------------------------------------------------------------------
     def in_use(self, sock: StreamSocket, addr: bytes | None, port: int) -> bool:
@@ -578,6 +580,7 @@ class StreamSocket(IothSocket):
                 iface, nexthop = core.ip6.route(dst, scope)
                 src = core.ip6.source_for(iface, dst)
             conn = tcp.layer.connect(src, dst, port, stack.now(), sport)
+            core.drain_loopback(stack.now())
             self._apply_options(conn)
             h = StreamHandle(tcp, conn, None, connecting=True)
             tcp.by_conn[conn] = h
@@ -592,8 +595,7 @@ class StreamSocket(IothSocket):
                 self._junked = True
             h.on_event()  # it may have connected (or failed) already
             if timeout == 0.0:
-                if h.connecting:
-                    return errno.EINPROGRESS
+                return errno.EINPROGRESS  # like Linux, even when it is already decided
             else:
                 ok = h.cond.wait_for(lambda: not h.connecting, timeout)
                 if not ok:

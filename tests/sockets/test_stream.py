@@ -1,0 +1,188 @@
+"""TCP sockets with real descriptors: readiness of connects and accepts, data, EOF, resets,
+kernel errnos, makefile/sendfile, a descriptor handed to a child process."""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import selectors
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from ioth.sockets import StreamSocket
+from ioth.sockets import socket as isocket
+from tests.sockets.helpers import lone, network
+
+
+def test_connect_accept_echo_and_eof() -> None:
+    with lone() as s:
+        srv = isocket(s, socket.AF_INET, socket.SOCK_STREAM)
+        assert isinstance(srv, socket.socket) and isinstance(srv, StreamSocket)
+        srv.bind(("127.0.0.1", 8080))
+        srv.listen(5)
+        assert srv.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
+        assert select.select([srv], [], [], 0)[0] == []
+        cli = isocket(s, socket.AF_INET, socket.SOCK_STREAM)
+        cli.settimeout(5)
+        cli.connect(("127.0.0.1", 8080))
+        assert select.select([srv], [], [], 5)[0] == [srv]
+        conn, addr = srv.accept()
+        assert addr == cli.getsockname() and conn.getpeername() == addr
+        assert cli.getpeername() == ("127.0.0.1", 8080)
+        payload = os.urandom(300_000)
+        cli.sendall(payload)
+        conn.settimeout(5)
+        got = bytearray()
+        while len(got) < len(payload):
+            got += conn.recv(65536)
+        assert got == payload
+        cli.shutdown(socket.SHUT_WR)
+        assert conn.recv(10) == b""  # our FIN
+        conn.sendall(b"bye")
+        conn.close()
+        assert cli.recv(10) == b"bye" and cli.recv(10) == b""
+        cli.close()
+        srv.close()
+
+
+def test_nonblocking_connect_readiness_and_so_error() -> None:
+    with lone() as s:
+        srv = isocket(s, socket.AF_INET6, socket.SOCK_STREAM)
+        srv.bind(("::1", 0))
+        srv.listen()
+        srv.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            srv.accept()
+        cli = isocket(s, socket.AF_INET6, socket.SOCK_STREAM)
+        cli.setblocking(False)
+        assert cli.connect_ex(srv.getsockname()) == errno.EINPROGRESS
+        with selectors.DefaultSelector() as sel:
+            sel.register(cli, selectors.EVENT_WRITE)
+            assert len(sel.select(5)) == 1
+        assert cli.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+        conn, _ = srv.accept()
+        cli.send(b"x")
+        conn.settimeout(5)
+        assert conn.recv(1) == b"x"
+        # refused, non-blocking: writable, then SO_ERROR says ECONNREFUSED
+        bad = isocket(s, socket.AF_INET6, socket.SOCK_STREAM)
+        bad.setblocking(False)
+        rc = bad.connect_ex(("::1", 9))
+        if rc == errno.EINPROGRESS:
+            assert select.select([], [bad], [], 5)[1] == [bad]
+            rc = bad.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        assert rc == errno.ECONNREFUSED
+        for x in (bad, conn, cli, srv):
+            x.close()
+
+
+def test_errors_match_the_kernel(tmp_path: Path) -> None:
+    with network(tmp_path, 2) as (a, _b):
+        tcp = a.core.tcp
+        tcp.policy = tcp.policy.replace(syn_retries=1, initial_rto=0.2)
+        s1 = isocket(a, socket.AF_INET, socket.SOCK_STREAM)
+        s1.bind(("192.0.2.1", 7000))
+        s1.listen()
+        s2 = isocket(a, socket.AF_INET, socket.SOCK_STREAM)
+        with pytest.raises(OSError) as exc:
+            s2.bind(("", 7000))
+        assert exc.value.errno == errno.EADDRINUSE
+        with pytest.raises(OSError) as exc:
+            s2.bind(("198.51.100.7", 7001))
+        assert exc.value.errno == errno.EADDRNOTAVAIL
+        with pytest.raises(ConnectionRefusedError):
+            s2.connect(("192.0.2.2", 80))  # b answers RST
+        s3 = isocket(a, socket.AF_INET, socket.SOCK_STREAM)
+        with pytest.raises(OSError) as exc:
+            s3.connect(("198.51.100.7", 80))
+        assert exc.value.errno == errno.ENETUNREACH
+        s4 = isocket(a, socket.AF_INET, socket.SOCK_STREAM)
+        assert s4.connect_ex(("192.0.2.99", 80)) == errno.ETIMEDOUT  # nobody answers ARP/SYN
+        s5 = isocket(a, socket.AF_INET, socket.SOCK_STREAM)
+        s5.settimeout(0.1)
+        with pytest.raises(TimeoutError):
+            s5.connect(("192.0.2.99", 80))
+        for x in (s1, s2, s3, s4, s5):
+            x.close()
+
+
+def test_reset_and_epipe() -> None:
+    with lone() as s:
+        srv = isocket(s, socket.AF_INET, socket.SOCK_STREAM)
+        srv.bind(("127.0.0.1", 0))
+        srv.listen()
+        cli = isocket(s, socket.AF_INET, socket.SOCK_STREAM)
+        cli.settimeout(5)
+        cli.connect(srv.getsockname())
+        conn, _ = srv.accept()
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+        conn.close()  # linger 0: RST
+        with pytest.raises(ConnectionResetError):
+            while cli.recv(10):
+                pass
+        with pytest.raises((BrokenPipeError, ConnectionResetError)):
+            for _ in range(100):
+                cli.sendall(b"x" * 1000)
+        cli.close()
+        srv.close()
+
+
+def test_makefile_sendfile_and_threads(tmp_path: Path) -> None:
+    with lone() as s:
+        srv = isocket(s, socket.AF_INET, socket.SOCK_STREAM)
+        srv.bind(("127.0.0.1", 0))
+        srv.listen()
+        blob = tmp_path / "blob"
+        blob.write_bytes(os.urandom(200_000))
+
+        def serve() -> None:
+            conn, _ = srv.accept()
+            with conn, conn.makefile("rb") as f:
+                line = f.readline()
+                assert line == b"GET\n"
+                with blob.open("rb") as src:
+                    conn.sendfile(src)
+
+        t = threading.Thread(target=serve)
+        t.start()
+        cli = isocket(s, socket.AF_INET, socket.SOCK_STREAM)
+        cli.settimeout(5)
+        cli.connect(srv.getsockname())
+        with cli.makefile("rwb") as f:
+            f.write(b"GET\n")
+            f.flush()
+            assert f.read() == blob.read_bytes()
+        t.join(5)
+        cli.close()
+        srv.close()
+
+
+def test_descriptor_handed_to_a_child_process() -> None:
+    with lone() as s:
+        srv = isocket(s, socket.AF_INET, socket.SOCK_STREAM)
+        srv.bind(("127.0.0.1", 0))
+        srv.listen()
+        cli = isocket(s, socket.AF_INET, socket.SOCK_STREAM)
+        cli.settimeout(5)
+        cli.connect(srv.getsockname())
+        conn, _ = srv.accept()
+        fd = conn.fileno()
+        cli.sendall(b"hello")
+        child = subprocess.run(
+            [sys.executable, "-c",
+             f"import os; d = os.read({fd}, 5); os.write({fd}, d[::-1] + b'!')"],
+            pass_fds=[fd], timeout=20, check=True)
+        assert child.returncode == 0
+        got = b""
+        while len(got) < 6:
+            got += cli.recv(10)
+        assert got == b"olleh!"
+        conn.close()
+        cli.close()
+        srv.close()
