@@ -447,7 +447,7 @@ class ManagementConsole:
             conn, _ = self._sock.accept()
         except OSError:
             return
-        conn.settimeout(2.0)  # a client that does not read its output is dropped
+        conn.settimeout(0.5)  # a client that does not read its output is dropped
         session = _Session(conn)
         fd = conn.fileno()
         self._sessions[fd] = session

@@ -5,7 +5,8 @@ QEMU's ``-nic vde,sock=DIR`` and ioth's own ``vde://`` plug can join (``shared/s
 section 3):
 
 * ``DIR`` is created with mode 02700 (``dirmode``) and ``DIR/ctl`` listens with mode 0600
-  (``mode``); a directory left by a dead switch is reused, a live switch there is an error.
+  (``mode``); an existing directory is used as it is (its mode is not changed) unless a live
+  switch serves it; a stale ``ctl`` left by a dead switch is replaced.
 * A client sends magic 0xfeedface, version 3, a type (0 any port, 1 port 0, ``N << 8`` port N),
   the ``sockaddr_un`` of its datagram socket and a description.  The switch binds
   ``DIR/NNN.FD`` (port, descriptor), connects it to the client and answers with its 110-byte
@@ -200,9 +201,10 @@ class SwitchServer:
             if socket_in_use(ctl):
                 raise OSError(errno.EADDRINUSE, f"a switch is already running on {path}")
             os.unlink(ctl)
-        if self.gid >= 0:
-            os.chown(path, -1, self.gid)
-        os.chmod(path, self.dirmode)
+        if self._created_dir:  # an existing directory keeps its owner and mode
+            if self.gid >= 0:
+                os.chown(path, -1, self.gid)
+            os.chmod(path, self.dirmode)
         return os.path.realpath(path)
 
     def _listen(self, path: str, vlan: int | None) -> None:
@@ -439,7 +441,7 @@ class SwitchServer:
                 self._setup_sock(ep, data)
                 self._attach(ep, vlan)
                 try:
-                    conn.settimeout(2.0)
+                    conn.settimeout(0.5)
                     conn.sendall(pack_sockaddr_un(path))
                     conn.setblocking(False)
                 except OSError:
