@@ -474,3 +474,25 @@ def test_cli_daemon_mode(swdir: str, tmp_path: Path) -> None:
         os.kill(pid, 15)
     wait_for(lambda: not os.path.exists(swdir), 10, what="daemon cleanup")
     time.sleep(0.1)
+
+
+def test_cli_console_shutdown(swdir: str, tmp_path: Path) -> None:
+    mgmt = str(tmp_path / "m")
+    proc = subprocess.Popen(ioth_cmd("switch", swdir, "--mgmt", mgmt, "--hub"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().decode().startswith("ioth switch: hub on ")
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(mgmt)
+        s.settimeout(5)
+        _talk(s, b"")
+        assert "HUB=true" in _talk(s, b"port/showinfo\n")
+        assert _talk(s, b"shutdown\n") == "9999 END OF SESSION"
+        s.close()
+        assert proc.wait(10) == 0
+        assert not os.path.exists(swdir)
+        assert not os.path.exists(mgmt)
+    finally:
+        stop_process(proc)
