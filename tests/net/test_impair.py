@@ -9,6 +9,8 @@ import sys
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ioth.errors import VNLError
 from ioth.net.plugs.impair import (
@@ -275,3 +277,14 @@ def test_held_frames_are_released_by_an_owner_honouring_poll_at() -> None:
         proc.wait(10)
         a.close()
         b.close()
+
+
+@settings(max_examples=300, deadline=None)
+@given(key=st.sampled_from(["loss", "burst", "delay", "dup", "reorder", "nofifo", "rate",
+                            "queue", "mtu", "noise", "seed", "bogus"]),
+       value=st.text(max_size=12))
+def test_parse_params_only_raises_impair_error(key: str, value: str) -> None:
+    try:
+        parse_params({key: value})
+    except ImpairError:
+        pass

@@ -110,3 +110,30 @@ def test_jumbo_mtu(make_netns: object) -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_random_datagrams_are_counted_never_raise(make_netns: object) -> None:
+    import os
+    import socket
+
+    ns = make_netns()  # type: ignore[operator]
+    nsutil.multicast_ready(ns)
+    with nsutil.inside(ns.name):
+        plug = open_plug("vxvde://239.1.2.8")
+        raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    assert isinstance(plug, VxvdePlug)
+    try:
+        good = vx_header(1) + frame(BCAST, MAC_B, 1)
+        junk = [os.urandom(n) for n in (0, 1, 7, 9, 21, 22, 60, 1500)]
+        junk += [vx_header(2) + frame(BCAST, MAC_B, 2), b"\x00" + good[1:]]
+        for d in [*junk, good]:
+            raw.sendto(d, ("239.1.2.8", 14789))
+            raw.sendto(d, ("198.18.5.1", plug.uniport))
+        got = recv_some(plug, 2, 1.0)
+        recv_some(plug, 1, 0.2)
+        assert got == [frame(BCAST, MAC_B, 1)] * 2
+        c = plug.counters
+        assert c.rx_frames == 2 and c.rx_errors + c.rx_dropped == 2 * len(junk)
+    finally:
+        plug.close()
+        raw.close()

@@ -127,8 +127,8 @@ def _apply(params: DirectionParams, key: str, text: str) -> DirectionParams:
             value = float(text)
         except ValueError:
             raise ImpairError(f"impair: {key}={text!r} is not a number") from None
-        if value < 0:
-            raise ImpairError(f"impair: {key}={text!r} is negative")
+        if not math.isfinite(value) or value < 0:
+            raise ImpairError(f"impair: {key}={text!r} is not a finite number >= 0")
         new = replace(params)
         setattr(new, key, value)
         return new
