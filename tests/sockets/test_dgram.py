@@ -68,7 +68,7 @@ def test_recv_variants_truncation_and_peek() -> None:
         n, src = a.recvfrom_into(buf)
         assert buf[:n] == b"ghijkl" and src[:2] == ("::1", port)
         assert a.recv_into(buf, 4) == 4 and buf[:4] == b"mnop"
-        data, anc, flags, src = a.recvmsg(100)
+        data, anc, _flags, src = a.recvmsg(100)
         assert data == b"stuvwx" and anc == [] and src[0] == "::1"
 
 
