@@ -70,6 +70,8 @@ DEFAULT_MTU = 1500
 REQ_MAX = 256  # vde_switch reads at most this many bytes of request
 REQ_MIN = REQ_HEADER.size + SOCKADDR_UN_LEN  # 122
 RX_BATCH = 64
+#: control connections that have not sent their request yet, at most
+MAX_PENDING = 64
 _MTU_RE = re.compile(rb"(?:^|[\s,;])mtu=(\d+)")
 _RECV_SIZE = MAX_FRAME + 1
 
@@ -366,6 +368,10 @@ class SwitchServer:
             except OSError as exc:
                 log.warning("switch %s: accept: %s", self.directory, exc)
                 return
+            if len(self._pending) >= MAX_PENDING:
+                self.rejected += 1  # too many clients that connected and said nothing yet
+                conn.close()
+                continue
             conn.setblocking(False)
             cfd = conn.fileno()
             self._pending[cfd] = (conn, bytearray(), vlan)
