@@ -25,7 +25,8 @@ B = bytes([198, 18, 0, 2])
 class Pair:
     """Two layers whose output goes straight into the other's input (FIFO)."""
 
-    def __init__(self, mtu: int, policy: TcpPolicy) -> None:
+    def __init__(self, mtu: int, policy: TcpPolicy, batch: bool = False) -> None:
+        self.batch = batch
         self.q: deque[tuple[TcpLayer, bytes, bytes, bytes]] = deque()
         q = self.q
         self.a = TcpLayer(random.Random(1), policy, lambda s, d, b: q.append((self.b, s, d, b)),
@@ -36,11 +37,20 @@ class Pair:
 
     def run(self) -> None:
         q = self.q
-        now = time.monotonic()
+        a, b_ = self.a, self.b
         while q:
-            layer, s, d, b = q.popleft()
-            layer.input(s, d, b, now)
-            self.segments += 1
+            # one batch = what is queued now (like one read-until-EAGAIN of a runtime)
+            now = time.monotonic()
+            if self.batch:
+                a.begin_batch()
+                b_.begin_batch()
+            for _ in range(len(q)):
+                layer, s, d, b = q.popleft()
+                layer.input(s, d, b, now)
+                self.segments += 1
+            if self.batch:
+                a.end_batch(now)
+                b_.end_batch(now)
 
     def timers(self) -> None:
         now = time.monotonic()
@@ -58,9 +68,9 @@ class Pair:
         return c, s
 
 
-def bulk(mtu: int, megabytes: int) -> tuple[float, int]:
+def bulk(mtu: int, megabytes: int, batch: bool = False) -> tuple[float, int]:
     policy = TcpPolicy(send_buffer=4 << 20, recv_buffer=4 << 20)
-    p = Pair(mtu, policy)
+    p = Pair(mtu, policy, batch)
     c, s = p.connect()
     chunk = bytes(1 << 20)
     total = megabytes << 20
@@ -144,9 +154,11 @@ def main() -> None:
     args = ap.parse_args()
     print(f"{'test':<34}{'result':>16}")
     for mtu in (1500, 9000, 65520):
-        mbs, segs = bulk(mtu, args.mb)
-        print(f"{'bulk MB/s, MTU ' + str(mtu):<34}{mbs:>12.1f} MB/s"
-              f"   ({mbs * 8 / 1000:.2f} Gbit/s, {segs} segments)")
+        for batch in (False, True):
+            mbs, segs = bulk(mtu, args.mb, batch)
+            name = f"bulk MTU {mtu}" + (" batched input" if batch else "")
+            print(f"{name:<34}{mbs:>12.1f} MB/s"
+                  f"   ({mbs * 8 / 1000:.2f} Gbit/s, {segs} segments)")
     rt = round_trips(args.seconds)
     print(f"{'64-byte round trips/s':<34}{rt:>12.0f} /s")
     cps = connections(args.seconds)

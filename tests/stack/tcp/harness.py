@@ -40,6 +40,7 @@ class Link:
     policy: TcpPolicy = field(default_factory=TcpPolicy)
     mtu: int = 1500
     v6: bool = False
+    batch: bool = False
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -91,9 +92,15 @@ class Link:
             return False
         self.now = t
         ev = self._events
+        if self.batch:
+            self.a.begin_batch()
+            self.b.begin_batch()
         while ev and ev[0][0] <= t:
             _, _, layer, src, dst, data = heapq.heappop(ev)
             layer.input(src, dst, data, t)
+        if self.batch:
+            self.a.end_batch(t)
+            self.b.end_batch(t)
         self.a.on_timer(t)
         self.b.on_timer(t)
         return True

@@ -63,13 +63,20 @@ class TcpMachine(RuleBasedStateMachine):
         self._accept()
 
     @precondition(lambda self: bool(self.packets))
-    @rule(rounds=st.integers(1, 60))
-    def deliver_in_order(self, rounds: int) -> None:
+    @rule(rounds=st.integers(1, 60), batch=st.booleans())
+    def deliver_in_order(self, rounds: int, batch: bool) -> None:
+        if batch:
+            self.a.begin_batch()
+            self.b.begin_batch()
         for _ in range(rounds):
             if not self.packets:
-                return
+                break
             layer, src, dst, data = self.packets.pop(0)
             layer.input(src, dst, data, self.now)
+            self._accept()
+        if batch:
+            self.a.end_batch(self.now)
+            self.b.end_batch(self.now)
             self._accept()
 
     @precondition(lambda self: bool(self.packets))

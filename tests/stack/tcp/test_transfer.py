@@ -77,3 +77,13 @@ def test_sequence_numbers_wrap(monkeypatch: pytest.MonkeyPatch) -> None:
     link = Link(seed=11, impairment=imp, policy=POLICY)
     t = _run(link, 500_000)
     assert t.rx_len == [500_000, 500_000]
+
+
+def test_batched_input_coalesces_acks() -> None:
+    """begin_batch/end_batch: same bytes, fewer ACKs (a 1 ms link tick batches arrivals)."""
+    imp = Impairment(loss=0.02, reorder=0.02, delay=0.005, jitter=0.0)
+    plain = Link(seed=12, impairment=imp, policy=POLICY)
+    _run(plain, 1_000_000)
+    batched = Link(seed=12, impairment=imp, policy=POLICY, batch=True)
+    _run(batched, 1_000_000)
+    assert batched.sent < plain.sent

@@ -98,6 +98,7 @@ class TcpLayer:
         self.connections: dict[tuple[bytes, int, bytes, int], TcpConnection] = {}
         self.listeners: dict[tuple[bytes, int], Listener] = {}
         self._heap: list[tuple[float, int, TcpConnection]] = []
+        self._batch: dict[TcpConnection, None] | None = None
         self._tick = itertools.count()
         # counters
         self.rx_segments = 0
@@ -269,6 +270,24 @@ class TcpLayer:
         """Introspection of every connection (for an ``ss``-like listing)."""
         return [conn.info() for conn in self.connections.values()]
 
+    def begin_batch(self) -> None:
+        """Defer output of connections that receive segments until :meth:`end_batch`.
+
+        A runtime that reads many frames per wakeup brackets them with these calls: each
+        connection then dispatches once per batch, so its ACKs are coalesced (like GRO) and a
+        sender reacts to several ACKs with one burst.
+        """
+        if self._batch is None:
+            self._batch = {}
+
+    def end_batch(self, now: float) -> None:
+        """Dispatch every connection touched since :meth:`begin_batch`."""
+        batch = self._batch
+        self._batch = None
+        if batch:
+            for conn in batch:
+                self._service(conn, now)
+
     # ------------------------------------------------------------------ timers
 
     def poll_at(self) -> float | None:
@@ -306,6 +325,10 @@ class TcpLayer:
             self.rx_errors += 1
             return
         conn = self.connections.get((dst, dport, src, sport))
+        if conn is not None and conn.state is State.CLOSED:
+            # closed while its output waited in a batch: forget it now
+            self._service(conn, now)
+            conn = None
         if conn is not None:
             flags = seg.flags
             if (
@@ -329,7 +352,10 @@ class TcpLayer:
                 listener.ack_dropped += 1  # accept queue full: like Linux, drop the final ACK
                 return
             conn.process(seg, now)
-            self._service(conn, now)
+            if self._batch is not None:
+                self._batch[conn] = None
+            else:
+                self._service(conn, now)
             return
         self._to_listener(src, sport, dst, dport, seg, now)
 
