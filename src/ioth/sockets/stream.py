@@ -223,6 +223,8 @@ class StreamHandle:
     def _update(self) -> None:
         conn = self.conn
         state = str(conn.state)
+        if self.connecting and self.eng is None:
+            return  # the application end is not attached yet (_connect attaches it)
         if self.connecting:
             if state in _CONNECTED:
                 self.connecting = False

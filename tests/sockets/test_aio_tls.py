@@ -1,0 +1,113 @@
+"""asyncio (unmodified APIs under ioth.use, and the ioth.aio helpers) and TLS with ssl+trustme."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import threading
+from pathlib import Path
+
+import pytest
+
+import ioth
+import ioth.aio
+from ioth.sockets import socket as isocket
+from tests.sockets.helpers import network
+
+
+def test_asyncio_streams_both_sides_and_datagrams(tmp_path: Path) -> None:
+    with network(tmp_path, 2) as (a, b):
+        async def main() -> None:
+            async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+                while line := await r.readline():
+                    w.write(line.upper())
+                    await w.drain()
+                w.close()
+
+            with ioth.use(b):
+                server = await asyncio.start_server(handle, "192.0.2.2", 8888, limit=1 << 20)
+            with ioth.use(a):
+                r, w = await asyncio.open_connection("192.0.2.2", 8888, limit=1 << 20)
+            big = b"x" * 200_000 + b"\n"
+            w.write(b"hello\n" + big)
+            await w.drain()
+            assert await r.readline() == b"HELLO\n"
+            assert await r.readline() == big.upper()
+            assert w.get_extra_info("peername") == ("192.0.2.2", 8888)
+            w.close()
+            await w.wait_closed()
+            r2, w2 = await ioth.aio.open_connection(a, "192.0.2.2", 8888)
+            w2.write(b"again\n")
+            assert await r2.readline() == b"AGAIN\n"
+            w2.write_eof()
+            assert await r2.read() == b""
+            w2.close()
+            server.close()
+            await server.wait_closed()
+
+            loop = asyncio.get_running_loop()
+            got: asyncio.Future[tuple[bytes, tuple[str, int]]] = loop.create_future()
+
+            class Rx(asyncio.DatagramProtocol):
+                def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+                    got.set_result((data, addr))
+
+            rx, _ = await ioth.aio.create_datagram_endpoint(b, Rx,
+                                                            local_addr=("192.0.2.2", 5353))
+            with ioth.use(a):
+                tx, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol,
+                                                            remote_addr=("192.0.2.2", 5353))
+            tx.sendto(b"dgram")
+            data, addr = await asyncio.wait_for(got, 5)
+            assert data == b"dgram" and addr[0] == "192.0.2.1"
+            tx.close()
+            rx.close()
+
+        asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_tls_server_and_client(tmp_path: Path) -> None:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("secure.test")
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    with network(tmp_path, 2) as (a, b):
+        ioth.sockets.resolver_for(a).add("secure.test", "192.0.2.2")
+        lst = isocket(b, socket.AF_INET, socket.SOCK_STREAM)
+        lst.bind(("192.0.2.2", 443))
+        lst.listen()
+
+        def serve() -> None:
+            conn, _ = lst.accept()
+            with server_ctx.wrap_socket(conn, server_side=True) as tls:
+                tls.sendall(tls.recv(100)[::-1])
+
+        t = threading.Thread(target=serve)
+        t.start()
+        with ioth.use(a), socket.create_connection(("secure.test", 443), timeout=10) as raw, \
+                client_ctx.wrap_socket(raw, server_hostname="secure.test") as tls:
+            assert tls.version() in ("TLSv1.2", "TLSv1.3")
+            tls.sendall(b"secret")
+            assert tls.recv(100) == b"terces"
+        t.join(10)
+        lst.close()
+
+        async def aio_tls() -> None:
+            async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+                w.write(await r.readline())
+                await w.drain()
+                w.close()
+
+            server = await ioth.aio.start_server(b, handle, "192.0.2.2", 8443, ssl=server_ctx)
+            r, w = await ioth.aio.open_connection(a, "secure.test", 8443, ssl=client_ctx)
+            w.write(b"over tls\n")
+            assert await r.readline() == b"over tls\n"
+            w.close()
+            server.close()
+            await server.wait_closed()
+
+        asyncio.run(asyncio.wait_for(aio_tls(), 30))
