@@ -295,3 +295,80 @@ def test_kernel_client_to_ioth_server(tun_ns: tuple[Netns, int], v6: bool) -> No
     n, got, sent = proc.communicate(timeout=30)[0].decode().split()
     assert int(n) == SIZE and got == sent == apps[0].rx.hexdigest()
     shim.run_until(lambda: not shim.layer.connections, lambda now: None, timeout=10)
+
+
+SLOW_READER = """
+import hashlib, socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+s.bind((sys.argv[1], 5003)); s.listen(1)
+print('ready', flush=True)
+c, _ = s.accept()
+time.sleep(1.5)  # let the window close: the ioth sender must probe and wait
+h = hashlib.sha256(); n = 0
+while True:
+    d = c.recv(1 << 16)
+    if not d: break
+    h.update(d); n += len(d)
+print(n, h.hexdigest(), flush=True)
+"""
+
+
+def test_zero_window_with_kernel_receiver(tun_ns: tuple[Netns, int]) -> None:
+    ns, fd = tun_ns
+    shim = TunShim(fd, TcpPolicy(time_wait=1.0))
+    proc = ns.popen([sys.executable, "-c", SLOW_READER, K4], stdout=-1)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == b"ready"
+    conn = shim.layer.connect(I4, K4B, 5003, time.monotonic())
+    data = random.Random(9).randbytes(4_000_000)
+    app = Echo(shim.layer, conn, data, echo=False)
+    zero_seen = []
+
+    def watch(now: float) -> None:
+        app(now)
+        if conn.state is State.ESTABLISHED and conn.snd_wnd == 0:
+            zero_seen.append(now)
+
+    shim.run_until(lambda: app.shut and conn.snd_una == conn.snd_nxt, watch, timeout=60)
+    out = proc.communicate(timeout=30)[0].decode().split()
+    assert out == [str(len(data)), hashlib.sha256(data).hexdigest()]
+    assert zero_seen, "the kernel never closed its window"
+
+
+def test_connection_refused_by_kernel(tun_ns: tuple[Netns, int]) -> None:
+    _, fd = tun_ns
+    shim = TunShim(fd, TcpPolicy())
+    conn = shim.layer.connect(I4, K4B, 9, time.monotonic())
+    shim.run_until(lambda: conn.state is State.CLOSED, lambda now: None, timeout=10)
+    with pytest.raises(ConnectionRefusedError):
+        conn.recv()
+
+
+def test_syn_flood_then_kernel_client(tun_ns: tuple[Netns, int]) -> None:
+    """2,000 spoofed SYNs fill the SYN queue; a kernel client still gets through (cookies)."""
+    ns, fd = tun_ns
+    shim = TunShim(fd, TcpPolicy(time_wait=1.0, syn_backlog=64))
+    listener = shim.layer.listen(5002)
+    from ioth.stack.tcp.segment import SYN, Segment, encode
+
+    now = time.monotonic()
+    for i in range(2000):
+        spoof = bytes([198, 18, 9, i % 250 + 1])
+        syn = encode(Segment(i * 7919, 0, SYN, 65535, mss=1460), 1024 + i, 5002, spoof, I4)
+        shim.layer.input(spoof, I4, syn, now)
+    assert len(listener.syn_queue) == 64 and listener.cookies_sent == 1936
+    proc = ns.popen([sys.executable, "-c", KERNEL_CLIENT, "198.18.5.2", "100000"], stdout=-1)
+    apps: list[Echo] = []
+
+    def app(now: float) -> None:
+        conn = listener.accept()
+        if conn is not None:
+            apps.append(Echo(shim.layer, conn, b"", echo=True))
+        for a in apps:
+            a(now)
+
+    shim.run_until(lambda: proc.poll() is not None, app, timeout=30)
+    n, got, sent = proc.communicate(timeout=30)[0].decode().split()
+    assert int(n) == 100000 and got == sent
+    assert listener.cookies_accepted == 1
