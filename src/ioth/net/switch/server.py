@@ -475,6 +475,10 @@ class SwitchServer:
     def release(self, ep: _Endpoint) -> None:
         """Close one endpoint and free its port if it was the last one."""
         with self._lock:
+            if ep.path:  # gone from the directory before the port is gone from the switch
+                with contextlib.suppress(OSError):
+                    os.unlink(ep.path)
+                ep.path = ""
             self._detach(ep)
             fds = list(ep.fds)
             if ep.ctl is not None:
@@ -484,9 +488,6 @@ class SwitchServer:
         for fd in fds:
             if fd >= 0:
                 self.engine.remove_reader(fd)
-        if ep.path:
-            with contextlib.suppress(OSError):
-                os.unlink(ep.path)
         if ep.sock is not None:
             ep.sock.close()
         if ep.ctl is not None:
