@@ -11,8 +11,11 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ioth.net.plug import Plug
 from ioth.net.registry import open_plug
@@ -380,6 +383,25 @@ def test_console_commands(server: SwitchServer, swdir: str) -> None:
     assert cmds.execute("vlan/delport 5 1")[1] == errno.EADDRINUSE  # untagged there now
     assert cmds.execute("logout")[1] < 0
     a.close()
+
+
+COMMAND_PATHS = [c.path for c in CommandSet(cast(SwitchServer, object())).commands]
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.one_of(
+    st.text(max_size=40),
+    st.builds(lambda c, a: f"{c} {a}", st.sampled_from(COMMAND_PATHS),
+              st.text(alphabet="0123456789 -xabc:", max_size=12))), max_size=12))
+def test_console_never_raises(server: SwitchServer, lines: list[str]) -> None:
+    """Random and half-right command lines only ever get a status, never an exception."""
+    cmds = CommandSet(server)
+    for line in lines:
+        text, rv = cmds.execute(line)
+        assert isinstance(text, str)
+        if rv > 0:
+            assert text.endswith(f"{os.strerror(rv)}\n")
 
 
 def _talk(sock: socket.socket, line: bytes) -> str:
