@@ -693,3 +693,29 @@ def test_early_retransmit_with_small_flight() -> None:
     c.process(seg(1, c.iss + 1, window=60000), 0.01)
     out = only(recv(c, 0.01))
     assert out.seq == (c.iss + 1) & MASK and c.fast_recoveries == 1
+
+
+def test_zero_window_probes_give_up_on_a_silent_peer() -> None:
+    c = established(plain_policy(initial_rto=1.0, min_rto=1.0, max_rto=4.0, retries=3))
+    c.process(seg(1, c.iss + 1, window=0), 0.0)
+    c.send(b"z")
+    recv(c)
+    probes = 0
+    while c.state is State.ESTABLISHED:
+        t = c.poll_at()
+        assert t is not None
+        probes += len(recv(c, t))
+    assert probes == 3 and c.error == errno.ETIMEDOUT
+
+
+def test_zero_window_answered_probes_keep_the_connection() -> None:
+    c = established(plain_policy(initial_rto=1.0, min_rto=1.0, max_rto=4.0, retries=3))
+    c.process(seg(1, c.iss + 1, window=0), 0.0)
+    c.send(b"z")
+    recv(c)
+    for _ in range(10):
+        t = c.poll_at()
+        assert t is not None
+        assert only(recv(c, t)).payload == b""
+        c.process(seg(1, c.iss + 1, window=0), t + 0.01)  # the peer answers: window still 0
+    assert c.state is State.ESTABLISHED

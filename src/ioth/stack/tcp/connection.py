@@ -178,6 +178,7 @@ class TcpConnection:
         "_peer_syn_opts",
         "_persist_at",
         "_persist_backoff",
+        "_probes",
         "_rbuf",
         "_rcv_adv",
         "_rcv_eof",
@@ -319,6 +320,7 @@ class TcpConnection:
         self._ack_at: float | None = None
         self._persist_at: float | None = None
         self._persist_backoff = 0
+        self._probes = 0  # zero-window probes without any answer
         self._keep_at: float | None = None
         self._keep_probes = 0
         self._close_at: float | None = None  # TIME-WAIT and orphaned FIN-WAIT-2
@@ -914,6 +916,7 @@ class TcpConnection:
                 self._persist_backoff = 0
             self._dirty = True
         self._last_rx = now
+        self._probes = 0
         if self._keep_at is not None:
             self._reset_keepalive(now)
         if plen:
@@ -1121,6 +1124,7 @@ class TcpConnection:
             plen = keep
             f &= ~FIN
         self._last_rx = now
+        self._probes = 0
         if self._keep_at is not None or self._keep_probes:
             self._reset_keepalive(now)
         # RFC 7323 4.3: TS.Recent <- SEG.TSval if SEG.SEQ <= Last.ACK.sent.
@@ -1691,6 +1695,11 @@ class TcpConnection:
                 self._persist_at = now + min(t, self.policy.max_rto)
             elif now >= self._persist_at:
                 # zero-window probe (RFC 9293 3.8.6.1): an out-of-window ACK elicits the window.
+                # The connection stays up while the peer answers; a silent peer times out.
+                self._probes += 1
+                if self._probes > self.policy.retries:
+                    self._set_closed(_errno.ETIMEDOUT)
+                    return
                 self._persist_backoff += 1
                 t = self.rto * (1 << min(self._persist_backoff, 16))
                 self._persist_at = now + min(t, self.policy.max_rto)
