@@ -8,8 +8,15 @@ from pathlib import Path
 import pytest
 
 from tests.interop.streams import StreamPeer
-from tests.interop.test_vxvde_interop import BCAST, MAC_DEB, MAC_IOTH, finish_ioth, frame, \
-    send_until, start_ioth
+from tests.interop.test_vxvde_interop import (
+    BCAST,
+    MAC_DEB,
+    MAC_IOTH,
+    finish_ioth,
+    frame,
+    send_until,
+    start_ioth,
+)
 from tests.support.peers import require_tools
 
 pytestmark = pytest.mark.interop

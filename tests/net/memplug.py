@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import weakref
 from typing import Any
 
 from ioth.net.plug import Plug
@@ -17,6 +18,8 @@ class MemPlug(Plug):
         self.sent: list[bytes] = []
         self.inbox: list[bytes] = []
         self._r, self._w = os.pipe()
+        # the pipe is closed when the plug is closed or garbage collected (tests forget)
+        self._finalizer = weakref.finalize(self, _close_pair, self._r, self._w)
 
     @classmethod
     def from_vnl(cls, vnl: VNL, **kwargs: Any) -> MemPlug:
@@ -38,7 +41,10 @@ class MemPlug(Plug):
         return out
 
     def close(self) -> None:
-        if not self.closed:
-            os.close(self._r)
-            os.close(self._w)
+        self._finalizer()
         super().close()
+
+
+def _close_pair(r: int, w: int) -> None:
+    os.close(r)
+    os.close(w)

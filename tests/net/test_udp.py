@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import select
+import selectors
 import socket
 
 import pytest
@@ -21,11 +21,13 @@ def free_udp_port(family: int = socket.AF_INET) -> int:
 
 def recv_some(plug: Plug, want: int = 1, timeout: float = 2.0) -> list[bytes]:
     got: list[bytes] = []
-    while len(got) < want:
-        r, _, _ = select.select(plug.filenos(), [], [], timeout)
-        if not r:
-            break
-        got.extend(plug.recv_frames())
+    with selectors.DefaultSelector() as sel:
+        for fd in plug.filenos():
+            sel.register(fd, selectors.EVENT_READ)
+        while len(got) < want:
+            if not sel.select(timeout):
+                break
+            got.extend(plug.recv_frames())
     return got
 
 

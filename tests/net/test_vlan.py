@@ -118,17 +118,19 @@ def test_parse_tags_and_errors() -> None:
        cfg=st.sampled_from(["3", "3[untag=7]", "[tag=10:11-12/trunk]", "5[qinq]", "0"]))
 def test_random_frames_never_raise(frame: bytes, cfg: str) -> None:
     v, net = make(cfg)
-    v.send(frame)
-    net.inject(frame)
-    for out in v.recv_frames() + net.sent:
-        assert len(out) >= 14
+    with v:
+        v.send(frame)
+        net.inject(frame)
+        for out in v.recv_frames() + net.sent:
+            assert len(out) >= 14
 
 
 @settings(max_examples=200, deadline=None)
 @given(payload=st.binary(min_size=0, max_size=100), vid=st.integers(2, 4094))
 def test_tag_then_untag_is_identity(payload: bytes, vid: int) -> None:
     v, net = make(str(vid))
-    f = untagged() + payload
-    assert v.send(f)
-    net.inject(*net.sent)
-    assert v.recv_frames() == [f]
+    with v:
+        f = untagged() + payload
+        assert v.send(f)
+        net.inject(*net.sent)
+        assert v.recv_frames() == [f]
