@@ -53,9 +53,11 @@ class PcapWriter:
         if isinstance(path_or_file, str):
             self._file: BinaryIO = open(path_or_file, "wb")  # noqa: SIM115
             self._owned = True
+            self.name = path_or_file
         else:
             self._file = path_or_file
             self._owned = False
+            self.name = str(getattr(path_or_file, "name", "<stream>"))
         self.snaplen = snaplen
         self.flush_bytes = flush_bytes
         self.flush_interval = flush_interval

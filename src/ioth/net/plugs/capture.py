@@ -82,4 +82,4 @@ class CapturePlug(WrapperPlug):
         super().close()
 
     def describe(self) -> str:
-        return f"capture to {self.writer!r} over {self.inner.describe()}"
+        return f"capture to {self.writer.name} over {self.inner.describe()}"
