@@ -24,6 +24,7 @@ COMMANDS = (
     "ioth.cli.wire",
     "ioth.cli.ping",
     "ioth.cli.node",
+    "ioth.cli.run",
 )
 
 

@@ -224,14 +224,12 @@ def getaddrinfo(stack: Stack, host: Any, port: Any, family: int = 0, type: int =
         host = host.decode("idna")
     num = _port(port, type)
     if host is None or host == "":
-        if flags & _socket.AI_PASSIVE:
-            packed = [b"\0" * 4, b"\0" * 16]
+        if flags & _socket.AI_PASSIVE:  # like glibc: "::" first (dual-stack servers use it)
+            packed = [b"\0" * 16, b"\0" * 4]
         else:
             packed = [b"\x7f\0\0\1", b"\0" * 15 + b"\1"]
-        if family == _socket.AF_INET:
-            packed = packed[:1]
-        elif family == _socket.AF_INET6:
-            packed = packed[1:]
+        if family:
+            packed = [p for p in packed if (len(p) == 4) == (family == _socket.AF_INET)]
     else:
         if flags & _socket.AI_NUMERICHOST:
             try:
