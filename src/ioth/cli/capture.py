@@ -71,12 +71,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         engine.run()
     finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
         engine.close()
         writer.close()
         plug.close()
-    print(f"{writer.count} frames captured", flush=True)
+        print(f"{writer.count} frames captured", flush=True)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
     if error:
         print(f"ioth capture: {error[0]}", file=sys.stderr)
         return 1

@@ -147,14 +147,16 @@ def run(args: argparse.Namespace) -> int:
     try:
         engine.run()
     finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
         engine.close()
         a.close()
         b.close()
-    print(f"ioth wire: {time.monotonic() - started:.1f} s", file=sys.stderr)
-    print(_stats_line("LR", core.lr), file=sys.stderr)
-    print(_stats_line("RL", core.rl), file=sys.stderr)
+        # the statistics are printed before the default handlers come back, so that a second
+        # SIGTERM (kill of the process group and of the process) does not lose them
+        print(f"ioth wire: {time.monotonic() - started:.1f} s", file=sys.stderr)
+        print(_stats_line("LR", core.lr), file=sys.stderr)
+        print(_stats_line("RL", core.rl), file=sys.stderr, flush=True)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
     if wire.error:
         print(f"ioth wire: {wire.error}", file=sys.stderr)
         return 1
