@@ -183,11 +183,13 @@ class StreamHandle:
             self.on_event()
             stack.runtime.flush()
 
-    def _read_app(self, events: int) -> None:
+    def _read_app(self, events: int) -> bool:
+        """Move what the application wrote into the connection; True when ``B`` is empty."""
         conn = self.conn
         eng = self.eng
         assert eng is not None
         moved = False
+        drained = False
         while not self.eof_in:
             space = conn.send_space
             if space <= 0:
@@ -195,6 +197,7 @@ class StreamHandle:
             try:
                 data = eng.recv(min(space, CHUNK))
             except BlockingIOError:
+                drained = True
                 break
             except OSError:  # ECONNRESET: the application closed with unread data
                 conn.abort()
@@ -219,6 +222,29 @@ class StreamHandle:
             moved = True
         if moved:
             self.tcp.flush(conn)
+        return drained
+
+    def direct_send(self, view: memoryview) -> int:
+        """Application thread, stack lock held: send straight into the connection (core
+        locking) when nothing written through the descriptor is still queued; returns bytes
+        taken (0: use the descriptor)."""
+        if self.eng is None or self.connecting or self.eof_in or self.error:
+            return 0
+        if not self._read_app(0) or self.eng is None:
+            return 0
+        conn = self.conn
+        total = 0
+        try:
+            while total < len(view) and conn.send_space > 0:
+                total += conn.send(view[total:])
+        except BlockingIOError:
+            pass
+        except OSError:
+            return total
+        if total:
+            self.tcp.flush(conn)
+            self.tcp.stack.runtime.flush()
+        return total
 
     def _update(self) -> None:
         conn = self.conn
@@ -697,10 +723,22 @@ class StreamSocket(IothSocket):
         """Like :meth:`recv_into`; the address is None for a stream."""
         return self.recv_into(buffer, nbytes, flags), None
 
+    def _direct(self, data: Any) -> int:
+        h = self._h
+        if h is None or h.eng is None or self._junked:
+            return 0
+        view = memoryview(data).cast("B")
+        with self._stack.lock:
+            return h.direct_send(view)
+
     def send(self, data: Any, flags: int = 0) -> int:
         """Send some of ``data``; EPIPE after shutdown, the connection's error after a reset."""
         if self._junked:
             self._unjunk()
+        if not flags:
+            n = self._direct(data)
+            if n:
+                return n
         try:
             return super().send(data, flags)
         except BrokenPipeError:
@@ -713,6 +751,13 @@ class StreamSocket(IothSocket):
         """Send all of ``data`` (honours the socket's timeout)."""
         if self._junked:
             self._unjunk()
+        if not flags:
+            n = self._direct(data)
+            if n:
+                view = memoryview(data).cast("B")
+                if n == len(view):
+                    return
+                data = view[n:]
         try:
             super().sendall(data, flags)
         except BrokenPipeError:
