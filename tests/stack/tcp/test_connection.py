@@ -719,3 +719,34 @@ def test_zero_window_answered_probes_keep_the_connection() -> None:
         assert only(recv(c, t)).payload == b""
         c.process(seg(1, c.iss + 1, window=0), t + 0.01)  # the peer answers: window still 0
     assert c.state is State.ESTABLISHED
+
+
+def test_lost_retransmission_is_detected_without_rto() -> None:
+    policy = POLICY.replace(timestamps=False, window_scaling=False, initial_window=20,
+                            min_rto=1.0)
+    c = established(policy, sack_perm=True)
+    c.process(seg(1, c.iss + 1, window=60000), 0.0)
+    c.send(b"y" * 536 * 30)
+    first = recv(c)
+    assert len(first) == 20
+    base = c.iss + 1
+
+    def sack_upto(k: int, now: float) -> None:
+        block = ((base + 536) & MASK, (base + 536 * k) & MASK)
+        c.process(seg(1, base, window=60000, sack=(block,)), now)
+
+    for k in range(2, 6):  # segment 0 lost; 1.. delivered
+        sack_upto(k, 0.1)
+    rtx = recv(c, 0.1)
+    assert rtx[0].seq == base & MASK  # fast retransmit of segment 0
+    new_after = [s for s in rtx if s.seq != base & MASK]
+    for k in range(6, 21):
+        sack_upto(k, 0.2)
+    more = recv(c, 0.2)
+    new_after += more
+    assert new_after, "no new data went out after the retransmission"
+    # data sent after the retransmission is SACKed, segment 0 still missing, RTT passed
+    sack_upto(22, 0.5)
+    again = recv(c, 0.5)
+    assert again and again[0].seq == base & MASK
+    assert c.rto_expirations == 0

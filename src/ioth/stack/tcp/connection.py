@@ -185,6 +185,7 @@ class TcpConnection:
         "_rcv_mss",
         "_rd_closed",
         "_recover",
+        "_rerxt",
         "_retries",
         "_rhead",
         "_rlen",
@@ -193,6 +194,7 @@ class TcpConnection:
         "_rtt_seq",
         "_rtt_time",
         "_rtx_force",
+        "_rtx_log",
         "_sack_last",
         "_sacked",
         "_sacked_bytes",
@@ -309,6 +311,9 @@ class TcpConnection:
         self._inflate = 0
         self._dupacks = 0
         self._rtx_force = False
+        # lost-retransmission detection (the RACK idea of RFC 8985 6.2, for retransmissions)
+        self._rtx_log: list[tuple[int, int, float, int]] = []  # (start, end, time, SND.NXT)
+        self._rerxt: list[tuple[int, int]] = []  # retransmissions found lost: send again
         # RTT (RFC 6298)
         self.srtt: float | None = None
         self.rttvar: float | None = None
@@ -658,6 +663,8 @@ class TcpConnection:
         self._shead = 0
         self._ooo = []
         self._sacked = []
+        self._rtx_log = []
+        self._rerxt = []
 
     def _ts_clock(self, now: float) -> int:
         # RFC 7323 5.4: TSval must not go backwards, even if a caller passes a stale ``now``.
@@ -1193,6 +1200,8 @@ class TcpConnection:
         newly_sacked = 0
         if seg.sack and self.sack_ok:
             newly_sacked = self._sack_update(seg.sack, ack)
+            if self._rtx_log and newly_sacked:
+                self._rack_detect(now)
         old_wnd = self.snd_wnd
         # Window update (RFC 9293 3.10.7.4: SND.WL1 < SEG.SEQ or (= and SND.WL2 =< SEG.ACK)).
         if self.snd_wl1 < seq or (self.snd_wl1 == seq and self.snd_wl2 <= ack):
@@ -1250,6 +1259,8 @@ class TcpConnection:
                 self._shead = 0
         if self._sacked:
             self._sack_trim(ack)
+        if self._rtx_log:
+            self._rtx_log = [r for r in self._rtx_log if r[1] > ack]
         if self._high_rxt < ack:
             self._high_rxt = ack
         self._retries = 0
@@ -1343,6 +1354,26 @@ class TcpConnection:
             total += b - a
         self._sacked_bytes = total
         return total - before if total > before else 0
+
+    def _rack_detect(self, now: float) -> None:
+        """A retransmission is lost when data sent after it was SACKed and more than
+        RTT + RTT/4 passed since it was sent (RFC 8985 6.2 applied to retransmissions)."""
+        top = self._sacked[-1][1] if self._sacked else 0
+        rtt = self.srtt if self.srtt is not None else self.rto
+        wait = rtt * 1.25 + 0.002
+        keep: list[tuple[int, int, float, int]] = []
+        una = self.snd_una
+        for rec in self._rtx_log:
+            s, e, t, nxt_at = rec
+            if e <= una or not self._unsacked(s, e):
+                continue  # delivered
+            if top > nxt_at and now - t >= wait:
+                self._rerxt.append((s, e))
+                self._rtx_force = True
+                self._dirty = True
+                continue
+            keep.append(rec)
+        self._rtx_log = keep
 
     def _sack_trim(self, una: int) -> None:
         sb = self._sacked
@@ -1545,6 +1576,8 @@ class TcpConnection:
             # RFC 2018 8: forget SACKed bits; RFC 6582 3.2 step 4 / RFC 6675 5.1: recover.
             self._sacked = []
             self._sacked_bytes = 0
+            self._rtx_log = []
+            self._rerxt = []
             self._lost_edge = self.snd_nxt
             self._high_rxt = self.snd_una
             self._recover = self.snd_nxt
@@ -1616,6 +1649,22 @@ class TcpConnection:
         if self._ooo and self.sack_ok:
             mss -= 2 + 8 * min(len(self._ooo), 3 if self.ts_ok else 4) + 2
         pipe = self._pipe()
+        # -- retransmissions that were lost again (RACK-style detection)
+        rerxt = self._rerxt
+        while rerxt and (self._rtx_force or pipe < cwnd):
+            s, e = rerxt.pop(0)
+            if s < una:
+                s = una
+            if s >= e or not self._unsacked(s, e):
+                continue
+            end = min(e, s + mss)
+            out.append(self._data_segment(s, end, data_end, fin_seq, now))
+            self.retransmissions += 1
+            pipe += end - s
+            self._rtx_force = False
+            self._rtx_log.append((s, end, now, nxt))
+            if end < e:
+                rerxt.insert(0, (end, e))
         # -- retransmissions of presumed-lost bytes
         le = self._lost_edge if self._lost_edge < nxt else nxt
         while self._high_rxt < le and (self._rtx_force or pipe < cwnd):
@@ -1636,6 +1685,8 @@ class TcpConnection:
             seg = self._data_segment(s, end, data_end, fin_seq, now)
             out.append(seg)
             self.retransmissions += 1
+            if self.sack_ok:
+                self._rtx_log.append((s, end, now, nxt))
             sent = end - s
             self._high_rxt = end
             pipe += sent
