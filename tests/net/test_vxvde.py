@@ -137,3 +137,25 @@ def test_random_datagrams_are_counted_never_raise(make_netns: object) -> None:
     finally:
         plug.close()
         raw.close()
+
+
+def test_grp_and_rcvbuf_options(make_netns: object) -> None:
+    from ioth.net.plugs.vxvde import group_id, resolve_group, size_option
+    from ioth.net.registry import parse_vnl
+
+    vnl = parse_vnl("vxvde://239.0.0.0/grp=66051/rcvbuf=2M")
+    assert size_option(vnl, "rcvbuf") == 2 << 20
+    gid = group_id(vnl)
+    assert gid == 66051
+    assert resolve_group(vnl, 14789, gid)[1][0] == "239.1.2.3"
+    with pytest.raises(VNLError, match="no group"):
+        open_plug("vxvde://239.0.0.0/grp=no-such-group-here")
+    ns = make_netns()  # type: ignore[operator]
+    nsutil.multicast_ready(ns)
+    with nsutil.inside(ns.name):
+        plug = open_plug("vxvde://239.0.0.0/grp=66051/rcvbuf=1M")
+    try:
+        assert isinstance(plug, VxvdePlug)
+        assert plug.vni == 66051 and plug.group[0] == "239.1.2.3"
+    finally:
+        plug.close()

@@ -27,6 +27,7 @@ from ioth.net.plugs.vxvde import (
     join_group,
     resolve_group,
     set_multicast_out,
+    size_option,
     vx_header,
 )
 from ioth.net.vnl import VNL, Style
@@ -80,7 +81,7 @@ class VxlanPlug(Plug):
                    ttl=vnl.int_option("ttl", 1), ifindex=ifindex_of(vnl),
                    hashsize=vnl.int_option("hashsize", 1024),
                    expiretime=expire if expire > 0 else 128,
-                   rcvbuf=vnl.int_option("rcvbuf", 0), vnl=vnl.text, mtu=mtu)
+                   rcvbuf=size_option(vnl, "rcvbuf"), vnl=vnl.text, mtu=mtu)
 
     def fileno(self) -> int:
         return self.sock.fileno()

@@ -1,5 +1,9 @@
 """``vxvde://[group][/v4/v6/port=14789/vni=1/ttl=1/if=IFNAME/hashsize=1024/expiretime=128]``.
 
+Other options of vdeplug4: ``grp=GROUP`` (a Unix group name or number: the VNI defaults to its
+id and the last 24 bits of the multicast address are set to it), ``rcvbuf=SIZE`` (K/M/G
+suffixes), ``bind=ADDR`` (local address of the sending socket).
+
 A distributed switch over UDP multicast, wire compatible with vdeplug4's ``vxvde`` module:
 
 * every datagram is an 8-byte header (``08 00 00 00 | VNI (24 bit BE) | 00``) and a raw frame;
@@ -90,8 +94,40 @@ class MacTable:
         return len(stale)
 
 
-def resolve_group(vnl: VNL, port: int) -> tuple[int, SockAddr]:
-    """The multicast group of a vxvde/vxlan VNL as (family, sockaddr)."""
+def size_option(vnl: VNL, key: str) -> int:
+    """Option ``key`` as a byte count with an optional K, M or G (x1024) suffix; 0 if absent."""
+    text = (vnl.get(key) or "").strip()
+    if not text:
+        return 0
+    scale = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(text[-1].lower(), 1)
+    digits = text[:-1] if scale > 1 else text
+    try:
+        return int(digits, 0) * scale
+    except ValueError:
+        raise VNLError(f"VNL {vnl.text!r}: {key}={text!r} is not a size") from None
+
+
+def group_id(vnl: VNL) -> int | None:
+    """Option ``grp``: a group name or number (as in vdeplug4), or None."""
+    text = vnl.get("grp")
+    if not text:
+        return None
+    if text.isdigit():
+        return int(text)
+    import grp as grpmod
+
+    try:
+        return int(grpmod.getgrnam(text).gr_gid)
+    except KeyError:
+        raise VNLError(f"VNL {vnl.text!r}: no group named {text!r}") from None
+
+
+def resolve_group(vnl: VNL, port: int, gid: int | None = None) -> tuple[int, SockAddr]:
+    """The multicast group of a vxvde/vxlan VNL as (family, sockaddr).
+
+    With ``gid`` (vxvde's ``grp`` option) the last 24 bits of the group address are the group id,
+    so that each Unix group gets its own multicast group.
+    """
     want_v4, want_v6 = vnl.flag("v4"), vnl.flag("v6")
     family = socket.AF_UNSPEC
     if want_v4 and not want_v6:
@@ -106,6 +142,9 @@ def resolve_group(vnl: VNL, port: int) -> tuple[int, SockAddr]:
         raise VNLError(f"VNL {vnl.text!r}: cannot resolve group {host!r}: {exc}") from None
     fam, _, _, _, addr = infos[0]
     packed = socket.inet_pton(fam, str(addr[0]))
+    if gid is not None:
+        packed = packed[:-3] + (gid & 0xFFFFFF).to_bytes(3, "big")
+        addr = (socket.inet_ntop(fam, packed), *addr[1:])
     multicast = (packed[0] & 0xF0) == 0xE0 if fam == socket.AF_INET else packed[0] == 0xFF
     if not multicast:
         raise VNLError(f"VNL {vnl.text!r}: {host!r} is not a multicast group")
@@ -172,7 +211,7 @@ class VxvdePlug(Plug):
 
     STYLE: ClassVar[Style] = "slash"
     KEYS: ClassVar[tuple[str, ...]] = ("v4", "v6", "port", "vni", "ttl", "if", "hashsize",
-                                       "expiretime", "rcvbuf", "bind", "mtu")
+                                       "expiretime", "rcvbuf", "bind", "grp", "mtu")
     #: multicast echoes of our own frames dropped
     echo_dropped: int
     #: frames sent to the group / unicast to a learned peer
@@ -225,16 +264,18 @@ class VxvdePlug(Plug):
     def from_vnl(cls, vnl: VNL, **kwargs: Any) -> VxvdePlug:
         """Open from ``vxvde://group/options``."""
         port = vnl.int_option("port", VXVDE_PORT)
-        family, group = resolve_group(vnl, port)
+        gid = group_id(vnl)
+        family, group = resolve_group(vnl, port, gid)
         mtu = kwargs.pop("mtu", None)
         if mtu is None:
             mtu = parse_mtu(vnl, cls.DEFAULT_MTU)
         expire = vnl.int_option("expiretime", 128)
-        return cls(group, family, vni=vnl.int_option("vni", 1) & 0xFFFFFF,
+        vni = vnl.int_option("vni", gid if gid is not None else 1)
+        return cls(group, family, vni=vni & 0xFFFFFF,
                    ttl=vnl.int_option("ttl", 1), ifindex=ifindex_of(vnl),
                    hashsize=vnl.int_option("hashsize", 1024),
                    expiretime=expire if expire > 0 else 128,
-                   rcvbuf=vnl.int_option("rcvbuf", 0), bind=vnl.get("bind") or None,
+                   rcvbuf=size_option(vnl, "rcvbuf"), bind=vnl.get("bind") or None,
                    vnl=vnl.text, mtu=mtu)
 
     def fileno(self) -> int:
