@@ -53,13 +53,15 @@ def send_until(sender: StreamPeer, receiver: StreamPeer, f: bytes, tries: int = 
     pytest.fail("frame never arrived")
 
 
-@pytest.mark.parametrize("family", ["v4", "v6"])
+@pytest.mark.parametrize("family", ["v4", "v6", "grp"])
 def test_ioth_and_debian_vxvde_exchange_and_learn(make_netns: object, family: str) -> None:
     require_tools("vde_plug")
     ns1, ns2 = make_netns(), make_netns()  # type: ignore[operator]
     nsutil.veth_between(ns1, ns2)
     if family == "v4":
         vnl_ioth = vnl_deb = "vxvde://239.1.2.3"
+    elif family == "grp":  # group 66051: VNI 66051 and group address 239.1.2.3
+        vnl_ioth = vnl_deb = "vxvde://239.0.0.0/grp=66051"
     else:
         ns1.sh("ip -6 addr add fd00:5::1/64 dev va nodad")
         ns2.sh("ip -6 addr add fd00:5::2/64 dev vb nodad")
