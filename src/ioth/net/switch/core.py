@@ -56,7 +56,6 @@ MAX_VID = 4094
 #: Minimum interval between two full sweeps of the MAC table triggered by a full table.
 _SWEEP_INTERVAL = 1.0
 
-Frame = bytes
 Output = list[tuple[int, bytes]]
 
 

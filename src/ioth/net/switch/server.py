@@ -505,14 +505,6 @@ class SwitchServer:
             self.engine.call_soon_threadsafe(lambda ep=ep: self.release(ep))  # type: ignore[misc]
         return bool(eps)
 
-    def close_port(self, port: int) -> int:
-        """Disconnect every endpoint of ``port``; returns how many."""
-        with self._lock:
-            eps = list(self._endpoints.get(port, []))
-        for ep in eps:
-            self.release(ep)
-        return len(eps)
-
     # -- the data path --------------------------------------------------------------------------
     def _deliver(self, out: list[tuple[int, bytes]]) -> None:
         tx = self._tx
