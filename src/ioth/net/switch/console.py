@@ -459,10 +459,10 @@ class ManagementConsole:
             session.sock.sendall(data)
             return True
         except OSError:
-            self._end(session, registered=False)
+            self._end(session)
             return False
 
-    def _end(self, session: _Session, registered: bool = True) -> None:
+    def _end(self, session: _Session) -> None:
         fd = session.sock.fileno()
         self._sessions.pop(fd, None)
         if fd >= 0:
