@@ -107,3 +107,27 @@ def test_ioth_plug_cli_cable_to_debian_vxvde(make_netns: object) -> None:
     deb.send(reply)
     assert io.recv_matching(lambda g: g == reply) == reply
     assert io.drain(0.3) == []  # no duplicates the other way (dup=100:0)
+
+
+def test_debian_forgets_a_closed_ioth_endpoint(make_netns: object) -> None:
+    """Our close packet (the bare header) makes vde_plug forget our MACs: its next frame to us
+    goes to the group again, where another ioth endpoint sees it."""
+    require_tools("vde_plug")
+    ns1, ns2 = make_netns(), make_netns()  # type: ignore[operator]
+    nsutil.veth_between(ns1, ns2)
+    deb = StreamPeer(ns2.popen(["vde_plug", "vxvde://239.1.2.7"], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE))
+    io1 = start_ioth(ns1, "vxvde://239.1.2.7")
+    io2 = start_ioth(ns1, "vxvde://239.1.2.7")
+    send_until(io1, deb, frame(BCAST, MAC_IOTH, 1))
+    io2.drain(0.3)
+    to_io1 = frame(MAC_IOTH, MAC_DEB, 2)
+    deb.send(to_io1)
+    assert io1.recv_matching(lambda g: g == to_io1) == to_io1
+    assert io2.drain(0.3) == []  # unicast to io1 only
+    stats = finish_ioth(io1)  # closes the plug: the close packet goes to the group
+    assert stats["unicast_rx"] >= 1
+    again = frame(MAC_IOTH, MAC_DEB, 3)
+    deb.send(again)
+    assert io2.recv_matching(lambda g: g == again) == again
+    finish_ioth(io2)
