@@ -43,3 +43,25 @@ def test_vxlan_pair_learning_and_vni_filter(make_netns: object) -> None:
         a.close()
         b.close()
         raw.close()
+
+
+def test_vxlan_ipv6_pair(make_netns: object) -> None:
+    ns1, ns2 = make_netns(), make_netns()  # type: ignore[operator]
+    nsutil.veth_between(ns1, ns2)
+    ns1.sh("ip -6 addr add fd00:5::1/64 dev va nodad")
+    ns2.sh("ip -6 addr add fd00:5::2/64 dev vb nodad")
+    with nsutil.inside(ns1.name):
+        a = open_plug("vxlan://[ff05::4]/vni=7/if=va")
+    with nsutil.inside(ns2.name):
+        b = open_plug("vxlan://ff05::4/v6/vni=7/if=vb")
+    assert isinstance(a, VxlanPlug) and isinstance(b, VxlanPlug)
+    try:
+        assert a.send(frame(BCAST, MAC_A, 1))
+        assert recv_some(b) == [frame(BCAST, MAC_A, 1)]
+        assert b.send(frame(MAC_A, MAC_B, 2)) and b.unicast_tx == 1
+        assert recv_some(a) == [frame(MAC_A, MAC_B, 2)]
+        learned = b.table.lookup(MAC_A, time.monotonic())
+        assert learned is not None and learned[1] == 4789
+    finally:
+        a.close()
+        b.close()
