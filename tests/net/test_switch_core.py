@@ -381,3 +381,18 @@ def test_vlan_isolation_property(frames: list[tuple[int, bytes, bytes, int | Non
                 assert data[12:14] != b"\x81\x00"
             else:
                 assert data[12:16] == b"\x81\x00" + vlan.to_bytes(2, "big")
+
+
+def test_inactive_port_keeps_config_but_gets_nothing() -> None:
+    sw = switch(3)
+    sw.create_vlan(10)
+    sw.set_untagged_vlan(3, 10)
+    sw.forward(3, eth(BCAST, C), 0.0)
+    sw.set_active(3, False)
+    assert sw.lookup(C, 10, 0.0) is None  # forgotten
+    assert sw.forward(1, tagged(BCAST, A, 10), 0.0) == [(2, tagged(BCAST, A, 10))]
+    assert sw.forward(3, eth(BCAST, C), 0.0) == []  # nothing comes from it either
+    assert sw.counters.unknown_port == 1
+    sw.set_active(3, True)
+    assert sw.ports[3].untagged_vlan == 10
+    assert ports(sw.forward(1, tagged(BCAST, A, 10), 0.0)) == [2, 3]

@@ -34,6 +34,10 @@ def eth(dst: bytes, src: bytes, size: int = 60) -> bytes:
     return dst + src + b"\x08\x00" + b"z" * (size - 14)
 
 
+def tagged_frame(frame: bytes, vid: int) -> bytes:
+    return frame[:12] + b"\x81\x00" + vid.to_bytes(2, "big") + frame[12:]
+
+
 class RawClient:
     """A VDE client written from the protocol description, independent of ioth's plug."""
 
@@ -402,6 +406,33 @@ def test_console_never_raises(server: SwitchServer, lines: list[str]) -> None:
         assert isinstance(text, str)
         if rv > 0:
             assert text.endswith(f"{os.strerror(rv)}\n")
+
+
+def test_created_port_is_configured_before_the_client_comes(server: SwitchServer,
+                                                             swdir: str) -> None:
+    cmds = CommandSet(server)
+    for line in ("vlan/create 10", "port/create 5", "port/setvlan 5 10"):
+        assert cmds.execute(line) == ("1000 Success\n", 0), line
+    assert cmds.execute("port/create 5")[1] == errno.EEXIST
+    assert "Port 0005" not in cmds.execute("port/print")[0]
+    assert "Port 0005 untagged_vlan=0010 INACTIVE - Unnamed NOT Allocatable" in \
+        cmds.execute("port/allprint")[0]
+    others = [RawClient(swdir) for _ in range(5)]  # automatic allocation skips port 5
+    assert sorted(server.active_ports()) == [1, 2, 3, 4, 6]
+    for _ in range(2):  # the configuration survives the client
+        client = RawClient(swdir, port=5)
+        client.send(eth(BCAST, C))
+        assert others[1].recv() == tagged_frame(eth(BCAST, C), 10)  # VLAN 10 tagged on trunks
+        assert server.core.ports[5].untagged_vlan == 10
+        assert "Port 0005 untagged_vlan=0010 ACTIVE" in cmds.execute("port/print 5")[0]
+        assert cmds.execute("port/remove 5")[1] == errno.EADDRINUSE
+        client.close()
+        wait_for(lambda: not server.core.ports[5].active, 5, what="port 5 inactive")
+    assert cmds.execute("port/remove 5") == ("1000 Success\n", 0)
+    assert 5 not in server.core.ports
+    assert cmds.execute("port/remove 5")[1] == errno.ENXIO
+    for x in others:
+        x.close()
 
 
 def _talk(sock: socket.socket, line: bytes) -> str:

@@ -13,11 +13,11 @@ vde_switch 2.3.2:
 * ``logout`` and ``shutdown`` answer ``9999 END OF SESSION`` (no newline) and close.
 
 Commands: help, showinfo, logout, shutdown, ds/showinfo, port/showinfo, port/print [N],
-port/allprint [N], port/setvlan N VLAN, port/sethub 0/1, port/setnumports N,
-port/resetcounter [N], port/epclose N ID, vlan/create N, vlan/remove N, vlan/addport N PORT,
-vlan/delport N PORT, vlan/print [N], vlan/allprint [N], hash/showinfo, hash/setexpire N,
-hash/setsize N, hash/print, hash/find MAC [VLAN].  ``port/print`` adds one line per port with
-the drop counters by reason and the port's largest frame.
+port/allprint [N], port/create N, port/remove N, port/setvlan N VLAN, port/sethub 0/1,
+port/setnumports N, port/resetcounter [N], port/epclose N ID, vlan/create N, vlan/remove N,
+vlan/addport N PORT, vlan/delport N PORT, vlan/print [N], vlan/allprint [N], hash/showinfo,
+hash/setexpire N, hash/setsize N, hash/print, hash/find MAC [VLAN].  ``port/print`` adds one
+line per port with the drop counters by reason and the port's largest frame.
 """
 
 from __future__ import annotations
@@ -117,13 +117,16 @@ class CommandSet:
             Command("port/setnumports", "N", "set the number of ports", s.port_setnumports),
             Command("port/sethub", "0/1", "1=HUB 0=switch", s.port_sethub),
             Command("port/setvlan", "N VLAN", "set port VLAN (untagged)", s.port_setvlan),
+            Command("port/create", "N", "create the port N (inactive|notallocatable)",
+                    s.port_create),
+            Command("port/remove", "N", "remove the port N", s.port_remove),
             Command("port/epclose", "N ID", "remove the endpoint port N/id ID", s.port_epclose),
             Command("port/resetcounter", "[N]", "reset the port (N) counters",
                     s.port_resetcounter),
             Command("port/print", "[N]", "print the port/endpoint table", s.port_print, True),
             Command("port/allprint", "[N]",
-                    "print the port/endpoint table (including inactive port)", s.port_print,
-                    True),
+                    "print the port/endpoint table (including inactive port)",
+                    s.port_allprint, True),
             Command("vlan", "============", "VLAN MANAGEMENT MENU"),
             Command("vlan/create", "N", "create the VLAN with tag N", s.vlan_create),
             Command("vlan/remove", "N", "remove the VLAN with tag N", s.vlan_remove),
@@ -211,25 +214,34 @@ class CommandSet:
         out.append("counters=true")
 
     def port_print(self, out: list[str], args: str) -> None:
-        """port/print [N]"""
+        """port/print [N]: active ports."""
+        self._print_ports(out, args, inactive=False)
+
+    def port_allprint(self, out: list[str], args: str) -> None:
+        """port/allprint [N]: every port, inactive ones included."""
+        self._print_ports(out, args, inactive=True)
+
+    def _print_ports(self, out: list[str], args: str, inactive: bool) -> None:
         srv = self.server
         if args:
             n = _int(args)
             if not 0 <= n < srv.numports:
                 raise CommandError(errno.EINVAL)
-            if n not in srv.core.ports:
+            port = srv.core.ports.get(n)
+            if port is None or not (inactive or port.active):
                 raise CommandError(errno.ENXIO)
             numbers = [n]
         else:
-            numbers = sorted(srv.core.ports)
+            numbers = [n for n in sorted(srv.core.ports) if inactive or srv.core.ports[n].active]
         for n in numbers:
             port = srv.core.ports[n]
             c = port.counters
             untagged = NOVLAN if port.untagged_vlan is None else port.untagged_vlan
             endpoints = srv.endpoints(n)
-            active = "" if endpoints else "IN"
+            active = "" if port.active else "IN"
+            allocatable = "NOT " if n in srv.persistent else ""
             out.append(f"Port {n:04d} untagged_vlan={untagged:04d} {active}ACTIVE - "
-                       "Unnamed Allocatable")
+                       f"Unnamed {allocatable}Allocatable")
             user = "NONE"
             for _, _, descr in endpoints:
                 for word in descr.replace(",", " ").split():
@@ -255,6 +267,17 @@ class CommandSet:
         if port not in srv.core.ports:
             raise CommandError(errno.ENXIO)
         srv.core.set_untagged_vlan(port, None if vlan == NOVLAN else vlan)
+
+    def port_create(self, out: list[str], args: str) -> None:
+        """port/create N"""
+        self.server.create_port(_int(args) if args else -1)
+
+    def port_remove(self, out: list[str], args: str) -> None:
+        """port/remove N"""
+        n = _int(args) if args else -1
+        if not 0 <= n < self.server.numports:
+            raise CommandError(errno.EINVAL)
+        self.server.remove_port(n)
 
     def port_sethub(self, out: list[str], args: str) -> None:
         """port/sethub 0/1"""

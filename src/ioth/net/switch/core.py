@@ -117,7 +117,8 @@ class SwitchCounters:
 class Port:
     """One switch port: its size limit, VLAN membership and counters."""
 
-    __slots__ = ("counters", "description", "max_frame", "number", "tagged", "untagged_vlan")
+    __slots__ = ("active", "counters", "description", "max_frame", "number", "tagged",
+                 "untagged_vlan")
 
     def __init__(self, number: int, max_frame: int, description: str = "") -> None:
         self.number = number
@@ -126,6 +127,8 @@ class Port:
         self.untagged_vlan: int | None = 0
         self.tagged: set[int] = set()
         self.counters = PortCounters()
+        #: an inactive port keeps its configuration but gets no frames (nobody is plugged in)
+        self.active = True
 
     @property
     def trunk(self) -> bool:
@@ -199,7 +202,7 @@ class SwitchCore:
 
     # -- ports and VLANs ----------------------------------------------------------------------
     def add_port(self, number: int, max_frame: int = DEFAULT_MAX_FRAME,
-                 description: str = "") -> Port:
+                 description: str = "", active: bool = True) -> Port:
         """Create port ``number``; EEXIST if it exists."""
         if number < 0:
             raise SwitchConfigError(errno.EINVAL, f"port number {number} must be >= 0")
@@ -209,6 +212,7 @@ class SwitchCore:
             raise SwitchConfigError(
                 errno.EINVAL, f"max frame {max_frame} out of range {ETH_HLEN}..{MAX_FRAME}")
         port = Port(number, max_frame, description)
+        port.active = active
         self.ports[number] = port
         self._changed()
         return port
@@ -219,6 +223,15 @@ class SwitchCore:
         self.flush_port(number)
         del self.ports[number]
         self._changed()
+
+    def set_active(self, number: int, active: bool) -> None:
+        """Activate or deactivate port ``number`` (an inactive port forgets its addresses)."""
+        port = self._port(number)
+        if port.active != active:
+            port.active = active
+            if not active:
+                self.flush_port(number)
+            self._changed()
 
     def set_max_frame(self, number: int, max_frame: int) -> None:
         """Change the largest frame port ``number`` accepts."""
@@ -304,7 +317,8 @@ class SwitchCore:
 
     def _changed(self) -> None:
         self._flood.clear()
-        self._all_ports = tuple(self.ports[n] for n in sorted(self.ports))
+        self._all_ports = tuple(self.ports[n] for n in sorted(self.ports)
+                                if self.ports[n].active)
 
     def _flood_lists(self, vlan: int) -> tuple[tuple[Port, ...], tuple[Port, ...]]:
         lists = self._flood.get(vlan)
@@ -391,7 +405,7 @@ class SwitchCore:
         Returns the frames to send as ``[(port, frame), ...]``; frames that go nowhere give [].
         """
         port = self.ports.get(ingress)
-        if port is None:
+        if port is None or not port.active:
             self.counters.unknown_port += 1
             return []
         if type(frame) is not bytes:

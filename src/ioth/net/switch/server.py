@@ -163,6 +163,8 @@ class SwitchServer:
         self.rejected = 0  # control connections refused (bad request, no free port)
         self._lock = threading.RLock()
         self._endpoints: dict[int, list[_Endpoint]] = {}
+        #: ports made by :meth:`create_port`: they keep their configuration while unplugged
+        self.persistent: set[int] = set()
         self._tx: dict[int, tuple[Callable[[bytes], object], ...]] = {}
         self._pending: dict[int, tuple[socket.socket, bytearray, int | None]] = {}
         self._listeners: dict[int, tuple[socket.socket, str, int | None]] = {}
@@ -270,6 +272,7 @@ class SwitchServer:
                     self.core.set_untagged_vlan(ep.port, vlan)
             else:
                 self.core.set_max_frame(ep.port, ep.max_frame)
+                self.core.set_active(ep.port, True)
             eps = self._endpoints[ep.port] = []
         else:
             self.core.set_max_frame(ep.port, min(e.max_frame for e in [*eps, ep]))
@@ -289,7 +292,32 @@ class SwitchServer:
             del self._endpoints[ep.port]
             self._tx.pop(ep.port, None)
             with contextlib.suppress(SwitchConfigError):
-                self.core.remove_port(ep.port)
+                if ep.port in self.persistent:
+                    self.core.set_active(ep.port, False)
+                else:
+                    self.core.remove_port(ep.port)
+
+    def create_port(self, port: int) -> None:
+        """Create port ``port`` before anyone plugs in, so that it can be configured; it is
+        only used by clients asking for it by number and survives their departure."""
+        with self._lock:
+            if not 0 <= port < self.numports:
+                raise SwitchConfigError(errno.EINVAL,
+                                        f"port {port} out of range 0..{self.numports - 1}")
+            if port in self.core.ports:
+                raise SwitchConfigError(errno.EEXIST, f"port {port} already exists")
+            self.core.add_port(port, active=False)
+            self.persistent.add(port)
+
+    def remove_port(self, port: int) -> None:
+        """Remove a port nobody is plugged into (undoes :meth:`create_port`)."""
+        with self._lock:
+            if port not in self.core.ports:
+                raise SwitchConfigError(errno.ENXIO, f"port {port} does not exist")
+            if port in self._endpoints:
+                raise SwitchConfigError(errno.EADDRINUSE, f"port {port} is in use")
+            self.core.remove_port(port)
+            self.persistent.discard(port)
 
     def endpoints(self, port: int) -> list[tuple[int, str, str]]:
         """(id, module, description) of each endpoint of ``port`` (for the console)."""
