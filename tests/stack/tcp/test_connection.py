@@ -750,3 +750,14 @@ def test_lost_retransmission_is_detected_without_rto() -> None:
     again = recv(c, 0.5)
     assert again and again[0].seq == base & MASK
     assert c.rto_expirations == 0
+
+
+def test_recv_into() -> None:
+    c = established()
+    c.process(seg(1, c.iss + 1, payload=b"abc"), 0.0)
+    c.process(seg(4, c.iss + 1, payload=b"defgh"), 0.0)
+    buf = bytearray(6)
+    assert c.recv_into(buf) == 6 and buf == b"abcdef"
+    assert c.recv_into(buf) == 2 and buf[:2] == b"gh"
+    with pytest.raises(BlockingIOError):
+        c.recv_into(buf)

@@ -58,10 +58,9 @@ def test_impaired_link_20mb_jumbo(cc: str) -> None:
     _run(link, 20_000_000, limit=3600.0)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("v6", [False, True])
 def test_impaired_link_20mb_mtu1500(v6: bool) -> None:
-    """20 MB each way with 10% loss at MTU 1500 (slow: ~30k segments each way)."""
+    """20 MB each way with 10% loss at MTU 1500 (~15k segments each way)."""
     imp = Impairment(loss=0.1, duplicate=0.02, reorder=0.05, jitter=0.002)
     link = Link(seed=8, impairment=imp, policy=POLICY, v6=v6)
     _run(link, 20_000_000, limit=3600.0)

@@ -549,6 +549,17 @@ class TcpConnection:
         self._window_update_check()
         return out
 
+    def recv_into(self, buffer: bytearray | memoryview) -> int:
+        """Like :meth:`recv` but into ``buffer``; returns the byte count (0 at end of stream)."""
+        mv = memoryview(buffer).cast("B")
+        n = len(mv)
+        if not n:
+            return 0
+        data = self.recv(n)
+        got = len(data)
+        mv[:got] = data
+        return got
+
     def _window_update_check(self) -> None:
         # RFC 9293 3.8.6.2.2 (receiver SWS avoidance) and 3.8.6.3: tell the sender when the
         # window opens by a useful amount after it had become small.
