@@ -230,8 +230,13 @@ class StackCore:
             raise Drop("eth.rx_runt")
         dst = frame[:6]
         multicast = bool(dst[0] & 1)
-        if not multicast and dst != iface.mac:
-            self.counters["eth.rx_other_host"] += 1
+        if not multicast:
+            if dst != iface.mac:
+                self.counters["eth.rx_other_host"] += 1
+                return
+        elif dst[0] == 0x33 and dst not in iface.mcast_macs:
+            # IPv6 multicast for a group we did not join: dropped before any parsing
+            self.counters["eth.rx_other_multicast"] += 1
             return
         etype = (frame[12] << 8) | frame[13]
         off = 14

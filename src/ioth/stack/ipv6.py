@@ -129,7 +129,7 @@ class IPv6:
                 self.ndp.start_dad(iface, a, now)
         if ll not in self.local:
             self.add_addr(iface.index, ll, 64, now, origin="link")
-        self.mld.report_all(iface, now)
+        # MLD reports of every joined group follow the link-local address's DAD
 
     def link_down(self, iface: Interface) -> None:
         """Forget the link-local address and neighbours when a link goes down."""

@@ -40,7 +40,10 @@ class Mld:
         """Join ``group`` on ``iface``; announce it when it is new."""
         count = iface.groups6.get(group, 0)
         iface.groups6[group] = count + 1
-        if count == 0 and iface.up and not iface.loopback and self._reportable(group):
+        iface.mcast_macs.add(b"\x33\x33" + group[12:])
+        # before the link-local address is ready, report_all() (after its DAD) covers the group
+        if (count == 0 and iface.up and not iface.loopback and self._reportable(group)
+                and iface.link_local6() is not None):
             self.send_report(iface, [(CHANGE_TO_EXCLUDE, group)])
             delay = self.core.rng.uniform(0, UNSOLICITED_INTERVAL)
             self.core.schedule(now + delay, self._repeat, iface.index, group)
@@ -50,6 +53,7 @@ class Mld:
         count = iface.groups6.get(group, 0)
         if count <= 1:
             iface.groups6.pop(group, None)
+            iface.mcast_macs = {b"\x33\x33" + g[12:] for g in iface.groups6}
             if count and iface.up and self._reportable(group):
                 self.send_report(iface, [(CHANGE_TO_INCLUDE, group)])
         else:

@@ -138,16 +138,6 @@ class Ndp:
             self.core.ip6.mld.report_all(iface, now)
             if not self.core.forwarding:
                 self.send_rs(iface)
-        else:
-            self._unsolicited_na(iface, a.addr)
-
-    def _unsolicited_na(self, iface: Interface, target: bytes) -> None:
-        src = target
-        flags = NA_OVERRIDE | (NA_ROUTER if self.core.forwarding else 0)
-        body = bytes((ND_NA, 0, 0, 0, flags, 0, 0, 0)) + target + bytes((OPT_TLLA, 1)) \
-            + iface.mac
-        self.core.counters["ndp.tx_na"] += 1
-        self._send(iface, src, ALL_NODES, body)
 
     # -- input ----------------------------------------------------------------------------
     def input(self, iface: Interface, icmp_type: int, src: bytes, dst: bytes, hlim: int,

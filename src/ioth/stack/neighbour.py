@@ -56,7 +56,7 @@ class NeighbourCache:
     """A bounded neighbour cache for one address family."""
 
     def __init__(self, core: StackCore, name: str, solicit: Solicit, failed: Failed,
-                 max_entries: int = 512) -> None:
+                 max_entries: int = 1024) -> None:
         self.core = core
         self.name = name  # "arp" or "ndp": counter prefix
         self.solicit = solicit
@@ -82,7 +82,9 @@ class NeighbourCache:
         return n
 
     def _evict(self) -> bool:
-        victims = [n for n in self.entries.values() if n.state == STALE]
+        # the least recently updated STALE entry; else any resolved, non-static one
+        victims = [n for n in self.entries.values() if n.state == STALE] or [
+            n for n in self.entries.values() if n.state not in (INCOMPLETE, PERMANENT)]
         if not victims:
             return False
         oldest = min(victims, key=lambda n: n.updated)
