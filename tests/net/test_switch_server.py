@@ -549,3 +549,30 @@ def test_cli_console_shutdown(swdir: str, tmp_path: Path) -> None:
         assert not os.path.exists(mgmt)
     finally:
         stop_process(proc)
+
+
+def test_cli_rcfile(swdir: str, tmp_path: Path) -> None:
+    rc = tmp_path / "switch.rc"
+    rc.write_text("# VLAN 10 on port 5\nvlan/create 10\nport/create 5\nport/setvlan 5 10\n")
+    mgmt = str(tmp_path / "m")
+    proc = subprocess.Popen(ioth_cmd("switch", swdir, "--rcfile", str(rc), "--mgmt", mgmt),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().decode().startswith("ioth switch: switch on ")
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(mgmt)
+        s.settimeout(5)
+        _talk(s, b"")
+        assert "Port 0005 untagged_vlan=0010 INACTIVE" in _talk(s, b"port/allprint\n")
+        s.close()
+    finally:
+        stop_process(proc)
+    rc.write_text("vlan/create 10\nport/setvlan 7 10\n")
+    bad = subprocess.run(ioth_cmd("switch", swdir, "-f", str(rc)), capture_output=True,
+                         text=True, timeout=30)
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == (f"ioth switch: error: {rc}:2: 'port/setvlan 7 10': "
+                                  "No such device or address")
+    assert not os.path.exists(swdir)

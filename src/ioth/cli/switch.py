@@ -47,6 +47,9 @@ def register(subparsers: Any) -> None:
                    help=f"number of ports (default {DEFAULT_NUMPORTS}; 1..N-1 are allocatable)")
     p.add_argument("-M", "--mgmt", metavar="SOCK", help="management console socket")
     p.add_argument("--mgmtmode", default="600", help="octal mode of SOCK (default 600)")
+    p.add_argument("-f", "--rcfile", metavar="FILE",
+                   help="console commands to run at start, one per line (e.g. vlan/create 10, "
+                        "port/create 5, port/setvlan 5 10); a failing line is an error")
     p.add_argument("--port", metavar="VNL", action="append", default=[],
                    help="also make VNL a port (repeatable), e.g. tap://t0")
     p.add_argument("--portgroup", metavar="NAME[:VLAN]", action="append", default=[],
@@ -83,6 +86,23 @@ def _number(name: str, text: str, low: int, high: int, base: int = 10) -> int:
     return value
 
 
+def run_rcfile(server: SwitchServer, path: str) -> None:
+    """Run the console commands of ``path``; the first failing line is an IothUserError."""
+    from ioth.net.switch.console import CommandSet
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError as exc:
+        raise IothUserError(f"--rcfile {path}: {exc.strerror}") from None
+    commands = CommandSet(server)
+    for number, line in enumerate(lines, 1):
+        text, rv = commands.execute(line)
+        if rv != 0:
+            reason = text.strip().splitlines()[-1][5:] if text.strip() else "not allowed here"
+            raise IothUserError(f"{path}:{number}: {line.strip()!r}: {reason}")
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM/SIGHUP or the console's ``shutdown``."""
     numports = _number("--numports", args.numports, 2, 4096)
@@ -116,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         for name, vlan in groups:
             server.add_port_group(name, vlan)
+        if args.rcfile:
+            run_rcfile(server, args.rcfile)
         for vnl in args.port:
             plug = open_plug(vnl)
             plugs.append(plug)
