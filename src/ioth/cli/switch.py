@@ -6,7 +6,11 @@ All ports live in this one process: VDE clients joining ``DIR`` (``vde_plug vde:
 Debian's ``unixterm SOCK`` talks to (vde_switch's commands: port/print, vlan/create, ...).
 ``--mtu`` is the MTU assumed for clients that do not announce one (vde_plug, QEMU): 1500 by
 default, i.e. frames up to 1518 bytes as vde_switch; ioth clients announce theirs (up to 65535).
-Ctrl-C or SIGTERM stop the switch and remove its sockets.
+``--rcfile FILE`` runs console commands at start (``vlan/create 10``, ``port/create 5``,
+``port/setvlan 5 10``: port 5 is then an access port of VLAN 10 for whoever plugs into
+``vde://DIR[5]``); ``--portgroup NAME:VLAN`` makes ``vde://DIR[NAME]`` hand out ports of VLAN.
+Ports without VLAN configuration are trunks: tagged frames cross them unchanged.
+Ctrl-C, SIGTERM or the console's ``shutdown`` stop the switch and remove its sockets.
 """
 
 from __future__ import annotations
