@@ -99,6 +99,8 @@ class TcpLayer:
         self.listeners: dict[tuple[bytes, int], Listener] = {}
         self._heap: list[tuple[float, int, TcpConnection]] = []
         self._batch: dict[TcpConnection, None] | None = None
+        self.now = 0.0
+        """The ``now`` of the entry point running (for output callbacks that need a time)."""
         self._tick = itertools.count()
         # counters
         self.rx_segments = 0
@@ -144,6 +146,7 @@ class TcpLayer:
 
     def _service(self, conn: TcpConnection, now: float) -> None:
         """Dispatch ``conn``'s output, move it between queues, forget it once CLOSED."""
+        self.now = now
         la, lp = conn.local
         ra, rp = conn.remote
         for seg in conn.dispatch(now):
@@ -316,6 +319,7 @@ class TcpLayer:
               now: float) -> None:
         """One segment from the IP layer (``src`` sent it to our ``dst``)."""
         self.rx_segments += 1
+        self.now = now
         try:
             if self.verify_checksum:
                 sport, dport, seg = decode(data, src, dst)
