@@ -230,3 +230,16 @@ def test_info_pretty_line() -> None:
     line = str(client.info())
     assert line.startswith("ESTABLISHED 0 0 [2001:db8::1]:")
     assert "[2001:db8::2]:80 ts sack cubic wscale:5,5" in line and "mss:1428" in line
+
+
+def test_family_wildcards_and_listing() -> None:
+    lay = layer()
+    l4 = lay.listen(80, bytes(4))
+    l6 = lay.listen(80, bytes(16))
+    lay.input(B4, A4, syn_bytes(B4, A4, 5000, 80), 0.0)
+    lay.input(B6, A6, syn_bytes(B6, A6, 5000, 80), 0.0)
+    assert len(l4.syn_queue) == 1 and len(l6.syn_queue) == 1
+    lines = lay.listing()
+    assert lines[0].startswith("LISTEN 0 128 0.0.0.0:80 syn_queue:1")
+    assert lines[1].startswith("LISTEN 0 128 [::]:80")
+    assert any(line.startswith("SYN-RECEIVED") for line in lines[2:])

@@ -34,6 +34,8 @@ Notify = Callable[["TcpConnection | Listener"], None]
 EPHEMERAL_LOW = 32768
 EPHEMERAL_HIGH = 60999
 _ESTABLISHED_LIKE = frozenset({State.ESTABLISHED, State.CLOSE_WAIT})
+_ANY4 = bytes(4)
+_ANY6 = bytes(16)
 
 
 class Listener:
@@ -179,7 +181,11 @@ class TcpLayer:
     def listen(
         self, port: int, addr: bytes = b"", backlog: int = 128, policy: TcpPolicy | None = None
     ) -> Listener:
-        """Start listening on ``addr``:``port`` (``b""``: every address).  EADDRINUSE if taken."""
+        """Start listening on ``addr``:``port``; EADDRINUSE if taken.
+
+        ``addr`` is an address of the stack, ``bytes(4)`` / ``bytes(16)`` for every IPv4 /
+        IPv6 address (INADDR_ANY, in6addr_any), or ``b""`` for every address of both families.
+        """
         key = (addr, port)
         if key in self.listeners:
             raise OSError(_errno.EADDRINUSE, f"{os.strerror(_errno.EADDRINUSE)} (port {port})")
@@ -272,6 +278,19 @@ class TcpLayer:
     def info(self) -> list[TcpInfo]:
         """Introspection of every connection (for an ``ss``-like listing)."""
         return [conn.info() for conn in self.connections.values()]
+
+    def listing(self) -> list[str]:
+        """``ss -tni``-like lines: listeners, then connections."""
+        lines = []
+        for listener in self.listeners.values():
+            addr = _fmt_addr(listener.addr)
+            lines.append(
+                f"LISTEN {len(listener.accept_queue)} {listener.backlog} {addr}:{listener.port}"
+                f" syn_queue:{len(listener.syn_queue)} cookies:{listener.cookies_sent}"
+                f" overflows:{listener.syn_dropped + listener.ack_dropped}"
+            )
+        lines.extend(str(conn.info()) for conn in self.connections.values())
+        return lines
 
     def begin_batch(self) -> None:
         """Defer output of connections that receive segments until :meth:`end_batch`.
@@ -366,7 +385,12 @@ class TcpLayer:
     def _to_listener(
         self, src: bytes, sport: int, dst: bytes, dport: int, seg: Segment, now: float
     ) -> None:
-        listener = self.listeners.get((dst, dport)) or self.listeners.get((b"", dport))
+        listeners = self.listeners
+        listener = (
+            listeners.get((dst, dport))
+            or listeners.get((_ANY4 if len(dst) == 4 else _ANY6, dport))
+            or listeners.get((b"", dport))
+        )
         flags = seg.flags
         if listener is None:
             self.rx_no_socket += 1
@@ -441,3 +465,13 @@ class TcpLayer:
         if self.notify is not None:
             self.notify(listener)
         self._service(conn, now)
+
+
+def _fmt_addr(raw: bytes) -> str:
+    import ipaddress
+
+    if len(raw) == 4:
+        return str(ipaddress.IPv4Address(raw))
+    if len(raw) == 16:
+        return f"[{ipaddress.IPv6Address(raw)}]"
+    return "*"
