@@ -271,8 +271,7 @@ class TcpLayer:
             return
         if mtu is not None:
             conn.set_path_mtu(mtu)
-        else:
-            conn.icmp_error(seq, hard, now)
+        conn.icmp_error(seq, hard, now)
         self._service(conn, now)
 
     def info(self) -> list[TcpInfo]:
