@@ -69,12 +69,12 @@ def _resolve(stack: Stack, family: int, host: str) -> bytes:
 def format_address(family: int, addr: bytes | None, port: int, scope: int = 0) -> Address:
     """The Python socket address tuple of ``addr`` (4 or 16 bytes; IPv4 in IPv6 as mapped)."""
     if family == _socket.AF_INET:
-        return (str(ipaddress.IPv4Address(addr or b"\0\0\0\0")), port)
+        return (_socket.inet_ntop(_socket.AF_INET, addr or b"\0\0\0\0"), port)
     if addr is None:
         addr = b"\0" * 16
     elif len(addr) == 4:
         addr = V4MAPPED + addr
-    return (str(ipaddress.IPv6Address(addr)), port, 0,
+    return (_socket.inet_ntop(_socket.AF_INET6, addr), port, 0,
             scope if addr[:2] == b"\xfe\x80" else 0)
 
 

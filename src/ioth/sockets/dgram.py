@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import _socket as _csocket
 import errno
-import ipaddress
 import socket as _socket
 import struct
 from typing import TYPE_CHECKING, Any
@@ -295,7 +294,7 @@ class DatagramSocket(IothSocket):
             return None
         if fam == 4:
             if self._v == 4:
-                return (str(ipaddress.IPv4Address(addr[:4])), port)
+                return (_socket.inet_ntop(_socket.AF_INET, addr[:4]), port)
             return format_address(_socket.AF_INET6, addr[:4], port)
         return format_address(_socket.AF_INET6, addr, port, ifindex)
 
