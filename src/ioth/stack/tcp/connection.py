@@ -893,9 +893,9 @@ class TcpConnection:
     def _fast_path(self, seg: Segment, now: float) -> bool:
         """Header prediction for the two bulk cases; False sends ``seg`` down the full path.
 
-        (1) a pure ACK of new data, (2) in-order data that acks
-        nothing new, fits the window and needs no reassembly.  Both are exactly what the
-        RFC 9293 3.10.7.4 steps would do for such segments.
+        (1) a pure ACK of new data, (2) in-order data that fits the window and needs no
+        reassembly (possibly acking new data too).  Both are exactly what the RFC 9293
+        3.10.7.4 steps would do for such segments.
         """
         rcv_nxt = self.rcv_nxt
         if self.ts_ok:
@@ -912,7 +912,7 @@ class TcpConnection:
             if not una < ack <= self.snd_nxt:
                 return False
         elif (
-            ack != una
+            not una <= ack <= self.snd_nxt
             or self._ooo
             or self._ooo_fin >= 0
             or self._rd_closed
@@ -937,10 +937,10 @@ class TcpConnection:
         self._probes = 0
         if self._keep_at is not None:
             self._reset_keepalive(now)
+        if ack > una:
+            self._ack_advance(seg, ack, now)
         if plen:
             self._receive(rcv_nxt, payload, plen, now)
-        else:
-            self._ack_advance(seg, ack, now)
         return True
 
     def _syn_sent_syn(self, seg: Segment, now: float) -> None:
@@ -1603,6 +1603,9 @@ class TcpConnection:
 
     def dispatch(self, now: float) -> list[Segment]:
         """EMIT: fire due timers and return the segments to send now (RFC 9293 3.8)."""
+        t = self.poll_at()
+        if t is None or t > now:
+            return []  # nothing to send and no timer due
         out = self._dispatch(now)
         self._dirty = False
         return out
