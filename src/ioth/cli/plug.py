@@ -10,15 +10,13 @@ records the pid; ``-v`` prints the counters on exit.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
-import os
 import signal
 import sys
-from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
+from ioth.cli.common import daemonize, pidfile
 from ioth.errors import IothUserError
 from ioth.net.bridge import Bridge
 from ioth.net.plug import Plug
@@ -48,35 +46,6 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _daemonize() -> None:
-    """Detach like daemon(3) (keeping the working directory, so relative paths still work)."""
-    if os.fork() > 0:
-        os._exit(0)
-    os.setsid()
-    if os.fork() > 0:
-        os._exit(0)
-    fd = os.open(os.devnull, os.O_RDWR)
-    for target in (0, 1, 2):
-        os.dup2(fd, target)
-    if fd > 2:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def _pidfile(path: str | None) -> Iterator[None]:
-    if path is None:
-        yield
-        return
-    path = os.path.abspath(path)
-    with open(path, "w", encoding="ascii") as f:
-        f.write(f"{os.getpid()}\n")
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-
-
 def run(args: argparse.Namespace) -> int:
     """Run the cable until one side closes (or SIGTERM/SIGINT/SIGHUP)."""
     verbose = args.plug_verbose + getattr(args, "verbose", 0)
@@ -87,10 +56,10 @@ def run(args: argparse.Namespace) -> int:
     if args.stream_mtu is not None and not 68 <= args.stream_mtu <= STREAM_MAX_MTU:
         raise IothUserError(f"--stream-mtu out of range 68..{STREAM_MAX_MTU}")
     if args.daemon:
-        _daemonize()
+        daemonize()
     plugs: list[Plug] = []
     engine = Engine("ioth-plug")
-    with _pidfile(args.pidfile):
+    with pidfile(args.pidfile):
         try:
             plugs.append(open_plug(args.vnl))
             if args.vnl2 is not None:

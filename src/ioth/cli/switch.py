@@ -23,7 +23,7 @@ import sys
 from types import FrameType
 from typing import Any, NoReturn
 
-from ioth.cli.plug import _daemonize, _pidfile
+from ioth.cli.common import daemonize, pidfile
 from ioth.errors import IothUserError
 from ioth.net.plug import Plug
 from ioth.net.registry import open_plug, parse_vnl
@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         if not name or "/" in name or name in (".", "..", "ctl") or name[0].isdigit():
             raise IothUserError(f"--portgroup {spec}: bad port group name {name!r}")
         groups.append((name, vlan))
-    pidfile = os.path.abspath(args.pidfile) if args.pidfile else None
+    pidfile_path = os.path.abspath(args.pidfile) if args.pidfile else None
     directory = args.dir or default_dir()
     engine = Engine("ioth-switch")
     plugs: list[Plug] = []
@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"ioth switch: {kind} on {server.directory} ({numports} ports{extra})",
               flush=True)
         if args.daemon:
-            _daemonize()
+            daemonize()
 
         def on_signal(signum: int, _frame: FrameType | None) -> None:
             log.info("signal %d: stopping", signum)
@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
 
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, on_signal)
-        with _pidfile(pidfile):
+        with pidfile(pidfile_path):
             engine.run()
     finally:
         server.close()
