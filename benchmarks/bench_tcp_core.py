@@ -27,6 +27,8 @@ class Pair:
 
     def __init__(self, mtu: int, policy: TcpPolicy, batch: bool = False) -> None:
         self.batch = batch
+        self.timed = False
+        self.cpu = [0.0, 0.0]  # seconds inside a.input (sender side), b.input (receiver)
         self.q: deque[tuple[TcpLayer, bytes, bytes, bytes]] = deque()
         q = self.q
         self.a = TcpLayer(random.Random(1), policy, lambda s, d, b: q.append((self.b, s, d, b)),
@@ -46,7 +48,12 @@ class Pair:
                 b_.begin_batch()
             for _ in range(len(q)):
                 layer, s, d, b = q.popleft()
-                layer.input(s, d, b, now)
+                if self.timed:
+                    t0 = time.perf_counter()
+                    layer.input(s, d, b, now)
+                    self.cpu[layer is b_] += time.perf_counter() - t0
+                else:
+                    layer.input(s, d, b, now)
                 self.segments += 1
             if self.batch:
                 a.end_batch(now)
@@ -91,6 +98,32 @@ def bulk(mtu: int, megabytes: int, batch: bool = False) -> tuple[float, int]:
         p.timers()
     dt = time.perf_counter() - t0
     return total / dt / 1e6, p.segments
+
+
+def one_sided(mtu: int, megabytes: int) -> tuple[float, float]:
+    """Microseconds per data segment spent in the sender's and the receiver's input path
+    (ACK processing + new data emission vs. data processing + ACK emission)."""
+    policy = TcpPolicy(send_buffer=4 << 20, recv_buffer=4 << 20)
+    p = Pair(mtu, policy)
+    c, s = p.connect()
+    p.timed = True
+    chunk = bytes(1 << 20)
+    total = megabytes << 20
+    sent = got = 0
+    while got < total:
+        while sent < total and c.send_space:
+            sent += c.send(chunk[: min(len(chunk), total - sent)])
+        p.a.flush(c, time.monotonic())
+        p.run()
+        while True:
+            try:
+                got += len(s.recv(1 << 22))
+            except BlockingIOError:
+                break
+        p.b.flush(s, time.monotonic())
+        p.run()
+    segs = c.segments_out
+    return p.cpu[0] / segs * 1e6, p.cpu[1] / segs * 1e6
 
 
 def round_trips(seconds: float) -> float:
@@ -159,6 +192,9 @@ def main() -> None:
             name = f"bulk MTU {mtu}" + (" batched input" if batch else "")
             print(f"{name:<34}{mbs:>12.1f} MB/s"
                   f"   ({mbs * 8 / 1000:.2f} Gbit/s, {segs} segments)")
+    snd, rcv = one_sided(1500, min(args.mb, 20))
+    print(f"{'MTU 1500 us/segment sender, recv':<34}{snd:>9.1f} / {rcv:.1f} us"
+          f"   (one side alone ~{1448 / max(snd, rcv):.0f} MB/s)")
     rt = round_trips(args.seconds)
     print(f"{'64-byte round trips/s':<34}{rt:>12.0f} /s")
     cps = connections(args.seconds)
