@@ -761,3 +761,12 @@ def test_recv_into() -> None:
     assert c.recv_into(buf) == 2 and buf[:2] == b"gh"
     with pytest.raises(BlockingIOError):
         c.recv_into(buf)
+
+
+def test_out_of_order_queue_is_bounded() -> None:
+    c = established(plain_policy(recv_buffer=64 * 1024))
+    for k in range(1000):  # 1-byte pieces with gaps: a reassembly-queue flood
+        c.process(seg(2 + 2 * k, c.iss + 1, payload=b"x"), 0.0)
+    assert len(c._ooo) == 256 and c.dropped == 1000 - 256
+    c.process(seg(1, c.iss + 1, payload=b"y"), 0.0)
+    assert c.recv() == b"yx"  # the first stored piece follows; the next gap stops it

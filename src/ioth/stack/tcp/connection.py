@@ -25,6 +25,7 @@ SACK recovery and go-back-N after an RTO (RFC 6298 5.4) share one retransmission
 
 from __future__ import annotations
 
+import bisect
 import enum
 import errno as _errno
 import os
@@ -41,6 +42,7 @@ _HALF = 0x80000000
 _G = 0.001  # clock granularity for RFC 6298 (timestamps tick in ms)
 _DUPTHRESH = 3
 _MAX_WSCALE = 14
+_MAX_SACK_BLOCKS = 1024
 
 
 class State(enum.Enum):
@@ -1349,7 +1351,7 @@ class TcpConnection:
                 continue  # stale, D-SACK or bogus
             if a < una:
                 a = una
-            # insert [a, b) merging overlaps
+            # insert [a, b) merging overlaps (bounded: a hostile peer cannot fragment it forever)
             i = 0
             n = len(sb)
             while i < n and sb[i][1] < a:
@@ -1359,6 +1361,8 @@ class TcpConnection:
                 a = min(a, sb[j][0])
                 b = max(b, sb[j][1])
                 j += 1
+            if j == i and n >= _MAX_SACK_BLOCKS:
+                continue
             sb[i:j] = [[a, b]]
         total = 0
         for a, b in sb:
@@ -1459,10 +1463,17 @@ class TcpConnection:
 
     def _ooo_insert(self, seq: int, data: bytes) -> None:
         end = seq + len(data)
+        ooo = self._ooo
+        if len(ooo) >= max(64, self.policy.recv_buffer >> 8):
+            # Bounded reassembly queue: a flood of tiny out-of-order pieces is dropped
+            # (the sender retransmits what matters).
+            self.dropped += 1
+            return
         self._sack_last = seq
         pos = seq
         pieces: list[tuple[int, bytes]] = []
-        for s, d in self._ooo:
+        i = bisect.bisect_right(ooo, seq, key=_first)
+        for s, d in ooo[i - 1 if i else 0 :]:
             e = s + len(d)
             if e <= pos:
                 continue
@@ -1475,9 +1486,8 @@ class TcpConnection:
                 break
         if pos < end:
             pieces.append((pos, data[pos - seq :] if pos > seq else data))
-        if pieces:
-            self._ooo.extend(pieces)
-            self._ooo.sort(key=_first)
+        for piece in pieces:
+            bisect.insort(ooo, piece, key=_first)
 
     def _ooo_pull(self) -> None:
         ooo = self._ooo
