@@ -50,8 +50,9 @@ class TunShim:
     """
 
     def __init__(self, fd: int, layer_policy: TcpPolicy, loss: float = 0.0,
-                 duplicate: float = 0.0, jitter: float = 0.0) -> None:
+                 duplicate: float = 0.0, jitter: float = 0.0, batch: bool = False) -> None:
         self.fd = fd
+        self.batch = batch
         self.layer = TcpLayer(random.Random(7), layer_policy, self._output, 1500)
         self.rng = random.Random(11)
         self.loss, self.duplicate, self.jitter = loss, duplicate, jitter
@@ -120,6 +121,8 @@ class TunShim:
             r, _, _ = select.select([self.fd], [], [], wait)
             if r:
                 now = time.monotonic()
+                if self.batch:
+                    self.layer.begin_batch()
                 for _ in range(256):
                     try:
                         pkt = os.read(self.fd, 65536)
@@ -127,6 +130,8 @@ class TunShim:
                         break
                     for p in self._impair(False, pkt):
                         self._input(p, now)
+                if self.batch:
+                    self.layer.end_batch(now)
             self._release(time.monotonic())
             app(time.monotonic())
 
@@ -232,10 +237,10 @@ def tun_ns(make_netns: Callable[[], Netns]) -> tuple[Netns, int]:
     os.close(fd)
 
 
-@pytest.mark.parametrize("v6", [False, True])
-def test_ioth_client_to_kernel_server(tun_ns: tuple[Netns, int], v6: bool) -> None:
+@pytest.mark.parametrize(("v6", "batch"), [(False, False), (True, False), (False, True)])
+def test_ioth_client_to_kernel_server(tun_ns: tuple[Netns, int], v6: bool, batch: bool) -> None:
     ns, fd = tun_ns
-    shim = TunShim(fd, TcpPolicy(time_wait=1.0))
+    shim = TunShim(fd, TcpPolicy(time_wait=1.0), batch=batch)
     _client_to_kernel(ns, shim, v6, SIZE)
 
 
