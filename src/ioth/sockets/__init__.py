@@ -33,7 +33,7 @@ def socket(stack: Stack, family: int = _socket.AF_INET, type: int = _socket.SOCK
         return StreamSocket(stack, family, type, proto)
     if base == _socket.SOCK_DGRAM:
         return DatagramSocket(stack, family, type, proto)
-    raise oserror(errno.ESOCKTNOSUPPORT if base == _socket.SOCK_RAW else errno.EINVAL)
+    raise oserror(errno.EPROTONOSUPPORT if base == _socket.SOCK_RAW else errno.ESOCKTNOSUPPORT)
 
 
 __all__ = ["DatagramSocket", "IothSocket", "Resolver", "StreamSocket", "resolver_for",
