@@ -9,7 +9,7 @@ import struct
 
 import pytest
 from scapy.layers.inet import ICMP, IP, UDP, fragment  # type: ignore[import-untyped]
-from scapy.layers.l2 import ARP, Ether  # type: ignore[import-untyped]
+from scapy.layers.l2 import ARP, Dot1Q, Ether  # type: ignore[import-untyped]
 
 from ioth.stack.core import StackCore
 from ioth.stack.interface import Interface
@@ -268,3 +268,16 @@ def test_bind_errors() -> None:
     assert exc.value.errno == errno.EMSGSIZE
     e1.reuse = e2.reuse = True
     core.udp.bind(e2, None, 7000)
+
+
+def test_8021q_priority_tagged_accepted_other_vlans_dropped() -> None:
+    core, iface = one_stack()
+    learn_peer(core, iface)
+    echo = IP(src="192.0.2.2", dst="192.0.2.1") / ICMP(type=8, id=1, seq=1)
+    core.input_frame(iface.index, bytes(Ether(src=PEER, dst=MAC) / Dot1Q(vlan=0, prio=5) / echo),
+                     1.0)
+    (rep,) = sent(iface)
+    assert rep[ICMP].type == 0 and not rep.haslayer(Dot1Q)
+    core.input_frame(iface.index, bytes(Ether(src=PEER, dst=MAC) / Dot1Q(vlan=7) / echo), 1.0)
+    assert sent(iface) == [] and core.counters["eth.rx_other_vlan"] == 1
+    assert core.counters["eth.rx_priority_tagged"] == 1

@@ -7,6 +7,7 @@ import random
 
 from scapy.layers.inet import UDP  # type: ignore[import-untyped]
 from scapy.layers.inet6 import (  # type: ignore[import-untyped]
+    HBHOptUnknown,
     ICMPv6DestUnreach,
     ICMPv6EchoReply,
     ICMPv6EchoRequest,
@@ -22,6 +23,7 @@ from scapy.layers.inet6 import (  # type: ignore[import-untyped]
     ICMPv6ParamProblem,
     ICMPv6TimeExceeded,
     IPv6,
+    IPv6ExtHdrDestOpt,
     IPv6ExtHdrFragment,
     IPv6ExtHdrHopByHop,
 )
@@ -313,3 +315,24 @@ def test_fragment_flood_memory_bounded_and_timeout_frees() -> None:
     # time exceeded (reassembly) goes back for datagrams whose first fragment arrived
     assert core.counters["icmp6.tx_error_3_1"] + core.counters["icmp.errors_rate_limited"] \
         == r.max_datagrams
+
+
+def test_extension_headers_options_and_routing() -> None:
+    core, iface = one_stack()
+    learn_peer(core, iface)
+    ep = core.udp.open(6, 17)
+    core.udp.bind(ep, None, 5000)
+    hdr = IPv6(src="2001:db8::2", dst=ME)
+    # skippable unknown option (00xxxxxx) and PadN: delivered
+    ok = hdr / IPv6ExtHdrDestOpt(options=[HBHOptUnknown(otype=0x1E, optdata=b"ab")]) / UDP(
+        sport=1, dport=5000) / b"through"
+    core.input_frame(iface.index, frm(ok), 10.0)
+    assert ep.pop() is not None
+    # 10xxxxxx: discard and send a parameter problem (code 2) pointing at the option
+    bad = hdr / IPv6ExtHdrDestOpt(options=[HBHOptUnknown(otype=0x9E, optdata=b"ab")]) / UDP(
+        sport=1, dport=5000) / b"nope"
+    core.input_frame(iface.index, frm(bad), 10.0)
+    (pp,) = frames(iface)
+    assert pp[ICMPv6ParamProblem].code == 2 and pp[ICMPv6ParamProblem].ptr == 42
+    assert ep.pop() is None
+    assert core.counters["ipv6.rx_unknown_option"] == 2
