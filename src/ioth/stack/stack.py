@@ -293,11 +293,12 @@ class Stack:
                 name = cfg.iface or "vde0"
                 found = self.core.iface_by_name(name)
                 if found is None:
-                    needs_iface = (cfg.eth is not None or cfg.mac or cfg.fqdn or cfg.ips
-                                   or cfg.mtu or cfg.gws)
+                    needs_iface = (cfg.eth is not None or cfg.mac or cfg.ips or cfg.mtu
+                                   or cfg.gws)
                     if needs_iface:
                         raise ConfigError(f"config: no interface named {name!r}")
-                iface = found  # type: ignore[assignment]
+                    found = self.core.ifaces[1]  # only stack-wide options follow
+                iface = found
             now = self.now()
             if cfg.fqdn is not None:
                 self.fqdn = cfg.fqdn
