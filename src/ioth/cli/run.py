@@ -28,7 +28,8 @@ def register(subparsers: Any) -> None:
                    help="iothconf string (repeatable, applied in order)")
     p.add_argument("--hosts", action="append", default=[], metavar="FILE",
                    help="hosts-file style static names for the stack's resolver (repeatable)")
-    p.add_argument("-m", dest="module", metavar="MODULE", help="run a library module as a script")
+    p.add_argument("-m", dest="module", nargs=argparse.REMAINDER, metavar="MODULE [ARGS...]",
+                   help="run a library module as a script (the rest are its arguments)")
     p.add_argument("target", nargs=argparse.REMAINDER, metavar="SCRIPT [ARGS...]",
                    help="the script and its arguments (or the module's arguments with -m)")
     p.set_defaults(func=run)
@@ -41,10 +42,17 @@ def run(args: argparse.Namespace) -> int:
     from ioth.stack.stack import Stack
 
     target = list(args.target)
+    module = None
+    if args.module is not None:
+        if not args.module:
+            raise IothUserError("-m needs a MODULE name")
+        if target:
+            raise IothUserError(f"give -m MODULE or a SCRIPT, not both ({target[0]!r})")
+        module, target = args.module[0], list(args.module[1:])
     if target and target[0] == "--":
         target = target[1:]
-    if args.module is None and not target:
-        raise IothUserError("run: give -m MODULE or a SCRIPT to run")
+    if module is None and not target:
+        raise IothUserError("give -m MODULE or a SCRIPT to run")
     stack = Stack(list(args.vnl))
     try:
         for conf in args.config:
@@ -53,15 +61,15 @@ def run(args: argparse.Namespace) -> int:
             try:
                 resolver_for(stack).load_hosts(path)
             except OSError as exc:
-                raise IothUserError(f"run: --hosts {path}: {exc.strerror or exc}") from None
+                raise IothUserError(f"--hosts {path}: {exc.strerror or exc}") from None
         if any(a["family"] == 6 for a in stack.addresses() if a["ifname"] != "lo"):
             stack.wait_dad(3.0)
         set_default_stack(stack)
         saved = sys.argv[:]
         try:
-            if args.module is not None:
-                sys.argv = [args.module, *target]
-                runpy.run_module(args.module, run_name="__main__", alter_sys=True)
+            if module is not None:
+                sys.argv = [module, *target]
+                runpy.run_module(module, run_name="__main__", alter_sys=True)
             else:
                 sys.argv = target
                 runpy.run_path(target[0], run_name="__main__")
