@@ -21,7 +21,8 @@ from tests.sockets.helpers import lone, network
 
 class _Hello(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
-        body = f"{self.server.server_address[0]} says hi to {self.client_address[0]}".encode()
+        host = str(self.server.server_address[0])  # type: ignore[index]
+        body = f"{host} says hi to {self.client_address[0]}".encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()

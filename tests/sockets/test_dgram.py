@@ -133,3 +133,26 @@ def test_close_releases_port_and_stack_close_closes_sockets() -> None:
     assert isinstance(b, DatagramSocket)
     s.close()
     assert b.fileno() == -1
+
+
+def test_ipv6_multicast_group_join(tmp_path: Path) -> None:
+    with network(tmp_path, 2, v6=True) as (a, b):
+        rx = isocket(b, socket.AF_INET6, socket.SOCK_DGRAM)
+        rx.bind(("::", 7777))
+        group = socket.inet_pton(socket.AF_INET6, "ff15::1234")
+        rx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP,
+                      group + struct.pack("@I", b.if_nametoindex("vde0")))
+        rx.settimeout(5)
+        tx = isocket(a, socket.AF_INET6, socket.SOCK_DGRAM)
+        tx.sendto(b"to the group", ("ff15::1234", 7777, 0, a.if_nametoindex("vde0")))
+        data, src = rx.recvfrom(100)
+        assert data == b"to the group" and src[0] == "2001:db8::1"
+        rx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_LEAVE_GROUP,
+                      group + struct.pack("@I", b.if_nametoindex("vde0")))
+        tx.sendto(b"nobody", ("ff15::1234", 7777, 0, a.if_nametoindex("vde0")))
+        assert select.select([rx], [], [], 0.3)[0] == []
+        with pytest.raises(OSError) as exc:
+            rx.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, b"\xe0\0\0\1" + bytes(4))
+        assert exc.value.errno == errno.ENOPROTOOPT
+        rx.close()
+        tx.close()
