@@ -214,13 +214,36 @@ def test_ioth_ping_cli_and_ioth_node_through_ioth_switch(tmp_path: Path) -> None
             stop_process(sw)
 
 
-def test_ioth_router_between_two_kernel_namespaces(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def switch_with_tap(directory: Path, tap: str, ns: Netns) -> Iterator[str]:
+    """An ``ioth switch`` process on ``directory`` with a TAP port inside ``ns``; yields the
+    VNL ioth stacks use to join it."""
+    sw = subprocess.Popen(ioth_cmd("switch", str(directory), "--port",
+                                   f"tap://{tap}[netns={ns.name}/up]"),
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                          start_new_session=True)
+    try:
+        wait_for_link(ns, tap)
+        wait_for(lambda: (directory / "ctl").exists(), 10, what="switch socket")
+        yield f"vde://{directory}"
+    finally:
+        stop_process(sw)
+
+
+@pytest.mark.parametrize("medium", ["switch", "tap"])
+def test_ioth_router_between_two_kernel_namespaces(tmp_path: Path, medium: str) -> None:
+    """Two virtual networks (ioth switches with a kernel TAP port each, or the router's own
+    TAPs); the ioth stack routes between them."""
     require_root()
     require_tools("ping", "traceroute", "tcpdump", "tshark")
-    with netns("ior1") as ns1, netns("ior2") as ns2:
+    with netns("ior1") as ns1, netns("ior2") as ns2, contextlib.ExitStack() as es:
         t1, t2 = tapname(), tapname()
-        router = ioth.Stack([f"tap://{t1}[netns={ns1.name}/up]",
-                             f"tap://{t2}[netns={ns2.name}/up]"])
+        if medium == "switch":
+            vnls = [es.enter_context(switch_with_tap(tmp_path / "sw1", t1, ns1)),
+                    es.enter_context(switch_with_tap(tmp_path / "sw2", t2, ns2))]
+        else:
+            vnls = [f"tap://{t1}[netns={ns1.name}/up]", f"tap://{t2}[netns={ns2.name}/up]"]
+        router = ioth.Stack(vnls)
         try:
             router.config("iface=vde0,eth,ip=192.0.2.1/24,ip=2001:db8:1::1/64")
             router.config("iface=vde1,eth,ip=198.51.100.1/24,ip=2001:db8:2::1/64,forward")
