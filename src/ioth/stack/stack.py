@@ -224,17 +224,21 @@ class Stack:
         """Add an interface on ``vnl`` (``NAME:VNL`` names it); returns its index."""
         name, text = split_ifname(vnl)
         name = ifname or name
-        with self.lock:
-            core = self.core
-            if name is None:
-                n = 0
-                while core.iface_by_name(f"vde{n}") is not None:
-                    n += 1
-                name = f"vde{n}"
-            if core.iface_by_name(name) is not None:
-                raise ConfigError(f"interface name {name!r} is already in use")
-            plug = open_plug(text)
-            try:
+        if name is not None and self.core.iface_by_name(name) is not None:
+            raise ConfigError(f"interface name {name!r} is already in use")
+        # the plug is opened and its descriptors registered without the stack's lock: the engine
+        # thread may be waiting for that lock while it is asked to (un)register a reader
+        plug = open_plug(text)
+        try:
+            with self.lock:
+                core = self.core
+                if name is None:
+                    n = 0
+                    while core.iface_by_name(f"vde{n}") is not None:
+                        n += 1
+                    name = f"vde{n}"
+                if core.iface_by_name(name) is not None:
+                    raise ConfigError(f"interface name {name!r} is already in use")
                 if mac is None:
                     raw = bytearray(core.rng.getrandbits(8) for _ in range(6))
                     raw[0] = (raw[0] | 0x02) & 0xFE
@@ -245,11 +249,11 @@ class Stack:
                 mtu = min(int(getattr(plug, "link_mtu", plug.mtu)), plug.mtu, 65535)
                 iface = core.add_interface(name, macb, mtu, vnl=text,
                                            index=ifindex if ifindex > 0 else 0)
-            except BaseException:
-                plug.close()
-                raise
-            self.runtime.attach(iface.index, plug)
-            return iface.index
+        except BaseException:
+            plug.close()
+            raise
+        self.runtime.attach(iface.index, plug)
+        return iface.index
 
     def iplink_del(self, ifname: str | None = None, ifindex: int = -1) -> None:
         """Remove an interface (by name or index) and close its plug."""
@@ -260,7 +264,7 @@ class Stack:
             if iface.loopback:
                 raise OSError(errno.EPERM, "the loopback interface cannot be removed")
             self.core.del_interface(ifindex)
-            plug = self.runtime.detach(ifindex)
+        plug = self.runtime.detach(ifindex)
         if plug is not None:
             plug.close()
 
