@@ -111,3 +111,25 @@ def test_tls_server_and_client(tmp_path: Path) -> None:
             await server.wait_closed()
 
         asyncio.run(asyncio.wait_for(aio_tls(), 30))
+
+
+def test_asyncio_server_on_every_address_both_families(tmp_path: Path) -> None:
+    with network(tmp_path, 2, v6=True) as (a, b):
+        async def main() -> None:
+            async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+                w.write(str(w.get_extra_info("peername")[0]).encode() + b"\n")
+                await w.drain()
+                w.close()
+
+            server = await ioth.aio.start_server(b, handle, None, 8889)
+            assert len(server.sockets) == 2
+            seen = []
+            for host in ("192.0.2.2", "2001:db8::2"):
+                r, w = await ioth.aio.open_connection(a, host, 8889)
+                seen.append(await r.readline())
+                w.close()
+            assert seen == [b"192.0.2.1\n", b"2001:db8::1\n"]
+            server.close()
+            await server.wait_closed()
+
+        asyncio.run(asyncio.wait_for(main(), 30))

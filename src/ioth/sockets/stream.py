@@ -513,8 +513,11 @@ class StreamSocket(IothSocket):
         finally:
             view.detach()
         addr, port = self._bound
-        key_addr = unmap(addr) if addr is not None else b""
         v = self._v()
+        if addr is not None:
+            key_addr = unmap(addr)
+        else:  # the layer's wildcards: every IPv4 / every IPv6 / both families (dual-stack)
+            key_addr = bytes(4) if v == 4 else bytes(16) if self._v6only else b""
         with stack.lock:
             layer = tcp.layer
             listener = layer.listeners.get((key_addr, port))
