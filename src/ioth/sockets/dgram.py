@@ -88,6 +88,9 @@ class DgramHandle:
         with stack.lock:
             if self.closed:
                 return
+            if stack.closed:
+                self.close()
+                return
             if events & IN:
                 self._send_written()
             if events & HUP and not self.closed:

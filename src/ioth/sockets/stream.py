@@ -154,6 +154,7 @@ class StreamHandle:
         self.events = 0
         self.busy = False
         self.again = False
+        self.name = b""  # the engine end's AF_UNIX name while it waits in an accept queue
         self.cond = threading.Condition(tcp.stack.lock)
 
     # -- events -----------------------------------------------------------------------------------
@@ -177,6 +178,9 @@ class StreamHandle:
         stack = self.tcp.stack
         with stack.lock:
             if self.eng is None:
+                return
+            if stack.closed:
+                self._teardown()
                 return
             if events & (IN | HUP | ERR) and not self.connecting:
                 self._read_app(events)
@@ -336,6 +340,8 @@ class StreamHandle:
         eng.close()
         if self.tcp.by_conn.get(self.conn) is self:
             del self.tcp.by_conn[self.conn]
+        if self.name:
+            self.tcp.pending.pop(self.name, None)
         self.cond.notify_all()
 
 
@@ -386,7 +392,8 @@ class ListenHandle:
             q.popleft()
             h = StreamHandle(tcp, conn, eng)
             tcp.by_conn[conn] = h
-            tcp.pending[eng.getsockname()] = h
+            h.name = eng.getsockname()
+            tcp.pending[h.name] = h
             h.on_event()
 
     def _retry(self) -> None:
@@ -550,6 +557,8 @@ class StreamSocket(IothSocket):
         stack = self._stack
         with stack.lock:
             h = self._tcp.pending.pop(name, None)
+            if h is not None:
+                h.name = b""
         if h is None:
             sock.close()
             raise oserror(errno.ECONNABORTED)
