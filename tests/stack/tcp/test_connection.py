@@ -770,3 +770,22 @@ def test_out_of_order_queue_is_bounded() -> None:
     assert len(c._ooo) == 256 and c.dropped == 1000 - 256
     c.process(seg(1, c.iss + 1, payload=b"y"), 0.0)
     assert c.recv() == b"yx"  # the first stored piece follows; the next gap stops it
+
+
+def test_tail_loss_probe_then_recovery_without_rto() -> None:
+    policy = POLICY.replace(timestamps=False, window_scaling=False, min_rto=1.0)
+    c = established(policy, sack_perm=True)
+    c.process(seg(1, c.iss + 1, window=60000), 0.0)
+    c.srtt, c.rttvar, c.rto = 0.1, 0.05, 1.0
+    c.send(b"t" * 536 * 3)
+    assert len(recv(c, 0.0)) == 3
+    base = c.iss + 1
+    assert c.poll_at() == pytest.approx(0.2)  # PTO = 2 * SRTT, before the RTO at 1.0
+    probe = only(recv(c, 0.2))
+    assert probe.seq == (base + 536 * 2) & MASK and c.tail_probes == 1
+    # the probe arrives: SACK for the last segment, the first two are still missing
+    block = ((base + 1072) & MASK, (base + 1608) & MASK)
+    c.process(seg(1, base, window=60000, sack=(block,)), 0.3)
+    out = recv(c, 0.3)
+    assert [s.seq for s in out][:1] == [base & MASK]
+    assert c.fast_recoveries == 1 and c.rto_expirations == 0

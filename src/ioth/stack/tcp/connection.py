@@ -203,6 +203,8 @@ class TcpConnection:
         "_sbuf",
         "_shead",
         "_sseq",
+        "_tlp_at",
+        "_tlp_end",
         "_ts_last",
         "_ts_offset",
         "_unacked_rx",
@@ -241,6 +243,7 @@ class TcpConnection:
         "snd_wscale",
         "srtt",
         "state",
+        "tail_probes",
         "ts_ok",
         "ts_recent",
     )
@@ -316,6 +319,8 @@ class TcpConnection:
         # lost-retransmission detection (the RACK idea of RFC 8985 6.2, for retransmissions)
         self._rtx_log: list[tuple[int, int, float, int]] = []  # (start, end, time, SND.NXT)
         self._rerxt: list[tuple[int, int]] = []  # retransmissions found lost: send again
+        self._tlp_at: float | None = None  # tail loss probe timer (RFC 8985 7)
+        self._tlp_end = -1  # SND.NXT when the outstanding probe was sent
         # RTT (RFC 6298)
         self.srtt: float | None = None
         self.rttvar: float | None = None
@@ -350,6 +355,7 @@ class TcpConnection:
         self.segments_out = 0
         self.dropped = 0
         self.challenge_acks = 0
+        self.tail_probes = 0
         self.passive = False
         self.layer_deadline: float | None = None
         self.listener: Any = None
@@ -669,6 +675,7 @@ class TcpConnection:
             self.error = err
         self.state = State.CLOSED
         self._rto_at = self._ack_at = self._persist_at = self._keep_at = self._close_at = None
+        self._tlp_at = None
         self._need_syn = False
         self._ack_now = False
         self._dirty = bool(self._out)
@@ -1238,6 +1245,8 @@ class TcpConnection:
                 self._on_dupack(now)
             elif self._in_recovery and newly_sacked:
                 self._dirty = True
+        if self._tlp_end >= 0:
+            self._tlp_check(now)
         # FIN acknowledged?  (RFC 9293 3.10.7.4 fifth, FIN-WAIT-1 / CLOSING / LAST-ACK.)
         if self._fin_queued and self.snd_una > self._fin_seq:
             st = self.state
@@ -1279,6 +1288,7 @@ class TcpConnection:
         self._retries = 0
         self._dupacks = 0
         self._persist_backoff = 0
+        self._tlp_at = None
         # RFC 6298 5.2 / 5.3: stop the timer when all is acked, else restart it.
         self._rto_at = None if ack >= self.snd_nxt else now + self.rto
         flight = self.snd_nxt - ack
@@ -1323,20 +1333,41 @@ class TcpConnection:
             thresh = old_segs - 1
         # RFC 6582 3.2 step 2 / RFC 6675 5 (IsLost(SND.UNA)): enter fast recovery.
         if (self._dupacks >= thresh or lost) and self.snd_una > self._recover:
-            self._recover = self.snd_nxt
-            self._in_recovery = True
-            self.fast_recoveries += 1
-            self._rtt_seq = -1
-            self.cc.on_congestion(now, self._pipe())
-            first_end = min(self.snd_una + self.mss, self.snd_nxt)
-            if self._sacked and self._sacked[0][0] < first_end:
-                first_end = max(self._sacked[0][0], self.snd_una + 1)
-            if self._lost_edge < first_end:
-                self._lost_edge = first_end
-            self._high_rxt = self.snd_una
-            self._inflate = 0 if self.sack_ok else _DUPTHRESH * self.mss
-            self._rtx_force = True
-            self._dirty = True
+            self._enter_recovery(now)
+
+    def _enter_recovery(self, now: float) -> None:
+        self._recover = self.snd_nxt
+        self._in_recovery = True
+        self.fast_recoveries += 1
+        self._rtt_seq = -1
+        self._tlp_at = None
+        self._tlp_end = -1
+        self.cc.on_congestion(now, self._pipe())
+        first_end = min(self.snd_una + self.mss, self.snd_nxt)
+        if self._sacked and self._sacked[0][0] < first_end:
+            first_end = max(self._sacked[0][0], self.snd_una + 1)
+        if self._lost_edge < first_end:
+            self._lost_edge = first_end
+        self._high_rxt = self.snd_una
+        self._inflate = 0 if self.sack_ok else _DUPTHRESH * self.mss
+        self._rtx_force = True
+        self._dirty = True
+
+    def _tlp_check(self, now: float) -> None:
+        """After a tail loss probe (RFC 8985 7): when the probe is SACKed but data below it is
+        still missing, that data was sent more than 2 RTTs ago: it is lost (RFC 8985 6.2)."""
+        end = self._tlp_end
+        if self.snd_una >= end:
+            self._tlp_end = -1
+            return
+        sb = self._sacked
+        if sb and sb[-1][0] < end <= sb[-1][1]:
+            self._tlp_end = -1
+            if not self._in_recovery and self.snd_una > self._recover:
+                self._enter_recovery(now)
+                top = sb[-1][0]
+                if self._lost_edge < top:
+                    self._lost_edge = top
 
     def _sack_update(self, blocks: tuple[tuple[int, int], ...], ack: int) -> int:
         """Merge SACK blocks into the scoreboard (RFC 2018 / RFC 6675); return new bytes."""
@@ -1532,7 +1563,7 @@ class TcpConnection:
 
     def _enter_time_wait(self, now: float) -> None:
         self.state = State.TIME_WAIT
-        self._rto_at = self._persist_at = self._keep_at = None
+        self._rto_at = self._persist_at = self._keep_at = self._tlp_at = None
         self._close_at = now + self.policy.time_wait
         self._sbuf = bytearray()
         self._shead = 0
@@ -1545,7 +1576,8 @@ class TcpConnection:
         if self._dirty or self._out or self._ack_now:
             return 0.0
         t: float | None = None
-        for d in (self._rto_at, self._ack_at, self._persist_at, self._keep_at, self._close_at):
+        for d in (self._rto_at, self._ack_at, self._persist_at, self._keep_at, self._close_at,
+                  self._tlp_at):
             if d is not None and (t is None or d < t):
                 t = d
         return t
@@ -1562,6 +1594,15 @@ class TcpConnection:
             self._on_rto(now)
             if self.state is State.CLOSED:
                 return
+        if self._tlp_at is not None and now >= self._tlp_at:
+            self._tlp_at = None
+            una, nxt = self.snd_una, self.snd_nxt
+            if nxt > una and not self._in_recovery and self._tlp_end < 0:
+                # RFC 8985 7.3: probe by retransmitting the last segment (one probe per episode)
+                self._rerxt.append((max(una, nxt - self.mss), nxt))
+                self._rtx_force = True
+                self._tlp_end = nxt
+                self.tail_probes += 1
         if self._ack_at is not None and now >= self._ack_at:
             self._ack_now = True
         if self._keep_at is not None and now >= self._keep_at:
@@ -1599,6 +1640,8 @@ class TcpConnection:
             self._sacked_bytes = 0
             self._rtx_log = []
             self._rerxt = []
+            self._tlp_at = None
+            self._tlp_end = -1
             self._lost_edge = self.snd_nxt
             self._high_rxt = self.snd_una
             self._recover = self.snd_nxt
@@ -1652,6 +1695,21 @@ class TcpConnection:
             self._close_at = now + self.policy.fin_timeout
         if st is not State.TIME_WAIT and st is not State.SYN_RECEIVED:
             self._transmit(now, out)
+            if (
+                self._tlp_at is None
+                and self._tlp_end < 0
+                and self.sack_ok
+                and self.policy.tail_loss_probe
+                and self.srtt is not None
+                and not self._in_recovery
+                and self.snd_nxt > self.snd_una
+                and self._rto_at is not None
+            ):
+                # RFC 8985 7.2: PTO = 2*SRTT (+ a delayed-ACK allowance for one segment)
+                pto = 2 * self.srtt + (0.2 if self.snd_nxt - self.snd_una <= self.mss else 0)
+                pto = max(pto, 0.01)
+                if now + pto < self._rto_at:
+                    self._tlp_at = now + pto
         if self._ack_now or (self._ack_at is not None and now >= self._ack_at):
             out.append(self._mkseg(self.snd_nxt, ACK, b"", now))
         return out

@@ -33,6 +33,7 @@ window_scaling, timestamps, sack  yes  offer RFC 7323 / RFC 2018 options
 mss                  (MTU)     clamp of the MSS
 syn_backlog          256       half-open connections per listener before SYN cookies
 challenge_ack_limit  1000      RFC 5961 challenge ACKs per second per connection
+tail_loss_probe      yes       RFC 8985 tail loss probes (with SACK)
 ==================== ========= =====================================================
 """
 
@@ -101,6 +102,8 @@ class TcpPolicy:
     """Half-open connections per listener before SYN cookies are used."""
     challenge_ack_limit: int = 1000
     """Challenge ACKs per second per connection (RFC 5961 section 7)."""
+    tail_loss_probe: bool = True
+    """Send a tail loss probe after 2*SRTT without ACKs (RFC 8985 7; SACK connections)."""
 
     def replace(self, **changes: Any) -> TcpPolicy:
         """A copy with ``changes`` applied and validated."""
