@@ -41,8 +41,16 @@ def _serve(stack: ioth.Stack | None, addr: tuple[str, int]) -> http.server.Threa
 
 def test_use_is_context_local_and_none_is_the_kernel() -> None:
     with lone() as s:
-        assert not isinstance(socket.socket(), StreamSocket) or False
+        plain0 = socket.socket()
+        assert not isinstance(plain0, StreamSocket)
+        plain0.close()
         with ioth.use(s):
+            class Derived(socket.socket):  # defined while a stack is in use: still a socket
+                pass
+
+            d = Derived(socket.AF_INET, socket.SOCK_STREAM)
+            assert type(d) is Derived and isinstance(d, socket.socket)
+            d.close()
             k = socket.socket()
             assert isinstance(k, StreamSocket) and isinstance(k, socket.socket)
             k.close()

@@ -67,12 +67,17 @@ def get_default_stack() -> Stack | None:
 
 
 class _SocketMeta(type):
-    """Makes the replacement ``socket.socket`` a factory that still passes isinstance checks."""
+    """Metaclass of the replacement ``socket.socket``: calling the replacement itself picks the
+    current stack's socket (a kernel socket when there is none) and every real socket passes
+    its isinstance checks; classes derived from it later are ordinary socket subclasses."""
 
     _real: type[_socket.socket]
+    _factory: type | None = None
 
     def __call__(cls, family: int = -1, type: int = -1, proto: int = -1,
                  fileno: int | None = None) -> Any:
+        if cls is not _SocketMeta._factory:
+            return super().__call__(family, type, proto, fileno)
         stack = current_stack()
         fam = _socket.AF_INET if family == -1 else family
         if stack is None or fileno is not None or fam not in (_socket.AF_INET,
@@ -84,13 +89,14 @@ class _SocketMeta(type):
                     0 if proto == -1 else proto)
 
     def __instancecheck__(cls, obj: object) -> bool:
-        return isinstance(obj, cls._real)
+        if cls is _SocketMeta._factory:
+            return isinstance(obj, cls._real)
+        return super().__instancecheck__(obj)
 
     def __subclasscheck__(cls, sub: type) -> bool:
-        return issubclass(sub, cls._real)
-
-    def __getattr__(cls, name: str) -> Any:
-        return getattr(cls._real, name)
+        if cls is _SocketMeta._factory:
+            return issubclass(sub, cls._real)
+        return super().__subclasscheck__(sub)
 
 
 def _wrap(name: str, impl: Callable[..., Any]) -> Callable[..., Any]:
@@ -128,11 +134,15 @@ def install() -> None:
     with _State.lock:
         if _State.installed:
             return
+        import ssl  # noqa: F401  (ssl.SSLSocket must derive from the real class)
+
         from ioth.sockets import resolver
 
         real = _socket.socket
-        factory = _SocketMeta("socket", (), {"__doc__": real.__doc__})
+        factory = _SocketMeta("socket", (real,), {"__doc__": real.__doc__, "__slots__": (),
+                                                  "__module__": "socket"})
         factory._real = real
+        _SocketMeta._factory = factory
         _State.originals["socket"] = real
         _socket.socket = factory  # type: ignore[misc, assignment]
         for name, impl in (("getaddrinfo", resolver.getaddrinfo),
