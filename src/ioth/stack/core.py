@@ -16,7 +16,7 @@ import random
 import struct
 from collections import Counter, deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ioth.stack.arp import Arp
 from ioth.stack.errors import Drop
@@ -26,6 +26,9 @@ from ioth.stack.ipv4 import IPv4
 from ioth.stack.route import Route, RouteTable
 from ioth.stack.udp import Udp
 from ioth.wire.errors import WireError
+
+if TYPE_CHECKING:
+    from ioth.stack.tcp.layer import TcpLayer
 
 ETH_P_IP = 0x0800
 ETH_P_ARP = 0x0806
@@ -66,6 +69,7 @@ class StackCore:
         self.ip4 = IPv4(self)
         self.icmp4 = ICMPv4(self)
         self.udp = Udp(self)
+        self._tcp: TcpLayer | None = None
         from ioth.stack.ipv6 import IPv6  # IPv6 pulls NDP/MLD/ICMPv6; imported here to keep order
 
         self.ip6 = IPv6(self)
@@ -81,7 +85,12 @@ class StackCore:
 
     def next_deadline(self) -> float | None:
         """When :meth:`poll` must next be called (None: no timer pending)."""
-        return self._timers[0][0] if self._timers else None
+        when = self._timers[0][0] if self._timers else None
+        if self._tcp is not None:
+            at = self._tcp.poll_at()
+            if at is not None and (when is None or at < when):
+                when = at
+        return when
 
     def poll(self, now: float) -> None:
         """Run every timer due at ``now``."""
@@ -89,6 +98,44 @@ class StackCore:
         while timers and timers[0][0] <= now:
             _, _, callback, args = heapq.heappop(timers)
             callback(now, *args)
+        if self._tcp is not None:
+            self._tcp.on_timer(now)
+        self.drain_loopback(now)
+
+    # -- TCP (ioth.stack.tcp): created on first use -------------------------------------------
+    @property
+    def tcp(self) -> TcpLayer:
+        """This node's TCP layer (created lazily, see :mod:`ioth.stack.tcp.stackhook`)."""
+        if self._tcp is None:
+            from ioth.stack.tcp.stackhook import make_layer
+
+            self._tcp = make_layer(self)
+        return self._tcp
+
+    def tcp_input(self, src: bytes, dst: bytes, segment: memoryview, now: float) -> None:
+        """Hand a TCP segment addressed to this node to the TCP layer."""
+        self.counters["tcp.rx"] += 1
+        self.tcp.input(src, dst, segment, now)
+
+    def tcp_icmp_error(self, local: bytes, remote: bytes, quoted: memoryview, fatal: bool,
+                       now: float) -> None:
+        """An ICMP error quoting a TCP segment this node sent."""
+        if self._tcp is None:
+            return
+        from ioth.stack.tcp.stackhook import icmp_error
+
+        icmp_error(self, self._tcp, local, remote, quoted, fatal, now)
+
+    def begin_batch(self) -> None:
+        """A runtime is about to feed several frames (TCP coalesces its ACKs until
+        :meth:`end_batch`)."""
+        if self._tcp is not None:
+            self._tcp.begin_batch()
+
+    def end_batch(self, now: float) -> None:
+        """End of a batch of frames."""
+        if self._tcp is not None:
+            self._tcp.end_batch(now)
         self.drain_loopback(now)
 
     # -- interfaces -----------------------------------------------------------------------

@@ -105,6 +105,8 @@ class ICMPv4:
         sport, dport = struct.unpack_from("!HH", inner, ihl)
         if proto == 17:
             core.udp.icmp_error(4, isrc, sport, idst, dport, err, fatal)
+        elif proto == 6:
+            core.tcp_icmp_error(isrc, idst, inner[ihl:], fatal, now)
         elif proto == 1 and inner[ihl] == ECHO_REQUEST:
             core.udp.ping_error(4, isrc, (inner[ihl + 4] << 8) | inner[ihl + 5], idst, err, fatal)
 

@@ -128,6 +128,8 @@ class ICMPv6:
         if nh == 17:
             sport, dport = struct.unpack_from("!HH", inner, off)
             core.udp.icmp_error(6, isrc, sport, idst, dport, err, fatal)
+        elif nh == 6:
+            core.tcp_icmp_error(isrc, idst, inner[off:], fatal, now)
         elif nh == 58 and inner[off] == ECHO_REQUEST:
             core.udp.ping_error(6, isrc, (inner[off + 4] << 8) | inner[off + 5], idst, err,
                                 fatal)

@@ -32,6 +32,7 @@ NH_DSTOPTS = 60
 NH_NONE = 59
 NH_ICMPV6 = 58
 NH_UDP = 17
+NH_TCP = 6
 REASM_TIMEOUT = 60.0
 MIN_MTU = 1280
 UNSPECIFIED = b"\0" * 16
@@ -301,6 +302,10 @@ class IPv6:
             if nh == NH_UDP:
                 counters["ipv6.rx_delivered"] += 1
                 core.udp.input(6, iface, src, dst, pkt[off:], pkt, now, multicast)
+                return
+            if nh == NH_TCP and not multicast:
+                counters["ipv6.rx_delivered"] += 1
+                core.tcp_input(src, dst, pkt[off:], now)
                 return
             if nh == NH_NONE:
                 return

@@ -82,6 +82,8 @@ class StackRuntime:
             if plug is None:
                 return
             core = stack.core
+            now = self.clock()
+            core.begin_batch()
             try:
                 for _ in range(MAX_BATCHES):
                     frames = plug.recv_frames(RECV_BATCH)
@@ -100,6 +102,8 @@ class StackRuntime:
                 log.warning("stack: plug of interface %d failed: %s", index, exc)
                 self.detach(index)
                 self.plug_errors += 1
+            finally:
+                core.end_batch(now)
             at = plug.poll_at()
             if at is not None and index in self.plugs:
                 self.engine.call_at(at, lambda: self._readable(index))
