@@ -180,6 +180,24 @@ def connections(seconds: float) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def memory_per_connection(n: int = 10_000) -> float:
+    """Bytes allocated per established TCB (both ends counted), tables included."""
+    import tracemalloc
+
+    p = Pair(1500, TcpPolicy())
+    listener = p.b.listen(80, backlog=n + 1)
+    keep = []
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for i in range(n):
+        c = p.a.connect(A, B, 80, time.monotonic(), sport=1024 + i)
+        p.run()
+        keep.append((c, listener.accept()))
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    return (after - before) / (2 * n)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mb", type=int, default=50, help="megabytes per bulk run")
@@ -199,6 +217,8 @@ def main() -> None:
     print(f"{'64-byte round trips/s':<34}{rt:>12.0f} /s")
     cps = connections(args.seconds)
     print(f"{'connections/s (open+1 msg+close)':<34}{cps:>12.0f} /s")
+    mem = memory_per_connection()
+    print(f"{'10,000 established: bytes/TCB':<34}{mem:>12.0f} B")
     print("reference (DESIGN.md, same machines): LWIPv6 via vde_switch 25 MB/s, 4,700 rt/s;"
           " targets >= 5,000 rt/s, >= 2,000 conn/s")
 
