@@ -32,7 +32,6 @@ from tests.support.peers import (
     require_root,
     require_tools,
     stop_process,
-    wait_for,
     wait_for_link,
 )
 
@@ -290,3 +289,35 @@ def test_gateway_kernel_socket_to_ioth_stack(lan: tuple[Netns, ioth.Stack, str])
     finally:
         front.close()
         stop_process(srv)
+
+
+def test_names_from_dnsmasq_over_the_stack(lan: tuple[Netns, ioth.Stack, str],
+                                           tmp_path: Path) -> None:
+    require_tools("dnsmasq")
+    ns, stack, _ = lan
+    dns = ns.popen(["dnsmasq", "-k", "-u", "root", "--no-resolv", "--no-hosts",
+                    "--bind-interfaces", "--listen-address=192.0.2.1",
+                    f"--pid-file={tmp_path / 'dnsmasq.pid'}",
+                    "--address=/www.ioth.test/192.0.2.77",
+                    "--host-record=v6.ioth.test,2001:db8::77"],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        stack.config("dns=192.0.2.1")
+        with ioth.use(stack):
+            addr = ""
+            for _ in range(40):  # dnsmasq needs a moment to bind
+                try:
+                    addr = socket.gethostbyname("www.ioth.test")
+                    break
+                except socket.gaierror:
+                    import time
+
+                    time.sleep(0.1)
+            assert addr == "192.0.2.77"
+            infos = socket.getaddrinfo("v6.ioth.test", 80, socket.AF_INET6, socket.SOCK_STREAM)
+            assert infos[0][4][:2] == ("2001:db8::77", 80)
+            with pytest.raises(socket.gaierror):
+                socket.getaddrinfo("missing.ioth.test", 80)
+        assert ioth.sockets.resolver_for(stack).dns_queries >= 3
+    finally:
+        stop_process(dns)
