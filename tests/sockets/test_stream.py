@@ -43,6 +43,7 @@ def test_connect_accept_echo_and_eof() -> None:
             got += conn.recv(65536)
         assert got == payload
         cli.shutdown(socket.SHUT_WR)
+        assert select.select([conn], [], [], 5)[0] == [conn]  # EOF is readable
         assert conn.recv(10) == b""  # our FIN
         conn.sendall(b"bye")
         conn.close()
@@ -123,6 +124,7 @@ def test_reset_and_epipe() -> None:
         conn, _ = srv.accept()
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
         conn.close()  # linger 0: RST
+        assert select.select([cli], [], [], 5)[0] == [cli]  # the error makes it readable
         with pytest.raises(ConnectionResetError):
             while cli.recv(10):
                 pass
