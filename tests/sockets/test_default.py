@@ -169,3 +169,25 @@ def test_http_client_requests_and_socketserver(tmp_path: Path) -> None:
         web.server_close()
         echo.shutdown()
         echo.server_close()
+
+
+def test_forking_tcp_server(tmp_path: Path) -> None:
+    class Upper(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            self.wfile.write(self.rfile.readline().upper())
+
+    with network(tmp_path, 2) as (a, b):
+        with ioth.use(b):
+            srv = socketserver.ForkingTCPServer(("192.0.2.2", 2323), Upper)
+        t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
+        t.start()
+        try:
+            with ioth.use(a):
+                for word in (b"one", b"two"):
+                    with socket.create_connection(("192.0.2.2", 2323), timeout=10) as c:
+                        c.sendall(word + b"\n")
+                        assert c.makefile("rb").readline() == word.upper() + b"\n"
+        finally:
+            srv.shutdown()
+            t.join(10)
+            srv.server_close()

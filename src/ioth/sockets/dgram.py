@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import _socket as _csocket
 import errno
+import os
 import socket as _socket
 import struct
 from typing import TYPE_CHECKING, Any
@@ -173,6 +174,7 @@ class DatagramSocket(IothSocket):
             eng.close()
             raise
         self._stack = stack
+        self._pid = os.getpid()
         self._v = v
         with stack.lock:
             ep = stack.core.udp.open(v, nproto)
@@ -441,6 +443,9 @@ class DatagramSocket(IothSocket):
     # -- closing -------------------------------------------------------------------------------
     def _real_close(self, _ss: Any = _csocket.socket) -> None:
         stack = self._stack
+        if self._pid != os.getpid():  # a forked child: the stack lives in the parent
+            _ss.close(self)
+            return
         with stack.lock:
             self._h.close()
             stack._sockets.discard(self)

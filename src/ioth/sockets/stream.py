@@ -427,6 +427,7 @@ class StreamSocket(IothSocket):
             _fileno = app.detach()
         super().__init__(family, _socket.SOCK_STREAM, proto, _fileno)
         self._stack = stack
+        self._pid = os.getpid()
         self._h: StreamHandle | None = _handle
         self._listen: ListenHandle | None = None
         self._bound: tuple[bytes | None, int] | None = None
@@ -559,9 +560,8 @@ class StreamSocket(IothSocket):
             h = self._tcp.pending.pop(name, None)
             if h is not None:
                 h.name = b""
-        if h is None:
-            sock.close()
-            raise oserror(errno.ECONNABORTED)
+        if h is None:  # accepted in another process (a pre-forked worker): a plain stream
+            return sock, format_address(self.family, None, 0)
         sock._h = h
         if _socket.getdefaulttimeout() is None and self.gettimeout():
             sock.setblocking(True)
@@ -881,6 +881,9 @@ class StreamSocket(IothSocket):
     # -- closing ---------------------------------------------------------------------------------
     def _real_close(self, _ss: Any = _csocket.socket) -> None:
         stack = self._stack
+        if self._pid != os.getpid():  # a forked child: the stack lives in the parent
+            _ss.close(self)
+            return
         with stack.lock:
             lh = self._listen
             if lh is not None:
