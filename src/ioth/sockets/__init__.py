@@ -5,7 +5,9 @@
 :class:`~ioth.sockets.stream.StreamSocket` for TCP or a
 :class:`~ioth.sockets.dgram.DatagramSocket` for UDP and ICMP echo.  Their ``fileno()`` works with
 select, poll, epoll, selectors, asyncio and ssl.  :func:`use` and :func:`set_default_stack` make
-the stdlib ``socket`` module (and everything built on it) use a stack.
+the stdlib ``socket`` module (and everything built on it) use a stack; ``getaddrinfo(stack, ...)``
+and friends resolve names over a stack (literal addresses, :class:`Resolver` static entries, DNS
+servers from the stack's ``dns=`` configuration).
 """
 
 from __future__ import annotations
@@ -16,7 +18,16 @@ from typing import TYPE_CHECKING
 
 from ioth.sockets.base import IothSocket, oserror
 from ioth.sockets.dgram import DatagramSocket
-from ioth.sockets.resolver import Resolver, resolver_for
+from ioth.sockets.default import current_stack, get_default_stack, set_default_stack, use
+from ioth.sockets.resolver import (
+    Resolver,
+    getaddrinfo,
+    gethostbyaddr,
+    gethostbyname,
+    gethostbyname_ex,
+    getnameinfo,
+    resolver_for,
+)
 from ioth.sockets.stream import StreamSocket
 
 if TYPE_CHECKING:
@@ -36,5 +47,7 @@ def socket(stack: Stack, family: int = _socket.AF_INET, type: int = _socket.SOCK
     raise oserror(errno.EPROTONOSUPPORT if base == _socket.SOCK_RAW else errno.ESOCKTNOSUPPORT)
 
 
-__all__ = ["DatagramSocket", "IothSocket", "Resolver", "StreamSocket", "resolver_for",
-           "socket"]
+__all__ = ["DatagramSocket", "IothSocket", "Resolver", "StreamSocket", "current_stack",
+           "get_default_stack", "getaddrinfo", "gethostbyaddr", "gethostbyname",
+           "gethostbyname_ex", "getnameinfo", "resolver_for", "set_default_stack", "socket",
+           "use"]
