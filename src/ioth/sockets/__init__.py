@@ -17,8 +17,8 @@ import socket as _socket
 from typing import TYPE_CHECKING
 
 from ioth.sockets.base import IothSocket, oserror
-from ioth.sockets.dgram import DatagramSocket
 from ioth.sockets.default import current_stack, get_default_stack, set_default_stack, use
+from ioth.sockets.dgram import DatagramSocket
 from ioth.sockets.resolver import (
     Resolver,
     getaddrinfo,
