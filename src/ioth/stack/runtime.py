@@ -65,8 +65,19 @@ class StackRuntime:
         self.plugs[index] = plug
         fds = plug.filenos()
         self._fds[index] = fds
-        for fd in fds:
-            self.engine.add_reader(fd, functools.partial(self._readable, index))
+
+        def register() -> None:
+            if self.plugs.get(index) is plug:
+                for fd in fds:
+                    self.engine.add_reader(fd, functools.partial(self._readable, index))
+
+        # registration runs on the engine thread without making the caller wait for it (the
+        # engine may be busy with other stacks' frames); frames that arrive meanwhile wait in
+        # the plug's socket buffer (level-triggered readiness)
+        if self.engine.in_engine_thread():
+            register()
+        else:
+            self.engine.call_soon_threadsafe(register)
 
     def detach(self, index: int) -> Plug | None:
         """Stop serving interface ``index``; returns its plug (not closed)."""
