@@ -789,3 +789,14 @@ def test_tail_loss_probe_then_recovery_without_rto() -> None:
     out = recv(c, 0.3)
     assert [s.seq for s in out][:1] == [base & MASK]
     assert c.fast_recoveries == 1 and c.rto_expirations == 0
+
+
+def test_send_accepts_any_buffer_as_bytes() -> None:
+    import array
+
+    c = established()
+    words = array.array("I", [1, 2, 3])
+    assert c.send(words) == 12
+    assert only(recv(c)).payload == words.tobytes()
+    with pytest.raises(ValueError):
+        c.recv(-1)

@@ -492,6 +492,8 @@ class TcpConnection:
             if self.state is State.CLOSED and self._had_connection:
                 raise _oserror(_errno.EPIPE, "connection is closed")
             raise _oserror(_errno.ENOTCONN, f"connection is {self.state}")
+        if not isinstance(data, bytes | bytearray):
+            data = memoryview(data).cast("B")
         n = len(data)
         if not n:
             return 0
@@ -511,6 +513,8 @@ class TcpConnection:
         Raises BlockingIOError when nothing is available yet, the pending connection error once,
         ENOTCONN on a connection that was never opened.
         """
+        if max_bytes < 0:
+            raise ValueError("negative buffersize in recv")
         if self._rlen == 0:
             if self.error is not None:
                 code, self.error = self.error, None
