@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import socket
-import sys
 import tempfile
 import threading
 import time
@@ -39,11 +38,7 @@ def _stacks(switch: bool, tmp: str) -> tuple[ioth.Stack, ioth.Stack, str]:
 
 
 def _tcp(stack: ioth.Stack) -> None:
-    if getattr(stack.core, "tcp", None) is None:  # DEV: until the stack wires TCP in
-        sys.path.insert(0, "/tmp")
-        import tcpshim  # type: ignore[import-not-found]
-
-        tcpshim.install(stack)
+    assert stack.core.tcp is not None  # created on first use
 
 
 def bench_sockets(a: ioth.Stack, b: ioth.Stack, addr: str, seconds: float

@@ -10,13 +10,8 @@ import ioth
 
 
 def _tcp_ready(stack: ioth.Stack) -> ioth.Stack:
-    if getattr(stack.core, "tcp", None) is None:  # DEV: until the stack wires TCP in
-        import sys
-
-        sys.path.insert(0, "/tmp")
-        import tcpshim  # type: ignore[import-not-found]
-
-        tcpshim.install(stack)
+    """The stack, its TCP layer created (so tests fail early if the stack has none)."""
+    assert stack.core.tcp is not None
     return stack
 
 
