@@ -73,6 +73,9 @@ def run(args: argparse.Namespace) -> int:
             if args.stats:
                 print(json.dumps(stack.counters()), flush=True)
     finally:
-        signal.signal(signal.SIGINT, old_int)
-        signal.signal(signal.SIGTERM, old_term)
+        if not stop.is_set():
+            signal.signal(signal.SIGINT, old_int)
+            signal.signal(signal.SIGTERM, old_term)
+        # after a signal our handler stays: a second SIGTERM (as process supervisors send)
+        # must not kill the node while it exits cleanly
     return 0
