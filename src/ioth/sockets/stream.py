@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from ioth.sockets.addr import Address, format_address, parse_address, unmap
 from ioth.sockets.base import SO_REUSEPORT, TYPE_MASK, IothSocket, SocketLayer, layer_for, oserror
 from ioth.sockets.pump import ERR, HUP, IN, OUT, Pump
+from ioth.stack.tcp.connection import State
 
 if TYPE_CHECKING:
     from ioth.stack.stack import Stack
@@ -43,8 +44,9 @@ EPHEMERAL_HIGH = 60999
 ACCEPT_RETRY = 0.02
 SO_SNDBUFFORCE = getattr(_socket, "SO_SNDBUFFORCE", 32)
 SO_RCVBUFFORCE = getattr(_socket, "SO_RCVBUFFORCE", 33)
-_CONNECTED = ("ESTABLISHED", "CLOSE-WAIT", "FIN-WAIT-1", "FIN-WAIT-2", "CLOSING", "LAST-ACK",
-              "TIME-WAIT")
+_CONNECTED = frozenset({State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.FIN_WAIT_2,
+                        State.CLOSING, State.LAST_ACK, State.TIME_WAIT})
+_CLOSED = State.CLOSED
 
 
 def _bigbuf(s: Any) -> None:
@@ -252,14 +254,25 @@ class StreamHandle:
 
     def _update(self) -> None:
         conn = self.conn
-        state = str(conn.state)
+        state = conn.state
+        if not self.connecting:
+            eng = self.eng
+            if eng is None:
+                return
+            if not (self.out or conn.recv_available or conn.error is not None
+                    or state is _CLOSED or conn.eof):  # fast path: only the interest may change
+                want = IN if not self.eof_in and conn.send_space > 0 else 0
+                if want != self.events:
+                    self.events = want
+                    self.tcp.pump.watch(self.fd, want, self.on_pump)
+                return
         if self.connecting and self.eng is None:
             return  # the application end is not attached yet (_connect attaches it)
         if self.connecting:
             if state in _CONNECTED:
                 self.connecting = False
                 self._drop_junk()
-            elif conn.error is not None or state == "CLOSED":
+            elif conn.error is not None or state is _CLOSED:
                 self.connecting = False
                 self.error = conn.error or errno.ECONNREFUSED
                 conn.error = None
@@ -302,7 +315,7 @@ class StreamHandle:
                 conn.error = None
                 self._teardown()
                 return
-            if conn.eof or (state == "CLOSED" and not conn.recv_available):
+            if conn.eof or (state is _CLOSED and not conn.recv_available):
                 self.eof_out = True
                 try:
                     eng.shutdown(_socket.SHUT_WR)
