@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import struct
 import select
 import selectors
 import socket
@@ -188,3 +189,31 @@ def test_descriptor_handed_to_a_child_process() -> None:
         conn.close()
         cli.close()
         srv.close()
+
+
+def test_buffer_and_timeout_options() -> None:
+    with lone() as s:
+        srv = isocket(s, socket.AF_INET, socket.SOCK_STREAM)
+        srv.bind(("127.0.0.1", 0))
+        srv.listen()
+        cli = isocket(s, socket.AF_INET, socket.SOCK_STREAM)
+        cli.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+        cli.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
+        assert cli.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == 16384  # doubled (Linux)
+        cli.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        cli.connect(srv.getsockname())
+        assert isinstance(cli, StreamSocket) and cli._h is not None
+        conn = cli._h.conn
+        assert conn.policy.recv_buffer == 16384 and conn.policy.send_buffer == 16384
+        assert conn.nodelay and cli.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        cli.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 0, 50_000))
+        with pytest.raises(BlockingIOError):  # what the kernel gives on SO_RCVTIMEO expiry
+            cli.recv(10)
+        peer, _ = srv.accept()
+        peer.sendall(b"z" * 100_000)  # more than the small window: flows as the app reads
+        got = 0
+        cli.settimeout(5)
+        while got < 100_000:
+            got += len(cli.recv(65536))
+        for x in (peer, cli, srv):
+            x.close()

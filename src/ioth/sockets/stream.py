@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from ioth.stack.stack import Stack
     from ioth.stack.tcp.connection import TcpConnection
     from ioth.stack.tcp.layer import Listener, TcpLayer
+    from ioth.stack.tcp.policy import TcpPolicy
 
 CHUNK = 1 << 18
 BUF = 1 << 20
@@ -452,6 +453,7 @@ class StreamSocket(IothSocket):
         self._sndbuf = BUF
         self._rcvbuf = BUF
         self._junked = False
+        self._bufs_set = False
         with stack.lock:
             stack._sockets.add(self)  # type: ignore[arg-type]
         if type & _socket.SOCK_NONBLOCK:
@@ -549,7 +551,7 @@ class StreamSocket(IothSocket):
                         6 in lh.sinks and v == 4 and not lh.sinks[6][1]):
                     raise oserror(errno.EADDRINUSE)
             else:
-                listener = layer.listen(port, key_addr, backlog)
+                listener = layer.listen(port, key_addr, backlog, self._policy())
                 lh = ListenHandle(tcp, listener)
                 tcp.by_listener[listener] = lh
             assert lh is not None
@@ -632,7 +634,7 @@ class StreamSocket(IothSocket):
             else:
                 iface, nexthop = core.ip6.route(dst, scope)
                 src = core.ip6.source_for(iface, dst)
-            conn = tcp.layer.connect(src, dst, port, stack.now(), sport)
+            conn = tcp.layer.connect(src, dst, port, stack.now(), sport, self._policy())
             core.drain_loopback(stack.now())
             self._apply_options(conn)
             h = StreamHandle(tcp, conn, None, connecting=True)
@@ -803,6 +805,14 @@ class StreamSocket(IothSocket):
         super().shutdown(how)
 
     # -- options ---------------------------------------------------------------------------------
+    def _policy(self) -> TcpPolicy | None:
+        """The stack's TCP policy with this socket's SO_SNDBUF/SO_RCVBUF (None: unchanged)."""
+        if not self._bufs_set:
+            return None
+        base = self._tcp.layer.policy
+        return base.replace(send_buffer=max(4096, self._sndbuf),
+                            recv_buffer=max(4096, self._rcvbuf))
+
     def _apply_options(self, conn: TcpConnection) -> None:
         conn.nodelay = self._nodelay
         conn.keepalive = self._keepalive
@@ -829,8 +839,12 @@ class StreamSocket(IothSocket):
                     self._linger0 = bool(onoff) and secs == 0
                 elif option == _socket.SO_SNDBUF:
                     self._sndbuf = int(ival) * 2
+                    self._bufs_set = True
                 elif option == _socket.SO_RCVBUF:
                     self._rcvbuf = int(ival) * 2
+                    self._bufs_set = True
+                elif option in (_socket.SO_RCVTIMEO, _socket.SO_SNDTIMEO):
+                    _csocket.socket.setsockopt(self, level, option, value)
             elif level == _socket.IPPROTO_TCP and option == _socket.TCP_NODELAY:
                 self._nodelay = bool(ival)
                 if h is not None:
