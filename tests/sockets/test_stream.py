@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import errno
 import os
-import struct
 import select
 import selectors
 import socket
+import struct
 import subprocess
 import sys
 import threading
