@@ -133,3 +133,31 @@ def test_asyncio_server_on_every_address_both_families(tmp_path: Path) -> None:
             await server.wait_closed()
 
         asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_many_concurrent_connections(tmp_path: Path) -> None:
+    with network(tmp_path, 2) as (a, b):
+        async def main() -> None:
+            async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+                data = await r.read()
+                w.write(data[::-1])
+                await w.drain()
+                w.close()
+
+            server = await ioth.aio.start_server(b, handle, "192.0.2.2", 7070, backlog=512)
+
+            async def client(i: int) -> bool:
+                r, w = await ioth.aio.open_connection(a, "192.0.2.2", 7070)
+                payload = i.to_bytes(4, "big") * 2500
+                w.write(payload)
+                w.write_eof()
+                back = await r.read()
+                w.close()
+                return back == payload[::-1]
+
+            results = await asyncio.gather(*(client(i) for i in range(150)))
+            assert all(results)
+            server.close()
+            await server.wait_closed()
+
+        asyncio.run(asyncio.wait_for(main(), 60))
