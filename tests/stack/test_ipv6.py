@@ -309,7 +309,7 @@ def test_fragment_flood_memory_bounded_and_timeout_frees() -> None:
                                                                     id=ident) / (b"f" * 1200)),
                          10.0)
     r = core.ip6.reasm
-    assert len(r) == r.max_datagrams and r.stats["dropped_full"] == 300 - r.max_datagrams
+    assert len(r) == r.max_datagrams and r.stats["evicted"] == 300 - r.max_datagrams
     advance(core, 10.0, 80.0)
     assert len(r) == 0 and r.held == 0 and r.stats["timeouts"] == r.max_datagrams
     # time exceeded (reassembly) goes back for datagrams whose first fragment arrived

@@ -1,7 +1,8 @@
 """Bounded fragment reassembly for IPv4 (RFC 791/815) and IPv6 (RFC 8200, RFC 5722).
 
 Each datagram in progress keeps its fragments as ``(start, data)`` pieces.  Limits: number of
-datagrams in progress, total bytes held, and a timeout; what does not fit is dropped and counted.
+datagrams in progress, total bytes held, and a timeout; when full, the oldest datagrams in
+progress are evicted (counted) to make room.
 With ``drop_overlaps`` (IPv6, RFC 5722) a fragment overlapping another abandons the whole datagram;
 an exact duplicate is ignored.  IPv4 tolerates overlaps (later data wins).
 """
@@ -35,7 +36,8 @@ class Reassembler:
         self.held = 0
         self._dgrams: dict[Hashable, _Datagram] = {}
         self.stats = {"fragments": 0, "reassembled": 0, "timeouts": 0, "overlaps": 0,
-                      "duplicates": 0, "dropped_full": 0, "dropped_bad": 0}
+                      "duplicates": 0, "dropped_full": 0, "dropped_bad": 0,
+                      "evicted": 0}
 
     def __len__(self) -> int:
         return len(self._dgrams)
@@ -54,10 +56,19 @@ class Reassembler:
             return None, None
         dg = self._dgrams.get(key)
         created = None
+        if len(data) > self.max_bytes:
+            self.stats["dropped_full"] += 1
+            return None, None
+        # full: the oldest datagrams in progress make room (as Linux does above its high
+        # threshold), so a lossy link or a fragment flood cannot block reassembly until timeouts
+        while self._dgrams and (self.held + len(data) > self.max_bytes or (
+                dg is None and len(self._dgrams) >= self.max_datagrams)):
+            oldest = next(iter(self._dgrams))
+            if oldest == key:
+                break
+            self._drop(oldest, self._dgrams[oldest])
+            self.stats["evicted"] += 1
         if dg is None:
-            if len(self._dgrams) >= self.max_datagrams or self.held + len(data) > self.max_bytes:
-                self.stats["dropped_full"] += 1
-                return None, None
             dg = _Datagram(now + self.timeout)
             self._dgrams[key] = dg
             created = dg.expires
