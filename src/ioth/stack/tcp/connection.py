@@ -1009,6 +1009,7 @@ class TcpConnection:
 
     @keepalive.setter
     def keepalive(self, on: bool) -> None:
+        """Turn keepalive probes on or off (armed at the next dispatch)."""
         self._keepalive = on
         if not on:
             self._keep_at = None

@@ -28,6 +28,7 @@ class _Glue:
         self.layer: TcpLayer | None = None
 
     def output(self, src: bytes, dst: bytes, segment: bytes) -> None:
+        """Send a segment through the core's IPv4 (DF set) or IPv6 output."""
         core = self.core
         now = self.layer.now if self.layer is not None else 0.0
         try:
@@ -39,6 +40,7 @@ class _Glue:
             core.counters["tcp.tx_no_route"] += 1
 
     def mtu(self, remote: bytes) -> int:
+        """The route MTU towards ``remote``, lowered by a cached path MTU."""
         core = self.core
         v6 = len(remote) == 16
         try:
