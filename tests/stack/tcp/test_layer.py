@@ -243,3 +243,14 @@ def test_family_wildcards_and_listing() -> None:
     assert lines[0].startswith("LISTEN 0 128 0.0.0.0:80 syn_queue:1")
     assert lines[1].startswith("LISTEN 0 128 [::]:80")
     assert any(line.startswith("SYN-RECEIVED") for line in lines[2:])
+
+
+def test_connect_argument_errors() -> None:
+    lay = layer()
+    with pytest.raises(OSError, match="different families"):
+        lay.connect(A4, B6, 80, 0.0)
+    with pytest.raises(OSError, match="bad port 0"):
+        lay.connect(A4, B4, 0, 0.0)
+    lay.connect(A4, B4, 80, 0.0, sport=4000)
+    with pytest.raises(OSError, match="in use"):
+        lay.connect(A4, B4, 80, 0.0, sport=4000)
