@@ -128,8 +128,16 @@ def test_dad_detects_duplicates_both_ways(lan: tuple[Netns, ioth.Stack, str]) ->
 
 def test_udp_both_ways_with_socat_up_to_60000_bytes(
         lan: tuple[Netns, ioth.Stack, str], tmp_path: Path) -> None:
-    require_tools("socat")
-    ns, stack, _ = lan
+    require_tools("socat", "tcpdump", "tshark")
+    ns, stack, tap = lan
+    pcap = tmp_path / "udp.pcap"
+    with capture(ns, tap, pcap):
+        udp_both_ways(ns, stack, tmp_path)
+    assert_clean_capture(pcap, 100)
+
+
+def udp_both_ways(ns: Netns, stack: ioth.Stack, tmp_path: Path) -> None:
+    """One datagram each way per size and family, checked byte for byte."""
     for family, kaddr, iaddr, kv in ((2, "192.0.2.1", "192.0.2.2", "UDP4"),
                                      (10, "2001:db8::1", "2001:db8::2", "UDP6")):
         for size in (1, 1472, 8000, 60000):
