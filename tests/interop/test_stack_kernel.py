@@ -294,3 +294,20 @@ def test_ioth_router_between_two_kernel_namespaces(tmp_path: Path, medium: str) 
             assert_clean_capture(pcap, 20)
         finally:
             router.close()
+
+
+def test_capture_check_can_fail(tmp_path: Path) -> None:
+    """Negative control: a capture with one bad UDP checksum is rejected by the check above."""
+    require_tools("tshark")
+    from scapy.layers.inet import IP, UDP  # type: ignore[import-untyped]
+    from scapy.layers.l2 import Ether  # type: ignore[import-untyped]
+    from scapy.utils import wrpcap  # type: ignore[import-untyped]
+
+    eth = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    good = [eth / IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=1, dport=2) / b"x"] * 11
+    bad = eth / IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=1, dport=2, chksum=0x1234)
+    wrpcap(str(tmp_path / "good.pcap"), good)
+    assert_clean_capture(tmp_path / "good.pcap")
+    wrpcap(str(tmp_path / "bad.pcap"), [*good, bad / b"x"])
+    with pytest.raises(AssertionError):
+        assert_clean_capture(tmp_path / "bad.pcap")
