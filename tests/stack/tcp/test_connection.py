@@ -800,3 +800,17 @@ def test_send_accepts_any_buffer_as_bytes() -> None:
     assert only(recv(c)).payload == words.tobytes()
     with pytest.raises(ValueError):
         c.recv(-1)
+
+
+def test_cwnd_restarts_after_idle() -> None:
+    c = established(plain_policy(initial_window=2, min_rto=1.0))
+    c.process(seg(1, c.iss + 1, window=60000), 0.0)
+    c.cc.cwnd = 20 * 536
+    c.send(b"a" * 536)
+    recv(c, 0.0)
+    c.process(seg(1, c.iss + 1 + 536, window=60000), 0.1)
+    c.send(b"b" * 536 * 10)
+    assert len(recv(c, 0.2)) == 10  # not idle: the whole window goes
+    c.process(seg(1, c.iss + 1 + 536 * 11, window=60000), 0.3)
+    c.send(b"c" * 536 * 10)
+    assert len(recv(c, 10.0)) == 2  # idle for longer than the RTO: restart window = IW

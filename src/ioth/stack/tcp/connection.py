@@ -170,6 +170,7 @@ class TcpConnection:
         "_keep_probes",
         "_keepalive",
         "_last_ack_sent",
+        "_last_data_tx",
         "_last_rx",
         "_lost_edge",
         "_mss_max",
@@ -287,6 +288,7 @@ class TcpConnection:
         self.ts_recent = 0
         self._ts_offset = 0
         self._last_ack_sent = 0
+        self._last_data_tx = 0.0
         self._peer_syn_opts: Segment | None = None
         # send buffer: _sbuf[_shead:] holds the unacked+unsent data starting at _sseq
         self._sbuf = bytearray()
@@ -1784,6 +1786,13 @@ class TcpConnection:
         # -- new data (RFC 9293 3.8.6.2.1 sender SWS avoidance, 3.7.4 Nagle)
         wnd_end = una + self.snd_wnd
         limit_end = data_end if fin_seq < 0 else fin_seq
+        if nxt == una and nxt < limit_end and now - self._last_data_tx > self.rto:
+            # RFC 5681 4.1: after an idle period longer than the RTO, restart from
+            # RW = min(IW, cwnd) instead of bursting a stale window.
+            restart = self.policy.initial_window * self.mss
+            if self.cc.cwnd > restart:
+                self.cc.cwnd = restart
+                cwnd = restart + self._inflate
         while nxt < limit_end:
             avail = limit_end - nxt
             room = wnd_end - nxt
@@ -1809,6 +1818,7 @@ class TcpConnection:
             if end == fin_seq and wnd_end > end:
                 end += 1  # piggyback the FIN on the last data segment
             out.append(self._data_segment(nxt, end, data_end, fin_seq, now))
+            self._last_data_tx = now
             if self._rtt_seq < 0 and not self.ts_ok:
                 self._rtt_seq = end
                 self._rtt_time = now
