@@ -311,3 +311,36 @@ def test_capture_check_can_fail(tmp_path: Path) -> None:
     wrpcap(str(tmp_path / "bad.pcap"), [*good, bad / b"x"])
     with pytest.raises(AssertionError):
         assert_clean_capture(tmp_path / "bad.pcap")
+
+
+def test_ioth_stack_on_debian_vde_switch_with_kernel_tap(tmp_path: Path) -> None:
+    """Debian's vde_switch (run inside the namespace, owning a TAP there) joins the kernel and an
+    ioth stack: pings both ways, IPv4 and IPv6."""
+    require_root()
+    require_tools("vde_switch", "ping")
+    with netns("iovd") as ns:
+        tap = tapname()
+        directory = tmp_path / "vsw"
+        sw = ns.popen(["vde_switch", "-s", str(directory), "-t", tap], stdin=subprocess.PIPE,
+                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: (directory / "ctl").exists(), 10, what="vde_switch ctl socket")
+            wait_for_link(ns, tap)
+            ns.sh(f"ip addr add 203.0.113.1/24 dev {tap}; ip addr add 2001:db8:3::1/64 "
+                  f"dev {tap} nodad; ip link set {tap} up")
+            with ioth.Stack(f"vde://{directory}",
+                            "eth,ip=203.0.113.2/24,ip=2001:db8:3::2/64") as stack:
+                assert stack.wait_dad(5)
+                for argv in (["ping", "-c", "2", "-i", "0.2", "-s", "3000", "203.0.113.2"],
+                             ["ping", "-6", "-c", "2", "-i", "0.2", "2001:db8:3::2"]):
+                    r = ns.run([*argv, "-W", "2"], check=False)
+                    assert r.returncode == 0, r.stdout + r.stderr
+                for family, dst, proto in ((2, "203.0.113.1", 1), (10, "2001:db8:3::1", 58)):
+                    with stack.socket(family, 2, proto) as s:
+                        s.settimeout(3)
+                        s.sendto(bytes((8 if family == 2 else 128, 0, 0, 0, 0, 0, 0, 9)) +
+                                 b"vde", (dst, 0))
+                        data, src = s.recvfrom(100)
+                        assert data.endswith(b"vde") and src[0] == dst
+        finally:
+            stop_process(sw)
