@@ -96,7 +96,9 @@ def test_kernel_pings_ioth_v4_v6_fragmented_and_caches_fill(
         for argv in (["ping", "-c", "3", "-i", "0.2", "192.0.2.2"],
                      ["ping", "-c", "2", "-i", "0.2", "-s", "8000", "192.0.2.2"],
                      ["ping", "-6", "-c", "3", "-i", "0.2", "2001:db8::2"],
-                     ["ping", "-6", "-c", "2", "-i", "0.2", "-s", "8000", "2001:db8::2"]):
+                     ["ping", "-6", "-c", "2", "-i", "0.2", "-s", "8000", "2001:db8::2"],
+                     ["ping", "-c", "1", "-s", "65507", "192.0.2.2"],  # largest datagrams
+                     ["ping", "-6", "-c", "1", "-s", "65487", "2001:db8::2"]):
             r = ns.run([*argv, "-W", "2"], check=False)
             assert r.returncode == 0, r.stdout + r.stderr
             assert " 0% packet loss" in r.stdout
@@ -108,8 +110,8 @@ def test_kernel_pings_ioth_v4_v6_fragmented_and_caches_fill(
     kmac = ns.run(["cat", f"/sys/class/net/{tap}/address"]).stdout.strip()
     assert ours[(4, "192.0.2.1")]["mac"] == kmac and ours[(6, "2001:db8::1")]["mac"] == kmac
     c = stack.counters()
-    assert c["ipv4_reasm"]["reassembled"] == 2 and c["ipv6_reasm"]["reassembled"] == 2
-    assert c["icmp4"]["tx_echo_reply"] == 5 and c["icmp6"]["tx_echo_reply"] == 5
+    assert c["ipv4_reasm"]["reassembled"] == 3 and c["ipv6_reasm"]["reassembled"] == 3
+    assert c["icmp4"]["tx_echo_reply"] == 6 and c["icmp6"]["tx_echo_reply"] == 6
     assert_clean_capture(pcap)
 
 
