@@ -254,3 +254,24 @@ def test_connect_argument_errors() -> None:
     lay.connect(A4, B4, 80, 0.0, sport=4000)
     with pytest.raises(OSError, match="in use"):
         lay.connect(A4, B4, 80, 0.0, sport=4000)
+
+
+def test_syn_cookies_keep_options_in_timestamps() -> None:
+    lay = TcpLayer(random.Random(1), POLICY.replace(syn_backlog=1))
+    lay.listen(80)
+    lay.input(B4, A4, syn_bytes(B4, A4, 6000, 80), 1.0)  # fills the SYN queue
+    lay.outbox.clear()
+    syn = Segment(500, 0, SYN, 65535, mss=1460, wscale=9, sack_perm=True, tsval=777, tsecr=0)
+    lay.input(B4, A4, encode(syn, 7000, 80, B4, A4), 2.0)
+    synack = decode(lay.outbox.pop()[2])[2]
+    assert synack.flags == SYN | ACK and synack.sack_perm and synack.wscale == 5
+    assert synack.tsecr == 777 and synack.tsval is not None and synack.tsval & 0x3F == 0x3A
+    ack = Segment(501, synack.seq + 1, ACK, 100, b"hi", tsval=778, tsecr=synack.tsval)
+    lay.input(B4, A4, encode(ack, 7000, 80, B4, A4), 2.5)
+    conn = lay.listeners[(b"", 80)].accept()
+    assert conn is not None and conn.state is State.ESTABLISHED
+    assert conn.ts_ok and conn.sack_ok and conn.snd_wscale == 9 and conn.rcv_wscale == 5
+    assert conn.snd_wnd == 100 << 9 and conn.mss == 1460 - 12 and conn.recv() == b"hi"
+    lay.on_timer(3.0)  # the delayed ACK
+    out = decode(lay.outbox[-1][2])[2]
+    assert out.tsval is not None and out.tsval >= synack.tsval  # our clock never goes back

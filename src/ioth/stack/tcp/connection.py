@@ -642,8 +642,15 @@ class TcpConnection:
         self._user_closed = True
         self._set_closed()
 
-    def open_from_cookie(self, iss: int, ack_seg: Segment, peer_mss: int, now: float) -> None:
-        """Become ESTABLISHED from a valid SYN-cookie ACK (no wscale, SACK or timestamps)."""
+    def open_from_cookie(
+        self, iss: int, ack_seg: Segment, peer_mss: int, now: float,
+        peer_wscale: int | None = None, sack: bool = False,
+    ) -> None:
+        """Become ESTABLISHED from a valid SYN-cookie ACK.
+
+        Timestamps are on when the ACK carries them (our SYN-ACK then echoed the options in
+        the low bits of its TSval: ``peer_wscale`` and ``sack``); otherwise no options.
+        """
         self._init_send(now)
         self.iss = iss
         self.snd_una = self.snd_nxt = iss + 1
@@ -654,11 +661,18 @@ class TcpConnection:
         self.rcv_nxt = self.irs + 1
         self._rcv_adv = self.rcv_nxt + min(self.policy.recv_buffer, 0xFFFF)
         self._last_ack_sent = self.rcv_nxt
-        self.rcv_wscale = self.snd_wscale = 0
-        self.sack_ok = self.ts_ok = False
-        self.mss = self._mss_max = max(64, min(peer_mss, self.mss_local))
+        self.ts_ok = ack_seg.tsval is not None and self.policy.timestamps
+        if self.ts_ok and ack_seg.tsval is not None:
+            self.ts_recent = ack_seg.tsval
+        if self.ts_ok and peer_wscale is not None:
+            self.snd_wscale = min(peer_wscale, _MAX_WSCALE)
+        else:
+            self.rcv_wscale = self.snd_wscale = 0
+        self.sack_ok = self.ts_ok and sack
+        mss = min(peer_mss, self.mss_local) - (12 if self.ts_ok else 0)
+        self.mss = self._mss_max = max(64, mss)
         self.cc.set_mss(self.mss)
-        self.snd_wnd = ack_seg.window
+        self.snd_wnd = ack_seg.window << self.snd_wscale
         self.max_snd_wnd = self.snd_wnd
         self.snd_wl1 = self.irs + 1
         self.snd_wl2 = iss + 1

@@ -436,10 +436,30 @@ class TcpLayer:
             mss = min(mss, listener.policy.mss)
         peer_mss = seg.mss or (1220 if len(src) == 16 else 536)
         cookie = self.isn.cookie(now, dst, dport, src, sport, seg.seq, min(mss, peer_mss))
+        policy = listener.policy
         synack = Segment(
-            cookie, (seg.seq + 1) & MASK, SYN | ACK, min(listener.policy.recv_buffer, 0xFFFF),
-            mss=mss,
+            cookie, (seg.seq + 1) & MASK, SYN | ACK, min(policy.recv_buffer, 0xFFFF), mss=mss,
         )
+        if seg.tsval is not None and policy.timestamps:
+            # Like Linux: the options we cannot keep ride in the low 6 bits of our TSval, which
+            # the peer echoes in every TSecr: 0x20 marker, 0x10 SACK, 0x0F wscale + 1.
+            bits = 0x20
+            if seg.wscale is not None and policy.window_scaling:
+                bits |= min(seg.wscale, 14) + 1
+                ws = 0
+                while ws < 14 and (policy.recv_buffer >> ws) > 0xFFFF:
+                    ws += 1
+                synack.wscale = ws
+            if seg.sack_perm and policy.sack:
+                bits |= 0x10
+                synack.sack_perm = True
+            offset = self.isn.ts_offset(dst, dport, src, sport)
+            clock = (int(now * 1000) + offset) & MASK
+            tsval = (clock & ~0x3F) | bits
+            if (tsval - clock) & MASK < 0x80000000 and tsval != clock:
+                tsval = (tsval - 0x40) & MASK  # never ahead of the connection's clock
+            synack.tsval = tsval
+            synack.tsecr = seg.tsval
         listener.cookies_sent += 1
         self._emit(dst, dport, src, sport, synack)
 
@@ -462,7 +482,13 @@ class TcpLayer:
             return
         listener.cookies_accepted += 1
         conn = self._new_conn((dst, dport), (src, sport), listener.policy)
-        conn.open_from_cookie(cookie, seg, mss, now)
+        peer_ws: int | None = None
+        sack = False
+        if seg.tsval is not None and seg.tsecr & 0x20:
+            bits = seg.tsecr & 0x3F
+            peer_ws = (bits & 0x0F) - 1 if bits & 0x0F else None
+            sack = bool(bits & 0x10)
+        conn.open_from_cookie(cookie, seg, mss, now, peer_ws, sack)
         self.connections[(dst, dport, src, sport)] = conn
         listener.accept_queue.append(conn)
         if self.notify is not None:
