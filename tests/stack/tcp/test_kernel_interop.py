@@ -382,3 +382,5 @@ def test_syn_flood_then_kernel_client(tun_ns: tuple[Netns, int]) -> None:
     n, got, sent = proc.communicate(timeout=30)[0].decode().split()
     assert int(n) == 100000 and got == sent
     assert listener.cookies_accepted == 1
+    conn = apps[0].conn  # options survived the cookie through the kernel's TSecr echo
+    assert conn.ts_ok and conn.sack_ok and conn.snd_wscale > 0
