@@ -150,6 +150,9 @@ class StreamHandle:
         self.connecting = connecting
         self.junk = 0
         self.error = 0
+        self.connect_error = 0
+        self.failed = False
+        self.established = False
         self.out = b""
         self.out_off = 0
         self.eof_in = False
@@ -267,15 +270,18 @@ class StreamHandle:
                     self.events = want
                     self.tcp.pump.watch(self.fd, want, self.on_pump)
                 return
+        if state in _CONNECTED:
+            self.established = True  # even if a reset follows at once: connect succeeded
         if self.connecting and self.eng is None:
             return  # the application end is not attached yet (_connect attaches it)
         if self.connecting:
-            if state in _CONNECTED:
+            if self.established:
                 self.connecting = False
                 self._drop_junk()
             elif conn.error is not None or state is _CLOSED:
                 self.connecting = False
-                self.error = conn.error or errno.ECONNREFUSED
+                self.connect_error = conn.error or errno.ECONNREFUSED
+                self.failed = True
                 conn.error = None
                 self._drop_junk()
                 self._teardown()
@@ -511,7 +517,7 @@ class StreamSocket(IothSocket):
     def getpeername(self) -> Address:
         """The peer's (address, port); ENOTCONN before the connection is established."""
         h = self._h
-        if h is None or h.connecting or (h.error and h.eng is None):
+        if h is None or h.connecting or h.failed:
             raise oserror(errno.ENOTCONN)
         return format_address(self.family, h.conn.remote[0], h.conn.remote[1])
 
@@ -610,9 +616,9 @@ class StreamSocket(IothSocket):
         if h is not None:
             if h.connecting:
                 return errno.EALREADY
-            if h.error:
+            if h.connect_error:
                 with stack.lock:
-                    err, h.error = h.error, 0
+                    err, h.connect_error = h.connect_error, 0
                 return err
             return errno.EISCONN
         dst, port, scope = parse_address(stack, self.family, address)
@@ -661,8 +667,8 @@ class StreamSocket(IothSocket):
                     stack.runtime.flush()
                     self._h = None
                     raise TimeoutError("timed out")
-            if h.error:
-                err, h.error = h.error, 0
+            if h.connect_error:
+                err, h.connect_error = h.connect_error, 0
                 return err
         return 0
 
@@ -874,7 +880,10 @@ class StreamSocket(IothSocket):
                         return 0
                     if self._junked:
                         self._unjunk()
-                    err, h.error = h.error, 0
+                    if h.connect_error:
+                        err, h.connect_error = h.connect_error, 0
+                    else:
+                        err, h.error = h.error, 0
                     return err
                 if option == _socket.SO_TYPE:
                     return int(_socket.SOCK_STREAM)
