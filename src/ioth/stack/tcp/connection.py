@@ -1511,7 +1511,7 @@ class TcpConnection:
         else:
             self._ooo_insert(seq, bytes(payload))
             self._ack_now = True  # RFC 5681 4.2: out-of-order data: immediate (dup) ACK
-        self._dirty = True
+        # (no _dirty: poll_at() sees _ack_now, and _ack_at is a timer)
 
     def _ooo_insert(self, seq: int, data: bytes) -> None:
         end = seq + len(data)
