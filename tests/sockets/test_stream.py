@@ -217,3 +217,22 @@ def test_buffer_and_timeout_options() -> None:
             got += len(cli.recv(65536))
         for x in (peer, cli, srv):
             x.close()
+
+
+def test_unconnected_socket_errors_match_a_kernel_socket() -> None:
+    def errnos(s: socket.socket) -> list[int]:
+        out = []
+        for call in (lambda: s.send(b"x"), lambda: s.recv(1), s.getpeername,
+                     lambda: s.shutdown(socket.SHUT_RDWR), lambda: s.sendall(b"x"),
+                     lambda: s.accept()):
+            try:
+                call()
+                out.append(0)
+            except OSError as exc:
+                out.append(exc.errno or -1)
+        return out
+
+    with lone() as st, socket.socket() as kernel, \
+            isocket(st, socket.AF_INET, socket.SOCK_STREAM) as ours:
+        assert errnos(ours) == errnos(kernel)
+        assert ours.getsockname() == kernel.getsockname() == ("0.0.0.0", 0)

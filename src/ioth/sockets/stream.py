@@ -442,6 +442,7 @@ class StreamSocket(IothSocket):
                 layer.tcp = TcpSockets(stack, layer.pump)
         self._tcp: TcpSockets = layer.tcp
         self._layer: SocketLayer = layer
+        accepted = _fileno is not None
         if _fileno is None:
             app = _csocket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
             _fileno = app.detach()
@@ -460,6 +461,7 @@ class StreamSocket(IothSocket):
         self._rcvbuf = BUF
         self._junked = False
         self._bufs_set = False
+        self._accepted_plain = accepted  # an accepted stream (maybe of another process)
         with stack.lock:
             stack._sockets.add(self)  # type: ignore[arg-type]
         if type & _socket.SOCK_NONBLOCK:
@@ -731,6 +733,8 @@ class StreamSocket(IothSocket):
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         """Receive up to ``bufsize`` bytes; b"" at end of stream; ECONNRESET after a reset."""
+        if self._h is None and self._accepted_plain is False:
+            raise oserror(errno.ENOTCONN)
         data = super().recv(bufsize, flags)
         if not data and bufsize:
             err = self._pending_error()
@@ -740,6 +744,8 @@ class StreamSocket(IothSocket):
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         """Receive into ``buffer``; 0 at end of stream."""
+        if self._h is None and self._accepted_plain is False:
+            raise oserror(errno.ENOTCONN)
         n = super().recv_into(buffer, nbytes, flags)
         if not n and (nbytes or len(memoryview(buffer))):
             err = self._pending_error()
@@ -766,6 +772,8 @@ class StreamSocket(IothSocket):
 
     def send(self, data: Any, flags: int = 0) -> int:
         """Send some of ``data``; EPIPE after shutdown, the connection's error after a reset."""
+        if self._h is None and self._accepted_plain is False:
+            raise oserror(errno.EPIPE)
         if self._junked:
             self._unjunk()
         if not flags:
@@ -782,6 +790,8 @@ class StreamSocket(IothSocket):
 
     def sendall(self, data: Any, flags: int = 0) -> None:
         """Send all of ``data`` (honours the socket's timeout)."""
+        if self._h is None and self._accepted_plain is False:
+            raise oserror(errno.EPIPE)
         if self._junked:
             self._unjunk()
         if not flags:
