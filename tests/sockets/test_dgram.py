@@ -156,3 +156,23 @@ def test_ipv6_multicast_group_join(tmp_path: Path) -> None:
         assert exc.value.errno == errno.ENOPROTOOPT
         rx.close()
         tx.close()
+
+
+def test_udp_errors_match_a_kernel_socket() -> None:
+    def errnos(s: socket.socket) -> list[int]:
+        out = []
+        s.setblocking(False)
+        for call in (lambda: s.send(b"x"), lambda: s.recv(1), s.getpeername,
+                     lambda: s.sendto(b"x", ("127.0.0.1", 0)),
+                     lambda: s.bind(("198.51.100.1", 0)), lambda: s.listen(), s.accept,
+                     lambda: s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)):
+            try:
+                call()
+                out.append(0)
+            except OSError as exc:
+                out.append(exc.errno or -1)
+        return out
+
+    with lone() as st, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as kernel, \
+            isocket(st, socket.AF_INET, socket.SOCK_DGRAM) as ours:
+        assert errnos(ours) == errnos(kernel)

@@ -436,6 +436,14 @@ class DatagramSocket(IothSocket):
                 return 1
         raise oserror(errno.ENOPROTOOPT)
 
+    def listen(self, backlog: int = 0) -> None:
+        """Datagram sockets do not listen (EOPNOTSUPP, like the kernel)."""
+        raise oserror(errno.EOPNOTSUPP)
+
+    def accept(self) -> tuple[Any, Any]:
+        """Datagram sockets do not accept (EOPNOTSUPP, like the kernel)."""
+        raise oserror(errno.EOPNOTSUPP)
+
     def shutdown(self, how: int) -> None:
         """Shut down the application end (reads then see end of data)."""
         super().shutdown(how)
