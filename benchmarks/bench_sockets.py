@@ -168,6 +168,7 @@ def bench_raw(a: ioth.Stack, b: ioth.Stack, addr: str, seconds: float) -> tuple[
             while not lst.accept_queue:
                 conds[id(b)].wait(1)
             sconn = lst.accept()
+            assert sconn is not None
             sconn.nodelay = nodelay
             b.core.tcp.close_listener(lst, b.now())
         with conds[id(a)]:
