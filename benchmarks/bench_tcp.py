@@ -364,17 +364,39 @@ class Result:
     error: str = ""
 
 
+TRACE: dict[str, Any] = {"pyspy": None, "strace": None, "seconds": 1.0}
+
+
+def attach(p: Procs, targets: dict[str, subprocess.Popen[str]], label: str) -> None:
+    """With ``--pyspy PREFIX`` / ``--strace PREFIX``: sample / count syscalls of the ioth
+    workers ``targets`` (role -> process) while the measurement runs (started after "go")."""
+    dur = max(1, int(TRACE["seconds"]))
+    for role, proc in targets.items():
+        if TRACE["pyspy"]:
+            out = f"{TRACE['pyspy']}.{label}.{role}.txt"
+            p.start(["py-spy", "record", "--pid", str(proc.pid), "--duration", str(dur),
+                     "--rate", "250", "--format", "raw", "--threads", "--nonblocking",
+                     "-o", out])
+        if TRACE["strace"]:
+            out = f"{TRACE['strace']}.{label}.{role}.strace"
+            p.start(["timeout", "-s", "INT", str(dur), "strace", "-c", "-f", "-o", out,
+                     "-p", str(proc.pid)])
+
+
 def run_pair(p: Procs, server: list[str], client: list[str], timeout: float,
-             before_go: Callable[[], None] | None = None
+             label: str = "", trace: str = "",
+             extra: dict[str, subprocess.Popen[str]] | None = None
              ) -> tuple[dict[str, Any], dict[str, Any], float]:
-    """Start a server worker, then a client worker; (server result, client result, wall)."""
+    """Start a server worker, then a client worker; (server result, client result, wall).
+    ``trace``: which of them to profile (``server``, ``client``, ``both``)."""
     srv = p.start(server)
     read_json(srv, "server ready", 30)
     cli = p.start(client, stdin=True)
-    if before_go:
-        before_go()
     t0 = time.monotonic()
     go(cli)
+    targets = {"server": srv, "client": cli}
+    chosen = {k: v for k, v in targets.items() if trace in (k, "both")}
+    attach(p, {**chosen, **(extra or {})}, label)
     cres = read_json(cli, "client", timeout)
     sres = read_json(srv, "server", 15)
     return sres, cres, time.monotonic() - t0
@@ -386,9 +408,16 @@ def run_pair(p: Procs, server: list[str], client: list[str], timeout: float,
 A1, A2 = "198.18.7.1", "198.18.7.2"
 
 
+def pid_cpu(pid: int) -> float:
+    """CPU seconds used so far by process ``pid``."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
-def ioth_switch(p: Procs) -> Iterator[str]:
-    """An ``ioth switch`` in a scratch directory; yields the directory."""
+def ioth_switch(p: Procs) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """An ``ioth switch`` in a scratch directory; yields (directory, process)."""
     with tempfile.TemporaryDirectory(prefix="btcp-") as tmp:
         d = os.path.join(tmp, "sw")
         sw = p.start([sys.executable, "-m", "ioth.cli.main", "switch", d],
@@ -397,7 +426,7 @@ def ioth_switch(p: Procs) -> Iterator[str]:
                    "ioth switch")
         if sw.poll() is not None:
             raise RuntimeError(f"ioth switch exited: {sw.stderr.read() if sw.stderr else ''}")
-        yield d
+        yield d, sw
 
 
 def kind_roles(kind: str) -> tuple[str, str]:
@@ -422,14 +451,18 @@ def case_switch(kind: str, mtu: int, seconds: float, profile: str | None = None
                 ) -> tuple[float, dict[str, float], str]:
     """ioth -> ioth through an ioth switch, two processes."""
     srole, crole = kind_roles(kind)
-    with procs() as p, ioth_switch(p) as d:
+    with procs() as p, ioth_switch(p) as (d, sw):
         opt = f"[mtu={mtu}]" if mtu != 1500 else ""
         server = worker_argv(None, srole, A2, seconds, f"vde://{d}{opt}",
                              f"eth,ip={A2}/24", profile=profile and profile + ".server")
         client = worker_argv(None, crole, A2, seconds, f"vde://{d}{opt}",
                              f"eth,ip={A1}/24", profile=profile and profile + ".client")
-        sres, cres, wall = run_pair(p, server, client, seconds * 4 + 30)
-        return value_of(kind, sres, cres), cpu_of(sres, cres, wall), ""
+        sw0 = pid_cpu(sw.pid)
+        sres, cres, wall = run_pair(p, server, client, seconds * 4 + 30,
+                                    f"sw-{kind}-{mtu}", "both", {"switch": sw})
+        cpu = cpu_of(sres, cres, wall)
+        cpu["switch"] = (pid_cpu(sw.pid) - sw0) / wall
+        return value_of(kind, sres, cres), cpu, ""
 
 
 def case_tap(kind: str, direction: str, mtu: int, offload: bool, seconds: float,
@@ -468,6 +501,8 @@ def case_tap(kind: str, direction: str, mtu: int, offload: bool, seconds: float,
             read_json(srv, "kernel server ready", 30)
         t0 = time.monotonic()
         go(cli)
+        label = f"tap-{kind}-{direction}-{mtu}{'-off' if offload else ''}"
+        attach(p, {"server": srv} if direction == "k2i" else {"client": cli}, label)
         cres = read_json(cli, "client", seconds * 4 + 30)
         sres = read_json(srv, "server", 15)
         wall = time.monotonic() - t0
@@ -675,6 +710,61 @@ def rss() -> int:
 
 
 # ----------------------------------------------------------------------------------------------
+CATEGORIES = (  # first match on the frame's file decides a sample's category (self time)
+    ("checksum", ("checksum.py",)),
+    ("tcp", ("ioth/stack/tcp/",)),
+    ("sockets", ("ioth/sockets/",)),
+    ("stack input/output", ("ioth/stack/", "ioth/wire/")),
+    ("plug I/O", ("ioth/net/",)),
+    ("engine", ("ioth/runtime/",)),
+)
+
+
+def summarize(path: str, top: int = 15) -> str:
+    """Text summary of a py-spy raw (collapsed) profile: samples per thread, self time by
+    category, top functions by self and by cumulative (inclusive) samples."""
+    import collections
+    self_t: collections.Counter[str] = collections.Counter()
+    cum: collections.Counter[str] = collections.Counter()
+    threads: collections.Counter[str] = collections.Counter()
+    cats: collections.Counter[str] = collections.Counter()
+    total = 0
+    with open(path) as f:
+        for line in f:
+            stack, _, n = line.rstrip("\n").rpartition(" ")
+            if not stack:
+                continue
+            count = int(n)
+            frames = stack.split(";")
+            thread = frames[0].split(":", 1)[-1].strip()
+            frames = [fr.rsplit(":", 1)[0] + ")" if fr.endswith(")") and ":" in fr else fr
+                      for fr in frames[1:]]  # per function, not per line
+            total += count
+            threads[thread] += count
+            if not frames:
+                continue
+            leaf = frames[-1]
+            self_t[leaf] += count
+            for fr in set(frames):
+                cum[fr] += count
+            fname = leaf.rpartition("(")[2]
+            cat = "python/stdlib (not ioth)"
+            for c, pats in CATEGORIES:
+                if any(pt in fname for pt in pats):
+                    cat = c
+                    break
+            cats[cat] += count
+    out = [f"{path}: {total} samples"]
+    out.append("  threads: " + ", ".join(f"{t} {c / total:.0%}" for t, c in threads.items()))
+    out.append("  self by category: " + ", ".join(f"{c} {n / total:.0%}"
+                                                  for c, n in cats.most_common()))
+    out.append("  top self:")
+    out += [f"    {n / total:6.1%}  {fr}" for fr, n in self_t.most_common(top)]
+    out.append("  top cumulative:")
+    out += [f"    {n / total:6.1%}  {fr}" for fr, n in cum.most_common(top + 10)]
+    return "\n".join(out)
+
+
 def build_cases(seconds: float, rr_seconds: float, count: int, profile: str | None
                 ) -> dict[str, Callable[[], Result]]:
     """Every case key -> a function that measures it."""
@@ -740,7 +830,7 @@ def print_table(results: list[Result], args: argparse.Namespace) -> None:
     print(f"\nioth TCP benchmark ({args.seconds:g} s bulk, {args.rr_seconds:g} s rr/cps per case;"
           " 2 shared cores: expect noise)")
     print(f"{'case':<48}{'value':>12} {'unit':<7}{'vs ref':>18}{'vs LWIPv6':>10}{'target':>12}"
-          f"  cpu srv/cli")
+          f"  cpu srv/cli/sw")
     for r in results:
         if r.error:
             print(f"{r.name:<48}{'FAILED':>12}  {r.error}")
@@ -756,7 +846,8 @@ def print_table(results: list[Result], args: argparse.Namespace) -> None:
         tgt = "-"
         if r.target is not None:
             tgt = ("ok " if r.value >= r.target else "MISS ") + f"{r.target:g}"
-        cpu = "/".join(f"{r.cpu[k]:.0%}" for k in ("server", "client") if k in r.cpu) or "-"
+        cpu = "/".join(f"{r.cpu[k]:.0%}" for k in ("server", "client", "switch")
+                       if k in r.cpu) or "-"
         val = f"{r.value:,.3f}" if r.unit == "Gbit/s" else f"{r.value:,.0f}"
         if r.unit == "KiB":
             val = f"{r.value:,.1f}"
@@ -776,14 +867,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rr-seconds", type=float, default=None, help="seconds per rr/cps case")
     ap.add_argument("--conns", type=int, default=10000, help="connections for conn10k")
     ap.add_argument("--profile", default=None,
-                    help="cProfile the ioth workers into PREFIX.server / PREFIX.client")
+                    help="cProfile the ioth workers' main threads into PREFIX.server/.client")
+    ap.add_argument("--pyspy", default=None, metavar="PREFIX",
+                    help="py-spy (all threads, raw collapsed stacks) of the ioth workers into "
+                    "PREFIX.CASE.ROLE.txt")
+    ap.add_argument("--strace", default=None, metavar="PREFIX",
+                    help="strace -c -f of the ioth workers into PREFIX.CASE.ROLE.strace")
     # worker mode
     ap.add_argument("--worker", dest="role", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--addr", default=A2, help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, default=PORT, help=argparse.SUPPRESS)
     ap.add_argument("--vnl", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--config", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--summarize", nargs="+", default=None, metavar="FILE",
+                    help="summarize py-spy raw profiles and exit")
     args = ap.parse_args(argv)
+    if args.summarize:
+        for path in args.summarize:
+            print(summarize(path))
+        return 0
     if args.role:
         args.seconds = args.seconds or 2.0
         return worker(args)
@@ -798,6 +900,7 @@ def main(argv: list[str] | None = None) -> int:
         if shutil.which(tool) is None:
             print(f"bench_tcp needs {tool}", file=sys.stderr)
             return 2
+    TRACE.update(pyspy=args.pyspy, strace=args.strace, seconds=max(1.0, args.seconds - 1))
     os.environ["PYTHONPATH"] = SRC + os.pathsep + os.environ.get("PYTHONPATH", "")
     cases = build_cases(args.seconds, args.rr_seconds, args.conns, args.profile)
     keys = [k.strip() for k in args.only.split(",") if k.strip()]
