@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -83,8 +84,6 @@ def test_curl_fetches_from_ioth_run_http_server(tmp_path: Path) -> None:
                     out = r.stdout
                     if r.returncode == 0:
                         break
-                    import time
-
                     time.sleep(0.25)
                 assert out == "served by ioth\n", r.stderr
             listing = ns.run(["curl", "-sS", "--max-time", "5", "http://192.0.2.2:8000/"]).stdout
@@ -118,8 +117,6 @@ def test_ioth_and_kernel_exchange_data_both_ways(lan: tuple[Netns, ioth.Stack, s
                     sock = socket.create_connection(("192.0.2.1", 7001), timeout=5)
                     break
                 except ConnectionRefusedError:
-                    import time
-
                     time.sleep(0.1)
             assert sock is not None
             with sock:
@@ -219,8 +216,6 @@ def test_errors_match_the_kernel(lan: tuple[Netns, ioth.Stack, str]) -> None:
                     sock = socket.create_connection(("192.0.2.1", 7003), timeout=5)
                     break
                 except ConnectionRefusedError:
-                    import time
-
                     time.sleep(0.1)
             assert sock is not None
             srv.wait(10)
@@ -228,8 +223,6 @@ def test_errors_match_the_kernel(lan: tuple[Netns, ioth.Stack, str]) -> None:
             for _ in range(50):
                 try:
                     sock.sendall(b"x" * 1000)
-                    import time
-
                     time.sleep(0.02)
                 except OSError as exc:
                     errs.add(exc.errno)
@@ -267,8 +260,6 @@ def test_gateway_kernel_socket_to_ioth_stack(lan: tuple[Netns, ioth.Stack, str])
                 back.connect(("192.0.2.1", 7004))
                 break
             except ConnectionRefusedError:
-                import time
-
                 time.sleep(0.1)
         assert back is not None
         back.settimeout(None)
@@ -310,8 +301,6 @@ def test_names_from_dnsmasq_over_the_stack(lan: tuple[Netns, ioth.Stack, str],
                     addr = socket.gethostbyname("www.ioth.test")
                     break
                 except socket.gaierror:
-                    import time
-
                     time.sleep(0.1)
             assert addr == "192.0.2.77"
             infos = socket.getaddrinfo("v6.ioth.test", 80, socket.AF_INET6, socket.SOCK_STREAM)
