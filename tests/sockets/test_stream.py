@@ -236,3 +236,29 @@ def test_unconnected_socket_errors_match_a_kernel_socket() -> None:
             isocket(st, socket.AF_INET, socket.SOCK_STREAM) as ours:
         assert errnos(ours) == errnos(kernel)
         assert ours.getsockname() == kernel.getsockname() == ("0.0.0.0", 0)
+
+
+def test_no_descriptor_leaks_across_stacks() -> None:
+    import gc
+
+    import ioth
+
+    def nfds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    base = 0
+    for i in range(12):
+        st = ioth.Stack(own_thread=True)
+        u = isocket(st, socket.AF_INET, socket.SOCK_DGRAM)
+        u.bind(("127.0.0.1", 9))
+        lst = isocket(st, socket.AF_INET, socket.SOCK_STREAM)
+        lst.bind(("127.0.0.1", 80))
+        lst.listen()
+        c = isocket(st, socket.AF_INET, socket.SOCK_STREAM)
+        c.connect(("127.0.0.1", 80))  # never accepted by the application
+        st.close()
+        del st, u, lst, c
+        gc.collect()
+        if i == 3:
+            base = nfds()
+    assert nfds() <= base

@@ -7,7 +7,6 @@ import errno
 import os
 import socket as _socket
 import threading
-import weakref
 from typing import TYPE_CHECKING, Any
 
 from ioth.sockets.pump import Pump, pump_for
@@ -38,16 +37,19 @@ class SocketLayer:
 
 class _Layers:
     lock = threading.Lock()
-    by_stack: weakref.WeakKeyDictionary[Any, SocketLayer] = weakref.WeakKeyDictionary()
 
 
 def layer_for(stack: Stack) -> SocketLayer:
-    """The socket layer of ``stack``.  Call without holding the stack's lock."""
+    """The socket layer of ``stack`` (kept on the stack: it lives and dies with it).  Call
+    without holding the stack's lock."""
+    layer: SocketLayer | None = getattr(stack, "_ioth_socket_layer", None)
+    if layer is not None:
+        return layer
     with _Layers.lock:
-        layer = _Layers.by_stack.get(stack)
+        layer = getattr(stack, "_ioth_socket_layer", None)
         if layer is None:
             layer = SocketLayer(stack)
-            _Layers.by_stack[stack] = layer
+            stack._ioth_socket_layer = layer  # type: ignore[attr-defined]
         return layer
 
 

@@ -28,7 +28,6 @@ class Pump:
     """A nested epoll set served by an engine thread."""
 
     def __init__(self, engine: Engine) -> None:
-        self.engine = engine
         self._epoll = select.epoll()
         self._lock = threading.Lock()
         self._handlers: dict[int, Handler] = {}

@@ -87,6 +87,17 @@ class TcpSockets:
         self.bound: dict[int, list[StreamSocket]] = {}
         self._chained = self.layer.notify
         self.layer.notify = self.notify
+        stack._sockets.add(self)  # type: ignore[arg-type]  # Stack.close() calls close()
+
+    def close(self) -> None:
+        """The stack is closing: release every engine end (stack lock held)."""
+        for h in list(self.by_conn.values()):
+            h._teardown()
+        for h in list(self.pending.values()):
+            h._teardown()
+        self.by_conn.clear()
+        self.pending.clear()
+        self.by_listener.clear()
 
     def notify(self, obj: Any) -> None:
         """TcpLayer callback (stack lock held): a connection or listener changed."""
