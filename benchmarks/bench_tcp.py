@@ -78,6 +78,26 @@ def _recv_exact(s: socket.socket, n: int) -> bytes:
     return buf
 
 
+def _tcpinfo(stack: Any) -> dict[str, Any]:
+    """The busiest TCP connection's figures and the plugs' counters of an ioth stack."""
+    out: dict[str, Any] = {}
+    with stack.lock:
+        layer = stack.core.tcp
+        infos = layer.info() if layer is not None else []
+        plugs = list(stack.runtime.plugs.values())
+    if infos:
+        i = max(infos, key=lambda x: x.segments_in + x.segments_out)
+        out = {k: getattr(i, k) for k in (
+            "mss", "cwnd", "ssthresh", "srtt", "snd_wscale", "rcv_wscale", "sack", "timestamps",
+            "retransmissions", "rto_expirations", "fast_recoveries", "segments_in",
+            "segments_out", "dropped")}
+    for pl in plugs:
+        c = pl.counters
+        out["plug"] = {"tx": c.tx_frames, "rx": c.rx_frames, "tx_dropped": c.tx_dropped,
+                       "rx_dropped": c.rx_dropped, "rx_errors": c.rx_errors}
+    return out
+
+
 def worker(args: argparse.Namespace) -> int:
     """Run one end: sink, source, rr-server, rr-client, cps-server, cps-client."""
     stack: Any = None
@@ -122,6 +142,8 @@ def worker(args: argparse.Namespace) -> int:
                         break
                     total += got
                 result.update(bytes=total, seconds=time.perf_counter() - t0, first=n)
+                if stack is not None:
+                    result["tcp"] = _tcpinfo(stack)
                 conn.close()
             elif role == "rr-server":
                 conn, _ = srv.accept()
@@ -153,6 +175,7 @@ def worker(args: argparse.Namespace) -> int:
                 result.update(count=n)
             srv.close()
         else:
+            _emit({"ready": True})
             line = sys.stdin.readline()  # "go" from the driver once the far end is reachable
             if not line:
                 return 1
@@ -170,6 +193,8 @@ def worker(args: argparse.Namespace) -> int:
                     total += CHUNK
                 s.shutdown(socket.SHUT_WR)
                 s.recv(1)
+                if stack is not None:
+                    result["tcp"] = _tcpinfo(stack)
                 s.close()
                 result.update(bytes=total, seconds=time.perf_counter() - t0)
             elif role == "rr-client":
@@ -392,6 +417,7 @@ def run_pair(p: Procs, server: list[str], client: list[str], timeout: float,
     srv = p.start(server)
     read_json(srv, "server ready", 30)
     cli = p.start(client, stdin=True)
+    read_json(cli, "client ready", 30)
     t0 = time.monotonic()
     go(cli)
     targets = {"server": srv, "client": cli}
@@ -462,7 +488,7 @@ def case_switch(kind: str, mtu: int, seconds: float, profile: str | None = None
                                     f"sw-{kind}-{mtu}", "both", {"switch": sw})
         cpu = cpu_of(sres, cres, wall)
         cpu["switch"] = (pid_cpu(sw.pid) - sw0) / wall
-        return value_of(kind, sres, cres), cpu, ""
+        return value_of(kind, sres, cres), cpu, tcp_note(sres, cres)
 
 
 def case_tap(kind: str, direction: str, mtu: int, offload: bool, seconds: float,
@@ -490,11 +516,13 @@ def case_tap(kind: str, direction: str, mtu: int, offload: bool, seconds: float,
             wait_until(lambda: link_exists(ns, tap), "tap")
             ifconfig(ns, tap, A1, mtu if mtu != 1500 else None)
             cli = p.start(client, stdin=True)
+            read_json(cli, "kernel client ready", 30)
         else:
             server = worker_argv(ns, srole, A1, seconds)
             # the ioth client needs its tap before the kernel can have the address
             client = worker_argv(None, crole, A1, seconds, vnl, cfg, profile=prof_c)
             cli = p.start(client, stdin=True)
+            read_json(cli, "ioth client ready", 30)
             wait_until(lambda: link_exists(ns, tap) or cli.poll() is not None, "tap")
             ifconfig(ns, tap, A1, mtu if mtu != 1500 else None)
             srv = p.start(server)
@@ -506,7 +534,23 @@ def case_tap(kind: str, direction: str, mtu: int, offload: bool, seconds: float,
         cres = read_json(cli, "client", seconds * 4 + 30)
         sres = read_json(srv, "server", 15)
         wall = time.monotonic() - t0
-        return value_of(kind, sres, cres), cpu_of(sres, cres, wall), ""
+        return value_of(kind, sres, cres), cpu_of(sres, cres, wall), tcp_note(sres, cres)
+
+
+def tcp_note(sres: dict[str, Any], cres: dict[str, Any]) -> str:
+    """Short TCP figures of the ioth end(s) of a bulk case (sender and receiver)."""
+    parts = []
+    for who, r in (("rx", sres), ("tx", cres)):
+        t = r.get("tcp")
+        if not t or "mss" not in t:
+            continue
+        srtt = f"{t['srtt'] * 1e3:.2f}ms" if t.get("srtt") else "-"
+        pl = t.get("plug", {})
+        parts.append(f"ioth {who}: mss {t['mss']} cwnd {t['cwnd']} srtt {srtt} "
+                     f"segs in/out {t['segments_in']}/{t['segments_out']} "
+                     f"retrans {t['retransmissions']} rto {t['rto_expirations']} "
+                     f"fr {t['fast_recoveries']} plug tx_dropped {pl.get('tx_dropped', 0)}")
+    return "; ".join(parts)
 
 
 def iperf3(p: Procs, ns_s: str, ns_c: str, addr: str, seconds: float) -> float:
