@@ -151,11 +151,30 @@ def test_ipv6_multicast_group_join(tmp_path: Path) -> None:
                       group + struct.pack("@I", b.if_nametoindex("vde0")))
         tx.sendto(b"nobody", ("ff15::1234", 7777, 0, a.if_nametoindex("vde0")))
         assert select.select([rx], [], [], 0.3)[0] == []
-        with pytest.raises(OSError) as exc:
-            rx.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, b"\xe0\0\0\1" + bytes(4))
-        assert exc.value.errno == errno.ENOPROTOOPT
         rx.close()
         tx.close()
+
+
+def test_ipv4_multicast_group_join(tmp_path: Path) -> None:
+    with network(tmp_path, 3) as (a, b, c):
+        rx = [isocket(x, socket.AF_INET, socket.SOCK_DGRAM) for x in (b, c)]
+        mreq = socket.inet_aton("239.1.2.3") + socket.inet_aton("0.0.0.0")
+        for r in rx:
+            r.bind(("", 5007))
+            r.settimeout(5)
+        rx[0].setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+        with pytest.raises(OSError) as exc:
+            rx[0].setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+        assert exc.value.errno == errno.EADDRINUSE
+        tx = isocket(a, socket.AF_INET, socket.SOCK_DGRAM)
+        tx.sendto(b"group", ("239.1.2.3", 5007))
+        assert rx[0].recvfrom(100) == (b"group", ("192.0.2.1", tx.getsockname()[1]))
+        assert select.select([rx[1]], [], [], 0.3)[0] == []  # c did not join
+        rx[0].setsockopt(socket.IPPROTO_IP, socket.IP_DROP_MEMBERSHIP, mreq)
+        tx.sendto(b"again", ("239.1.2.3", 5007))
+        assert select.select([rx[0]], [], [], 0.3)[0] == []
+        for x in (*rx, tx):
+            x.close()
 
 
 def test_udp_errors_match_a_kernel_socket() -> None:

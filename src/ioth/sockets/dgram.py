@@ -42,7 +42,8 @@ MAX_PENDING_PUSH = 256
 class DgramHandle:
     """Engine side of a datagram socket (all methods run with the stack lock held)."""
 
-    __slots__ = ("closed", "eng", "ep", "fd", "marker", "pump", "stack", "v", "want_out")
+    __slots__ = ("closed", "eng", "ep", "fd", "groups4", "marker", "pump", "stack", "v",
+                 "want_out")
 
     def __init__(self, stack: Stack, ep: Endpoint, eng: _socket.socket, pump: Pump) -> None:
         self.stack = stack
@@ -54,6 +55,7 @@ class DgramHandle:
         self.want_out = False
         self.marker = False
         self.closed = False
+        self.groups4: list[tuple[int, bytes]] = []  # (ifindex, group) joined by this socket
 
     def push(self) -> None:
         """Move queued datagrams (and a pending error) into the engine end."""
@@ -130,6 +132,11 @@ class DgramHandle:
         if self.closed:
             return
         self.closed = True
+        ifaces = self.stack.core.ifaces
+        for index, group in self.groups4:
+            if index in ifaces:
+                _leave4(ifaces[index].groups4, group)
+        self.groups4.clear()
         self.stack.core.udp.close(self.ep)
         self.ep.on_event = None
         self.pump.forget(self.fd)
@@ -392,8 +399,41 @@ class DatagramSocket(IothSocket):
                 self._mld(group, ifindex, option == _socket.IPV6_JOIN_GROUP)
             elif level == _socket.IPPROTO_IP and option in (_socket.IP_ADD_MEMBERSHIP,
                                                              _socket.IP_DROP_MEMBERSHIP):
-                raise oserror(errno.ENOPROTOOPT, "IPv4 multicast groups are not supported "
-                                                 "by ioth stacks yet")
+                self._igmp(bytes(value), option == _socket.IP_ADD_MEMBERSHIP)
+
+    def _igmp(self, mreq: bytes, join: bool) -> None:
+        """ip_mreq (group, interface address) or ip_mreqn (group, address, ifindex)."""
+        if len(mreq) < 8:
+            raise oserror(errno.EINVAL)
+        group, local = mreq[:4], mreq[4:8]
+        ifindex = struct.unpack("i", mreq[8:12])[0] if len(mreq) >= 12 else 0
+        if not 224 <= group[0] <= 239:
+            raise oserror(errno.EINVAL)
+        core = self._stack.core
+        if not ifindex and local != b"\0\0\0\0":
+            ifindex = core.local4.get(local, 0)
+            if not ifindex:
+                raise oserror(errno.ENODEV)
+        if ifindex:
+            if ifindex not in core.ifaces:
+                raise oserror(errno.ENODEV)
+            indexes = [ifindex]
+        else:
+            indexes = [i.index for i in core.ifaces.values() if not i.loopback]
+        joined = self._h.groups4
+        for index in indexes:
+            groups = core.ifaces[index].groups4
+            key = (index, group)
+            if join:
+                if key in joined:
+                    raise oserror(errno.EADDRINUSE)
+                joined.append(key)
+                groups[group] = groups.get(group, 0) + 1
+            else:
+                if key not in joined:
+                    raise oserror(errno.EADDRNOTAVAIL)
+                joined.remove(key)
+                _leave4(groups, group)
 
     def _mld(self, group: bytes, ifindex: int, join: bool) -> None:
         core = self._stack.core
@@ -462,3 +502,11 @@ class DatagramSocket(IothSocket):
     def detach(self) -> int:
         """Give up the descriptor (the endpoint lives until the descriptor is closed)."""
         return super().detach()
+
+
+def _leave4(groups: dict[bytes, int], group: bytes) -> None:
+    count = groups.get(group, 0) - 1
+    if count > 0:
+        groups[group] = count
+    else:
+        groups.pop(group, None)

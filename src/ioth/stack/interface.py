@@ -58,6 +58,7 @@ class Interface:
     addrs4: list[Addr4] = field(default_factory=list)
     addrs6: list[Addr6] = field(default_factory=list)
     groups6: dict[bytes, int] = field(default_factory=dict)  # group -> join count
+    groups4: dict[bytes, int] = field(default_factory=dict)  # IPv4 groups joined by sockets
     mcast_macs: set[bytes] = field(default_factory=set)  # 33:33:xx MACs of joined groups
     txq: deque[bytes] = field(default_factory=deque)
     hop_limit: int = 64

@@ -80,7 +80,8 @@ class IPv4:
             raise Drop("ipv4.rx_martian_source")
         if dst in core.local4:
             broadcast = False
-        elif dst in core.bcast4 or (is_multicast(dst) and dst == b"\xe0\0\0\1"):
+        elif dst in core.bcast4 or (is_multicast(dst) and (dst == b"\xe0\0\0\1"
+                                                           or dst in iface.groups4)):
             broadcast = True
         else:
             if l2_multicast or is_multicast(dst):
