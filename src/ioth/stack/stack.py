@@ -14,7 +14,7 @@ import logging
 import random
 import socket as _socket
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ioth.errors import ConfigError
 from ioth.net.registry import open_plug
@@ -26,6 +26,9 @@ from ioth.stack.interface import Interface
 from ioth.stack.route import Route
 from ioth.stack.runtime import StackRuntime
 from ioth.stack.sockets import DatagramSocket
+
+if TYPE_CHECKING:
+    from ioth.sockets.base import IothSocket
 
 log = logging.getLogger(__name__)
 
@@ -360,14 +363,24 @@ class Stack:
     ioth_config = config
 
     # -- sockets --------------------------------------------------------------------------
-    def socket(self, family: int = _socket.AF_INET, type: int = _socket.SOCK_DGRAM,
-               proto: int = 0) -> DatagramSocket:
-        """A socket on this stack (UDP, or ICMP echo with SOCK_DGRAM + IPPROTO_ICMP[V6])."""
+    def socket(self, family: int = _socket.AF_INET, type: int = _socket.SOCK_STREAM,
+               proto: int = 0) -> IothSocket:
+        """A socket on this stack: the Berkeley sockets of :mod:`ioth.sockets` (real file
+        descriptors; TCP, UDP, ICMP echo with SOCK_DGRAM + IPPROTO_ICMP[V6])."""
+        if self.closed:
+            raise OSError(errno.EBADF, "stack is closed")
+        from ioth.sockets import socket as berkeley_socket
+
+        return berkeley_socket(self, family, type, proto)
+
+    msocket = socket
+
+    def dgram_socket(self, family: int = _socket.AF_INET, type: int = _socket.SOCK_DGRAM,
+                     proto: int = 0) -> DatagramSocket:
+        """A minimal UDP / ICMP-echo socket without a file descriptor (lock + condition only)."""
         if self.closed:
             raise OSError(errno.EBADF, "stack is closed")
         return DatagramSocket(self, family, type, proto)
-
-    msocket = socket
 
     # -- introspection --------------------------------------------------------------------
     def interfaces(self) -> list[dict[str, Any]]:
@@ -451,7 +464,14 @@ class Stack:
         return False
 
 
-def msocket(stack: Stack, family: int = _socket.AF_INET, type: int = _socket.SOCK_DGRAM,
-            proto: int = 0) -> DatagramSocket:
-    """``ioth.msocket(stack, family, type, proto)``: a socket on ``stack``."""
+def msocket(stack: Stack | None, family: int = _socket.AF_INET,
+            type: int = _socket.SOCK_STREAM, proto: int = 0) -> IothSocket:
+    """``ioth.msocket(stack, family, type, proto)``: a socket on ``stack`` (None: the default
+    stack, as libioth's ``ioth_msocket(NULL, ...)``)."""
+    if stack is None:
+        from ioth.sockets import get_default_stack
+
+        stack = get_default_stack()
+        if stack is None:
+            raise OSError(errno.ENONET, "no default ioth stack (see ioth.set_default_stack)")
     return stack.socket(family, type, proto)
