@@ -281,3 +281,13 @@ def test_8021q_priority_tagged_accepted_other_vlans_dropped() -> None:
     core.input_frame(iface.index, bytes(Ether(src=PEER, dst=MAC) / Dot1Q(vlan=7) / echo), 1.0)
     assert sent(iface) == [] and core.counters["eth.rx_other_vlan"] == 1
     assert core.counters["eth.rx_priority_tagged"] == 1
+
+
+def test_datagram_to_own_address_goes_through_loopback_with_that_source() -> None:
+    core, iface = one_stack()
+    srv, cli = core.udp.open(4, 17), core.udp.open(4, 17)
+    core.udp.bind(srv, None, 53)
+    core.udp.sendto(cli, b"self", ip("192.0.2.1"), 53, 1.0)
+    data, src, _, ifindex = srv.pop()  # type: ignore[misc]
+    assert (data, src, ifindex) == (b"self", ip("192.0.2.1"), 1)
+    assert sent(iface) == []

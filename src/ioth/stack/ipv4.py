@@ -157,6 +157,8 @@ class IPv4:
 
     def source_for(self, iface: Interface, nexthop: bytes) -> bytes:
         """Source address for packets leaving ``iface`` towards ``nexthop``."""
+        if nexthop in self.core.local4:
+            return nexthop  # to ourselves: the destination is the best source (as Linux)
         src = iface.addr4_for(nexthop)
         if src is None:
             src = next((a.addr for i in self.core.ifaces.values() for a in i.addrs4
