@@ -291,3 +291,11 @@ def test_datagram_to_own_address_goes_through_loopback_with_that_source() -> Non
     data, src, _, ifindex = srv.pop()  # type: ignore[misc]
     assert (data, src, ifindex) == (b"self", ip("192.0.2.1"), 1)
     assert sent(iface) == []
+
+
+def test_whole_127_8_is_local() -> None:
+    core, _ = one_stack()
+    srv, cli = core.udp.open(4, 17), core.udp.open(4, 17)
+    core.udp.bind(srv, ip("127.0.0.53"), 53)
+    core.udp.sendto(cli, b"lo", ip("127.0.0.53"), 53, 1.0)
+    assert srv.pop() == (b"lo", ip("127.0.0.1"), cli.local_port, 1)

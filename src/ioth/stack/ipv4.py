@@ -78,7 +78,7 @@ class IPv4:
             pkt = pkt[:total]
         if is_multicast(src) or src == ALL_ONES or (src[0] == 127 and not iface.loopback):
             raise Drop("ipv4.rx_martian_source")
-        if dst in core.local4:
+        if dst in core.local4 or (iface.loopback and dst[0] == 127):
             broadcast = False
         elif dst in core.bcast4 or (is_multicast(dst) and (dst == b"\xe0\0\0\1"
                                                            or dst in iface.groups4)):
@@ -136,7 +136,7 @@ class IPv4:
     def route(self, dst: bytes, ifindex: int = 0) -> tuple[Interface, bytes]:
         """Outgoing interface and next hop for ``dst``; OSError(ENETUNREACH) if none."""
         core = self.core
-        if dst in core.local4:
+        if dst in core.local4 or dst[0] == 127:
             return core.ifaces[1], dst
         if dst == ALL_ONES or is_multicast(dst):
             if ifindex:

@@ -63,7 +63,7 @@ class Udp:
 
     def _is_local(self, family: int, addr: bytes) -> bool:
         if family == 4:
-            return addr in self.core.local4 or addr[0] >= 224
+            return addr in self.core.local4 or addr[0] >= 224 or addr[0] == 127
         return self.core.ip6.is_local(addr) or addr[0] == 0xFF
 
     def _ephemeral(self, ep: Endpoint, addr: bytes | None) -> int:
