@@ -283,7 +283,12 @@ class Stack:
 
     # -- iothconf -------------------------------------------------------------------------
     def config(self, text: str) -> None:
-        """Apply an iothconf string (see ``shared/specs/ioth.md`` section 2)."""
+        """Apply an iothconf string (see ``shared/specs/ioth.md`` section 2).
+
+        Options apply to ``iface=`` (default vde0) or ``ifindex=``.  ``ip=`` also brings the
+        link up unless ``eth``/``-eth`` says otherwise; ``forward`` turns router mode on;
+        dhcp, dhcp6, rd, slaac and auto* raise ConfigError ("not yet supported").
+        """
         cfg = parse_config(text)
         for method in cfg.autoconf:
             raise ConfigError(f"config: {_UNSUPPORTED[method]} autoconfiguration is not yet "
