@@ -66,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
                             extra = "" if a["state"] == "preferred" else f" {a['state']}"
                             inet = "inet" if a["family"] == 4 else "inet6"
                             print(f"    {inet} {a['address']}/{a['prefixlen']}{extra}")
+                for event in stack.events():
+                    print(f"ioth node: {event}", flush=True)
                 print(f"ioth node ready (forwarding {'on' if stack.forwarding else 'off'})",
                       flush=True)
             while not stop.wait(0.5):
