@@ -56,8 +56,8 @@ CHUNK = 256 * 1024
 MSG = 64
 LWIP_GBPS = 0.20
 LWIP_RR = 4700.0
-ALL = ("sw1500,sw65520,k2i1500,k2i65520,k2ioff,i2k1500,i2k65520,i2koff,veth,veth65520,vde,"
-       "rr-k2i,rr-i2i,rr-kk,cps-k2i,cps-i2i,cps-kk,conn10k,sockconns")
+ALL = ("veth,veth65520,vde,sw1500,sw65520,k2i1500,k2i65520,k2ioff,i2k1500,i2k65520,i2koff,"
+       "rr-kk,rr-k2i,rr-i2i,cps-kk,cps-k2i,cps-i2i,conn10k,sockconns")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -104,8 +104,15 @@ def worker(args: argparse.Namespace) -> int:
     family = socket.AF_INET
     if args.vnl:
         sys.path.insert(0, SRC)
+        import importlib
+
         import ioth
         from ioth.sockets import socket as isocket
+        for tweak in os.environ.get("BENCH_TCP_TWEAK", "").split():
+            # experiments without editing src/: MODULE:ATTR=INT (ioth.stack.runtime:RECV_BATCH=8)
+            mod, _, rest = tweak.partition(":")
+            attr, _, val = rest.partition("=")
+            setattr(importlib.import_module(mod), attr, int(val))
         stack = ioth.Stack(args.vnl, args.config)
 
         def mk() -> socket.socket:
