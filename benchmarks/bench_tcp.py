@@ -471,6 +471,9 @@ def kind_roles(kind: str) -> tuple[str, str]:
 def value_of(kind: str, sres: dict[str, Any], cres: dict[str, Any]) -> float:
     """Gbit/s for bulk (receiver's count), per second otherwise (client's count)."""
     if kind == "bulk":
+        if "first" in sres and "bytes" in cres and sres["bytes"] + sres["first"] != cres["bytes"]:
+            raise RuntimeError(f"receiver got {sres['bytes'] + sres['first']} bytes, sender sent "
+                               f"{cres['bytes']}")
         return float(sres["bytes"]) * 8 / float(sres["seconds"]) / 1e9
     return float(cres["count"]) / float(cres["seconds"])
 
