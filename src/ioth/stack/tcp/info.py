@@ -1,0 +1,65 @@
+"""``TcpInfo``: the ``ss -ti``-like snapshot of one connection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ioth.stack.tcp.state import State
+
+
+@dataclass(frozen=True, slots=True)
+class TcpInfo:
+    """A snapshot for ``ss``-like listings (times in seconds, sizes in bytes)."""
+
+    state: State
+    local: tuple[bytes, int]
+    remote: tuple[bytes, int]
+    cc: str
+    cwnd: int
+    ssthresh: int
+    srtt: float | None
+    rttvar: float | None
+    rto: float
+    mss: int
+    snd_wscale: int
+    rcv_wscale: int
+    sack: bool
+    timestamps: bool
+    bytes_in_flight: int
+    send_queue: int
+    recv_queue: int
+    retransmissions: int
+    rto_expirations: int
+    fast_recoveries: int
+    segments_in: int
+    segments_out: int
+    dropped: int
+    error: int | None
+
+    def __str__(self) -> str:
+        """One line in the spirit of ``ss -tni``."""
+        la, lp = self.local
+        ra, rp = self.remote
+        opts = [o for o, on in (("ts", self.timestamps), ("sack", self.sack)) if on]
+        rtt = (f" rtt:{self.srtt * 1000:.3f}/{(self.rttvar or 0) * 1000:.3f}"
+               if self.srtt is not None else "")
+        ssthresh = "" if self.ssthresh >= 1 << 60 else f" ssthresh:{self.ssthresh // self.mss}"
+        return (
+            f"{self.state} {self.recv_queue} {self.send_queue} {_addr(la)}:{lp} {_addr(ra)}:{rp}"
+            f" {' '.join(opts)} {self.cc} wscale:{self.snd_wscale},{self.rcv_wscale}"
+            f" rto:{self.rto * 1000:.0f}{rtt} mss:{self.mss} cwnd:{self.cwnd // self.mss}"
+            f"{ssthresh} unacked:{self.bytes_in_flight} retrans:{self.retransmissions}"
+            f" rto_expired:{self.rto_expirations} recoveries:{self.fast_recoveries}"
+            f" segs_in:{self.segments_in} segs_out:{self.segments_out}"
+        )
+
+
+def _addr(raw: bytes) -> str:
+    import ipaddress
+
+    if len(raw) == 4:
+        return str(ipaddress.IPv4Address(raw))
+    if len(raw) == 16:
+        return f"[{ipaddress.IPv6Address(raw)}]"
+    return "*"
+

@@ -1,0 +1,513 @@
+"""Segment arrival (RFC 9293 3.10.7): the (state, flags) dispatch, header prediction, the
+eight checks for synchronized states (with PAWS, RFC 7323 5.3, and the RFC 5961 RST/SYN/ACK
+checks), ACK processing (window update, SND.UNA advance, duplicate ACKs) and FIN handling.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+
+from ioth.stack.tcp.segment import ACK, FIN, RST, SYN, URG, Segment
+from ioth.stack.tcp.state import (
+    _HALF,
+    _MAX_WSCALE,
+    _RECV_DATA_STATES,
+    _SYNCHRONIZED,
+    MASK,
+    State,
+    _reset_for,
+    _unwrap,
+)
+from ioth.stack.tcp.tcb import TcbBase
+
+
+class InputMixin(TcbBase):
+    """Segment arrival: :meth:`process` and everything it does to the TCB."""
+
+    __slots__ = ()
+
+    def process(self, seg: Segment, now: float) -> None:
+        """SEGMENT ARRIVES (RFC 9293 3.10.7).  Never raises on remote input."""
+        self.segments_in += 1
+        st = self.state
+        f = seg.flags
+        if (
+            st is State.ESTABLISHED
+            and f & (SYN | FIN | RST | ACK | URG) == ACK
+            and seg.seq == self.rcv_nxt & MASK
+            and not seg.sack
+            and not self._in_recovery
+            and self._fast_path(seg, now)
+        ):
+            return
+        match (st, f & (SYN | ACK | RST)):
+            case (s, _) if s in _SYNCHRONIZED:
+                # RFC 9293 3.10.7.4: the eight checks for synchronized states.
+                self._process_synchronized(seg, now)
+            case (State.CLOSED, _):
+                # RFC 9293 3.10.7.1: CLOSED answers anything but a RST with a RST.
+                if not f & RST:
+                    self._out.append(_reset_for(seg))
+                    self._dirty = True
+                self.dropped += 1
+            case (State.LISTEN, c) if c & RST:
+                # RFC 9293 3.10.7.2 first: an incoming RST is ignored.
+                self.dropped += 1
+            case (State.LISTEN, c) if c & ACK:
+                # RFC 9293 3.10.7.2 second: any ACK is bad here: <SEQ=SEG.ACK><CTL=RST>.
+                self._out.append(Segment(seg.ack, 0, RST, 0))
+                self._dirty = True
+                self.dropped += 1
+            case (State.LISTEN, c) if c & SYN:
+                # RFC 9293 3.10.7.2 third: SYN: select ISS, send SYN-ACK, enter SYN-RECEIVED.
+                self._init_send(now)
+                self.irs = seg.seq
+                self.rcv_nxt = self.irs + 1
+                self._rcv_adv = self.rcv_nxt
+                self._last_ack_sent = self.rcv_nxt
+                self._peer_syn_opts = Segment(
+                    seg.seq, 0, SYN, 0, b"", mss=seg.mss, wscale=seg.wscale,
+                    sack_perm=seg.sack_perm, tsval=seg.tsval
+                )
+                self._negotiate(seg, True)
+                self.snd_wnd = seg.window  # RFC 7323 2.2: the SYN window is never scaled
+                self.max_snd_wnd = self.snd_wnd
+                self.snd_wl1 = self.irs
+                self.snd_wl2 = self.iss
+                self.state = State.SYN_RECEIVED
+                self._had_connection = True
+                self._need_syn = True
+                self._dirty = True
+            case (State.LISTEN, _):
+                # RFC 9293 3.10.7.2 fourth: other control or text: drop.
+                self.dropped += 1
+            case (State.SYN_SENT, c) if c & ACK and not (
+                self.iss < _unwrap(seg.ack, self.snd_una) <= self.snd_nxt
+            ):
+                # RFC 9293 3.10.7.3 first: unacceptable ACK: <SEQ=SEG.ACK><CTL=RST> unless RST.
+                if not c & RST:
+                    self._out.append(Segment(seg.ack, 0, RST, 0))
+                    self._dirty = True
+                self.dropped += 1
+            case (State.SYN_SENT, c) if c & RST:
+                # RFC 9293 3.10.7.3 second (RFC 5961 3.2): RST with an acceptable ACK refuses.
+                if c & ACK:
+                    self._set_closed(_errno.ECONNREFUSED)
+                else:
+                    self.dropped += 1
+            case (State.SYN_SENT, c) if c & SYN:
+                # RFC 9293 3.10.7.3 fourth: SYN (with ACK: established; without: simultaneous
+                # open, RFC 9293 3.5 figure 8, go to SYN-RECEIVED and resend our SYN as SYN-ACK).
+                self._syn_sent_syn(seg, now)
+            case _:
+                # RFC 9293 3.10.7.3 fifth: neither SYN nor RST: drop.
+                self.dropped += 1
+
+    def _fast_path(self, seg: Segment, now: float) -> bool:
+        """Header prediction for the two bulk cases; False sends ``seg`` down the full path.
+
+        (1) a pure ACK of new data, (2) in-order data that fits the window and needs no
+        reassembly (possibly acking new data too).  Both are exactly what the RFC 9293
+        3.10.7.4 steps would do for such segments.
+        """
+        rcv_nxt = self.rcv_nxt
+        if self.ts_ok:
+            tsval = seg.tsval
+            if tsval is None or (tsval - self.ts_recent) & MASK >= _HALF:
+                return False
+        else:
+            tsval = None
+        una = self.snd_una
+        ack = una + ((seg.ack - una + _HALF) & MASK) - _HALF
+        payload = seg.payload
+        plen = len(payload)
+        if plen == 0:
+            if not una < ack <= self.snd_nxt:
+                return False
+        elif (
+            not una <= ack <= self.snd_nxt
+            or self._ooo
+            or self._ooo_fin >= 0
+            or self._rd_closed
+            or plen > self._rcv_adv - rcv_nxt
+        ):
+            return False
+        if tsval is not None and self._last_ack_sent == rcv_nxt:
+            self.ts_recent = tsval  # RFC 7323 4.3
+        # window update: SND.WL1 <= SEG.SEQ and SND.WL2 <= SEG.ACK hold here
+        self.snd_wl1 = rcv_nxt
+        self.snd_wl2 = ack
+        wnd = seg.window << self.snd_wscale
+        if wnd != self.snd_wnd:
+            self.snd_wnd = wnd
+            if wnd > self.max_snd_wnd:
+                self.max_snd_wnd = wnd
+            if wnd:
+                self._persist_at = None
+                self._persist_backoff = 0
+            self._dirty = True
+        self._last_rx = now
+        self._probes = 0
+        if self._keep_at is not None:
+            self._reset_keepalive(now)
+        if ack > una:
+            self._ack_advance(seg, ack, now)
+        if plen:
+            self._receive(rcv_nxt, payload, plen, now)
+        return True
+
+    def _syn_sent_syn(self, seg: Segment, now: float) -> None:
+        self.irs = seg.seq
+        self.rcv_nxt = self.irs + 1
+        self._rcv_adv = self.rcv_nxt
+        self._last_ack_sent = self.rcv_nxt
+        self._peer_syn_opts = Segment(
+            seg.seq, 0, SYN, 0, b"", mss=seg.mss, wscale=seg.wscale, sack_perm=seg.sack_perm,
+            tsval=seg.tsval
+        )
+        self._negotiate(seg, True)
+        self.snd_wl1 = self.irs
+        if seg.flags & ACK:
+            ack = _unwrap(seg.ack, self.snd_una)
+            self.snd_wnd = seg.window
+            self.max_snd_wnd = self.snd_wnd
+            self.snd_wl2 = ack
+            if self.ts_ok and seg.tsecr:
+                self._ts_rtt(seg.tsecr, now)
+            elif self._rtt_seq >= 0:
+                self._rtt_sample(now - self._rtt_time)
+            self._rtt_seq = -1
+            self._peer_syn_opts = None
+            self.snd_una = ack
+            self._high_rxt = self._lost_edge = ack
+            self._rto_at = None
+            self._retries = 0
+            self._need_syn = False
+            self.state = State.ESTABLISHED
+            self._ack_now = True
+            self._reset_keepalive(now)
+        else:
+            self.snd_wnd = seg.window
+            self.max_snd_wnd = self.snd_wnd
+            self.state = State.SYN_RECEIVED
+            self._need_syn = True
+        self._dirty = True
+
+    def _process_synchronized(self, seg: Segment, now: float) -> None:
+        f = seg.flags
+        payload = seg.payload
+        plen = len(payload)
+        rcv_nxt = self.rcv_nxt
+        seq = _unwrap(seg.seq, rcv_nxt)
+        seglen = plen + (1 if f & SYN else 0) + (1 if f & FIN else 0)
+        st = self.state
+        # RFC 7323 5.3 (PAWS): a timestamp older than TS.Recent makes the segment unacceptable.
+        if (
+            self.ts_ok
+            and seg.tsval is not None
+            and not f & RST
+            and (seg.tsval - self.ts_recent) & MASK >= _HALF
+        ):
+            self.dropped += 1
+            self._ack_now = True
+            self._dirty = True
+            return
+        if st is State.SYN_RECEIVED and f & (SYN | ACK | RST) == SYN and seq == self.irs:
+            # A retransmitted SYN: our SYN-ACK was probably lost; resend it at once (as Linux
+            # does) instead of waiting for the SYN-ACK retransmission timer.
+            self._need_syn = True
+            self._dirty = True
+            return
+        # First: sequence number check (RFC 9293 3.10.7.4, the four acceptability cases).
+        wnd = self._rcv_adv - rcv_nxt
+        if wnd < 0:
+            wnd = 0
+        if seglen == 0:
+            ok = seq == rcv_nxt if wnd == 0 else rcv_nxt <= seq < rcv_nxt + wnd
+        elif wnd == 0:
+            ok = False
+        else:
+            ok = rcv_nxt <= seq < rcv_nxt + wnd or rcv_nxt <= seq + seglen - 1 < rcv_nxt + wnd
+        if not ok:
+            # RFC 9293 3.10.7.4: zero window still lets ACK and RST fields through when
+            # SEG.SEQ == RCV.NXT; otherwise send <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> unless RST.
+            if wnd == 0 and seq == rcv_nxt:
+                payload = b""
+                plen = 0
+                f &= ~(FIN | SYN)
+            else:
+                self.dropped += 1
+                if not f & RST:
+                    if st is State.TIME_WAIT and f & FIN:
+                        # RFC 9293 3.10.7.4 eighth (TIME-WAIT): retransmitted FIN: restart 2MSL.
+                        self._close_at = now + self.policy.time_wait
+                    self._ack_now = True
+                    self._dirty = True
+                return
+        # Second: RST (RFC 9293 3.10.7.4 second, RFC 5961 3.2).
+        if f & RST:
+            if seq != rcv_nxt:
+                # RFC 5961 3.2: in-window but not exact: challenge ACK.
+                self._challenge_ack(now)
+                self.dropped += 1
+                return
+            match st:
+                case State.SYN_RECEIVED:
+                    # Passive open: back to nothing (the listener keeps listening); active
+                    # (simultaneous) open: connection refused.
+                    self._set_closed(None if self.passive else _errno.ECONNREFUSED)
+                case State.ESTABLISHED | State.FIN_WAIT_1 | State.FIN_WAIT_2 | State.CLOSE_WAIT:
+                    self._set_closed(_errno.ECONNRESET)
+                case _:
+                    # CLOSING, LAST-ACK, TIME-WAIT: just close.
+                    self._set_closed()
+            return
+        # Fourth: SYN in a synchronized state (RFC 9293 3.10.7.4 fourth, RFC 5961 4.2).
+        if f & SYN:
+            self._challenge_ack(now)
+            self.dropped += 1
+            return
+        # Fifth: ACK field.
+        if not f & ACK:
+            self.dropped += 1
+            return
+        # Trim data already received (RFC 9293 3.10.7.4, "segments ... trimmed").
+        if seq < rcv_nxt:
+            cut = rcv_nxt - seq
+            if cut >= plen:
+                payload = b""
+                plen = 0
+            else:
+                payload = payload[cut:]
+                plen -= cut
+            seq = rcv_nxt
+        edge = self._rcv_adv
+        if seq + plen > edge:
+            keep = max(0, edge - seq)
+            payload = payload[:keep]
+            plen = keep
+            f &= ~FIN
+        self._last_rx = now
+        self._probes = 0
+        if self._keep_at is not None or self._keep_probes:
+            self._reset_keepalive(now)
+        # RFC 7323 4.3: TS.Recent <- SEG.TSval if SEG.SEQ <= Last.ACK.sent.
+        if self.ts_ok and seg.tsval is not None and seq <= self._last_ack_sent:
+            self.ts_recent = seg.tsval
+        ack = _unwrap(seg.ack, self.snd_una)
+        if st is State.SYN_RECEIVED:
+            # RFC 9293 3.10.7.4 fifth, SYN-RECEIVED: acceptable ACK -> ESTABLISHED.
+            if not self.snd_una < ack <= self.snd_nxt:
+                self._out.append(Segment(seg.ack, 0, RST, 0))
+                self._dirty = True
+                self.dropped += 1
+                return
+            self.state = st = State.ESTABLISHED
+            self._need_syn = False
+            self._peer_syn_opts = None
+            self.snd_wnd = seg.window << self.snd_wscale
+            self.max_snd_wnd = max(self.max_snd_wnd, self.snd_wnd)
+            self.snd_wl1 = seq
+            self.snd_wl2 = ack
+            self._reset_keepalive(now)
+            if self._fin_queued:
+                self.state = st = State.FIN_WAIT_1
+        if ack > self.snd_nxt:
+            # RFC 9293 3.10.7.4 fifth: ACK for data not yet sent: send ACK, drop.
+            self._ack_now = True
+            self._dirty = True
+            self.dropped += 1
+            return
+        if ack < self.snd_una - self.max_snd_wnd:
+            # RFC 5961 5.2: too old an ACK: challenge ACK, drop.
+            self._challenge_ack(now)
+            self.dropped += 1
+            return
+        self._process_ack(seg, seq, ack, plen, f, now)
+        if self.state is State.CLOSED:
+            return
+        st = self.state
+        # Seventh: segment text (RFC 9293 3.10.7.4 seventh).
+        if plen:
+            if st in _RECV_DATA_STATES:
+                if self._rd_closed:
+                    # RFC 1122 4.2.2.13 / RFC 9293 3.10.7.4: data after CLOSE: reset.
+                    self._out.append(self._mkrst(self.snd_nxt))
+                    self._set_closed(_errno.ECONNRESET)
+                    return
+                self._receive(seq, payload, plen, now)
+            else:
+                # CLOSE-WAIT, CLOSING, LAST-ACK, TIME-WAIT: the FIN came already; ignore.
+                self._ack_now = True
+                self._dirty = True
+        # Eighth: FIN (RFC 9293 3.10.7.4 eighth).
+        if f & FIN:
+            fin_at = seq + plen
+            if fin_at == self.rcv_nxt:
+                self._on_fin(now)
+            elif fin_at > self.rcv_nxt:
+                self._ooo_fin = fin_at
+                self._ack_now = True
+                self._dirty = True
+
+    def _process_ack(self, seg: Segment, seq: int, ack: int, plen: int, f: int,
+                     now: float) -> None:
+        """RFC 9293 3.10.7.4 fifth (ESTABLISHED and later), RFC 5681, 6582, 6675, 6298."""
+        snd_una = self.snd_una
+        newly_sacked = 0
+        if seg.sack and self.sack_ok:
+            newly_sacked = self._sack_update(seg.sack, ack)
+            if self._rtx_log and newly_sacked:
+                self._rack_detect(now)
+        old_wnd = self.snd_wnd
+        # Window update (RFC 9293 3.10.7.4: SND.WL1 < SEG.SEQ or (= and SND.WL2 =< SEG.ACK)).
+        if self.snd_wl1 < seq or (self.snd_wl1 == seq and self.snd_wl2 <= ack):
+            wnd = seg.window << self.snd_wscale
+            self.snd_wnd = wnd
+            self.snd_wl1 = seq
+            self.snd_wl2 = ack
+            if wnd > self.max_snd_wnd:
+                self.max_snd_wnd = wnd
+            if wnd != old_wnd:
+                self._dirty = True
+                if wnd:
+                    self._persist_at = None
+                    self._persist_backoff = 0
+        if ack > snd_una:
+            self._ack_advance(seg, ack, now)
+        elif ack == snd_una and self.snd_nxt > snd_una:
+            # RFC 5681 2 (duplicate ACK) / RFC 6675 (ACK carrying new SACK information).
+            if newly_sacked or (not plen and not f & FIN and self.snd_wnd == old_wnd):
+                self._dupacks += 1
+                self._on_dupack(now)
+            elif self._in_recovery and newly_sacked:
+                self._dirty = True
+        if self._tlp_end >= 0:
+            self._tlp_check(now)
+        # FIN acknowledged?  (RFC 9293 3.10.7.4 fifth, FIN-WAIT-1 / CLOSING / LAST-ACK.)
+        if self._fin_queued and self.snd_una > self._fin_seq:
+            st = self.state
+            if st is State.FIN_WAIT_1:
+                self.state = State.FIN_WAIT_2
+                if self._user_closed:
+                    self._close_at = now + self.policy.fin_timeout
+            elif st is State.CLOSING:
+                self._enter_time_wait(now)
+            elif st is State.LAST_ACK:
+                self._set_closed()
+
+    def _ack_advance(self, seg: Segment, ack: int, now: float) -> None:
+        acked = ack - self.snd_una
+        # RTT: timestamps (RFC 7323 4.1) or one timed segment with Karn's rule (RFC 6298 3).
+        if self.ts_ok and seg.tsecr:
+            self._ts_rtt(seg.tsecr, now)
+        elif self._rtt_seq >= 0 and ack >= self._rtt_seq:
+            self._rtt_sample(now - self._rtt_time)
+            self._rtt_seq = -1
+        self.snd_una = ack
+        # release acknowledged bytes
+        data_acked = min(ack, self._sseq + len(self._sbuf) - self._shead) - self._sseq
+        if data_acked > 0:
+            self._shead += data_acked
+            self._sseq += data_acked
+            if self._shead == len(self._sbuf):
+                self._sbuf = bytearray()
+                self._shead = 0
+            elif self._shead >= 65536 and self._shead * 2 >= len(self._sbuf):
+                del self._sbuf[: self._shead]
+                self._shead = 0
+        if self._sacked:
+            self._sack_trim(ack)
+        if self._rtx_log:
+            self._rtx_log = [r for r in self._rtx_log if r[1] > ack]
+        if self._high_rxt < ack:
+            self._high_rxt = ack
+        self._retries = 0
+        self._dupacks = 0
+        self._persist_backoff = 0
+        self._tlp_at = None
+        # RFC 6298 5.2 / 5.3: stop the timer when all is acked, else restart it.
+        self._rto_at = None if ack >= self.snd_nxt else now + self.rto
+        flight = self.snd_nxt - ack
+        if self._in_recovery:
+            if ack >= self._recover:
+                # RFC 6582 3.2 step 3: full acknowledgment ends recovery.
+                self._in_recovery = False
+                self._inflate = 0
+                self.cc.on_recovery_end(now, flight)
+            elif not self.sack_ok:
+                # RFC 6582 3.2 step 4: partial ACK: retransmit the next segment, deflate.
+                self._lost_edge = max(self._lost_edge, min(ack + self.mss, self.snd_nxt))
+                self._inflate = self._inflate - acked + self.mss
+                self._rtx_force = True
+            else:
+                self._update_lost_edge()
+                self._rtx_force = self._lost_edge > ack and self._high_rxt <= ack
+        else:
+            self.cc.on_ack(acked, now, self.srtt, flight)
+        self._dirty = True
+
+    def _on_fin(self, now: float) -> None:
+        """RFC 9293 3.10.7.4 eighth: FIN advances RCV.NXT and changes state."""
+        self.rcv_nxt += 1
+        self._rcv_eof = True
+        self._ack_now = True
+        self._dirty = True
+        st = self.state
+        if st in (State.SYN_RECEIVED, State.ESTABLISHED):
+            self.state = State.CLOSE_WAIT
+        elif st is State.FIN_WAIT_1:
+            if self._fin_queued and self.snd_una > self._fin_seq:
+                self._enter_time_wait(now)
+            else:
+                self.state = State.CLOSING  # simultaneous close (RFC 9293 3.6 figure 13)
+        elif st is State.FIN_WAIT_2:
+            self._enter_time_wait(now)
+        elif st is State.TIME_WAIT:
+            self._close_at = now + self.policy.time_wait
+
+    def _negotiate(self, syn: Segment, ours_offered: bool) -> None:
+        """Options from the peer's SYN (RFC 9293 3.7.1, RFC 7323 2.2/3.2, RFC 2018 2)."""
+        p = self.policy
+        v6 = len(self.remote[0]) == 16
+        peer_mss = syn.mss if syn.mss else (1220 if v6 else 536)
+        if syn.wscale is not None and p.window_scaling:
+            self.snd_wscale = min(syn.wscale, _MAX_WSCALE)
+        else:
+            self.snd_wscale = 0
+            self.rcv_wscale = 0
+        self.sack_ok = syn.sack_perm and p.sack
+        self.ts_ok = syn.tsval is not None and p.timestamps
+        if self.ts_ok and syn.tsval is not None:
+            self.ts_recent = syn.tsval
+        mss = min(peer_mss, self.mss_local)
+        if self.ts_ok:
+            mss -= 12
+        self.mss = self._mss_max = max(mss, 64)
+        self._rcv_mss = min(self.mss, 536)
+        self.cc.set_mss(self.mss)
+        del ours_offered
+
+    def _challenge_ack(self, now: float) -> None:
+        # RFC 5961 section 7: rate-limit challenge ACKs.
+        if now - self._chal_window >= 1.0:
+            self._chal_window = now
+            self._chal_count = 0
+        if self._chal_count < self.policy.challenge_ack_limit:
+            self._chal_count += 1
+            self.challenge_acks += 1
+            self._ack_now = True
+            self._dirty = True
+
+    def icmp_error(self, seq: int, hard: bool, now: float) -> None:
+        """An ICMP unreachable quoting our segment with sequence number ``seq`` (RFC 5927).
+
+        Only quotes with SND.UNA <= seq < SND.NXT are believed.  A hard error (port or protocol
+        unreachable) refuses a connection in SYN-SENT; other errors are soft and ignored
+        (RFC 1122 4.2.3.9).
+        """
+        s = _unwrap(seq, self.snd_una)
+        if not self.snd_una <= s < self.snd_nxt:
+            return
+        if hard and self.state is State.SYN_SENT:
+            self._set_closed(_errno.ECONNREFUSED)

@@ -1,0 +1,339 @@
+"""The send side: :meth:`poll_at` / :meth:`dispatch`, building segments (ACK, window, TS and
+SACK options; SYN options), retransmissions and new data under cwnd and the peer window
+(Nagle, sender SWS avoidance, FIN piggybacking, persist timer and zero-window probes),
+the advertised window with receiver SWS avoidance and window updates, delayed ACKs.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+
+from ioth.stack.tcp.segment import ACK, FIN, PSH, RST, SYN, Segment
+from ioth.stack.tcp.state import (
+    _RECV_DATA_STATES,
+    MASK,
+    State,
+)
+from ioth.stack.tcp.tcb import TcbBase
+
+
+class OutputMixin(TcbBase):
+    """Output: when to run, what to send, and how each segment is built."""
+
+    __slots__ = ()
+
+    def poll_at(self) -> float | None:
+        """When :meth:`dispatch` must run next: ``0.0`` for now, ``None`` for never."""
+        if self._dirty or self._out or self._ack_now:
+            return 0.0
+        t: float | None = None
+        for d in (self._rto_at, self._ack_at, self._persist_at, self._keep_at, self._close_at,
+                  self._tlp_at):
+            if d is not None and (t is None or d < t):
+                t = d
+        return t
+
+    def dispatch(self, now: float) -> list[Segment]:
+        """EMIT: fire due timers and return the segments to send now (RFC 9293 3.8)."""
+        t = self.poll_at()
+        if t is None or t > now:
+            return []  # nothing to send and no timer due
+        out = self._dispatch(now)
+        self._dirty = False
+        return out
+
+    def _dispatch(self, now: float) -> list[Segment]:
+        st = self.state
+        if st is not State.CLOSED and st is not State.LISTEN:
+            self._timers(now)
+            st = self.state
+        out = self._out
+        self._out = []
+        if st is State.CLOSED or st is State.LISTEN:
+            return out
+        if self._need_syn:
+            self._need_syn = False
+            seg = self._syn_segment(now)
+            if self.snd_nxt == self.iss:
+                self.snd_nxt = self.iss + 1
+                self._rtt_seq = self.iss + 1
+                self._rtt_time = now
+            else:
+                self.retransmissions += 1
+            out.append(seg)
+            if self._rto_at is None:
+                self._rto_at = now + self.rto
+            return out
+        if st is State.SYN_SENT:
+            return out
+        if self._keepalive and self._keep_at is None and (
+            st is State.ESTABLISHED or st is State.CLOSE_WAIT
+        ):
+            self._reset_keepalive(now)
+        if st is State.FIN_WAIT_2 and self._user_closed and self._close_at is None:
+            self._close_at = now + self.policy.fin_timeout
+        if st is not State.TIME_WAIT and st is not State.SYN_RECEIVED:
+            self._transmit(now, out)
+            if (
+                self._tlp_at is None
+                and self._tlp_end < 0
+                and self.sack_ok
+                and self.policy.tail_loss_probe
+                and self.srtt is not None
+                and not self._in_recovery
+                and self.snd_nxt > self.snd_una
+                and self._rto_at is not None
+            ):
+                # RFC 8985 7.2: PTO = 2*SRTT (+ a delayed-ACK allowance for one segment)
+                pto = 2 * self.srtt + (0.2 if self.snd_nxt - self.snd_una <= self.mss else 0)
+                pto = max(pto, 0.01)
+                if now + pto < self._rto_at:
+                    self._tlp_at = now + pto
+        if self._ack_now or (self._ack_at is not None and now >= self._ack_at):
+            out.append(self._mkseg(self.snd_nxt, ACK, b"", now))
+        return out
+
+    def _transmit(self, now: float, out: list[Segment]) -> None:
+        """Retransmissions (RFC 6675 NextSeg / RFC 6582), then new data, then FIN."""
+        una = self.snd_una
+        nxt = self.snd_nxt
+        data_end = self._sseq + len(self._sbuf) - self._shead
+        fin_seq = self._fin_seq if self._fin_queued else -1
+        cwnd = self.cc.cwnd + self._inflate
+        if cwnd < self.mss:
+            cwnd = self.mss
+        mss = self.mss
+        if self._ooo and self.sack_ok:
+            mss -= 2 + 8 * min(len(self._ooo), 3 if self.ts_ok else 4) + 2
+        pipe = self._pipe()
+        # -- retransmissions that were lost again (RACK-style detection)
+        rerxt = self._rerxt
+        while rerxt and (self._rtx_force or pipe < cwnd):
+            s, e = rerxt.pop(0)
+            if s < una:
+                s = una
+            if s >= e or not self._unsacked(s, e):
+                continue
+            end = min(e, s + mss)
+            out.append(self._data_segment(s, end, data_end, fin_seq, now))
+            self.retransmissions += 1
+            pipe += end - s
+            self._rtx_force = False
+            self._rtx_log.append((s, end, now, nxt))
+            if end < e:
+                rerxt.insert(0, (end, e))
+        # -- retransmissions of presumed-lost bytes
+        le = self._lost_edge if self._lost_edge < nxt else nxt
+        while self._high_rxt < le and (self._rtx_force or pipe < cwnd):
+            s = self._high_rxt if self._high_rxt > una else una
+            hole_end = le
+            for a, b in self._sacked:
+                if b <= s:
+                    continue
+                if a <= s:
+                    s = b
+                    continue
+                hole_end = a if a < le else le
+                break
+            if s >= le:
+                self._high_rxt = le
+                break
+            end = min(s + mss, hole_end)
+            seg = self._data_segment(s, end, data_end, fin_seq, now)
+            out.append(seg)
+            self.retransmissions += 1
+            if self.sack_ok:
+                self._rtx_log.append((s, end, now, nxt))
+            sent = end - s
+            self._high_rxt = end
+            pipe += sent
+            self._rtx_force = False
+            if self._rto_at is None:
+                self._rto_at = now + self.rto
+        self._rtx_force = False
+        # -- new data (RFC 9293 3.8.6.2.1 sender SWS avoidance, 3.7.4 Nagle)
+        wnd_end = una + self.snd_wnd
+        limit_end = data_end if fin_seq < 0 else fin_seq
+        if nxt == una and nxt < limit_end and now - self._last_data_tx > self.rto:
+            # RFC 5681 4.1: after an idle period longer than the RTO, restart from
+            # RW = min(IW, cwnd) instead of bursting a stale window.
+            restart = self.policy.initial_window * self.mss
+            if self.cc.cwnd > restart:
+                self.cc.cwnd = restart
+                cwnd = restart + self._inflate
+        while nxt < limit_end:
+            avail = limit_end - nxt
+            room = wnd_end - nxt
+            croom = cwnd - pipe
+            n = avail
+            if n > mss:
+                n = mss
+            if n > room:
+                n = room
+            if n > croom:
+                n = croom
+            if n <= 0:
+                break
+            if n < mss and n < avail:
+                # window or cwnd limited: only send if at least half the max window fits
+                if room < croom and n >= self.max_snd_wnd >> 1:
+                    pass
+                elif not self._persist_force(now):
+                    break
+            elif n < mss and not self.nodelay and nxt > una and fin_seq < 0:
+                break  # Nagle: a small segment waits while data is unacknowledged
+            end = nxt + n
+            if end == fin_seq and wnd_end > end:
+                end += 1  # piggyback the FIN on the last data segment
+            out.append(self._data_segment(nxt, end, data_end, fin_seq, now))
+            self._last_data_tx = now
+            if self._rtt_seq < 0 and not self.ts_ok:
+                self._rtt_seq = end
+                self._rtt_time = now
+            nxt = end
+            pipe += n
+            self.snd_nxt = nxt
+            if self._rto_at is None:
+                self._rto_at = now + self.rto
+        # -- FIN alone (data all sent)
+        if fin_seq >= 0 and nxt == fin_seq and (wnd_end > nxt or (self.snd_wnd == 0 and
+                                                 self._persist_force(now))):
+            out.append(self._mkseg(nxt, FIN | ACK, b"", now))
+            nxt += 1
+            self.snd_nxt = nxt
+            if self._rto_at is None:
+                self._rto_at = now + self.rto
+        # -- zero window / blocked sender with nothing in flight: persist timer (RFC 9293 3.8.6.1)
+        blocked = nxt < limit_end or (fin_seq >= 0 and nxt == fin_seq)
+        if blocked and nxt == una:
+            if self._persist_at is None:
+                t = self.rto * (1 << min(self._persist_backoff, 16))
+                self._persist_at = now + min(t, self.policy.max_rto)
+            elif now >= self._persist_at:
+                # zero-window probe (RFC 9293 3.8.6.1): an out-of-window ACK elicits the window.
+                # The connection stays up while the peer answers; a silent peer times out.
+                self._probes += 1
+                if self._probes > self.policy.retries:
+                    self._set_closed(_errno.ETIMEDOUT)
+                    return
+                self._persist_backoff += 1
+                t = self.rto * (1 << min(self._persist_backoff, 16))
+                self._persist_at = now + min(t, self.policy.max_rto)
+                out.append(self._mkseg(una - 1, ACK, b"", now))
+        else:
+            self._persist_at = None
+
+    def _persist_force(self, now: float) -> bool:
+        # RFC 9293 3.8.6.2.1 (d): after the override timeout, send what the window allows.
+        return self._persist_at is not None and now >= self._persist_at and \
+            self.snd_nxt == self.snd_una
+
+    def _data_segment(self, s: int, end: int, data_end: int, fin_seq: int,
+                      now: float) -> Segment:
+        flags = ACK
+        dend = end if end < data_end else data_end
+        if fin_seq >= 0 and s <= fin_seq < end:
+            flags |= FIN
+            dend = fin_seq
+        payload = self._payload(s, dend - s) if dend > s else b""
+        if dend >= data_end:
+            flags |= PSH
+        return self._mkseg(s, flags, payload, now)
+
+    def _payload(self, seq: int, n: int) -> bytearray:
+        off = self._shead + (seq - self._sseq)
+        return self._sbuf[off : off + n]
+
+    def _mkseg(self, seq: int, flags: int, payload: bytes | bytearray, now: float) -> Segment:
+        """A segment from the current TCB state; carries ACK, window, TS and SACK."""
+        seg = Segment(seq & MASK, 0, flags, 0, payload)
+        if flags & ACK:
+            seg.ack = self.rcv_nxt & MASK
+            self._last_ack_sent = self.rcv_nxt
+            self._ack_now = False
+            self._ack_at = None
+            self._unacked_rx = 0
+            if self.sack_ok and self._ooo:
+                seg.sack = self._sack_blocks()
+        if flags & SYN:
+            seg.window = min(self.policy.recv_buffer, 0xFFFF)
+            self._rcv_adv = self.rcv_nxt + seg.window
+        else:
+            seg.window = self._advertise()
+        if self.ts_ok:
+            seg.tsval = self._ts_clock(now)
+            seg.tsecr = self.ts_recent
+        self.segments_out += 1
+        return seg
+
+    def _mkrst(self, seq: int) -> Segment:
+        return Segment(seq & MASK, self.rcv_nxt & MASK, RST | ACK, 0)
+
+    def _syn_segment(self, now: float) -> Segment:
+        """SYN or SYN-ACK with our options (RFC 9293 3.7.1, RFC 7323, RFC 2018)."""
+        p = self.policy
+        passive = self.state is State.SYN_RECEIVED
+        peer = self._peer_syn_opts
+        flags = SYN | ACK if passive else SYN
+        seg = self._mkseg(self.iss, flags, b"", now)
+        seg.mss = self.mss_local
+        if p.window_scaling and (peer is None or peer.wscale is not None):
+            seg.wscale = self.rcv_wscale
+        if p.sack and (peer is None or peer.sack_perm):
+            seg.sack_perm = True
+        if p.timestamps and (peer is None or peer.tsval is not None):
+            seg.tsval = self._ts_clock(now)
+            seg.tsecr = self.ts_recent if passive else 0
+        return seg
+
+    def _advertise(self) -> int:
+        """Window field for the next segment; moves the advertised right edge (RFC 9293 3.8.6)."""
+        cap = self.policy.recv_buffer
+        free = cap - self._rlen
+        ws = self.rcv_wscale
+        nxt = self.rcv_nxt
+        if free > 0:
+            edge = nxt + ((free >> ws) << ws)
+            adv = self._rcv_adv
+            # Receiver SWS avoidance (RFC 9293 3.8.6.2.2): move the edge by min(cap/2, MSS).
+            if edge > adv and (edge - adv >= min(cap >> 1, self.mss_local) or (adv <= nxt and
+                               edge - nxt >= min(cap >> 1, self.mss_local))):
+                self._rcv_adv = edge
+        wnd = self._rcv_adv - nxt
+        if wnd <= 0:
+            return 0
+        wnd >>= ws
+        return wnd if wnd < 0xFFFF else 0xFFFF
+
+    def _sack_blocks(self) -> tuple[tuple[int, int], ...] | None:
+        """RFC 2018 section 4: the block with the latest segment first, then the others."""
+        blocks: list[tuple[int, int]] = []
+        start = end = -1
+        for s, d in self._ooo:
+            if s == end:
+                end += len(d)
+                continue
+            if end >= 0:
+                blocks.append((start, end))
+            start, end = s, s + len(d)
+        if end >= 0:
+            blocks.append((start, end))
+        last = self._sack_last
+        first = [b for b in blocks if b[0] <= last < b[1]]
+        rest = [b for b in reversed(blocks) if not b[0] <= last < b[1]]
+        limit = 3 if self.ts_ok else 4
+        return tuple((a & MASK, b & MASK) for a, b in (first + rest)[:limit])
+
+    def _window_update_check(self) -> None:
+        # RFC 9293 3.8.6.2.2 (receiver SWS avoidance) and 3.8.6.3: tell the sender when the
+        # window opens by a useful amount after it had become small.
+        if self.state not in _RECV_DATA_STATES:
+            return
+        cap = self.policy.recv_buffer
+        adv = self._rcv_adv - self.rcv_nxt
+        if adv > cap // 2:
+            return
+        free = cap - self._rlen
+        if self.rcv_nxt + free - self._rcv_adv >= min(cap // 2, 2 * self.mss_local):
+            self._ack_now = True
+            self._dirty = True
