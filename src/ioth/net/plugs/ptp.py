@@ -25,9 +25,10 @@ import socket
 import stat
 from typing import Any, ClassVar
 
-from ioth.errors import PlugClosedError, VNLError
-from ioth.net.plug import ETH_HLEN, VLAN_HLEN, Plug
-from ioth.net.plugs.vde import group_id, mtu_option, set_bufs
+from ioth.errors import VNLError
+from ioth.net.dgram import DgramPlug
+from ioth.net.plug import ETH_HLEN, VLAN_HLEN
+from ioth.net.plugs.vde import group_id, mode_option, mtu_option
 from ioth.net.vnl import VNL, Style
 
 _RECV_BUF = 65536 + 256
@@ -55,7 +56,7 @@ def _probe(path: str) -> bool | None:
         probe.close()
 
 
-class PtpPlug(Plug):
+class PtpPlug(DgramPlug):
     """One end of a point-to-point AF_UNIX cable."""
 
     STYLE: ClassVar[Style] = "bracket"
@@ -68,9 +69,7 @@ class PtpPlug(Plug):
         if not path:
             raise VNLError(f"VNL {self.vnl!r}: ptp:// needs a socket path")
         self.path = path
-        self._max = self.mtu + ETH_HLEN + VLAN_HLEN
-        self._buf = bytearray(max(_RECV_BUF, self._max + 1))
-        self._view = memoryview(self._buf)
+        self._init_buffer(max(_RECV_BUF, self.mtu + ETH_HLEN + VLAN_HLEN + 1))
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         try:
             if _probe(path) is True:
@@ -90,85 +89,29 @@ class PtpPlug(Plug):
         except BaseException:
             sock.close()
             raise
-        set_bufs(sock)
-        sock.setblocking(False)
-        self._sock = sock
-        self._fd = sock.fileno()
+        self._attach(sock)
 
     @classmethod
     def from_vnl(cls, vnl: VNL, **kwargs: Any) -> PtpPlug:
         """Open from ``ptp://PATH[mtu=N/mode=0700/group=G]``."""
         mtu = mtu_option(vnl, kwargs, cls.DEFAULT_MTU)
-        mode = 0o700
-        if vnl.options.get("mode"):
-            try:
-                mode = int(vnl.options["mode"], 8)
-            except ValueError:
-                raise VNLError(f"VNL {vnl.text!r}: mode={vnl.options['mode']!r} is not "
-                               "an octal number") from None
-        return cls(vnl.address, mtu=mtu, mode=mode, group=vnl.options.get("group") or None,
-                   vnl=vnl.text, **kwargs)
+        return cls(vnl.address, mtu=mtu, mode=mode_option(vnl),
+                   group=vnl.options.get("group") or None, vnl=vnl.text, **kwargs)
 
-    def fileno(self) -> int:
-        """The datagram socket."""
-        return self._fd
-
-    def send(self, frame: bytes | bytearray | memoryview) -> bool:
-        """Send one frame to the peer; False if it is not there, too slow, or the frame too big."""
-        n = len(frame)
-        if n > self._max or self.closed:
-            self.counters.tx_dropped += 1
+    def _send_error(self, frame: bytes | bytearray | memoryview, exc: OSError) -> bool:
+        """Not connected yet (or the peer restarted): connect to the peer's path and retry."""
+        if exc.errno not in (errno.ENOTCONN, errno.EDESTADDRREQ):
+            # EAGAIN/ENOBUFS: slow peer; ECONNREFUSED: peer gone (now disconnected)
             return False
-        sock = self._sock
         try:
-            sock.send(frame)
-        except OSError as exc:
-            if exc.errno not in (errno.ENOTCONN, errno.EDESTADDRREQ):
-                # EAGAIN/ENOBUFS: slow peer; ECONNREFUSED: peer gone (now disconnected)
-                self.counters.tx_dropped += 1
-                return False
-            try:
-                sock.connect(self.peer_path)
-                sock.send(frame)
-            except OSError:
-                self.counters.tx_dropped += 1
-                return False
-        c = self.counters
-        c.tx_frames += 1
-        c.tx_bytes += n
+            self._sock.connect(self.peer_path)
+            self._sock.send(frame)
+        except OSError:
+            return False
         return True
 
-    def recv_frames(self, limit: int = 64) -> list[bytes]:
-        """Drain up to ``limit`` datagrams (a ptp cable has no end-of-stream)."""
-        if self.closed:
-            raise PlugClosedError(errno.EBADF, f"{self.vnl}: plug closed")
-        frames: list[bytes] = []
-        append = frames.append
-        recv_into = self._sock.recv_into
-        view = self._view
-        size = len(self._buf)
-        c = self.counters
-        nbytes = 0
-        trunc = socket.MSG_TRUNC
-        while len(frames) < limit:
-            try:
-                n = recv_into(view, size, trunc)
-            except BlockingIOError:
-                break
-            except InterruptedError:
-                continue
-            except OSError:
-                # a pending error of the socket (peer gone): reported once, then cleared
-                break
-            if n < ETH_HLEN or n > size:
-                c.rx_errors += 1
-                continue
-            append(bytes(view[:n]))
-            nbytes += n
-        if frames:
-            c.rx_frames += len(frames)
-            c.rx_bytes += nbytes
-        return frames
+    def _recv_error(self, exc: OSError) -> None:
+        """A pending error of the socket (peer gone): reported once, then cleared; not counted."""
 
     def close(self) -> None:
         """Close the socket and remove our path."""

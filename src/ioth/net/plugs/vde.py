@@ -27,7 +27,10 @@ import struct
 from typing import Any, ClassVar
 
 from ioth.errors import PlugClosedError, VNLError
-from ioth.net.plug import ETH_HLEN, VLAN_HLEN, Plug
+from ioth.net.dgram import SOCKBUF as SOCKBUF
+from ioth.net.dgram import DgramPlug
+from ioth.net.dgram import set_bufs as set_bufs
+from ioth.net.plug import ETH_HLEN, VLAN_HLEN
 from ioth.net.vnl import VNL, Style
 
 SWITCH_MAGIC = 0xFEEDFACE
@@ -43,8 +46,6 @@ FALLBACK_DIRS = ("/var/run/vde.ctl", "/tmp/vde.ctl")
 #: directories for the data socket if DIR refuses it (vdeplug4's order)
 FALLBACK_DATA_DIRS = ("/var/run", "/var/tmp", "/tmp")
 MAX_MTU = 65535
-#: socket buffer size asked for (the kernel caps it at net.core.[rw]mem_max)
-SOCKBUF = 4 * 1024 * 1024
 _RECV_BUF = 65536 + 256
 
 
@@ -88,13 +89,15 @@ def build_request(req_type: int, data_path: str, description: str) -> bytes:
             + pack_sockaddr_un(data_path) + descr)
 
 
-def set_bufs(sock: socket.socket, size: int = SOCKBUF) -> None:
-    """Ask for large socket buffers so 64 KiB frames fit (the kernel may cap the size)."""
-    for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, opt, size)
-        except OSError:
-            pass
+def mode_option(vnl: VNL, default: int = 0o700) -> int:
+    """The octal ``mode=`` option of ``vnl`` (``default`` when absent or empty)."""
+    text = vnl.options.get("mode")
+    if not text:
+        return default
+    try:
+        return int(text, 8)
+    except ValueError:
+        raise VNLError(f"VNL {vnl.text!r}: mode={text!r} is not an octal number") from None
 
 
 def _user_name() -> str:
@@ -115,7 +118,7 @@ def group_id(group: str) -> int:
             raise VNLError(f"unknown group {group!r}") from None
 
 
-class VdePlug(Plug):
+class VdePlug(DgramPlug):
     """A port of a vde_switch (or a compatible switch such as ioth's)."""
 
     STYLE: ClassVar[Style] = "bracket"
@@ -131,9 +134,7 @@ class VdePlug(Plug):
             raise VNLError(f"VNL {self.vnl!r}: mtu={self.mtu} out of range 68..{MAX_MTU}")
         if description is None:
             description = f"ioth: user={_user_name()} pid={os.getpid()} mtu={self.mtu}"
-        self._max = self.mtu + ETH_HLEN + VLAN_HLEN
-        self._buf = bytearray(max(_RECV_BUF, self._max + 1))
-        self._view = memoryview(self._buf)
+        self._init_buffer(max(_RECV_BUF, self.mtu + ETH_HLEN + VLAN_HLEN + 1))
         self.switch_path = ""
         self.directory = ""
         ctl = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
@@ -164,12 +165,9 @@ class VdePlug(Plug):
                     os.unlink(my_path)
                 except OSError:
                     pass
-        set_bufs(data)
         ctl.setblocking(False)
-        data.setblocking(False)
+        self._attach(data)
         self._ctl = ctl
-        self._data = data
-        self._data_fd = data.fileno()
         self._ctl_fd = ctl.fileno()
 
     # -- opening -----------------------------------------------------------------------------
@@ -266,78 +264,26 @@ class VdePlug(Plug):
             portgroup = None
         if portgroup is not None and ("/" in portgroup or portgroup in (".", "..")):
             raise VNLError(f"VNL {vnl.text!r}: bad port group name {portgroup!r}")
-        mode = 0o700
-        if vnl.options.get("mode"):
-            try:
-                mode = int(vnl.options["mode"], 8)
-            except ValueError:
-                raise VNLError(f"VNL {vnl.text!r}: mode={vnl.options['mode']!r} is not "
-                               "an octal number") from None
         return cls(vnl.address, port=port, portgroup=portgroup,
-                   group=vnl.options.get("group") or None, mode=mode, mtu=mtu,
+                   group=vnl.options.get("group") or None, mode=mode_option(vnl), mtu=mtu,
                    vnl=vnl.text or f"vde://{vnl.address}", **kwargs)
 
     # -- the plug API ------------------------------------------------------------------------
-    def fileno(self) -> int:
-        """The data socket."""
-        return self._data_fd
-
     def filenos(self) -> list[int]:
         """The data socket and the control socket (readable at EOF: switch gone)."""
-        return [self._data_fd, self._ctl_fd]
-
-    def send(self, frame: bytes | bytearray | memoryview) -> bool:
-        """Send one frame as one datagram; False on EAGAIN/ENOBUFS/too big/closed."""
-        n = len(frame)
-        if n > self._max or self.closed:
-            self.counters.tx_dropped += 1
-            return False
-        try:
-            self._data.send(frame)
-        except OSError:
-            # EAGAIN/ENOBUFS (slow switch), ECONNREFUSED (switch gone): dropped
-            self.counters.tx_dropped += 1
-            return False
-        c = self.counters
-        c.tx_frames += 1
-        c.tx_bytes += n
-        return True
+        return [self._fd, self._ctl_fd]
 
     def recv_frames(self, limit: int = 64) -> list[bytes]:
         """Drain up to ``limit`` datagrams; PlugClosedError when the switch has gone."""
-        if self.closed:
-            raise PlugClosedError(errno.EBADF, f"{self.vnl}: plug closed")
-        frames: list[bytes] = []
-        append = frames.append
-        recv_into = self._data.recv_into
-        view = self._view
-        size = len(self._buf)
-        c = self.counters
-        nbytes = 0
-        trunc = socket.MSG_TRUNC
-        while len(frames) < limit:
-            try:
-                n = recv_into(view, size, trunc)
-            except BlockingIOError:
-                break
-            except InterruptedError:
-                continue
-            except OSError as exc:
-                # ECONNREFUSED/ECONNRESET: the switch's socket went away; ctl tells if
-                # the switch is gone
-                c.rx_errors += exc.errno not in (errno.ECONNREFUSED, errno.ECONNRESET)
-                break
-            if n < ETH_HLEN or n > size:
-                c.rx_errors += 1
-                continue
-            append(bytes(view[:n]))
-            nbytes += n
-        if frames:
-            c.rx_frames += len(frames)
-            c.rx_bytes += nbytes
-        else:
+        frames = super().recv_frames(limit)
+        if not frames:
             self._check_ctl()
         return frames
+
+    def _recv_error(self, exc: OSError) -> None:
+        """ECONNREFUSED/ECONNRESET: the switch's socket went away (ctl tells if the switch is
+        gone): not counted; other errors are."""
+        self.counters.rx_errors += exc.errno not in (errno.ECONNREFUSED, errno.ECONNRESET)
 
     def _check_ctl(self) -> None:
         """Raise PlugClosedError if the control connection has ended."""
@@ -354,7 +300,7 @@ class VdePlug(Plug):
     def close(self) -> None:
         """Release the port (closing ctl tells the switch)."""
         if not self.closed:
-            self._data.close()
+            self._sock.close()
             self._ctl.close()
         super().close()
 

@@ -38,6 +38,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from ioth.errors import PlugClosedError, VNLError
+from ioth.net.dgram import DgramPlug, set_bufs
 from ioth.net.plug import ETH_HLEN, VLAN_HLEN, Plug
 from ioth.net.plugs.vde import (
     REQ_HEADER,
@@ -46,8 +47,8 @@ from ioth.net.plugs.vde import (
     SOCKADDR_UN_LEN,
     SWITCH_MAGIC,
     group_id,
+    mtu_option,
     pack_sockaddr_un,
-    set_bufs,
 )
 from ioth.net.switch.core import (
     DEFAULT_AGEING,
@@ -680,7 +681,7 @@ def socket_in_use(path: str) -> bool:
 
 
 # -- switch:// and hub:// ---------------------------------------------------------------------
-class SwitchPlug(Plug):
+class SwitchPlug(DgramPlug):
     """``switch://DIR[opts]``: start a switch on DIR in this process; this plug is a port of it.
 
     Options (vdeplug4's): ``mode=`` (socket mode, octal, default 0600), ``dirmode=`` (default
@@ -701,21 +702,14 @@ class SwitchPlug(Plug):
         self.server = server
         self._sock = sock
         self._fd = sock.fileno()
-        self._max = mtu + ETH_HLEN + VLAN_HLEN
-        self._buf = bytearray(max(self._max, 1518) + 64)
-        self._view = memoryview(self._buf)
+        self._init_buffer(max(mtu + ETH_HLEN + VLAN_HLEN, 1518) + 64)
 
     @classmethod
     def from_vnl(cls, vnl: VNL, **kwargs: Any) -> SwitchPlug:
         """Start the switch and plug into it."""
-        mtu = kwargs.pop("mtu", None)
+        mtu = mtu_option(vnl, kwargs, DEFAULT_MTU, MAX_MTU)
         if kwargs:
             raise VNLError(f"VNL {vnl.text!r}: unexpected arguments {sorted(kwargs)}")
-        if "mtu" in vnl.options:
-            mtu = vnl.int_option("mtu", DEFAULT_MTU)
-        mtu = DEFAULT_MTU if mtu is None else int(mtu)
-        if not 68 <= mtu <= MAX_MTU:
-            raise VNLError(f"VNL {vnl.text!r}: mtu={mtu} out of range 68..{MAX_MTU}")
 
         def octal(key: str) -> int | None:
             value = vnl.options.get(key)
@@ -749,50 +743,6 @@ class SwitchPlug(Plug):
             theirs.close()
             raise
         return cls(server, mine, mtu, vnl.text or f"{'hub' if cls.HUB else 'switch'}://{path}")
-
-    def fileno(self) -> int:
-        """Readable when the switch has frames for us."""
-        return self._fd
-
-    def send(self, frame: bytes | bytearray | memoryview) -> bool:
-        """Hand one frame to the switch."""
-        n = len(frame)
-        if n > self._max or self.closed:
-            self.counters.tx_dropped += 1
-            return False
-        try:
-            self._sock.send(frame)
-        except OSError:
-            self.counters.tx_dropped += 1
-            return False
-        c = self.counters
-        c.tx_frames += 1
-        c.tx_bytes += n
-        return True
-
-    def recv_frames(self, limit: int = 64) -> list[bytes]:
-        """Frames the switch sent to this port."""
-        if self.closed:
-            raise PlugClosedError(errno.EBADF, f"{self.vnl}: plug closed")
-        frames: list[bytes] = []
-        view = self._view
-        size = len(self._buf)
-        c = self.counters
-        while len(frames) < limit:
-            try:
-                n = self._sock.recv_into(view, size, socket.MSG_TRUNC)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                c.rx_errors += 1
-                break
-            if n < ETH_HLEN or n > size:
-                c.rx_errors += 1
-                continue
-            frames.append(view[:n].tobytes())
-            c.rx_frames += 1
-            c.rx_bytes += n
-        return frames
 
     def close(self) -> None:
         """Stop the switch (every other port is disconnected) and close this port."""

@@ -1,0 +1,121 @@
+"""What the plugs moving one frame per datagram on one socket share (``ptp://``, ``vde://``,
+``switch://``/``hub://``): socket buffer setup, the send that counts its drops, and the receive
+loop that drains a non-blocking socket into a preallocated buffer until EAGAIN.
+
+The loops live in :class:`DgramPlug`'s own ``send`` and ``recv_frames`` (no extra call per
+frame); the plugs differ only in what an error means, which they say in
+:meth:`DgramPlug._send_error` and :meth:`DgramPlug._recv_error` (called on the error path only).
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+from ioth.errors import PlugClosedError
+from ioth.net.plug import ETH_HLEN, VLAN_HLEN, Plug
+
+#: socket buffer size asked for (the kernel caps it at net.core.[rw]mem_max)
+SOCKBUF = 4 * 1024 * 1024
+
+
+def set_bufs(sock: socket.socket, size: int = SOCKBUF) -> None:
+    """Ask for large socket buffers so 64 KiB frames fit (the kernel may cap the size)."""
+    for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, size)
+        except OSError:
+            pass
+
+
+class DgramPlug(Plug):
+    """A plug carrying one frame per datagram on one non-blocking socket (``self._sock``).
+
+    Subclasses call :meth:`_init_buffer` and :meth:`_attach` from ``__init__``.  ``send``
+    refuses frames longer than ``mtu`` + 18 and counts every drop; ``recv_frames`` reads with
+    ``MSG_TRUNC`` into a preallocated buffer, so a datagram longer than the buffer is seen as
+    such and counted as an error, like one shorter than an Ethernet header.
+    """
+
+    _sock: socket.socket
+    _fd: int
+    _max: int
+    _buf: bytearray
+    _view: memoryview
+
+    def _init_buffer(self, size: int) -> None:
+        """Set the largest frame sent (``mtu`` + 18) and allocate a receive buffer of ``size``."""
+        self._max = self.mtu + ETH_HLEN + VLAN_HLEN
+        self._buf = bytearray(size)
+        self._view = memoryview(self._buf)
+
+    def _attach(self, sock: socket.socket) -> None:
+        """Make ``sock`` the plug's data socket: large buffers, non-blocking."""
+        set_bufs(sock)
+        sock.setblocking(False)
+        self._sock = sock
+        self._fd = sock.fileno()
+
+    def fileno(self) -> int:
+        """The data socket."""
+        return self._fd
+
+    def send(self, frame: bytes | bytearray | memoryview) -> bool:
+        """Send one frame as one datagram; False (counted) on EAGAIN/ENOBUFS/too big/closed."""
+        n = len(frame)
+        if n > self._max or self.closed:
+            self.counters.tx_dropped += 1
+            return False
+        try:
+            self._sock.send(frame)
+        except OSError as exc:
+            if not self._send_error(frame, exc):
+                self.counters.tx_dropped += 1
+                return False
+        c = self.counters
+        c.tx_frames += 1
+        c.tx_bytes += n
+        return True
+
+    def _send_error(self, frame: bytes | bytearray | memoryview, exc: OSError) -> bool:
+        """``send`` of ``frame`` failed with ``exc``: True if it was sent after all.
+
+        The default drops it (EAGAIN/ENOBUFS: slow peer; ECONNREFUSED: peer gone).
+        """
+        return False
+
+    def recv_frames(self, limit: int = 64) -> list[bytes]:
+        """Drain up to ``limit`` datagrams (stopping at EAGAIN or at a socket error)."""
+        if self.closed:
+            raise PlugClosedError(errno.EBADF, f"{self.vnl}: plug closed")
+        frames: list[bytes] = []
+        append = frames.append
+        recv_into = self._sock.recv_into
+        view = self._view
+        size = len(self._buf)
+        c = self.counters
+        nbytes = 0
+        trunc = socket.MSG_TRUNC
+        while len(frames) < limit:
+            try:
+                n = recv_into(view, size, trunc)
+            except BlockingIOError:
+                break
+            except InterruptedError:
+                continue
+            except OSError as exc:
+                self._recv_error(exc)
+                break
+            if n < ETH_HLEN or n > size:
+                c.rx_errors += 1
+                continue
+            append(bytes(view[:n]))
+            nbytes += n
+        if frames:
+            c.rx_frames += len(frames)
+            c.rx_bytes += nbytes
+        return frames
+
+    def _recv_error(self, exc: OSError) -> None:
+        """A receive failed with ``exc`` (a pending socket error); the default counts it."""
+        self.counters.rx_errors += 1
