@@ -544,7 +544,28 @@ def case_tap(kind: str, direction: str, mtu: int, offload: bool, seconds: float,
         cres = read_json(cli, "client", seconds * 4 + 30)
         sres = read_json(srv, "server", 15)
         wall = time.monotonic() - t0
-        return value_of(kind, sres, cres), cpu_of(sres, cres, wall), tcp_note(sres, cres)
+        note = tcp_note(sres, cres)
+        if kind == "bulk":
+            note += "; kernel: " + kernel_counters(ns)
+        return value_of(kind, sres, cres), cpu_of(sres, cres, wall), note
+
+
+KERNEL_COUNTERS = ("TcpRetransSegs", "TcpExtTCPOFOQueue", "TcpExtTCPOFODrop",
+                   "TcpExtTCPRcvQDrop", "TcpExtTCPBacklogDrop", "TcpExtTCPDSACKRecv",
+                   "TcpExtTCPDSACKOldSent", "TcpExtTCPSACKReorder", "TcpInErrs", "TcpInCsumErrors")
+
+
+def kernel_counters(ns: str) -> str:
+    """Non-zero TCP counters of the namespace's kernel stack (nstat), for the notes."""
+    if shutil.which("nstat") is None:
+        return "(no nstat)"
+    out = sh(*nsexec(ns, "nstat", "-az", *KERNEL_COUNTERS), check=False).stdout
+    vals = []
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) >= 2 and f[0] in KERNEL_COUNTERS and f[1] != "0":
+            vals.append(f"{f[0].removeprefix('TcpExt')} {f[1]}")
+    return ", ".join(vals) or "no retransmissions, drops or out-of-order"
 
 
 def tcp_note(sres: dict[str, Any], cres: dict[str, Any]) -> str:
