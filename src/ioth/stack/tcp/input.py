@@ -152,6 +152,8 @@ class InputMixin(TcbBase):
             self._reset_keepalive(now)
         if ack > una:
             self._ack_advance(seg, ack, now)
+            if self._tlp_end >= 0:
+                self._tlp_check(now)  # as _process_ack does: an ACKed probe ends the episode
         if plen:
             self._receive(rcv_nxt, payload, plen, now)
         return True
