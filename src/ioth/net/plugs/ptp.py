@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 from ioth.errors import VNLError
 from ioth.net.dgram import DgramPlug
 from ioth.net.plug import ETH_HLEN, VLAN_HLEN
-from ioth.net.plugs.vde import group_id, mode_option, mtu_option
+from ioth.net.plugs.vde import group_id, mtu_option, octal_option
 from ioth.net.vnl import VNL, Style
 
 _RECV_BUF = 65536 + 256
@@ -95,7 +95,7 @@ class PtpPlug(DgramPlug):
     def from_vnl(cls, vnl: VNL, **kwargs: Any) -> PtpPlug:
         """Open from ``ptp://PATH[mtu=N/mode=0700/group=G]``."""
         mtu = mtu_option(vnl, kwargs, cls.DEFAULT_MTU)
-        return cls(vnl.address, mtu=mtu, mode=mode_option(vnl),
+        return cls(vnl.address, mtu=mtu, mode=octal_option(vnl, "mode", 0o700),
                    group=vnl.options.get("group") or None, vnl=vnl.text, **kwargs)
 
     def _send_error(self, frame: bytes | bytearray | memoryview, exc: OSError) -> bool:

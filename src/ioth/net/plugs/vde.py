@@ -24,7 +24,7 @@ import pwd
 import socket
 import stat
 import struct
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from ioth.errors import PlugClosedError, VNLError
 from ioth.net.dgram import SOCKBUF as SOCKBUF
@@ -47,6 +47,7 @@ FALLBACK_DIRS = ("/var/run/vde.ctl", "/tmp/vde.ctl")
 FALLBACK_DATA_DIRS = ("/var/run", "/var/tmp", "/tmp")
 MAX_MTU = 65535
 _RECV_BUF = 65536 + 256
+_D = TypeVar("_D", int, None)
 
 
 def mtu_option(vnl: VNL, kwargs: dict[str, Any], default: int, maximum: int = MAX_MTU) -> int:
@@ -89,15 +90,15 @@ def build_request(req_type: int, data_path: str, description: str) -> bytes:
             + pack_sockaddr_un(data_path) + descr)
 
 
-def mode_option(vnl: VNL, default: int = 0o700) -> int:
-    """The octal ``mode=`` option of ``vnl`` (``default`` when absent or empty)."""
-    text = vnl.options.get("mode")
+def octal_option(vnl: VNL, key: str, default: _D) -> int | _D:
+    """Option ``key`` of ``vnl`` as an octal number (``default`` when absent or empty)."""
+    text = vnl.options.get(key)
     if not text:
         return default
     try:
         return int(text, 8)
     except ValueError:
-        raise VNLError(f"VNL {vnl.text!r}: mode={text!r} is not an octal number") from None
+        raise VNLError(f"VNL {vnl.text!r}: {key}={text!r} is not an octal number") from None
 
 
 def _user_name() -> str:
@@ -265,7 +266,8 @@ class VdePlug(DgramPlug):
         if portgroup is not None and ("/" in portgroup or portgroup in (".", "..")):
             raise VNLError(f"VNL {vnl.text!r}: bad port group name {portgroup!r}")
         return cls(vnl.address, port=port, portgroup=portgroup,
-                   group=vnl.options.get("group") or None, mode=mode_option(vnl), mtu=mtu,
+                   group=vnl.options.get("group") or None,
+                   mode=octal_option(vnl, "mode", 0o700), mtu=mtu,
                    vnl=vnl.text or f"vde://{vnl.address}", **kwargs)
 
     # -- the plug API ------------------------------------------------------------------------

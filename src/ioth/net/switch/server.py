@@ -48,6 +48,7 @@ from ioth.net.plugs.vde import (
     SWITCH_MAGIC,
     group_id,
     mtu_option,
+    octal_option,
     pack_sockaddr_un,
 )
 from ioth.net.switch.core import (
@@ -711,15 +712,6 @@ class SwitchPlug(DgramPlug):
         if kwargs:
             raise VNLError(f"VNL {vnl.text!r}: unexpected arguments {sorted(kwargs)}")
 
-        def octal(key: str) -> int | None:
-            value = vnl.options.get(key)
-            if not value:
-                return None
-            try:
-                return int(value, 8)
-            except ValueError:
-                raise VNLError(f"VNL {vnl.text!r}: {key}={value!r} is not octal") from None
-
         numports = vnl.int_option("numports", DEFAULT_NUMPORTS)
         hashsize = vnl.int_option("hashsize", DEFAULT_TABLE_SIZE)
         expire = vnl.int_option("expiretime", int(DEFAULT_AGEING))
@@ -728,8 +720,10 @@ class SwitchPlug(DgramPlug):
             if value < low:
                 raise VNLError(f"VNL {vnl.text!r}: {key}={value} must be >= {low}")
         path = vnl.address or default_node_dir()
-        server = SwitchServer(path, hub=cls.HUB, numports=numports, mode=octal("mode"),
-                              dirmode=octal("dirmode"), group=vnl.options.get("grp") or None,
+        server = SwitchServer(path, hub=cls.HUB, numports=numports,
+                              mode=octal_option(vnl, "mode", None),
+                              dirmode=octal_option(vnl, "dirmode", None),
+                              group=vnl.options.get("grp") or None,
                               table_size=hashsize, ageing=float(expire))
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         try:
