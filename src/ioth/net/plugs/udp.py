@@ -51,6 +51,19 @@ def parse_mtu(vnl: VNL, default: int, limit: int = 65000) -> int:
     return mtu
 
 
+def plug_mtu(vnl: VNL, kwargs: dict[str, Any], default: int) -> int:
+    """``kwargs['mtu']`` (removed from ``kwargs``) if given, else :func:`parse_mtu` of ``vnl``."""
+    mtu = kwargs.pop("mtu", None)
+    if mtu is None:
+        mtu = parse_mtu(vnl, default)
+    return int(mtu)
+
+
+def wildcard(family: int) -> str:
+    """The any-address of ``family`` (``::`` or ``0.0.0.0``)."""
+    return "::" if family == socket.AF_INET6 else "0.0.0.0"
+
+
 def resolve(host: str | None, port: str, family: int, passive: bool, what: str,
             vnl_text: str) -> tuple[int, SockAddr]:
     """getaddrinfo for a datagram socket; returns (family, sockaddr) of the first answer."""
@@ -97,10 +110,7 @@ class UdpPlug(Plug):
             raise VNLError(f"VNL {vnl.text!r}: missing source port before '->'")
         family, remote = resolve(dhost, dport, socket.AF_UNSPEC, False, "destination", vnl.text)
         _, local = resolve(shost, sport, family, True, "source", vnl.text)
-        mtu = kwargs.pop("mtu", None)
-        if mtu is None:
-            mtu = parse_mtu(vnl, cls.DEFAULT_MTU)
-        return cls(local, remote, family, vnl=vnl.text, mtu=mtu)
+        return cls(local, remote, family, vnl=vnl.text, mtu=plug_mtu(vnl, kwargs, cls.DEFAULT_MTU))
 
     def fileno(self) -> int:
         return self.sock.fileno()

@@ -17,25 +17,23 @@ import socket
 import time
 from typing import Any, ClassVar
 
-from ioth.net.plug import MIN_FRAME, Plug
-from ioth.net.plugs.udp import RECV_SIZE, SockAddr, parse_mtu
+from ioth.net.plug import MIN_FRAME
+from ioth.net.plugs.udp import RECV_SIZE, SockAddr, wildcard
 from ioth.net.plugs.vxvde import (
     VX_FLAGS,
     VX_HLEN,
-    MacTable,
-    ifindex_of,
+    VxPlug,
     join_group,
     resolve_group,
     set_multicast_out,
-    size_option,
-    vx_header,
+    vx_options,
 )
 from ioth.net.vnl import VNL, Style
 
 VXLAN_PORT = 4789
 
 
-class VxlanPlug(Plug):
+class VxlanPlug(VxPlug):
     """A VXLAN tunnel endpoint (VTEP) carrying one VNI."""
 
     STYLE: ClassVar[Style] = "slash"
@@ -45,23 +43,15 @@ class VxlanPlug(Plug):
     def __init__(self, group: SockAddr, family: int, vni: int = 1, ttl: int = 1,
                  ifindex: int = 0, hashsize: int = 1024, expiretime: float = 128.0,
                  rcvbuf: int = 0, vnl: str = "", mtu: int | None = None) -> None:
-        super().__init__(vnl, mtu)
-        self.family = family
-        self.group = group
+        super().__init__(group, family, vni, hashsize, expiretime, vnl, mtu)
         self.port = int(group[1])
-        self.vni = vni
-        self.header = vx_header(vni)
-        self.table = MacTable(hashsize, expiretime)
-        self.multicast_tx = 0
-        self.unicast_tx = 0
-        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        self.sock = self._tx = socket.socket(family, socket.SOCK_DGRAM)
         try:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if rcvbuf:
                 self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
             set_multicast_out(self.sock, family, ttl, ifindex, loop=False)
-            wildcard = "::" if family == socket.AF_INET6 else "0.0.0.0"
-            self.sock.bind((wildcard, self.port))
+            self.sock.bind((wildcard(family), self.port))
             join_group(self.sock, family, group[0], ifindex)
             self.sock.setblocking(False)
         except OSError:
@@ -73,42 +63,11 @@ class VxlanPlug(Plug):
         """Open from ``vxlan://group/options``."""
         port = vnl.int_option("port", VXLAN_PORT)
         family, group = resolve_group(vnl, port)
-        mtu = kwargs.pop("mtu", None)
-        if mtu is None:
-            mtu = parse_mtu(vnl, cls.DEFAULT_MTU)
-        expire = vnl.int_option("expiretime", 128)
-        return cls(group, family, vni=vnl.int_option("vni", 1) & 0xFFFFFF,
-                   ttl=vnl.int_option("ttl", 1), ifindex=ifindex_of(vnl),
-                   hashsize=vnl.int_option("hashsize", 1024),
-                   expiretime=expire if expire > 0 else 128,
-                   rcvbuf=size_option(vnl, "rcvbuf"), vnl=vnl.text, mtu=mtu)
+        options = vx_options(vnl, kwargs, cls.DEFAULT_MTU)
+        return cls(group, family, vni=vnl.int_option("vni", 1) & 0xFFFFFF, **options)
 
     def fileno(self) -> int:
         return self.sock.fileno()
-
-    def send(self, frame: bytes | bytearray | memoryview) -> bool:
-        """Send one frame to the group or unicast to the learned VTEP of its destination."""
-        n = len(frame)
-        counters = self.counters
-        if n < MIN_FRAME or n > self.max_frame or self.closed:
-            counters.tx_dropped += 1
-            return False
-        addr = None
-        if not frame[0] & 1:
-            addr = self.table.lookup(bytes(frame[0:6]), time.monotonic())
-        if addr is None:
-            addr = self.group
-            self.multicast_tx += 1
-        else:
-            self.unicast_tx += 1
-        try:
-            self.sock.sendmsg((self.header, frame), (), 0, addr)
-        except OSError:
-            counters.tx_dropped += 1
-            return False
-        counters.tx_frames += 1
-        counters.tx_bytes += n
-        return True
 
     def recv_frames(self, limit: int = 64) -> list[bytes]:
         """Read datagrams until EAGAIN or ``limit``; learn their senders."""

@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 
 from ioth.errors import VNLError
 from ioth.net.plug import MIN_FRAME, Plug
-from ioth.net.plugs.udp import RECV_SIZE, SockAddr, parse_mtu, strip_brackets
+from ioth.net.plugs.udp import RECV_SIZE, SockAddr, plug_mtu, strip_brackets, wildcard
 from ioth.net.vnl import VNL, Style
 
 VX_FLAGS = 0x08
@@ -206,93 +206,38 @@ def local_ipv6_addresses() -> frozenset[str]:
     return frozenset(found)
 
 
-class VxvdePlug(Plug):
-    """One port of a vxvde distributed switch."""
+def vx_options(vnl: VNL, kwargs: dict[str, Any], default_mtu: int) -> dict[str, Any]:
+    """The keyword arguments vxvde and vxlan take alike from their VNL: ``ttl``, ``if``,
+    ``hashsize``, ``expiretime`` (128 unless > 0), ``rcvbuf``, ``mtu`` (``kwargs`` first) and
+    the VNL text."""
+    mtu = plug_mtu(vnl, kwargs, default_mtu)
+    expire = vnl.int_option("expiretime", 128)
+    return {"ttl": vnl.int_option("ttl", 1), "ifindex": ifindex_of(vnl),
+            "hashsize": vnl.int_option("hashsize", 1024),
+            "expiretime": expire if expire > 0 else 128,
+            "rcvbuf": size_option(vnl, "rcvbuf"), "vnl": vnl.text, "mtu": mtu}
 
-    STYLE: ClassVar[Style] = "slash"
-    KEYS: ClassVar[tuple[str, ...]] = ("v4", "v6", "port", "vni", "ttl", "if", "hashsize",
-                                       "expiretime", "rcvbuf", "bind", "grp", "mtu")
-    #: multicast echoes of our own frames dropped
-    echo_dropped: int
+
+class VxPlug(Plug):
+    """What a vxvde port and a VXLAN endpoint share: the group, the VNI header, the MAC
+    learning table and ``send`` (to the learned peer of the destination MAC, else to the group)
+    on the socket ``_tx`` that the subclass opens."""
+
     #: frames sent to the group / unicast to a learned peer
     multicast_tx: int
     unicast_tx: int
+    _tx: socket.socket
 
-    def __init__(self, group: SockAddr, family: int, vni: int = 1, ttl: int = 1,
-                 ifindex: int = 0, hashsize: int = 1024, expiretime: float = 128.0,
-                 rcvbuf: int = 0, bind: str | None = None, vnl: str = "",
-                 mtu: int | None = None) -> None:
+    def __init__(self, group: SockAddr, family: int, vni: int, hashsize: int,
+                 expiretime: float, vnl: str, mtu: int | None) -> None:
         super().__init__(vnl, mtu)
         self.family = family
         self.group = group
         self.vni = vni
         self.header = vx_header(vni)
         self.table = MacTable(hashsize, expiretime)
-        self.echo_dropped = 0
         self.multicast_tx = 0
         self.unicast_tx = 0
-        self.closes_received = 0
-        #: frames received on the unicast socket (their sender had learned our MAC)
-        self.unicast_rx = 0
-        self.multicast_rx = 0
-        self._local6 = local_ipv6_addresses() if family == socket.AF_INET6 else frozenset()
-        self.multi = socket.socket(family, socket.SOCK_DGRAM)
-        self.uni = socket.socket(family, socket.SOCK_DGRAM)
-        self._poll: select.epoll | None = None
-        try:
-            self.multi.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self.multi.bind(group)
-            if family == socket.AF_INET:
-                self.multi.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
-            join_group(self.multi, family, group[0], ifindex)
-            if rcvbuf:
-                for s in (self.multi, self.uni):
-                    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-            set_multicast_out(self.uni, family, ttl, ifindex, loop=True)
-            self.uni.bind((bind or ("::" if family == socket.AF_INET6 else "0.0.0.0"), 0))
-            self.uniport: int = self.uni.getsockname()[1]
-            self.multi.setblocking(False)
-            self.uni.setblocking(False)
-            self._poll = select.epoll()
-            self._poll.register(self.multi.fileno(), select.EPOLLIN)
-            self._poll.register(self.uni.fileno(), select.EPOLLIN)
-        except OSError:
-            self._close_sockets()
-            raise
-
-    @classmethod
-    def from_vnl(cls, vnl: VNL, **kwargs: Any) -> VxvdePlug:
-        """Open from ``vxvde://group/options``."""
-        port = vnl.int_option("port", VXVDE_PORT)
-        gid = group_id(vnl)
-        family, group = resolve_group(vnl, port, gid)
-        mtu = kwargs.pop("mtu", None)
-        if mtu is None:
-            mtu = parse_mtu(vnl, cls.DEFAULT_MTU)
-        expire = vnl.int_option("expiretime", 128)
-        vni = vnl.int_option("vni", gid if gid is not None else 1)
-        return cls(group, family, vni=vni & 0xFFFFFF,
-                   ttl=vnl.int_option("ttl", 1), ifindex=ifindex_of(vnl),
-                   hashsize=vnl.int_option("hashsize", 1024),
-                   expiretime=expire if expire > 0 else 128,
-                   rcvbuf=size_option(vnl, "rcvbuf"), bind=vnl.get("bind") or None,
-                   vnl=vnl.text, mtu=mtu)
-
-    def fileno(self) -> int:
-        assert self._poll is not None
-        return self._poll.fileno()
-
-    def _is_echo(self, sender: SockAddr, ancdata: list[tuple[int, int, bytes]]) -> bool:
-        """Our own multicast frame looped back: our unicast port and a local address."""
-        if sender[1] != self.uniport:
-            return False
-        if self.family == socket.AF_INET6:
-            return str(sender[0]).split("%")[0] in self._local6
-        for level, kind, data in ancdata:
-            if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= 8:
-                # struct in_pktinfo { int ifindex; in_addr spec_dst; in_addr addr; }
-                return bool(socket.inet_ntoa(data[4:8]) == sender[0])
-        return False
 
     def send(self, frame: bytes | bytearray | memoryview) -> bool:
         """Send one frame to the group or to the learned owner of its destination MAC."""
@@ -310,13 +255,84 @@ class VxvdePlug(Plug):
         else:
             self.unicast_tx += 1
         try:
-            self.uni.sendmsg((self.header, frame), (), 0, addr)
+            self._tx.sendmsg((self.header, frame), (), 0, addr)
         except OSError:
             counters.tx_dropped += 1
             return False
         counters.tx_frames += 1
         counters.tx_bytes += n
         return True
+
+
+class VxvdePlug(VxPlug):
+    """One port of a vxvde distributed switch."""
+
+    STYLE: ClassVar[Style] = "slash"
+    KEYS: ClassVar[tuple[str, ...]] = ("v4", "v6", "port", "vni", "ttl", "if", "hashsize",
+                                       "expiretime", "rcvbuf", "bind", "grp", "mtu")
+    #: multicast echoes of our own frames dropped
+    echo_dropped: int
+
+    def __init__(self, group: SockAddr, family: int, vni: int = 1, ttl: int = 1,
+                 ifindex: int = 0, hashsize: int = 1024, expiretime: float = 128.0,
+                 rcvbuf: int = 0, bind: str | None = None, vnl: str = "",
+                 mtu: int | None = None) -> None:
+        super().__init__(group, family, vni, hashsize, expiretime, vnl, mtu)
+        self.echo_dropped = 0
+        self.closes_received = 0
+        #: frames received on the unicast socket (their sender had learned our MAC)
+        self.unicast_rx = 0
+        self.multicast_rx = 0
+        self._local6 = local_ipv6_addresses() if family == socket.AF_INET6 else frozenset()
+        self.multi = socket.socket(family, socket.SOCK_DGRAM)
+        self.uni = self._tx = socket.socket(family, socket.SOCK_DGRAM)
+        self._poll: select.epoll | None = None
+        try:
+            self.multi.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.multi.bind(group)
+            if family == socket.AF_INET:
+                self.multi.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+            join_group(self.multi, family, group[0], ifindex)
+            if rcvbuf:
+                for s in (self.multi, self.uni):
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            set_multicast_out(self.uni, family, ttl, ifindex, loop=True)
+            self.uni.bind((bind or wildcard(family), 0))
+            self.uniport: int = self.uni.getsockname()[1]
+            self.multi.setblocking(False)
+            self.uni.setblocking(False)
+            self._poll = select.epoll()
+            self._poll.register(self.multi.fileno(), select.EPOLLIN)
+            self._poll.register(self.uni.fileno(), select.EPOLLIN)
+        except OSError:
+            self._close_sockets()
+            raise
+
+    @classmethod
+    def from_vnl(cls, vnl: VNL, **kwargs: Any) -> VxvdePlug:
+        """Open from ``vxvde://group/options``."""
+        port = vnl.int_option("port", VXVDE_PORT)
+        gid = group_id(vnl)
+        family, group = resolve_group(vnl, port, gid)
+        options = vx_options(vnl, kwargs, cls.DEFAULT_MTU)
+        vni = vnl.int_option("vni", gid if gid is not None else 1)
+        return cls(group, family, vni=vni & 0xFFFFFF, bind=vnl.get("bind") or None, **options)
+
+    def fileno(self) -> int:
+        assert self._poll is not None
+        return self._poll.fileno()
+
+    def _is_echo(self, sender: SockAddr, ancdata: list[tuple[int, int, bytes]]) -> bool:
+        """Our own multicast frame looped back: our unicast port and a local address."""
+        if sender[1] != self.uniport:
+            return False
+        if self.family == socket.AF_INET6:
+            return str(sender[0]).split("%")[0] in self._local6
+        for level, kind, data in ancdata:
+            if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= 8:
+                # struct in_pktinfo { int ifindex; in_addr spec_dst; in_addr addr; }
+                return bool(socket.inet_ntoa(data[4:8]) == sender[0])
+        return False
 
     def _drain(self, sock: socket.socket, is_multi: bool, out: list[bytes], limit: int,
                now: float) -> None:
