@@ -78,6 +78,26 @@ def _recv_exact(s: socket.socket, n: int) -> bytes:
     return buf
 
 
+def _whatif_nocsum() -> None:
+    """What-if experiment (BENCH_TCP_WHATIF=nocsum): received TCP segments are not checksum-
+    verified (an upper bound for trusting offload taps / AF_UNIX links); same checks otherwise."""
+    import ioth.wire.tcp as wt
+    from ioth.wire.errors import TruncatedError
+    unpack, hl, mask = wt._unpack, wt.HEADER_LEN, wt.FLAGS_MASK
+
+    def parse_fast(buf: Any, src: bytes, dst: bytes) -> tuple[int, int, int, int, int, int, int]:
+        n = len(buf)
+        if n < hl:
+            raise TruncatedError("short TCP segment")
+        sport, dport, seq, ack, off_flags, window, _, _ = unpack(buf)
+        hlen = (off_flags >> 12) << 2
+        if hlen < hl or hlen > n:
+            raise TruncatedError("bad TCP data offset")
+        return sport, dport, seq, ack, off_flags & mask, window, hlen
+
+    wt.parse_fast = parse_fast
+
+
 def _tcpinfo(stack: Any) -> dict[str, Any]:
     """The busiest TCP connection's figures and the plugs' counters of an ioth stack."""
     out: dict[str, Any] = {}
@@ -113,6 +133,8 @@ def worker(args: argparse.Namespace) -> int:
             mod, _, rest = tweak.partition(":")
             attr, _, val = rest.partition("=")
             setattr(importlib.import_module(mod), attr, int(val))
+        if "nocsum" in os.environ.get("BENCH_TCP_WHATIF", "").split():
+            _whatif_nocsum()
         stack = ioth.Stack(args.vnl, args.config)
 
         def mk() -> socket.socket:
