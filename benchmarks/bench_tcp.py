@@ -524,10 +524,13 @@ def case_switch(kind: str, mtu: int, seconds: float, profile: str | None = None
 
 
 def case_tap(kind: str, direction: str, mtu: int, offload: bool, seconds: float,
-             profile: str | None = None) -> tuple[float, dict[str, float], str]:
+             profile: str | None = None, ioth_mtu: int | None = None
+             ) -> tuple[float, dict[str, float], str]:
     """kernel <-> ioth through a TAP whose kernel end is in a fresh namespace.
 
-    ``direction``: ``k2i`` (kernel client/sender, ioth server/receiver) or ``i2k``."""
+    ``direction``: ``k2i`` (kernel client/sender, ioth server/receiver) or ``i2k``.
+    ``ioth_mtu``: MTU of the ioth interface when it differs from the link's (with ``offload``
+    the plug takes 64 KiB frames: TCP then builds super-segments that the kernel splits)."""
     srole, crole = kind_roles(kind)
     with namespaces(1) as (ns,), procs() as p:
         tap = "bt" + secrets.token_hex(4)
@@ -537,7 +540,7 @@ def case_tap(kind: str, direction: str, mtu: int, offload: bool, seconds: float,
         if offload:
             opts.append("offload")
         vnl = f"tap://{tap}[{'/'.join(opts)}]"
-        cfg = f"eth,ip={A2}/24"
+        cfg = f"eth,ip={A2}/24" + (f",mtu={ioth_mtu}" if ioth_mtu else "")
         prof_s = profile and profile + ".server"
         prof_c = profile and profile + ".client"
         if direction == "k2i":
