@@ -161,3 +161,48 @@ def test_many_concurrent_connections(tmp_path: Path) -> None:
             await server.wait_closed()
 
         asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_loop_create_connection_and_sock_calls(tmp_path: Path) -> None:
+    with network(tmp_path, 2) as (a, b):
+        async def main() -> None:
+            loop = asyncio.get_running_loop()
+            got: asyncio.Future[bytes] = loop.create_future()
+
+            class Echo(asyncio.Protocol):
+                def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                    self.t = transport
+
+                def data_received(self, data: bytes) -> None:
+                    assert isinstance(self.t, asyncio.Transport)
+                    self.t.write(data[::-1])
+
+            class Client(asyncio.Protocol):
+                def data_received(self, data: bytes) -> None:
+                    got.set_result(data)
+
+            with ioth.use(b):
+                server = await loop.create_server(Echo, "192.0.2.2", 9999)
+            with ioth.use(a):
+                transport, _ = await loop.create_connection(Client, "192.0.2.2", 9999)
+                transport.write(b"stressed")
+                assert await asyncio.wait_for(got, 5) == b"desserts"
+                transport.close()
+                raw = socket.socket()
+                raw.setblocking(False)
+                await loop.sock_connect(raw, ("192.0.2.2", 9999))
+                await loop.sock_sendall(raw, b"live")
+                assert await asyncio.wait_for(loop.sock_recv(raw, 10), 5) == b"evil"
+                raw.close()
+                bad = socket.socket()
+                bad.setblocking(False)
+                try:
+                    await loop.sock_connect(bad, ("192.0.2.2", 1))
+                    raise AssertionError("connected to a closed port")
+                except ConnectionRefusedError:
+                    pass
+                bad.close()
+            server.close()
+            await server.wait_closed()
+
+        asyncio.run(asyncio.wait_for(main(), 30))
