@@ -61,15 +61,7 @@ class InputMixin(TcbBase):
             case (State.LISTEN, c) if c & SYN:
                 # RFC 9293 3.10.7.2 third: SYN: select ISS, send SYN-ACK, enter SYN-RECEIVED.
                 self._init_send(now)
-                self.irs = seg.seq
-                self.rcv_nxt = self.irs + 1
-                self._rcv_adv = self.rcv_nxt
-                self._last_ack_sent = self.rcv_nxt
-                self._peer_syn_opts = Segment(
-                    seg.seq, 0, SYN, 0, b"", mss=seg.mss, wscale=seg.wscale,
-                    sack_perm=seg.sack_perm, tsval=seg.tsval
-                )
-                self._negotiate(seg, True)
+                self._take_syn(seg)
                 self.snd_wnd = seg.window  # RFC 7323 2.2: the SYN window is never scaled
                 self.max_snd_wnd = self.snd_wnd
                 self.snd_wl1 = self.irs
@@ -159,15 +151,7 @@ class InputMixin(TcbBase):
         return True
 
     def _syn_sent_syn(self, seg: Segment, now: float) -> None:
-        self.irs = seg.seq
-        self.rcv_nxt = self.irs + 1
-        self._rcv_adv = self.rcv_nxt
-        self._last_ack_sent = self.rcv_nxt
-        self._peer_syn_opts = Segment(
-            seg.seq, 0, SYN, 0, b"", mss=seg.mss, wscale=seg.wscale, sack_perm=seg.sack_perm,
-            tsval=seg.tsval
-        )
-        self._negotiate(seg, True)
+        self._take_syn(seg)
         self.snd_wl1 = self.irs
         if seg.flags & ACK:
             ack = _unwrap(seg.ack, self.snd_una)
@@ -468,8 +452,17 @@ class InputMixin(TcbBase):
         elif st is State.TIME_WAIT:
             self._close_at = now + self.policy.time_wait
 
-    def _negotiate(self, syn: Segment, ours_offered: bool) -> None:
-        """Options from the peer's SYN (RFC 9293 3.7.1, RFC 7323 2.2/3.2, RFC 2018 2)."""
+    def _take_syn(self, syn: Segment) -> None:
+        """The peer's SYN: IRS, RCV.NXT and the options (RFC 9293 3.7.1, RFC 7323 2.2/3.2,
+        RFC 2018 2).  Its options are kept for our SYN-ACK (and its retransmissions)."""
+        self.irs = syn.seq
+        self.rcv_nxt = self.irs + 1
+        self._rcv_adv = self.rcv_nxt
+        self._last_ack_sent = self.rcv_nxt
+        self._peer_syn_opts = Segment(
+            syn.seq, 0, SYN, 0, b"", mss=syn.mss, wscale=syn.wscale, sack_perm=syn.sack_perm,
+            tsval=syn.tsval
+        )
         p = self.policy
         v6 = len(self.remote[0]) == 16
         peer_mss = syn.mss if syn.mss else (1220 if v6 else 536)
@@ -488,7 +481,6 @@ class InputMixin(TcbBase):
         self.mss = self._mss_max = max(mss, 64)
         self._rcv_mss = min(self.mss, 536)
         self.cc.set_mss(self.mss)
-        del ours_offered
 
     def _challenge_ack(self, now: float) -> None:
         # RFC 5961 section 7: rate-limit challenge ACKs.

@@ -305,7 +305,7 @@ class OutputMixin(TcbBase):
         wnd >>= ws
         return wnd if wnd < 0xFFFF else 0xFFFF
 
-    def _sack_blocks(self) -> tuple[tuple[int, int], ...] | None:
+    def _sack_blocks(self) -> tuple[tuple[int, int], ...]:
         """RFC 2018 section 4: the block with the latest segment first, then the others."""
         blocks: list[tuple[int, int]] = []
         start = end = -1
