@@ -262,3 +262,24 @@ def test_no_descriptor_leaks_across_stacks() -> None:
         if i == 3:
             base = nfds()
     assert nfds() <= base
+
+
+def test_shut_rd_does_not_reset_the_connection() -> None:
+    with lone() as s:
+        srv = isocket(s, socket.AF_INET, socket.SOCK_STREAM)
+        srv.bind(("127.0.0.1", 0))
+        srv.listen()
+        cli = isocket(s, socket.AF_INET, socket.SOCK_STREAM)
+        cli.settimeout(5)
+        cli.connect(srv.getsockname())
+        conn, _ = srv.accept()
+        conn.settimeout(5)
+        cli.shutdown(socket.SHUT_RD)
+        assert cli.recv(10) == b""
+        conn.sendall(b"ignored")  # like Linux: no reset, the sender is not told
+        cli.sendall(b"still writing")
+        assert conn.recv(100) == b"still writing"
+        cli.shutdown(socket.SHUT_RDWR)
+        assert conn.recv(100) == b""
+        for x in (conn, cli, srv):
+            x.close()

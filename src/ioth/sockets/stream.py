@@ -472,6 +472,7 @@ class StreamSocket(IothSocket):
         self._rcvbuf = BUF
         self._junked = False
         self._bufs_set = False
+        self._rd_shut = False
         self._accepted_plain = accepted  # an accepted stream (maybe of another process)
         with stack.lock:
             stack._sockets.add(self)  # type: ignore[arg-type]
@@ -746,6 +747,8 @@ class StreamSocket(IothSocket):
         """Receive up to ``bufsize`` bytes; b"" at end of stream; ECONNRESET after a reset."""
         if self._h is None and self._accepted_plain is False:
             raise oserror(errno.ENOTCONN)
+        if self._rd_shut:
+            return b""
         data = super().recv(bufsize, flags)
         if not data and bufsize:
             err = self._pending_error()
@@ -757,6 +760,8 @@ class StreamSocket(IothSocket):
         """Receive into ``buffer``; 0 at end of stream."""
         if self._h is None and self._accepted_plain is False:
             raise oserror(errno.ENOTCONN)
+        if self._rd_shut:
+            return 0
         n = super().recv_into(buffer, nbytes, flags)
         if not n and (nbytes or len(memoryview(buffer))):
             err = self._pending_error()
@@ -829,7 +834,14 @@ class StreamSocket(IothSocket):
         """Half-close: SHUT_WR sends FIN after the queued data; SHUT_RD stops reading."""
         if self._h is None:
             raise oserror(errno.ENOTCONN)
-        super().shutdown(how)
+        if how not in (_socket.SHUT_RD, _socket.SHUT_WR, _socket.SHUT_RDWR):
+            raise oserror(errno.EINVAL)
+        if how != _socket.SHUT_WR:
+            # SHUT_RD of the AF_UNIX end would make the pump's writes fail (and reset the
+            # connection); Linux only stops returning data, so reads end here instead.
+            self._rd_shut = True
+        if how != _socket.SHUT_RD:
+            super().shutdown(_socket.SHUT_WR)
 
     # -- options ---------------------------------------------------------------------------------
     def _policy(self) -> TcpPolicy | None:
