@@ -283,3 +283,23 @@ def test_shut_rd_does_not_reset_the_connection() -> None:
         assert conn.recv(100) == b""
         for x in (conn, cli, srv):
             x.close()
+
+
+def test_closing_the_stack_aborts_a_blocked_connect(tmp_path: Path) -> None:
+    with network(tmp_path, 1) as (a,):
+        c = isocket(a, socket.AF_INET, socket.SOCK_STREAM)
+        result: list[int] = []
+
+        def connect() -> None:
+            try:
+                c.connect(("192.0.2.50", 80))  # nobody there: the SYN goes unanswered
+                result.append(0)
+            except OSError as exc:
+                result.append(exc.errno or -1)
+
+        t = threading.Thread(target=connect)
+        t.start()
+        t.join(0.3)
+        a.close()
+        t.join(5)
+        assert result == [errno.ECONNABORTED]

@@ -363,6 +363,11 @@ class StreamHandle:
             self.junk -= len(got)
 
     def _teardown(self) -> None:
+        if self.connecting:  # the stack went away under a connect
+            self.connecting = False
+            self.failed = True
+            self.connect_error = self.connect_error or errno.ECONNABORTED
+            self.cond.notify_all()
         eng = self.eng
         if eng is None:
             return
@@ -968,10 +973,9 @@ class StreamSocket(IothSocket):
                     self._tcp.flush(h.conn)
                     h._teardown()
                 elif h.connecting:
-                    h.connecting = False
+                    h._teardown()  # a connect waiting in another thread fails: ECONNABORTED
                     h.conn.abort()
                     self._tcp.flush(h.conn)
-                    h._teardown()
             self._unbind()
             stack._sockets.discard(self)
             stack.runtime.flush()
