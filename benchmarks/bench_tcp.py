@@ -57,7 +57,7 @@ MSG = 64
 LWIP_GBPS = 0.20
 LWIP_RR = 4700.0
 ALL = ("veth,veth65520,vde,sw1500,sw65520,k2i1500,k2i65520,k2ioff,i2k1500,i2k65520,i2koff,"
-       "rr-kk,rr-k2i,rr-i2i,cps-kk,cps-k2i,cps-i2i,conn10k,sockconns")
+       "k2i-iperf,i2k-iperf,k2i-iperf-off,rr-kk,rr-k2i,rr-i2i,cps-kk,cps-k2i,cps-i2i,conn10k,sockconns")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -96,6 +96,131 @@ def _whatif_nocsum() -> None:
         return sport, dport, seq, ack, off_flags & mask, window, hlen
 
     wt.parse_fast = parse_fast
+
+
+# iperf3 control protocol (enough of it for one TCP stream against the real iperf3)
+IPERF_TEST_START, IPERF_TEST_RUNNING, IPERF_TEST_END = 1, 2, 4
+IPERF_PARAM_EXCHANGE, IPERF_CREATE_STREAMS = 9, 10
+IPERF_EXCHANGE_RESULTS, IPERF_DISPLAY_RESULTS, IPERF_DONE = 13, 14, 16
+IPERF_COOKIE = 37
+
+
+def _send_json(s: socket.socket, obj: dict[str, Any]) -> None:
+    data = json.dumps(obj).encode()
+    s.sendall(len(data).to_bytes(4, "big") + data)
+
+
+def _recv_json(s: socket.socket) -> dict[str, Any]:
+    n = int.from_bytes(_recv_exact(s, 4), "big")
+    out: dict[str, Any] = json.loads(_recv_exact(s, n))
+    return out
+
+
+def _iperf_results(nbytes: int, seconds: float, sender: bool) -> dict[str, Any]:
+    return {"cpu_util_total": 0.0, "cpu_util_user": 0.0, "cpu_util_system": 0.0,
+            "sender_has_retransmits": 0 if sender else -1,
+            "streams": [{"id": 1, "bytes": nbytes, "retransmits": -1, "jitter": 0,
+                         "errors": 0, "omitted_errors": 0, "packets": 0,
+                         "omitted_packets": 0, "start_time": 0, "end_time": seconds}]}
+
+
+def iperf3_server(srv: socket.socket) -> dict[str, Any]:
+    """Serve one ``iperf3 -c`` TCP test on listening socket ``srv``; bytes and seconds
+    counted between TEST_RUNNING and the client's TEST_END."""
+    ctrl, _ = srv.accept()
+    _recv_exact(ctrl, IPERF_COOKIE)
+    ctrl.sendall(bytes([IPERF_PARAM_EXCHANGE]))
+    params = _recv_json(ctrl)
+    if params.get("parallel", 1) != 1 or not params.get("tcp", True) or params.get("reverse"):
+        raise RuntimeError(f"only one forward TCP stream is supported: {params}")
+    ctrl.sendall(bytes([IPERF_CREATE_STREAMS]))
+    data, _ = srv.accept()
+    _recv_exact(data, IPERF_COOKIE)
+    total = [0]
+    stop = threading.Event()
+
+    def reader() -> None:
+        buf = memoryview(bytearray(CHUNK))
+        data.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                n = data.recv_into(buf)
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            if not n:
+                break
+            total[0] += n
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    ctrl.sendall(bytes([IPERF_TEST_START, IPERF_TEST_RUNNING]))
+    t0 = time.perf_counter()
+    state = _recv_exact(ctrl, 1)[0]
+    seconds = time.perf_counter() - t0
+    got = total[0]
+    if state != IPERF_TEST_END:
+        raise RuntimeError(f"iperf3 client sent state {state}, expected TEST_END")
+    ctrl.sendall(bytes([IPERF_EXCHANGE_RESULTS]))
+    client = _recv_json(ctrl)
+    _send_json(ctrl, _iperf_results(got, seconds, sender=False))
+    ctrl.sendall(bytes([IPERF_DISPLAY_RESULTS]))
+    with contextlib.suppress(ConnectionError, OSError):
+        _recv_exact(ctrl, 1)  # IPERF_DONE
+    stop.set()
+    t.join(5)
+    data.close()
+    ctrl.close()
+    sent = sum(int(st.get("bytes", 0)) for st in client.get("streams", []))
+    return {"bytes": got, "seconds": seconds, "peer_sent": sent}
+
+
+def iperf3_client(mk: Callable[[], socket.socket], dst: tuple[str, int], seconds: float
+                  ) -> dict[str, Any]:
+    """Run one TCP test against ``iperf3 -s`` at ``dst``; bytes the server counted."""
+    ctrl = mk()
+    ctrl.connect(dst)
+    cookie = secrets.token_hex(18).encode() + b"\0"
+    ctrl.sendall(cookie)
+    data: socket.socket | None = None
+    sent = 0
+    elapsed = 0.0
+    server: dict[str, Any] = {}
+    while True:
+        state = int.from_bytes(_recv_exact(ctrl, 1), "big", signed=True)
+        if state == IPERF_PARAM_EXCHANGE:
+            _send_json(ctrl, {"tcp": True, "omit": 0, "time": int(max(1, seconds)), "num": 0,
+                              "blockcount": 0, "parallel": 1, "len": CHUNK,
+                              "pacing_timer": 1000, "client_version": "3.12"})
+        elif state == IPERF_CREATE_STREAMS:
+            data = mk()
+            data.connect(dst)
+            data.sendall(cookie)
+        elif state == IPERF_TEST_START:
+            pass
+        elif state == IPERF_TEST_RUNNING:
+            assert data is not None
+            payload = memoryview(b"\xa5" * CHUNK)
+            t0 = time.perf_counter()
+            while time.perf_counter() - t0 < seconds:
+                data.sendall(payload)
+                sent += CHUNK
+            elapsed = time.perf_counter() - t0
+            ctrl.sendall(bytes([IPERF_TEST_END]))
+        elif state == IPERF_EXCHANGE_RESULTS:
+            _send_json(ctrl, _iperf_results(sent, elapsed, sender=True))
+            server = _recv_json(ctrl)
+        elif state == IPERF_DISPLAY_RESULTS:
+            ctrl.sendall(bytes([IPERF_DONE]))
+            break
+        else:
+            raise RuntimeError(f"iperf3 server sent state {state}")
+    got = sum(int(st.get("bytes", 0)) for st in server.get("streams", []))
+    if data is not None:
+        data.close()
+    ctrl.close()
+    return {"bytes": sent, "seconds": elapsed, "peer_received": got}
 
 
 def _tcpinfo(stack: Any) -> dict[str, Any]:
@@ -189,6 +314,8 @@ def worker(args: argparse.Namespace) -> int:
                     n += 1
                 result.update(count=n)
                 conn.close()
+            elif role == "iperf-server":
+                result.update(iperf3_server(srv))
             else:  # cps-server
                 n = 0
                 while True:
@@ -242,6 +369,8 @@ def worker(args: argparse.Namespace) -> int:
                     n += 1
                 result.update(count=n, seconds=time.perf_counter() - t0)
                 s.close()
+            elif role == "iperf-client":
+                result.update(iperf3_client(mk, dst, args.seconds))
             else:  # cps-client
                 msg = b"c" * MSG
                 n = 0
@@ -611,12 +740,62 @@ def tcp_note(sres: dict[str, Any], cres: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def case_tap_iperf(direction: str, mtu: int, offload: bool, seconds: float
+                   ) -> tuple[float, dict[str, float], str]:
+    """Kernel ``iperf3 -c`` -> ioth (iperf3 protocol server) or ioth -> kernel ``iperf3 -s``
+    through a TAP; Gbit/s counted by the receiver."""
+    with namespaces(1) as (ns,), procs() as p:
+        tap = "bt" + secrets.token_hex(4)
+        opts = ["netns=" + ns, "up"] + ([f"mtu={mtu}"] if mtu != 1500 else []) + (
+            ["offload"] if offload else [])
+        vnl = f"tap://{tap}[{'/'.join(opts)}]"
+        cfg = f"eth,ip={A2}/24"
+        port = 20000 + secrets.randbelow(20000)
+        if direction == "k2i":
+            srv = p.start(worker_argv(None, "iperf-server", A2, seconds, vnl, cfg, port=port))
+            read_json(srv, "ioth iperf3 server ready", 30)
+            wait_until(lambda: link_exists(ns, tap), "tap")
+            ifconfig(ns, tap, A1, mtu if mtu != 1500 else None)
+            c0 = pid_cpu(srv.pid)
+            t0 = time.monotonic()
+            out = sh(*nsexec(ns, "iperf3", "-c", A2, "-p", str(port), "-t",
+                             str(max(1, round(seconds))), "-J"), check=False, timeout=seconds + 30)
+            wall = time.monotonic() - t0
+            cpu = {"server": (pid_cpu(srv.pid) - c0) / wall}
+            res = read_json(srv, "ioth iperf3 server", 15)
+            report = json.loads(out.stdout)
+            if "error" in report:
+                raise RuntimeError(f"iperf3 -c: {report['error']}")
+            sent = int(report["end"]["sum_sent"]["bytes"])
+            gbps = res["bytes"] * 8 / res["seconds"] / 1e9
+            said = float(report["end"]["sum_sent"]["bits_per_second"]) / 1e9
+            note = (f"kernel iperf3 -c sent {sent:,} B ({said:.3f} Gbit/s by its clock), ioth "
+                    f"counted {res['bytes']:,} B until TEST_END")
+            return gbps, cpu, note
+        cli = p.start(worker_argv(None, "iperf-client", A1, seconds, vnl, cfg, port=port),
+                      stdin=True)
+        read_json(cli, "ioth iperf3 client ready", 30)
+        wait_until(lambda: link_exists(ns, tap), "tap")
+        ifconfig(ns, tap, A1, mtu if mtu != 1500 else None)
+        p.start(nsexec(ns, "iperf3", "-s", "-1", "-B", A1, "-p", str(port)))
+        wait_until(lambda: f":{port}" in sh(*nsexec(ns, "ss", "-ltnH")).stdout, "iperf3 -s")
+        t0 = time.monotonic()
+        go(cli)
+        res = read_json(cli, "ioth iperf3 client", seconds * 4 + 30)
+        wall = time.monotonic() - t0
+        gbps = res["peer_received"] * 8 / res["seconds"] / 1e9
+        note = (f"ioth sent {res['bytes']:,} B, kernel iperf3 -s received "
+                f"{res['peer_received']:,} B")
+        return gbps, {"client": res.get("cpu", 0.0) / wall}, note
+
+
 def iperf3(p: Procs, ns_s: str, ns_c: str, addr: str, seconds: float) -> float:
     """Kernel iperf3 TCP test from ``ns_c`` to ``addr`` in ``ns_s``; Gbit/s received."""
     port = str(20000 + secrets.randbelow(20000))
     p.start(nsexec(ns_s, "iperf3", "-s", "-1", "-B", addr, "-p", port))
     wait_until(lambda: f":{port}" in sh(*nsexec(ns_s, "ss", "-ltnH")).stdout, "iperf3 -s")
-    out = sh(*nsexec(ns_c, "iperf3", "-c", addr, "-p", port, "-t", f"{seconds:g}", "-J"),
+    out = sh(*nsexec(ns_c, "iperf3", "-c", addr, "-p", port, "-t", str(max(1, round(seconds))),
+                     "-J"),
              check=False, timeout=seconds + 30)
     report = json.loads(out.stdout)
     if "error" in report:
@@ -907,6 +1086,12 @@ def build_cases(seconds: float, rr_seconds: float, count: int, profile: str | No
                        lambda: case_tap("bulk", "i2k", 65520, False, s, prof), "vde", 2.0),
         "i2koff": mk("i2koff", "ioth->kernel tap offload", "Gbit/s",
                      lambda: case_tap("bulk", "i2k", 1500, True, s, prof), "vde", 2.0),
+        "k2i-iperf": mk("k2i-iperf", "kernel iperf3 -c -> ioth tap mtu 1500", "Gbit/s",
+                        lambda: case_tap_iperf("k2i", 1500, False, s), "vde", 0.5),
+        "i2k-iperf": mk("i2k-iperf", "ioth -> kernel iperf3 -s tap mtu 1500", "Gbit/s",
+                        lambda: case_tap_iperf("i2k", 1500, False, s), "vde", 0.5),
+        "k2i-iperf-off": mk("k2i-iperf-off", "kernel iperf3 -c -> ioth tap offload", "Gbit/s",
+                            lambda: case_tap_iperf("k2i", 1500, True, s), "vde", 2.0),
         "rr-kk": mk("rr-kk", "round trips kernel->kernel veth", "rt/s",
                     lambda: case_veth("rr", 1500, r)),
         "rr-k2i": mk("rr-k2i", "round trips kernel->ioth tap", "rt/s",
