@@ -213,6 +213,29 @@ def _port(port: Any, socktype: int) -> int:
     raise TypeError("getaddrinfo() argument 2 must be integer or string")
 
 
+def _is_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return False
+    return True
+
+
+def _is_service_name(port: Any) -> bool:
+    if isinstance(port, bytes):
+        port = port.decode()
+    return isinstance(port, str) and not port.isdigit()
+
+
+def _has_service(port: Any, proto: int) -> bool:
+    name = port.decode() if isinstance(port, bytes) else str(port)
+    try:
+        _socket.getservbyname(name, "tcp" if proto == _socket.IPPROTO_TCP else "udp")
+    except OSError:
+        return False
+    return True
+
+
 def getaddrinfo(stack: Stack, host: Any, port: Any, family: int = 0, type: int = 0,
                 proto: int = 0, flags: int = 0) -> list[AddrInfo]:
     """``socket.getaddrinfo`` over ``stack``."""
@@ -222,8 +245,30 @@ def getaddrinfo(stack: Stack, host: Any, port: Any, family: int = 0, type: int =
         raise _socket.gaierror(_socket.EAI_FAMILY, "ai_family not supported")
     if isinstance(host, bytes):
         host = host.decode("idna")
+    if host is None and port is None:  # glibc's order of checks
+        raise _socket.gaierror(_socket.EAI_NONAME, "Name or service not known")
+    if proto and ((type == _socket.SOCK_STREAM and proto != _socket.IPPROTO_TCP) or
+                  (type == _socket.SOCK_DGRAM and proto not in (_socket.IPPROTO_UDP, 136))):
+        raise _socket.gaierror(_socket.EAI_SOCKTYPE, "ai_socktype not supported")
     num = _port(port, type)
-    if host is None or host == "":
+    kinds: list[tuple[int, int]]
+    if type:
+        kinds = [(type, proto or (_socket.IPPROTO_TCP if type == _socket.SOCK_STREAM else
+                                  _socket.IPPROTO_UDP if type == _socket.SOCK_DGRAM else 0))]
+    else:
+        kinds = [(_socket.SOCK_STREAM, _socket.IPPROTO_TCP), (_socket.SOCK_DGRAM,
+                                                               _socket.IPPROTO_UDP),
+                 (_socket.SOCK_RAW, 0)]
+        if proto:
+            kinds = [k for k in kinds if k[1] == proto] or [(_socket.SOCK_RAW, proto)]
+        if _is_service_name(port):  # like glibc: only the protocols the service is listed for
+            kinds = [k for k in kinds if k[0] != _socket.SOCK_RAW and _has_service(port, k[1])]
+            if not kinds:
+                raise _socket.gaierror(_socket.EAI_SERVICE, "Servname not supported for "
+                                                            "ai_socktype")
+    if host == "":
+        raise _socket.gaierror(_socket.EAI_NONAME, "Name or service not known")
+    if host is None:
         if flags & _socket.AI_PASSIVE:  # like glibc: "::" first (dual-stack servers use it)
             packed = [b"\0" * 16, b"\0" * 4]
         else:
@@ -239,15 +284,10 @@ def getaddrinfo(stack: Stack, host: Any, port: Any, family: int = 0, type: int =
                                        ) from None
         packed = resolver_for(stack).lookup(str(host), family)
         if not packed:
+            if family and _is_literal(str(host)):
+                raise _socket.gaierror(_socket.EAI_ADDRFAMILY,
+                                       "Address family for hostname not supported")
             raise _socket.gaierror(_socket.EAI_NONAME, "Name or service not known")
-    kinds: list[tuple[int, int]]
-    if type:
-        kinds = [(type, proto or (_socket.IPPROTO_TCP if type == _socket.SOCK_STREAM else
-                                  _socket.IPPROTO_UDP if type == _socket.SOCK_DGRAM else 0))]
-    else:
-        kinds = [(_socket.SOCK_STREAM, _socket.IPPROTO_TCP), (_socket.SOCK_DGRAM,
-                                                               _socket.IPPROTO_UDP),
-                 (_socket.SOCK_RAW, 0)]
     canon = str(host) if flags & _socket.AI_CANONNAME and host else ""
     out: list[AddrInfo] = []
     for addr in packed:
