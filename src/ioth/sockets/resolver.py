@@ -307,6 +307,9 @@ def gethostbyname(stack: Stack, name: str) -> str:
     """``socket.gethostbyname`` over ``stack`` (IPv4 only)."""
     addrs = resolver_for(stack).lookup(name, _socket.AF_INET) if name else [b"\0" * 4]
     if not addrs:
+        if _is_literal(name):
+            raise _socket.gaierror(_socket.EAI_ADDRFAMILY,
+                                   "Address family for hostname not supported")
         raise _socket.gaierror(_socket.EAI_NONAME, "Name or service not known")
     return str(ipaddress.IPv4Address(addrs[0]))
 
