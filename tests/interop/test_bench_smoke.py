@@ -13,7 +13,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.support import peers
+
+pytestmark = pytest.mark.interop
 
 BENCH = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "bench_tcp.py")
 
