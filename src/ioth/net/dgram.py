@@ -17,6 +17,8 @@ from ioth.net.plug import ETH_HLEN, VLAN_HLEN, Plug
 
 #: socket buffer size asked for (the kernel caps it at net.core.[rw]mem_max)
 SOCKBUF = 4 * 1024 * 1024
+#: default receive buffer: any datagram of a 65535-byte MTU plug fits, longer ones show
+RECV_BUF = 65536 + 256
 
 
 def set_bufs(sock: socket.socket, size: int = SOCKBUF) -> None:
@@ -31,7 +33,7 @@ def set_bufs(sock: socket.socket, size: int = SOCKBUF) -> None:
 class DgramPlug(Plug):
     """A plug carrying one frame per datagram on one non-blocking socket (``self._sock``).
 
-    Subclasses call :meth:`_init_buffer` and :meth:`_attach` from ``__init__``.  ``send``
+    Subclasses call :meth:`_init_buffer` and :meth:`_set_socket` from ``__init__``.  ``send``
     refuses frames longer than ``mtu`` + 18 and counts every drop; ``recv_frames`` reads with
     ``MSG_TRUNC`` into a preallocated buffer, so a datagram longer than the buffer is seen as
     such and counted as an error, like one shorter than an Ethernet header.
@@ -43,13 +45,14 @@ class DgramPlug(Plug):
     _buf: bytearray
     _view: memoryview
 
-    def _init_buffer(self, size: int) -> None:
-        """Set the largest frame sent (``mtu`` + 18) and allocate a receive buffer of ``size``."""
+    def _init_buffer(self, size: int | None = None) -> None:
+        """Set the largest frame sent (``mtu`` + 18) and allocate a receive buffer of ``size``
+        bytes (default: :data:`RECV_BUF`, or more for a larger frame)."""
         self._max = self.mtu + ETH_HLEN + VLAN_HLEN
-        self._buf = bytearray(size)
+        self._buf = bytearray(size if size is not None else max(RECV_BUF, self._max + 1))
         self._view = memoryview(self._buf)
 
-    def _attach(self, sock: socket.socket) -> None:
+    def _set_socket(self, sock: socket.socket) -> None:
         """Make ``sock`` the plug's data socket: large buffers, non-blocking."""
         set_bufs(sock)
         sock.setblocking(False)

@@ -27,11 +27,8 @@ from typing import Any, ClassVar
 
 from ioth.errors import VNLError
 from ioth.net.dgram import DgramPlug
-from ioth.net.plug import ETH_HLEN, VLAN_HLEN
 from ioth.net.plugs.vde import group_id, mtu_option, octal_option
 from ioth.net.vnl import VNL, Style
-
-_RECV_BUF = 65536 + 256
 
 
 def _probe(path: str) -> bool | None:
@@ -69,7 +66,7 @@ class PtpPlug(DgramPlug):
         if not path:
             raise VNLError(f"VNL {self.vnl!r}: ptp:// needs a socket path")
         self.path = path
-        self._init_buffer(max(_RECV_BUF, self.mtu + ETH_HLEN + VLAN_HLEN + 1))
+        self._init_buffer()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         try:
             if _probe(path) is True:
@@ -89,7 +86,7 @@ class PtpPlug(DgramPlug):
         except BaseException:
             sock.close()
             raise
-        self._attach(sock)
+        self._set_socket(sock)
 
     @classmethod
     def from_vnl(cls, vnl: VNL, **kwargs: Any) -> PtpPlug:

@@ -30,7 +30,6 @@ from ioth.errors import PlugClosedError, VNLError
 from ioth.net.dgram import SOCKBUF as SOCKBUF
 from ioth.net.dgram import DgramPlug
 from ioth.net.dgram import set_bufs as set_bufs
-from ioth.net.plug import ETH_HLEN, VLAN_HLEN
 from ioth.net.vnl import VNL, Style
 
 SWITCH_MAGIC = 0xFEEDFACE
@@ -46,7 +45,6 @@ FALLBACK_DIRS = ("/var/run/vde.ctl", "/tmp/vde.ctl")
 #: directories for the data socket if DIR refuses it (vdeplug4's order)
 FALLBACK_DATA_DIRS = ("/var/run", "/var/tmp", "/tmp")
 MAX_MTU = 65535
-_RECV_BUF = 65536 + 256
 _D = TypeVar("_D", int, None)
 
 
@@ -135,7 +133,7 @@ class VdePlug(DgramPlug):
             raise VNLError(f"VNL {self.vnl!r}: mtu={self.mtu} out of range 68..{MAX_MTU}")
         if description is None:
             description = f"ioth: user={_user_name()} pid={os.getpid()} mtu={self.mtu}"
-        self._init_buffer(max(_RECV_BUF, self.mtu + ETH_HLEN + VLAN_HLEN + 1))
+        self._init_buffer()
         self.switch_path = ""
         self.directory = ""
         ctl = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
@@ -167,7 +165,7 @@ class VdePlug(DgramPlug):
                 except OSError:
                     pass
         ctl.setblocking(False)
-        self._attach(data)
+        self._set_socket(data)
         self._ctl = ctl
         self._ctl_fd = ctl.fileno()
 

@@ -701,8 +701,7 @@ class SwitchPlug(DgramPlug):
     def __init__(self, server: SwitchServer, sock: socket.socket, mtu: int, vnl: str) -> None:
         super().__init__(vnl, mtu)
         self.server = server
-        self._sock = sock
-        self._fd = sock.fileno()
+        self._set_socket(sock)
         self._init_buffer(max(mtu + ETH_HLEN + VLAN_HLEN, 1518) + 64)
 
     @classmethod
@@ -727,8 +726,6 @@ class SwitchPlug(DgramPlug):
                               table_size=hashsize, ageing=float(expire))
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         try:
-            set_bufs(mine)
-            mine.setblocking(False)
             server.add_socket_port(theirs, mtu, f"{cls.__name__}: pid={os.getpid()} mtu={mtu}")
             server.start()
         except BaseException:
