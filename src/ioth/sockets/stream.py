@@ -22,6 +22,7 @@ from __future__ import annotations
 import _socket as _csocket
 import errno
 import os
+import select
 import socket as _socket
 import threading
 from typing import TYPE_CHECKING, Any
@@ -172,6 +173,7 @@ class StreamHandle:
         self.busy = False
         self.again = False
         self.name = b""  # the engine end's AF_UNIX name while it waits in an accept queue
+        self._poller: select.poll | None = None  # is anything queued in the engine end?
         self.cond = threading.Condition(tcp.stack.lock)
 
     # -- events -----------------------------------------------------------------------------------
@@ -251,8 +253,12 @@ class StreamHandle:
         taken (0: use the descriptor)."""
         if self.eng is None or self.connecting or self.eof_in or self.error:
             return 0
-        if not self._read_app(0) or self.eng is None:
-            return 0
+        poller = self._poller
+        if poller is None:
+            poller = self._poller = select.poll()
+            poller.register(self.fd, select.POLLIN)
+        if poller.poll(0) and (not self._read_app(0) or self.eng is None):
+            return 0  # bytes written through the descriptor still wait: keep their order
         conn = self.conn
         total = 0
         try:
