@@ -549,7 +549,10 @@ class Result:
     error: str = ""
 
 
-TRACE: dict[str, Any] = {"pyspy": None, "strace": None, "seconds": 1.0}
+TRACE: dict[str, Any] = {"pyspy": None, "strace": None, "perf": None, "seconds": 1.0}
+PERF_EVENTS = ("raw_syscalls:sys_enter,syscalls:sys_enter_futex,syscalls:sys_enter_read,"
+               "syscalls:sys_enter_write,syscalls:sys_enter_recvfrom,syscalls:sys_enter_sendto,"
+               "syscalls:sys_enter_epoll_wait,context-switches,task-clock")
 
 
 def attach(p: Procs, targets: dict[str, subprocess.Popen[str]], label: str) -> None:
@@ -562,6 +565,10 @@ def attach(p: Procs, targets: dict[str, subprocess.Popen[str]], label: str) -> N
             p.start(["py-spy", "record", "--pid", str(proc.pid), "--duration", str(dur),
                      "--rate", "250", "--format", "raw", "--threads", "--nonblocking",
                      "-o", out])
+        if TRACE["perf"]:
+            out = f"{TRACE['perf']}.{label}.{role}.perf"
+            p.start(["perf", "stat", "-x,", "-o", out, "-e", PERF_EVENTS, "-p", str(proc.pid),
+                     "--", "sleep", str(dur)])
         if TRACE["strace"]:
             out = f"{TRACE['strace']}.{label}.{role}.strace"
             p.start(["timeout", "-s", "INT", str(dur), "strace", "-c", "-f", "-o", out,
@@ -1158,6 +1165,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pyspy", default=None, metavar="PREFIX",
                     help="py-spy (all threads, raw collapsed stacks) of the ioth workers into "
                     "PREFIX.CASE.ROLE.txt")
+    ap.add_argument("--perf", default=None, metavar="PREFIX",
+                    help="perf stat (syscalls, futex, context switches) of the ioth workers into "
+                    "PREFIX.CASE.ROLE.perf (no slow-down, unlike --strace)")
     ap.add_argument("--strace", default=None, metavar="PREFIX",
                     help="strace -c -f of the ioth workers into PREFIX.CASE.ROLE.strace")
     # worker mode
@@ -1187,7 +1197,8 @@ def main(argv: list[str] | None = None) -> int:
         if shutil.which(tool) is None:
             print(f"bench_tcp needs {tool}", file=sys.stderr)
             return 2
-    TRACE.update(pyspy=args.pyspy, strace=args.strace, seconds=max(1.0, args.seconds - 1))
+    TRACE.update(pyspy=args.pyspy, strace=args.strace, perf=args.perf,
+                 seconds=max(1.0, min(args.seconds, args.rr_seconds) - 1))
     os.environ["PYTHONPATH"] = SRC + os.pathsep + os.environ.get("PYTHONPATH", "")
     cases = build_cases(args.seconds, args.rr_seconds, args.conns, args.profile)
     keys = [k.strip() for k in args.only.split(",") if k.strip()]
