@@ -69,3 +69,14 @@ def test_run_on_calling_thread_until_stop() -> None:
     engine.close()
     os.close(r)
     os.close(w)
+
+
+def test_stop_before_run_makes_run_return_at_once() -> None:
+    engine = Engine()
+    engine.stop()
+    engine.run()  # must not block
+    ran: list[int] = []
+    engine.call_later(0.0, lambda: (ran.append(1), engine.stop()))
+    engine.run()  # the stop was consumed: this run serves until the timer stops it
+    assert ran == [1]
+    engine.close()

@@ -59,6 +59,14 @@ def run(args: argparse.Namespace) -> int:
         daemonize()
     plugs: list[Plug] = []
     engine = Engine("ioth-plug")
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        # Installed before any plug exists, so a signal during set-up still cleans up.
+        log.info("signal %d: stopping", signum)
+        engine.stop(timeout=None)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, on_signal)
     with pidfile(args.pidfile):
         try:
             plugs.append(open_plug(args.vnl))
@@ -69,15 +77,8 @@ def run(args: argparse.Namespace) -> int:
                 plugs.append(StreamPlug(sys.stdin.fileno(), sys.stdout.fileno(), mtu=mtu,
                                         vnl="stdio://"))
             bridge = Bridge(engine, plugs[0], plugs[1], on_close=lambda _b: engine.stop())
-
-            def on_signal(signum: int, _frame: FrameType | None) -> None:
-                log.info("signal %d: stopping", signum)
-                engine.stop(timeout=None)
-
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                signal.signal(sig, on_signal)
             bridge.start()
-            engine.run()
+            engine.run()  # returns at once if a signal already asked the engine to stop
             bridge.stop()
             if isinstance(plugs[1], StreamPlug):
                 plugs[1].flush(0.5)

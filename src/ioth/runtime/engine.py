@@ -179,10 +179,15 @@ class Engine:
             log.exception("%s: callback %r failed", self.name, callback)
 
     def run(self) -> None:
-        """Serve until :meth:`stop` is called."""
+        """Serve until :meth:`stop` is called (at once if it was called before)."""
         if self._thread is None:
             self._thread = threading.current_thread()
-        self._stopping = False
+        try:
+            self._loop()
+        finally:
+            self._stopping = False  # a stop() before run() ends the next run at once
+
+    def _loop(self) -> None:
         timers = self._timers
         select = self._selector.select
         pending = self._pending
