@@ -129,6 +129,15 @@ def run(args: argparse.Namespace) -> int:
     directory = args.dir or default_dir()
     engine = Engine("ioth-switch")
     plugs: list[Plug] = []
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        # Installed before the control socket exists, so a signal during set-up still cleans
+        # up; engine.run() returns at once if the stop came first.
+        log.info("signal %d: stopping", signum)
+        engine.stop(timeout=None)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, on_signal)
     try:
         server = SwitchServer(directory, engine=engine, hub=args.hub, numports=numports,
                               mode=mode, dirmode=dirmode, group=args.group, table_size=hashsize,
@@ -154,13 +163,6 @@ def run(args: argparse.Namespace) -> int:
               flush=True)
         if args.daemon:
             daemonize()
-
-        def on_signal(signum: int, _frame: FrameType | None) -> None:
-            log.info("signal %d: stopping", signum)
-            engine.stop(timeout=None)
-
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(sig, on_signal)
         with pidfile(pidfile_path):
             engine.run()
     finally:
