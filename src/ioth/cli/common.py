@@ -28,8 +28,10 @@ def pidfile(path: str | None) -> Iterator[None]:
         yield
         return
     path = os.path.abspath(path)
-    with open(path, "w", encoding="ascii") as f:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="ascii") as f:
         f.write(f"{os.getpid()}\n")
+    os.replace(tmp, path)  # readers never see an empty or partial file
     try:
         yield
     finally:
