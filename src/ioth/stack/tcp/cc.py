@@ -1,7 +1,8 @@
 """Congestion control behind a small registry: NewReno (RFC 5681/6582) and CUBIC (RFC 9438).
 
 A controller owns ``cwnd`` and ``ssthresh`` (bytes).  The connection calls :meth:`on_ack` for
-each ACK that advances SND.UNA outside loss recovery, :meth:`on_congestion` when it enters fast
+each ACK that advances SND.UNA outside loss recovery while the sender is cwnd-limited
+(:meth:`on_app_limited` when it is not: RFC 7661), :meth:`on_congestion` when it enters fast
 recovery, :meth:`on_recovery_end` when recovery completes and :meth:`on_rto` on a retransmission
 timeout.  Controllers are pure: time is the ``now`` argument.
 
@@ -36,6 +37,9 @@ class CongestionControl:
     def on_ack(self, acked: int, now: float, srtt: float | None, in_flight: int) -> None:
         """``acked`` new bytes were cumulatively acknowledged outside recovery."""
         raise NotImplementedError
+
+    def on_app_limited(self, now: float) -> None:
+        """An ACK arrived while the sender was not cwnd-limited: cwnd is left alone (RFC 7661)."""
 
     def on_congestion(self, now: float, in_flight: int) -> None:
         """Loss detected by duplicate ACKs or SACK: multiplicative decrease (RFC 5681 eq. 4)."""
@@ -101,6 +105,7 @@ class Cubic(CongestionControl):
         self._k = 0.0
         self._epoch: float | None = None
         self._w_est = 0.0
+        self._paused: float | None = None  # start of an application-limited period
 
     def _reduce(self) -> None:
         # RFC 9438 4.6 / 4.7: fast convergence, then beta_cubic decrease.
@@ -108,6 +113,12 @@ class Cubic(CongestionControl):
         self._w_max = w * (1.0 + self.BETA) / 2.0 if w < self._w_max else w
         self.ssthresh = max(int(self.cwnd * self.BETA), 2 * self.mss)
         self._epoch = None
+        self._paused = None
+
+    def on_app_limited(self, now: float) -> None:
+        """RFC 9438 5.8: the time the flow is not cwnd-limited does not count in ``t``."""
+        if self._paused is None and self._epoch is not None:
+            self._paused = now
 
     def on_ack(self, acked: int, now: float, srtt: float | None, in_flight: int) -> None:
         """RFC 9438 4.2-4.4: W_cubic(t + RTT) target, or the Reno-friendly estimate."""
@@ -117,6 +128,10 @@ class Cubic(CongestionControl):
                 return
         mss = self.mss
         w = self.cwnd / mss
+        if self._paused is not None:
+            if self._epoch is not None:
+                self._epoch += now - self._paused
+            self._paused = None
         if self._epoch is None:
             self._epoch = now
             if w < self._w_max:

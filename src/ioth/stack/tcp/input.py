@@ -430,7 +430,14 @@ class InputMixin(TcbBase):
                 self._update_lost_edge()
                 self._rtx_force = self._lost_edge > ack and self._high_rxt <= ack
         else:
-            self.cc.on_ack(acked, now, self.srtt, flight)
+            cc = self.cc
+            # RFC 7661 / RFC 9438 5.8: grow only while cwnd limits the sender; in slow start
+            # also while cwnd is below twice the largest recent flight (Linux
+            # tcp_is_cwnd_limited), so an application- or rwnd-limited flow keeps its cwnd.
+            if self._cwnd_limited or (cc.cwnd < cc.ssthresh and cc.cwnd < 2 * self._max_flight):
+                cc.on_ack(acked, now, self.srtt, flight)
+            else:
+                cc.on_app_limited(now)
         self._dirty = True
 
     def _on_fin(self, now: float) -> None:

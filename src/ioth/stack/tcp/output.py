@@ -161,6 +161,7 @@ class OutputMixin(TcbBase):
             if self.cc.cwnd > restart:
                 self.cc.cwnd = restart
                 cwnd = restart + self._inflate
+        sent_from = nxt
         while nxt < limit_end:
             avail = limit_end - nxt
             room = wnd_end - nxt
@@ -195,6 +196,15 @@ class OutputMixin(TcbBase):
             self.snd_nxt = nxt
             if self._rto_at is None:
                 self._rto_at = now + self.rto
+        # -- congestion window validation (RFC 7661 / Linux tcp_cwnd_validate): remember the
+        # largest flight of this window of data and whether cwnd (not the application or the
+        # peer's window) was what limited it.
+        limited = pipe + mss > cwnd
+        if limited or (nxt > sent_from and (pipe > self._max_flight
+                                            or una >= self._max_flight_seq)):
+            self._max_flight = pipe
+            self._max_flight_seq = nxt
+            self._cwnd_limited = limited
         # -- FIN alone (data all sent)
         if fin_seq >= 0 and nxt == fin_seq and (wnd_end > nxt or (self.snd_wnd == 0 and
                                                  self._persist_force(now))):

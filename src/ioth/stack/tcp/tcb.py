@@ -35,6 +35,7 @@ class TcbBase:
         "_chal_count",
         "_chal_window",
         "_close_at",
+        "_cwnd_limited",
         "_dirty",
         "_dupacks",
         "_error_reported",
@@ -52,6 +53,8 @@ class TcbBase:
         "_last_data_tx",
         "_last_rx",
         "_lost_edge",
+        "_max_flight",
+        "_max_flight_seq",
         "_mss_max",
         "_need_syn",
         "_ooo",
@@ -197,6 +200,11 @@ class TcbBase:
         self._inflate = 0
         self._dupacks = 0
         self._rtx_force = False
+        # congestion window validation (RFC 7661; Linux tcp_cwnd_validate): cwnd grows only
+        # while the flight was limited by cwnd at some send in the current window of data
+        self._cwnd_limited = False
+        self._max_flight = 0  # largest flight (pipe) sent since _max_flight_seq was set
+        self._max_flight_seq = 0  # SND.NXT when that window started
         # lost-retransmission detection (the RACK idea of RFC 8985 6.2, for retransmissions)
         self._rtx_log: list[tuple[int, int, float, int]] = []  # (start, end, time, SND.NXT)
         self._rerxt: list[tuple[int, int]] = []  # retransmissions found lost: send again
