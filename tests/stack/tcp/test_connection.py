@@ -814,3 +814,24 @@ def test_cwnd_restarts_after_idle() -> None:
     c.process(seg(1, c.iss + 1 + 536 * 11, window=60000), 0.3)
     c.send(b"c" * 536 * 10)
     assert len(recv(c, 10.0)) == 2  # idle for longer than the RTO: restart window = IW
+
+
+def test_apply_policy_overrides_options_set_on_the_connection() -> None:
+    """F5: nodelay/keepalive set directly (the socket layer does) are compared with the
+    connection's current value, not with the previous policy's."""
+    c = established(plain_policy(keepalive=False, nodelay=False))
+    c.keepalive = True
+    c.nodelay = True
+    c.apply_policy(c.policy.replace(min_rto=0.3))  # same keepalive/nodelay as before
+    assert not c.keepalive and not c.nodelay
+    recv(c, 1.0)
+    assert c.poll_at() is None  # no keepalive timer left behind
+    c.keepalive = False
+    c.apply_policy(c.policy.replace(keepalive=True, keepidle=5.0))
+    assert c.keepalive
+    recv(c, 2.0)
+    assert c.poll_at() == 2.0 + 5.0
+    # new keepalive times re-arm a running idle timer
+    c.apply_policy(c.policy.replace(keepidle=3.0))
+    recv(c, 2.5)
+    assert c.poll_at() == 2.5 + 3.0

@@ -261,15 +261,20 @@ class TcpConnection(InputMixin, OutputMixin, RecoveryMixin, BufferMixin):
         Nagle, keepalive, buffers, RTO bounds, retry counts and timers apply at once; a new
         congestion controller takes over the current cwnd and ssthresh.  The window scale
         stays what the handshake fixed (a bigger receive buffer is advertised up to
-        65535 << rcv_wscale).
+        65535 << rcv_wscale).  ``nodelay`` and ``keepalive`` become the policy's values even
+        when :attr:`nodelay` / :attr:`keepalive` were set on the connection directly (as the
+        socket layer does); new keepalive times re-arm an idle keepalive timer.
         """
         policy.validate()
         old = self.policy
         self.policy = policy
-        if policy.nodelay != old.nodelay:
+        if policy.nodelay != self.nodelay:
             self.nodelay = policy.nodelay
-        if policy.keepalive != old.keepalive:
+        if policy.keepalive != self._keepalive:
             self.keepalive = policy.keepalive
+        elif (self._keepalive and self._keep_probes == 0
+              and (policy.keepidle != old.keepidle or policy.keepintvl != old.keepintvl)):
+            self._keep_at = None  # dispatch re-arms it with the new keepidle
         if policy.congestion_control != self.cc.name:
             cc = make_cc(policy.congestion_control, self.mss, policy.initial_window)
             cc.cwnd, cc.ssthresh = self.cc.cwnd, self.cc.ssthresh
