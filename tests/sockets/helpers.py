@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import ioth
 
@@ -43,3 +44,16 @@ def lone() -> Iterator[ioth.Stack]:
         yield s
     finally:
         s.close()
+
+
+def require_module(name: str) -> Any:
+    """Import a real-program peer (requests, aiohttp, trustme): fail under CI, skip elsewhere."""
+    import importlib
+
+    from tests.support.peers import missing
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        missing(f"python package {name} is not installed")
+        raise

@@ -8,12 +8,10 @@ import ssl
 import threading
 from pathlib import Path
 
-import pytest
-
 import ioth
 import ioth.aio
 from ioth.sockets import socket as isocket
-from tests.sockets.helpers import network
+from tests.sockets.helpers import network, require_module
 
 
 def test_asyncio_streams_both_sides_and_datagrams(tmp_path: Path) -> None:
@@ -68,7 +66,7 @@ def test_asyncio_streams_both_sides_and_datagrams(tmp_path: Path) -> None:
 
 
 def test_tls_server_and_client(tmp_path: Path) -> None:
-    trustme = pytest.importorskip("trustme")
+    trustme = require_module("trustme")
     ca = trustme.CA()
     cert = ca.issue_cert("secure.test")
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import pytest
-
 import ioth
-from tests.sockets.helpers import network
+from tests.sockets.helpers import network, require_module
 
 
 def test_aiohttp_server_and_client(tmp_path: Path) -> None:
-    aiohttp = pytest.importorskip("aiohttp")
+    aiohttp = require_module("aiohttp")
     from aiohttp import web
 
     async def hello(request: web.Request) -> web.Response:

@@ -16,7 +16,7 @@ import pytest
 
 import ioth
 from ioth.sockets import StreamSocket, resolver_for
-from tests.sockets.helpers import lone, network
+from tests.sockets.helpers import lone, network, require_module
 
 
 class _Hello(http.server.BaseHTTPRequestHandler):
@@ -139,7 +139,7 @@ def test_two_threads_two_networks_and_the_kernel(
 
 
 def test_http_client_requests_and_socketserver(tmp_path: Path) -> None:
-    requests = pytest.importorskip("requests")
+    requests = require_module("requests")
 
     class Echo(socketserver.StreamRequestHandler):
         def handle(self) -> None:
