@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ioth.stack.tcp.connection import TcpConnection
+from ioth.stack.tcp.connection import MASK, TcpConnection
 from tests.stack.tcp.test_connection import POLICY, established, only, recv, seg
 
 
@@ -36,3 +36,41 @@ def test_probe_acked_by_header_prediction_rearms_tail_loss_probe(with_data: bool
     assert c.poll_at() == pytest.approx(pto_at) and pto_at < 1.3
     probe = only(recv(c, pto_at))
     assert probe.seq == (base + 1608 + 536 * 2) & 0xFFFFFFFF and c.tail_probes == 2
+
+
+def test_dsack_for_a_probe_marks_it_spurious_and_lengthens_the_pto() -> None:
+    """F4: the ACKs were only late; the peer reports the probe as a duplicate (D-SACK,
+    RFC 2883).  The probe counts as spurious, the D-SACK is no duplicate ACK, and the next
+    PTO waits one SRTT longer, so a host that reads its ACKs late stops probing in vain."""
+    c, base = _after_tail_probe()
+    # the late cumulative ACK covers everything, then the D-SACK for the probed segment
+    c.process(seg(1, base + 1608, window=60000), 0.25)
+    recv(c, 0.25)
+    assert c.dsacks == 0 and c.spurious_probes == 0
+    dsack = ((base + 1072) & MASK, (base + 1608) & MASK)
+    c.process(seg(1, base + 1608, window=60000, sack=(dsack,)), 0.26)
+    recv(c, 0.26)
+    assert c.dsacks == 1 and c.spurious_probes == 1
+    assert c._dupacks == 0 and c.fast_recoveries == 0
+    info = c.info()
+    assert info.tail_probes == 1 and info.dsacks == 1 and info.spurious_probes == 1
+    c.send(b"u" * 536 * 3)
+    assert len(recv(c, 0.3)) == 3
+    assert c.srtt is not None
+    assert c.poll_at() == pytest.approx(0.3 + 3 * c.srtt)
+    # a D-SACK inside the second block (RFC 2883 4.2 case) counts too, not as a probe
+    first = ((base + 1608) & MASK, (base + 1700) & MASK)
+    second = ((base + 1608) & MASK, (base + 2144) & MASK)
+    c.process(seg(1, base + 1608, window=60000, sack=(first, second)), 0.31)
+    assert c.dsacks == 2 and c.spurious_probes == 1
+
+
+def test_probe_that_finds_a_loss_is_not_spurious() -> None:
+    """A SACK (not D-SACK) for the probe with a hole below: real loss, no PTO growth."""
+    c, base = _after_tail_probe()
+    c._pto_steps = 2
+    block = ((base + 1072) & MASK, (base + 1608) & MASK)
+    c.process(seg(1, base, window=60000, sack=(block,)), 0.3)
+    recv(c, 0.3)
+    assert c.dsacks == 0 and c.spurious_probes == 0
+    assert c.fast_recoveries == 1 and c._pto_steps == 1

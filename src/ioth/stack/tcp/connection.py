@@ -120,6 +120,9 @@ class TcpConnection(InputMixin, OutputMixin, RecoveryMixin, BufferMixin):
             segments_out=self.segments_out,
             dropped=self.dropped,
             error=self.error,
+            tail_probes=self.tail_probes,
+            dsacks=self.dsacks,
+            spurious_probes=self.spurious_probes,
         )
 
     def connect(self, now: float) -> None:

@@ -35,6 +35,12 @@ class TcpInfo:
     segments_out: int
     dropped: int
     error: int | None
+    tail_probes: int = 0
+    """Tail loss probes sent (RFC 8985 7)."""
+    dsacks: int = 0
+    """D-SACK blocks received: the peer got some data twice (RFC 2883, RFC 3708)."""
+    spurious_probes: int = 0
+    """Tail loss probes a D-SACK showed to be duplicates (the ACKs were late, not lost)."""
 
     def __str__(self) -> str:
         """One line in the spirit of ``ss -tni``."""

@@ -341,7 +341,9 @@ class InputMixin(TcbBase):
         """RFC 9293 3.10.7.4 fifth (ESTABLISHED and later), RFC 5681, 6582, 6675, 6298."""
         snd_una = self.snd_una
         newly_sacked = 0
+        dsack = False
         if seg.sack and self.sack_ok:
+            dsack = self._dsack(seg.sack, ack)
             newly_sacked = self._sack_update(seg.sack, ack)
             if self._rtx_log and newly_sacked:
                 self._rack_detect(now)
@@ -363,7 +365,9 @@ class InputMixin(TcbBase):
             self._ack_advance(seg, ack, now)
         elif ack == snd_una and self.snd_nxt > snd_una:
             # RFC 5681 2 (duplicate ACK) / RFC 6675 (ACK carrying new SACK information).
-            if newly_sacked or (not plen and not f & FIN and self.snd_wnd == old_wnd):
+            # A D-SACK alone reports a duplicate, not a hole: no duplicate ACK (RFC 2883 5).
+            if newly_sacked or (not plen and not f & FIN and self.snd_wnd == old_wnd
+                                and not dsack):
                 self._dupacks += 1
                 self._on_dupack(now)
             elif self._in_recovery and newly_sacked:

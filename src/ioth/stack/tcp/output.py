@@ -84,8 +84,10 @@ class OutputMixin(TcbBase):
                 and self.snd_nxt > self.snd_una
                 and self._rto_at is not None
             ):
-                # RFC 8985 7.2: PTO = 2*SRTT (+ a delayed-ACK allowance for one segment)
-                pto = 2 * self.srtt + (0.2 if self.snd_nxt - self.snd_una <= self.mss else 0)
+                # RFC 8985 7.2: PTO = 2*SRTT (+ a delayed-ACK allowance for one segment); one
+                # more SRTT per probe a D-SACK showed spurious (ACKs late, e.g. a busy host)
+                pto = (2 + self._pto_steps) * self.srtt + (
+                    0.2 if self.snd_nxt - self.snd_una <= self.mss else 0)
                 pto = max(pto, 0.01)
                 if now + pto < self._rto_at:
                     self._tlp_at = now + pto

@@ -25,6 +25,8 @@ from ioth.stack.tcp.state import (
 )
 from ioth.stack.tcp.tcb import TcbBase
 
+_MAX_PTO_STEPS = 8  # PTO = (2 + steps) * SRTT at most (and never past the RTO)
+
 
 class RecoveryMixin(TcbBase):
     """SACK scoreboard, fast recovery, RTT/RTO and the timers."""
@@ -48,9 +50,11 @@ class RecoveryMixin(TcbBase):
             una, nxt = self.snd_una, self.snd_nxt
             if nxt > una and not self._in_recovery and self._tlp_end < 0:
                 # RFC 8985 7.3: probe by retransmitting the last segment (one probe per episode)
-                self._rerxt.append((max(una, nxt - self.mss), nxt))
+                start = max(una, nxt - self.mss)
+                self._rerxt.append((start, nxt))
                 self._rtx_force = True
                 self._tlp_end = nxt
+                self._tlp_probe = (start, nxt)
                 self.tail_probes += 1
         if self._ack_at is not None and now >= self._ack_at:
             self._ack_now = True
@@ -91,6 +95,7 @@ class RecoveryMixin(TcbBase):
             self._rerxt = []
             self._tlp_at = None
             self._tlp_end = -1
+            self._pto_steps = 0
             self._lost_edge = self.snd_nxt
             self._high_rxt = self.snd_una
             self._recover = self.snd_nxt
@@ -174,10 +179,37 @@ class RecoveryMixin(TcbBase):
         if sb and sb[-1][0] < end <= sb[-1][1]:
             self._tlp_end = -1
             if not self._in_recovery and self.snd_una > self._recover:
+                if self._pto_steps:
+                    self._pto_steps -= 1  # the probe found a real loss: PTO may shrink again
                 self._enter_recovery(now)
                 top = sb[-1][0]
                 if self._lost_edge < top:
                     self._lost_edge = top
+
+    def _dsack(self, blocks: tuple[tuple[int, int], ...], ack: int) -> bool:
+        """RFC 2883 4: is the first block a D-SACK (below the cumulative ACK or inside the
+        second block)?  Counts it; a D-SACK for the last tail loss probe means the probe was
+        spurious (RFC 8985 7.4): the ACKs were late, not lost, so later PTOs wait longer."""
+        ref = max(ack, self.snd_una)
+        a = _unwrap(blocks[0][0], ref)
+        b = _unwrap(blocks[0][1], ref)
+        if b <= a:
+            return False
+        if b > ref:
+            if len(blocks) < 2:
+                return False
+            a2 = _unwrap(blocks[1][0], ref)
+            b2 = _unwrap(blocks[1][1], ref)
+            if not a2 <= a < b <= b2:
+                return False
+        self.dsacks += 1
+        ps, pe = self._tlp_probe
+        if ps < pe and a < pe and b > ps:
+            self._tlp_probe = (0, 0)
+            self.spurious_probes += 1
+            if self._pto_steps < _MAX_PTO_STEPS:
+                self._pto_steps += 1
+        return True
 
     def _sack_update(self, blocks: tuple[tuple[int, int], ...], ack: int) -> int:
         """Merge SACK blocks into the scoreboard (RFC 2018 / RFC 6675); return new bytes."""

@@ -64,6 +64,7 @@ class TcbBase:
         "_persist_at",
         "_persist_backoff",
         "_probes",
+        "_pto_steps",
         "_rbuf",
         "_rcv_adv",
         "_rcv_eof",
@@ -88,6 +89,7 @@ class TcbBase:
         "_sseq",
         "_tlp_at",
         "_tlp_end",
+        "_tlp_probe",
         "_ts_last",
         "_ts_offset",
         "_unacked_rx",
@@ -95,6 +97,7 @@ class TcbBase:
         "cc",
         "challenge_acks",
         "dropped",
+        "dsacks",
         "error",
         "fast_recoveries",
         "irs",
@@ -124,6 +127,7 @@ class TcbBase:
         "snd_wl2",
         "snd_wnd",
         "snd_wscale",
+        "spurious_probes",
         "srtt",
         "state",
         "tail_probes",
@@ -210,6 +214,8 @@ class TcbBase:
         self._rerxt: list[tuple[int, int]] = []  # retransmissions found lost: send again
         self._tlp_at: float | None = None  # tail loss probe timer (RFC 8985 7)
         self._tlp_end = -1  # SND.NXT when the outstanding probe was sent
+        self._tlp_probe = (0, 0)  # [start, end) of the last probe, until a D-SACK names it
+        self._pto_steps = 0  # extra SRTTs in the PTO after spurious probes (D-SACK)
         # RTT (RFC 6298)
         self.srtt: float | None = None
         self.rttvar: float | None = None
@@ -245,6 +251,8 @@ class TcbBase:
         self.dropped = 0
         self.challenge_acks = 0
         self.tail_probes = 0
+        self.dsacks = 0  # D-SACK blocks received (RFC 2883; RFC 3708 spurious retransmissions)
+        self.spurious_probes = 0  # tail loss probes a D-SACK showed to be duplicates
         self.passive = False
         self.layer_deadline: float | None = None
         """Deadline under which the demultiplexer scheduled this TCB (owned by TcpLayer)."""
@@ -325,6 +333,7 @@ class TcbBase:
         def _ts_rtt(self, tsecr: int, now: float) -> None: ...
         def _on_dupack(self, now: float) -> None: ...
         def _tlp_check(self, now: float) -> None: ...
+        def _dsack(self, blocks: tuple[tuple[int, int], ...], ack: int) -> bool: ...
         def _sack_update(self, blocks: tuple[tuple[int, int], ...], ack: int) -> int: ...
         def _rack_detect(self, now: float) -> None: ...
         def _sack_trim(self, una: int) -> None: ...
