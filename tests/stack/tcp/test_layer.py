@@ -12,7 +12,7 @@ from ioth.stack.tcp.connection import State
 from ioth.stack.tcp.layer import EPHEMERAL_HIGH, EPHEMERAL_LOW, TcpLayer
 from ioth.stack.tcp.policy import TcpPolicy
 from ioth.stack.tcp.segment import ACK, RST, SYN, Segment, decode, encode
-from tests.stack.tcp.harness import A4, A6, B4, B6, Link
+from tests.stack.tcp.harness import A4, A6, B4, B6, Link, Transfer
 
 POLICY = TcpPolicy(time_wait=1.0)
 
@@ -275,3 +275,33 @@ def test_syn_cookies_keep_options_in_timestamps() -> None:
     lay.on_timer(3.0)  # the delayed ACK
     out = decode(lay.outbox[-1][2])[2]
     assert out.tsval is not None and out.tsval >= synack.tsval  # our clock never goes back
+
+
+@pytest.mark.parametrize("every", [2, 16, 64])
+def test_batched_receiver_bounds_stretch_acks(every: int) -> None:
+    """F2: inside one input batch the receiver ACKs at least every ``batch_ack_segments``
+    full-sized segments (RFC 5681 4.2 asks for 2) instead of once per batch (stretch ACKs of
+    100+ segments were seen)."""
+    link = Link(seed=9, policy=POLICY.replace(recv_buffer=1 << 20), batch=True)
+    if every == 64:
+        assert link.b.batch_ack_segments == 64  # the default
+    link.b.batch_ack_segments = every
+    client, server = link.connect()
+    counts = {"data": 0, "acks": 0}
+    mss = client.mss
+
+    def tap(src: bytes, dst: bytes, data: bytes) -> bool:
+        plen = len(data) - (data[12] >> 4) * 4
+        if src == link.addr_a and plen == mss:
+            counts["data"] += 1
+        elif src == link.addr_b and plen == 0:
+            counts["acks"] += 1
+        return True
+
+    link.tap = tap
+    t = Transfer(link, client, server, random.Random(9).randbytes(1_000_000), b"")
+    link.run_until(t.done, limit=120.0, pump=t.pump)
+    t.check()
+    assert counts["data"] > 500
+    assert every * counts["acks"] >= counts["data"], counts
+

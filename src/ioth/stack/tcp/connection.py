@@ -245,6 +245,16 @@ class TcpConnection(InputMixin, OutputMixin, RecoveryMixin, BufferMixin):
             self._set_closed()
 
     @property
+    def unacked_rx(self) -> int:
+        """Bytes received in order and not acknowledged yet (delayed ACK)."""
+        return self._unacked_rx
+
+    @property
+    def rcv_mss(self) -> int:
+        """The peer's largest segment seen so far (RFC 5681 4.2 'full-sized segment')."""
+        return self._rcv_mss
+
+    @property
     def keepalive(self) -> bool:
         """SO_KEEPALIVE (RFC 9293 3.8.4); times come from the policy (TCP_KEEPIDLE ...)."""
         return self._keepalive
