@@ -72,6 +72,8 @@ DEFAULT_MTU = 1500
 REQ_MAX = 256  # vde_switch reads at most this many bytes of request
 REQ_MIN = REQ_HEADER.size + SOCKADDR_UN_LEN  # 122
 RX_BATCH = 64
+#: batches a plug port may read in one turn before the other ports get theirs
+RX_DRAIN = 8
 #: control connections that have not sent their request yet, at most
 MAX_PENDING = 64
 _MTU_RE = re.compile(rb"(?:^|[\s,;])mtu=(\d+)")
@@ -125,7 +127,7 @@ class _Endpoint:
         self.plug: Plug | None = None
         self.fds: list[int] = []
         self.timer: TimerHandle | None = None
-        #: send one frame; raises OSError when it could not go
+        #: send one frame; returns something false or raises OSError when it could not go
         self.send: Callable[[bytes], object] = _refuse
 
     def ident(self) -> int:
@@ -350,7 +352,7 @@ class SwitchServer:
             ep = _Endpoint(number, min(plug.max_frame, MAX_FRAME), plug.describe())
             ep.plug = plug
             ep.fds = list(plug.filenos())
-            ep.send = _plug_sender(plug)
+            ep.send = plug.send  # False: dropped
             self._attach(ep)
         self._register(ep)
         return number
@@ -541,7 +543,8 @@ class SwitchServer:
         for port, frame in out:
             for send in tx.get(port, ()):
                 try:
-                    send(frame)
+                    if not send(frame):
+                        self.core.count_send_drop(port)  # a plug refused it
                 except OSError:
                     # EAGAIN/ENOBUFS: the receiver is slow; ECONNREFUSED: it is gone
                     self.core.count_send_drop(port)
@@ -575,7 +578,8 @@ class SwitchServer:
                 for egress, data in forward(port, frame, now):
                     for send in tx.get(egress, ()):
                         try:
-                            send(data)
+                            if not send(data):  # a plug refused it
+                                count_drop(egress)
                         except OSError:
                             # EAGAIN/ENOBUFS: the receiver is slow; ECONNREFUSED: it is gone
                             count_drop(egress)
@@ -584,32 +588,50 @@ class SwitchServer:
         plug = ep.plug
         if plug is None:
             return
+        recv_frames = plug.recv_frames
+        forward = self.core.forward
+        count_drop = self.core.count_send_drop
+        tx = self._tx
+        port = ep.port
+        frames: list[bytes] | None = []
         with self._lock:
             if self.closed or ep.plug is None:
                 return
-            try:
-                frames = plug.recv_frames(RX_BATCH)
-            except PlugClosedError:
-                frames = None
-            except OSError as exc:
-                log.warning("switch %s: port %d (%s): %s", self.directory, ep.port,
-                            ep.description, exc)
-                frames = []
-            if frames is not None:
-                now = self.engine.clock()
-                forward = self.core.forward
+            now = self.engine.clock()
+            # drain the port (up to RX_DRAIN batches) in one wake-up: one selector round per
+            # batch would cost a select() and a callback for every RX_BATCH frames
+            for _ in range(RX_DRAIN):
+                try:
+                    frames = recv_frames(RX_BATCH)
+                except PlugClosedError:
+                    frames = None
+                    break
+                except OSError as exc:
+                    log.warning("switch %s: port %d (%s): %s", self.directory, port,
+                                ep.description, exc)
+                    frames = []
+                    break
                 for frame in frames:
-                    out = forward(ep.port, frame, now)
-                    if out:
-                        self._deliver(out)
+                    for egress, data in forward(port, frame, now):
+                        for send in tx.get(egress, ()):
+                            try:
+                                if not send(data):  # a plug refused it
+                                    count_drop(egress)
+                            except OSError:
+                                # EAGAIN/ENOBUFS: the receiver is slow; ECONNREFUSED: gone
+                                count_drop(egress)
+                if len(frames) < RX_BATCH:
+                    break
+            if frames is not None:
                 when = plug.poll_at()
                 if ep.timer is not None:
                     ep.timer.cancel()
                     ep.timer = None
+                if when is None and len(frames) >= RX_BATCH:
+                    when = now  # more is waiting: come back after the other ports had a turn
                 if when is not None:
+                    # a timer set from the engine thread needs no wake-up (no pipe write)
                     ep.timer = self.engine.call_at(when, lambda: self._rx_plug(ep))
-                elif len(frames) >= RX_BATCH:
-                    self.engine.call_soon_threadsafe(lambda: self._rx_plug(ep))
         if frames is None:
             self.release(ep)
 
@@ -657,16 +679,6 @@ class SwitchServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _plug_sender(plug: Plug) -> Callable[[bytes], object]:
-    send = plug.send
-
-    def send_or_raise(frame: bytes) -> None:
-        if not send(frame):
-            raise BlockingIOError(errno.EAGAIN, "plug refused the frame")
-
-    return send_or_raise
 
 
 def socket_in_use(path: str) -> bool:
