@@ -380,6 +380,20 @@ class Stack:
 
     msocket = socket
 
+    async def open_connection(self, host: str | None = None, port: int | str | None = None,
+                              **kwargs: Any) -> Any:
+        """``asyncio.open_connection`` over this stack: ``(reader, writer)``."""
+        from ioth import aio
+
+        return await aio.open_connection(self, host, port, **kwargs)
+
+    async def start_server(self, client_connected_cb: Any, host: Any = None,
+                           port: int | str | None = None, **kwargs: Any) -> Any:
+        """``asyncio.start_server`` over this stack: an ``asyncio.Server``."""
+        from ioth import aio
+
+        return await aio.start_server(self, client_connected_cb, host, port, **kwargs)
+
     def dgram_socket(self, family: int = _socket.AF_INET, type: int = _socket.SOCK_DGRAM,
                      proto: int = 0) -> DatagramSocket:
         """A minimal UDP / ICMP-echo socket without a file descriptor (lock + condition only)."""
