@@ -5,6 +5,10 @@ Example::
     ioth node --vnl vde:///tmp/sw --config eth,ip=192.0.2.2/24,ip=2001:db8::2/64
     ioth node --vnl vde:///tmp/a --vnl vde:///tmp/b --config "eth,ip=192.0.2.1/24" \\
               --config "iface=vde1,eth,ip=198.51.100.1/24" --forward
+    ioth node --vnl vde:///tmp/sw --config "eth,ip=192.0.2.2/24,tcp_cc=newreno,tcp_iw=4"
+
+``kill -USR1 PID`` prints an ``ss``-like table of the node's TCP listeners and connections;
+``--stats`` prints the counters and that table at exit.
 """
 
 from __future__ import annotations
@@ -29,21 +33,28 @@ def register(subparsers: Any) -> None:
                    help="iothconf string (repeatable, applied in order)")
     p.add_argument("--forward", action="store_true", help="route between interfaces")
     p.add_argument("--json", action="store_true", help="print the interfaces as JSON")
-    p.add_argument("--stats", action="store_true", help="print the counters on exit")
+    p.add_argument("--stats", action="store_true",
+                   help="print the counters and the TCP listing on exit")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Start the stack, print its interfaces, serve until SIGINT/SIGTERM."""
+    from ioth.cli.tcpstat import format_tcp_listing
     from ioth.stack.stack import Stack
 
     if not args.vnl:
         raise IothUserError("--vnl is required (at least one network)")
     stop = threading.Event()
+    dump = threading.Event()
 
     def handler(signum: int, frame: object) -> None:
         stop.set()
 
+    def usr1(signum: int, frame: object) -> None:
+        dump.set()
+
+    old_usr1 = signal.signal(signal.SIGUSR1, usr1)
     old_int = signal.signal(signal.SIGINT, handler)
     old_term = signal.signal(signal.SIGTERM, handler)
     try:
@@ -70,11 +81,15 @@ def run(args: argparse.Namespace) -> int:
                     print(f"ioth node: {event}", flush=True)
                 print(f"ioth node ready (forwarding {'on' if stack.forwarding else 'off'})",
                       flush=True)
-            while not stop.wait(0.5):
-                pass
+            while not stop.wait(0.1):
+                if dump.is_set():
+                    dump.clear()
+                    print(format_tcp_listing(stack.tcp_connections()), flush=True)
             if args.stats:
                 print(json.dumps(stack.counters()), flush=True)
+                print(format_tcp_listing(stack.tcp_connections()), flush=True)
     finally:
+        signal.signal(signal.SIGUSR1, old_usr1)
         if not stop.is_set():
             signal.signal(signal.SIGINT, old_int)
             signal.signal(signal.SIGTERM, old_term)

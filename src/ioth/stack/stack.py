@@ -26,6 +26,7 @@ from ioth.stack.interface import Interface
 from ioth.stack.route import Route
 from ioth.stack.runtime import StackRuntime
 from ioth.stack.sockets import DatagramSocket
+from ioth.stack.tcp.policy import TcpPolicy
 
 if TYPE_CHECKING:
     from ioth.sockets.base import IothSocket
@@ -285,7 +286,9 @@ class Stack:
     def config(self, text: str) -> None:
         """Apply an iothconf string (see ``shared/specs/ioth.md`` section 2).
 
-        Options apply to ``iface=`` (default vde0) or ``ifindex=``.  ``ip=`` also brings the
+        Options apply to ``iface=`` (default vde0) or ``ifindex=``; ``tcp_*`` tags change the
+        stack-wide TCP policy (:attr:`tcp_policy`) used by connections and listeners opened
+        afterwards.  ``ip=`` also brings the
         link up unless ``eth``/``-eth`` says otherwise; ``forward`` turns router mode on;
         dhcp, dhcp6, rd, slaac and auto* raise ConfigError ("not yet supported").
         """
@@ -363,7 +366,21 @@ class Stack:
                 self.domain = cfg.domain
             if cfg.stack is not None:
                 self.impl = cfg.stack
+            if cfg.tcp:
+                self._apply_tcp_config(cfg.tcp, cfg.tcp_tags)
             self.runtime.flush()
+
+    def _apply_tcp_config(self, changes: dict[str, str | None], tags: dict[str, str]) -> None:
+        defaults = TcpPolicy()
+        base = self.core.tcp.policy
+        resets = {name: getattr(defaults, name) for name, text in changes.items() if text is None}
+        texts = {name: text for name, text in changes.items() if text is not None}
+        try:
+            policy = TcpPolicy.from_options(texts, base.replace(**resets) if resets else base)
+        except ConfigError as exc:
+            named = ", ".join(tags[n] for n in changes)
+            raise ConfigError(f"config {named}: {exc}") from None
+        self.core.tcp.policy = policy
 
     ioth_config = config
 
@@ -400,6 +417,58 @@ class Stack:
         if self.closed:
             raise OSError(errno.EBADF, "stack is closed")
         return DatagramSocket(self, family, type, proto)
+
+    # -- TCP policy and introspection -----------------------------------------------------
+    @property
+    def tcp_policy(self) -> TcpPolicy:
+        """The stack's default TCP policy (``tcp_*`` config tags); sockets override it per
+        connection with setsockopt.  Assigning a :class:`TcpPolicy` affects new connections and
+        listeners only."""
+        with self.lock:
+            return self.core.tcp.policy
+
+    @tcp_policy.setter
+    def tcp_policy(self, policy: TcpPolicy) -> None:
+        policy.validate()
+        with self.lock:
+            self.core.tcp.policy = policy
+
+    def tcp_connections(self) -> list[dict[str, Any]]:
+        """Every TCP listener and connection as a plain dict (an ``ss -ti``-like snapshot).
+
+        Keys: state, local, remote (``addr:port``, IPv6 in brackets), cc, cwnd and ssthresh
+        (bytes; ssthresh None while unbounded), mss, srtt, rttvar, rto (seconds; srtt/rttvar
+        None before a sample), retransmissions, rto_expirations, fast_recoveries, send_queue,
+        recv_queue, bytes_in_flight, segments_in, segments_out, nodelay, keepalive,
+        send_buffer, recv_buffer.  Listeners have state LISTEN, remote ``*:*``, accept_queue,
+        backlog and syn_queue.
+        """
+        with self.lock:
+            layer = self.core.tcp
+            rows: list[dict[str, Any]] = []
+            for lst in layer.listeners.values():
+                rows.append({"state": "LISTEN", "local": _endpoint(lst.addr, lst.port),
+                             "remote": "*:*", "accept_queue": len(lst.accept_queue),
+                             "backlog": lst.backlog, "syn_queue": len(lst.syn_queue),
+                             "cc": lst.policy.congestion_control})
+            for conn in layer.connections.values():
+                info = conn.info()
+                rows.append({
+                    "state": str(info.state), "local": _endpoint(*info.local),
+                    "remote": _endpoint(*info.remote), "cc": info.cc, "cwnd": info.cwnd,
+                    "ssthresh": None if info.ssthresh >= 1 << 60 else info.ssthresh,
+                    "mss": info.mss, "srtt": info.srtt, "rttvar": info.rttvar, "rto": info.rto,
+                    "retransmissions": info.retransmissions,
+                    "rto_expirations": info.rto_expirations,
+                    "fast_recoveries": info.fast_recoveries, "send_queue": info.send_queue,
+                    "recv_queue": info.recv_queue, "bytes_in_flight": info.bytes_in_flight,
+                    "segments_in": info.segments_in, "segments_out": info.segments_out,
+                    "sack": info.sack, "timestamps": info.timestamps,
+                    "nodelay": bool(conn.nodelay), "keepalive": bool(conn.keepalive),
+                    "send_buffer": conn.policy.send_buffer,
+                    "recv_buffer": conn.policy.recv_buffer,
+                })
+            return rows
 
     # -- introspection --------------------------------------------------------------------
     def interfaces(self) -> list[dict[str, Any]]:
@@ -481,6 +550,15 @@ class Stack:
                 return True
             time.sleep(0.05)
         return False
+
+
+def _endpoint(addr: bytes, port: int) -> str:
+    """``addr:port`` text of a TCP endpoint (``*`` for the wildcard, IPv6 in brackets)."""
+    if len(addr) == 4:
+        return f"{ipaddress.IPv4Address(addr)}:{port}"
+    if len(addr) == 16:
+        return f"[{ipaddress.IPv6Address(addr)}]:{port}"
+    return f"*:{port}"
 
 
 def msocket(stack: Stack | None, family: int = _socket.AF_INET,
