@@ -22,7 +22,6 @@ from __future__ import annotations
 import _socket as _csocket
 import errno
 import os
-import select
 import socket as _socket
 import threading
 from typing import TYPE_CHECKING, Any
@@ -173,7 +172,11 @@ class StreamHandle:
         self.busy = False
         self.again = False
         self.name = b""  # the engine end's AF_UNIX name while it waits in an accept queue
-        self._poller: select.poll | None = None  # is anything queued in the engine end?
+        # may bytes written through the application's descriptor wait in the engine end?  Set
+        # (under the stack lock) after every write through the descriptor and while the pump
+        # leaves bytes there; cleared when a drain found the engine end empty.  Lets
+        # direct_send skip a readiness syscall per send.
+        self.dirty = False
         self.cond = threading.Condition(tcp.stack.lock)
 
     # -- events -----------------------------------------------------------------------------------
@@ -202,7 +205,7 @@ class StreamHandle:
                 self._teardown()
                 return
             if events & (IN | HUP | ERR) and not self.connecting:
-                self._read_app(events)
+                self.dirty = not self._read_app(events)
             self.on_event()
             stack.runtime.flush()
 
@@ -253,12 +256,10 @@ class StreamHandle:
         taken (0: use the descriptor)."""
         if self.eng is None or self.connecting or self.eof_in or self.error:
             return 0
-        poller = self._poller
-        if poller is None:
-            poller = self._poller = select.poll()
-            poller.register(self.fd, select.POLLIN)
-        if poller.poll(0) and (not self._read_app(0) or self.eng is None):
-            return 0  # bytes written through the descriptor still wait: keep their order
+        if self.dirty:
+            if not self._read_app(0) or self.eng is None:
+                return 0  # bytes written through the descriptor still wait: keep their order
+            self.dirty = False
         conn = self.conn
         total = 0
         try:
@@ -797,6 +798,13 @@ class StreamSocket(IothSocket):
         with self._stack.lock:
             return h.direct_send(view)
 
+    def _mark_dirty(self) -> None:
+        """Bytes went through the descriptor: direct sends must drain the engine end first."""
+        h = self._h
+        if h is not None and not h.dirty:
+            with self._stack.lock:
+                h.dirty = True
+
     def send(self, data: Any, flags: int = 0) -> int:
         """Send some of ``data``; EPIPE after shutdown, the connection's error after a reset."""
         if self._h is None and self._accepted_plain is False:
@@ -808,12 +816,31 @@ class StreamSocket(IothSocket):
             if n:
                 return n
         try:
-            return super().send(data, flags)
+            n = super().send(data, flags)
         except BrokenPipeError:
             err = self._pending_error()
             if err:
                 raise oserror(err) from None
             raise
+        self._mark_dirty()
+        return n
+
+    def sendmsg(self, buffers: Any, ancdata: Any = (), flags: int = 0,
+                address: Any = None) -> int:
+        """Send through the descriptor."""
+        try:
+            if address is None:
+                return super().sendmsg(buffers, ancdata, flags)
+            return super().sendmsg(buffers, ancdata, flags, address)
+        finally:
+            self._mark_dirty()
+
+    def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
+        """Send a file's bytes through the descriptor (``os.sendfile``)."""
+        try:
+            return super().sendfile(file, offset, count)
+        finally:
+            self._mark_dirty()
 
     def sendall(self, data: Any, flags: int = 0) -> None:
         """Send all of ``data`` (honours the socket's timeout)."""
@@ -835,6 +862,8 @@ class StreamSocket(IothSocket):
             if err:
                 raise oserror(err) from None
             raise
+        finally:
+            self._mark_dirty()
 
     def sendto(self, data: Any, flags_or_addr: Any, address: Any = None) -> int:
         """On a connected stream the address is ignored (EISCONN if it differs is not checked)."""
