@@ -33,9 +33,47 @@ def register(subparsers: Any) -> None:
                    help="iothconf string (repeatable, applied in order)")
     p.add_argument("--forward", action="store_true", help="route between interfaces")
     p.add_argument("--json", action="store_true", help="print the interfaces as JSON")
+    p.add_argument("--tcp-echo", type=int, metavar="PORT", default=None,
+                   help="serve TCP echo on PORT (every address; for labs and tests)")
     p.add_argument("--stats", action="store_true",
                    help="print the counters and the TCP listing on exit")
     p.set_defaults(func=run)
+
+
+def _echo(conn: Any) -> None:
+    with conn:
+        try:
+            while data := conn.recv(65536):
+                conn.sendall(data)
+        except OSError:
+            pass
+
+
+def _start_echo(stack: Any, port: int, stop: threading.Event) -> None:
+    """Listen on ``port`` (IPv6 socket accepting IPv4 too) and echo every connection."""
+    import socket
+
+    if not 0 < port < 65536:
+        raise IothUserError(f"--tcp-echo {port}: port must be in 1..65535")
+    ls = stack.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    ls.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    ls.bind(("::", port))
+    ls.listen(16)
+    ls.settimeout(0.2)
+
+    def serve() -> None:
+        with ls:
+            while not stop.is_set():
+                try:
+                    conn, _ = ls.accept()
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+                conn.settimeout(None)
+                threading.Thread(target=_echo, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, name="ioth-node-echo", daemon=True).start()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
             if args.forward:
                 stack.forwarding = True
             stack.wait_dad(3.0)
+            if args.tcp_echo is not None:
+                _start_echo(stack, args.tcp_echo, stop)
             if args.json:
                 print(json.dumps({"interfaces": stack.interfaces(),
                                   "addresses": stack.addresses()}), flush=True)
