@@ -12,6 +12,7 @@ from collections.abc import Callable
 DEFAULT_RCVBUF = 1024 * 1024
 
 Datagram = tuple[bytes, bytes, int, int]  # (payload, source address, source port, ifindex)
+# Family-6 endpoints hold 16-byte addresses only: IPv4 ones as IPv4-mapped (::ffff:a.b.c.d).
 
 
 class Endpoint:
@@ -19,7 +20,7 @@ class Endpoint:
 
     __slots__ = ("broadcast", "closed", "error", "family", "hop_limit", "ifindex", "local_addr",
                  "local_port", "on_event", "proto", "rcvbuf", "remote_addr", "remote_port",
-                 "reuse", "rx_bytes", "rx_drops", "rxq")
+                 "reuse", "rx_bytes", "rx_drops", "rxq", "v6only")
 
     def __init__(self, family: int, proto: int) -> None:
         self.family = family  # 4 or 6
@@ -35,6 +36,7 @@ class Endpoint:
         self.rx_drops = 0
         self.error = 0
         self.reuse = False
+        self.v6only = False  # IPV6_V6ONLY: a family-6 UDP endpoint also serves IPv4 when False
         self.broadcast = False
         self.hop_limit: int | None = None
         self.closed = False
