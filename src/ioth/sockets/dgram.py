@@ -374,7 +374,8 @@ class DatagramSocket(IothSocket):
     def setsockopt(self, level: int, option: int, value: Any,
                    optlen: Any = None) -> None:
         """SO_REUSEADDR/PORT, SO_BROADCAST, SO_RCVBUF, SO_BINDTODEVICE, IP_TTL,
-        IPV6_UNICAST_HOPS, IPV6_JOIN_GROUP/LEAVE_GROUP; other options are accepted."""
+        IPV6_UNICAST_HOPS, IPV6_JOIN_GROUP/LEAVE_GROUP, IPV6_V6ONLY (before bind); other
+        options are accepted."""
         stack = self._stack
         ep = self._h.ep
         with stack.lock:
@@ -397,6 +398,12 @@ class DatagramSocket(IothSocket):
                                                                _socket.IPV6_LEAVE_GROUP):
                 group, ifindex = bytes(value[:16]), struct.unpack("I", bytes(value[16:20]))[0]
                 self._mld(group, ifindex, option == _socket.IPV6_JOIN_GROUP)
+            elif (level, option) == (_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY):
+                if self.family != _socket.AF_INET6:
+                    raise oserror(errno.ENOPROTOOPT)
+                if ep.local_port:
+                    raise oserror(errno.EINVAL)
+                ep.v6only = bool(value)
             elif level == _socket.IPPROTO_IP and option in (_socket.IP_ADD_MEMBERSHIP,
                                                              _socket.IP_DROP_MEMBERSHIP):
                 self._igmp(bytes(value), option == _socket.IP_ADD_MEMBERSHIP)
@@ -472,8 +479,9 @@ class DatagramSocket(IothSocket):
             if (level, option) in ((_socket.IPPROTO_IP, _socket.IP_TTL),
                                    (_socket.IPPROTO_IPV6, _socket.IPV6_UNICAST_HOPS)):
                 return ep.hop_limit if ep.hop_limit is not None else 64
-            if (level, option) == (_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY):
-                return 1
+            if (level, option) == (_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY) and \
+                    self.family == _socket.AF_INET6:
+                return int(ep.v6only)
         raise oserror(errno.ENOPROTOOPT)
 
     def listen(self, backlog: int = 0) -> None:
