@@ -85,6 +85,13 @@ class TcpSockets:
         self.by_listener: dict[Listener, ListenHandle] = {}
         self.pending: dict[bytes, StreamHandle] = {}
         self.bound: dict[int, list[StreamSocket]] = {}
+        self.engine = stack.runtime.engine
+        # handles whose connection changed while the engine thread held the stack lock: served
+        # by _deliver once that lock is released, so an application thread woken by the
+        # AF_UNIX write finds the lock free (no futex wait, no GIL ping-pong)
+        self.deferred: dict[StreamHandle, None] = {}
+        self.deliver_armed = False
+        self.delivering = False
         self._chained = self.layer.notify
         self.layer.notify = self.notify
         stack._sockets.add(self)  # type: ignore[arg-type]  # Stack.close() calls close()
@@ -98,18 +105,46 @@ class TcpSockets:
         self.by_conn.clear()
         self.pending.clear()
         self.by_listener.clear()
+        self.deferred.clear()
 
     def notify(self, obj: Any) -> None:
         """TcpLayer callback (stack lock held): a connection or listener changed."""
         h = self.by_conn.get(obj)
         if h is not None:
-            h.on_event()
+            engine = self.engine
+            if not self.delivering and engine.in_engine_thread():
+                self.deferred[h] = None
+                if not self.deliver_armed:
+                    self.deliver_armed = True
+                    # runs after the current engine callback returned (and released the lock);
+                    # appended directly: the engine thread needs no wake-up pipe write
+                    engine._pending.append(self._deliver)
+            else:
+                h.on_event()
         else:
             lh = self.by_listener.get(obj)
             if lh is not None:
                 lh.on_event()
         if self._chained is not None:
             self._chained(obj)
+
+    def _deliver(self) -> None:
+        """Engine thread, after the callback that changed the connections: serve them."""
+        stack = self.stack
+        with stack.lock:
+            self.deliver_armed = False
+            if stack.closed:
+                self.deferred.clear()
+                return
+            handles = list(self.deferred)
+            self.deferred.clear()
+            self.delivering = True  # changes made while serving them are served at once
+            try:
+                for h in handles:
+                    h.on_event()
+            finally:
+                self.delivering = False
+            stack.runtime.flush()
 
     def flush(self, conn: TcpConnection) -> None:
         """Let ``conn`` send what user calls queued (stack lock held)."""
