@@ -479,8 +479,9 @@ class DatagramSocket(IothSocket):
             if (level, option) in ((_socket.IPPROTO_IP, _socket.IP_TTL),
                                    (_socket.IPPROTO_IPV6, _socket.IPV6_UNICAST_HOPS)):
                 return ep.hop_limit if ep.hop_limit is not None else 64
-            if (level, option) == (_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY) and \
-                    self.family == _socket.AF_INET6:
+            if (level, option) == (_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY):
+                if self.family != _socket.AF_INET6:
+                    raise oserror(errno.EOPNOTSUPP)  # what Linux says for an AF_INET socket
                 return int(ep.v6only)
         raise oserror(errno.ENOPROTOOPT)
 

@@ -135,14 +135,15 @@ class Udp:
 
     def _target(self, ep: Endpoint, addr: bytes) -> bytes:
         """The address to route to: the IPv4 address of an IPv4-mapped destination of a
-        dual-stack endpoint (ENETUNREACH when IPv6-only or bound to an IPv6 address)."""
+        dual-stack endpoint (ENETUNREACH when IPv6-only or bound to an IPv6 address;
+        EAFNOSUPPORT for an IPv6 destination of an endpoint bound to an IPv4-mapped one)."""
         if ep.family == 6 and addr[:12] == V4MAPPED:
             local = ep.local_addr
             if ep.v6only or ep.proto != 17 or (local is not None and local[:12] != V4MAPPED):
                 raise OSError(errno.ENETUNREACH, "Network is unreachable")
             return addr[12:]
         if ep.family == 6 and ep.local_addr is not None and ep.local_addr[:12] == V4MAPPED:
-            raise OSError(errno.ENETUNREACH, "Network is unreachable")
+            raise OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol")
         return addr
 
     def connect(self, ep: Endpoint, addr: bytes, port: int) -> None:
