@@ -19,6 +19,24 @@ SO_BINDTODEVICE = getattr(_socket, "SO_BINDTODEVICE", 25)
 SO_REUSEPORT = getattr(_socket, "SO_REUSEPORT", 15)
 
 
+class _Pid:
+    """This process's id, cached (``os.getpid`` is a syscall); refreshed in forked children."""
+
+    value = os.getpid()
+
+    @classmethod
+    def refresh(cls) -> None:
+        cls.value = os.getpid()
+
+
+os.register_at_fork(after_in_child=_Pid.refresh)
+
+
+def current_pid() -> int:
+    """The calling process's id (cached; correct after ``fork``)."""
+    return _Pid.value
+
+
 def oserror(code: int, detail: str = "") -> OSError:
     """An OSError with the kernel's message for ``code`` (the subclass Python would pick)."""
     msg = os.strerror(code)

@@ -27,7 +27,15 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from ioth.sockets.addr import Address, format_address, parse_address, unmap
-from ioth.sockets.base import SO_REUSEPORT, TYPE_MASK, IothSocket, SocketLayer, layer_for, oserror
+from ioth.sockets.base import (
+    SO_REUSEPORT,
+    TYPE_MASK,
+    IothSocket,
+    SocketLayer,
+    current_pid,
+    layer_for,
+    oserror,
+)
 from ioth.sockets.pump import ERR, HUP, IN, OUT, Pump
 from ioth.stack.tcp.connection import State
 
@@ -449,10 +457,9 @@ class ListenHandle:
                 conn.abort()
                 tcp.flush(conn)
                 continue
-            eng = _csocket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+            eng = _csocket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_NONBLOCK)
             try:
                 eng.bind("")
-                eng.setblocking(False)
                 _bigbuf(eng)
                 eng.connect(sink[0])
             except BlockingIOError:  # the application's accept backlog is full: retry later
@@ -506,7 +513,7 @@ class StreamSocket(IothSocket):
             _fileno = app.detach()
         super().__init__(family, _socket.SOCK_STREAM, proto, _fileno)
         self._stack = stack
-        self._pid = os.getpid()
+        self._pid = current_pid()
         self._h: StreamHandle | None = _handle
         self._listen: ListenHandle | None = None
         self._bound: tuple[bytes | None, int] | None = None
@@ -520,6 +527,7 @@ class StreamSocket(IothSocket):
         self._junked = False
         self._bufs_set = False
         self._rd_shut = False
+        self._kopts: dict[int, Any] = {}  # kernel options to carry over to the connected end
         self._accepted_plain = accepted  # an accepted stream (maybe of another process)
         with stack.lock:
             stack._sockets.add(self)  # type: ignore[arg-type]
@@ -734,25 +742,18 @@ class StreamSocket(IothSocket):
         return 0
 
     def _pair(self) -> _csocket.socket:
-        lst = _csocket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        """Connect the application's descriptor to a new engine end: a socketpair whose first
+        end replaces the descriptor in place (``dup2``: same number, close-on-exec kept)."""
+        app, eng = _csocket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_NONBLOCK)
+        fd = self.fileno()
         try:
-            lst.bind("")
-            lst.listen(1)
-            view = _unix(self.fileno())
-            try:
-                blocking = os.get_blocking(view.fileno())
-                os.set_blocking(view.fileno(), True)
-                try:
-                    view.connect(lst.getsockname())
-                finally:
-                    os.set_blocking(view.fileno(), blocking)
-            finally:
-                view.detach()
-            fd, _ = lst._accept()  # type: ignore[attr-defined]
+            os.dup2(app.fileno(), fd, inheritable=False)
         finally:
-            lst.close()
-        eng = _csocket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
-        eng.setblocking(False)
+            app.close()
+        if self.gettimeout() is None:  # a blocking socket (Python polls itself for timeouts)
+            os.set_blocking(fd, True)
+        for option, value in self._kopts.items():  # options the kernel keeps per socket
+            _csocket.socket.setsockopt(self, _socket.SOL_SOCKET, option, value)
         _bigbuf(eng)
         _bigbuf(self)
         return eng
@@ -959,6 +960,7 @@ class StreamSocket(IothSocket):
                     self._bufs_set = True
                 elif option in (_socket.SO_RCVTIMEO, _socket.SO_SNDTIMEO):
                     _csocket.socket.setsockopt(self, level, option, value)
+                    self._kopts[option] = value
             elif level == _socket.IPPROTO_TCP and option == _socket.TCP_NODELAY:
                 self._nodelay = bool(ival)
                 if h is not None:
@@ -1025,7 +1027,7 @@ class StreamSocket(IothSocket):
     # -- closing ---------------------------------------------------------------------------------
     def _real_close(self, _ss: Any = _csocket.socket) -> None:
         stack = self._stack
-        if self._pid != os.getpid():  # a forked child: the stack lives in the parent
+        if self._pid != current_pid():  # a forked child: the stack lives in the parent
             _ss.close(self)
             return
         with stack.lock:
