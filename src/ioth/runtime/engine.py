@@ -188,19 +188,14 @@ class Engine:
             self._stopping = False  # a stop() before run() ends the next run at once
 
     def _loop(self) -> None:
+        # Each turn: wait for input (not past the next timer), serve the input that is ready,
+        # then cross-thread calls, then due timers.  Input goes first so that a timer (say a
+        # TCP retransmission or tail-loss probe) never fires while the ACK that would cancel
+        # it is already waiting in a socket.
         timers = self._timers
         select = self._selector.select
         pending = self._pending
         while not self._stopping:
-            while pending:
-                self._run_callback(pending.popleft())
-            now = self.clock()
-            while timers and timers[0][0] <= now:
-                _, _, handle = heapq.heappop(timers)
-                if not handle.cancelled:
-                    self._run_callback(handle.callback)
-            if self._stopping:
-                break
             if pending:
                 timeout: float | None = 0.0
             elif timers:
@@ -209,3 +204,10 @@ class Engine:
                 timeout = None
             for key, _ in select(timeout):
                 self._run_callback(key.data)
+            while pending:
+                self._run_callback(pending.popleft())
+            now = self.clock()
+            while timers and timers[0][0] <= now:
+                _, _, handle = heapq.heappop(timers)
+                if not handle.cancelled:
+                    self._run_callback(handle.callback)

@@ -828,8 +828,8 @@ class StreamSocket(IothSocket):
 
     def _direct(self, data: Any) -> int:
         h = self._h
-        if h is None or h.eng is None or self._junked:
-            return 0
+        if h is None or h.eng is None or self._junked or self._pid != current_pid():
+            return 0  # (in a forked child the stack and its lock belong to the parent)
         view = memoryview(data).cast("B")
         with self._stack.lock:
             return h.direct_send(view)
@@ -837,7 +837,7 @@ class StreamSocket(IothSocket):
     def _mark_dirty(self) -> None:
         """Bytes went through the descriptor: direct sends must drain the engine end first."""
         h = self._h
-        if h is not None and not h.dirty:
+        if h is not None and not h.dirty and self._pid == current_pid():
             with self._stack.lock:
                 h.dirty = True
 
