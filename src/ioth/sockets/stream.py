@@ -527,7 +527,6 @@ class StreamSocket(IothSocket):
         self._junked = False
         self._bufs_set = False
         self._rd_shut = False
-        self._kopts: dict[int, Any] = {}  # kernel options to carry over to the connected end
         self._accepted_plain = accepted  # an accepted stream (maybe of another process)
         with stack.lock:
             stack._sockets.add(self)  # type: ignore[arg-type]
@@ -742,18 +741,28 @@ class StreamSocket(IothSocket):
         return 0
 
     def _pair(self) -> _csocket.socket:
-        """Connect the application's descriptor to a new engine end: a socketpair whose first
-        end replaces the descriptor in place (``dup2``: same number, close-on-exec kept)."""
-        app, eng = _csocket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_NONBLOCK)
-        fd = self.fileno()
+        """Connect the application's own descriptor (the same open socket, so selector and
+        epoll registrations made before ``connect`` stay valid, as with a kernel socket) to a
+        new engine end, through a temporary abstract AF_UNIX listener."""
+        lst = _csocket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
-            os.dup2(app.fileno(), fd, inheritable=False)
+            lst.bind("")
+            lst.listen(1)
+            view = _unix(self.fileno())
+            try:
+                blocking = os.get_blocking(view.fileno())
+                os.set_blocking(view.fileno(), True)
+                try:
+                    view.connect(lst.getsockname())
+                finally:
+                    os.set_blocking(view.fileno(), blocking)
+            finally:
+                view.detach()
+            fd, _ = lst._accept()  # type: ignore[attr-defined]
         finally:
-            app.close()
-        if self.gettimeout() is None:  # a blocking socket (Python polls itself for timeouts)
-            os.set_blocking(fd, True)
-        for option, value in self._kopts.items():  # options the kernel keeps per socket
-            _csocket.socket.setsockopt(self, _socket.SOL_SOCKET, option, value)
+            lst.close()
+        eng = _csocket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
+        eng.setblocking(False)
         _bigbuf(eng)
         _bigbuf(self)
         return eng
@@ -960,7 +969,6 @@ class StreamSocket(IothSocket):
                     self._bufs_set = True
                 elif option in (_socket.SO_RCVTIMEO, _socket.SO_SNDTIMEO):
                     _csocket.socket.setsockopt(self, level, option, value)
-                    self._kopts[option] = value
             elif level == _socket.IPPROTO_TCP and option == _socket.TCP_NODELAY:
                 self._nodelay = bool(ival)
                 if h is not None:
