@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import struct
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from ioth.sockets.addr import V4MAPPED, unmap
@@ -242,55 +243,15 @@ class Udp:
     # -- receiving ------------------------------------------------------------------------
     def _lookup(self, family: int, proto: int, dst: bytes, dport: int, src: bytes, sport: int,
                 ifindex: int) -> Endpoint | None:
-        best = None
-        best_score = -1
-        for ep in self.ports.get((family, proto, dport), ()):
-            score = 0
-            if ep.local_addr is not None:
-                if ep.local_addr != dst:
-                    continue
-                score += 2
-            if ep.remote_addr is not None:
-                if ep.remote_addr != src or (ep.remote_port and ep.remote_port != sport):
-                    continue
-                score += 4
-            if ep.ifindex:
-                if ep.ifindex != ifindex:
-                    continue
-                score += 1
-            if score > best_score:
-                best, best_score = ep, score
+        best, score = _best_match(self.ports.get((family, proto, dport), ()), None, -1, dst, src,
+                                  sport, ifindex, None, False)
         if family == 4 and proto == 17:
             dual = self.ports.get((6, 17, dport))
             if dual:
-                return self._lookup_dual(dual, best, best_score, dst, src, sport, ifindex)
-        return best
-
-    @staticmethod
-    def _lookup_dual(dual: list[Endpoint], best: Endpoint | None, best_score: int, dst: bytes,
-                     src: bytes, sport: int, ifindex: int) -> Endpoint | None:
-        """The IPv4 lookup continued over the dual-stack IPv6 endpoints of the port (an IPv4
-        endpoint wins a tie, like Linux)."""
-        mdst = V4MAPPED + dst
-        msrc = V4MAPPED + src
-        for ep in dual:
-            if ep.v6only:
-                continue
-            score = 0
-            if ep.local_addr is not None and ep.local_addr != MAPPED_ANY:
-                if ep.local_addr != mdst:
-                    continue
-                score += 2
-            if ep.remote_addr is not None:
-                if ep.remote_addr != msrc or (ep.remote_port and ep.remote_port != sport):
-                    continue
-                score += 4
-            if ep.ifindex:
-                if ep.ifindex != ifindex:
-                    continue
-                score += 1
-            if score > best_score:
-                best, best_score = ep, score
+                # continue over the port's dual-stack IPv6 endpoints, with IPv4-mapped addresses;
+                # an IPv4 endpoint wins a tie, like Linux
+                best, score = _best_match(dual, best, score, V4MAPPED + dst, V4MAPPED + src,
+                                          sport, ifindex, MAPPED_ANY, True)
         return best
 
     def input(self, family: int, iface: Interface, src: bytes, dst: bytes, seg: memoryview,
@@ -361,3 +322,30 @@ class Udp:
     def endpoints(self) -> list[Endpoint]:
         """Every bound endpoint."""
         return [ep for lst in self.ports.values() for ep in lst]
+
+
+def _best_match(endpoints: Iterable[Endpoint], best: Endpoint | None, best_score: int,
+                dst: bytes, src: bytes, sport: int, ifindex: int, wildcard: bytes | None,
+                skip_v6only: bool) -> tuple[Endpoint | None, int]:
+    """The most specific endpoint for a datagram (remote 4 + local address 2 + interface 1),
+    starting from ``best``; ``wildcard`` is a local address that matches any destination."""
+    for ep in endpoints:
+        if skip_v6only and ep.v6only:
+            continue
+        score = 0
+        local = ep.local_addr
+        if local is not None and local != wildcard:
+            if local != dst:
+                continue
+            score += 2
+        if ep.remote_addr is not None:
+            if ep.remote_addr != src or (ep.remote_port and ep.remote_port != sport):
+                continue
+            score += 4
+        if ep.ifindex:
+            if ep.ifindex != ifindex:
+                continue
+            score += 1
+        if score > best_score:
+            best, best_score = ep, score
+    return best, best_score
