@@ -131,9 +131,6 @@ def test_policy_applies_to_new_connections_and_setsockopt_overrides(
         ls.close()
 
 
-@pytest.mark.xfail(strict=True, reason="ioth.sockets.stream: connect() forces the socket's own "
-                   "TCP_NODELAY/SO_KEEPALIVE (default off) over the stack's tcp_nodelay/"
-                   "tcp_keepalive policy")
 def test_client_socket_inherits_stack_nodelay(tmp_path: Path) -> None:
     sw = tmp_path / "sw"
     with ioth.Stack(f"switch://{sw}", "eth,ip=192.0.2.1/24") as server, \

@@ -520,8 +520,9 @@ class StreamSocket(IothSocket):
         self._reuse = False
         self._v6only = False
         self._linger0 = False
-        self._nodelay = False
-        self._keepalive = False
+        policy = self._tcp.layer.policy  # the stack's defaults until setsockopt says otherwise
+        self._nodelay = bool(policy.nodelay)
+        self._keepalive = bool(policy.keepalive)
         self._sndbuf = BUF
         self._rcvbuf = BUF
         self._junked = False
