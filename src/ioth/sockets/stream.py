@@ -82,6 +82,12 @@ def tcp_layer(stack: Stack) -> TcpLayer:
     return tcp  # type: ignore[no-any-return]
 
 
+TCP_CONGESTION = getattr(_socket, "TCP_CONGESTION", 13)
+#: TCP socket options that set a keepalive field of the connection's policy
+_KEEP_FIELDS = {getattr(_socket, "TCP_KEEPIDLE", 4): "keepidle",
+                getattr(_socket, "TCP_KEEPINTVL", 5): "keepintvl",
+                getattr(_socket, "TCP_KEEPCNT", 6): "keepcnt"}
+
 class TcpSockets:
     """TCP side of a stack's socket layer: handles by connection and listener, bound ports."""
 
@@ -523,6 +529,7 @@ class StreamSocket(IothSocket):
         policy = self._tcp.layer.policy  # the stack's defaults until setsockopt says otherwise
         self._nodelay = bool(policy.nodelay)
         self._keepalive = bool(policy.keepalive)
+        self._overrides: dict[str, Any] = {}  # TCP_CONGESTION, TCP_KEEP*: policy fields
         self._sndbuf = BUF
         self._rcvbuf = BUF
         self._junked = False
@@ -931,12 +938,26 @@ class StreamSocket(IothSocket):
 
     # -- options ---------------------------------------------------------------------------------
     def _policy(self) -> TcpPolicy | None:
-        """The stack's TCP policy with this socket's SO_SNDBUF/SO_RCVBUF (None: unchanged)."""
-        if not self._bufs_set:
+        """The stack's TCP policy with this socket's SO_SNDBUF/SO_RCVBUF, TCP_CONGESTION and
+        TCP_KEEPIDLE/INTVL/CNT (None: the stack's policy unchanged)."""
+        if not self._bufs_set and not self._overrides:
             return None
-        base = self._tcp.layer.policy
-        return base.replace(send_buffer=max(4096, self._sndbuf),
-                            recv_buffer=max(4096, self._rcvbuf))
+        fields = dict(self._overrides)
+        if self._bufs_set:
+            fields.update(send_buffer=max(4096, self._sndbuf), recv_buffer=max(4096, self._rcvbuf))
+        return self._tcp.layer.policy.replace(**fields)
+
+    def _override(self, field: str, value: Any) -> None:
+        """Set one policy field for this socket (stack lock held); a live connection switches."""
+        fields = {**self._overrides, field: value}
+        self._tcp.layer.policy.replace(**fields)  # validates: a bad value raises ConfigError
+        self._overrides = fields
+        h = self._h
+        policy = self._policy()
+        if h is not None and policy is not None:
+            h.conn.apply_policy(policy)
+            h.conn.nodelay = self._nodelay  # the socket's own options stay in force
+            h.conn.keepalive = self._keepalive
 
     def _apply_options(self, conn: TcpConnection) -> None:
         conn.nodelay = self._nodelay
@@ -945,7 +966,8 @@ class StreamSocket(IothSocket):
     def setsockopt(self, level: int, option: int, value: Any,
                    optlen: Any = None) -> None:
         """SO_REUSEADDR/PORT, SO_KEEPALIVE, SO_LINGER, SO_SNDBUF/RCVBUF, TCP_NODELAY,
-        IPV6_V6ONLY; other options are accepted and ignored."""
+        TCP_CONGESTION, TCP_KEEPIDLE/INTVL/CNT, IPV6_V6ONLY; other options are accepted and
+        ignored."""
         ival = int.from_bytes(value[:4], "little") if isinstance(value, (bytes, bytearray)) \
             and option != _socket.SO_LINGER else value
         with self._stack.lock:
@@ -976,6 +998,21 @@ class StreamSocket(IothSocket):
                     h.conn.nodelay = self._nodelay
                     self._tcp.flush(h.conn)
                     self._stack.runtime.flush()
+            elif level == _socket.IPPROTO_TCP and option == TCP_CONGESTION:
+                cc_raw = value if isinstance(value, (bytes, bytearray, str)) else b""
+                name = (cc_raw.encode() if isinstance(cc_raw, str) else bytes(cc_raw))
+                name = name.split(b"\0")[0]
+                try:
+                    self._override("congestion_control", name.decode("ascii"))
+                except (ValueError, UnicodeDecodeError):
+                    raise oserror(errno.ENOENT) from None  # as Linux for an unknown algorithm
+            elif level == _socket.IPPROTO_TCP and option in _KEEP_FIELDS:
+                if int(ival) < 1:
+                    raise oserror(errno.EINVAL)
+                try:
+                    self._override(_KEEP_FIELDS[option], int(ival))
+                except ValueError:
+                    raise oserror(errno.EINVAL) from None
             elif level == _socket.IPPROTO_IPV6 and option == _socket.IPV6_V6ONLY:
                 if self.family != _socket.AF_INET6:
                     raise oserror(errno.ENOPROTOOPT)
@@ -984,7 +1021,20 @@ class StreamSocket(IothSocket):
                 self._v6only = bool(ival)
 
     def getsockopt(self, level: int, option: int, buflen: int = 0) -> Any:
-        """SO_ERROR (clears it), SO_TYPE, SO_ACCEPTCONN, TCP_NODELAY, IPV6_V6ONLY..."""
+        """SO_ERROR (clears it), SO_TYPE, SO_ACCEPTCONN, TCP_NODELAY, TCP_CONGESTION,
+        TCP_KEEPIDLE/INTVL/CNT, IPV6_V6ONLY..."""
+        if level == _socket.IPPROTO_TCP and option == TCP_CONGESTION:
+            with self._stack.lock:
+                name = self._overrides.get("congestion_control",
+                                           self._tcp.layer.policy.congestion_control)
+            raw = name.encode("ascii")
+            return raw[:buflen].ljust(buflen, b"\0") if buflen else raw
+        if level == _socket.IPPROTO_TCP and option in _KEEP_FIELDS:
+            with self._stack.lock:
+                field = _KEEP_FIELDS[option]
+                value = int(self._overrides.get(field,
+                                                getattr(self._tcp.layer.policy, field)))
+            return value.to_bytes(4, "little")[:buflen] if buflen else value
         value = self._getopt(level, option)
         if buflen:
             return int(value).to_bytes(4, "little")[:buflen].ljust(min(buflen, 4), b"\0")
