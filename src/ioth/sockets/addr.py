@@ -6,11 +6,12 @@ import ipaddress
 import socket as _socket
 from typing import TYPE_CHECKING, Any
 
+from ioth.wire.ipv6 import V4MAPPED
+
 if TYPE_CHECKING:
     from ioth.stack.stack import Stack
 
 Address = tuple[Any, ...]
-V4MAPPED = b"\0" * 10 + b"\xff\xff"
 
 
 def parse_address(stack: Stack, family: int, address: Any, bind: bool = False
@@ -76,10 +77,3 @@ def format_address(family: int, addr: bytes | None, port: int, scope: int = 0) -
         addr = V4MAPPED + addr
     return (_socket.inet_ntop(_socket.AF_INET6, addr), port, 0,
             scope if addr[:2] == b"\xfe\x80" else 0)
-
-
-def unmap(addr: bytes) -> bytes:
-    """The IPv4 address inside an IPv4-mapped IPv6 address, else ``addr``."""
-    if len(addr) == 16 and addr[:12] == V4MAPPED:
-        return addr[12:]
-    return addr

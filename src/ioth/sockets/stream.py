@@ -26,7 +26,7 @@ import socket as _socket
 import threading
 from typing import TYPE_CHECKING, Any
 
-from ioth.sockets.addr import Address, format_address, parse_address, unmap
+from ioth.sockets.addr import Address, format_address, parse_address
 from ioth.sockets.base import (
     SO_REUSEPORT,
     TYPE_MASK,
@@ -38,6 +38,7 @@ from ioth.sockets.base import (
 )
 from ioth.sockets.pump import ERR, HUP, IN, OUT, Pump
 from ioth.stack.tcp.connection import State
+from ioth.wire.ipv6 import unmap
 
 if TYPE_CHECKING:
     from ioth.stack.stack import Stack

@@ -10,9 +10,9 @@ import errno
 import struct
 from typing import TYPE_CHECKING
 
-from ioth.stack.checksum import checksum, verify
 from ioth.stack.errors import Drop
 from ioth.stack.interface import Interface
+from ioth.wire.checksum import checksum, verify
 
 if TYPE_CHECKING:
     from ioth.stack.core import StackCore

@@ -9,9 +9,9 @@ import errno
 import struct
 from typing import TYPE_CHECKING
 
-from ioth.stack.checksum import checksum, pseudo6, verify
 from ioth.stack.errors import Drop
 from ioth.stack.interface import Interface
+from ioth.wire.checksum import checksum, pseudo_v6, verify
 
 if TYPE_CHECKING:
     from ioth.stack.core import StackCore
@@ -39,7 +39,7 @@ def icmp6_message(src: bytes, dst: bytes, body: bytes | bytearray) -> bytes:
     """``body`` (type, code, 2 zero bytes, rest) with its checksum filled in."""
     msg = bytearray(body)
     msg[2:4] = b"\0\0"
-    struct.pack_into("!H", msg, 2, checksum(msg, pseudo6(src, dst, 58, len(msg))))
+    struct.pack_into("!H", msg, 2, checksum(msg, pseudo_v6(src, dst, 58, len(msg))))
     return bytes(msg)
 
 
@@ -56,7 +56,7 @@ class ICMPv6:
         counters = core.counters
         if len(msg) < 4:
             raise Drop("icmp6.rx_truncated")
-        if not verify(msg, pseudo6(src, dst, 58, len(msg))):
+        if not verify(msg, pseudo_v6(src, dst, 58, len(msg))):
             raise Drop("icmp6.rx_bad_checksum")
         icmp_type = msg[0]
         counters["icmp6.rx"] += 1

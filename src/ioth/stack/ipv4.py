@@ -10,10 +10,10 @@ import errno
 import struct
 from typing import TYPE_CHECKING
 
-from ioth.stack.checksum import checksum, verify
 from ioth.stack.errors import Drop
 from ioth.stack.interface import BROADCAST_MAC, Interface
 from ioth.stack.reassembly import Reassembler
+from ioth.wire.checksum import checksum, verify
 
 if TYPE_CHECKING:
     from ioth.stack.core import StackCore
@@ -147,13 +147,7 @@ class IPv4:
             if iface is None:
                 raise OSError(errno.ENETUNREACH, "Network is unreachable")
             return iface, dst
-        route = core.routes4.lookup(dst, ifindex)
-        if route is None:
-            raise OSError(errno.ENETUNREACH, "Network is unreachable")
-        iface = core.ifaces[route.ifindex]
-        if not iface.up:
-            raise OSError(errno.ENETUNREACH, "Network is unreachable")
-        return iface, route.gateway or dst
+        return core.routes4.resolve(dst, ifindex, core.ifaces)
 
     def source_for(self, iface: Interface, nexthop: bytes) -> bytes:
         """Source address for packets leaving ``iface`` towards ``nexthop``."""

@@ -160,13 +160,7 @@ class IPv6:
             if iface is None or not iface.up:
                 raise OSError(errno.ENETUNREACH, "Network is unreachable")
             return iface, dst
-        route = core.routes6.lookup(dst, ifindex)
-        if route is None:
-            raise OSError(errno.ENETUNREACH, "Network is unreachable")
-        iface = core.ifaces[route.ifindex]
-        if not iface.up:
-            raise OSError(errno.ENETUNREACH, "Network is unreachable")
-        return iface, route.gateway or dst
+        return core.routes6.resolve(dst, ifindex, core.ifaces)
 
     def source_for(self, iface: Interface, dst: bytes) -> bytes:
         """RFC 6724 in short: same scope, then longest matching prefix, preferred only."""

@@ -8,7 +8,13 @@ misbehaving router advertisement flood.
 
 from __future__ import annotations
 
+import errno
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ioth.stack.interface import Interface
 
 MAX_ROUTES = 1024
 
@@ -89,6 +95,18 @@ class RouteTable:
             if value & mask == network and (not ifindex or route.ifindex == ifindex):
                 return route
         return None
+
+    def resolve(self, dst: bytes, ifindex: int, ifaces: Mapping[int, Interface]
+                ) -> tuple[Interface, bytes]:
+        """Outgoing interface and next hop for ``dst``; OSError(ENETUNREACH) with no route or
+        with the route's interface down."""
+        route = self.lookup(dst, ifindex)
+        if route is None:
+            raise OSError(errno.ENETUNREACH, "Network is unreachable")
+        iface = ifaces[route.ifindex]
+        if not iface.up:
+            raise OSError(errno.ENETUNREACH, "Network is unreachable")
+        return iface, route.gateway or dst
 
     def routes(self) -> list[Route]:
         """Every route, best first."""

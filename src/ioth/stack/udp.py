@@ -18,11 +18,11 @@ import struct
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from ioth.sockets.addr import V4MAPPED, unmap
-from ioth.stack.checksum import fold, pseudo4, pseudo6, raw_sum, verify
 from ioth.stack.endpoints import Endpoint
 from ioth.stack.errors import Drop
 from ioth.stack.interface import Interface
+from ioth.wire.checksum import fold, partial_sum, pseudo_v4, pseudo_v6, verify
+from ioth.wire.ipv6 import V4MAPPED, unmap
 
 if TYPE_CHECKING:
     from ioth.stack.core import StackCore
@@ -212,9 +212,9 @@ class Udp:
             self.bind(ep, None, 0)
         if ep.proto == 17:
             length = 8 + len(data)
-            pseudo = pseudo4(src, dst, 17, length) if v == 4 else \
-                pseudo6(src, dst, 17, length)
-            csum = (~fold(raw_sum(data) + pseudo + ep.local_port + port + length)) & 0xFFFF
+            pseudo = pseudo_v4(src, dst, 17, length) if v == 4 else \
+                pseudo_v6(src, dst, 17, length)
+            csum = (~fold(partial_sum(data) + pseudo + ep.local_port + port + length)) & 0xFFFF
             segment = HDR.pack(ep.local_port, port, length, csum or 0xFFFF) + data
             proto = 17
         else:
@@ -223,8 +223,8 @@ class Udp:
                 raise OSError(errno.EINVAL, "Invalid argument")
             msg = bytearray(data)
             struct.pack_into("!HH", msg, 2, 0, ep.local_port)
-            initial = 0 if ep.family == 4 else pseudo6(src, dst, 58, len(msg))
-            struct.pack_into("!H", msg, 2, (~fold(raw_sum(msg) + initial)) & 0xFFFF)
+            initial = 0 if ep.family == 4 else pseudo_v6(src, dst, 58, len(msg))
+            struct.pack_into("!H", msg, 2, (~fold(partial_sum(msg) + initial)) & 0xFFFF)
             segment = bytes(msg)
             proto = 1 if ep.family == 4 else 58
             core.counters[f"icmp{ep.family}.tx_echo_request"] += 1
@@ -267,12 +267,12 @@ class Udp:
         if length != len(seg):
             seg = seg[:length]
         if family == 4:
-            if csum and not verify(seg, pseudo4(src, dst, 17, length)):
+            if csum and not verify(seg, pseudo_v4(src, dst, 17, length)):
                 raise Drop("udp.rx_bad_checksum")
         else:
             if csum == 0:
                 raise Drop("udp.rx_zero_checksum_v6")
-            if not verify(seg, pseudo6(src, dst, 17, length)):
+            if not verify(seg, pseudo_v6(src, dst, 17, length)):
                 raise Drop("udp.rx_bad_checksum")
         counters["udp.rx"] += 1
         ep = self._lookup(family, 17, dst, dport, src, sport, iface.index)

@@ -86,6 +86,14 @@ UNSPECIFIED = bytes(16)
 LOOPBACK = bytes(15) + b"\x01"
 ALL_NODES = bytes.fromhex("ff020000000000000000000000000001")
 ALL_ROUTERS = bytes.fromhex("ff020000000000000000000000000002")
+V4MAPPED = bytes(10) + b"\xff\xff"  # prefix of IPv4-mapped addresses, ::ffff:a.b.c.d
+
+
+def unmap(addr: bytes) -> bytes:
+    """The IPv4 address inside an IPv4-mapped IPv6 address, else ``addr``."""
+    if len(addr) == 16 and addr[:12] == V4MAPPED:
+        return addr[12:]
+    return addr
 ALL_MLDV2_ROUTERS = bytes.fromhex("ff020000000000000000000000000016")
 
 _HDR = struct.Struct("!IHBB16s16s")
