@@ -103,12 +103,8 @@ def ping_rate(ns: str, dst: str, count: int) -> float:
     return got / elapsed
 
 
-LIGHT = False  # --light: the stack's minimal sockets (no file descriptor) instead of ioth.sockets
-
-
 def _sock(stack: ioth.Stack, family: int) -> Any:
-    return stack.dgram_socket(family, socket.SOCK_DGRAM) if LIGHT else \
-        stack.socket(family, socket.SOCK_DGRAM)
+    return stack.socket(family, socket.SOCK_DGRAM)
 
 
 def ioth_sink(stack: ioth.Stack, family: int, port: int, result: list[float],
@@ -225,18 +221,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=1472, help="UDP payload bytes")
     parser.add_argument("--pings", type=int, default=3000)
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--light", action="store_true",
-                        help="use the stack's minimal sockets instead of ioth.sockets")
     args = parser.parse_args(argv)
-    global LIGHT
-    LIGHT = args.light
     kernel = measure_kernel_pair(args.seconds, args.size, args.pings)
     stack = measure_ioth(args.seconds, args.size, args.pings)
     if args.json:
         print(json.dumps({"kernel_veth": kernel, "ioth_tap": stack}))
         return 0
-    kind = "minimal stack sockets" if args.light else "ioth.sockets (real descriptors)"
-    print(f"UDP payload {args.size} bytes, {args.seconds:.0f} s per test, ioth side: {kind}")
+    print(f"UDP payload {args.size} bytes, {args.seconds:.0f} s per test, ioth side: "
+          "ioth.sockets (real descriptors)")
     print(f"{'metric':<22}{'kernel<->kernel':>18}{'kernel<->ioth':>16}{'ratio':>8}")
     for key in ("icmp_rtt_per_s", "udp_rr_per_s", "udp_rx_MBps", "udp_tx_MBps"):
         k, i = kernel[key], stack[key]

@@ -188,7 +188,7 @@ class DatagramSocket(IothSocket):
             h = DgramHandle(stack, ep, eng, layer.pump)
             ep.on_event = h.push
             self._h = h
-            stack._sockets.add(self)  # type: ignore[arg-type]
+            stack._sockets.add(self)
         layer.pump.watch(h.fd, IN, h.on_pump)
         if type & _socket.SOCK_NONBLOCK:
             self.setblocking(False)

@@ -109,7 +109,7 @@ class TcpSockets:
         self.delivering = False
         self._chained = self.layer.notify
         self.layer.notify = self.notify
-        stack._sockets.add(self)  # type: ignore[arg-type]  # Stack.close() calls close()
+        stack._sockets.add(self)  # Stack.close() calls close()
 
     def close(self) -> None:
         """The stack is closing: release every engine end (stack lock held)."""
@@ -538,7 +538,7 @@ class StreamSocket(IothSocket):
         self._rd_shut = False
         self._accepted_plain = accepted  # an accepted stream (maybe of another process)
         with stack.lock:
-            stack._sockets.add(self)  # type: ignore[arg-type]
+            stack._sockets.add(self)
         if type & _socket.SOCK_NONBLOCK:
             self.setblocking(False)
 

@@ -25,7 +25,6 @@ from ioth.stack.hashaddr import hash_mac, mac_to_str, parse_mac
 from ioth.stack.interface import Interface
 from ioth.stack.route import Route
 from ioth.stack.runtime import StackRuntime
-from ioth.stack.sockets import DatagramSocket
 from ioth.stack.tcp.policy import TcpPolicy
 
 if TYPE_CHECKING:
@@ -80,7 +79,7 @@ class Stack:
         self.closed = False
         self.core = StackCore(rng if rng is not None else random.Random())
         self.runtime = StackRuntime(self, engine, own_thread)
-        self._sockets: set[DatagramSocket] = set()
+        self._sockets: set[Any] = set()  # ioth.sockets objects; close() closes them
         self.dns: list[str] = []
         self.domain: str | None = None
         self.fqdn: str | None = None
@@ -410,13 +409,6 @@ class Stack:
         from ioth import aio
 
         return await aio.start_server(self, client_connected_cb, host, port, **kwargs)
-
-    def dgram_socket(self, family: int = _socket.AF_INET, type: int = _socket.SOCK_DGRAM,
-                     proto: int = 0) -> DatagramSocket:
-        """A minimal UDP / ICMP-echo socket without a file descriptor (lock + condition only)."""
-        if self.closed:
-            raise OSError(errno.EBADF, "stack is closed")
-        return DatagramSocket(self, family, type, proto)
 
     # -- TCP policy and introspection -----------------------------------------------------
     @property
