@@ -84,6 +84,10 @@ def test_bridge_honours_poll_at_and_stops_on_close() -> None:
         frames = [FRAME + bytes([i]) for i in range(40)]
         os.write(in_w, b"".join(stream.encode(f) for f in frames))  # one write, 40 frames
         assert _read_frames(mid_r, 40) == frames
+        # the bridge counts a batch after sending it: the last batch may still be counting
+        deadline = time.monotonic() + 5
+        while bridge.a_to_b.frames < 40 and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert bridge.a_to_b.frames == 40 and bridge.a_to_b.dropped == 0
         os.write(dst_in_w, stream.encode(FRAME))
         assert _read_frames(back_r, 1) == [FRAME]
