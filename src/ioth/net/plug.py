@@ -64,6 +64,11 @@ class Plug(abc.ABC):
     BARE_ARGS: ClassVar[bool] = False
     #: Default MTU (Ethernet payload) of this plug type.
     DEFAULT_MTU: ClassVar[int] = 1500
+    #: True when every frame :meth:`recv_frames` returns has IPv4/TCP/UDP/ICMP checksums known
+    #: to be right (built or validated by the local kernel, e.g. a TAP whose virtio header says
+    #: so): a stack on this plug may skip verifying them.  Plugs that cannot promise it leave
+    #: it False and the stack verifies every checksum.
+    rx_csum_trusted: bool = False
 
     mtu: int
     counters: PlugCounters

@@ -64,6 +64,8 @@ class Interface:
     hop_limit: int = 64
     reachable_time: float = 30.0
     retrans_timer: float = 1.0
+    #: the plug vouches for received checksums (:attr:`ioth.net.plug.Plug.rx_csum_trusted`)
+    rx_csum_trusted: bool = False
     rx_frames: int = 0
     tx_frames: int = 0
     tx_dropped: int = 0

@@ -252,6 +252,7 @@ class Stack:
                 mtu = min(int(getattr(plug, "link_mtu", plug.mtu)), plug.mtu, 65535)
                 iface = core.add_interface(name, macb, mtu, vnl=text,
                                            index=ifindex if ifindex > 0 else 0)
+                iface.rx_csum_trusted = bool(getattr(plug, "rx_csum_trusted", False))
         except BaseException:
             plug.close()
             raise
