@@ -2,7 +2,8 @@
 
 Prints microseconds per operation for ioth.wire (fast path and dataclass API) and, measured in the
 same run, scapy dissect/build of the same frame (the reference peer), with the ratio; then the
-checksum cost per buffer size for both summing strategies (the basis of NUMPY_THRESHOLD).
+checksum cost per buffer size for the three summing strategies (the basis of NUMPY_THRESHOLD and
+DOT_LIMIT in ioth.wire.checksum).
 
 Run: python benchmarks/bench_wire.py [--quick]
 """
@@ -102,23 +103,36 @@ def main() -> None:
     print(f"{'ioth fast path parse+emit per frame':62s} {fast_total:8.2f}")
     print(f"{'ratio scapy/ioth (parse+emit)':62s} {(sc_parse + sc_emit) / fast_total:8.1f}x")
     print()
-    print(f"{'checksum bytes':>14s} {'int.from_bytes':>15s} {'numpy u32':>10s}  chosen")
+    print(f"{'checksum bytes':>14s} {'int.from_bytes':>15s} {'numpy reduce':>13s} "
+          f"{'numpy dot':>10s} {'partial_sum':>12s}  chosen")
     u32, u64 = np.dtype(np.uint32), np.dtype(np.uint64)
+    ones = np.ones(1 << 15, np.float64)
     rng = np.random.default_rng(1)
-    for size in (64, 256, 512, 768, 896, 1024, 1500, 4096, 9000, 65535):
+    for size in (64, 256, 512, 640, 768, 896, 1024, 1448, 1500, 4096, 8192, 9000, 65535):
         buf = memoryview(rng.bytes(size))
         m = size & ~3
+
         def by_int(b: memoryview = buf) -> int:
             return int.from_bytes(b, "big") % 0xFFFF
 
-        def by_numpy(b: memoryview = buf, m: int = m) -> int:
+        def by_reduce(b: memoryview = buf, m: int = m) -> int:
             return int(np.add.reduce(np.frombuffer(b, u32, m >> 2), dtype=u64)) % 0xFFFF
 
-        t_int = per_call_us(by_int, n // 4)
-        t_np = per_call_us(by_numpy, n // 4)
-        chosen = "numpy" if size >= checksum.NUMPY_THRESHOLD else "int"
-        print(f"{size:14d} {t_int:15.2f} {t_np:10.2f}  {chosen}")
+        def by_dot(b: memoryview = buf, m: int = m) -> int:
+            return int(np.frombuffer(b, u32, m >> 2).dot(ones[:m >> 2])) % 0xFFFF
 
+        def chosen_fn(b: memoryview = buf) -> int:
+            return checksum.partial_sum(b) % 0xFFFF
+
+        t_int = per_call_us(by_int, n // 4)
+        t_red = per_call_us(by_reduce, n // 4)
+        t_dot = per_call_us(by_dot, n // 4)
+        t_chosen = per_call_us(chosen_fn, n // 4)
+        if size < checksum.NUMPY_THRESHOLD:
+            chosen = "int"
+        else:
+            chosen = "dot" if size < checksum.DOT_LIMIT else "reduce"
+        print(f"{size:14d} {t_int:15.2f} {t_red:13.2f} {t_dot:10.2f} {t_chosen:12.2f}  {chosen}")
 
 if __name__ == "__main__":
     main()

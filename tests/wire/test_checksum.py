@@ -37,7 +37,8 @@ def test_all_zero_and_all_ones() -> None:
 
 @pytest.mark.parametrize("n", [0, 1, 2, 3, 5, 63, C.NUMPY_THRESHOLD - 1, C.NUMPY_THRESHOLD,
                                C.NUMPY_THRESHOLD + 1, C.NUMPY_THRESHOLD + 2,
-                               C.NUMPY_THRESHOLD + 3, 1500, 1501, 9001, 65535])
+                               C.NUMPY_THRESHOLD + 3, 1500, 1501, C.DOT_LIMIT - 1,
+                               C.DOT_LIMIT, C.DOT_LIMIT + 1, 9001, 65535])
 def test_sizes_match_reference(n: int) -> None:
     data = bytes((i * 151 + 7) & 0xFF for i in range(n))
     assert C.checksum(data) == ref(data)
@@ -59,6 +60,38 @@ def test_matches_reference(data: bytes) -> None:
     c = C.checksum(data)
     if len(data) % 2 == 0:
         assert C.verify(data + c.to_bytes(2, "big"))
+
+
+def test_all_ones_words_at_every_path() -> None:
+    # the biggest word values: float64 dot and uint64 reduce must stay exact
+    for n in (C.NUMPY_THRESHOLD, 1448, C.DOT_LIMIT - 2, C.DOT_LIMIT, 65534):
+        data = b"\xff" * n
+        assert C.checksum(data) == ref(data) == 0
+        assert C.fold(C.partial_sum(data)) == 0xFFFF
+
+
+@settings(deadline=None, max_examples=300)
+@given(st.binary(max_size=70000).flatmap(
+    lambda b: st.tuples(st.just(b), st.integers(0, len(b) // 2).map(lambda i: 2 * i),
+                        st.integers(0, len(b)))))
+def test_partial_sum_at_matches_slice(case: tuple[bytes, int, int]) -> None:
+    data, start, end = case
+    if end < start:
+        start, end = end & ~1, start
+    got = C.partial_sum_at(data, start, end)
+    want = C.partial_sum(data[start:end])
+    assert (got == 0) == (want == 0)
+    assert got % 0xFFFF == want % 0xFFFF
+    piece = data[start:end]
+    assert (~C.fold(got) & 0xFFFF) == ref(piece)
+
+
+@settings(deadline=None)
+@given(st.integers(C.NUMPY_THRESHOLD, 3 * C.DOT_LIMIT), st.integers(0, 255))
+def test_numpy_paths_match_reference(n: int, seed: int) -> None:
+    data = bytes((i * 151 + seed) & 0xFF for i in range(n))
+    assert C.checksum(data) == ref(data)
+    assert C.checksum(memoryview(b"x" + data)[1:]) == ref(data)
 
 
 def test_pseudo_headers_equal_explicit_bytes() -> None:
