@@ -72,7 +72,7 @@ class IPv4:
         ihl = (vihl & 15) << 2
         if ihl < 20 or total < ihl or total > len(pkt):
             raise Drop("ipv4.rx_bad_length")
-        if not verify(pkt[:ihl]):
+        if not iface.rx_csum_trusted and not verify(pkt[:ihl]):
             raise Drop("ipv4.rx_bad_checksum")
         if len(pkt) != total:
             pkt = pkt[:total]
@@ -116,7 +116,7 @@ class IPv4:
         elif proto == PROTO_ICMP:
             core.icmp4.input(iface, src, dst, payload, pkt, now, broadcast)
         elif proto == PROTO_TCP and not broadcast:
-            core.tcp_input(src, dst, payload, now)
+            core.tcp_input(src, dst, payload, now, iface.rx_csum_trusted)
         else:
             counters["ipv4.rx_unknown_protocol"] += 1
             if not broadcast:

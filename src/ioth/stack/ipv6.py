@@ -299,7 +299,7 @@ class IPv6:
                 return
             if nh == NH_TCP and not multicast:
                 counters["ipv6.rx_delivered"] += 1
-                core.tcp_input(src, dst, pkt[off:], now)
+                core.tcp_input(src, dst, pkt[off:], now, iface.rx_csum_trusted)
                 return
             if nh == NH_NONE:
                 return

@@ -37,7 +37,7 @@ class InputMixin(TcbBase):
             and seg.seq == self.rcv_nxt & MASK
             and not seg.sack
             and not self._in_recovery
-            and self._fast_path(seg, now)
+            and self._predicted(seg.ack, seg.window, seg.tsval, seg.tsecr, seg.payload, now)
         ):
             return
         match (st, f & (SYN | ACK | RST)):
@@ -95,23 +95,45 @@ class InputMixin(TcbBase):
                 # RFC 9293 3.10.7.3 fifth: neither SYN nor RST: drop.
                 self.dropped += 1
 
-    def _fast_path(self, seg: Segment, now: float) -> bool:
-        """Header prediction for the two bulk cases; False sends ``seg`` down the full path.
+    def rx_predicted(self, seq: int, ack: int, window: int, tsval: int | None, tsecr: int,
+                     payload: bytes | bytearray | memoryview, now: float) -> bool:
+        """Header prediction entry for a segment parsed by the caller (the stack's fused
+        receive path): True if it was consumed, False (nothing changed) if it must go through
+        :meth:`process` instead.
+
+        The caller guarantees the flags are ACK, optionally with PSH/ECE/CWR (no SYN, FIN, RST
+        or URG) and that the segment carries no SACK blocks; ``seq``/``ack`` are the 32-bit
+        wire values, ``window`` the raw 16-bit field, ``tsval`` None without a Timestamps
+        option.  The result is exactly what :meth:`process` does with the same segment.
+        """
+        if (
+            self.state is not State.ESTABLISHED
+            or seq != self.rcv_nxt & MASK
+            or self._in_recovery
+            or not self._predicted(ack, window, tsval, tsecr, payload, now)
+        ):
+            return False
+        self.segments_in += 1
+        return True
+
+    def _predicted(self, seg_ack: int, window: int, tsval: int | None, tsecr: int,
+                   payload: bytes | bytearray | memoryview, now: float) -> bool:
+        """Header prediction for the two bulk cases; False sends the segment down the full
+        path (and changed nothing).
 
         (1) a pure ACK of new data, (2) in-order data that fits the window and needs no
         reassembly (possibly acking new data too).  Both are exactly what the RFC 9293
-        3.10.7.4 steps would do for such segments.
+        3.10.7.4 steps would do for such segments.  The caller checked the state (ESTABLISHED),
+        the flags, SEG.SEQ == RCV.NXT, no SACK blocks and no recovery in progress.
         """
         rcv_nxt = self.rcv_nxt
         if self.ts_ok:
-            tsval = seg.tsval
             if tsval is None or (tsval - self.ts_recent) & MASK >= _HALF:
                 return False
         else:
             tsval = None
         una = self.snd_una
-        ack = una + ((seg.ack - una + _HALF) & MASK) - _HALF
-        payload = seg.payload
+        ack = una + ((seg_ack - una + _HALF) & MASK) - _HALF
         plen = len(payload)
         if plen == 0:
             if not una < ack <= self.snd_nxt:
@@ -129,7 +151,7 @@ class InputMixin(TcbBase):
         # window update: SND.WL1 <= SEG.SEQ and SND.WL2 <= SEG.ACK hold here
         self.snd_wl1 = rcv_nxt
         self.snd_wl2 = ack
-        wnd = seg.window << self.snd_wscale
+        wnd = window << self.snd_wscale
         if wnd != self.snd_wnd:
             self.snd_wnd = wnd
             if wnd > self.max_snd_wnd:
@@ -143,7 +165,7 @@ class InputMixin(TcbBase):
         if self._keep_at is not None:
             self._reset_keepalive(now)
         if ack > una:
-            self._ack_advance(seg, ack, now)
+            self._ack_advance(tsecr, ack, now)
             if self._tlp_end >= 0:
                 self._tlp_check(now)  # as _process_ack does: an ACKed probe ends the episode
         if plen:
@@ -224,6 +246,8 @@ class InputMixin(TcbBase):
             else:
                 self.dropped += 1
                 if not f & RST:
+                    if plen and self.sack_ok and seq + plen <= rcv_nxt:
+                        self._dsack_pending = (seq, seq + plen)  # RFC 2883 4.1.1: D-SACK
                     if st is State.TIME_WAIT and f & FIN:
                         # RFC 9293 3.10.7.4 eighth (TIME-WAIT): retransmitted FIN: restart 2MSL.
                         self._close_at = now + self.policy.time_wait
@@ -260,6 +284,8 @@ class InputMixin(TcbBase):
         # Trim data already received (RFC 9293 3.10.7.4, "segments ... trimmed").
         if seq < rcv_nxt:
             cut = rcv_nxt - seq
+            if plen and self.sack_ok:
+                self._dsack_pending = (seq, min(seq + plen, rcv_nxt))  # RFC 2883 4.1.1
             if cut >= plen:
                 payload = b""
                 plen = 0
@@ -362,7 +388,7 @@ class InputMixin(TcbBase):
                     self._persist_at = None
                     self._persist_backoff = 0
         if ack > snd_una:
-            self._ack_advance(seg, ack, now)
+            self._ack_advance(seg.tsecr, ack, now)
         elif ack == snd_una and self.snd_nxt > snd_una:
             # RFC 5681 2 (duplicate ACK) / RFC 6675 (ACK carrying new SACK information).
             # A D-SACK alone reports a duplicate, not a hole: no duplicate ACK (RFC 2883 5).
@@ -386,11 +412,11 @@ class InputMixin(TcbBase):
             elif st is State.LAST_ACK:
                 self._set_closed()
 
-    def _ack_advance(self, seg: Segment, ack: int, now: float) -> None:
+    def _ack_advance(self, tsecr: int, ack: int, now: float) -> None:
         acked = ack - self.snd_una
         # RTT: timestamps (RFC 7323 4.1) or one timed segment with Karn's rule (RFC 6298 3).
-        if self.ts_ok and seg.tsecr:
-            self._ts_rtt(seg.tsecr, now)
+        if self.ts_ok and tsecr:
+            self._ts_rtt(tsecr, now)
         elif self._rtt_seq >= 0 and ack >= self._rtt_seq:
             self._rtt_sample(now - self._rtt_time)
             self._rtt_seq = -1
