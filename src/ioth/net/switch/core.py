@@ -30,6 +30,13 @@ Rules of this module (it is the per-frame hot path of every ioth switch):
     the egress port's untagged VLAN.  Tagged frames that stay tagged keep their priority bits.
 
   Changing a port's VLAN configuration flushes the MAC entries learnt on that port.
+* Forwarding cache: a learnt unicast flow (untagged in, untagged out, source already learnt on
+  the ingress port) is remembered by its first 12 bytes (destination and source MAC) together
+  with its ingress port, source entry and egress port, so the next frame of the flow skips the
+  classification.  A hit still refreshes the source entry, checks the destination's age and the
+  egress port's size limit, and counts like the full path.  The cache is bounded
+  (:data:`FLOW_CACHE_SIZE`) and emptied by anything that could change a flow's outcome: a MAC
+  moving, entries expiring or being flushed, any port or VLAN change.
 * Counters are plain integers: per port (:class:`PortCounters`) and per switch
   (:class:`SwitchCounters`).
 """
@@ -55,6 +62,8 @@ DEFAULT_TABLE_SIZE = 4096
 MAX_VID = 4094
 #: Minimum interval between two full sweeps of the MAC table triggered by a full table.
 _SWEEP_INTERVAL = 1.0
+#: Flows (destination + source MAC) the forwarding cache holds before it starts over.
+FLOW_CACHE_SIZE = 1024
 
 Output = list[tuple[int, bytes]]
 
@@ -199,6 +208,9 @@ class SwitchCore:
         # flood lists per VLAN: (ports where it is untagged, ports where it is tagged)
         self._flood: dict[int, tuple[tuple[Port, ...], tuple[Port, ...]]] = {}
         self._all_ports: tuple[Port, ...] = ()
+        # forwarding cache: dst + src MAC -> (ingress number, ingress, source entry,
+        # destination entry, egress); emptied by every change that could alter a flow
+        self._flows: dict[bytes, tuple[int, Port, MacEntry, MacEntry, Port]] = {}
 
     # -- ports and VLANs ----------------------------------------------------------------------
     def add_port(self, number: int, max_frame: int = DEFAULT_MAX_FRAME,
@@ -316,6 +328,7 @@ class SwitchCore:
         return port
 
     def _changed(self) -> None:
+        self._flows.clear()
         self._flood.clear()
         self._all_ports = tuple(self.ports[n] for n in sorted(self.ports)
                                 if self.ports[n].active)
@@ -332,6 +345,7 @@ class SwitchCore:
     # -- MAC table ----------------------------------------------------------------------------
     def flush_port(self, number: int) -> int:
         """Forget the addresses learnt on port ``number``; returns how many."""
+        self._flows.clear()
         removed = 0
         for table in self._tables.values():
             stale = [mac for mac, entry in table.items() if entry.port.number == number]
@@ -343,6 +357,7 @@ class SwitchCore:
 
     def flush(self) -> None:
         """Forget every learnt address."""
+        self._flows.clear()
         self._tables.clear()
         self._entries = 0
 
@@ -355,6 +370,8 @@ class SwitchCore:
             for mac in stale:
                 del table[mac]
             removed += len(stale)
+        if removed:
+            self._flows.clear()
         self._entries -= removed
         self.counters.expired += removed
         self._last_sweep = now
@@ -382,6 +399,11 @@ class SwitchCore:
         return rows
 
     @property
+    def flow_cache_entries(self) -> int:
+        """Number of flows in the forwarding cache."""
+        return len(self._flows)
+
+    @property
     def table_entries(self) -> int:
         """Number of entries in the MAC table (live or not yet swept)."""
         return self._entries
@@ -404,13 +426,28 @@ class SwitchCore:
 
         Returns the frames to send as ``[(port, frame), ...]``; frames that go nowhere give [].
         """
+        if type(frame) is not bytes:
+            frame = bytes(frame)
+        n = len(frame)
+        # -- a cached flow: same outcome as below, minus the classification
+        flow = self._flows.get(frame[:12])
+        if (flow is not None and flow[0] == ingress and n >= ETH_HLEN
+                and (frame[12] != 0x81 or frame[13] != 0)):
+            _, f_in, f_src, f_dst, f_out = flow
+            if now - f_dst.seen <= self.ageing and n <= f_out.max_frame:
+                f_src.seen = now
+                pc = f_in.counters
+                pc.rx_frames += 1
+                pc.rx_bytes += n
+                c = f_out.counters
+                c.tx_frames += 1
+                c.tx_bytes += n
+                self.counters.unicast += 1
+                return [(f_out.number, frame)]
         port = self.ports.get(ingress)
         if port is None or not port.active:
             self.counters.unknown_port += 1
             return []
-        if type(frame) is not bytes:
-            frame = bytes(frame)
-        n = len(frame)
         pc = port.counters
         pc.rx_frames += 1
         pc.rx_bytes += n
@@ -465,16 +502,18 @@ class SwitchCore:
         table = self._tables.get(vlan)
         if table is None:
             table = self._tables[vlan] = {}
+        src_entry: MacEntry | None = None
         if not frame[6] & 1:
             src = frame[6:12]
-            entry = table.get(src)
-            if entry is None:
+            src_entry = table.get(src)
+            if src_entry is None:
                 self._learn(table, src, port, now)
             else:
-                if entry.port is not port:
-                    entry.port = port
+                if src_entry.port is not port:
+                    src_entry.port = port
                     self.counters.moved += 1
-                entry.seen = now
+                    self._flows.clear()
+                src_entry.seen = now
 
         # -- unicast to a learnt port
         if not frame[0] & 1:
@@ -500,6 +539,12 @@ class SwitchCore:
                     out.append((dest.number, data))
                     c.tx_frames += 1
                     c.tx_bytes += len(data)
+                    if data is frame and plain_frame is frame and src_entry is not None:
+                        # untagged in and out, source learnt here: remember the flow
+                        flows = self._flows
+                        if len(flows) >= FLOW_CACHE_SIZE:
+                            flows.clear()
+                        flows[frame[:12]] = (ingress, port, src_entry, entry, dest)
                 else:
                     c.drop_too_big += 1
                 self.counters.unicast += 1

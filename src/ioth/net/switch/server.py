@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import logging
 import os
 import pwd
@@ -74,6 +75,8 @@ REQ_MIN = REQ_HEADER.size + SOCKADDR_UN_LEN  # 122
 RX_BATCH = 64
 #: batches a plug port may read in one turn before the other ports get theirs
 RX_DRAIN = 8
+#: a datagram port in quiet mode (one frame per wake-up) drains every this many wake-ups
+PROBE_EVERY = 8
 #: control connections that have not sent their request yet, at most
 MAX_PENDING = 64
 _MTU_RE = re.compile(rb"(?:^|[\s,;])mtu=(\d+)")
@@ -114,8 +117,8 @@ def derive_modes(mode: int | None, dirmode: int | None) -> tuple[int, int]:
 class _Endpoint:
     """One attachment to a port: a datagram socket (VDE client or socketpair) or a plug."""
 
-    __slots__ = ("ctl", "description", "fds", "max_frame", "path", "plug", "port", "send",
-                 "sock", "timer")
+    __slots__ = ("ctl", "description", "drain", "fds", "max_frame", "path", "plug", "port",
+                 "quiet", "send", "sock", "timer")
 
     def __init__(self, port: int, max_frame: int, description: str) -> None:
         self.port = port
@@ -127,6 +130,9 @@ class _Endpoint:
         self.plug: Plug | None = None
         self.fds: list[int] = []
         self.timer: TimerHandle | None = None
+        #: datagram ports: drain until EAGAIN (True) or read one frame per wake-up (quiet)
+        self.drain = True
+        self.quiet = 0  # wake-ups in quiet mode since the last drain
         #: send one frame; returns something false or raises OSError when it could not go
         self.send: Callable[[bytes], object] = _refuse
 
@@ -378,11 +384,11 @@ class SwitchServer:
     def _register(self, ep: _Endpoint) -> None:
         if ep.plug is not None:
             for fd in ep.fds:
-                self.engine.add_reader(fd, lambda ep=ep: self._rx_plug(ep))  # type: ignore[misc]
+                self.engine.add_reader(fd, functools.partial(self._rx_plug, ep))
             self.engine.call_soon_threadsafe(lambda: self._rx_plug(ep))
         else:
             assert ep.sock is not None
-            self.engine.add_reader(ep.fds[0], lambda: self._rx_sock(ep))
+            self.engine.add_reader(ep.fds[0], functools.partial(self._rx_sock, ep))
         if ep.ctl is not None:
             self.engine.add_reader(ep.ctl.fileno(), lambda: self._ctl_event(ep))
 
@@ -550,21 +556,39 @@ class SwitchServer:
                     self.core.count_send_drop(port)
 
     def _rx_sock(self, ep: _Endpoint) -> None:
+        """A datagram port is readable: switch what it holds.
+
+        Draining until EAGAIN costs a failed ``recv`` (a syscall and an exception) per
+        wake-up, which at low rates is paid for every frame.  So a port whose last drain found
+        a single frame is in *quiet* mode: one frame per wake-up, no probe (the socket is
+        level-triggered: anything left wakes the engine again), and a drain only every
+        :data:`PROBE_EVERY` wake-ups to notice a backlog, which switches the port back to
+        draining up to :data:`RX_BATCH` frames per wake-up.
+        """
         sock = ep.sock
         if sock is None:
             return
-        # recv() of MAX_FRAME + 1 bytes measured faster than recv_into + copy; a datagram
-        # longer than MAX_FRAME comes back truncated to MAX_FRAME + 1 and is dropped
-        recv = sock.recv
-        forward = self.core.forward
-        count_drop = self.core.count_send_drop
-        tx = self._tx
-        port = ep.port
         with self._lock:
             if self.closed or ep.sock is None:
                 return
+            if ep.drain:
+                limit = RX_BATCH
+            else:
+                ep.quiet += 1
+                if ep.quiet < PROBE_EVERY:
+                    limit = 1
+                else:
+                    ep.quiet = 0
+                    limit = RX_BATCH
+            # recv() of MAX_FRAME + 1 bytes measured faster than recv_into + copy; a datagram
+            # longer than MAX_FRAME comes back truncated to MAX_FRAME + 1 and is dropped
+            recv = sock.recv
+            forward = self.core.forward
+            tx = self._tx
+            port = ep.port
             now = self.engine.clock()
-            for _ in range(RX_BATCH):
+            count = 0
+            while count < limit:
                 try:
                     frame = recv(_RECV_SIZE)
                 except (BlockingIOError, InterruptedError):
@@ -572,6 +596,7 @@ class SwitchServer:
                 except OSError:
                     self.recv_errors += 1
                     break
+                count += 1
                 if len(frame) > MAX_FRAME:
                     self.recv_errors += 1
                     continue
@@ -579,10 +604,12 @@ class SwitchServer:
                     for send in tx.get(egress, ()):
                         try:
                             if not send(data):  # a plug refused it
-                                count_drop(egress)
+                                self.core.count_send_drop(egress)
                         except OSError:
                             # EAGAIN/ENOBUFS: the receiver is slow; ECONNREFUSED: it is gone
-                            count_drop(egress)
+                            self.core.count_send_drop(egress)
+            if limit > 1:
+                ep.drain = count > 1
 
     def _rx_plug(self, ep: _Endpoint) -> None:
         plug = ep.plug
