@@ -169,6 +169,7 @@ class BufferMixin(TcbBase):
         self._sack_last = seq
         pos = seq
         pieces: list[tuple[int, bytes]] = []
+        dup: tuple[int, int] | None = None
         i = bisect.bisect_right(ooo, seq, key=_first)
         for s, d in ooo[i - 1 if i else 0 :]:
             e = s + len(d)
@@ -176,6 +177,8 @@ class BufferMixin(TcbBase):
                 continue
             if s >= end:
                 break
+            if dup is None:
+                dup = (max(s, seq), min(e, end))  # RFC 2883 4.1.2: already queued
             if s > pos:
                 pieces.append((pos, data[pos - seq : s - seq]))
             pos = e
@@ -185,6 +188,8 @@ class BufferMixin(TcbBase):
             pieces.append((pos, data[pos - seq :] if pos > seq else data))
         for piece in pieces:
             bisect.insort(ooo, piece, key=_first)
+        if dup is not None and self.sack_ok:
+            self._dsack_pending = dup
 
     def _ooo_pull(self) -> None:
         ooo = self._ooo

@@ -11,11 +11,21 @@ The registry maps names to classes (not to instances), so it holds no per-stack 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 from ioth.errors import ConfigError
 
 INFINITE_SSTHRESH = 1 << 62
+
+
+@dataclass(frozen=True, slots=True)
+class CcSnapshot:
+    """A controller's state before a loss reaction, kept to undo a spurious one."""
+
+    cwnd: int
+    ssthresh: int
+    extra: tuple[float, ...] = ()
 
 
 class CongestionControl:
@@ -54,6 +64,18 @@ class CongestionControl:
         """Retransmission timeout: RFC 5681 eq. 4 and a loss window of one segment."""
         self.ssthresh = max(in_flight // 2, 2 * self.mss)
         self.cwnd = self.mss
+
+    def snapshot(self) -> CcSnapshot:
+        """The state to restore if the coming reduction proves spurious (RFC 2883 5)."""
+        return CcSnapshot(self.cwnd, self.ssthresh)
+
+    def undo(self, prior: CcSnapshot) -> None:
+        """Undo a reduction that D-SACKs proved spurious (RFC 2883 5, RFC 4015 style; Linux
+        tcp_undo_cwnd_reduction): cwnd and ssthresh go back up to their earlier values."""
+        if prior.cwnd > self.cwnd:
+            self.cwnd = prior.cwnd
+        if prior.ssthresh > self.ssthresh:
+            self.ssthresh = prior.ssthresh
 
     def _slow_start(self, acked: int) -> int:
         """Grow cwnd by the bytes acked (RFC 5681 3.1); return the part beyond ssthresh."""
@@ -161,6 +183,20 @@ class Cubic(CongestionControl):
         """RFC 9438 4.8: reduce like a loss, restart from one segment."""
         self._reduce()
         self.cwnd = self.mss
+
+    def snapshot(self) -> CcSnapshot:
+        """cwnd, ssthresh and the epoch variables (W_max, K, epoch start, W_est)."""
+        epoch = -1.0 if self._epoch is None else self._epoch
+        return CcSnapshot(self.cwnd, self.ssthresh, (self._w_max, self._k, epoch, self._w_est))
+
+    def undo(self, prior: CcSnapshot) -> None:
+        """RFC 9438 4.9 (spurious congestion events): restore cwnd, ssthresh, W_max, K,
+        the epoch start and W_est saved before the reduction."""
+        super().undo(prior)
+        if len(prior.extra) == 4:
+            self._w_max, self._k, epoch, self._w_est = prior.extra
+            self._epoch = None if epoch < 0 else epoch
+        self._paused = None
 
 
 _CC_CLASSES: dict[str, type[CongestionControl]] = {"newreno": NewReno, "cubic": Cubic}

@@ -123,6 +123,9 @@ class TcpConnection(InputMixin, OutputMixin, RecoveryMixin, BufferMixin):
             tail_probes=self.tail_probes,
             dsacks=self.dsacks,
             spurious_probes=self.spurious_probes,
+            spurious_retrans=self.spurious_retrans,
+            undos=self.undos,
+            dsacks_sent=self.dsacks_sent,
         )
 
     def connect(self, now: float) -> None:

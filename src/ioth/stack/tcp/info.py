@@ -41,6 +41,12 @@ class TcpInfo:
     """D-SACK blocks received: the peer got some data twice (RFC 2883, RFC 3708)."""
     spurious_probes: int = 0
     """Tail loss probes a D-SACK showed to be duplicates (the ACKs were late, not lost)."""
+    spurious_retrans: int = 0
+    """Retransmissions shown unnecessary by D-SACKs or Eifel timestamps (RFC 3708, 3522)."""
+    undos: int = 0
+    """Congestion window reductions undone because all their retransmissions were spurious."""
+    dsacks_sent: int = 0
+    """D-SACK blocks sent: duplicate segments received (RFC 2883)."""
 
     def __str__(self) -> str:
         """One line in the spirit of ``ss -tni``."""

@@ -73,24 +73,10 @@ class OutputMixin(TcbBase):
         if st is State.FIN_WAIT_2 and self._user_closed and self._close_at is None:
             self._close_at = now + self.policy.fin_timeout
         if st is not State.TIME_WAIT and st is not State.SYN_RECEIVED:
+            nxt0 = self.snd_nxt
+            rtx0 = self.retransmissions
             self._transmit(now, out)
-            if (
-                self._tlp_at is None
-                and self._tlp_end < 0
-                and self.sack_ok
-                and self.policy.tail_loss_probe
-                and self.srtt is not None
-                and not self._in_recovery
-                and self.snd_nxt > self.snd_una
-                and self._rto_at is not None
-            ):
-                # RFC 8985 7.2: PTO = 2*SRTT (+ a delayed-ACK allowance for one segment); one
-                # more SRTT per probe a D-SACK showed spurious (ACKs late, e.g. a busy host)
-                pto = (2 + self._pto_steps) * self.srtt + (
-                    0.2 if self.snd_nxt - self.snd_una <= self.mss else 0)
-                pto = max(pto, 0.01)
-                if now + pto < self._rto_at:
-                    self._tlp_at = now + pto
+            self._after_transmit(now, nxt0, rtx0)  # undo accounting, TLP (recovery.py)
         if self._ack_now or (self._ack_at is not None and now >= self._ack_at):
             out.append(self._mkseg(self.snd_nxt, ACK, b"", now))
         return out
@@ -265,8 +251,9 @@ class OutputMixin(TcbBase):
             self._ack_now = False
             self._ack_at = None
             self._unacked_rx = 0
-            if self.sack_ok and self._ooo:
-                seg.sack = self._sack_blocks()
+            if self.sack_ok and (self._ooo or (self._dsack_pending is not None
+                                                and not payload)):
+                seg.sack = self._sack_blocks(not payload)
         if flags & SYN:
             seg.window = min(self.policy.recv_buffer, 0xFFFF)
             self._rcv_adv = self.rcv_nxt + seg.window
@@ -317,8 +304,12 @@ class OutputMixin(TcbBase):
         wnd >>= ws
         return wnd if wnd < 0xFFFF else 0xFFFF
 
-    def _sack_blocks(self) -> tuple[tuple[int, int], ...]:
-        """RFC 2018 section 4: the block with the latest segment first, then the others."""
+    def _sack_blocks(self, dsack: bool = False) -> tuple[tuple[int, int], ...]:
+        """RFC 2018 section 4: the block with the latest segment first, then the others.
+
+        With ``dsack`` (segments without payload: no option space was reserved for it), a
+        pending D-SACK goes first, followed by the block containing it (RFC 2883 4).
+        """
         blocks: list[tuple[int, int]] = []
         start = end = -1
         for s, d in self._ooo:
@@ -333,8 +324,15 @@ class OutputMixin(TcbBase):
         last = self._sack_last
         first = [b for b in blocks if b[0] <= last < b[1]]
         rest = [b for b in reversed(blocks) if not b[0] <= last < b[1]]
+        ordered = first + rest
+        dup = self._dsack_pending
+        if dsack and dup is not None:
+            self._dsack_pending = None
+            self.dsacks_sent += 1
+            inside = [b for b in ordered if b[0] <= dup[0] and dup[1] <= b[1]]
+            ordered = [dup, *inside, *(b for b in ordered if b not in inside)]
         limit = 3 if self.ts_ok else 4
-        return tuple((a & MASK, b & MASK) for a, b in (first + rest)[:limit])
+        return tuple((a & MASK, b & MASK) for a, b in ordered[:limit])
 
     def _window_update_check(self) -> None:
         # RFC 9293 3.8.6.2.2 (receiver SWS avoidance) and 3.8.6.3: tell the sender when the

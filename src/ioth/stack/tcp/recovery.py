@@ -26,6 +26,12 @@ from ioth.stack.tcp.state import (
 from ioth.stack.tcp.tcb import TcbBase
 
 _MAX_PTO_STEPS = 8  # PTO = (2 + steps) * SRTT at most (and never past the RTO)
+_WC_DEL_ACK = 0.2  # RFC 8985 7.2 WCDelAckT: worst-case delayed ACK for a one-segment flight
+_PTO_MIN = 0.01  # never probe sooner than this after a send or an ACK
+_RACK_SLACK = 0.002  # timestamp granularity (1 ms) in RACK's "sent RTT + reo_wnd ago"
+_REO_PERSIST = 16  # RFC 8985 6.2 step 4: recoveries before reo_wnd_mult returns to 1
+_MAX_REO_MULT = 64
+_MAX_UNDO_RANGES = 64  # retransmissions tracked for undo per episode (more: no undo)
 
 
 class RecoveryMixin(TcbBase):
@@ -49,13 +55,23 @@ class RecoveryMixin(TcbBase):
             self._tlp_at = None
             una, nxt = self.snd_una, self.snd_nxt
             if nxt > una and not self._in_recovery and self._tlp_end < 0:
-                # RFC 8985 7.3: probe by retransmitting the last segment (one probe per episode)
-                start = max(una, nxt - self.mss)
-                self._rerxt.append((start, nxt))
-                self._rtx_force = True
-                self._tlp_end = nxt
-                self._tlp_probe = (start, nxt)
                 self.tail_probes += 1
+                self._tlp_end = nxt
+                data_end = self._sseq + len(self._sbuf) - self._shead
+                if data_end > nxt and una + self.snd_wnd >= min(nxt + self.mss, data_end):
+                    # RFC 8985 7.3: unsent data the peer's window takes is the probe; it is
+                    # sent now even if cwnd is full or Nagle would hold it (cwnd lent and
+                    # Nagle lifted here, both restored after the send; Linux sends it with
+                    # TCP_NAGLE_OFF).  New data is never a spurious retransmission.
+                    self._tlp_quota = self.mss
+                    self._inflate += self.mss
+                    self._tlp_probe = (0, 0)
+                    if not self.nodelay:
+                        self.nodelay = True
+                        self._tlp_nagle = True
+                    self._dirty = True
+                else:
+                    self._probe_last(nxt)
         if self._ack_at is not None and now >= self._ack_at:
             self._ack_now = True
         if self._keep_at is not None and now >= self._keep_at:
@@ -87,6 +103,8 @@ class RecoveryMixin(TcbBase):
                 self._set_closed(_errno.ETIMEDOUT)
                 return
             flight = self._pipe()
+            if not self._episode:
+                self._start_episode()
             self.cc.on_rto(now, flight)
             # RFC 2018 8: forget SACKed bits; RFC 6582 3.2 step 4 / RFC 6675 5.1: recover.
             self._sacked = []
@@ -110,6 +128,9 @@ class RecoveryMixin(TcbBase):
 
     def _rtt_sample(self, r: float) -> None:
         """RFC 6298 section 2: update SRTT, RTTVAR and RTO from one measurement."""
+        mr = self._min_rtt
+        if mr is None or r < mr:
+            self._min_rtt = r  # RACK.min_RTT (RFC 8985 6.2)
         if self.srtt is None or self.rttvar is None:
             self.srtt = r
             self.rttvar = r / 2
@@ -121,6 +142,7 @@ class RecoveryMixin(TcbBase):
         self.rto = p.min_rto if rto < p.min_rto else (p.max_rto if rto > p.max_rto else rto)
 
     def _ts_rtt(self, tsecr: int, now: float) -> None:
+        self._last_tsecr = tsecr
         delta = (self._ts_clock(now) - tsecr) & MASK
         if delta < _HALF:
             self._rtt_sample(delta / 1000.0)
@@ -157,6 +179,8 @@ class RecoveryMixin(TcbBase):
         self._rtt_seq = -1
         self._tlp_at = None
         self._tlp_end = -1
+        if not self._episode:
+            self._start_episode()
         self.cc.on_congestion(now, self._pipe())
         first_end = min(self.snd_una + self.mss, self.snd_nxt)
         if self._sacked and self._sacked[0][0] < first_end:
@@ -203,13 +227,157 @@ class RecoveryMixin(TcbBase):
             if not a2 <= a < b <= b2:
                 return False
         self.dsacks += 1
+        # RFC 8985 6.2 step 4: at most one reo_wnd_mult step per round trip
+        if self._dsack_round >= 0 and self.snd_una >= self._dsack_round:
+            self._dsack_round = -1
+        if self._dsack_round < 0:
+            self._dsack_round = self.snd_nxt
+            if self._reo_mult < _MAX_REO_MULT:
+                self._reo_mult += 1
+            self._reo_persist = _REO_PERSIST
+        spurious = 0
         ps, pe = self._tlp_probe
         if ps < pe and a < pe and b > ps:
             self._tlp_probe = (0, 0)
             self.spurious_probes += 1
+            spurious = 1
             if self._pto_steps < _MAX_PTO_STEPS:
                 self._pto_steps += 1
+        ranges = self._undo_ranges
+        if self._undo_prior is not None and ranges:
+            # RFC 2883 5 (Linux undo_retrans): each retransmission the D-SACK covers was
+            # not needed; once none is left, the reduction was spurious: undo it.
+            # Byte-wise: a super-segment retransmission may come back as several D-SACKs.
+            keep: list[tuple[int, int]] = []
+            done = 0
+            for s, e in ranges:
+                if e <= a or s >= b:
+                    keep.append((s, e))
+                    continue
+                if s < a:
+                    keep.append((s, a))
+                if e > b:
+                    keep.append((b, e))
+                elif s >= a:
+                    done += 1
+            if done or len(keep) != len(ranges):
+                spurious = max(spurious, done)
+                self._undo_ranges = keep
+                if not keep:
+                    self._undo()
+        self.spurious_retrans += spurious
         return True
+
+    def _start_episode(self) -> None:
+        """A fast recovery or RTO recovery begins: remember what to restore if every
+        retransmission of it proves spurious (RFC 2883 5, RFC 3522; Linux tcp_init_undo)."""
+        self._episode = True
+        self._undo_prior = self.cc.snapshot()
+        self._undo_ranges = []
+        self._undo_tsval = -1
+
+    def _undo(self) -> None:
+        """The reduction was spurious: restore the controller, stop treating unSACKed data
+        as lost and leave recovery (Linux tcp_undo_cwnd_reduction with loss unmarking)."""
+        prior = self._undo_prior
+        if prior is None:
+            return
+        self._undo_prior = None
+        self._undo_ranges = []
+        self._undo_tsval = -1
+        self.cc.undo(prior)
+        self.undos += 1
+        una = self.snd_una
+        hr = self._high_rxt if self._high_rxt > una else una
+        if self._lost_edge > hr:
+            self._lost_edge = hr
+        self._rerxt = []
+        self._rtx_log = []
+        if self._in_recovery:
+            self._in_recovery = False
+            self._inflate = 0
+        self._dirty = True
+
+    def _after_transmit(self, now: float, nxt0: int, rtx0: int) -> None:
+        """After each transmit pass: account its retransmissions for undo, settle a new-data
+        tail loss probe, notice the end of a recovery episode, and (re)arm the PTO."""
+        n = self.retransmissions - rtx0
+        if n and self._undo_prior is not None:
+            if self._undo_tsval < 0 and self.ts_ok:
+                self._undo_tsval = self._ts_clock(now)
+            log = self._rtx_log
+            ranges = self._undo_ranges
+            if self.sack_ok and len(log) >= n and len(ranges) + n <= _MAX_UNDO_RANGES:
+                for rec in log[-n:]:
+                    ranges.append((rec[0], rec[1]))
+            elif not self.ts_ok:
+                self._undo_prior = None  # nothing left that could prove the episode spurious
+            else:
+                self._undo_ranges = [(-1, -1)]  # D-SACKs cannot undo; Eifel still can
+        q = self._tlp_quota
+        if q:
+            # a new-data probe (RFC 8985 7.3): give back the cwnd lent for it; if nothing new
+            # could go out (Nagle, FIN), probe with the last segment instead.
+            self._tlp_quota = 0
+            self._inflate -= q
+            if self._tlp_nagle:
+                self._tlp_nagle = False
+                self.nodelay = False
+            if self._inflate < 0:
+                self._inflate = 0
+            if self.snd_nxt > nxt0:
+                self._tlp_end = self.snd_nxt
+            elif self.snd_nxt > self.snd_una:
+                self._probe_last(self.snd_nxt)
+        if self._episode and not self._in_recovery and self.snd_una >= self._recover:
+            self._episode = False
+            self._reo_persist -= 1
+            if self._reo_persist <= 0:
+                self._reo_mult = 1
+            tsv = self._undo_tsval
+            if (tsv >= 0 and self._undo_prior is not None and self.ts_ok
+                    and (self._last_tsecr - tsv) & MASK >= _HALF):
+                # RFC 3522 (Eifel detection; Linux tcp_packet_delayed): the ACK that ended
+                # the episode echoes a timestamp older than its first retransmission, so
+                # the originals arrived: the retransmissions were not needed.
+                self.spurious_retrans += 1
+                self._undo()
+        # RFC 8985 7.2: (re)start the PTO after new data is sent or an ACK arrived
+        if (
+            self.sack_ok
+            and self._tlp_end < 0
+            and (self._tlp_at is None or self.snd_nxt > nxt0)
+            and self.srtt is not None
+            and not self._in_recovery
+            and self.snd_nxt > self.snd_una
+            and self._rto_at is not None
+            and self.policy.tail_loss_probe
+        ):
+            # PTO = 2*SRTT, plus WCDelAckT for a one-segment flight; one more SRTT per probe
+            # a D-SACK showed spurious (the ACKs were late, e.g. a busy host)
+            pto = (2 + self._pto_steps) * self.srtt
+            if self.snd_nxt - self.snd_una <= self.mss:
+                pto += _WC_DEL_ACK
+            if pto < _PTO_MIN:
+                pto = _PTO_MIN
+            at = now + pto
+            self._tlp_at = at if at < self._rto_at else None
+
+    def _probe_last(self, nxt: int) -> None:
+        """RFC 8985 7.3: probe by retransmitting the last segment sent."""
+        start = max(self.snd_una, nxt - self.mss)
+        self._rerxt.append((start, nxt))
+        self._rtx_force = True
+        self._dirty = True
+        self._tlp_end = nxt
+        self._tlp_probe = (start, nxt)
+
+    def _reo_wnd(self) -> float:
+        """RACK.reo_wnd (RFC 8985 6.2): min(reo_wnd_mult * min_RTT / 4, SRTT)."""
+        srtt = self.srtt if self.srtt is not None else self.rto
+        base = self._min_rtt if self._min_rtt is not None else srtt
+        w = self._reo_mult * base / 4
+        return w if w < srtt else srtt
 
     def _sack_update(self, blocks: tuple[tuple[int, int], ...], ack: int) -> int:
         """Merge SACK blocks into the scoreboard (RFC 2018 / RFC 6675); return new bytes."""
@@ -245,10 +413,10 @@ class RecoveryMixin(TcbBase):
 
     def _rack_detect(self, now: float) -> None:
         """A retransmission is lost when data sent after it was SACKed and more than
-        RTT + RTT/4 passed since it was sent (RFC 8985 6.2 applied to retransmissions)."""
+        RTT + reo_wnd passed since it was sent (RFC 8985 6.2 applied to retransmissions)."""
         top = self._sacked[-1][1] if self._sacked else 0
         rtt = self.srtt if self.srtt is not None else self.rto
-        wait = rtt * 1.25 + 0.002
+        wait = rtt + self._reo_wnd() + _RACK_SLACK
         keep: list[tuple[int, int, float, int]] = []
         una = self.snd_una
         for rec in self._rtx_log:

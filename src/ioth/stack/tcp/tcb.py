@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ioth.stack.tcp.cc import CongestionControl, make_cc
+from ioth.stack.tcp.cc import CcSnapshot, CongestionControl, make_cc
 from ioth.stack.tcp.isn import IsnGenerator
 from ioth.stack.tcp.policy import TcpPolicy
 from ioth.stack.tcp.segment import Segment
@@ -37,7 +37,10 @@ class TcbBase:
         "_close_at",
         "_cwnd_limited",
         "_dirty",
+        "_dsack_pending",
+        "_dsack_round",
         "_dupacks",
+        "_episode",
         "_error_reported",
         "_fin_queued",
         "_fin_seq",
@@ -52,9 +55,11 @@ class TcbBase:
         "_last_ack_sent",
         "_last_data_tx",
         "_last_rx",
+        "_last_tsecr",
         "_lost_edge",
         "_max_flight",
         "_max_flight_seq",
+        "_min_rtt",
         "_mss_max",
         "_need_syn",
         "_ooo",
@@ -71,6 +76,8 @@ class TcbBase:
         "_rcv_mss",
         "_rd_closed",
         "_recover",
+        "_reo_mult",
+        "_reo_persist",
         "_rerxt",
         "_retries",
         "_rhead",
@@ -89,15 +96,21 @@ class TcbBase:
         "_sseq",
         "_tlp_at",
         "_tlp_end",
+        "_tlp_nagle",
         "_tlp_probe",
+        "_tlp_quota",
         "_ts_last",
         "_ts_offset",
         "_unacked_rx",
+        "_undo_prior",
+        "_undo_ranges",
+        "_undo_tsval",
         "_user_closed",
         "cc",
         "challenge_acks",
         "dropped",
         "dsacks",
+        "dsacks_sent",
         "error",
         "fast_recoveries",
         "irs",
@@ -128,11 +141,13 @@ class TcbBase:
         "snd_wnd",
         "snd_wscale",
         "spurious_probes",
+        "spurious_retrans",
         "srtt",
         "state",
         "tail_probes",
         "ts_ok",
         "ts_recent",
+        "undos",
     )
 
     def __init__(
@@ -216,6 +231,22 @@ class TcbBase:
         self._tlp_end = -1  # SND.NXT when the outstanding probe was sent
         self._tlp_probe = (0, 0)  # [start, end) of the last probe, until a D-SACK names it
         self._pto_steps = 0  # extra SRTTs in the PTO after spurious probes (D-SACK)
+        self._tlp_quota = 0  # cwnd allowance lent to a new-data probe (RFC 8985 7.3)
+        self._tlp_nagle = False  # Nagle lifted for that probe (nodelay to restore)
+        # RACK reordering window (RFC 8985 6.2 step 4): reo_wnd = min(mult * min_RTT/4, SRTT)
+        self._min_rtt: float | None = None  # RACK.min_RTT
+        self._reo_mult = 1  # RACK.reo_wnd_mult, grown by D-SACKs
+        self._reo_persist = 0  # RACK.reo_wnd_persist: recoveries before mult resets
+        self._dsack_round = -1  # RACK.dsack_round: SND.NXT when mult last grew (-1: none)
+        # undo of spurious reductions (RFC 2883 5 / Linux undo_marker, undo_retrans)
+        self._episode = False  # a fast recovery or RTO recovery is in progress
+        self._undo_prior: CcSnapshot | None = None  # the controller before the reduction
+        # [start, end) of each retransmission since then that no D-SACK reported yet
+        self._undo_ranges: list[tuple[int, int]] = []
+        self._undo_tsval = -1  # TSval of the episode's first retransmission (RFC 3522)
+        self._last_tsecr = 0  # TSecr of the latest ACK that advanced SND.UNA
+        # receiver side: a duplicate segment to report first in the next SACK (RFC 2883 4)
+        self._dsack_pending: tuple[int, int] | None = None
         # RTT (RFC 6298)
         self.srtt: float | None = None
         self.rttvar: float | None = None
@@ -253,6 +284,9 @@ class TcbBase:
         self.tail_probes = 0
         self.dsacks = 0  # D-SACK blocks received (RFC 2883; RFC 3708 spurious retransmissions)
         self.spurious_probes = 0  # tail loss probes a D-SACK showed to be duplicates
+        self.spurious_retrans = 0  # retransmitted segments a D-SACK showed to be duplicates
+        self.undos = 0  # congestion window reductions undone (all retransmissions spurious)
+        self.dsacks_sent = 0  # D-SACK blocks sent (duplicate segments received)
         self.passive = False
         self.layer_deadline: float | None = None
         """Deadline under which the demultiplexer scheduled this TCB (owned by TcpLayer)."""
@@ -334,6 +368,7 @@ class TcbBase:
         def _on_dupack(self, now: float) -> None: ...
         def _tlp_check(self, now: float) -> None: ...
         def _dsack(self, blocks: tuple[tuple[int, int], ...], ack: int) -> bool: ...
+        def _after_transmit(self, now: float, nxt0: int, rtx0: int) -> None: ...
         def _sack_update(self, blocks: tuple[tuple[int, int], ...], ack: int) -> int: ...
         def _rack_detect(self, now: float) -> None: ...
         def _sack_trim(self, una: int) -> None: ...
