@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import _socket as _csocket
 import errno
+import itertools
 import os
+import select
 import socket as _socket
+import struct
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -57,17 +60,19 @@ SO_RCVBUFFORCE = getattr(_socket, "SO_RCVBUFFORCE", 33)
 _CONNECTED = frozenset({State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.FIN_WAIT_2,
                         State.CLOSING, State.LAST_ACK, State.TIME_WAIT})
 _CLOSED = State.CLOSED
+_NAME = struct.Struct("<BIQ")
 
 
 def _bigbuf(s: Any) -> None:
-    for force, plain in ((SO_SNDBUFFORCE, _socket.SO_SNDBUF), (SO_RCVBUFFORCE, _socket.SO_RCVBUF)):
+    """A big send buffer for one end of an AF_UNIX stream (the sender's buffer is what limits
+    an AF_UNIX stream: the receive buffer size is not used)."""
+    try:
+        _csocket.socket.setsockopt(s, _socket.SOL_SOCKET, SO_SNDBUFFORCE, BUF)
+    except OSError:
         try:
-            _csocket.socket.setsockopt(s, _socket.SOL_SOCKET, force, BUF)
+            _csocket.socket.setsockopt(s, _socket.SOL_SOCKET, _socket.SO_SNDBUF, BUF)
         except OSError:
-            try:
-                _csocket.socket.setsockopt(s, _socket.SOL_SOCKET, plain, BUF)
-            except OSError:
-                pass
+            pass
 
 
 def _unix(fd: int) -> _csocket.socket:
@@ -107,8 +112,13 @@ class TcpSockets:
         self.deferred: dict[StreamHandle, None] = {}
         self.deliver_armed = False
         self.delivering = False
+        # engine-end names: b"\0" + pid + a counter from a random start (13 bytes: accept on
+        # a socket object of family AF_INET reports at most 14 bytes of an AF_UNIX path)
+        self._names = itertools.count(int.from_bytes(os.urandom(6), "little"))
+        self.deferred_listeners: dict[ListenHandle, None] = {}
         self._chained = self.layer.notify
         self.layer.notify = self.notify
+        stack.runtime.after_batch.append(self.deliver)
         stack._sockets.add(self)  # Stack.close() calls close()
 
     def close(self) -> None:
@@ -121,6 +131,10 @@ class TcpSockets:
         self.pending.clear()
         self.by_listener.clear()
         self.deferred.clear()
+        self.deferred_listeners.clear()
+        hooks = self.stack.runtime.after_batch
+        if self.deliver in hooks:
+            hooks.remove(self.deliver)
 
     def notify(self, obj: Any) -> None:
         """TcpLayer callback (stack lock held): a connection or listener changed."""
@@ -139,27 +153,57 @@ class TcpSockets:
         else:
             lh = self.by_listener.get(obj)
             if lh is not None:
-                lh.on_event()
+                engine = self.engine
+                if not self.delivering and engine.in_engine_thread():
+                    # connecting to the application's listening socket wakes its accepting
+                    # thread: do it once the stack's output is out (see deliver)
+                    self.deferred_listeners[lh] = None
+                    if not self.deliver_armed:
+                        self.deliver_armed = True
+                        engine._pending.append(self._deliver)
+                else:
+                    lh.on_event()
         if self._chained is not None:
             self._chained(obj)
 
-    def _deliver(self) -> None:
-        """Engine thread, after the callback that changed the connections: serve them."""
+    def deliver(self) -> None:
+        """Engine thread, stack lock held, the stack's output flushed (a runtime after_batch
+        hook): serve the connections and listeners that changed, waking their threads."""
+        if not (self.deferred or self.deferred_listeners) or self.delivering:
+            return
         stack = self.stack
-        with stack.lock:
-            self.deliver_armed = False
-            if stack.closed:
-                self.deferred.clear()
-                return
-            handles = list(self.deferred)
+        if stack.closed:
             self.deferred.clear()
-            self.delivering = True  # changes made while serving them are served at once
-            try:
+            self.deferred_listeners.clear()
+            return
+        self.delivering = True  # changes made while serving them are served at once
+        try:
+            while self.deferred or self.deferred_listeners:
+                handles = list(self.deferred)
+                self.deferred.clear()
                 for h in handles:
                     h.on_event()
-            finally:
-                self.delivering = False
-            stack.runtime.flush()
+                listeners = list(self.deferred_listeners)
+                self.deferred_listeners.clear()
+                for lh in listeners:
+                    lh.on_event()
+        finally:
+            self.delivering = False
+        stack.runtime.flush()
+
+    def _deliver(self) -> None:
+        """Engine thread, after a callback that changed connections without a runtime
+        after_batch hook (pump, retries): serve them."""
+        self.deliver_armed = False
+        if not (self.deferred or self.deferred_listeners):
+            return  # served by deliver() already
+        with self.stack.lock:
+            self.deliver()
+
+    def next_name(self) -> bytes:
+        """A fresh abstract AF_UNIX name for an engine end waiting in an accept queue (chosen
+        here, so no ``getsockname`` call is needed to learn the name ``accept`` reports)."""
+        return _NAME.pack(0, current_pid() & 0xFFFFFFFF, next(self._names) & (1 << 64) - 1)
 
     def flush(self, conn: TcpConnection) -> None:
         """Let ``conn`` send what user calls queued (stack lock held)."""
@@ -222,6 +266,8 @@ class StreamHandle:
         self.busy = False
         self.again = False
         self.name = b""  # the engine end's AF_UNIX name while it waits in an accept queue
+        self.bigbuf = False  # has the engine end got its big send buffer yet?
+        self.closing = False  # the application is closing its descriptor (see closed_by_app)
         # may bytes written through the application's descriptor wait in the engine end?  Set
         # (under the stack lock) after every write through the descriptor and while the pump
         # leaves bytes there; cleared when a drain found the engine end empty.  Lets
@@ -258,6 +304,23 @@ class StreamHandle:
                 self.dirty = not self._read_app(events)
             self.on_event()
             stack.runtime.flush()
+
+    def closed_by_app(self) -> None:
+        """Application thread, stack lock held, just after this process closed its descriptor:
+        if that was the last copy (the engine end hangs up) serve the close now, else let the
+        pump watch the engine end again (another process or a dup still holds the socket)."""
+        self.closing = False
+        eng = self.eng
+        if eng is None or self.eof_in or self.tcp.stack.closed:
+            return
+        p = select.poll()
+        p.register(self.fd, select.POLLIN)
+        ready = p.poll(0)
+        events = ready[0][1] if ready else 0
+        if events & select.POLLHUP:
+            self.dirty = not self._read_app(HUP | IN)
+        self.on_event()
+        self.tcp.stack.runtime.flush()
 
     def _read_app(self, events: int) -> bool:
         """Move what the application wrote into the connection; True when ``B`` is empty."""
@@ -333,7 +396,8 @@ class StreamHandle:
                 return
             if not (self.out or conn.recv_available or conn.error is not None
                     or state is _CLOSED or conn.eof):  # fast path: only the interest may change
-                want = IN if not self.eof_in and conn.send_space > 0 else 0
+                want = IN if not self.eof_in and not self.closing and conn.send_space > 0 \
+                    else 0
                 if want != self.events:
                     self.events = want
                     self.tcp.pump.watch(self.fd, want, self.on_pump)
@@ -366,7 +430,13 @@ class StreamHandle:
                 try:
                     n = eng.send(view)
                 except BlockingIOError:
-                    break
+                    if self.bigbuf:
+                        break
+                    # sized lazily: the default buffer suits request/response traffic, a
+                    # stream that fills it gets the big one (one setsockopt per connection)
+                    self.bigbuf = True
+                    _bigbuf(eng)
+                    continue
                 except OSError:  # the application closed: data after close resets (Linux)
                     conn.abort()
                     self.tcp.flush(conn)
@@ -400,7 +470,7 @@ class StreamHandle:
             self._teardown()
             return
         want = 0
-        if not self.eof_in and conn.send_space > 0:
+        if not self.eof_in and not self.closing and conn.send_space > 0:
             want |= IN
         if self.out:
             want |= OUT
@@ -465,9 +535,13 @@ class ListenHandle:
                 tcp.flush(conn)
                 continue
             eng = _csocket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_NONBLOCK)
+            name = tcp.next_name()
             try:
-                eng.bind("")
-                _bigbuf(eng)
+                try:
+                    eng.bind(name)
+                except OSError:  # taken (not by this process): let the kernel pick one
+                    eng.bind("")
+                    name = eng.getsockname()
                 eng.connect(sink[0])
             except BlockingIOError:  # the application's accept backlog is full: retry later
                 eng.close()
@@ -484,8 +558,8 @@ class ListenHandle:
             q.popleft()
             h = StreamHandle(tcp, conn, eng)
             tcp.by_conn[conn] = h
-            h.name = eng.getsockname()
-            tcp.pending[h.name] = h
+            h.name = name
+            tcp.pending[name] = h
             h.on_event()
 
     def _retry(self) -> None:
@@ -772,8 +846,7 @@ class StreamSocket(IothSocket):
             lst.close()
         eng = _csocket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
         eng.setblocking(False)
-        _bigbuf(eng)
-        _bigbuf(self)
+        _bigbuf(self)  # (the engine end is sized lazily, see StreamHandle._update)
         return eng
 
     def _fill_junk(self) -> int:
@@ -1099,6 +1172,7 @@ class StreamSocket(IothSocket):
                     self._tcp.by_listener.pop(lh.listener, None)
                     self._tcp.layer.close_listener(lh.listener, stack.now())
             h = self._h
+            inline = False
             if h is not None:
                 if self._linger0 and h.eng is not None:
                     h.conn.abort()
@@ -1108,7 +1182,18 @@ class StreamSocket(IothSocket):
                     h._teardown()  # a connect waiting in another thread fails: ECONNABORTED
                     h.conn.abort()
                     self._tcp.flush(h.conn)
+                elif h.eng is not None and not h.eof_in:
+                    # serve the close on this thread (below) rather than wake the engine for
+                    # the engine end's hang-up: stop the pump from watching it meanwhile
+                    inline = h.closing = True
+                    if h.events:
+                        h.events = 0
+                        self._tcp.pump.watch(h.fd, 0, h.on_pump)
             self._unbind()
             stack._sockets.discard(self)
             stack.runtime.flush()
         _ss.close(self)
+        if inline:
+            assert h is not None
+            with stack.lock:
+                h.closed_by_app()

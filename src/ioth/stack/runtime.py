@@ -58,6 +58,10 @@ class StackRuntime:
         self._timer: TimerHandle | None = None
         self._timer_when: float | None = None
         self.plug_errors = 0
+        #: called on the engine thread, stack lock held, after the frames of an input batch or a
+        #: timer were handled and flushed (the socket layer wakes application threads there,
+        #: once the stack's own output is out)
+        self.after_batch: list[Callable[[], None]] = []
 
     # -- plugs ----------------------------------------------------------------------------
     def attach(self, index: int, plug: Plug) -> None:
@@ -119,6 +123,8 @@ class StackRuntime:
             if at is not None and index in self.plugs:
                 self.engine.call_at(at, lambda: self._readable(index))
             self.flush()
+            for hook in self.after_batch:
+                hook()
 
     # -- output and timers (stack lock held) ------------------------------------------------
     def flush(self) -> None:
@@ -152,6 +158,8 @@ class StackRuntime:
                 return
             stack.core.poll(self.clock())
             self.flush()
+            for hook in self.after_batch:
+                hook()
 
     def close(self) -> None:
         """Detach every plug (closing them) and stop an owned engine."""
