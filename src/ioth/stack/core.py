@@ -45,8 +45,8 @@ _ETYPE = {ETH_P_IP: b"\x08\x00", ETH_P_ARP: b"\x08\x06", ETH_P_IPV6: b"\x86\xdd"
 # ports, sequence, acknowledgment, flags byte, window; (option kind bytes, TSval, TSecr).
 _FAST4 = struct.Struct("!6s10xH2xH4x4s4sHHIIxBH4x")
 _FAST4_TS = struct.Struct("!6s10xH2xH4x4s4sHHIIxBH4x4sII")
-_FAST6 = struct.Struct("!6s10xH2x16s16sHHIIxBH4x")
-_FAST6_TS = struct.Struct("!6s10xH2x16s16sHHIIxBH4x4sII")
+_FAST6 = struct.Struct("!6s12xH2x16s16sHHIIxBH4x")
+_FAST6_TS = struct.Struct("!6s12xH2x16s16sHHIIxBH4x4sII")
 _IP4_TCP = b"\x08\x00\x45"  # EtherType IPv4, version 4 with a 20-byte header (no options)
 _TS_ALIGNED = b"\x01\x01\x08\x0a"
 _LOOPBACK6 = bytes(15) + b"\x01"
