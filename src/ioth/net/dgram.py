@@ -139,7 +139,13 @@ class DgramPlug(Plug):
         if frames:
             c.rx_frames += len(frames)
             c.rx_bytes += nbytes
+        else:
+            self._idle()
         return frames
+
+    def _idle(self) -> None:
+        """``recv_frames`` found nothing to read (a readiness event for another descriptor,
+        say, or a spurious one).  The default does nothing; it may raise PlugClosedError."""
 
     def _recv_error(self, exc: OSError) -> None:
         """A receive failed with ``exc`` (a pending socket error); the default counts it."""

@@ -273,20 +273,14 @@ class VdePlug(DgramPlug):
         """The data socket and the control socket (readable at EOF: switch gone)."""
         return [self._fd, self._ctl_fd]
 
-    def recv_frames(self, limit: int = 64) -> list[bytes]:
-        """Drain up to ``limit`` datagrams; PlugClosedError when the switch has gone."""
-        frames = super().recv_frames(limit)
-        if not frames:
-            self._check_ctl()
-        return frames
-
     def _recv_error(self, exc: OSError) -> None:
         """ECONNREFUSED/ECONNRESET: the switch's socket went away (ctl tells if the switch is
         gone): not counted; other errors are."""
         self.counters.rx_errors += exc.errno not in (errno.ECONNREFUSED, errno.ECONNRESET)
 
-    def _check_ctl(self) -> None:
-        """Raise PlugClosedError if the control connection has ended."""
+    def _idle(self) -> None:
+        """No frame to read: the readiness may be the control socket's, so raise
+        PlugClosedError if the control connection has ended (the switch is gone)."""
         try:
             data = self._ctl.recv(256)
         except BlockingIOError:
