@@ -214,7 +214,7 @@ class RecoveryMixin(TcbBase):
         """RFC 2883 4: is the first block a D-SACK (below the cumulative ACK or inside the
         second block)?  Counts it; a D-SACK for the last tail loss probe means the probe was
         spurious (RFC 8985 7.4): the ACKs were late, not lost, so later PTOs wait longer."""
-        ref = max(ack, self.snd_una)
+        ref = ack  # the cumulative ACK of this segment (a reordered old ACK is no D-SACK)
         a = _unwrap(blocks[0][0], ref)
         b = _unwrap(blocks[0][1], ref)
         if b <= a:
