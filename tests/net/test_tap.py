@@ -19,13 +19,21 @@ from collections.abc import Callable
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Dot1Q, Ether
 
 from ioth.errors import IothUserError, PlugClosedError, VNLError
+from ioth.net.plug import OffloadFrame
 from ioth.net.plugs import tap as tapmod
-from ioth.net.plugs.tap import TapPlug, finish_checksum, gso_header, segment_tcp
+from ioth.net.plugs.tap import (
+    TapPlug,
+    checksums_ok,
+    finish_checksum,
+    gso_header,
+    offload_header,
+    segment_tcp,
+)
 from ioth.net.registry import open_plug
 from tests.support.peers import Netns, require_root
 
@@ -453,3 +461,86 @@ def test_existing_non_tap_interface_is_clear_oserror(make_netns: Callable[[], Ne
     ns = make_netns()
     with pytest.raises(OSError, match="not a TAP"):
         open_plug(f"tap://lo[netns={ns.name}]")
+
+
+# -- transmit offload requests and receive checksum checks ---------------------------------------
+
+ETH = Ether(src=MAC_A, dst=MAC_B)
+
+
+def test_offload_header_partial_checksum_and_gso() -> None:
+    frame = tcp4(30000, options=[("NOP", None), ("NOP", None), ("Timestamp", (1, 2))])
+    big = OffloadFrame(frame, 34, 16, 1448)
+    assert struct.unpack("=BBHHHHH", offload_header(big, 1500) or b"") == (
+        tapmod.VIRTIO_NET_HDR_F_NEEDS_CSUM, tapmod.VIRTIO_NET_HDR_GSO_TCPV4, 66, 1448, 34, 16, 0)
+    small = OffloadFrame(tcp4(100), 34, 16, 1448)  # fits the link: no GSO, partial checksum
+    assert struct.unpack("=BBHHHHH", offload_header(small, 1500) or b"") == (
+        tapmod.VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 0, 0, 34, 16, 0)
+    assert offload_header(OffloadFrame(tcp4(100)), 1500) == bytes(12)
+    full = OffloadFrame(frame, 0, 0, 1000)  # complete checksum, cut at 1000 bytes
+    assert struct.unpack("=BBHHHHH", offload_header(full, 1500) or b"")[:4] == (
+        0, tapmod.VIRTIO_NET_HDR_GSO_TCPV4, 66, 1000)
+    udp = bytes(ETH / IP(src="192.0.2.1", dst="192.0.2.2") / UDP() / (b"u" * 3000))
+    assert offload_header(OffloadFrame(udp, 0, 0, 1000), 1500) is None
+
+
+def test_checksums_ok() -> None:
+    good = [tcp4(1000), tcp4(0, flags="S"),
+            bytes(ETH / IPv6(src="2001:db8::1", dst="2001:db8::2") / UDP() / b"hello"),
+            bytes(ETH / Dot1Q(vlan=3) / IP(src="192.0.2.1", dst="192.0.2.2") / UDP() / b"x"),
+            bytes(ETH / IP(src="192.0.2.1", dst="192.0.2.2") / ICMP() / b"ping")]
+    for frame in good:
+        assert checksums_ok(frame)
+        bad = bytearray(frame)
+        bad[-1] ^= 0x40
+        assert not checksums_ok(bad)
+    broken_ip = bytearray(tcp4(10))
+    broken_ip[14 + 8] ^= 1  # TTL changed, header checksum not
+    assert not checksums_ok(broken_ip)
+    frag = bytearray(bytes(ETH
+                           / IP(src="192.0.2.1", dst="192.0.2.2", flags="MF")
+                           / UDP() / (b"x" * 100)))
+    frag[-1] ^= 1  # the datagram's checksum cannot be checked from one fragment
+    assert checksums_ok(frag)
+    nocsum = bytearray(bytes(ETH / IP(src="192.0.2.1", dst="192.0.2.2") / UDP(chksum=0)
+                             / b"x"))
+    assert checksums_ok(nocsum)
+    assert checksums_ok(bytes(Ether(src=MAC_A, dst=MAC_B, type=0x0806) / (b"\0" * 28)))
+
+
+def test_offload_attributes(make_netns: Callable[[], Netns]) -> None:
+    require_root()
+    ns = make_netns()
+    with open_plug(f"tap://{ifname()}[netns={ns.name}/offload]") as plug:
+        assert (plug.gso_max_size, plug.tx_csum_offload, plug.rx_csum_trusted) == (
+            65535, True, True)
+    with open_plug(f"tap://{ifname()}[netns={ns.name}]") as plug:
+        assert (plug.gso_max_size, plug.tx_csum_offload, plug.rx_csum_trusted) == (
+            0, False, False)
+
+
+def test_offload_receive_checks_frames_the_kernel_did_not(make_netns: Callable[[], Netns],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frames without NEEDS_CSUM or DATA_VALID are checked by the plug (a bad one is dropped
+    and counted); DATA_VALID frames are taken as the kernel validated them."""
+    require_root()
+    ns = make_netns()
+    good = tcp4(500)
+    bad = bytearray(good)
+    bad[-3] ^= 0x10
+    valid = struct.pack("=BBHHHHH", tapmod.VIRTIO_NET_HDR_F_DATA_VALID, 0, 0, 0, 0, 0, 0)
+    script = [bytes(12) + good, bytes(12) + bytes(bad), valid + bytes(bad)]
+
+    def fake_readv(fd: int, bufs: list[memoryview]) -> int:
+        if not script:
+            raise BlockingIOError()
+        item = script.pop(0)
+        bufs[0][: len(item)] = item
+        return len(item)
+
+    with open_plug(f"tap://{ifname()}[netns={ns.name}/offload]") as plug:
+        assert isinstance(plug, TapPlug)
+        monkeypatch.setattr(os, "readv", fake_readv)
+        assert plug.recv_frames() == [good, bytes(bad)]
+        assert plug.rx_bad_csum == 1 and plug.counters.rx_errors == 1
+        assert plug.csum_verified == 2

@@ -69,6 +69,13 @@ class Plug(abc.ABC):
     #: so): a stack on this plug may skip verifying them.  Plugs that cannot promise it leave
     #: it False and the stack verifies every checksum.
     rx_csum_trusted: bool = False
+    #: Transmit offloads (0 / False for plugs without them): the largest IP packet (header
+    #: included) of a TCP super-segment the plug accepts and has cut into segments below its
+    #: link MTU (TSO/GSO), and whether it accepts TCP frames whose checksum is only partial.
+    #: Both apply only to frames handed over as :class:`OffloadFrame`; plain frames must fit
+    #: the link and carry complete checksums as always.
+    gso_max_size: int = 0
+    tx_csum_offload: bool = False
 
     mtu: int
     counters: PlugCounters
@@ -150,6 +157,28 @@ class WrapperPlug(Plug):
         if not self.closed:
             self.inner.close()
         super().close()
+
+
+class OffloadFrame(bytearray):
+    """A frame with transmit offload requests, for plugs that declare them.
+
+    Only a plug whose :attr:`Plug.tx_csum_offload` is True (or :attr:`Plug.gso_max_size` is
+    non-zero, for ``gso_size``) may be handed one.  ``csum_start`` is the offset in the frame
+    of a TCP header whose checksum field (at ``csum_start + csum_offset``) holds only the
+    folded pseudo-header sum; the plug (or its kernel) completes it over ``csum_start`` to the
+    end.  ``gso_size`` > 0 asks for segmentation of the TCP super-segment into segments of
+    ``gso_size`` payload bytes each (the last one shorter), with the TSO rules (sequence
+    numbers, IPv4 IDs, CWR on the first and FIN/PSH on the last segment).
+    """
+
+    __slots__ = ("csum_offset", "csum_start", "gso_size")
+
+    def __init__(self, data: bytes | bytearray | memoryview = b"", csum_start: int = 0,
+                 csum_offset: int = 0, gso_size: int = 0) -> None:
+        super().__init__(data)
+        self.csum_start = csum_start
+        self.csum_offset = csum_offset
+        self.gso_size = gso_size
 
 
 FrameHandler = Callable[[bytes], None]

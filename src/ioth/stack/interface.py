@@ -60,12 +60,17 @@ class Interface:
     groups6: dict[bytes, int] = field(default_factory=dict)  # group -> join count
     groups4: dict[bytes, int] = field(default_factory=dict)  # IPv4 groups joined by sockets
     mcast_macs: set[bytes] = field(default_factory=set)  # 33:33:xx MACs of joined groups
-    txq: deque[bytes] = field(default_factory=deque)
+    txq: deque[bytes | bytearray] = field(default_factory=deque)
     hop_limit: int = 64
     reachable_time: float = 30.0
     retrans_timer: float = 1.0
     #: the plug vouches for received checksums (:attr:`ioth.net.plug.Plug.rx_csum_trusted`)
     rx_csum_trusted: bool = False
+    #: transmit offloads of the plug (:attr:`ioth.net.plug.Plug.gso_max_size` and
+    #: ``tx_csum_offload``): TCP may hand this interface super-segments up to this IP packet
+    #: size (0: none) and partial checksums, as :class:`ioth.net.plug.OffloadFrame` frames
+    gso_max_size: int = 0
+    tx_csum_offload: bool = False
     rx_frames: int = 0
     tx_frames: int = 0
     tx_dropped: int = 0

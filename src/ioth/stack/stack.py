@@ -253,6 +253,8 @@ class Stack:
                 iface = core.add_interface(name, macb, mtu, vnl=text,
                                            index=ifindex if ifindex > 0 else 0)
                 iface.rx_csum_trusted = bool(getattr(plug, "rx_csum_trusted", False))
+                iface.gso_max_size = min(int(getattr(plug, "gso_max_size", 0)), 65535)
+                iface.tx_csum_offload = bool(getattr(plug, "tx_csum_offload", False))
         except BaseException:
             plug.close()
             raise

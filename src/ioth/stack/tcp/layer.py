@@ -25,10 +25,11 @@ from collections.abc import Callable
 from ioth.stack.tcp.connection import MASK, State, TcpConnection, TcpInfo, reset_for
 from ioth.stack.tcp.isn import IsnGenerator
 from ioth.stack.tcp.policy import TcpPolicy
-from ioth.stack.tcp.segment import ACK, FIN, RST, SYN, Segment, decode, encode
+from ioth.stack.tcp.segment import ACK, CWR, FIN, PSH, RST, SYN, Segment, decode, encode
 from ioth.wire.errors import WireError
 
 Output = Callable[[bytes, bytes, bytes], None]
+FastOutput = Callable[["TcpConnection", Segment], bool]
 Notify = Callable[["TcpConnection | Listener"], None]
 
 EPHEMERAL_LOW = 32768
@@ -87,6 +88,8 @@ class TcpLayer:
         max_connections: int = 65536,
         notify: Notify | None = None,
         batch_ack_segments: int = 64,
+        gso: Callable[[bytes], int] | None = None,
+        fast_output: FastOutput | None = None,
     ) -> None:
         self.rng = rng
         self.policy = policy if policy is not None else TcpPolicy()
@@ -94,6 +97,14 @@ class TcpLayer:
         self.output = output
         self.outbox: list[tuple[bytes, bytes, bytes]] = []
         self._mtu = mtu
+        self._gso = gso
+        """The largest IP packet (0: none) the interface towards a remote takes as a TCP
+        super-segment and cuts into segments itself (TSO)."""
+        self.fast_output = fast_output
+        """Optional output path for a connection's segments (the stack's per-connection header
+        templates): returns False when it cannot send a segment, which then goes through
+        :func:`encode` and ``output`` (a super-segment cut into ``tso_cut``-sized pieces
+        first)."""
         self.verify_checksum = verify_checksum
         self.max_connections = max_connections
         self.notify = notify
@@ -120,6 +131,11 @@ class TcpLayer:
         self.rx_no_socket = 0
         """Segments for no connection and no listener (answered with RST unless RST)."""
         self.tx_segments = 0
+        self.tx_super = 0
+        """TCP super-segments (TSO) handed to the output whole."""
+        self.tx_super_split = 0
+        """Super-segments cut into MSS-sized segments here because the output path could not
+        take them whole (neighbour unresolved, path MTU entry, route without TSO)."""
         self.resets_sent = 0
         self.table_full = 0
 
@@ -129,6 +145,45 @@ class TcpLayer:
         """The MSS for segments to ``remote``: MTU minus IP and TCP headers."""
         mtu = self._mtu(remote) if callable(self._mtu) else self._mtu
         return mtu - (60 if len(remote) == 16 else 40)
+
+    def tso_for(self, remote: bytes) -> int:
+        """The largest TCP payload of a super-segment towards ``remote`` (0: no TSO)."""
+        if self._gso is None:
+            return 0
+        size = self._gso(remote)
+        if size <= 0:
+            return 0
+        return max(0, size - (40 if len(remote) == 16 else 20) - 60)
+
+    def _send(self, conn: TcpConnection, seg: Segment) -> None:
+        """Send one segment of ``conn``: the fast output, else encode (cutting a
+        super-segment into ``conn.tso_cut``-sized pieces)."""
+        fast = self.fast_output
+        payload = seg.payload
+        if fast is not None and fast(conn, seg):
+            self.tx_segments += 1
+            if len(payload) > conn.tso_cut > 0:
+                self.tx_super += 1
+            return
+        la, lp = conn.local
+        ra, rp = conn.remote
+        cut = conn.tso_cut
+        n = len(payload)
+        if cut <= 0 or n <= cut:
+            self._emit(la, lp, ra, rp, seg)
+            return
+        self.tx_super_split += 1
+        flags = seg.flags
+        for off in range(0, n, cut):
+            f = flags
+            if off:
+                f &= ~CWR
+            if off + cut < n:
+                f &= ~(FIN | PSH)
+            piece = Segment((seg.seq + off) & MASK, seg.ack, f, seg.window,
+                            payload[off:off + cut], tsval=seg.tsval, tsecr=seg.tsecr,
+                            sack=seg.sack)
+            self._emit(la, lp, ra, rp, piece)
 
     def _emit(self, src: bytes, sport: int, dst: bytes, dport: int, seg: Segment) -> None:
         data = encode(seg, sport, dport, src, dst)
@@ -153,7 +208,9 @@ class TcpLayer:
     def _new_conn(
         self, local: tuple[bytes, int], remote: tuple[bytes, int], policy: TcpPolicy
     ) -> TcpConnection:
-        return TcpConnection(policy, self.isn, local, remote, self.mss_for(remote[0]))
+        conn = TcpConnection(policy, self.isn, local, remote, self.mss_for(remote[0]))
+        conn.tso_max = self.tso_for(remote[0])
+        return conn
 
     def _service(self, conn: TcpConnection, now: float) -> None:
         """Dispatch ``conn``'s output, move it between queues, forget it once CLOSED."""
@@ -161,7 +218,7 @@ class TcpLayer:
         la, lp = conn.local
         ra, rp = conn.remote
         for seg in conn.dispatch(now):
-            self._emit(la, lp, ra, rp, seg)
+            self._send(conn, seg)
         listener: Listener | None = conn.listener
         if listener is not None and conn.state is not State.SYN_RECEIVED:
             listener.syn_queue.discard(conn)
@@ -170,7 +227,7 @@ class TcpLayer:
                 if listener.closed:
                     conn.abort()
                     for seg in conn.dispatch(now):
-                        self._emit(la, lp, ra, rp, seg)
+                        self._send(conn, seg)
                 else:
                     listener.accept_queue.append(conn)
                     if self.notify is not None:
@@ -391,10 +448,8 @@ class TcpLayer:
                 if conn.unacked_rx >= self.batch_ack_segments * conn.rcv_mss:
                     # no stretch ACK of a whole batch: send now; end_batch still services it
                     # (queues, notify), so this costs no wake-up of the application
-                    la, lp = conn.local
-                    ra, rp = conn.remote
                     for out in conn.dispatch(now):
-                        self._emit(la, lp, ra, rp, out)
+                        self._send(conn, out)
                 self._batch[conn] = None
             else:
                 self._service(conn, now)

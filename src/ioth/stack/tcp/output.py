@@ -93,6 +93,14 @@ class OutputMixin(TcbBase):
         mss = self.mss
         if self._ooo and self.sack_ok:
             mss -= 2 + 8 * min(len(self._ooo), 3 if self.ts_ok else 4) + 2
+        # TSO: super-segments of whole MSS-sized pieces (the interface's plug cuts them at
+        # ``tso_cut``), as big as the interface takes; cwnd and the peer's window bound them
+        # below (like Linux's tcp_mss_split_point).
+        seg_max = mss
+        tso = self.tso_max
+        if tso > mss << 1:
+            seg_max = tso - tso % mss
+            self.tso_cut = mss
         pipe = self._pipe()
         # -- retransmissions that were lost again (RACK-style detection)
         rerxt = self._rerxt
@@ -127,6 +135,13 @@ class OutputMixin(TcbBase):
                 self._high_rxt = le
                 break
             end = min(s + mss, hole_end)
+            if seg_max > mss and end < hole_end and cwnd - pipe > mss << 1:
+                # a hole of several segments goes out as one super-segment (RFC 6675 NextSeg
+                # repeated while pipe stays below cwnd)
+                n = min(hole_end - s, seg_max, cwnd - pipe)
+                end = s + n - n % mss
+                if end - s > mss:
+                    self.tso_segments += 1
             seg = self._data_segment(s, end, data_end, fin_seq, now)
             out.append(seg)
             self.retransmissions += 1
@@ -155,14 +170,18 @@ class OutputMixin(TcbBase):
             room = wnd_end - nxt
             croom = cwnd - pipe
             n = avail
-            if n > mss:
-                n = mss
+            if n > seg_max:
+                n = seg_max
             if n > room:
                 n = room
             if n > croom:
                 n = croom
             if n <= 0:
                 break
+            # a super-segment has whole segments only, except a last partial one that ends
+            # the data and that Nagle lets go (FIN queued, TCP_NODELAY)
+            if n > mss and (n < avail or (not self.nodelay and fin_seq < 0)):
+                n -= n % mss
             if n < mss and n < avail:
                 # window or cwnd limited: only send if at least half the max window fits
                 if room < croom and n >= self.max_snd_wnd >> 1:
@@ -175,6 +194,8 @@ class OutputMixin(TcbBase):
             if end == fin_seq and wnd_end > end:
                 end += 1  # piggyback the FIN on the last data segment
             out.append(self._data_segment(nxt, end, data_end, fin_seq, now))
+            if n > mss:
+                self.tso_segments += 1
             self._last_data_tx = now
             if self._rtt_seq < 0 and not self.ts_ok:
                 self._rtt_seq = end

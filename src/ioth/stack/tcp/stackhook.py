@@ -4,20 +4,72 @@ The stack core keeps this tiny: it creates the layer lazily with :func:`make_lay
 that never uses TCP draws nothing from its random generator), hands protocol-6 payloads of
 IPv4/IPv6 packets addressed to it to ``layer.input``, folds ``layer.poll_at()`` into its next
 deadline and calls ``layer.on_timer(now)`` from its poll.  Everything else lives here.
+
+Output has two paths.  The general one encodes a segment (:func:`~ioth.stack.tcp.segment.encode`)
+and hands it to the core's IPv4/IPv6 output (routing, neighbour resolution, fragmentation
+rules).  The fast one (:meth:`_Glue.fast_output`) serves the data path of established
+connections on interfaces with transmit offloads: it keeps per connection (``tx_route``) the
+route, the Ethernet header and the constant parts of the IP header and checksums, and builds the
+whole frame with one ``struct`` call, straight onto the interface's queue.  On an interface with
+``tx_csum_offload`` the TCP checksum is left partial (the pseudo-header sum; the plug's kernel
+completes it) and on one with ``gso_max_size`` super-segments go out whole with their cut size:
+both as :class:`~ioth.net.plug.OffloadFrame` frames.  Anything it is not sure about (SYN/RST,
+an unresolved or STALE neighbour, a cached path MTU, a changed route, a full queue...) returns
+False and takes the general path, which cuts super-segments first.
 """
 
 from __future__ import annotations
 
 import random
+import struct
 from typing import TYPE_CHECKING
 
+from ioth.net.plug import OffloadFrame
+from ioth.stack.core import MAX_TXQ
+from ioth.stack.neighbour import DELAY, PERMANENT, PROBE, REACHABLE, NeighbourCache
 from ioth.stack.tcp.layer import TcpLayer
 from ioth.stack.tcp.policy import TcpPolicy
+from ioth.stack.tcp.segment import RST, SYN, Segment, options_bytes
+from ioth.wire.checksum import partial_sum
 
 if TYPE_CHECKING:
     from ioth.stack.core import StackCore
+    from ioth.stack.interface import Interface
+    from ioth.stack.route import RouteTable
+    from ioth.stack.tcp.connection import TcpConnection
 
 PROTO_TCP = 6
+_DF = 0x4000
+_TS_WORDS = 0x0101 + 0x080A  # NOP NOP kind/length of the Timestamps option
+_FAST_STATES = frozenset((REACHABLE, DELAY, PROBE, PERMANENT))
+# IPv4 (20) + TCP (20) [+ NOP NOP TS (12)]; IPv6 (40) + TCP [+ TS]
+_V4 = struct.Struct("!BBHHHBBH4s4sHHIIHHHH")
+_V4TS = struct.Struct("!BBHHHBBH4s4sHHIIHHHHIII")
+_V6 = struct.Struct("!IHBB16s16sHHIIHHHH")
+_V6TS = struct.Struct("!IHBB16s16sHHIIHHHHIII")
+_TS_KIND = 0x0101080A
+
+
+class TxRoute:
+    """What :meth:`_Glue.fast_output` keeps per connection: valid while the routing table
+    (list identity), the interface and the neighbour entry stay what they were."""
+
+    __slots__ = ("addr_sum", "eth", "iface", "mac", "neigh", "nkey", "ports", "routes",
+                 "src_mac", "table", "v6")
+
+    def __init__(self, iface: Interface, table: RouteTable, neigh: NeighbourCache,
+                 nexthop: bytes, v6: bool, addr_sum: int, ports: int) -> None:
+        self.iface = iface
+        self.table = table
+        self.routes = table._routes  # replaced (never mutated in place) on every change
+        self.neigh = neigh
+        self.nkey = (iface.index, nexthop)
+        self.v6 = v6
+        self.addr_sum = addr_sum
+        self.ports = ports
+        self.mac: bytes | None = None
+        self.src_mac = iface.mac
+        self.eth = b""
 
 
 class _Glue:
@@ -54,11 +106,160 @@ class _Glue:
                 value = pmtu
         return value
 
+    def gso(self, remote: bytes) -> int:
+        """The GSO size (largest IP packet of a TCP super-segment) of the route's interface."""
+        core = self.core
+        try:
+            iface, _ = (core.ip6 if len(remote) == 16 else core.ip4).route(remote)
+        except OSError:
+            return 0
+        return 0 if iface.loopback else iface.gso_max_size
+
+    # -- fast output ------------------------------------------------------------------------
+    def _route(self, conn: TcpConnection) -> TxRoute | None:
+        """A new :class:`TxRoute` for ``conn`` (None: not an interface for the fast path)."""
+        core = self.core
+        ra = conn.remote[0]
+        la = conn.local[0]
+        v6 = len(ra) == 16
+        try:
+            if v6:
+                iface, nexthop = core.ip6.route(ra)
+            else:
+                iface, nexthop = core.ip4.route(ra)
+        except OSError:
+            return None
+        if iface.loopback or not (iface.tx_csum_offload or iface.gso_max_size):
+            return None
+        if v6:
+            if nexthop[0] == 0xFF:
+                return None
+            table = core.routes6
+            cache = core.ip6.ndp.cache
+        else:
+            if nexthop in core.bcast4 or nexthop[0] & 0xF0 == 0xE0:
+                return None
+            table = core.routes4
+            cache = core.arp.cache
+        gso = iface.gso_max_size
+        conn.tso_max = max(0, gso - (40 if v6 else 20) - 60) if gso else 0
+        addr_sum = int.from_bytes(la, "big") + int.from_bytes(ra, "big") + PROTO_TCP
+        return TxRoute(iface, table, cache, nexthop, v6, addr_sum,
+                       (conn.local[1] << 16) | conn.remote[1])
+
+    def fast_output(self, conn: TcpConnection, seg: Segment) -> bool:
+        """Build and queue ``seg``'s frame from ``conn``'s cached route and headers; False when
+        the general path must send it (see the module docstring)."""
+        flags = seg.flags
+        if flags & (SYN | RST):
+            return False
+        r: TxRoute | None = conn.tx_route
+        if r is None or r.routes is not r.table._routes or not r.iface.up:
+            r = conn.tx_route = self._route(conn)
+            if r is None:
+                return False
+        iface = r.iface
+        n = r.neigh.entries.get(r.nkey)
+        if n is None or n.state not in _FAST_STATES:
+            return False  # resolution, or STALE -> DELAY: the neighbour cache's business
+        core = self.core
+        remote = conn.remote[0]
+        if core.pmtu and remote in core.pmtu:
+            return False
+        txq = iface.txq
+        if len(txq) >= MAX_TXQ:
+            return False
+        mac = n.mac
+        if mac != r.mac or r.src_mac != iface.mac:
+            assert mac is not None
+            r.mac = mac
+            r.src_mac = iface.mac
+            r.eth = mac + iface.mac + (b"\x86\xdd" if r.v6 else b"\x08\x00")
+        payload = seg.payload
+        plen = len(payload)
+        tsval = seg.tsval
+        opts = b""
+        if seg.mss is not None or seg.wscale is not None or seg.sack_perm or seg.sack:
+            opts = options_bytes(seg)
+            tsval = None
+            hlen = 20 + len(opts)
+        elif tsval is not None:
+            hlen = 32
+        else:
+            hlen = 20
+        tcplen = hlen + plen
+        iplen = tcplen + (40 if r.v6 else 20)
+        gso = 0
+        if iplen > iface.mtu:
+            cut = conn.tso_cut
+            if iplen > iface.gso_max_size or cut <= 0 or plen <= cut:
+                return False
+            gso = cut
+        seq = seg.seq
+        ack = seg.ack
+        offflags = (hlen << 10) | flags
+        window = seg.window
+        tsecr = seg.tsecr
+        # one's complement sums modulo 0xFFFF: 32-bit fields add as they are (2**16 == 1)
+        pseudo = r.addr_sum + tcplen
+        offload = iface.tx_csum_offload
+        if offload:
+            c = pseudo % 0xFFFF
+            csum = c if c else 0xFFFF  # the pseudo-header sum, not complemented
+        else:
+            s = pseudo + r.ports + seq + ack + offflags + window + partial_sum(payload)
+            if tsval is not None:
+                s += _TS_WORDS + tsval + tsecr
+            elif opts:
+                s += int.from_bytes(opts, "big")
+            c = s % 0xFFFF
+            csum = 0xFFFF - c if c else 0
+        sport = conn.local[1]
+        dport = conn.remote[1]
+        if r.v6:
+            core.counters["ipv6.tx"] += 1
+            src = conn.local[0]
+            if tsval is not None:
+                hdr = _V6TS.pack(0x60000000, tcplen, PROTO_TCP, iface.hop_limit, src, remote,
+                                 sport, dport, seq, ack, offflags, window, csum, 0, _TS_KIND,
+                                 tsval, tsecr)
+            else:
+                hdr = _V6.pack(0x60000000, tcplen, PROTO_TCP, iface.hop_limit, src, remote,
+                               sport, dport, seq, ack, offflags, window, csum, 0) + opts
+            l4 = 54
+        else:
+            counters = core.counters
+            counters["ipv4.tx"] += 1
+            ip4 = core.ip4
+            ident = ip4.ident = (ip4.ident + 1) & 0xFFFF
+            ttl = ip4.default_ttl
+            c = (0x4500 + _DF + (ttl << 8) + r.addr_sum + iplen + ident) % 0xFFFF
+            ipsum = 0xFFFF - c if c else 0
+            src = conn.local[0]
+            if tsval is not None:
+                hdr = _V4TS.pack(0x45, 0, iplen, ident, _DF, ttl, PROTO_TCP, ipsum, src, remote,
+                                 sport, dport, seq, ack, offflags, window, csum, 0, _TS_KIND,
+                                 tsval, tsecr)
+            else:
+                hdr = _V4.pack(0x45, 0, iplen, ident, _DF, ttl, PROTO_TCP, ipsum, src, remote,
+                               sport, dport, seq, ack, offflags, window, csum, 0) + opts
+            l4 = 34
+        if offload or gso:
+            frame = OffloadFrame(r.eth, l4 if offload else 0, 16, gso)
+            frame += hdr
+            frame += payload
+            txq.append(frame)
+        else:
+            txq.append(b"".join((r.eth, hdr, payload)))
+        iface.tx_frames += 1
+        return True
+
 
 def make_layer(core: StackCore, policy: TcpPolicy | None = None) -> TcpLayer:
     """The TcpLayer of ``core``: output through the core's IPv4/IPv6 output, MSS from routes."""
     glue = _Glue(core)
-    layer = TcpLayer(random.Random(core.rng.getrandbits(64)), policy, glue.output, glue.mtu)
+    layer = TcpLayer(random.Random(core.rng.getrandbits(64)), policy, glue.output, glue.mtu,
+                     gso=glue.gso, fast_output=glue.fast_output)
     glue.layer = layer
     return layer
 

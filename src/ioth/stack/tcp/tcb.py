@@ -147,6 +147,10 @@ class TcbBase:
         "tail_probes",
         "ts_ok",
         "ts_recent",
+        "tso_cut",
+        "tso_max",
+        "tso_segments",
+        "tx_route",
         "undos",
     )
 
@@ -288,6 +292,13 @@ class TcbBase:
         self.undos = 0  # congestion window reductions undone (all retransmissions spurious)
         self.dsacks_sent = 0  # D-SACK blocks sent (duplicate segments received)
         self.passive = False
+        # TSO (set by the demultiplexer from the route's interface): largest payload of one
+        # super-segment (0: none), the size the last super-segments are cut into, how many
+        # were sent; tx_route is the output path's per-connection cache (route, headers)
+        self.tso_max = 0
+        self.tso_cut = 0
+        self.tso_segments = 0
+        self.tx_route: Any = None
         self.layer_deadline: float | None = None
         """Deadline under which the demultiplexer scheduled this TCB (owned by TcpLayer)."""
         self.listener: Any = None
