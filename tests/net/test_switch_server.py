@@ -238,6 +238,50 @@ def test_slow_port_never_stalls_the_others(server: SwitchServer, swdir: str) -> 
         x.close()
 
 
+def test_quiet_port_switches_to_draining_and_loses_nothing(server: SwitchServer,
+                                                          swdir: str) -> None:
+    """A port that had one frame per wake-up (quiet: no EAGAIN probe) still delivers a
+    sudden burst completely and in order, and goes back to draining."""
+    a, b = RawClient(swdir), RawClient(swdir)
+    b.data.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+    a.send(eth(BCAST, A))
+    assert b.recv() == eth(BCAST, A)
+    b.send(eth(BCAST, B))
+    assert a.recv() == eth(BCAST, B)
+    for i in range(20):  # one frame at a time: the port goes quiet
+        a.send(eth(B, A, 60 + i))
+        assert b.recv() == eth(B, A, 60 + i)
+    (ep,) = server._endpoints[1]
+    assert not ep.drain
+    burst = [eth(B, A, 60 + i % 1400) for i in range(500)]
+    for frame in burst:
+        a.send(frame)
+    got = [b.recv() for _ in burst]
+    assert got == burst
+    assert b.nothing()
+    assert server.core.ports[1].counters.rx_frames == 521
+    for x in (a, b):
+        x.close()
+
+
+def test_vde_plug_reads_a_queue_in_one_call(server: SwitchServer, swdir: str) -> None:
+    """recv_frames reads what is queued in one call (FIONREAD says whether more is left)."""
+    raw = RawClient(swdir)
+    plug = open_plug(f"vde://{swdir}")
+    try:
+        raw.send(eth(BCAST, A))
+        wait_for(lambda: _got(plug, eth(BCAST, A)), 5, what="first frame")
+        for i in range(5):
+            raw.send(eth(BCAST, A, 100 + i))
+        wait_for(lambda: server.core.ports[1].counters.rx_frames == 6, 5, what="switched")
+        time.sleep(0.05)
+        assert plug.recv_frames(64) == [eth(BCAST, A, 100 + i) for i in range(5)]
+        assert plug.recv_frames(64) == []
+    finally:
+        plug.close()
+        raw.close()
+
+
 def test_ioth_vde_plug_joins_with_big_mtu(server: SwitchServer, swdir: str) -> None:
     p1 = open_plug(f"vde://{swdir}[mtu=65535]")
     p2 = open_plug(f"vde://{swdir}[mtu=65535]")

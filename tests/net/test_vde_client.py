@@ -9,13 +9,16 @@ import socket
 import struct
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ioth.errors import PlugClosedError, VNLError
+from ioth.net.dgram import DgramPlug
 from ioth.net.plugs import vde as vdemod
 from ioth.net.plugs.vde import VdePlug
 from ioth.net.registry import open_plug
+from ioth.net.vnl import VNL
 
 FRAME = b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x01" + b"\x08\x00" + b"v" * 60
 
@@ -142,6 +145,7 @@ def test_default_directory_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(vdemod, "FALLBACK_DIRS", (str(tmp_path / "absent"), str(tmp_path)))
     plug = open_plug("vde://")
     sw.thread.join(5)
+    assert isinstance(plug, VdePlug)
     assert plug.directory == str(tmp_path)
     assert sw.request[:4] == b"\xce\xfa\xed\xfe"
     plug.close()
@@ -160,3 +164,44 @@ def test_jumbo_frames_to_a_switch_that_takes_them(tmp_path: Path) -> None:
     assert plug.recv_frames() == [big]
     plug.close()
     sw.close()
+
+
+class _PairPlug(DgramPlug):
+    """A datagram plug on one end of a socketpair (what ``switch://`` uses)."""
+
+    @classmethod
+    def from_vnl(cls, vnl: VNL, **kwargs: Any) -> _PairPlug:
+        raise NotImplementedError
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__("pair://", 1500)
+        self._init_buffer()
+        self._set_socket(sock)
+
+
+def test_dgram_drain_stops_on_fionread_and_reads_empty_datagrams_later() -> None:
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    plug = _PairPlug(mine)
+    try:
+        frames = [bytes([i]) * 60 for i in range(1, 6)]
+        for f in frames:
+            theirs.send(f)
+        assert plug.recv_frames(64) == frames  # one call, however many are queued
+        assert plug.recv_frames(64) == []
+        theirs.send(frames[0])
+        theirs.send(b"")  # FIONREAD says 0 for it, like for an empty queue
+        theirs.send(frames[1])
+        assert plug.recv_frames(64) == [frames[0]]
+        assert select.select([mine], [], [], 0)[0]  # still readable: the engine comes back
+        assert plug.recv_frames(64) == [frames[1]]
+        assert plug.counters.rx_errors == 1
+        assert plug.counters.rx_frames == 7
+        for f in frames:
+            theirs.send(f)
+        assert plug.recv_frames(2) == frames[:2]  # the limit holds
+        assert plug.recv_frames(1) == frames[2:3]
+        assert plug.recv_frames(64) == frames[3:]
+    finally:
+        plug.close()
+        mine.close()
+        theirs.close()
