@@ -10,9 +10,10 @@ Cases (``--only`` takes a comma list of keys; default: all)::
     vde                reference: kernel iperf3 -> iperf3 through Debian vde_switch + vde_plug taps
   round trips/s (64-byte request, 64-byte answer, one connection, TCP_NODELAY)
     rr-k2i  kernel client -> ioth server (tap, MTU 1500)    rr-i2i  ioth -> ioth (switch)
+    rr-i2i-vde  ioth -> ioth through Debian's vde_switch (the switch's share of rr-i2i)
     rr-kk   reference: kernel -> kernel over veth
   connections/s (connect, 64-byte request, 64-byte answer, close)
-    cps-k2i / cps-i2i / cps-kk   as above
+    cps-k2i / cps-i2i / cps-i2i-vde / cps-kk   as above
   scale
     conn10k  10,000 established connections between two stacks of one process (switch):
              set-up time and RSS growth per connection
@@ -57,7 +58,8 @@ MSG = 64
 LWIP_GBPS = 0.20
 LWIP_RR = 4700.0
 ALL = ("veth,veth65520,vde,sw1500,sw65520,k2i1500,k2i65520,k2ioff,i2k1500,i2k65520,i2koff,"
-       "k2i-iperf,i2k-iperf,k2i-iperf-off,rr-kk,rr-k2i,rr-i2i,cps-kk,cps-k2i,cps-i2i,conn10k,sockconns")
+       "k2i-iperf,i2k-iperf,k2i-iperf-off,rr-kk,rr-k2i,rr-i2i,rr-i2i-vde,cps-kk,cps-k2i,cps-i2i,"
+       "cps-i2i-vde,conn10k,sockconns")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -609,12 +611,14 @@ def pid_cpu(pid: int) -> float:
 
 
 @contextlib.contextmanager
-def ioth_switch(p: Procs) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """An ``ioth switch`` in a scratch directory; yields (directory, process)."""
+def ioth_switch(p: Procs, c_switch: bool = False
+                ) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """An ``ioth switch`` (Debian's ``vde_switch`` with ``c_switch``) in a scratch directory;
+    yields (directory, process)."""
     with tempfile.TemporaryDirectory(prefix="btcp-") as tmp:
         d = os.path.join(tmp, "sw")
-        sw = p.start([sys.executable, "-m", "ioth.cli.main", "switch", d],
-                     )
+        sw = (p.start(["vde_switch", "-s", d], stdin=True) if c_switch  # exits on console EOF
+              else p.start([sys.executable, "-m", "ioth.cli.main", "switch", d]))
         wait_until(lambda: os.path.exists(os.path.join(d, "ctl")) or sw.poll() is not None,
                    "ioth switch")
         if sw.poll() is not None:
@@ -643,11 +647,12 @@ def cpu_of(sres: dict[str, Any], cres: dict[str, Any], wall: float) -> dict[str,
     return {"server": sres.get("cpu", 0.0) / wall, "client": cres.get("cpu", 0.0) / wall}
 
 
-def case_switch(kind: str, mtu: int, seconds: float, profile: str | None = None
-                ) -> tuple[float, dict[str, float], str]:
-    """ioth -> ioth through an ioth switch, two processes."""
+def case_switch(kind: str, mtu: int, seconds: float, profile: str | None = None,
+                c_switch: bool = False) -> tuple[float, dict[str, float], str]:
+    """ioth -> ioth through an ioth switch (Debian's vde_switch with ``c_switch``), two
+    processes."""
     srole, crole = kind_roles(kind)
-    with procs() as p, ioth_switch(p) as (d, sw):
+    with procs() as p, ioth_switch(p, c_switch) as (d, sw):
         opt = f"[mtu={mtu}]" if mtu != 1500 else ""
         server = worker_argv(None, srole, A2, seconds, f"vde://{d}{opt}",
                              f"eth,ip={A2}/24", profile=profile and profile + ".server")
@@ -655,7 +660,8 @@ def case_switch(kind: str, mtu: int, seconds: float, profile: str | None = None
                              f"eth,ip={A1}/24", profile=profile and profile + ".client")
         sw0 = pid_cpu(sw.pid)
         sres, cres, wall = run_pair(p, server, client, seconds * 4 + 30,
-                                    f"sw-{kind}-{mtu}", "both", {"switch": sw})
+                                    f"sw-{kind}-{mtu}{'-vde' if c_switch else ''}", "both",
+                                    {"switch": sw})
         cpu = cpu_of(sres, cres, wall)
         cpu["switch"] = (pid_cpu(sw.pid) - sw0) / wall
         return value_of(kind, sres, cres), cpu, tcp_note(sres, cres)
@@ -1105,12 +1111,16 @@ def build_cases(seconds: float, rr_seconds: float, count: int, profile: str | No
                      lambda: case_tap("rr", "k2i", 1500, False, r, prof), "rr-kk", 5000),
         "rr-i2i": mk("rr-i2i", "round trips ioth->ioth switch", "rt/s",
                      lambda: case_switch("rr", 1500, r, prof), "rr-kk", 5000),
+        "rr-i2i-vde": mk("rr-i2i-vde", "round trips ioth->ioth vde_switch", "rt/s",
+                         lambda: case_switch("rr", 1500, r, prof, True), "rr-kk", 5000),
         "cps-kk": mk("cps-kk", "connections kernel->kernel veth", "conn/s",
                      lambda: case_veth("cps", 1500, r)),
         "cps-k2i": mk("cps-k2i", "connections kernel->ioth tap", "conn/s",
                       lambda: case_tap("cps", "k2i", 1500, False, r, prof), "cps-kk", 2000),
         "cps-i2i": mk("cps-i2i", "connections ioth->ioth switch", "conn/s",
                       lambda: case_switch("cps", 1500, r, prof), "cps-kk", 2000),
+        "cps-i2i-vde": mk("cps-i2i-vde", "connections ioth->ioth vde_switch", "conn/s",
+                          lambda: case_switch("cps", 1500, r, prof, True), "cps-kk", 2000),
         "conn10k": mk("conn10k", f"{count:,} established conns, RSS per end", "KiB",
                       lambda: case_conn10k(count)),
         "sockconns": mk("sockconns", "established ioth socket conns, RSS per end", "KiB",
