@@ -412,6 +412,13 @@ class StackCore:
             ip_rx, ip_delivered = "ipv6.rx", "ipv6.rx_delivered"
         else:
             return False
+        batch = tcp._batch
+        if batch is not None and (conn.unacked_rx + end - start
+                                  >= tcp.batch_ack_segments * conn.rcv_mss):
+            # this segment may reach the layer's stretch-ACK bound, whose ACK goes out at once:
+            # TcpLayer.input decides that (the bound only grows with rcv_mss, so below it here
+            # means below it after the segment too)
+            return False
         tcp.now = now
         if not conn.rx_predicted(seq, ack, window, tsval, tsecr,
                                  frame[start:end] if end > start else b"", now):
@@ -422,14 +429,8 @@ class StackCore:
         counters["tcp.rx"] += 1
         tcp.rx_segments += 1
         self.rx_fast_frames += 1
-        # what TcpLayer.input does after TcpConnection.process
-        batch = tcp._batch
+        # what TcpLayer.input does after TcpConnection.process (below the stretch-ACK bound)
         if batch is not None:
-            if conn.unacked_rx >= tcp.batch_ack_segments * conn.rcv_mss:
-                la, lp = conn.local
-                ra, rp = conn.remote
-                for out in conn.dispatch(now):
-                    tcp._emit(la, lp, ra, rp, out)
             batch[conn] = None
         else:
             tcp._service(conn, now)
