@@ -37,6 +37,8 @@ class CongestionControl:
         self.mss = mss
         self.cwnd = initial_window * mss
         self.ssthresh = INFINITE_SSTHRESH
+        self.abc_limit = 0
+        """RFC 3465 L in segments: slow-start growth per ACK at most L*SMSS (0: no limit)."""
 
     def set_mss(self, mss: int) -> None:
         """The effective MSS changed (negotiation, PMTU); keep the window in segments."""
@@ -78,10 +80,13 @@ class CongestionControl:
             self.ssthresh = prior.ssthresh
 
     def _slow_start(self, acked: int) -> int:
-        """Grow cwnd by the bytes acked (RFC 5681 3.1); return the part beyond ssthresh."""
+        """Grow cwnd by the bytes acked (RFC 5681 3.1, byte counting: a stretch ACK counts
+        for every segment it covers), at most ``abc_limit`` segments per ACK (RFC 3465 L);
+        return the part beyond ssthresh, for congestion avoidance."""
         room = self.ssthresh - self.cwnd
         if acked <= room:
-            self.cwnd += acked
+            lim = self.abc_limit * self.mss
+            self.cwnd += lim if 0 < lim < acked else acked
             return 0
         self.cwnd = self.ssthresh
         return acked - room

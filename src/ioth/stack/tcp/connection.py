@@ -295,6 +295,7 @@ class TcpConnection(InputMixin, OutputMixin, RecoveryMixin, BufferMixin):
             cc = make_cc(policy.congestion_control, self.mss, policy.initial_window)
             cc.cwnd, cc.ssthresh = self.cc.cwnd, self.cc.ssthresh
             self.cc = cc
+        self.cc.abc_limit = policy.abc_limit
         self.rto = min(max(self.rto, policy.min_rto), policy.max_rto)
         self._dirty = True
 

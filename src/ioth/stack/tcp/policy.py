@@ -34,6 +34,7 @@ mss                  (MTU)     clamp of the MSS
 syn_backlog          256       half-open connections per listener before SYN cookies
 challenge_ack_limit  1000      RFC 5961 challenge ACKs per second per connection
 tail_loss_probe      yes       RFC 8985 tail loss probes (with SACK)
+abc_limit            0         RFC 3465 L: slow-start growth per ACK in segments (0: none)
 ==================== ========= =====================================================
 """
 
@@ -104,6 +105,11 @@ class TcpPolicy:
     """Challenge ACKs per second per connection (RFC 5961 section 7)."""
     tail_loss_probe: bool = True
     """Send a tail loss probe after 2*SRTT without ACKs (RFC 8985 7; SACK connections)."""
+    abc_limit: int = 0
+    """RFC 3465 appropriate byte counting limit L, in segments: in slow start one ACK grows
+    cwnd by at most L*SMSS (RFC 3465 suggests 2).  0 (the default, as Linux) counts every
+    acknowledged byte: receivers that coalesce ACKs (ioth's batched input ACKs once per
+    wake-up, 100+ segments) would otherwise turn slow start into a crawl."""
 
     def replace(self, **changes: Any) -> TcpPolicy:
         """A copy with ``changes`` applied and validated."""
@@ -154,7 +160,8 @@ class TcpPolicy:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"tcp {name} must be at least 1, got {getattr(self, name)}")
-        for name in ("syn_retries", "synack_retries", "retries", "challenge_ack_limit"):
+        for name in ("syn_retries", "synack_retries", "retries", "challenge_ack_limit",
+                     "abc_limit"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"tcp {name} must not be negative, got {getattr(self, name)}")
         times = ("min_rto", "max_rto", "initial_rto", "keepidle", "keepintvl")

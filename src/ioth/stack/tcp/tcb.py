@@ -173,6 +173,7 @@ class TcbBase:
         self.cc: CongestionControl = make_cc(
             policy.congestion_control, self.mss, policy.initial_window
         )
+        self.cc.abc_limit = policy.abc_limit
         # send sequence space (unwrapped)
         self.iss = 0
         self.snd_una = 0
