@@ -127,6 +127,8 @@ def test_fast_retransmit_proven_spurious_by_dsack_is_undone(cc: str) -> None:
     assert c.dsacks == 1 and c.spurious_retrans == 1 and c.undos == 1
     assert (c.cc.cwnd, c.cc.ssthresh) == before
     assert not c._in_recovery
+    # the path reorders by 4 segments: DupThresh becomes 5 (Linux tp->reordering)
+    assert c._reordering == 5
     info = c.info()
     assert info.undos == 1 and info.spurious_retrans == 1 and info.dsacks == 1
     # a second D-SACK changes nothing more
@@ -235,6 +237,23 @@ def test_reordering_link_dsacks_undo_spurious_recoveries() -> None:
     assert server.dsacks_sent > 0 and client.dsacks > 0
     assert client.spurious_retrans > 0 and client.undos > 0
     assert client.dsacks <= server.dsacks_sent
+    assert client._reordering > 3  # learnt from the undone fast retransmits
+
+
+def test_a_raised_dupthresh_delays_fast_retransmit_and_a_timeout_resets_it() -> None:
+    c, base = _sender()
+    c._reordering = 6
+    c.cc.cwnd = 20 * SEG
+    c.send(b"r" * SEG * 12)
+    recv(c, 0.0)
+    for k in range(1, 6):  # five segments SACKed above the hole: not enough for 6
+        c.process(seg(1, base, window=60000, sack=(_sack(base, 1, 1 + k),)), 0.1)
+    assert c.fast_recoveries == 0
+    c.process(seg(1, base, window=60000, sack=(_sack(base, 1, 7),)), 0.1)
+    assert c.fast_recoveries == 1
+    c._rto_at = 0.5
+    recv(c, 0.5)  # a timeout with plenty SACKed: the degree was overestimated
+    assert c.rto_expirations == 1 and c._reordering == 3
 
 
 def test_reordered_old_ack_is_not_taken_for_a_dsack() -> None:

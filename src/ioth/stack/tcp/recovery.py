@@ -32,6 +32,7 @@ _RACK_SLACK = 0.002  # timestamp granularity (1 ms) in RACK's "sent RTT + reo_wn
 _REO_PERSIST = 16  # RFC 8985 6.2 step 4: recoveries before reo_wnd_mult returns to 1
 _MAX_REO_MULT = 64
 _MAX_UNDO_RANGES = 64  # retransmissions tracked for undo per episode (more: no undo)
+_MAX_REORDERING = 300  # Linux tcp_max_reordering: DupThresh never grows past this
 
 
 class RecoveryMixin(TcbBase):
@@ -105,6 +106,9 @@ class RecoveryMixin(TcbBase):
             flight = self._pipe()
             if not self._episode:
                 self._start_episode()
+            if self._sacked_bytes >= _DUPTHRESH * self.mss and self._reordering > _DUPTHRESH:
+                # a timeout with plenty SACKed: the reordering degree was overestimated
+                self._reordering = _DUPTHRESH  # (Linux tcp_enter_loss)
             self.cc.on_rto(now, flight)
             # RFC 2018 8: forget SACKed bits; RFC 6582 3.2 step 4 / RFC 6675 5.1: recover.
             self._sacked = []
@@ -162,7 +166,7 @@ class RecoveryMixin(TcbBase):
             lost = False
         # RFC 5827 early retransmit: with fewer than 4 segments outstanding and nothing new
         # to send, oldseg - 1 duplicate ACKs are enough.
-        thresh = _DUPTHRESH
+        thresh = self._reordering
         old_segs = -(-(self.snd_nxt - self.snd_una) // self.mss)  # byte-based (RFC 5827 3.2)
         if 2 <= old_segs <= _DUPTHRESH and self.snd_nxt >= self._sseq + len(
             self._sbuf
@@ -181,6 +185,9 @@ class RecoveryMixin(TcbBase):
         self._tlp_end = -1
         if not self._episode:
             self._start_episode()
+            # reordering degree if this proves spurious: how far above the hole SACKs reached
+            if self._sacked:
+                self._undo_reord = -(-(self._sacked[-1][1] - self.snd_una) // self.mss)
         self.cc.on_congestion(now, self._pipe())
         first_end = min(self.snd_una + self.mss, self.snd_nxt)
         if self._sacked and self._sacked[0][0] < first_end:
@@ -188,7 +195,7 @@ class RecoveryMixin(TcbBase):
         if self._lost_edge < first_end:
             self._lost_edge = first_end
         self._high_rxt = self.snd_una
-        self._inflate = 0 if self.sack_ok else _DUPTHRESH * self.mss
+        self._inflate = 0 if self.sack_ok else self._reordering * self.mss
         self._rtx_force = True
         self._dirty = True
 
@@ -275,6 +282,7 @@ class RecoveryMixin(TcbBase):
         self._undo_prior = self.cc.snapshot()
         self._undo_ranges = []
         self._undo_tsval = -1
+        self._undo_reord = 0
 
     def _undo(self) -> None:
         """The reduction was spurious: restore the controller, stop treating unSACKed data
@@ -287,6 +295,11 @@ class RecoveryMixin(TcbBase):
         self._undo_tsval = -1
         self.cc.undo(prior)
         self.undos += 1
+        # a fast retransmit was spurious: the path reorders by that many segments, so ask for
+        # more evidence next time (Linux tp->reordering; RFC 4653's idea)
+        reord = self._undo_reord + 1
+        if reord > self._reordering:
+            self._reordering = reord if reord < _MAX_REORDERING else _MAX_REORDERING
         una = self.snd_una
         hr = self._high_rxt if self._high_rxt > una else una
         if self._lost_edge > hr:
@@ -444,12 +457,14 @@ class RecoveryMixin(TcbBase):
 
     def _update_lost_edge(self) -> None:
         """RFC 6675 IsLost(): unSACKed bytes below a point with DupThresh SACKed blocks or
-        more than (DupThresh - 1) * SMSS SACKed bytes above it are lost."""
+        more than (DupThresh - 1) * SMSS SACKed bytes above it are lost.  DupThresh is the
+        reordering degree: 3, raised when a fast retransmit proves spurious (Linux)."""
         cum = 0
-        limit = (_DUPTHRESH - 1) * self.mss
+        thresh = self._reordering
+        limit = (thresh - 1) * self.mss
         for cnt, (a, b) in enumerate(reversed(self._sacked), 1):
             cum += b - a
-            if cnt >= _DUPTHRESH or cum > limit:
+            if cnt >= thresh or cum > limit:
                 if a > self._lost_edge:
                     self._lost_edge = a
                 return

@@ -20,6 +20,7 @@ from ioth.stack.tcp.isn import IsnGenerator
 from ioth.stack.tcp.policy import TcpPolicy
 from ioth.stack.tcp.segment import Segment
 from ioth.stack.tcp.state import (
+    _DUPTHRESH,
     _MAX_WSCALE,
     MASK,
     State,
@@ -78,6 +79,7 @@ class TcbBase:
         "_recover",
         "_reo_mult",
         "_reo_persist",
+        "_reordering",
         "_rerxt",
         "_retries",
         "_rhead",
@@ -104,6 +106,7 @@ class TcbBase:
         "_unacked_rx",
         "_undo_prior",
         "_undo_ranges",
+        "_undo_reord",
         "_undo_tsval",
         "_user_closed",
         "cc",
@@ -250,6 +253,8 @@ class TcbBase:
         self._undo_ranges: list[tuple[int, int]] = []
         self._undo_tsval = -1  # TSval of the episode's first retransmission (RFC 3522)
         self._last_tsecr = 0  # TSecr of the latest ACK that advanced SND.UNA
+        self._undo_reord = 0  # segments SACKed beyond the hole when fast recovery began
+        self._reordering = _DUPTHRESH  # DupThresh: the path's reordering degree (segments)
         # receiver side: a duplicate segment to report first in the next SACK (RFC 2883 4)
         self._dsack_pending: tuple[int, int] | None = None
         # RTT (RFC 6298)
