@@ -16,10 +16,11 @@ import struct
 import pytest
 
 from ioth.net.plug import OffloadFrame
-from ioth.net.plugs.tap import finish_checksum, segment_tcp
+from ioth.net.plugs.tap import checksums_ok, finish_checksum, segment_tcp
 from ioth.stack.core import StackCore
 from ioth.stack.interface import Interface
 from ioth.stack.neighbour import STALE
+from ioth.stack.route import Route
 from ioth.stack.tcp.connection import State, TcpConnection
 from ioth.stack.tcp.segment import ACK, FIN, decode
 from ioth.wire.checksum import partial_sum
@@ -106,7 +107,7 @@ def _transfer(net: VirtualNet, a: StackCore, b: StackCore, sa: bytes, sb: bytes,
     while not (cb.eof and sent == len(data)):
         steps += 1
         assert steps < 100000, f"stalled at {len(got)}/{size} bytes, t={net.now:.2f}"
-        if sent < len(data) and ca.state is State.ESTABLISHED:
+        if sent < len(data) and ca.state is State.ESTABLISHED and ca.send_space > 0:
             sent += ca.send(data[sent:sent + 256 * 1024])
             if sent == len(data):
                 ca.shutdown()
@@ -153,6 +154,7 @@ def test_super_segments_cut_by_the_interface(v6: bool) -> None:
     assert all(n - 14 <= 65535 for n, _ in net.super_frames)
     # every checksum was left to the "kernel", and everything on the wire fits the link
     assert net.partial > 0 and all(len(f) <= 1514 for f in net.wire)
+    assert all(checksums_ok(f) for f in net.wire)
     assert a.tcp.tx_super_split == 0
 
 
@@ -161,8 +163,47 @@ def test_plain_interface_sends_plain_segments() -> None:
     a, b, sa, sb, _ = _setup(net, False, offload=False)
     ca, _ = _transfer(net, a, b, sa, sb, 300_000)
     assert ca.tso_max == 0 and ca.tso_segments == 0 and a.tcp.tx_super == 0
+    assert a.tcp.tx_fast > 100  # header templates, full checksums
     assert not net.super_frames and net.partial == 0
     assert all(len(f) <= 1514 for f in net.wire)
+    assert all(checksums_ok(f) for f in net.wire)
+
+
+@pytest.mark.parametrize("v6", [False, True], ids=["ipv4", "ipv6"])
+def test_header_templates_follow_neighbour_and_route_changes(v6: bool) -> None:
+    """The fast output keeps working, with the right headers, when the neighbour's MAC
+    changes (gratuitous ARP / unsolicited NA: STALE, general path, then DELAY) and when the
+    routing table changes."""
+    net = TsoNet(10)
+    a, b, sa, sb, ia = _setup(net, v6, offload=False)
+    ib = next(i for i in b.ifaces.values() if not i.loopback)
+    new_mac = b"\x02\x00\x00\x00\xbb\xbb"
+    state = {"n": 0, "mark": 0}
+    routes: list[object] = []
+
+    def meddle() -> None:
+        state["n"] += 1
+        conn = next(iter(a.tcp.connections.values()))
+        if state["n"] == 2:
+            routes.append(conn.tx_route)
+            ib.mac = new_mac
+            if v6:
+                # an unsolicited NA with the override flag, as B would send
+                a.ip6.ndp.cache.learn(ia, sb, new_mac, net.now, advert=True, override=True)
+            else:
+                b.arp.announce(ib, sb)
+            state["mark"] = len(net.wire)
+        if state["n"] == 4:
+            a.routes6.add(Route(sb, 128, None, ia.index)) if v6 else \
+                a.routes4.add(Route(sb, 32, None, ia.index))
+
+    ca, _ = _transfer(net, a, b, sa, sb, 3_000_000, on_step=meddle)
+    routes.append(ca.tx_route)
+    assert a.tcp.tx_fast > 100
+    assert routes[0] is not None and routes[1] is not None and routes[0] is not routes[1]
+    late = [f for f in net.wire[state["mark"] + 50:] if f[6:12] == ia.mac and len(f) > 1000]
+    assert late and all(f[:6] == new_mac for f in late)
+    assert all(checksums_ok(f) for f in net.wire)
 
 
 def test_retransmissions_of_super_segments_under_loss() -> None:

@@ -131,6 +131,8 @@ class TcpLayer:
         self.rx_no_socket = 0
         """Segments for no connection and no listener (answered with RST unless RST)."""
         self.tx_segments = 0
+        self.tx_fast = 0
+        """Segments sent by the fast output (header templates)."""
         self.tx_super = 0
         """TCP super-segments (TSO) handed to the output whole."""
         self.tx_super_split = 0
@@ -162,6 +164,7 @@ class TcpLayer:
         payload = seg.payload
         if fast is not None and fast(conn, seg):
             self.tx_segments += 1
+            self.tx_fast += 1
             if len(payload) > conn.tso_cut > 0:
                 self.tx_super += 1
             return

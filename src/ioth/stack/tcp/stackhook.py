@@ -5,16 +5,17 @@ that never uses TCP draws nothing from its random generator), hands protocol-6 p
 IPv4/IPv6 packets addressed to it to ``layer.input``, folds ``layer.poll_at()`` into its next
 deadline and calls ``layer.on_timer(now)`` from its poll.  Everything else lives here.
 
-Output has two paths.  The general one encodes a segment (:func:`~ioth.stack.tcp.segment.encode`)
-and hands it to the core's IPv4/IPv6 output (routing, neighbour resolution, fragmentation
-rules).  The fast one (:meth:`_Glue.fast_output`) serves the data path of established
-connections on interfaces with transmit offloads: it keeps per connection (``tx_route``) the
-route, the Ethernet header and the constant parts of the IP header and checksums, and builds the
-whole frame with one ``struct`` call, straight onto the interface's queue.  On an interface with
-``tx_csum_offload`` the TCP checksum is left partial (the pseudo-header sum; the plug's kernel
-completes it) and on one with ``gso_max_size`` super-segments go out whole with their cut size:
-both as :class:`~ioth.net.plug.OffloadFrame` frames.  Anything it is not sure about (SYN/RST,
-an unresolved or STALE neighbour, a cached path MTU, a changed route, a full queue...) returns
+Output has two paths. The general one encodes a segment
+(:func:`~ioth.stack.tcp.segment.encode`) and hands it to the core's IPv4/IPv6 output (routing,
+neighbour resolution, fragmentation rules). The fast one (:meth:`_Glue.fast_output`) serves the
+data path of established connections over Ethernet interfaces: it keeps per connection
+(``tx_route``) the route, the Ethernet header and the constant parts of the IP header and
+checksums (header templates), and builds the whole frame with one ``struct`` call, straight
+onto the interface's queue. On an interface with ``tx_csum_offload`` the TCP checksum is left
+partial (the pseudo-header sum; the plug's kernel completes it) and on one with
+``gso_max_size`` super-segments go out whole with their cut size: both as
+:class:`~ioth.net.plug.OffloadFrame` frames. Anything it is not sure about (SYN/RST, an
+unresolved or STALE neighbour, a cached path MTU, a changed route, a full queue...) returns
 False and takes the general path, which cuts super-segments first.
 """
 
@@ -129,7 +130,7 @@ class _Glue:
                 iface, nexthop = core.ip4.route(ra)
         except OSError:
             return None
-        if iface.loopback or not (iface.tx_csum_offload or iface.gso_max_size):
+        if iface.loopback:
             return None
         if v6:
             if nexthop[0] == 0xFF:
