@@ -31,11 +31,21 @@ The contract with the rest of ioth:
   ``csum_start`` to the end, stored at ``csum_start + csum_offset``).  A TSO super-frame stays one
   frame: one big IPv4/IPv6 TCP segment whose IP length covers all of it, so frames may be far
   bigger than 1514 bytes.
-* Frames given to :meth:`TapPlug.send` carry correct checksums (the header says flags 0).  A frame
-  longer than ``link_mtu + 14`` that is TCP over IPv4/IPv6 (no extension headers, optionally one
-  802.1Q tag) is sent as a GSO frame: ``gso_type`` TCPV4/TCPV6 (plus ECN if CWR is set) and
-  ``gso_size = link_mtu - IP header - TCP header (options included)``, so the kernel cuts it into
-  link-MTU segments.  Every other frame goes with ``gso_type`` NONE.
+* Frames from the kernel with neither ``NEEDS_CSUM`` nor ``DATA_VALID`` in their header (the
+  kernel neither built the checksum nor validated it, e.g. forwarded ones) are checked here
+  (:func:`checksums_ok`: IPv4 header, TCP, UDP, ICMP, ICMPv6) and dropped when wrong
+  (``rx_bad_csum``), so the plug sets :attr:`~ioth.net.plug.Plug.rx_csum_trusted`.  What a
+  single frame cannot prove (the transport checksum of a fragmented datagram) is not covered.
+* An :class:`~ioth.net.plug.OffloadFrame` given to :meth:`TapPlug.send` (a stack's TCP output
+  when :attr:`gso_max_size` / :attr:`tx_csum_offload` are set, as with ``offload``) goes with
+  ``NEEDS_CSUM`` and its ``csum_start``/``csum_offset`` when its checksum is partial, and as
+  a TCPV4/TCPV6 GSO frame cut at its own ``gso_size`` when it is bigger than the link.
+* Other frames given to :meth:`TapPlug.send` carry correct checksums (the header says flags
+  0).  A frame longer than ``link_mtu + 14`` that is TCP over IPv4/IPv6 (no extension
+  headers, optionally one 802.1Q tag) is sent as a GSO frame: ``gso_type`` TCPV4/TCPV6 (plus
+  ECN if CWR is set) and ``gso_size = link_mtu - IP header - TCP header (options included)``,
+  so the kernel cuts it into link-MTU segments.  Every other frame goes with ``gso_type``
+  NONE.
 * A plug *without* offloads that is handed a TCP super-frame (relayed from an offloading plug)
   cuts it into link-MTU segments in software (:func:`segment_tcp`, counted in ``segmented``),
   so offloading and plain plugs can be bridged; other oversized frames are dropped.
