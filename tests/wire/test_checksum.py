@@ -132,3 +132,21 @@ def test_update_address(data: bytes, new_addr: bytes) -> None:
     assert C.verify(new + c2.to_bytes(2, "big"))
     with pytest.raises(ValueError):
         C.update(c, b"\1\2\3", b"\1\2\3")
+
+
+@settings(deadline=None, max_examples=200)
+@given(st.lists(st.binary(max_size=1600), max_size=70), st.sampled_from([0, 2, 14, 34]),
+       st.integers(0, 80))
+def test_batch_partial_sums_match_one_by_one(bufs: list[bytes], start: int,
+                                             min_len: int) -> None:
+    got = C.batch_partial_sums(bufs, start, min_len)
+    assert len(got) == len(bufs)
+    for buf, v in zip(bufs, got, strict=True):
+        if len(buf) < max(min_len, start + 2):
+            assert v is None
+            continue
+        assert v is not None
+        want = C.partial_sum(buf[start:])
+        assert (v == 0) == (want == 0)
+        assert v % 0xFFFF == want % 0xFFFF
+        assert (~C.fold(v) & 0xFFFF) == ref(buf[start:])
