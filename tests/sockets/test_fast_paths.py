@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from pathlib import Path
 
 from ioth.sockets import socket as isocket
@@ -104,3 +105,124 @@ def test_bulk_through_lazily_grown_buffers_and_many_accepts(tmp_path: Path) -> N
         t.join(20)
         assert not t.is_alive()
         srv.close()
+
+
+def _connected(a: object, b: object, port: int, count: int
+               ) -> tuple[socket.socket, list[tuple[socket.socket, socket.socket]]]:
+    """``count`` connections from stack ``a`` to a listener on stack ``b``."""
+    srv = isocket(b, socket.AF_INET, socket.SOCK_STREAM)  # type: ignore[arg-type]
+    srv.bind(("192.0.2.2", port))
+    srv.listen(count)
+    pairs = []
+    for _ in range(count):
+        c = isocket(a, socket.AF_INET, socket.SOCK_STREAM)  # type: ignore[arg-type]
+        c.settimeout(10)
+        c.connect(("192.0.2.2", port))
+        s, _ = srv.accept()
+        s.settimeout(10)
+        pairs.append((c, s))
+    return srv, pairs
+
+
+def test_threads_blocked_in_recv_serve_the_stack_inline(tmp_path: Path) -> None:
+    with network(tmp_path, 2) as (a, b):
+        srv, pairs = _connected(a, b, 7005, 4)
+        waits0 = b.runtime.inline_waits
+        got: dict[int, bytes] = {}
+
+        def reader(i: int, s: socket.socket) -> None:
+            data = bytearray()
+            while len(data) < 50_000:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            got[i] = bytes(data)
+
+        threads = [threading.Thread(target=reader, args=(i, s)) for i, (_, s) in
+                   enumerate(pairs)]
+        for t in threads:
+            t.start()
+        time.sleep(0.3)  # let them block (if not, no inline wait is counted: the test fails)
+        blobs = [os.urandom(50_000) for _ in pairs]
+        for (c, _), blob in zip(pairs, blobs, strict=True):
+            c.sendall(blob)
+        for t in threads:
+            t.join(20)
+        assert got == dict(enumerate(blobs))
+        assert b.runtime.inline_waits > waits0  # some reader served the plug itself
+        for c, s in pairs:
+            c.close()
+            s.close()
+        srv.close()
+
+
+def test_inline_waits_keep_timeouts(tmp_path: Path) -> None:
+    with network(tmp_path, 2) as (a, b):
+        srv, [(c, s)] = _connected(a, b, 7006, 1)
+        s.settimeout(0.2)
+        try:
+            s.recv(10)
+        except TimeoutError:
+            pass
+        else:
+            raise AssertionError("recv did not time out")
+        srv.settimeout(0.2)
+        try:
+            srv.accept()
+        except TimeoutError:
+            pass
+        else:
+            raise AssertionError("accept did not time out")
+        c.sendall(b"after the timeouts")
+        assert s.recv(100) == b"after the timeouts"
+        c.close()
+        s.close()
+        srv.close()
+
+
+def test_the_engine_serves_again_when_the_inline_thread_goes_idle(tmp_path: Path) -> None:
+    with network(tmp_path, 2) as (a, b):
+        srv, [(c1, s1), (c2, s2)] = _connected(a, b, 7007, 2)
+        c1.sendall(b"x")
+        assert s1.recv(1) == b"x"  # served inline: the plugs stay with this thread a moment
+        # this thread now waits elsewhere (select, not an ioth call): the engine must take
+        # the plugs back and deliver s2's data
+        c2.sendall(b"for the engine")
+        import select
+
+        r, _, _ = select.select([s2], [], [], 10)
+        assert r == [s2]
+        assert s2.recv(100) == b"for the engine"
+        for s in (c1, s1, c2, s2, srv):
+            s.close()
+
+
+def test_two_stacks_on_one_engine_served_inline_by_two_threads(tmp_path: Path) -> None:
+    with network(tmp_path, 2) as (a, b):
+        srv, [(c, s)] = _connected(a, b, 7008, 1)
+        assert a.runtime.engine is b.runtime.engine  # the shared engine
+        n = 300
+        errors: list[BaseException] = []
+
+        def echo() -> None:
+            try:
+                for _ in range(n):
+                    s.sendall(s.recv(64))
+            except BaseException as exc:
+                errors.append(exc)
+
+        t = threading.Thread(target=echo)
+        t.start()
+        for i in range(n):
+            msg = b"%063d" % i
+            c.sendall(msg + b"\n")
+            got = b""
+            while len(got) < 64:
+                got += c.recv(64 - len(got))
+            assert got == msg + b"\n"
+        t.join(10)
+        assert not errors
+        assert a.runtime.inline_waits > 0 and b.runtime.inline_waits > 0
+        for x in (c, s, srv):
+            x.close()

@@ -12,6 +12,7 @@ import heapq
 import itertools
 import logging
 import os
+import select
 import selectors
 import threading
 import time
@@ -46,6 +47,9 @@ class Engine:
         self.name = name
         self.clock = clock
         self._selector = selectors.DefaultSelector()
+        # the selector's epoll object, for suspend_reader/resume_reader (None: not epoll)
+        epoll = getattr(self._selector, "_selector", None)
+        self._epoll: select.epoll | None = epoll if isinstance(epoll, select.epoll) else None
         self._timers: list[tuple[float, int, TimerHandle]] = []
         self._seq = itertools.count()
         self._pending: deque[Callback] = deque()
@@ -150,6 +154,31 @@ class Engine:
 
             self.call_soon_threadsafe(unregister)
             done.wait(5.0)
+
+    def suspend_reader(self, fd: int) -> bool:
+        """Stop polling ``fd`` (registered with :meth:`add_reader`) until :meth:`resume_reader`,
+        while another thread serves it; any thread may call it.  Its callback may still run
+        once if the loop had already found it ready.  False when it is not possible (not
+        registered yet, no epoll): the loop keeps serving ``fd``."""
+        epoll = self._epoll
+        if epoll is None or self._closed:
+            return False
+        try:
+            epoll.modify(fd, 0)
+        except (OSError, ValueError):
+            return False
+        return True
+
+    def resume_reader(self, fd: int) -> None:
+        """Poll ``fd`` again after :meth:`suspend_reader` (input that arrived meanwhile is
+        reported at once: readiness is level-triggered)."""
+        epoll = self._epoll
+        if epoll is None or self._closed:
+            return
+        try:
+            epoll.modify(fd, select.EPOLLIN)
+        except (OSError, ValueError):
+            pass  # removed meanwhile
 
     def _unregister(self, fd: int) -> None:
         try:

@@ -61,6 +61,7 @@ _CONNECTED = frozenset({State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, S
                         State.CLOSING, State.LAST_ACK, State.TIME_WAIT})
 _CLOSED = State.CLOSED
 _NAME = struct.Struct("<BIQ")
+_DONTWAIT = _socket.MSG_DONTWAIT
 
 
 def _bigbuf(s: Any) -> None:
@@ -720,6 +721,8 @@ class StreamSocket(IothSocket):
     def _accept(self) -> tuple[int, Any]:
         if self._listen is None:
             raise oserror(errno.EINVAL)
+        if self._pid == current_pid() and self.gettimeout() != 0:
+            self._serve_inline()
         return _csocket.socket._accept(self)  # type: ignore[attr-defined, no-any-return]
 
     def accept(self) -> tuple[StreamSocket, Address]:
@@ -882,13 +885,37 @@ class StreamSocket(IothSocket):
             err, h.error = h.error, 0
         return err
 
+    def _serve_inline(self) -> None:
+        """About to block until the descriptor is readable: serve the stack's input on this
+        thread meanwhile (run to completion, see StackRuntime.serve_until); TimeoutError when
+        the socket's timeout passes first."""
+        runtime = self._stack.runtime
+        timeout = self.gettimeout()
+        deadline = None if timeout is None else runtime.clock() + timeout
+        if runtime.serve_until(self.fileno(), select.POLLIN, deadline) is False:
+            raise TimeoutError("timed out")
+
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         """Receive up to ``bufsize`` bytes; b"" at end of stream; ECONNRESET after a reset."""
         if self._h is None and self._accepted_plain is False:
             raise oserror(errno.ENOTCONN)
         if self._rd_shut:
             return b""
-        data = super().recv(bufsize, flags)
+        timeout = self.gettimeout()
+        if timeout != 0 and self._pid == current_pid() and (
+                (timeout is None and not flags & _DONTWAIT) or not flags):
+            # a first attempt that does not block (a socket with a timeout has a
+            # non-blocking descriptor, and socket.recv would poll first: plain read)
+            try:
+                if timeout is None:
+                    data = _csocket.socket.recv(self, bufsize, flags | _DONTWAIT)
+                else:
+                    data = os.read(self.fileno(), bufsize)
+            except BlockingIOError:
+                self._serve_inline()
+                data = super().recv(bufsize, flags)
+        else:
+            data = super().recv(bufsize, flags)
         if not data and bufsize:
             err = self._pending_error()
             if err:
@@ -901,7 +928,20 @@ class StreamSocket(IothSocket):
             raise oserror(errno.ENOTCONN)
         if self._rd_shut:
             return 0
-        n = super().recv_into(buffer, nbytes, flags)
+        timeout = self.gettimeout()
+        if timeout != 0 and self._pid == current_pid() and (
+                (timeout is None and not flags & _DONTWAIT) or not flags):
+            try:  # a first attempt that does not block (see recv)
+                if timeout is None:
+                    n = _csocket.socket.recv_into(self, buffer, nbytes, flags | _DONTWAIT)
+                else:
+                    view = memoryview(buffer).cast("B")
+                    n = os.readv(self.fileno(), [view[:nbytes] if nbytes else view])
+            except BlockingIOError:
+                self._serve_inline()
+                n = super().recv_into(buffer, nbytes, flags)
+        else:
+            n = super().recv_into(buffer, nbytes, flags)
         if not n and (nbytes or len(memoryview(buffer))):
             err = self._pending_error()
             if err:

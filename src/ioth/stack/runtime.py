@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import select
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -25,6 +26,11 @@ log = logging.getLogger(__name__)
 
 RECV_BATCH = 64
 MAX_BATCHES = 16
+#: 1: an application thread about to block on an ioth socket serves its stack's plugs itself
+#: (StackRuntime.serve_until); 0: it always waits for the engine thread
+INLINE = 1
+#: seconds the plugs stay with the application thread after an inline wait (see serve_until)
+LEASE = 0.001
 
 
 class _SharedEngine:
@@ -62,6 +68,13 @@ class StackRuntime:
         #: timer were handled and flushed (the socket layer wakes application threads there,
         #: once the stack's own output is out)
         self.after_batch: list[Callable[[], None]] = []
+        self._inline = threading.Lock()  # held by the thread serving the plugs inline
+        # plug descriptors the engine does not poll (an inline wait or its lease), the lease's
+        # end and the engine timer that checks it (all guarded by _inline)
+        self._suspended: list[int] = []
+        self._lease_until = 0.0
+        self._lease_timer: TimerHandle | None = None
+        self.inline_waits = 0
 
     # -- plugs ----------------------------------------------------------------------------
     def attach(self, index: int, plug: Plug) -> None:
@@ -90,12 +103,15 @@ class StackRuntime:
             self.engine.remove_reader(fd)
         return plug
 
-    def _readable(self, index: int) -> None:
+    def _readable(self, index: int) -> bool:
+        """Serve the input of interface ``index`` (engine thread, or the thread serving the
+        plugs inline); False when its plug is gone or failed."""
         stack = self.stack
+        failed = False
         with stack.lock:
             plug = self.plugs.get(index)
             if plug is None:
-                return
+                return False
             core = stack.core
             now = self.clock()
             core.begin_batch()
@@ -111,20 +127,111 @@ class StackRuntime:
                         break
             except PlugClosedError:
                 log.warning("stack: plug of interface %d closed by its peer", index)
-                self.detach(index)
-                self.plug_errors += 1
+                failed = True
             except OSError as exc:
                 log.warning("stack: plug of interface %d failed: %s", index, exc)
-                self.detach(index)
-                self.plug_errors += 1
+                failed = True
             finally:
                 core.end_batch(now)
+            if failed:
+                self.plug_errors += 1
+                if self.engine.in_engine_thread():
+                    self.detach(index)
+                else:  # serving inline: the engine removes it (detach waits for the engine)
+                    self.engine.call_soon_threadsafe(functools.partial(self._drop, index, plug))
             at = plug.poll_at()
-            if at is not None and index in self.plugs:
+            if at is not None and not failed and index in self.plugs:
                 self.engine.call_at(at, lambda: self._readable(index))
             self.flush()
             for hook in self.after_batch:
                 hook()
+        return not failed
+
+    def _drop(self, index: int, plug: Plug) -> None:
+        """Engine thread: detach a plug that failed while served inline (if still attached)."""
+        with self.stack.lock:
+            if self.plugs.get(index) is plug:
+                self.detach(index)
+
+    def serve_until(self, fd: int, events: int, deadline: float | None) -> bool | None:
+        """Run to completion: an application thread about to block until ``fd`` has
+        ``events`` (``select.POLL*``) serves this stack's plugs itself meanwhile, so the input
+        it waits for is handled on its own thread (no engine wake-up, no thread hand-off).
+
+        The engine stops polling the plugs meanwhile (it keeps running timers and everything
+        else) and for a short lease (``LEASE``) afterwards, so the next input is left for
+        this thread's next wait instead of waking the engine; when the lease ends without a
+        new wait, the engine polls the plugs again (input is then at most ``LEASE`` late,
+        never lost: readiness is level-triggered).  Returns True when ``fd`` is ready, False
+        at ``deadline`` (engine clock), None when this thread cannot serve inline (the engine
+        thread, another thread already does, no plug): then block as usual."""
+        engine = self.engine
+        if not (INLINE and self._fds) or engine.in_engine_thread() \
+                or not self._inline.acquire(False):
+            return None
+        try:
+            by_fd: dict[int, int] = {}
+            for index, fds in list(self._fds.items()):
+                for pfd in fds:
+                    by_fd[pfd] = index
+            if not self._suspended:
+                for pfd in by_fd:
+                    if not engine.suspend_reader(pfd):
+                        return None
+                    self._suspended.append(pfd)
+            self.inline_waits += 1
+            poller = select.poll()
+            poller.register(fd, events)
+            for pfd in by_fd:
+                poller.register(pfd, select.POLLIN)
+            clock = self.clock
+            while True:
+                if deadline is None:
+                    ready = poller.poll()
+                else:
+                    left = deadline - clock()
+                    if left <= 0:
+                        return False
+                    ready = poller.poll(left * 1000.0)
+                mine = False
+                for rfd, _ in ready:
+                    if rfd == fd:
+                        mine = True
+                        continue
+                    which = by_fd.get(rfd)
+                    if which is None:
+                        continue
+                    if not self._readable(which):  # the plug went away or failed
+                        poller.unregister(rfd)
+                        del by_fd[rfd]
+                if mine:
+                    return True
+                if not by_fd:
+                    return None
+        finally:
+            if self._suspended:
+                self._lease_until = self.clock() + LEASE
+                if self._lease_timer is None:
+                    self._lease_timer = engine.call_at(self._lease_until, self._lease_check)
+            self._inline.release()
+
+    def _lease_check(self) -> None:
+        """Engine thread: give the plugs back to the engine once the inline lease ended."""
+        if not self._inline.acquire(False):
+            # a thread is serving inline right now: its serve_until re-arms this check
+            self._lease_timer = None
+            return
+        try:
+            now = self.clock()
+            if now < self._lease_until:  # renewed by a later wait
+                self._lease_timer = self.engine.call_at(self._lease_until, self._lease_check)
+                return
+            self._lease_timer = None
+            for pfd in self._suspended:
+                self.engine.resume_reader(pfd)
+            self._suspended.clear()
+        finally:
+            self._inline.release()
 
     # -- output and timers (stack lock held) ------------------------------------------------
     def flush(self) -> None:
