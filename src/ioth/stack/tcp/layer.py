@@ -29,7 +29,7 @@ from ioth.stack.tcp.segment import ACK, CWR, FIN, PSH, RST, SYN, Segment, decode
 from ioth.wire.errors import WireError
 
 Output = Callable[[bytes, bytes, bytes], None]
-FastOutput = Callable[["TcpConnection", Segment], bool]
+FastOutput = Callable[["TcpConnection", list[Segment]], int]
 Notify = Callable[["TcpConnection | Listener"], None]
 
 EPHEMERAL_LOW = 32768
@@ -102,9 +102,9 @@ class TcpLayer:
         super-segment and cuts into segments itself (TSO)."""
         self.fast_output = fast_output
         """Optional output path for a connection's segments (the stack's per-connection header
-        templates): returns False when it cannot send a segment, which then goes through
-        :func:`encode` and ``output`` (a super-segment cut into ``tso_cut``-sized pieces
-        first)."""
+        templates): sends a leading part of a list of segments and returns how many; the
+        others go through :func:`encode` and ``output`` (a super-segment cut into
+        ``tso_cut``-sized pieces first)."""
         self.verify_checksum = verify_checksum
         self.max_connections = max_connections
         self.notify = notify
@@ -157,36 +157,44 @@ class TcpLayer:
             return 0
         return max(0, size - (40 if len(remote) == 16 else 20) - 60)
 
-    def _send(self, conn: TcpConnection, seg: Segment) -> None:
-        """Send one segment of ``conn``: the fast output, else encode (cutting a
-        super-segment into ``conn.tso_cut``-sized pieces)."""
-        fast = self.fast_output
-        payload = seg.payload
-        if fast is not None and fast(conn, seg):
-            self.tx_segments += 1
-            self.tx_fast += 1
-            if len(payload) > conn.tso_cut > 0:
-                self.tx_super += 1
+    def _send(self, conn: TcpConnection, segs: list[Segment]) -> None:
+        """Send segments of ``conn``: the fast output first, the others encoded (a
+        super-segment cut into ``conn.tso_cut``-sized pieces)."""
+        if not segs:
             return
+        fast = self.fast_output
+        cut = conn.tso_cut
+        done = 0
+        if fast is not None:
+            done = fast(conn, segs)
+            if done:
+                self.tx_segments += done
+                self.tx_fast += done
+                if cut > 0:
+                    self.tx_super += sum(1 for s in segs[:done] if len(s.payload) > cut)
+                if done == len(segs):
+                    return
+                segs = segs[done:]
         la, lp = conn.local
         ra, rp = conn.remote
-        cut = conn.tso_cut
-        n = len(payload)
-        if cut <= 0 or n <= cut:
-            self._emit(la, lp, ra, rp, seg)
-            return
-        self.tx_super_split += 1
-        flags = seg.flags
-        for off in range(0, n, cut):
-            f = flags
-            if off:
-                f &= ~CWR
-            if off + cut < n:
-                f &= ~(FIN | PSH)
-            piece = Segment((seg.seq + off) & MASK, seg.ack, f, seg.window,
-                            payload[off:off + cut], tsval=seg.tsval, tsecr=seg.tsecr,
-                            sack=seg.sack)
-            self._emit(la, lp, ra, rp, piece)
+        for seg in segs:
+            payload = seg.payload
+            n = len(payload)
+            if cut <= 0 or n <= cut:
+                self._emit(la, lp, ra, rp, seg)
+                continue
+            self.tx_super_split += 1
+            flags = seg.flags
+            for off in range(0, n, cut):
+                f = flags
+                if off:
+                    f &= ~CWR
+                if off + cut < n:
+                    f &= ~(FIN | PSH)
+                piece = Segment((seg.seq + off) & MASK, seg.ack, f, seg.window,
+                                payload[off:off + cut], tsval=seg.tsval, tsecr=seg.tsecr,
+                                sack=seg.sack)
+                self._emit(la, lp, ra, rp, piece)
 
     def _emit(self, src: bytes, sport: int, dst: bytes, dport: int, seg: Segment) -> None:
         data = encode(seg, sport, dport, src, dst)
@@ -220,8 +228,7 @@ class TcpLayer:
         self.now = now
         la, lp = conn.local
         ra, rp = conn.remote
-        for seg in conn.dispatch(now):
-            self._send(conn, seg)
+        self._send(conn, conn.dispatch(now))
         listener: Listener | None = conn.listener
         if listener is not None and conn.state is not State.SYN_RECEIVED:
             listener.syn_queue.discard(conn)
@@ -229,8 +236,7 @@ class TcpLayer:
             if conn.state in _ESTABLISHED_LIKE or conn.state is State.FIN_WAIT_1:
                 if listener.closed:
                     conn.abort()
-                    for seg in conn.dispatch(now):
-                        self._send(conn, seg)
+                    self._send(conn, conn.dispatch(now))
                 else:
                     listener.accept_queue.append(conn)
                     if self.notify is not None:
@@ -451,8 +457,7 @@ class TcpLayer:
                 if conn.unacked_rx >= self.batch_ack_segments * conn.rcv_mss:
                     # no stretch ACK of a whole batch: send now; end_batch still services it
                     # (queues, notify), so this costs no wake-up of the application
-                    for out in conn.dispatch(now):
-                        self._send(conn, out)
+                    self._send(conn, conn.dispatch(now))
                 self._batch[conn] = None
             else:
                 self._service(conn, now)
