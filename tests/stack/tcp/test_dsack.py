@@ -78,6 +78,20 @@ def test_duplicate_of_an_out_of_order_piece_dsack_then_its_block() -> None:
                         (REMOTE_SEQ + 2001, REMOTE_SEQ + 2201))
 
 
+def test_paws_rejected_duplicate_is_dsacked_too() -> None:
+    """An old duplicate whose timestamp PAWS rejects is still reported (Linux
+    tcp_send_dupack)."""
+    c = _receiver(ts=True)
+    c.process(_ts(seg(1, c.iss + 1, payload=b"a" * 100), 1001), 0.0)
+    recv(c, 0.1)  # the delayed ACK
+    c.process(_ts(seg(101, c.iss + 1, payload=b"b" * 100), 1005), 0.1)
+    recv(c, 0.2)
+    assert c.ts_recent == 1005
+    c.process(_ts(seg(1, c.iss + 1, payload=b"a" * 100), 1001), 0.2)  # fails PAWS
+    ack = only(recv(c, 0.2))
+    assert ack.sack == ((REMOTE_SEQ + 1, REMOTE_SEQ + 101),) and c.dsacks_sent == 1
+
+
 def test_no_dsack_without_sack_permitted() -> None:
     c = established(POLICY.replace(timestamps=False, window_scaling=False))
     c.process(seg(1, c.iss + 1, payload=b"a" * 100), 0.0)

@@ -216,6 +216,8 @@ class InputMixin(TcbBase):
             and not f & RST
             and (seg.tsval - self.ts_recent) & MASK >= _HALF
         ):
+            if plen and self.sack_ok and seq < rcv_nxt:
+                self._dsack_pending = (seq, min(seq + plen, rcv_nxt))  # as Linux: D-SACK
             self.dropped += 1
             self._ack_now = True
             self._dirty = True

@@ -309,7 +309,16 @@ class RecoveryMixin(TcbBase):
         if self._in_recovery:
             self._in_recovery = False
             self._inflate = 0
+        if self._episode:
+            self._end_episode()
         self._dirty = True
+
+    def _end_episode(self) -> None:
+        """A recovery episode ended (or was undone): RFC 8985 6.2 step 4 counts it."""
+        self._episode = False
+        self._reo_persist -= 1
+        if self._reo_persist <= 0:
+            self._reo_mult = 1
 
     def _after_transmit(self, now: float, nxt0: int, rtx0: int) -> None:
         """After each transmit pass: account its retransmissions for undo, settle a new-data
@@ -343,10 +352,7 @@ class RecoveryMixin(TcbBase):
             elif self.snd_nxt > self.snd_una:
                 self._probe_last(self.snd_nxt)
         if self._episode and not self._in_recovery and self.snd_una >= self._recover:
-            self._episode = False
-            self._reo_persist -= 1
-            if self._reo_persist <= 0:
-                self._reo_mult = 1
+            self._end_episode()
             tsv = self._undo_tsval
             if (tsv >= 0 and self._undo_prior is not None and self.ts_ok
                     and (self._last_tsecr - tsv) & MASK >= _HALF):
