@@ -158,3 +158,23 @@ def test_loss_free_batched_link_sends_no_retransmission() -> None:
     t.check()
     assert client.retransmissions == 0 and client.dsacks == 0
     assert isinstance(link.a, TcpLayer)
+
+
+def test_lost_super_segment_retransmission_is_resent_only_where_unsacked() -> None:
+    """RACK on retransmissions (RFC 8985 6.2) with TSO-sized retransmissions: a lost
+    retransmission of 4 segments whose second segment was SACKed meanwhile is sent again
+    as its two holes only."""
+    c, base = _sender()
+    c.cc.cwnd = 20 * SEG
+    c.send(b"s" * SEG * 10)
+    assert len(recv(c, 0.0)) == 10
+    c._sacked = [[base + SEG, base + 2 * SEG], [base + 9 * SEG, base + 10 * SEG]]
+    assert c._holes(base, base + 4 * SEG) == [(base, base + SEG),
+                                              (base + 2 * SEG, base + 4 * SEG)]
+    assert c._holes(base + SEG, base + 2 * SEG) == []
+    c._rtx_log = [(base, base + 4 * SEG, 0.0, base + 8 * SEG)]  # sent before SND.NXT 8
+    c._rack_detect(0.01)  # not yet RTT + reo_wnd after it was sent
+    assert c._rerxt == [] and len(c._rtx_log) == 1
+    c._rack_detect(0.5)
+    assert c._rerxt == [(base, base + SEG), (base + 2 * SEG, base + 4 * SEG)]
+    assert c._rtx_log == []

@@ -443,7 +443,8 @@ class RecoveryMixin(TcbBase):
             if e <= una or not self._unsacked(s, e):
                 continue  # delivered
             if top > nxt_at and now - t >= wait:
-                self._rerxt.append((s, e))
+                # only its unSACKed parts (a super-segment may be partly SACKed)
+                self._rerxt.extend(self._holes(s, e))
                 self._rtx_force = True
                 self._dirty = True
                 continue
@@ -474,6 +475,23 @@ class RecoveryMixin(TcbBase):
                 if a > self._lost_edge:
                     self._lost_edge = a
                 return
+
+    def _holes(self, a: int, b: int) -> list[tuple[int, int]]:
+        """The unSACKed sub-ranges of [a, b)."""
+        out: list[tuple[int, int]] = []
+        for s, e in self._sacked:
+            if e <= a:
+                continue
+            if s >= b:
+                break
+            if s > a:
+                out.append((a, s))
+            a = e
+            if a >= b:
+                return out
+        if a < b:
+            out.append((a, b))
+        return out
 
     def _unsacked(self, a: int, b: int) -> int:
         if b <= a:
