@@ -238,6 +238,8 @@ def _tcpinfo(stack: Any) -> dict[str, Any]:
             "mss", "cwnd", "ssthresh", "srtt", "snd_wscale", "rcv_wscale", "sack", "timestamps",
             "retransmissions", "rto_expirations", "fast_recoveries", "segments_in",
             "segments_out", "dropped")}
+        for k in ("tail_probes", "dsacks", "spurious_probes", "spurious_retrans", "undos"):
+            out[k] = getattr(i, k, 0)
     for pl in plugs:
         c = pl.counters
         out["plug"] = {"tx": c.tx_frames, "rx": c.rx_frames, "tx_dropped": c.tx_dropped,
@@ -749,7 +751,9 @@ def tcp_note(sres: dict[str, Any], cres: dict[str, Any]) -> str:
         parts.append(f"ioth {who}: mss {t['mss']} cwnd {t['cwnd']} srtt {srtt} "
                      f"segs in/out {t['segments_in']}/{t['segments_out']} "
                      f"retrans {t['retransmissions']} rto {t['rto_expirations']} "
-                     f"fr {t['fast_recoveries']} plug tx_dropped {pl.get('tx_dropped', 0)}")
+                     f"fr {t['fast_recoveries']} tlp {t.get('tail_probes', 0)} "
+                     f"dsack {t.get('dsacks', 0)} undo {t.get('undos', 0)} "
+                     f"plug tx_dropped {pl.get('tx_dropped', 0)}")
     return "; ".join(parts)
 
 
