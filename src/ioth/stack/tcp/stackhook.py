@@ -43,6 +43,10 @@ if TYPE_CHECKING:
     from ioth.stack.tcp.connection import TcpConnection
 
 PROTO_TCP = 6
+#: Knobs (constants, for A/B measurements such as ``BENCH_TCP_TWEAK``): the fast output with
+#: header templates, and TSO on interfaces that offer it; read when a stack's layer is made.
+FAST_OUTPUT = True
+TSO = True
 _DF = 0x4000
 _TS_WORDS = 0x0101 + 0x080A  # NOP NOP kind/length of the Timestamps option
 _FAST_STATES = frozenset((REACHABLE, DELAY, PROBE, PERMANENT))
@@ -301,7 +305,8 @@ def make_layer(core: StackCore, policy: TcpPolicy | None = None) -> TcpLayer:
     """The TcpLayer of ``core``: output through the core's IPv4/IPv6 output, MSS from routes."""
     glue = _Glue(core)
     layer = TcpLayer(random.Random(core.rng.getrandbits(64)), policy, glue.output, glue.mtu,
-                     gso=glue.gso, fast_output=glue.fast_output)
+                     gso=glue.gso if TSO else None,
+                     fast_output=glue.fast_output if FAST_OUTPUT else None)
     glue.layer = layer
     return layer
 
