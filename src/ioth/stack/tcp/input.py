@@ -28,18 +28,16 @@ class InputMixin(TcbBase):
 
     def process(self, seg: Segment, now: float) -> None:
         """SEGMENT ARRIVES (RFC 9293 3.10.7).  Never raises on remote input."""
-        self.segments_in += 1
-        st = self.state
         f = seg.flags
         if (
-            st is State.ESTABLISHED
-            and f & (SYN | FIN | RST | ACK | URG) == ACK
-            and seg.seq == self.rcv_nxt & MASK
+            f & (SYN | FIN | RST | ACK | URG) == ACK
             and not seg.sack
-            and not self._in_recovery
-            and self._predicted(seg.ack, seg.window, seg.tsval, seg.tsecr, seg.payload, now)
+            and self.rx_predicted(seg.seq, seg.ack, seg.window, seg.tsval, seg.tsecr,
+                                  seg.payload, now)
         ):
             return
+        self.segments_in += 1
+        st = self.state
         match (st, f & (SYN | ACK | RST)):
             case (s, _) if s in _SYNCHRONIZED:
                 # RFC 9293 3.10.7.4: the eight checks for synchronized states.
@@ -105,35 +103,26 @@ class InputMixin(TcbBase):
         or URG) and that the segment carries no SACK blocks; ``seq``/``ack`` are the 32-bit
         wire values, ``window`` the raw 16-bit field, ``tsval`` None without a Timestamps
         option.  The result is exactly what :meth:`process` does with the same segment.
-        """
-        if (
-            self.state is not State.ESTABLISHED
-            or seq != self.rcv_nxt & MASK
-            or self._in_recovery
-            or not self._predicted(ack, window, tsval, tsecr, payload, now)
-        ):
-            return False
-        self.segments_in += 1
-        return True
 
-    def _predicted(self, seg_ack: int, window: int, tsval: int | None, tsecr: int,
-                   payload: bytes | bytearray | memoryview, now: float) -> bool:
-        """Header prediction for the two bulk cases; False sends the segment down the full
-        path (and changed nothing).
-
-        (1) a pure ACK of new data, (2) in-order data that fits the window and needs no
-        reassembly (possibly acking new data too).  Both are exactly what the RFC 9293
-        3.10.7.4 steps would do for such segments.  The caller checked the state (ESTABLISHED),
-        the flags, SEG.SEQ == RCV.NXT, no SACK blocks and no recovery in progress.
+        Header prediction covers the two bulk cases: (1) a pure ACK of new data, (2) in-order
+        data that fits the window and needs no reassembly (possibly acking new data too), in
+        ESTABLISHED outside loss recovery.  Both are exactly what the RFC 9293 3.10.7.4 steps
+        would do for such segments.  :meth:`process` tries it first too.
         """
         rcv_nxt = self.rcv_nxt
+        if (
+            self.state is not State.ESTABLISHED
+            or seq != rcv_nxt & MASK
+            or self._in_recovery
+        ):
+            return False
         if self.ts_ok:
             if tsval is None or (tsval - self.ts_recent) & MASK >= _HALF:
                 return False
         else:
             tsval = None
         una = self.snd_una
-        ack = una + ((seg_ack - una + _HALF) & MASK) - _HALF
+        ack = una + ((ack - una + _HALF) & MASK) - _HALF
         plen = len(payload)
         if plen == 0:
             if not una < ack <= self.snd_nxt:
@@ -170,6 +159,7 @@ class InputMixin(TcbBase):
                 self._tlp_check(now)  # as _process_ack does: an ACKed probe ends the episode
         if plen:
             self._receive(rcv_nxt, payload, plen, now)
+        self.segments_in += 1
         return True
 
     def _syn_sent_syn(self, seg: Segment, now: float) -> None:
