@@ -812,6 +812,7 @@ class StreamSocket(IothSocket):
             if timeout == 0.0:
                 return errno.EINPROGRESS  # like Linux, even when it is already decided
             else:
+                stack.runtime.end_lease()  # the engine brings the handshake: no lease delay
                 ok = h.cond.wait_for(lambda: not h.connecting, timeout)
                 if not ok:
                     h.connecting = False
@@ -982,6 +983,7 @@ class StreamSocket(IothSocket):
             n = self._direct(data)
             if n:
                 return n
+        self._stack.runtime.end_lease()  # the engine pumps the descriptor (may wait for ACKs)
         try:
             n = super().send(data, flags)
         except BrokenPipeError:
@@ -1022,6 +1024,7 @@ class StreamSocket(IothSocket):
                 if n == len(view):
                     return
                 data = view[n:]
+        self._stack.runtime.end_lease()  # the engine pumps the descriptor (may wait for ACKs)
         try:
             super().sendall(data, flags)
         except BrokenPipeError:

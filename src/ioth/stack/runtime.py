@@ -69,8 +69,11 @@ class StackRuntime:
         #: once the stack's own output is out)
         self.after_batch: list[Callable[[], None]] = []
         self._inline = threading.Lock()  # held by the thread serving the plugs inline
-        # plug descriptors the engine does not poll (an inline wait or its lease), the lease's
-        # end and the engine timer that checks it (all guarded by _inline)
+        # plug descriptors the engine does not poll (an inline wait or its lease), is a thread
+        # serving them, the lease's end and the engine timer that checks it: all guarded by
+        # _lease_lock (held briefly, never while waiting)
+        self._lease_lock = threading.Lock()
+        self._serving = False
         self._suspended: list[int] = []
         self._lease_until = 0.0
         self._lease_timer: TimerHandle | None = None
@@ -174,11 +177,13 @@ class StackRuntime:
             for index, fds in list(self._fds.items()):
                 for pfd in fds:
                     by_fd[pfd] = index
-            if not self._suspended:
-                for pfd in by_fd:
-                    if not engine.suspend_reader(pfd):
-                        return None
-                    self._suspended.append(pfd)
+            with self._lease_lock:
+                self._serving = True
+                if not self._suspended:
+                    for pfd in by_fd:
+                        if not engine.suspend_reader(pfd):
+                            return None  # (the lease hands back those suspended already)
+                        self._suspended.append(pfd)
             self.inline_waits += 1
             poller = select.poll()
             poller.register(fd, events)
@@ -209,29 +214,39 @@ class StackRuntime:
                 if not by_fd:
                     return None
         finally:
-            if self._suspended:
-                self._lease_until = self.clock() + LEASE
-                if self._lease_timer is None:
-                    self._lease_timer = engine.call_at(self._lease_until, self._lease_check)
+            with self._lease_lock:
+                self._serving = False
+                if self._suspended:
+                    self._lease_until = self.clock() + LEASE
+                    if self._lease_timer is None:
+                        self._lease_timer = engine.call_at(self._lease_until, self._lease_check)
             self._inline.release()
 
     def _lease_check(self) -> None:
         """Engine thread: give the plugs back to the engine once the inline lease ended."""
-        if not self._inline.acquire(False):
-            # a thread is serving inline right now: its serve_until re-arms this check
-            self._lease_timer = None
-            return
-        try:
-            now = self.clock()
-            if now < self._lease_until:  # renewed by a later wait
+        with self._lease_lock:
+            if self._serving:  # a thread is serving inline: its serve_until re-arms the check
+                self._lease_timer = None
+                return
+            if self.clock() < self._lease_until:  # renewed by a later wait
                 self._lease_timer = self.engine.call_at(self._lease_until, self._lease_check)
                 return
             self._lease_timer = None
-            for pfd in self._suspended:
-                self.engine.resume_reader(pfd)
-            self._suspended.clear()
-        finally:
-            self._inline.release()
+            self._resume()
+
+    def end_lease(self) -> None:
+        """An application thread is about to wait for something only the engine can bring
+        (a blocking connect, a full socket buffer): give the plugs back to the engine now
+        instead of at the end of the lease (no-op while a thread serves them inline)."""
+        if self._suspended:
+            with self._lease_lock:
+                if not self._serving:
+                    self._resume()
+
+    def _resume(self) -> None:
+        for pfd in self._suspended:
+            self.engine.resume_reader(pfd)
+        self._suspended.clear()
 
     # -- output and timers (stack lock held) ------------------------------------------------
     def flush(self) -> None:
