@@ -226,3 +226,33 @@ def test_two_stacks_on_one_engine_served_inline_by_two_threads(tmp_path: Path) -
         assert a.runtime.inline_waits > 0 and b.runtime.inline_waits > 0
         for x in (c, s, srv):
             x.close()
+
+
+def test_many_short_connections_with_inline_waits_never_stall(tmp_path: Path) -> None:
+    """Connect/request/answer/close cycles: accepts and receives served inline, connects
+    through the engine (the lease is handed back at once): a lost hand-back would stall."""
+    with network(tmp_path, 2) as (a, b):
+        srv = isocket(b, socket.AF_INET, socket.SOCK_STREAM)
+        srv.bind(("192.0.2.2", 7009))
+        srv.listen(16)
+        srv.settimeout(5)
+        n = 150
+
+        def serve() -> None:
+            for _ in range(n):
+                conn, _ = srv.accept()
+                with conn:
+                    conn.settimeout(5)
+                    conn.sendall(conn.recv(64))
+
+        t = threading.Thread(target=serve)
+        t.start()
+        for i in range(n):
+            with isocket(a, socket.AF_INET, socket.SOCK_STREAM) as c:
+                c.settimeout(5)
+                c.connect(("192.0.2.2", 7009))
+                c.sendall(b"%d" % i)
+                assert c.recv(64) == b"%d" % i
+        t.join(10)
+        assert not t.is_alive()
+        srv.close()
