@@ -62,8 +62,15 @@ class TcpInfo:
             f" rto:{self.rto * 1000:.0f}{rtt} mss:{self.mss} cwnd:{self.cwnd // self.mss}"
             f"{ssthresh} unacked:{self.bytes_in_flight} retrans:{self.retransmissions}"
             f" rto_expired:{self.rto_expirations} recoveries:{self.fast_recoveries}"
+            f"{_nz('tlp', self.tail_probes)}{_nz('dsack', self.dsacks)}"
+            f"{_nz('spurious', self.spurious_retrans)}{_nz('undo', self.undos)}"
+            f"{_nz('dsack_sent', self.dsacks_sent)}"
             f" segs_in:{self.segments_in} segs_out:{self.segments_out}"
         )
+
+
+def _nz(name: str, value: int) -> str:
+    return f" {name}:{value}" if value else ""
 
 
 def _addr(raw: bytes) -> str:

@@ -7,6 +7,15 @@ SACK recovery and go-back-N after an RTO (RFC 6298 5.4) share one retransmission
 :mod:`ioth.stack.tcp.output`).  Also here: the RTO (RFC 6298), duplicate ACKs with early
 retransmit (RFC 5827), tail loss probes and lost-retransmission detection (RFC 8985), and the
 timers ``dispatch`` fires (TIME-WAIT, RTO, TLP, delayed ACK, keepalive).
+
+Spurious retransmissions: D-SACKs (RFC 2883) name the retransmissions that were not needed;
+when every retransmission of a fast recovery or RTO episode was, the cwnd/ssthresh reduction is
+undone (RFC 2883 5, RFC 9438 4.9; Linux undo), as it is when the ACK that ends the episode
+echoes a timestamp older than its first retransmission (Eifel, RFC 3522).  An undone fast
+retransmit raises DupThresh to the reordering it revealed (Linux ``tp->reordering``), and
+D-SACKs widen RACK's reordering window (RFC 8985 6.2 step 4).  A tail loss probe sends queued
+new data when there is some (RFC 8985 7.3), so a sender whose ACKs were only late does not
+retransmit.
 """
 
 from __future__ import annotations
