@@ -269,6 +269,7 @@ class StreamHandle:
         self.name = b""  # the engine end's AF_UNIX name while it waits in an accept queue
         self.bigbuf = False  # has the engine end got its big send buffer yet?
         self.closing = False  # the application is closing its descriptor (see closed_by_app)
+        self.app_gone = False  # every copy of the application's descriptor is closed
         # may bytes written through the application's descriptor wait in the engine end?  Set
         # (under the stack lock) after every write through the descriptor and while the pump
         # leaves bytes there; cleared when a drain found the engine end empty.  Lets
@@ -347,6 +348,7 @@ class StreamHandle:
             if not data:
                 self.eof_in = True
                 if events & HUP:
+                    self.app_gone = True
                     conn.close()
                 else:
                     conn.shutdown()
@@ -463,10 +465,11 @@ class StreamHandle:
                 return
             if conn.eof or (state is _CLOSED and not conn.recv_available):
                 self.eof_out = True
-                try:
-                    eng.shutdown(_socket.SHUT_WR)
-                except OSError:
-                    pass
+                if not self.app_gone:  # (nobody would read the end of stream)
+                    try:
+                        eng.shutdown(_socket.SHUT_WR)
+                    except OSError:
+                        pass
         if self.eof_in and self.eof_out and not self.out:
             self._teardown()
             return

@@ -69,10 +69,11 @@ class StackRuntime:
         #: once the stack's own output is out)
         self.after_batch: list[Callable[[], None]] = []
         self._inline = threading.Lock()  # held by the thread serving the plugs inline
-        # plug descriptors the engine does not poll (an inline wait or its lease), is a thread
-        # serving them, the lease's end and the engine timer that checks it: all guarded by
-        # _lease_lock (held briefly, never while waiting)
+        # is a thread serving the plugs inline, when its lease ends; the plug descriptors the
+        # engine does not poll meanwhile and the engine timer that checks the lease (these two
+        # guarded by _lease_lock, held briefly)
         self._lease_lock = threading.Lock()
+        self._served: frozenset[int] = frozenset()  # interfaces the serving thread polls
         self._serving = False
         self._suspended: list[int] = []
         self._lease_until = 0.0
@@ -89,7 +90,7 @@ class StackRuntime:
         def register() -> None:
             if self.plugs.get(index) is plug:
                 for fd in fds:
-                    self.engine.add_reader(fd, functools.partial(self._readable, index))
+                    self.engine.add_reader(fd, functools.partial(self._on_input, index))
 
         # registration runs on the engine thread without making the caller wait for it (the
         # engine may be busy with other stacks' frames); frames that arrive meanwhile wait in
@@ -156,20 +157,65 @@ class StackRuntime:
             if self.plugs.get(index) is plug:
                 self.detach(index)
 
+    def _on_input(self, index: int) -> None:
+        """Engine thread: a plug of interface ``index`` is readable."""
+        if (index in self._served) if self._serving else self.clock() < self._lease_until:
+            # an application thread serves this plug (or did a moment ago and will again):
+            # leave the input to it, stop polling the plug until the lease ends
+            self._suspend(index)
+            return
+        self._readable(index)
+
+    def _suspend(self, index: int) -> None:
+        """Engine thread: stop polling the plug of ``index``; the lease check gives it back."""
+        with self._lease_lock:
+            for pfd in self._fds.get(index, ()):
+                if pfd not in self._suspended and self.engine.suspend_reader(pfd):
+                    self._suspended.append(pfd)
+            if self._lease_timer is None:
+                self._lease_timer = self.engine.call_at(self.clock() + LEASE, self._lease_check)
+
+    def _lease_check(self) -> None:
+        """Engine thread: poll the plugs again once no thread served them for ``LEASE``
+        seconds, or while a thread waits (the next input then wakes the engine once, which
+        leaves it to that thread again: no periodic wake-ups while a thread sits idle)."""
+        with self._lease_lock:
+            self._lease_timer = None
+            if not self._serving:
+                left = self._lease_until - self.clock()
+                if left > 0:  # renewed by a later wait
+                    self._lease_timer = self.engine.call_at(self._lease_until,
+                                                            self._lease_check)
+                    return
+            self._resume()
+
+    def end_lease(self) -> None:
+        """An application thread is about to wait for something only the engine can bring
+        (a blocking connect, a full socket buffer): give the plugs back to the engine now
+        instead of at the end of the lease."""
+        self._lease_until = 0.0
+        if self._suspended:
+            with self._lease_lock:
+                self._resume()
+
+    def _resume(self) -> None:
+        for pfd in self._suspended:
+            self.engine.resume_reader(pfd)
+        self._suspended.clear()
+
     def serve_until(self, fd: int, events: int, deadline: float | None) -> bool | None:
         """Run to completion: an application thread about to block until ``fd`` has
         ``events`` (``select.POLL*``) serves this stack's plugs itself meanwhile, so the input
-        it waits for is handled on its own thread (no engine wake-up, no thread hand-off).
+        it waits for is handled on its own thread (no thread hand-off, no lock contention).
 
-        The engine stops polling the plugs meanwhile (it keeps running timers and everything
-        else) and for a short lease (``LEASE``) afterwards, so the next input is left for
-        this thread's next wait instead of waking the engine; when the lease ends without a
-        new wait, the engine polls the plugs again (input is then at most ``LEASE`` late,
-        never lost: readiness is level-triggered).  Returns True when ``fd`` is ready, False
-        at ``deadline`` (engine clock), None when this thread cannot serve inline (the engine
-        thread, another thread already does, no plug): then block as usual."""
-        engine = self.engine
-        if not (INLINE and self._fds) or engine.in_engine_thread() \
+        The engine leaves plug input to that thread while it serves and for a short lease
+        (``LEASE``) afterwards: the first such input makes the engine stop polling the plugs
+        (it keeps running timers and everything else) until the lease ends without a new
+        wait; input is then at most about ``LEASE`` late, never lost (readiness is
+        level-triggered).  Returns True when ``fd`` is ready, False at ``deadline`` (engine
+        clock), None when this thread cannot serve inline (the engine thread, another thread
+        already does, no plug): then block as usual."""
+        if not (INLINE and self._fds) or self.engine.in_engine_thread() \
                 or not self._inline.acquire(False):
             return None
         try:
@@ -177,13 +223,8 @@ class StackRuntime:
             for index, fds in list(self._fds.items()):
                 for pfd in fds:
                     by_fd[pfd] = index
-            with self._lease_lock:
-                self._serving = True
-                if not self._suspended:
-                    for pfd in by_fd:
-                        if not engine.suspend_reader(pfd):
-                            return None  # (the lease hands back those suspended already)
-                        self._suspended.append(pfd)
+            self._served = frozenset(by_fd.values())
+            self._serving = True
             self.inline_waits += 1
             poller = select.poll()
             poller.register(fd, events)
@@ -214,39 +255,9 @@ class StackRuntime:
                 if not by_fd:
                     return None
         finally:
-            with self._lease_lock:
-                self._serving = False
-                if self._suspended:
-                    self._lease_until = self.clock() + LEASE
-                    if self._lease_timer is None:
-                        self._lease_timer = engine.call_at(self._lease_until, self._lease_check)
+            self._lease_until = self.clock() + LEASE
+            self._serving = False
             self._inline.release()
-
-    def _lease_check(self) -> None:
-        """Engine thread: give the plugs back to the engine once the inline lease ended."""
-        with self._lease_lock:
-            if self._serving:  # a thread is serving inline: its serve_until re-arms the check
-                self._lease_timer = None
-                return
-            if self.clock() < self._lease_until:  # renewed by a later wait
-                self._lease_timer = self.engine.call_at(self._lease_until, self._lease_check)
-                return
-            self._lease_timer = None
-            self._resume()
-
-    def end_lease(self) -> None:
-        """An application thread is about to wait for something only the engine can bring
-        (a blocking connect, a full socket buffer): give the plugs back to the engine now
-        instead of at the end of the lease (no-op while a thread serves them inline)."""
-        if self._suspended:
-            with self._lease_lock:
-                if not self._serving:
-                    self._resume()
-
-    def _resume(self) -> None:
-        for pfd in self._suspended:
-            self.engine.resume_reader(pfd)
-        self._suspended.clear()
 
     # -- output and timers (stack lock held) ------------------------------------------------
     def flush(self) -> None:
