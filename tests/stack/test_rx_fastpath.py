@@ -437,3 +437,43 @@ def test_held_frames_of_a_batch_match_frame_by_frame_input(v6: bool, trusted: bo
         assert fast.core.tcp.rx_errors == 0
     else:
         assert fast.core.tcp.rx_errors == 1
+
+
+@pytest.mark.parametrize("v6", [False, True])
+def test_checksums_verified_once_when_prediction_declines(v6: bool,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """An out-of-order segment of an established connection: the fused path verifies its
+    checksums, header prediction declines it, and the layered path does not sum it again.
+    A corrupt one is not vouched for: the layered path verifies, counts and drops it."""
+    import ioth.stack.ipv4 as ipv4_mod
+    import ioth.wire.tcp as wire_tcp_mod
+
+    calls: list[str] = []
+    real_parse = wire_tcp_mod.parse_fast
+    real_verify = ipv4_mod.verify  # type: ignore[attr-defined]
+
+    def counting_parse(buf: bytes | bytearray | memoryview, src: bytes, dst: bytes
+                       ) -> tuple[int, int, int, int, int, int, int]:
+        calls.append("tcp")
+        return real_parse(buf, src, dst)
+
+    def counting_verify(data: bytes | bytearray | memoryview, initial: int = 0) -> bool:
+        calls.append("ip")
+        ok: bool = real_verify(data, initial)
+        return ok
+
+    r = Rig(v6, True, False, 8)
+    monkeypatch.setattr(wire_tcp_mod, "parse_fast", counting_parse)
+    monkeypatch.setattr(ipv4_mod, "verify", counting_verify)
+    rcv = r.conn.rcv_nxt
+    ack = (r.iss + 1) & MASK
+    r.feed(r.frame((rcv + 1000) & MASK, ack, ACK, 512, b"b" * 1000,
+                   wire_tcp.ts_option(r.peer_ts + 1, 0)))
+    assert calls == [] and r.conn._ooo and r.core.tcp.rx_errors == 0
+    r.feed(r.frame((rcv + 3000) & MASK, ack, ACK, 512, b"c" * 1000,
+                   wire_tcp.ts_option(r.peer_ts + 1, 0), corrupt=500))
+    assert "tcp" in calls and r.core.tcp.rx_errors == 1
+    r.feed(r.frame(rcv & MASK, ack, ACK, 512, b"a" * 1000,
+                   wire_tcp.ts_option(r.peer_ts + 1, 0)))
+    r.drain_app()
+    assert bytes(r.delivered) == b"a" * 1000 + b"b" * 1000

@@ -62,6 +62,9 @@ RX_BATCH = 64
 sum their checksums together; also the most :meth:`StackCore.input_frames` sums in one pass."""
 RX_BATCH_MIN = 4
 """Fewer frames than this are summed one by one."""
+_RX_NO = 0  # _rx_fast: not consumed, checksums not verified
+_RX_DONE = 1  # consumed
+_RX_VERIFIED = 2  # not consumed, but the IP (v4) and TCP checksums were verified
 
 MAX_TXQ = 8192
 MAX_PMTU_ENTRIES = 1024
@@ -356,33 +359,44 @@ class StackCore:
             return
         for i in range(0, len(frames), RX_BATCH):
             chunk = frames[i:i + RX_BATCH] if len(frames) > RX_BATCH else frames
-            sums = batch_partial_sums(chunk, 14, 54)
+            # sum only what may be TCP over IPv4 (byte 23: protocol) or IPv6 (byte 20: next
+            # header); the others (UDP...) are summed by their own layer as before
+            sums = batch_partial_sums(
+                [f if len(f) >= 54 and (f[23] if f[12] == 8 else f[20]) == 6 else b""
+                 for f in chunk], 14, 54)
             for frame, isum in zip(chunk, sums, strict=True):
                 self._input(iface, frame, now, isum)
 
     def _input(self, iface: Interface, frame: bytes, now: float, isum: int | None) -> None:
         # ``isum``: partial sum of frame[14:] when the caller summed it (input_frames)
         iface.rx_frames += 1
-        if self.rx_fastpath and self._tcp is not None and self._rx_fast(iface, frame, now, isum):
-            if self.loopq:
-                self.drain_loopback(now)
-            return
+        verified = False
+        if self.rx_fastpath and self._tcp is not None:
+            r = self._rx_fast(iface, frame, now, isum)
+            if r == _RX_DONE:
+                if self.loopq:
+                    self.drain_loopback(now)
+                return
+            verified = r == _RX_VERIFIED
         counters = self.counters
         try:
-            self._eth_input(iface, frame, now)
+            self._eth_input(iface, frame, now, verified)
         except Drop as exc:
             counters[exc.counter] += 1
         except (WireError, struct.error, IndexError):
             counters["eth.rx_malformed"] += 1
         self.drain_loopback(now)
 
-    def _rx_fast(self, iface: Interface, frame: bytes, now: float, isum: int | None) -> bool:
+    def _rx_fast(self, iface: Interface, frame: bytes, now: float, isum: int | None) -> int:
         """Header prediction across the layers (TCP_PROFILE proposal 4): an established,
         in-order TCP segment for this host, unicast to our MAC, untagged, IPv4 without options
         or fragmentation (or IPv6 without extension headers), with no option but the aligned
-        Timestamps, flags ACK (+PSH) only.  True: consumed, with the counters the layered path
-        would have updated.  False: nothing changed; the frame takes the layered path, which
-        counts and drops what is wrong with it (bad checksum, truncation...).
+        Timestamps, flags ACK (+PSH) only.  ``_RX_DONE``: consumed, with the counters the
+        layered path would have updated.  Otherwise nothing changed and the frame takes the
+        layered path, which counts and drops what is wrong with it (bad checksum,
+        truncation...); ``_RX_VERIFIED`` tells it the checksums were verified here already (a
+        segment of an established connection that header prediction did not take), so that
+        every frame is verified once.
 
         Checksums are verified once, over the frame in place (or from ``isum``, the partial
         sum of ``frame[14:]`` when :meth:`input_frames` computed it for a batch), unless the
@@ -390,10 +404,10 @@ class StackCore:
         """
         n = len(frame)
         if n < 54:
-            return False
+            return _RX_NO
         if frame[12:15] == _IP4_TCP:
             if frame[23] != 6:
-                return False
+                return _RX_NO
             doff = frame[46]
             if doff == 0x80 and n >= 66 and frame[54:58] == _TS_ALIGNED:
                 (dmac, total, frag, src, dst, sport, dport, seq, ack, flags, window, _k,
@@ -406,7 +420,7 @@ class StackCore:
                 tsecr = 0
                 start = 54
             else:
-                return False
+                return _RX_NO
             end = 14 + total
             if (
                 dmac != iface.mac
@@ -418,12 +432,12 @@ class StackCore:
                 or src[0] == 127
                 or dst not in self.local4
             ):
-                return False
+                return _RX_NO
             tcp = self._tcp
             assert tcp is not None
             conn = tcp.connections.get((dst, dport, src, sport))
             if conn is None or conn.state is not _ESTABLISHED:
-                return False
+                return _RX_NO
             if not iface.rx_csum_trusted and (
                 _from_bytes(frame[14:34], "big") % 0xFFFF
                 # with the IPv4 header summing to zero, frame[14:] sums like the TCP segment
@@ -431,11 +445,11 @@ class StackCore:
                     + (isum if isum is not None and end == n
                        else partial_sum_at(frame, 34, end))) % 0xFFFF
             ):
-                return False
+                return _RX_NO
             ip_rx, ip_delivered = "ipv4.rx", "ipv4.rx_delivered"
         elif frame[12:14] == b"\x86\xdd":
             if n < 74 or frame[20] != 6 or frame[14] >> 4 != 6:
-                return False
+                return _RX_NO
             doff = frame[66]
             if doff == 0x80 and n >= 86 and frame[74:78] == _TS_ALIGNED:
                 (dmac, plen, src, dst, sport, dport, seq, ack, flags, window, _k,
@@ -448,7 +462,7 @@ class StackCore:
                 tsecr = 0
                 start = 74
             else:
-                return False
+                return _RX_NO
             end = 54 + plen
             if (
                 dmac != iface.mac
@@ -458,7 +472,7 @@ class StackCore:
                 or src[0] == 0xFF
                 or dst[0] == 0xFF
             ):
-                return False
+                return _RX_NO
             entry = self.ip6.local.get(dst)
             if (
                 entry is None
@@ -466,32 +480,32 @@ class StackCore:
                 or (entry[0] != iface.index and dst[0] == 0xFE and dst[1] & 0xC0 == 0x80)
                 or src == _LOOPBACK6
             ):
-                return False
+                return _RX_NO
             tcp = self._tcp
             assert tcp is not None
             conn = tcp.connections.get((dst, dport, src, sport))
             if conn is None or conn.state is not _ESTABLISHED:
-                return False
+                return _RX_NO
             if not iface.rx_csum_trusted and (
                 _from_bytes(src, "big") + _from_bytes(dst, "big") + 6 + plen
                 + (isum - _from_bytes(frame[14:54], "big") if isum is not None and end == n
                    else partial_sum_at(frame, 54, end))
             ) % 0xFFFF:
-                return False
+                return _RX_NO
             ip_rx, ip_delivered = "ipv6.rx", "ipv6.rx_delivered"
         else:
-            return False
+            return _RX_NO
         batch = tcp._batch
         if batch is not None and (conn.unacked_rx + end - start
                                   >= tcp.batch_ack_segments * conn.rcv_mss):
             # this segment may reach the layer's stretch-ACK bound, whose ACK goes out at once:
             # TcpLayer.input decides that (the bound only grows with rcv_mss, so below it here
             # means below it after the segment too)
-            return False
+            return _RX_VERIFIED
         tcp.now = now
         if not conn.rx_predicted(seq, ack, window, tsval, tsecr,
                                  frame[start:end] if end > start else b"", now):
-            return False
+            return _RX_VERIFIED
         counters = self.counters
         counters[ip_rx] += 1
         counters[ip_delivered] += 1
@@ -503,9 +517,10 @@ class StackCore:
             batch[conn] = None
         else:
             tcp._service(conn, now)
-        return True
+        return _RX_DONE
 
-    def _eth_input(self, iface: Interface, frame: bytes, now: float) -> None:
+    def _eth_input(self, iface: Interface, frame: bytes, now: float,
+                   verified: bool = False) -> None:
         if len(frame) < 14:
             raise Drop("eth.rx_runt")
         dst = frame[:6]
@@ -531,9 +546,9 @@ class StackCore:
             self.counters["eth.rx_priority_tagged"] += 1
         payload = memoryview(frame)[off:]
         if etype == ETH_P_IP:
-            self.ip4.input(iface, payload, now, multicast)
+            self.ip4.input(iface, payload, now, multicast, verified)
         elif etype == ETH_P_IPV6:
-            self.ip6.input(iface, payload, now, multicast)
+            self.ip6.input(iface, payload, now, multicast, verified)
         elif etype == ETH_P_ARP:
             self.arp.input(iface, payload, now)
         else:

@@ -59,8 +59,13 @@ class IPv4:
         self.default_ttl = DEFAULT_TTL
 
     # -- input ----------------------------------------------------------------------------
-    def input(self, iface: Interface, pkt: memoryview, now: float, l2_multicast: bool) -> None:
-        """Process a received IPv4 packet (the Ethernet payload)."""
+    def input(self, iface: Interface, pkt: memoryview, now: float, l2_multicast: bool,
+              verified: bool = False) -> None:
+        """Process a received IPv4 packet (the Ethernet payload).
+
+        ``verified``: the header and TCP checksums were verified already (the stack's fused
+        receive path); like frames of an ``rx_csum_trusted`` interface, they are not again.
+        """
         core = self.core
         counters = core.counters
         counters["ipv4.rx"] += 1
@@ -72,7 +77,8 @@ class IPv4:
         ihl = (vihl & 15) << 2
         if ihl < 20 or total < ihl or total > len(pkt):
             raise Drop("ipv4.rx_bad_length")
-        if not iface.rx_csum_trusted and not verify(pkt[:ihl]):
+        trusted = verified or iface.rx_csum_trusted
+        if not trusted and not verify(pkt[:ihl]):
             raise Drop("ipv4.rx_bad_checksum")
         if len(pkt) != total:
             pkt = pkt[:total]
@@ -116,7 +122,7 @@ class IPv4:
         elif proto == PROTO_ICMP:
             core.icmp4.input(iface, src, dst, payload, pkt, now, broadcast)
         elif proto == PROTO_TCP and not broadcast:
-            core.tcp_input(src, dst, payload, now, iface.rx_csum_trusted)
+            core.tcp_input(src, dst, payload, now, trusted)
         else:
             counters["ipv4.rx_unknown_protocol"] += 1
             if not broadcast:

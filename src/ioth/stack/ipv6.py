@@ -240,8 +240,12 @@ class IPv6:
             self.ndp.cache.output(iface, nexthop, 0x86DD, packet, now)
 
     # -- input ----------------------------------------------------------------------------
-    def input(self, iface: Interface, pkt: memoryview, now: float, l2_multicast: bool) -> None:
-        """Process a received IPv6 packet (the Ethernet payload)."""
+    def input(self, iface: Interface, pkt: memoryview, now: float, l2_multicast: bool,
+              verified: bool = False) -> None:
+        """Process a received IPv6 packet (the Ethernet payload).
+
+        ``verified``: the TCP checksum was verified already (the stack's fused receive path).
+        """
         core = self.core
         counters = core.counters
         counters["ipv6.rx"] += 1
@@ -276,10 +280,11 @@ class IPv6:
                 counters["ipv6.rx_not_for_us"] += 1
                 return
             tentative = state == TENTATIVE
-        self._walk(iface, pkt, src, dst, nh, hlim, now, multicast, tentative)
+        self._walk(iface, pkt, src, dst, nh, hlim, now, multicast, tentative, verified)
 
     def _walk(self, iface: Interface, pkt: memoryview, src: bytes, dst: bytes, nh: int,
-              hlim: int, now: float, multicast: bool, tentative: bool) -> None:
+              hlim: int, now: float, multicast: bool, tentative: bool,
+              verified: bool = False) -> None:
         core = self.core
         counters = core.counters
         off = 40
@@ -299,7 +304,7 @@ class IPv6:
                 return
             if nh == NH_TCP and not multicast:
                 counters["ipv6.rx_delivered"] += 1
-                core.tcp_input(src, dst, pkt[off:], now, iface.rx_csum_trusted)
+                core.tcp_input(src, dst, pkt[off:], now, verified or iface.rx_csum_trusted)
                 return
             if nh == NH_NONE:
                 return
