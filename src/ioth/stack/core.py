@@ -62,6 +62,10 @@ RX_BATCH = 64
 sum their checksums together; also the most :meth:`StackCore.input_frames` sums in one pass."""
 RX_BATCH_MIN = 4
 """Fewer frames than this are summed one by one."""
+RX_BATCH_SUM_MAX = 12288
+"""Longer frames are summed one by one: joining them costs more than a numpy call each
+(64 KiB frames: 30 us each in a batch, 9 us alone; 9 KB: 2.3 against 3.1; 1514 B: 0.8 against
+2.2, measured with benchmarks/bench_wire.py's machine)."""
 _RX_NO = 0  # _rx_fast: not consumed, checksums not verified
 _RX_DONE = 1  # consumed
 _RX_VERIFIED = 2  # not consumed, but the IP (v4) and TCP checksums were verified
@@ -362,8 +366,8 @@ class StackCore:
             # sum only what may be TCP over IPv4 (byte 23: protocol) or IPv6 (byte 20: next
             # header); the others (UDP...) are summed by their own layer as before
             sums = batch_partial_sums(
-                [f if len(f) >= 54 and (f[23] if f[12] == 8 else f[20]) == 6 else b""
-                 for f in chunk], 14, 54)
+                [f if 54 <= len(f) <= RX_BATCH_SUM_MAX and (f[23] if f[12] == 8 else f[20]) == 6
+                 else b"" for f in chunk], 14, 54)
             for frame, isum in zip(chunk, sums, strict=True):
                 self._input(iface, frame, now, isum)
 
