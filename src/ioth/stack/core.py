@@ -195,13 +195,15 @@ class StackCore:
     def end_batch(self, now: float) -> None:
         """End of a batch of frames."""
         held = self._rx_held
-        if held is not None:
-            self._rx_held = None
-            if held:
-                index, at = self._rx_held_at
-                self.input_frames(index, held, at)
-        if self._tcp is not None:
-            self._tcp.end_batch(now)
+        try:
+            if held is not None:
+                self._rx_held = None
+                if held:
+                    index, at = self._rx_held_at
+                    self.input_frames(index, held, at)
+        finally:
+            if self._tcp is not None:
+                self._tcp.end_batch(now)
         self.drain_loopback(now)
 
     # -- interfaces -----------------------------------------------------------------------
