@@ -7,6 +7,7 @@ when we are the target.  Gratuitous ARP (a request with spa == tpa) announces ne
 
 from __future__ import annotations
 
+import errno
 import struct
 from typing import TYPE_CHECKING
 
@@ -46,9 +47,18 @@ class Arp:
             self.core.broadcast(iface, ETH_P_ARP, pkt)
 
     def _failed(self, iface: Interface, n: Neighbour, now: float) -> None:
-        # RFC 1122 3.3.1.4 / RFC 4861 7.2.2: report "host unreachable" for what was waiting
+        # RFC 1122 3.3.1.4 / RFC 4861 7.2.2: report "host unreachable" for what was waiting:
+        # an ICMP error to ourselves (as Linux arp_error_report) and, at once, to TCP for each
+        # queued segment (a connection attempt then fails with EHOSTUNREACH, as on Linux)
         if n.pending:
             _, packet = n.pending[0]
+            tcp = self.core._tcp
+            if tcp is not None:
+                for _, pkt in n.pending:
+                    ihl = (pkt[0] & 15) << 2
+                    if pkt[9] == 6 and not ((pkt[6] << 8) | pkt[7]) & 0x1FFF:
+                        tcp.unreachable(pkt[12:16], pkt[16:20], pkt[ihl : ihl + 8],
+                                        errno.EHOSTUNREACH, now)
             self.core.icmp4.send_error(3, 1, memoryview(packet), now, in_iface=iface)
             self.core.counters["arp.pending_drops"] += len(n.pending)
             n.pending.clear()

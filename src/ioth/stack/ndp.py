@@ -8,6 +8,7 @@ it, marks it duplicate and the event is recorded.
 
 from __future__ import annotations
 
+import errno
 import struct
 from typing import TYPE_CHECKING
 
@@ -98,8 +99,15 @@ class Ndp:
             self._send(iface, src, _solicited_node(n.ip), body)
 
     def _failed(self, iface: Interface, n: Neighbour, now: float) -> None:
+        # as Arp._failed: ICMPv6 address unreachable to ourselves, EHOSTUNREACH to TCP at once
         if n.pending:
             _, packet = n.pending[0]
+            tcp = self.core._tcp
+            if tcp is not None:
+                for _, pkt in n.pending:
+                    if pkt[6] == 6:  # TCP right after the fixed header
+                        tcp.unreachable(pkt[8:24], pkt[24:40], pkt[40:48], errno.EHOSTUNREACH,
+                                        now)
             self.core.ip6.icmp.send_error(1, 3, memoryview(packet), now, in_iface=iface)
             self.core.counters["ndp.pending_drops"] += len(n.pending)
             n.pending.clear()

@@ -129,6 +129,8 @@ class TcpLayer:
         self.rx_errors = 0
         """Segments dropped by the codec (truncated, bad checksum, bad options)."""
         self.rx_no_socket = 0
+        self.unreachable_aborts = 0
+        """Connection attempts failed because neighbour resolution of their next hop failed."""
         """Segments for no connection and no listener (answered with RST unless RST)."""
         self.tx_segments = 0
         self.tx_fast = 0
@@ -351,6 +353,26 @@ class TcpLayer:
         if mtu is not None:
             conn.set_path_mtu(mtu)
         conn.icmp_error(seq, hard, now)
+        self._service(conn, now)
+
+    def unreachable(self, local: bytes, remote: bytes, quoted: bytes | bytearray | memoryview,
+                    err: int, now: float) -> None:
+        """Neighbour resolution failed for a segment we sent (``quoted``: its TCP header).
+
+        Like Linux (a failed ARP/ND entry reports "host unreachable" for each queued packet,
+        which ``tcp_v4_err``/``tcp_v6_err`` turn into a hard error in SYN-SENT): a connection
+        attempt fails with ``err`` (EHOSTUNREACH); other states treat it as a soft error and
+        keep retransmitting (RFC 1122 4.2.3.9).
+        """
+        if len(quoted) < 8:
+            return
+        sport = (quoted[0] << 8) | quoted[1]
+        dport = (quoted[2] << 8) | quoted[3]
+        conn = self.connections.get((local, sport, remote, dport))
+        if conn is None or conn.state is not State.SYN_SENT:
+            return
+        self.unreachable_aborts += 1
+        conn._set_closed(err)
         self._service(conn, now)
 
     def info(self) -> list[TcpInfo]:
