@@ -78,6 +78,19 @@ def test_duplicate_of_an_out_of_order_piece_dsack_then_its_block() -> None:
                         (REMOTE_SEQ + 2001, REMOTE_SEQ + 2201))
 
 
+def test_in_order_segment_repeating_queued_data_is_dsacked() -> None:
+    """A retransmission (say go-back-N after a timeout) fills the hole and repeats part of
+    a piece already queued out of order: that part is reported."""
+    c = _receiver()
+    c.process(seg(101, c.iss + 1, payload=b"b" * 100), 0.0)
+    recv(c, 0.0)
+    c.process(seg(1, c.iss + 1, payload=b"a" * 100 + b"b" * 50), 0.1)
+    ack = only(recv(c, 0.1))
+    assert ack.ack == REMOTE_SEQ + 201
+    assert ack.sack == ((REMOTE_SEQ + 101, REMOTE_SEQ + 151),) and c.dsacks_sent == 1
+    assert c.recv() == b"a" * 100 + b"b" * 100
+
+
 def test_paws_rejected_duplicate_is_dsacked_too() -> None:
     """An old duplicate whose timestamp PAWS rejects is still reported (Linux
     tcp_send_dupack)."""

@@ -196,6 +196,9 @@ class BufferMixin(TcbBase):
         i = 0
         n = len(ooo)
         nxt = self.rcv_nxt
+        if n and ooo[0][0] < nxt and self.sack_ok:
+            # RFC 2883 4.1.3: the in-order segment repeated queued data: report that part
+            self._dsack_pending = (ooo[0][0], min(ooo[0][0] + len(ooo[0][1]), nxt))
         while i < n and ooo[i][0] <= nxt:
             s, d = ooo[i]
             e = s + len(d)
