@@ -30,7 +30,9 @@ MAX_BATCHES = 16
 #: (StackRuntime.serve_until); 0: it always waits for the engine thread
 INLINE = 1
 #: seconds the plugs stay with the application thread after an inline wait (see serve_until)
-LEASE = 0.001
+LEASE = 0.002
+#: seconds a thread may sit in one inline wait before the engine polls the plugs again
+IDLE = 0.05
 
 
 class _SharedEngine:
@@ -74,6 +76,7 @@ class StackRuntime:
         # guarded by _lease_lock, held briefly)
         self._lease_lock = threading.Lock()
         self._served: frozenset[int] = frozenset()  # interfaces the serving thread polls
+        self._serve_since = 0.0  # when the serving thread began its wait
         self._serving = False
         self._suspended: list[int] = []
         self._lease_until = 0.0
@@ -177,16 +180,19 @@ class StackRuntime:
 
     def _lease_check(self) -> None:
         """Engine thread: poll the plugs again once no thread served them for ``LEASE``
-        seconds, or while a thread waits (the next input then wakes the engine once, which
-        leaves it to that thread again: no periodic wake-ups while a thread sits idle)."""
+        seconds, or once a thread has sat in one wait for ``IDLE`` seconds (the next input
+        then wakes the engine once, which leaves it to that thread again: no periodic
+        wake-ups while a thread sits idle)."""
         with self._lease_lock:
             self._lease_timer = None
-            if not self._serving:
-                left = self._lease_until - self.clock()
-                if left > 0:  # renewed by a later wait
-                    self._lease_timer = self.engine.call_at(self._lease_until,
-                                                            self._lease_check)
+            now = self.clock()
+            if self._serving:
+                if now - self._serve_since < IDLE:
+                    self._lease_timer = self.engine.call_at(now + LEASE, self._lease_check)
                     return
+            elif now < self._lease_until:  # renewed by a later wait
+                self._lease_timer = self.engine.call_at(self._lease_until, self._lease_check)
+                return
             self._resume()
 
     def end_lease(self) -> None:
@@ -224,6 +230,7 @@ class StackRuntime:
                 for pfd in fds:
                     by_fd[pfd] = index
             self._served = frozenset(by_fd.values())
+            self._serve_since = self.clock()
             self._serving = True
             self.inline_waits += 1
             poller = select.poll()
