@@ -77,6 +77,7 @@ class StackRuntime:
         self._lease_lock = threading.Lock()
         self._served: frozenset[int] = frozenset()  # interfaces the serving thread polls
         self._serve_since = 0.0  # when the serving thread began its wait
+        self._contended = False  # did a thread wait in the kernel while another served?
         self._serving = False
         self._suspended: list[int] = []
         self._lease_until = 0.0
@@ -221,8 +222,12 @@ class StackRuntime:
         level-triggered).  Returns True when ``fd`` is ready, False at ``deadline`` (engine
         clock), None when this thread cannot serve inline (the engine thread, another thread
         already does, no plug): then block as usual."""
-        if not (INLINE and self._fds) or self.engine.in_engine_thread() \
-                or not self._inline.acquire(False):
+        if not (INLINE and self._fds) or self.engine.in_engine_thread():
+            return None
+        if not self._inline.acquire(False):
+            # another thread serves: this one waits in the kernel, for input the serving
+            # thread (or, once it is done, the engine without a lease) brings
+            self._contended = True
             return None
         try:
             by_fd: dict[int, int] = {}
@@ -262,8 +267,12 @@ class StackRuntime:
                 if not by_fd:
                     return None
         finally:
-            self._lease_until = self.clock() + LEASE
             self._serving = False
+            if self._contended:  # threads wait in the kernel: no lease, the engine serves
+                self._contended = False
+                self.end_lease()
+            else:
+                self._lease_until = self.clock() + LEASE
             self._inline.release()
 
     # -- output and timers (stack lock held) ------------------------------------------------
