@@ -132,10 +132,12 @@ class DgramHandle:
         if self.closed:
             return
         self.closed = True
-        ifaces = self.stack.core.ifaces
+        core = self.stack.core
         for index, group in self.groups4:
-            if index in ifaces:
-                _leave4(ifaces[index].groups4, group)
+            if index in core.ifaces:  # the last member leaving sends IGMP leave reports
+                core.igmp.leave(core.ifaces[index], group, self.stack.now())
+        if self.groups4 and not self.stack.closed:
+            self.stack.runtime.flush()
         self.groups4.clear()
         self.stack.core.udp.close(self.ep)
         self.ep.on_event = None
@@ -428,19 +430,20 @@ class DatagramSocket(IothSocket):
         else:
             indexes = [i.index for i in core.ifaces.values() if not i.loopback]
         joined = self._h.groups4
+        now = self._stack.now()
         for index in indexes:
-            groups = core.ifaces[index].groups4
             key = (index, group)
             if join:
                 if key in joined:
                     raise oserror(errno.EADDRINUSE)
                 joined.append(key)
-                groups[group] = groups.get(group, 0) + 1
+                core.igmp.join(core.ifaces[index], group, now)  # IGMP reports a new group
             else:
                 if key not in joined:
                     raise oserror(errno.EADDRNOTAVAIL)
                 joined.remove(key)
-                _leave4(groups, group)
+                core.igmp.leave(core.ifaces[index], group, now)
+        self._stack.runtime.flush()
 
     def _mld(self, group: bytes, ifindex: int, join: bool) -> None:
         core = self._stack.core
@@ -511,11 +514,3 @@ class DatagramSocket(IothSocket):
     def detach(self) -> int:
         """Give up the descriptor (the endpoint lives until the descriptor is closed)."""
         return super().detach()
-
-
-def _leave4(groups: dict[bytes, int], group: bytes) -> None:
-    count = groups.get(group, 0) - 1
-    if count > 0:
-        groups[group] = count
-    else:
-        groups.pop(group, None)

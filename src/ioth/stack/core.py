@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ioth.stack.arp import Arp
 from ioth.stack.errors import Drop
 from ioth.stack.icmp4 import ICMPv4
+from ioth.stack.igmp import Igmp
 from ioth.stack.interface import BROADCAST_MAC, PREFERRED, Addr4, Interface
 from ioth.stack.ipv4 import IPv4
 from ioth.stack.route import Route, RouteTable
@@ -107,6 +108,7 @@ class StackCore:
         self.arp = Arp(self)
         self.ip4 = IPv4(self)
         self.icmp4 = ICMPv4(self)
+        self.igmp = Igmp(self)
         self.udp = Udp(self)
         self._tcp: TcpLayer | None = None
         from ioth.stack.ipv6 import IPv6  # IPv6 pulls NDP/MLD/ICMPv6; imported here to keep order

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 HDR = struct.Struct("!BBHHHBBH4s4s")
 PROTO_ICMP = 1
+PROTO_IGMP = 2
 PROTO_TCP = 6
 PROTO_UDP = 17
 DF = 0x4000
@@ -123,6 +124,8 @@ class IPv4:
             core.icmp4.input(iface, src, dst, payload, pkt, now, broadcast)
         elif proto == PROTO_TCP and not broadcast:
             core.tcp_input(src, dst, payload, now, trusted)
+        elif proto == PROTO_IGMP:
+            core.igmp.input(iface, src, dst, payload, now)
         else:
             counters["ipv4.rx_unknown_protocol"] += 1
             if not broadcast:
