@@ -907,7 +907,8 @@ class StreamSocket(IothSocket):
             return b""
         timeout = self.gettimeout()
         if timeout != 0 and self._pid == current_pid() and (
-                (timeout is None and not flags & _DONTWAIT) or not flags):
+                (timeout is None and not flags & _DONTWAIT) or not flags) \
+                and self._stack.runtime.can_serve():
             # a first attempt that does not block (a socket with a timeout has a
             # non-blocking descriptor, and socket.recv would poll first: plain read)
             try:
@@ -934,7 +935,8 @@ class StreamSocket(IothSocket):
             return 0
         timeout = self.gettimeout()
         if timeout != 0 and self._pid == current_pid() and (
-                (timeout is None and not flags & _DONTWAIT) or not flags):
+                (timeout is None and not flags & _DONTWAIT) or not flags) \
+                and self._stack.runtime.can_serve():
             try:  # a first attempt that does not block (see recv)
                 if timeout is None:
                     n = _csocket.socket.recv_into(self, buffer, nbytes, flags | _DONTWAIT)

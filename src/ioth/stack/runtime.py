@@ -210,6 +210,11 @@ class StackRuntime:
             self.engine.resume_reader(pfd)
         self._suspended.clear()
 
+    def can_serve(self) -> bool:
+        """Could the calling thread serve the plugs inline (see :meth:`serve_until`)?"""
+        return bool(INLINE and self._fds) and not self._serving \
+            and not self.engine.in_engine_thread()
+
     def serve_until(self, fd: int, events: int, deadline: float | None) -> bool | None:
         """Run to completion: an application thread about to block until ``fd`` has
         ``events`` (``select.POLL*``) serves this stack's plugs itself meanwhile, so the input
