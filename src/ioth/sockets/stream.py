@@ -972,9 +972,14 @@ class StreamSocket(IothSocket):
             return h.direct_send(view)
 
     def _mark_dirty(self) -> None:
-        """Bytes went through the descriptor: direct sends must drain the engine end first."""
+        """Bytes went through the descriptor: direct sends must drain the engine end first.
+
+        Always under the lock, even when ``dirty`` already looks set: the engine thread may be
+        between draining the engine end and clearing ``dirty`` (``on_pump``), and these bytes
+        arrived after its drain; an unlocked "already set" test would let the next direct send
+        overtake them."""
         h = self._h
-        if h is not None and not h.dirty and self._pid == current_pid():
+        if h is not None and self._pid == current_pid():
             with self._stack.lock:
                 h.dirty = True
 
