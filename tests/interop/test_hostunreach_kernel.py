@@ -4,9 +4,9 @@ A kernel socket in a namespace and an ioth socket on a TAP into that namespace e
 IPv4 and IPv6) to an absent neighbour: after ARP / ND gives up (about 3 s) both fail with
 EHOSTUNREACH ("No route to host"), not ETIMEDOUT after the SYN retries.
 
-(Connected UDP differs: Linux 6.x sends itself the ICMP host unreachable but its connected UDP
-socket keeps no error (SO_ERROR 0, the next send succeeds); ioth reports EHOSTUNREACH there, as
-RFC 1122 4.1.3.3 allows.  Not asserted here.)
+(Connected UDP differs: Linux sends itself the ICMP host unreachable, but host unreachable is
+not "fatal" in its icmp_err_convert, so a connected UDP socket sees it only with IP_RECVERR
+(SO_ERROR 0 otherwise, the next send succeeds); ioth reports EHOSTUNREACH there.  Not asserted.)
 """
 
 from __future__ import annotations

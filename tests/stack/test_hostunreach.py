@@ -64,6 +64,8 @@ def test_present_neighbour_and_established_connections_are_not_aborted() -> None
 
 
 def test_connected_udp_gets_ehostunreach_from_failed_resolution() -> None:
+    # ioth behaviour (RFC 1122 4.1.3.3); Linux reports it to a connected UDP socket only with
+    # IP_RECVERR (host unreachable is not "fatal" in its icmp_err_convert)
     net, _ = _net()
     a = net.cores[0]
     ep = a.udp.open(4, 17)

@@ -205,3 +205,13 @@ def test_malformed_and_bad_checksum_are_counted_and_dropped() -> None:
     assert core.counters["igmp.rx_malformed"] == 2
     assert core.igmp.version(iface, 20.0) == 3  # nothing was taken for a v2 query
 
+
+
+def test_groups_joined_while_down_are_announced_at_link_up() -> None:
+    core, iface = one_stack()
+    core.set_up(iface.index, False, 0.0)
+    core.igmp.join(iface, ip(G1), 0.0)
+    assert igmp_out(iface) == []
+    core.set_up(iface.index, True, 1.0)
+    (report,) = igmp_out(iface)
+    assert records(report) == [(4, G1)]

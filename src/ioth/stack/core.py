@@ -244,6 +244,7 @@ class StackCore:
         if up:
             for a in iface.addrs4:
                 self.arp.announce(iface, a.addr)
+            self.igmp.link_up(iface, now)
             self.ip6.link_up(iface, now)
         else:
             iface.txq.clear()

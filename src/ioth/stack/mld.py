@@ -98,6 +98,11 @@ class GroupListener:
         else:
             groups[group] = count - 1
 
+    def link_up(self, iface: Interface, now: float) -> None:
+        """``iface`` came up: announce the groups joined while it was down."""
+        for group in list(self.groups(iface)):
+            self._state_change(iface, group, CHANGE_TO_EXCLUDE, now)
+
     def _state_change(self, iface: Interface, group: bytes, kind: int, now: float) -> None:
         # before an interface is ready, report_all() (MLD: after DAD) covers its groups
         if iface.up and not iface.loopback and self.reportable(group) and self.ready(iface):
