@@ -27,14 +27,22 @@ measured in the same run.  The machine is shared: expect noise.
 per frame for a learnt unicast frame, a broadcast to 8 ports, and an access-to-trunk frame that
 gets tagged.
 
+``--pingpong`` also measures the switch at low rate, where a wake-up per frame is the cost: two
+minimal VDE clients (``ioth``'s ``vde://`` plug, then plain blocking ``send``/``recv``) bounce a
+64-byte frame through ``vde_switch`` and through ``ioth switch``, each burning ``--burn`` us of
+CPU on a large Python heap per frame (default 150, about what an ioth TCP end spends per
+round trip, so that the switch wakes up with cold caches as it does under ``bench_tcp`` rr).
+It prints round trips/s and the switch's CPU per frame (from /proc).  No namespaces needed.
+
 Usage: ``python benchmarks/bench_switch.py [--time 5] [--rounds 1]
-[--only vde,ioth,inproc,offload,jumbo] [--micro]``
+[--only vde,ioth,inproc,offload,jumbo] [--micro] [--pingpong [--burn US]]``
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import secrets
 import statistics
 import subprocess
@@ -43,6 +51,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -153,6 +162,89 @@ def micro() -> None:
     print()
 
 
+_HEAP = [{"a": i, "b": str(i)} for i in range(20000)]
+
+
+def _burn(us: float) -> None:
+    """Spend ``us`` microseconds touching a large heap (evicts the switch from the caches)."""
+    end = time.perf_counter() + us * 1e-6
+    i = 0
+    while time.perf_counter() < end:
+        for _ in range(50):
+            _HEAP[(i * 7919) % 20000]["a"] += 1  # type: ignore[operator]
+            i += 1
+
+
+def _pp_peer(directory: str, me: bytes, other: bytes, role: str, seconds: float,
+             burn: float, out: Any) -> None:
+    from ioth.net.plugs.vde import VdePlug
+
+    plug = VdePlug(directory)
+    sock = plug._sock
+    sock.setblocking(True)
+    frame = other + me + b"\x08\x00" + bytes(50)
+    stop = other + me + b"\x08\x00STOP" + bytes(46)
+    sock.send(frame)  # the switch learns us
+    if role == "echo":
+        while sock.recv(2000)[14:18] != b"STOP":
+            _burn(burn)
+            sock.send(frame)
+    else:
+        time.sleep(0.2)
+        start = time.perf_counter()
+        count = 0
+        while count % 64 or time.perf_counter() - start < seconds:
+            sock.send(frame)
+            sock.recv(2000)
+            _burn(burn)
+            count += 1
+        out.put(count / (time.perf_counter() - start))
+        sock.send(stop)
+    plug.close()
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pingpong(kind: str, seconds: float, burn: float) -> tuple[float, float]:
+    """(round trips/s, switch CPU us per frame) of a ping-pong through ``kind`` (vde/ioth)."""
+    import multiprocessing
+
+    a, b = bytes.fromhex("020000000001"), bytes.fromhex("020000000002")
+    with tempfile.TemporaryDirectory(prefix="benchpp") as tmp:
+        d = os.path.join(tmp, "sw")
+        argv = ["vde_switch", "-s", d] if kind == "vde" else ioth_cmd("switch", d)
+        sw = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+        ctx = multiprocessing.get_context("fork")
+        out: Any = ctx.Queue()
+        procs = []
+        try:
+            _wait(lambda: os.path.exists(os.path.join(d, "ctl")))
+            echo = ctx.Process(target=_pp_peer, args=(d, b, a, "echo", seconds, burn, out))
+            echo.start()
+            procs.append(echo)
+            time.sleep(0.3)
+            cpu0, t0 = _cpu_seconds(sw.pid), time.monotonic()
+            ping = ctx.Process(target=_pp_peer, args=(d, a, b, "ping", seconds, burn, out))
+            ping.start()
+            procs.append(ping)
+            rate = float(out.get(timeout=seconds + 30))
+            cpu, wall = _cpu_seconds(sw.pid) - cpu0, time.monotonic() - t0
+            for proc in procs:
+                proc.join(5)
+            return rate, cpu / (rate * 2 * wall) * 1e6
+        finally:
+            for proc in procs:
+                if proc.is_alive():
+                    proc.terminate()
+                    proc.join(5)
+            stop_process(sw)
+
+
 def main() -> None:
     """Run every configuration and print the table."""
     parser = argparse.ArgumentParser(description=__doc__,
@@ -163,10 +255,32 @@ def main() -> None:
                         help="comma-separated subset of " + ",".join(CONFIGS))
     parser.add_argument("--micro", action="store_true",
                         help="also time SwitchCore.forward alone")
+    parser.add_argument("--pingpong", action="store_true",
+                        help="also measure rt/s and switch CPU per frame at low rate")
+    parser.add_argument("--burn", type=float, default=150.0,
+                        help="CPU us each ping-pong end spends per frame (default 150)")
     args = parser.parse_args()
     if args.micro:
         micro()
+    if args.pingpong:
+        pp: dict[str, list[tuple[float, float]]] = {"vde": [], "ioth": []}
+        for _ in range(args.rounds):
+            for kind in pp:
+                rate, us = pingpong(kind, args.time, args.burn)
+                pp[kind].append((rate, us))
+                print(f"  ping-pong through {kind:5s} {rate:8.0f} rt/s  switch {us:5.1f} us/frame",
+                      flush=True)
+        ref = statistics.median(us for _, us in pp["vde"])
+        print(f"{'ping-pong (burn ' + str(args.burn) + ' us)':42s} {'rt/s':>9s} {'us/frame':>9s}"
+              f" {'x vde':>6s}")
+        for kind, runs in pp.items():
+            rate = statistics.median(r for r, _ in runs)
+            us = statistics.median(u for _, u in runs)
+            print(f"{kind + ' switch':42s} {rate:9.0f} {us:9.1f} {us / ref:6.2f}")
+        print()
     kinds = [k for k in args.only.split(",") if k]
+    if not kinds and (args.micro or args.pingpong):
+        return  # --only '': just those
     if "vde" not in kinds:
         kinds.insert(0, "vde")  # the reference is always measured
     results: dict[str, list[float]] = {k: [] for k in kinds}
