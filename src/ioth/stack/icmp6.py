@@ -50,13 +50,17 @@ class ICMPv6:
         self.core = core
 
     def input(self, iface: Interface, src: bytes, dst: bytes, hlim: int, msg: memoryview,
-              orig: memoryview, now: float, multicast: bool, tentative: bool) -> None:
-        """Process a received ICMPv6 message."""
+              orig: memoryview, now: float, multicast: bool, tentative: bool, *,
+              trusted: bool | None = None) -> None:
+        """Process a received ICMPv6 message (``trusted``: skip the checksum check; default:
+        the interface's ``rx_csum_trusted``)."""
         core = self.core
         counters = core.counters
         if len(msg) < 4:
             raise Drop("icmp6.rx_truncated")
-        if not iface.rx_csum_trusted and not verify(msg, pseudo_v6(src, dst, 58, len(msg))):
+        if trusted is None:
+            trusted = iface.rx_csum_trusted
+        if not trusted and not verify(msg, pseudo_v6(src, dst, 58, len(msg))):
             raise Drop("icmp6.rx_bad_checksum")
         icmp_type = msg[0]
         counters["icmp6.rx"] += 1

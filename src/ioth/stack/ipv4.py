@@ -111,6 +111,9 @@ class IPv4:
             if data is None:
                 return
             counters["ipv4.rx_reassembled"] += 1
+            # a trusted plug vouches for each frame, but cannot check a fragment against the
+            # whole datagram's checksum: reassembled datagrams are always verified
+            trusted = False
             payload = memoryview(data)
             head = bytearray(pkt[:ihl])
             struct.pack_into("!HH", head, 2, ihl + len(data), 0)
@@ -119,9 +122,11 @@ class IPv4:
             pkt = memoryview(bytes(head) + data[:548])
         counters["ipv4.rx_delivered"] += 1
         if proto == PROTO_UDP:
-            core.udp.input(4, iface, src, dst, payload, pkt, now, broadcast)
+            core.udp.input(4, iface, src, dst, payload, pkt, now, broadcast,
+                           trusted=trusted and iface.rx_csum_trusted)
         elif proto == PROTO_ICMP:
-            core.icmp4.input(iface, src, dst, payload, pkt, now, broadcast)
+            core.icmp4.input(iface, src, dst, payload, pkt, now, broadcast,
+                             trusted=trusted and iface.rx_csum_trusted)
         elif proto == PROTO_TCP and not broadcast:
             core.tcp_input(src, dst, payload, now, trusted)
         elif proto == PROTO_IGMP:

@@ -289,22 +289,24 @@ class IPv6:
         counters = core.counters
         off = 40
         nh_ptr = 6  # offset of the next-header field naming the header at ``off``
+        trusted = verified or iface.rx_csum_trusted
         while True:
             if nh == NH_ICMPV6:
                 counters["ipv6.rx_delivered"] += 1
                 self.icmp.input(iface, src, dst, hlim, pkt[off:], pkt, now, multicast,
-                                tentative)
+                                tentative, trusted=trusted and iface.rx_csum_trusted)
                 return
             if tentative:
                 counters["ipv6.rx_to_tentative"] += 1
                 return
             if nh == NH_UDP:
                 counters["ipv6.rx_delivered"] += 1
-                core.udp.input(6, iface, src, dst, pkt[off:], pkt, now, multicast)
+                core.udp.input(6, iface, src, dst, pkt[off:], pkt, now, multicast,
+                               trusted=trusted and iface.rx_csum_trusted)
                 return
             if nh == NH_TCP and not multicast:
                 counters["ipv6.rx_delivered"] += 1
-                core.tcp_input(src, dst, pkt[off:], now, verified or iface.rx_csum_trusted)
+                core.tcp_input(src, dst, pkt[off:], now, trusted)
                 return
             if nh == NH_NONE:
                 return
@@ -352,6 +354,7 @@ class IPv6:
                 if whole is None:
                     return
                 counters["ipv6.rx_reassembled"] += 1
+                trusted = False  # fragments were vouched for, the reassembled datagram is not
                 head = bytearray(pkt[:off])
                 head[nh_ptr] = fnh
                 struct.pack_into("!H", head, 4, off - 40 + len(whole))

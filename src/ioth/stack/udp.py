@@ -255,8 +255,10 @@ class Udp:
         return best
 
     def input(self, family: int, iface: Interface, src: bytes, dst: bytes, seg: memoryview,
-              orig: memoryview, now: float, multicast: bool) -> None:
-        """Process a received UDP datagram."""
+              orig: memoryview, now: float, multicast: bool, *,
+              trusted: bool | None = None) -> None:
+        """Process a received UDP datagram (``trusted``: skip the checksum check; default:
+        the interface's :attr:`~ioth.stack.interface.Interface.rx_csum_trusted`)."""
         core = self.core
         counters = core.counters
         if len(seg) < 8:
@@ -267,14 +269,16 @@ class Udp:
         if length != len(seg):
             seg = seg[:length]
         # frames from an interface whose plug vouches for their checksums are not verified
+        if trusted is None:
+            trusted = iface.rx_csum_trusted
         if family == 4:
-            if csum and not iface.rx_csum_trusted and not verify(
+            if csum and not trusted and not verify(
                     seg, pseudo_v4(src, dst, 17, length)):
                 raise Drop("udp.rx_bad_checksum")
         else:
             if csum == 0:
                 raise Drop("udp.rx_zero_checksum_v6")
-            if not iface.rx_csum_trusted and not verify(seg, pseudo_v6(src, dst, 17, length)):
+            if not trusted and not verify(seg, pseudo_v6(src, dst, 17, length)):
                 raise Drop("udp.rx_bad_checksum")
         counters["udp.rx"] += 1
         ep = self._lookup(family, 17, dst, dport, src, sport, iface.index)
