@@ -78,6 +78,7 @@ def test_bridge_snooping_lists_and_drops_the_ioth_group(version: int, tmp_path: 
                     sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
                     wait_for(lambda: tap in mdb_ports(ns, GROUP), timeout=10,
                              what="the group on the TAP port in bridge mdb show")
+                    assert [g["users"] for g in stack.groups() if g["group"] == GROUP] == [1]
                     if version == 2:  # the bridge's IGMPv2 queries put us in v2 mode
                         iface = next(i for i in stack.core.ifaces.values() if not i.loopback)
                         wait_for(lambda: stack.core.igmp.version(iface, stack.now()) == 2,

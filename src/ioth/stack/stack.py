@@ -482,6 +482,24 @@ class Stack:
                 })
             return out
 
+    def groups(self) -> list[dict[str, Any]]:
+        """Joined multicast groups (like ``ip maddr``): ifindex, ifname, family (4/6), group,
+        users (reference count) and, for IPv4, the IGMP version reported with."""
+        with self.lock:
+            core = self.core
+            now = self.now()
+            out: list[dict[str, Any]] = []
+            for i in core.ifaces.values():
+                version = core.igmp.version(i, now)
+                for g4, users in i.groups4.items():
+                    out.append({"ifindex": i.index, "ifname": i.name, "family": 4,
+                                "group": str(ipaddress.IPv4Address(g4)), "users": users,
+                                "igmp_version": version})
+                for g6, users in i.groups6.items():
+                    out.append({"ifindex": i.index, "ifname": i.name, "family": 6,
+                                "group": str(ipaddress.IPv6Address(g6)), "users": users})
+            return out
+
     def addresses(self) -> list[dict[str, Any]]:
         """Every address: ifindex, ifname, family (4/6), address, prefixlen, state."""
         with self.lock:
