@@ -25,8 +25,9 @@ section 3):
   take the server's lock.
 
 Any other plug (``tap://t0``, ``vxvde://``, ...) can be a port too (:meth:`add_plug`), served
-by the same engine thread.  Everything runs on one :class:`~ioth.runtime.engine.Engine`; calls
-from other threads take the server's lock.
+by the same engine thread.  Everything but the datagram ports runs on one
+:class:`~ioth.runtime.engine.Engine`; the data thread and calls from other threads take the
+server's lock.
 """
 
 from __future__ import annotations
@@ -645,7 +646,7 @@ class SwitchServer:
         Draining until EAGAIN costs a failed ``recv`` (a syscall and an exception) per
         wake-up, which at low rates is paid for every frame.  So a port whose last drain found
         a single frame is in *quiet* mode: one frame per wake-up, no probe (the socket is
-        level-triggered: anything left wakes the engine again), and a drain only every
+        level-triggered: anything left wakes the data thread again), and a drain only every
         :data:`PROBE_EVERY` wake-ups to notice a backlog, which switches the port back to
         draining up to :data:`RX_BATCH` frames per wake-up.
         """
