@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 
 from ioth.stack.core import StackCore
+from ioth.stack.route import Route
 from tests.stack.harness import VirtualNet, ip
 
 
@@ -33,6 +34,16 @@ def test_tcp_connect_to_absent_ipv4_neighbour_fails_with_ehostunreach() -> None:
     assert conn.state.name == "CLOSED" and conn.error == errno.EHOSTUNREACH
     assert a.counters["arp.resolution_failed"] == 1
     assert a.tcp.unreachable_aborts == 1
+
+
+def test_tcp_connect_through_an_absent_gateway_fails_with_ehostunreach() -> None:
+    net, _ = _net()
+    a = net.cores[0]
+    ifindex = next(i for i in a.ifaces.values() if not i.loopback).index
+    a.routes4.add(Route(ip("0.0.0.0"), 0, ip("192.0.2.254"), ifindex))
+    conn = a.tcp.connect(ip("192.0.2.1"), ip("203.0.113.5"), 443, net.now)
+    net.run(4.0)
+    assert conn.state.name == "CLOSED" and conn.error == errno.EHOSTUNREACH
 
 
 def test_tcp_connect_to_absent_ipv6_neighbour_fails_with_ehostunreach() -> None:
