@@ -136,13 +136,16 @@ class Igmp(GroupListener):
 
     # -- input ------------------------------------------------------------------------------
     def input(self, iface: Interface, src: bytes, dst: bytes, msg: memoryview,
-              now: float) -> None:
-        """Process a received IGMP message (queries; others' reports count and suppress)."""
+              now: float, *, trusted: bool | None = None) -> None:
+        """Process a received IGMP message (queries; others' reports count and suppress).
+
+        ``trusted``: skip the checksum check (default: the interface's ``rx_csum_trusted``).
+        """
         counters = self.core.counters
         n = len(msg)
         if n < 8:
             raise Drop("igmp.rx_malformed")
-        if not iface.rx_csum_trusted and not verify(msg):
+        if not (iface.rx_csum_trusted if trusted is None else trusted) and not verify(msg):
             raise Drop("igmp.rx_bad_checksum")
         kind = msg[0]
         counters["igmp.rx"] += 1

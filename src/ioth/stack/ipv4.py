@@ -130,7 +130,8 @@ class IPv4:
         elif proto == PROTO_TCP and not broadcast:
             core.tcp_input(src, dst, payload, now, trusted)
         elif proto == PROTO_IGMP:
-            core.igmp.input(iface, src, dst, payload, now)
+            core.igmp.input(iface, src, dst, payload, now,
+                            trusted=trusted and iface.rx_csum_trusted)
         else:
             counters["ipv4.rx_unknown_protocol"] += 1
             if not broadcast:
