@@ -1,9 +1,13 @@
-"""The engine: one thread, one selector (epoll), one timer heap.
+"""The engine: one thread, one epoll set, one timer heap.
 
 An engine serves many plugs, switches and stacks.  Callbacks run on the engine thread; other
-threads hand work over with :meth:`Engine.call_soon_threadsafe` (which wakes the selector through a
-pipe).  :meth:`Engine.add_reader`, :meth:`Engine.remove_reader` and :meth:`Engine.call_at` may be
-called from any thread.
+threads hand work over with :meth:`Engine.call_soon_threadsafe` (which wakes the loop through an
+eventfd, or a pipe where there is none).  :meth:`Engine.add_reader`, :meth:`Engine.remove_reader`
+and :meth:`Engine.call_at` may be called from any thread.
+
+The loop sits on ``select.epoll`` directly (a descriptor -> callback dict, level-triggered): no
+``selectors`` key objects or event-mask translation per wake-up, and a thread that schedules a
+timer wakes the loop only when the timer is due before the loop's current wait ends.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ import itertools
 import logging
 import os
 import select
-import selectors
 import threading
 import time
 from collections import deque
@@ -22,6 +25,13 @@ from collections.abc import Callable
 log = logging.getLogger(__name__)
 
 Callback = Callable[[], object]
+
+_INF = float("inf")
+#: ``_sleep_until`` while the loop is awake (it looks at timers and calls before sleeping again)
+_AWAKE = -_INF
+#: events taken from epoll per wait
+MAX_EVENTS = 256
+_IN = select.EPOLLIN
 
 
 class TimerHandle:
@@ -46,18 +56,26 @@ class Engine:
     def __init__(self, name: str = "ioth-engine", clock: Callable[[], float] = time.monotonic):
         self.name = name
         self.clock = clock
-        self._selector = selectors.DefaultSelector()
-        # the selector's epoll object, for suspend_reader/resume_reader (None: not epoll)
-        epoll = getattr(self._selector, "_selector", None)
-        self._epoll: select.epoll | None = epoll if isinstance(epoll, select.epoll) else None
+        self._epoll = select.epoll()
+        self._readers: dict[int, Callback] = {}
         self._timers: list[tuple[float, int, TimerHandle]] = []
         self._seq = itertools.count()
         self._pending: deque[Callback] = deque()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
-        self._selector.register(self._wake_r, selectors.EVENT_READ, self._drain_wakeup)
+        # when the loop's current wait ends (_AWAKE: it is running callbacks and looks at the
+        # timers and calls again before it waits): other threads wake it only for earlier work
+        self._sleep_until = _AWAKE
+        self._efd = -1
+        if hasattr(os, "eventfd"):
+            self._efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            self._wake_r = self._wake_w = self._efd
+        else:  # pragma: no cover - Linux has eventfd
+            self._wake_r, self._wake_w = os.pipe()
+            os.set_blocking(self._wake_r, False)
+            os.set_blocking(self._wake_w, False)
+        self._readers[self._wake_r] = self._drain_wakeup
+        self._epoll.register(self._wake_r, _IN)
         self._thread: threading.Thread | None = None
+        self._ident: int | None = None
         self._stopping = False
         self._closed = False
         self.callback_errors = 0
@@ -73,7 +91,11 @@ class Engine:
 
     def in_engine_thread(self) -> bool:
         """True when called from the thread that runs this engine."""
-        return self._thread is not None and threading.current_thread() is self._thread
+        ident = self._ident
+        if ident is None:
+            thread = self._thread
+            return thread is not None and threading.current_thread() is thread
+        return threading.get_ident() == ident
 
     def _is_serving_elsewhere(self) -> bool:
         """True when another thread is running this engine's loop right now."""
@@ -95,9 +117,10 @@ class Engine:
         if self._closed:
             return
         self._closed = True
-        self._selector.close()
+        self._epoll.close()
         os.close(self._wake_r)
-        os.close(self._wake_w)
+        if self._wake_w != self._wake_r:
+            os.close(self._wake_w)
 
     def __enter__(self) -> Engine:
         return self.start()
@@ -109,13 +132,16 @@ class Engine:
     def call_soon_threadsafe(self, callback: Callback) -> None:
         """Run ``callback`` on the engine thread as soon as possible."""
         self._pending.append(callback)
-        self._wake()
+        if self._sleep_until != _AWAKE:  # (awake: the loop looks at the calls before it waits)
+            self._wake()
 
     def call_at(self, when: float, callback: Callback) -> TimerHandle:
         """Run ``callback`` at monotonic time ``when``."""
         handle = TimerHandle(when, callback)
         heapq.heappush(self._timers, (when, next(self._seq), handle))
-        if not self.in_engine_thread():
+        # (pushed first, then the loop's wait end read: the loop publishes that end before it
+        # reads the heap for its timeout, so one of the two sees the other)
+        if when < self._sleep_until:  # (never on the engine thread: it is awake there)
             self._wake()
         return handle
 
@@ -124,23 +150,27 @@ class Engine:
         return self.call_at(self.clock() + delay, callback)
 
     def add_reader(self, fd: int, callback: Callback) -> None:
-        """Call ``callback`` whenever ``fd`` is readable."""
-        if not self._is_serving_elsewhere():
-            self._selector.register(fd, selectors.EVENT_READ, callback)
+        """Call ``callback`` whenever ``fd`` is readable (a second call for the same ``fd``
+        replaces its callback)."""
+        if self._closed:
+            raise ValueError("engine is closed")
+        known = fd in self._readers
+        self._readers[fd] = callback
+        if known:
+            try:
+                self._epoll.modify(fd, _IN)
+            except FileNotFoundError:
+                self._epoll.register(fd, _IN)
         else:
-            done = threading.Event()
-
-            def register() -> None:
-                try:
-                    self._selector.register(fd, selectors.EVENT_READ, callback)
-                finally:
-                    done.set()
-
-            self.call_soon_threadsafe(register)
-            done.wait(5.0)
+            try:
+                self._epoll.register(fd, _IN)
+            except BaseException:
+                self._readers.pop(fd, None)
+                raise
 
     def remove_reader(self, fd: int) -> None:
-        """Stop watching ``fd`` (no error if it was not watched)."""
+        """Stop watching ``fd`` (no error if it was not watched).  When another thread runs the
+        loop, returns once the loop has let go of ``fd`` (its callback does not run after)."""
         if not self._is_serving_elsewhere():
             self._unregister(fd)
         else:
@@ -159,12 +189,11 @@ class Engine:
         """Stop polling ``fd`` (registered with :meth:`add_reader`) until :meth:`resume_reader`,
         while another thread serves it; any thread may call it.  Its callback may still run
         once if the loop had already found it ready.  False when it is not possible (not
-        registered yet, no epoll): the loop keeps serving ``fd``."""
-        epoll = self._epoll
-        if epoll is None or self._closed:
+        registered yet): the loop keeps serving ``fd``."""
+        if self._closed or fd not in self._readers:
             return False
         try:
-            epoll.modify(fd, 0)
+            self._epoll.modify(fd, 0)
         except (OSError, ValueError):
             return False
         return True
@@ -172,31 +201,38 @@ class Engine:
     def resume_reader(self, fd: int) -> None:
         """Poll ``fd`` again after :meth:`suspend_reader` (input that arrived meanwhile is
         reported at once: readiness is level-triggered)."""
-        epoll = self._epoll
-        if epoll is None or self._closed:
+        if self._closed or fd not in self._readers:
             return
         try:
-            epoll.modify(fd, select.EPOLLIN)
+            self._epoll.modify(fd, _IN)
         except (OSError, ValueError):
             pass  # removed meanwhile
 
     def _unregister(self, fd: int) -> None:
+        if self._readers.pop(fd, None) is None or self._closed:
+            return
         try:
-            self._selector.unregister(fd)
-        except (KeyError, ValueError):
-            pass
+            self._epoll.unregister(fd)
+        except (OSError, ValueError):
+            pass  # closed already (the kernel dropped it from the set)
 
     # -- the loop --------------------------------------------------------------------------
     def _wake(self) -> None:
         try:
-            os.write(self._wake_w, b"\0")
+            if self._efd >= 0:
+                os.eventfd_write(self._efd, 1)
+            else:  # pragma: no cover
+                os.write(self._wake_w, b"\0")
         except (BlockingIOError, OSError):
-            pass  # the pipe is full: a wake-up is already pending
+            pass  # full: a wake-up is already pending (or closed)
 
     def _drain_wakeup(self) -> None:
         try:
-            while os.read(self._wake_r, 4096):
-                pass
+            if self._efd >= 0:
+                os.eventfd_read(self._efd)
+            else:  # pragma: no cover
+                while os.read(self._wake_r, 4096):
+                    pass
         except BlockingIOError:
             pass
 
@@ -211,9 +247,12 @@ class Engine:
         """Serve until :meth:`stop` is called (at once if it was called before)."""
         if self._thread is None:
             self._thread = threading.current_thread()
+        if self._thread is threading.current_thread():
+            self._ident = threading.get_ident()
         try:
             self._loop()
         finally:
+            self._sleep_until = _AWAKE
             self._stopping = False  # a stop() before run() ends the next run at once
 
     def _loop(self) -> None:
@@ -222,21 +261,43 @@ class Engine:
         # TCP retransmission or tail-loss probe) never fires while the ACK that would cancel
         # it is already waiting in a socket.
         timers = self._timers
-        select = self._selector.select
+        poll = self._epoll.poll
+        readers = self._readers
         pending = self._pending
+        clock = self.clock
+        run = self._run_callback
         while not self._stopping:
+            # publish the end of the wait before looking at the calls and the heap: a thread
+            # that adds a call or an earlier timer after this reads it and wakes the loop
+            self._sleep_until = timers[0][0] if timers else _INF
             if pending:
-                timeout: float | None = 0.0
+                timeout = 0.0
             elif timers:
-                timeout = max(0.0, timers[0][0] - self.clock())
+                first = timers[0][0]
+                if first < self._sleep_until:
+                    self._sleep_until = first
+                timeout = first - clock()
+                if timeout < 0.0:
+                    timeout = 0.0
             else:
-                timeout = None
-            for key, _ in select(timeout):
-                self._run_callback(key.data)
+                timeout = -1.0
+            try:
+                ready = poll(timeout, MAX_EVENTS)
+            finally:
+                self._sleep_until = _AWAKE
+            for fd, _ in ready:
+                callback = readers.get(fd)
+                if callback is not None:
+                    try:
+                        callback()
+                    except Exception:
+                        self.callback_errors += 1
+                        log.exception("%s: callback %r failed", self.name, callback)
             while pending:
-                self._run_callback(pending.popleft())
-            now = self.clock()
-            while timers and timers[0][0] <= now:
-                _, _, handle = heapq.heappop(timers)
-                if not handle.cancelled:
-                    self._run_callback(handle.callback)
+                run(pending.popleft())
+            if timers:
+                now = clock()
+                while timers and timers[0][0] <= now:
+                    _, _, handle = heapq.heappop(timers)
+                    if not handle.cancelled:
+                        run(handle.callback)

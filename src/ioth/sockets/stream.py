@@ -61,7 +61,7 @@ _CONNECTED = frozenset({State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, S
                         State.CLOSING, State.LAST_ACK, State.TIME_WAIT})
 _CLOSED = State.CLOSED
 _NAME = struct.Struct("<BIQ")
-_DONTWAIT = _socket.MSG_DONTWAIT
+_DONTWAIT = int(_socket.MSG_DONTWAIT)  # (a plain int: IntFlag operators cost a call each)
 
 
 def _bigbuf(s: Any) -> None:
@@ -275,6 +275,10 @@ class StreamHandle:
         # leaves bytes there; cleared when a drain found the engine end empty.  Lets
         # direct_send skip a readiness syscall per send.
         self.dirty = False
+        # counts writes into the engine end (data, end of stream, close): an application
+        # thread serving the plugs inline learns from it that its descriptor turned readable
+        # without polling it (see StreamSocket.recv)
+        self.wrote = 0
         self.cond = threading.Condition(tcp.stack.lock)
 
     # -- events -----------------------------------------------------------------------------------
@@ -446,6 +450,7 @@ class StreamHandle:
                     self._teardown()
                     return
                 self.out_off += n
+                self.wrote += 1
                 if self.out_off < len(self.out):
                     continue
                 self.out = b""
@@ -470,6 +475,7 @@ class StreamHandle:
                         eng.shutdown(_socket.SHUT_WR)
                     except OSError:
                         pass
+                    self.wrote += 1
         if self.eof_in and self.eof_out and not self.out:
             self._teardown()
             return
@@ -503,6 +509,7 @@ class StreamHandle:
         if eng is None:
             return
         self.eng = None
+        self.wrote += 1
         self.tcp.pump.forget(self.fd)
         eng.close()
         if self.tcp.by_conn.get(self.conn) is self:
@@ -614,6 +621,7 @@ class StreamSocket(IothSocket):
         self._junked = False
         self._bufs_set = False
         self._rd_shut = False
+        self._seen = -1  # the handle's write count at this socket's last read (see recv)
         self._accepted_plain = accepted  # an accepted stream (maybe of another process)
         with stack.lock:
             stack._sockets.add(self)
@@ -889,36 +897,59 @@ class StreamSocket(IothSocket):
             err, h.error = h.error, 0
         return err
 
-    def _serve_inline(self) -> None:
+    def _serve_inline(self, h: StreamHandle | None = None) -> None:
         """About to block until the descriptor is readable: serve the stack's input on this
         thread meanwhile (run to completion, see StackRuntime.serve_until); TimeoutError when
-        the socket's timeout passes first."""
+        the socket's timeout passes first.  With the connection's handle ``h``, a write into
+        its engine end made while this thread serves ends the wait without a poll."""
         runtime = self._stack.runtime
         timeout = self.gettimeout()
         deadline = None if timeout is None else runtime.clock() + timeout
-        if runtime.serve_until(self.fileno(), select.POLLIN, deadline) is False:
+        ready = None
+        if h is not None:
+            seen = h.wrote
+
+            def ready() -> bool:
+                return h.wrote != seen
+
+        if runtime.serve_until(self.fileno(), select.POLLIN, deadline, ready) is False:
             raise TimeoutError("timed out")
+
+    def _inline_ok(self, timeout: float | None, flags: int) -> bool:
+        """May a blocking read of this thread serve the stack's plugs while it waits?"""
+        return timeout != 0 and (not flags or (timeout is None and not flags & _DONTWAIT)) \
+            and self._pid == current_pid() and self._stack.runtime.can_serve()
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         """Receive up to ``bufsize`` bytes; b"" at end of stream; ECONNRESET after a reset."""
-        if self._h is None and self._accepted_plain is False:
+        h = self._h
+        if h is None and self._accepted_plain is False:
             raise oserror(errno.ENOTCONN)
         if self._rd_shut:
             return b""
         timeout = self.gettimeout()
-        if timeout != 0 and self._pid == current_pid() and (
-                (timeout is None and not flags & _DONTWAIT) or not flags) \
-                and self._stack.runtime.can_serve():
-            # a first attempt that does not block (a socket with a timeout has a
-            # non-blocking descriptor, and socket.recv would poll first: plain read)
-            try:
-                if timeout is None:
-                    data = _csocket.socket.recv(self, bufsize, flags | _DONTWAIT)
-                else:
-                    data = os.read(self.fileno(), bufsize)
-            except BlockingIOError:
-                self._serve_inline()
+        if self._inline_ok(timeout, flags):
+            data: bytes | None = None
+            if h is None or h.wrote != self._seen:
+                # something was written since the last read: a first attempt that does not
+                # block (a socket with a timeout has a non-blocking descriptor, and
+                # socket.recv would poll first: plain read)
+                if h is not None:
+                    self._seen = h.wrote
+                try:
+                    if timeout is None:
+                        data = _csocket.socket.recv(self, bufsize, flags | _DONTWAIT)
+                    else:
+                        data = os.read(self.fileno(), bufsize)
+                except BlockingIOError:
+                    pass
+            if data is None:  # (nothing new written: the wait polls the descriptor first)
+                self._serve_inline(h)
+                if h is not None:
+                    self._seen = h.wrote
                 data = super().recv(bufsize, flags)
+            if len(data) == bufsize:
+                self._seen = -1  # more may wait
         else:
             data = super().recv(bufsize, flags)
         if not data and bufsize:
@@ -929,23 +960,32 @@ class StreamSocket(IothSocket):
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         """Receive into ``buffer``; 0 at end of stream."""
-        if self._h is None and self._accepted_plain is False:
+        h = self._h
+        if h is None and self._accepted_plain is False:
             raise oserror(errno.ENOTCONN)
         if self._rd_shut:
             return 0
         timeout = self.gettimeout()
-        if timeout != 0 and self._pid == current_pid() and (
-                (timeout is None and not flags & _DONTWAIT) or not flags) \
-                and self._stack.runtime.can_serve():
-            try:  # a first attempt that does not block (see recv)
-                if timeout is None:
-                    n = _csocket.socket.recv_into(self, buffer, nbytes, flags | _DONTWAIT)
-                else:
-                    view = memoryview(buffer).cast("B")
-                    n = os.readv(self.fileno(), [view[:nbytes] if nbytes else view])
-            except BlockingIOError:
-                self._serve_inline()
+        if self._inline_ok(timeout, flags):
+            n = -1
+            if h is None or h.wrote != self._seen:  # a first attempt that does not block
+                if h is not None:
+                    self._seen = h.wrote
+                try:
+                    if timeout is None:
+                        n = _csocket.socket.recv_into(self, buffer, nbytes, flags | _DONTWAIT)
+                    else:
+                        view = memoryview(buffer).cast("B")
+                        n = os.readv(self.fileno(), [view[:nbytes] if nbytes else view])
+                except BlockingIOError:
+                    pass
+            if n < 0:
+                self._serve_inline(h)
+                if h is not None:
+                    self._seen = h.wrote
                 n = super().recv_into(buffer, nbytes, flags)
+            if n and n == (nbytes or memoryview(buffer).nbytes):
+                self._seen = -1  # more may wait
         else:
             n = super().recv_into(buffer, nbytes, flags)
         if not n and (nbytes or len(memoryview(buffer))):

@@ -83,6 +83,9 @@ class StackRuntime:
         self._lease_until = 0.0
         self._lease_timer: TimerHandle | None = None
         self.inline_waits = 0
+        # the inline waits' poll set of the plug descriptors (-> interface), rebuilt after
+        # attach/detach; used by the one thread holding _inline
+        self._poller: tuple[select.poll, dict[int, int]] | None = None
 
     # -- plugs ----------------------------------------------------------------------------
     def attach(self, index: int, plug: Plug) -> None:
@@ -90,6 +93,7 @@ class StackRuntime:
         self.plugs[index] = plug
         fds = plug.filenos()
         self._fds[index] = fds
+        self._poller = None
 
         def register() -> None:
             if self.plugs.get(index) is plug:
@@ -107,6 +111,7 @@ class StackRuntime:
     def detach(self, index: int) -> Plug | None:
         """Stop serving interface ``index``; returns its plug (not closed)."""
         plug = self.plugs.pop(index, None)
+        self._poller = None
         for fd in self._fds.pop(index, []):
             self.engine.remove_reader(fd)
         return plug
@@ -215,7 +220,8 @@ class StackRuntime:
         return bool(INLINE and self._fds) and not self._serving \
             and not self.engine.in_engine_thread()
 
-    def serve_until(self, fd: int, events: int, deadline: float | None) -> bool | None:
+    def serve_until(self, fd: int, events: int, deadline: float | None,
+                    ready: Callable[[], bool] | None = None) -> bool | None:
         """Run to completion: an application thread about to block until ``fd`` has
         ``events`` (``select.POLL*``) serves this stack's plugs itself meanwhile, so the input
         it waits for is handled on its own thread (no thread hand-off, no lock contention).
@@ -224,9 +230,11 @@ class StackRuntime:
         (``LEASE``) afterwards: the first such input makes the engine stop polling the plugs
         (it keeps running timers and everything else) until the lease ends without a new
         wait; input is then at most about ``LEASE`` late, never lost (readiness is
-        level-triggered).  Returns True when ``fd`` is ready, False at ``deadline`` (engine
-        clock), None when this thread cannot serve inline (the engine thread, another thread
-        already does, no plug): then block as usual."""
+        level-triggered).  ``ready``, if given, is asked after each input batch this thread
+        served: True means ``fd`` is ready now (no poll needed to learn it).  Returns True
+        when ``fd`` is ready, False at ``deadline`` (engine clock), None when this thread
+        cannot serve inline (the engine thread, another thread already does, no plug): then
+        block as usual."""
         if not (INLINE and self._fds) or self.engine.in_engine_thread():
             return None
         if not self._inline.acquire(False):
@@ -234,44 +242,57 @@ class StackRuntime:
             # thread (or, once it is done, the engine without a lease) brings
             self._contended = True
             return None
+        poller = None
         try:
-            by_fd: dict[int, int] = {}
-            for index, fds in list(self._fds.items()):
-                for pfd in fds:
-                    by_fd[pfd] = index
+            cached = self._poller
+            if cached is None:
+                by_fd: dict[int, int] = {}
+                for index, fds in list(self._fds.items()):
+                    for pfd in fds:
+                        by_fd[pfd] = index
+                poller = select.poll()
+                for pfd in by_fd:
+                    poller.register(pfd, select.POLLIN)
+                cached = self._poller = (poller, by_fd)
+            poller, by_fd = cached
             self._served = frozenset(by_fd.values())
-            self._serve_since = self.clock()
+            clock = self.clock
+            self._serve_since = clock()
             self._serving = True
             self.inline_waits += 1
-            poller = select.poll()
             poller.register(fd, events)
-            for pfd in by_fd:
-                poller.register(pfd, select.POLLIN)
-            clock = self.clock
             while True:
                 if deadline is None:
-                    ready = poller.poll()
+                    got = poller.poll()
                 else:
                     left = deadline - clock()
                     if left <= 0:
                         return False
-                    ready = poller.poll(left * 1000.0)
+                    got = poller.poll(left * 1000.0)
                 mine = False
-                for rfd, _ in ready:
+                served = False
+                for rfd, _ in got:
                     if rfd == fd:
                         mine = True
                         continue
                     which = by_fd.get(rfd)
                     if which is None:
                         continue
+                    served = True
                     if not self._readable(which):  # the plug went away or failed
                         poller.unregister(rfd)
                         del by_fd[rfd]
-                if mine:
+                        self._poller = None
+                if mine or (served and ready is not None and ready()):
                     return True
                 if not by_fd:
                     return None
         finally:
+            if poller is not None:
+                try:
+                    poller.unregister(fd)
+                except KeyError:
+                    pass
             self._serving = False
             if self._contended:  # threads wait in the kernel: no lease, the engine serves
                 self._contended = False
