@@ -171,14 +171,15 @@ class StackCore:
         else:
             tcp.input(src, dst, segment, now)
 
-    def tcp_icmp_error(self, local: bytes, remote: bytes, quoted: memoryview, fatal: bool,
+    def tcp_icmp_error(self, local: bytes, remote: bytes, quoted: memoryview, err: int,
                        now: float) -> None:
-        """An ICMP error quoting a TCP segment this node sent."""
+        """An ICMP error quoting a TCP segment this node sent; ``err``: the errno TCP sees
+        (0: none, e.g. fragmentation needed: only the path MTU changed)."""
         if self._tcp is None:
             return
         from ioth.stack.tcp.stackhook import icmp_error
 
-        icmp_error(self, self._tcp, local, remote, quoted, fatal, now)
+        icmp_error(self, self._tcp, local, remote, quoted, err, now)
 
     def begin_batch(self) -> None:
         """A runtime is about to feed several frames (TCP coalesces its ACKs until

@@ -25,13 +25,21 @@ PARAM_PROBLEM = 12
 ERROR_TYPES = (DEST_UNREACH, 4, 5, TIME_EXCEEDED, PARAM_PROBLEM)
 MAX_QUOTE = 576 - 20 - 8
 
-#: (type, code) -> (errno, fatal) like Linux icmp_err_convert
+#: destination unreachable code -> (errno, fatal): the errno of Linux icmp_err_convert.
+#: ``fatal`` only decides whether a connected UDP or ping socket reports the error.  It
+#: follows Linux's table except for net and host unreachable (codes 0 and 1), soft in Linux
+#: (reported only with IP_RECVERR), which ioth reports to connected UDP sockets as RFC 1122
+#: 4.1.3.3 allows (tests/stack/test_hostunreach.py).  TCP ignores ``fatal``: every code but
+#: fragmentation needed aborts SYN-SENT with the errno and is soft otherwise (tcp_v4_err).
 UNREACH_ERRNO = {
     0: (errno.ENETUNREACH, True), 1: (errno.EHOSTUNREACH, True),
     2: (errno.ENOPROTOOPT, True), 3: (errno.ECONNREFUSED, True),
     4: (errno.EMSGSIZE, False), 5: (errno.EOPNOTSUPP, False),
-    6: (errno.ENETUNREACH, True), 7: (errno.EHOSTDOWN, True), 9: (errno.ENETUNREACH, True),
-    10: (errno.EHOSTUNREACH, True), 13: (errno.EHOSTUNREACH, True),
+    6: (errno.ENETUNREACH, True), 7: (errno.EHOSTDOWN, True), 8: (errno.ENONET, True),
+    9: (errno.ENETUNREACH, True), 10: (errno.EHOSTUNREACH, True),
+    11: (errno.ENETUNREACH, False), 12: (errno.EHOSTUNREACH, False),
+    13: (errno.EHOSTUNREACH, True), 14: (errno.EHOSTUNREACH, True),
+    15: (errno.EHOSTUNREACH, True),
 }
 # RFC 1191 plateau table, for routers that send a next-hop MTU of zero
 PLATEAUS = (32000, 17914, 8166, 4352, 2002, 1492, 1006, 508, 296, 68)
@@ -97,17 +105,23 @@ class ICMPv4:
             counters["icmp4.rx_error_not_ours"] += 1
             return
         err, fatal = errno.EHOSTUNREACH, False
+        tcp_err = 0  # what TCP sees (tcp_v4_err): none for source quench and redirects
         if icmp_type == DEST_UNREACH:
             err, fatal = UNREACH_ERRNO.get(code, (errno.EHOSTUNREACH, False))
             if code == 4:
                 self._frag_needed(idst, (msg[6] << 8) | msg[7], (inner[2] << 8) | inner[3], now)
+            elif code in UNREACH_ERRNO:
+                tcp_err = err
         elif icmp_type == PARAM_PROBLEM:
             err, fatal = errno.EPROTO, True
+            tcp_err = err
+        elif icmp_type == TIME_EXCEEDED:
+            tcp_err = err
         sport, dport = struct.unpack_from("!HH", inner, ihl)
         if proto == 17:
             core.udp.icmp_error(4, isrc, sport, idst, dport, err, fatal)
         elif proto == 6:
-            core.tcp_icmp_error(isrc, idst, inner[ihl:], fatal, now)
+            core.tcp_icmp_error(isrc, idst, inner[ihl:], tcp_err, now)
         elif proto == 1 and inner[ihl] == ECHO_REQUEST:
             core.udp.ping_error(4, isrc, (inner[ihl + 4] << 8) | inner[ihl + 5], idst, err, fatal)
 

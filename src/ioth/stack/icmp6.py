@@ -29,6 +29,11 @@ MLD_REPORT_V2 = 143
 ND_RS, ND_RA, ND_NS, ND_NA, ND_REDIRECT = 133, 134, 135, 136, 137
 MAX_QUOTE = 1280 - 40 - 8
 
+#: destination unreachable code -> (errno, fatal), the errno of Linux icmpv6_err_convert
+#: (other codes: EPROTO).  ``fatal`` only decides whether a connected UDP or ping socket
+#: reports it (no route, beyond scope and address unreachable are soft in Linux; ioth reports
+#: them, as for ICMPv4 net/host unreachable).  TCP ignores it: every error but packet too big
+#: aborts SYN-SENT with the errno and is soft otherwise (tcp_v6_err).
 UNREACH_ERRNO = {0: (errno.ENETUNREACH, True), 1: (errno.EACCES, True),
                  2: (errno.EHOSTUNREACH, True), 3: (errno.EHOSTUNREACH, True),
                  4: (errno.ECONNREFUSED, True), 5: (errno.EACCES, True),
@@ -111,7 +116,7 @@ class ICMPv6:
             return
         err, fatal = errno.EHOSTUNREACH, False
         if icmp_type == DEST_UNREACH:
-            err, fatal = UNREACH_ERRNO.get(code, (errno.EHOSTUNREACH, False))
+            err, fatal = UNREACH_ERRNO.get(code, (errno.EPROTO, True))
         elif icmp_type == PACKET_TOO_BIG:
             mtu = struct.unpack_from("!I", msg, 4)[0]
             mtu = max(1280, min(mtu, 65535))
@@ -133,7 +138,9 @@ class ICMPv6:
             sport, dport = struct.unpack_from("!HH", inner, off)
             core.udp.icmp_error(6, isrc, sport, idst, dport, err, fatal)
         elif nh == 6:
-            core.tcp_icmp_error(isrc, idst, inner[off:], fatal, now)
+            # what TCP sees (tcp_v6_err): packet too big only changes the path MTU
+            tcp_err = 0 if icmp_type == PACKET_TOO_BIG else err
+            core.tcp_icmp_error(isrc, idst, inner[off:], tcp_err, now)
         elif nh == 58 and inner[off] == ECHO_REQUEST:
             core.udp.ping_error(6, isrc, (inner[off + 4] << 8) | inner[off + 5], idst, err,
                                 fatal)

@@ -654,12 +654,38 @@ def test_path_mtu_shrinks_segments() -> None:
 
 def test_icmp_port_unreachable_refuses_syn_sent() -> None:
     c, syn = syn_sent()
-    c.icmp_error(syn.seq + 5, True, 0.1)  # quote outside SND.UNA..SND.NXT: ignored
+    c.icmp_error(syn.seq + 5, errno.ECONNREFUSED, 0.1)  # quote outside SND.UNA..SND.NXT
     assert c.state is State.SYN_SENT
-    c.icmp_error(syn.seq, False, 0.1)  # soft error: ignored
+    c.icmp_error(syn.seq, 0, 0.1)  # no error (fragmentation needed): ignored
     assert c.state is State.SYN_SENT
-    c.icmp_error(syn.seq, True, 0.1)
+    c.icmp_error(syn.seq, errno.ECONNREFUSED, 0.1)
     assert c.state is State.CLOSED and c.error == errno.ECONNREFUSED
+
+
+@pytest.mark.parametrize("err", [errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EACCES])
+def test_icmp_error_aborts_syn_sent_with_its_errno(err: int) -> None:
+    c, syn = syn_sent()
+    c.icmp_error(syn.seq, err, 0.1)
+    assert c.state is State.CLOSED and c.error == err
+    with pytest.raises(OSError) as exc:
+        c.recv()
+    assert exc.value.errno == err
+
+
+def test_icmp_error_is_soft_when_established_and_reported_on_timeout() -> None:
+    c = established()
+    c.send(b"x" * 100)
+    (data,) = recv(c)
+    c.icmp_error(data.seq, errno.EHOSTUNREACH, 0.1)
+    c.icmp_error(data.seq, errno.ECONNREFUSED, 0.1)  # hard codes are soft here too
+    assert c.state is State.ESTABLISHED and c.error is None
+    now = 0.0
+    while c.state is not State.CLOSED:  # retransmit until retries run out
+        at = c.poll_at()
+        assert at is not None
+        now = max(now, at)
+        c.dispatch(now)
+    assert c.error == errno.ECONNREFUSED  # the latest soft error, not ETIMEDOUT
 
 
 def test_apply_policy_on_a_live_connection() -> None:

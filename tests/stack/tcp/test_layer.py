@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import random
 
 import pytest
@@ -215,12 +216,13 @@ def test_layer_icmp_errors() -> None:
     conn = lay.connect(A4, B4, 80, 0.0)
     syn = decode(lay.outbox[0][2])[2]
     quoted = lay.outbox[0][2][:8]
-    lay.icmp_error(A4, B4, quoted[:4], True, 0.1)
+    lay.icmp_error(A4, B4, quoted[:4], errno.ECONNREFUSED, 0.1)
     assert lay.rx_errors == 1
-    lay.icmp_error(A4, B4, quoted, False, 0.1, mtu=576)
+    lay.icmp_error(A4, B4, quoted, 0, 0.1, mtu=576)
     assert conn.mss == 576 - 40 and conn.state is State.SYN_SENT
-    lay.icmp_error(A4, B4, quoted, True, 0.2)
+    lay.icmp_error(A4, B4, quoted, errno.ENETUNREACH, 0.2)
     assert conn.state is State.CLOSED and lay.connections == {}
+    assert conn.error == errno.ENETUNREACH
     assert syn.flags == SYN
 
 

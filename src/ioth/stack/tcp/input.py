@@ -522,15 +522,22 @@ class InputMixin(TcbBase):
             self._ack_now = True
             self._dirty = True
 
-    def icmp_error(self, seq: int, hard: bool, now: float) -> None:
-        """An ICMP unreachable quoting our segment with sequence number ``seq`` (RFC 5927).
+    def icmp_error(self, seq: int, err: int, now: float) -> None:
+        """An ICMP error (converted to ``err``) quoting our segment with sequence number
+        ``seq`` (RFC 5927).
 
-        Only quotes with SND.UNA <= seq < SND.NXT are believed.  A hard error (port or protocol
-        unreachable) refuses a connection in SYN-SENT; other errors are soft and ignored
-        (RFC 1122 4.2.3.9).
+        Only quotes with SND.UNA <= seq < SND.NXT are believed.  Like Linux ``tcp_v4_err`` /
+        ``tcp_v6_err``: in SYN-SENT any such error aborts the attempt with ``err``
+        (ECONNREFUSED, ENETUNREACH, EHOSTUNREACH, EACCES...); in other states it is soft
+        (RFC 1122 4.2.3.9): remembered and reported instead of ETIMEDOUT if the connection
+        later times out.  ``err`` 0 (fragmentation needed, packet too big) is no error.
         """
+        if not err:
+            return
         s = _unwrap(seq, self.snd_una)
         if not self.snd_una <= s < self.snd_nxt:
             return
-        if hard and self.state is State.SYN_SENT:
-            self._set_closed(_errno.ECONNREFUSED)
+        if self.state is State.SYN_SENT:
+            self._set_closed(err)
+        else:
+            self._soft_error = err

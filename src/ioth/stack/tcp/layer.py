@@ -332,14 +332,16 @@ class TcpLayer:
                 conn.set_path_mtu(mtu)
 
     def icmp_error(
-        self, local: bytes, remote: bytes, quoted: bytes | bytearray | memoryview, hard: bool,
+        self, local: bytes, remote: bytes, quoted: bytes | bytearray | memoryview, err: int,
         now: float, mtu: int | None = None,
     ) -> None:
         """An ICMP error quoting a segment we sent from ``local`` to ``remote``.
 
         ``quoted`` holds at least the first 8 bytes of that TCP header (ports, sequence).
         ``mtu`` (fragmentation needed / packet too big) shrinks the segments of the
-        connection; ``hard`` errors (port/protocol unreachable) refuse a connection attempt.
+        connection; ``err`` is the errno the error converts to (0: none, e.g. fragmentation
+        needed): it aborts a connection attempt and is a soft error in other states (see
+        :meth:`TcpConnection.icmp_error`).
         """
         if len(quoted) < 8:
             self.rx_errors += 1
@@ -352,7 +354,7 @@ class TcpLayer:
             return
         if mtu is not None:
             conn.set_path_mtu(mtu)
-        conn.icmp_error(seq, hard, now)
+        conn.icmp_error(seq, err, now)
         self._service(conn, now)
 
     def unreachable(self, local: bytes, remote: bytes, quoted: bytes | bytearray | memoryview,

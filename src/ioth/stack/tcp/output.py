@@ -6,8 +6,6 @@ the advertised window with receiver SWS avoidance and window updates, delayed AC
 
 from __future__ import annotations
 
-import errno as _errno
-
 from ioth.stack.tcp.segment import ACK, FIN, PSH, RST, SYN, Segment
 from ioth.stack.tcp.state import (
     _RECV_DATA_STATES,
@@ -233,7 +231,7 @@ class OutputMixin(TcbBase):
                 # The connection stays up while the peer answers; a silent peer times out.
                 self._probes += 1
                 if self._probes > self.policy.retries:
-                    self._set_closed(_errno.ETIMEDOUT)
+                    self._timed_out()
                     return
                 self._persist_backoff += 1
                 t = self.rto * (1 << min(self._persist_backoff, 16))

@@ -20,8 +20,6 @@ retransmit.
 
 from __future__ import annotations
 
-import errno as _errno
-
 from ioth.stack.tcp.segment import ACK
 from ioth.stack.tcp.state import (
     _DUPTHRESH,
@@ -88,7 +86,7 @@ class RecoveryMixin(TcbBase):
             if self.state not in (State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_2):
                 self._keep_at = None
             elif self._keep_probes >= self.policy.keepcnt:
-                self._set_closed(_errno.ETIMEDOUT)
+                self._timed_out()
                 return
             else:
                 # RFC 9293 3.8.4 (RFC 1122 4.2.3.6): probe with SEG.SEQ = SND.NXT - 1.
@@ -105,12 +103,12 @@ class RecoveryMixin(TcbBase):
         if st is State.SYN_SENT or st is State.SYN_RECEIVED:
             limit = p.syn_retries if st is State.SYN_SENT else p.synack_retries
             if self._retries > limit:
-                self._set_closed(_errno.ETIMEDOUT)
+                self._timed_out()
                 return
             self._need_syn = True
         else:
             if self._retries > p.retries:
-                self._set_closed(_errno.ETIMEDOUT)
+                self._timed_out()
                 return
             flight = self._pipe()
             if not self._episode:

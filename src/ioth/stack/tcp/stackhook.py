@@ -312,7 +312,8 @@ def make_layer(core: StackCore, policy: TcpPolicy | None = None) -> TcpLayer:
 
 
 def icmp_error(core: StackCore, layer: TcpLayer, local: bytes, remote: bytes,
-               quoted: bytes | memoryview, fatal: bool, now: float) -> None:
-    """An ICMP/ICMPv6 error quoting a TCP segment we sent: PMTU update or hard error."""
+               quoted: bytes | memoryview, err: int, now: float) -> None:
+    """An ICMP/ICMPv6 error quoting a TCP segment we sent: PMTU update and/or the errno it
+    converts to (0: none)."""
     pmtu = core.pmtu_get(remote, now) if core.pmtu else None
-    layer.icmp_error(local, remote, quoted, fatal, now, mtu=pmtu)
+    layer.icmp_error(local, remote, quoted, err, now, mtu=pmtu)

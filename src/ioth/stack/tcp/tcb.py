@@ -13,6 +13,7 @@ for the type checker; at run time they resolve to the mixin's definition through
 
 from __future__ import annotations
 
+import errno as _errno
 from typing import TYPE_CHECKING, Any
 
 from ioth.stack.tcp.cc import CcSnapshot, CongestionControl, make_cc
@@ -95,6 +96,7 @@ class TcbBase:
         "_sacked_bytes",
         "_sbuf",
         "_shead",
+        "_soft_error",
         "_sseq",
         "_tlp_at",
         "_tlp_end",
@@ -310,6 +312,9 @@ class TcbBase:
         self.listener: Any = None
         """The listener whose SYN queue holds this TCB (owned by TcpLayer)."""
         self._error_reported = False
+        self._soft_error: int | None = None
+        """Errno of the latest soft ICMP error: reported instead of ETIMEDOUT (Linux
+        sk_err_soft)."""
         self._had_connection = False
         self._last_rx = 0.0
         self._ts_last = 0
@@ -344,6 +349,11 @@ class TcbBase:
         self._sacked = []
         self._rtx_log = []
         self._rerxt = []
+
+    def _timed_out(self) -> None:
+        """Retries exhausted: close with the latest soft error, else ETIMEDOUT (Linux
+        tcp_write_err)."""
+        self._set_closed(self._soft_error or _errno.ETIMEDOUT)
 
     def _ts_clock(self, now: float) -> int:
         # RFC 7323 5.4: TSval must not go backwards, even if a caller passes a stale ``now``.
