@@ -61,7 +61,9 @@ _CONNECTED = frozenset({State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, S
                         State.CLOSING, State.LAST_ACK, State.TIME_WAIT})
 _CLOSED = State.CLOSED
 _NAME = struct.Struct("<BIQ")
-_DONTWAIT = int(_socket.MSG_DONTWAIT)  # (a plain int: IntFlag operators cost a call each)
+_DONTWAIT = int(_socket.MSG_DONTWAIT)  # (plain ints: IntFlag operators cost a call each)
+_PEEK = int(_socket.MSG_PEEK)
+_get_ident = threading.get_ident
 
 
 def _bigbuf(s: Any) -> None:
@@ -275,10 +277,15 @@ class StreamHandle:
         # leaves bytes there; cleared when a drain found the engine end empty.  Lets
         # direct_send skip a readiness syscall per send.
         self.dirty = False
-        # counts writes into the engine end (data, end of stream, close): an application
-        # thread serving the plugs inline learns from it that its descriptor turned readable
-        # without polling it (see StreamSocket.recv)
+        # bytes written into the engine end, plus one for its end of stream and one for its
+        # close: an application thread serving the plugs inline learns from it that its
+        # descriptor turned readable without polling it, and StreamSocket.recv (which counts
+        # the bytes it read) that nothing can wait unread
         self.wrote = 0
+        # the ident of an application thread that serves the plugs inline while it waits in
+        # recv on this socket, with nothing unread in its descriptor: data that this thread
+        # brings stays in the connection, and recv copies it from there (0: none)
+        self.hold = 0
         self.cond = threading.Condition(tcp.stack.lock)
 
     # -- events -----------------------------------------------------------------------------------
@@ -409,7 +416,7 @@ class StreamHandle:
                     self.events = want
                     self.tcp.pump.watch(self.fd, want, self.on_pump)
                 return
-        if state in _CONNECTED:
+        if not self.established and state in _CONNECTED:
             self.established = True  # even if a reset follows at once: connect succeeded
         if self.connecting and self.eng is None:
             return  # the application end is not attached yet (_connect attaches it)
@@ -450,17 +457,20 @@ class StreamHandle:
                     self._teardown()
                     return
                 self.out_off += n
-                self.wrote += 1
+                self.wrote += n
                 if self.out_off < len(self.out):
                     continue
                 self.out = b""
                 self.out_off = 0
             if conn.recv_available:
+                hold = self.hold
+                if hold and hold == _get_ident():
+                    break  # (this thread's recv takes it: see StreamSocket._recv_direct)
                 self.out = conn.recv(CHUNK)
                 received = True
                 continue
             break
-        if received:
+        if received and conn.poll_at() == 0.0:  # a window update to send
             self.tcp.flush(conn)
         if not self.out and not self.eof_out:
             if conn.error is not None and not conn.recv_available:
@@ -621,7 +631,7 @@ class StreamSocket(IothSocket):
         self._junked = False
         self._bufs_set = False
         self._rd_shut = False
-        self._seen = -1  # the handle's write count at this socket's last read (see recv)
+        self._got = 0  # bytes read through recv/recv_into (see StreamHandle.wrote)
         self._accepted_plain = accepted  # an accepted stream (maybe of another process)
         with stack.lock:
             stack._sockets.add(self)
@@ -908,12 +918,69 @@ class StreamSocket(IothSocket):
         ready = None
         if h is not None:
             seen = h.wrote
+            conn = h.conn
 
             def ready() -> bool:
-                return h.wrote != seen
+                return h.wrote != seen or conn.recv_available > 0
 
         if runtime.serve_until(self.fileno(), select.POLLIN, deadline, ready) is False:
             raise TimeoutError("timed out")
+
+    def _take(self, h: StreamHandle, buffer: Any, size: int) -> Any:
+        """Stack lock held: up to ``size`` bytes straight from the connection (into
+        ``buffer`` when given: returns the count), or None when bytes still wait in the
+        descriptor (they come first) or the connection has none."""
+        conn = h.conn
+        if h.out or h.wrote != self._got or h.eng is None or not conn.recv_available:
+            return None
+        if buffer is None:
+            got: Any = conn.recv(size)
+        else:
+            view = memoryview(buffer).cast("B")
+            got = conn.recv_into(view[:size] if size else view)
+        if conn.poll_at() == 0.0:  # a window update to send
+            self._tcp.flush(conn)
+            self._stack.runtime.flush()
+        if conn.recv_available or conn.error is not None or conn.eof \
+                or conn.state is _CLOSED:
+            # the rest goes to the descriptor (readiness for others), and the end of stream
+            # or error that the taken bytes were hiding is served now
+            h.on_event()
+            self._stack.runtime.flush()
+        return got
+
+    def _recv_direct(self, h: StreamHandle, buffer: Any, size: int) -> Any:
+        """Copy-free receive of a blocking read that may serve the plugs inline: bytes
+        straight from the connection's receive queue while nothing waits unread in the
+        descriptor (which stays for readiness: select, poll, asyncio, ssl, other processes).
+        Waits (serving the plugs) when nothing is queued at all.  None: read the descriptor."""
+        lock = self._stack.lock
+        me = _get_ident()
+        with lock:
+            if h.out or h.wrote != self._got or h.eng is None:
+                return None  # bytes wait in the descriptor: they come first
+            got = self._take(h, buffer, size)
+            if got is not None or h.hold:
+                return got  # (another thread holds: wait in the descriptor)
+            h.hold = me
+        try:
+            self._serve_inline(h)
+        except BaseException:
+            with lock:
+                if h.hold == me:
+                    h.hold = 0
+                if h.conn.recv_available:
+                    h.on_event()
+                    self._stack.runtime.flush()
+            raise
+        with lock:
+            if h.hold == me:
+                h.hold = 0
+            got = self._take(h, buffer, size)
+            if got is None and h.conn.recv_available:
+                h.on_event()
+                self._stack.runtime.flush()
+        return got
 
     def _inline_ok(self, timeout: float | None, flags: int) -> bool:
         """May a blocking read of this thread serve the stack's plugs while it waits?"""
@@ -929,13 +996,15 @@ class StreamSocket(IothSocket):
             return b""
         timeout = self.gettimeout()
         if self._inline_ok(timeout, flags):
+            if h is not None and not flags and bufsize > 0:
+                direct: bytes | None = self._recv_direct(h, None, bufsize)
+                if direct is not None:
+                    return direct
             data: bytes | None = None
-            if h is None or h.wrote != self._seen:
-                # something was written since the last read: a first attempt that does not
-                # block (a socket with a timeout has a non-blocking descriptor, and
-                # socket.recv would poll first: plain read)
-                if h is not None:
-                    self._seen = h.wrote
+            if h is None or h.wrote != self._got:
+                # bytes may wait unread: a first attempt that does not block (a socket with a
+                # timeout has a non-blocking descriptor, and socket.recv would poll first:
+                # plain read)
                 try:
                     if timeout is None:
                         data = _csocket.socket.recv(self, bufsize, flags | _DONTWAIT)
@@ -943,15 +1012,13 @@ class StreamSocket(IothSocket):
                         data = os.read(self.fileno(), bufsize)
                 except BlockingIOError:
                     pass
-            if data is None:  # (nothing new written: the wait polls the descriptor first)
+            if data is None:  # (the wait polls the descriptor first: no read needed)
                 self._serve_inline(h)
-                if h is not None:
-                    self._seen = h.wrote
                 data = super().recv(bufsize, flags)
-            if len(data) == bufsize:
-                self._seen = -1  # more may wait
         else:
             data = super().recv(bufsize, flags)
+        if not flags & _PEEK:
+            self._got += len(data)
         if not data and bufsize:
             err = self._pending_error()
             if err:
@@ -967,10 +1034,12 @@ class StreamSocket(IothSocket):
             return 0
         timeout = self.gettimeout()
         if self._inline_ok(timeout, flags):
+            if h is not None and not flags and (nbytes or memoryview(buffer).nbytes):
+                got: int | None = self._recv_direct(h, buffer, nbytes)
+                if got is not None:
+                    return got
             n = -1
-            if h is None or h.wrote != self._seen:  # a first attempt that does not block
-                if h is not None:
-                    self._seen = h.wrote
+            if h is None or h.wrote != self._got:  # a first attempt that does not block
                 try:
                     if timeout is None:
                         n = _csocket.socket.recv_into(self, buffer, nbytes, flags | _DONTWAIT)
@@ -981,13 +1050,11 @@ class StreamSocket(IothSocket):
                     pass
             if n < 0:
                 self._serve_inline(h)
-                if h is not None:
-                    self._seen = h.wrote
                 n = super().recv_into(buffer, nbytes, flags)
-            if n and n == (nbytes or memoryview(buffer).nbytes):
-                self._seen = -1  # more may wait
         else:
             n = super().recv_into(buffer, nbytes, flags)
+        if not flags & _PEEK:
+            self._got += n
         if not n and (nbytes or len(memoryview(buffer))):
             err = self._pending_error()
             if err:

@@ -126,14 +126,43 @@ class BufferMixin(TcbBase):
         return out
 
     def recv_into(self, buffer: bytearray | memoryview) -> int:
-        """Like :meth:`recv` but into ``buffer``; returns the byte count (0 at end of stream)."""
+        """Like :meth:`recv` but into ``buffer``, copied chunk by chunk (no joined copy);
+        returns the byte count (0 at end of stream, or for an empty ``buffer``)."""
         mv = memoryview(buffer).cast("B")
         n = len(mv)
         if not n:
             return 0
-        data = self.recv(n)
-        got = len(data)
-        mv[:got] = data
+        if self._rlen == 0:
+            self.recv(n)  # raises (pending error, not connected, nothing yet) or b"": EOF
+            return 0
+        rbuf = self._rbuf
+        i = self._rhead
+        off = self._roff
+        end = len(rbuf)
+        got = 0
+        while got < n and i < end:
+            chunk = rbuf[i]
+            avail = len(chunk) - off
+            if avail <= n - got:
+                mv[got : got + avail] = memoryview(chunk)[off:] if off else chunk
+                got += avail
+                i += 1
+                off = 0
+            else:
+                take = n - got
+                mv[got:n] = memoryview(chunk)[off : off + take]
+                got = n
+                off += take
+        self._roff = off
+        if i == end:
+            rbuf.clear()
+            i = 0
+        elif i >= 64 and 2 * i >= end:
+            del rbuf[:i]
+            i = 0
+        self._rhead = i
+        self._rlen -= got
+        self._window_update_check()
         return got
 
     def _receive(self, seq: int, payload: bytes | bytearray | memoryview, plen: int,
