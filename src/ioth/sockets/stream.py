@@ -119,6 +119,7 @@ class TcpSockets:
         # a socket object of family AF_INET reports at most 14 bytes of an AF_UNIX path)
         self._names = itertools.count(int.from_bytes(os.urandom(6), "little"))
         self.deferred_listeners: dict[ListenHandle, None] = {}
+        self.direct_reads = 0  # reads served straight from a connection (StreamSocket._take)
         self._chained = self.layer.notify
         self.layer.notify = self.notify
         stack.runtime.after_batch.append(self.deliver)
@@ -938,6 +939,7 @@ class StreamSocket(IothSocket):
         else:
             view = memoryview(buffer).cast("B")
             got = conn.recv_into(view[:size] if size else view)
+        self._tcp.direct_reads += 1
         if conn.poll_at() == 0.0:  # a window update to send
             self._tcp.flush(conn)
             self._stack.runtime.flush()
