@@ -25,6 +25,7 @@ from ioth.stack.igmp import Igmp
 from ioth.stack.interface import BROADCAST_MAC, PREFERRED, Addr4, Interface
 from ioth.stack.ipv4 import IPv4
 from ioth.stack.route import Route, RouteTable
+from ioth.stack.tcp.segment import Segment
 from ioth.stack.tcp.state import State
 from ioth.stack.udp import Udp
 from ioth.wire.checksum import batch_partial_sums, partial_sum_at
@@ -53,6 +54,9 @@ _TS_ALIGNED = b"\x01\x01\x08\x0a"
 _LOOPBACK6 = bytes(15) + b"\x01"
 _ESTABLISHED = State.ESTABLISHED
 _TCP_FAST_MASK = 0x37  # SYN | FIN | RST | ACK | URG: only ACK may be set (PSH, ECE, CWR may)
+_TCP_SEMI_MASK = 0x36  # SYN | RST | ACK | URG: ACK set (FIN may be): see _rx_fast
+_TCP_FIN = 0x01
+_NOT_SEMI = frozenset((State.CLOSED, State.LISTEN, State.SYN_SENT))
 _from_bytes = int.from_bytes
 RX_FASTPATH = 1
 """Default of :attr:`StackCore.rx_fastpath` (0 turns the fused receive path off, e.g. for A/B
@@ -103,6 +107,9 @@ class StackCore:
         """Try the fused path (:meth:`_rx_fast`) for established in-order TCP segments first."""
         self.rx_fast_frames = 0
         """Frames consumed by the fused receive path (the others took the layered path)."""
+        self.rx_semi_frames = 0
+        """Of those, segments header prediction did not take that went straight to their
+        connection (:meth:`TcpLayer.conn_input`): handshake ACKs, FINs, closing ACKs..."""
         self._rx_held: list[bytes] | None = None
         self._rx_held_at: tuple[int, float] = (0, 0.0)
         self.arp = Arp(self)
@@ -395,7 +402,8 @@ class StackCore:
             counters[exc.counter] += 1
         except (WireError, struct.error, IndexError):
             counters["eth.rx_malformed"] += 1
-        self.drain_loopback(now)
+        if self.loopq:
+            self.drain_loopback(now)
 
     def _rx_fast(self, iface: Interface, frame: bytes, now: float, isum: int | None) -> int:
         """Header prediction across the layers (TCP_PROFILE proposal 4): an established,
@@ -437,7 +445,7 @@ class StackCore:
                 or frag & 0x3FFF
                 or end < start
                 or end > n
-                or flags & _TCP_FAST_MASK != 0x10
+                or flags & _TCP_SEMI_MASK != 0x10
                 or src[0] >= 224
                 or src[0] == 127
                 or dst not in self.local4
@@ -446,7 +454,7 @@ class StackCore:
             tcp = self._tcp
             assert tcp is not None
             conn = tcp.connections.get((dst, dport, src, sport))
-            if conn is None or conn.state is not _ESTABLISHED:
+            if conn is None or conn.state in _NOT_SEMI:
                 return _RX_NO
             if not iface.rx_csum_trusted and (
                 _from_bytes(frame[14:34], "big") % 0xFFFF
@@ -478,7 +486,7 @@ class StackCore:
                 dmac != iface.mac
                 or end < start
                 or end > n
-                or flags & _TCP_FAST_MASK != 0x10
+                or flags & _TCP_SEMI_MASK != 0x10
                 or src[0] == 0xFF
                 or dst[0] == 0xFF
             ):
@@ -494,7 +502,7 @@ class StackCore:
             tcp = self._tcp
             assert tcp is not None
             conn = tcp.connections.get((dst, dport, src, sport))
-            if conn is None or conn.state is not _ESTABLISHED:
+            if conn is None or conn.state in _NOT_SEMI:
                 return _RX_NO
             if not iface.rx_csum_trusted and (
                 _from_bytes(src, "big") + _from_bytes(dst, "big") + 6 + plen
@@ -505,6 +513,22 @@ class StackCore:
             ip_rx, ip_delivered = "ipv6.rx", "ipv6.rx_delivered"
         else:
             return _RX_NO
+        if conn.state is not _ESTABLISHED or flags & _TCP_FAST_MASK != 0x10:
+            # Not for header prediction (handshake ACK, FIN, ACKs in the closing states...),
+            # but verified and simple: straight to the connection, as TcpLayer.input would
+            # after decode (a SYN, RST, URG, an option but aligned Timestamps, IP options or
+            # a fragment never come here; the layered path takes them).
+            tcp.now = now
+            counters = self.counters
+            counters[ip_rx] += 1
+            counters[ip_delivered] += 1
+            counters["tcp.rx"] += 1
+            tcp.rx_segments += 1
+            self.rx_semi_frames += 1
+            tcp.conn_input(conn, Segment(seq, ack, flags, window,
+                                         frame[start:end] if end > start else b"",
+                                         tsval=tsval, tsecr=tsecr), now)
+            return _RX_DONE
         batch = tcp._batch
         if batch is not None and (conn.unacked_rx + end - start
                                   >= tcp.batch_ack_segments * conn.rcv_mss):

@@ -861,3 +861,18 @@ def test_apply_policy_overrides_options_set_on_the_connection() -> None:
     c.apply_policy(c.policy.replace(keepidle=3.0))
     recv(c, 2.5)
     assert c.poll_at() == 2.5 + 3.0
+
+
+def test_isn_and_ts_offset_from_one_hash() -> None:
+    """isn_ts (used by new connections) agrees with isn() and ts_offset() (SYN cookies)."""
+    import random as _random
+
+    from ioth.stack.tcp.isn import IsnGenerator
+
+    gen = IsnGenerator(_random.Random(3))
+    a, b = bytes([198, 18, 0, 1]), bytes([198, 18, 0, 2])
+    iss, ts = gen.isn_ts(12.5, a, 4000, b, 80)
+    assert iss == gen.isn(12.5, a, 4000, b, 80) and ts == gen.ts_offset(a, 4000, b, 80)
+    assert gen.isn(12.5, a, 4001, b, 80) != iss  # keyed by the 4-tuple
+    assert gen.ts_offset(a, 4001, b, 80) != ts
+    assert gen.isn(13.5, a, 4000, b, 80) == (iss + 250_000) & 0xFFFFFFFF  # RFC 6528 clock

@@ -70,7 +70,8 @@ def test_sequence_numbers_wrap(monkeypatch: pytest.MonkeyPatch) -> None:
     """ISNs just below 2**32 (and a timestamp clock about to wrap) change nothing."""
     from ioth.stack.tcp.isn import IsnGenerator
 
-    monkeypatch.setattr(IsnGenerator, "isn", lambda self, now, *a: 0xFFFFFFFF - 50_000)
+    monkeypatch.setattr(IsnGenerator, "isn_ts",
+                        lambda self, now, *a: (0xFFFFFFFF - 50_000, 0xFFFFFFFF - 2_000))
     monkeypatch.setattr(IsnGenerator, "ts_offset", lambda self, *a: 0xFFFFFFFF - 2_000)
     imp = Impairment(loss=0.05, reorder=0.05, jitter=0.002)
     link = Link(seed=11, impairment=imp, policy=POLICY)

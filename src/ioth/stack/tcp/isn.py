@@ -37,12 +37,23 @@ class IsnGenerator:
 
     def isn(self, now: float, laddr: bytes, lport: int, raddr: bytes, rport: int) -> int:
         """The RFC 6528 ISN for this 4-tuple at time ``now``."""
-        m = int(now * 250_000)
-        return (m + self._f(self._key, laddr, lport, raddr, rport, b"")) & 0xFFFFFFFF
+        return self.isn_ts(now, laddr, lport, raddr, rport)[0]
 
     def ts_offset(self, laddr: bytes, lport: int, raddr: bytes, rport: int) -> int:
         """A per-connection timestamp clock offset (RFC 7323 7.1)."""
-        return self._f(self._key, laddr, lport, raddr, rport, b"ts")
+        return self._pair(laddr, lport, raddr, rport) & 0xFFFFFFFF
+
+    def isn_ts(self, now: float, laddr: bytes, lport: int, raddr: bytes, rport: int
+               ) -> tuple[int, int]:
+        """:meth:`isn` and :meth:`ts_offset` from one keyed hash (one per new connection)."""
+        v = self._pair(laddr, lport, raddr, rport)
+        return (int(now * 250_000) + (v >> 32)) & 0xFFFFFFFF, v & 0xFFFFFFFF
+
+    def _pair(self, laddr: bytes, lport: int, raddr: bytes, rport: int) -> int:
+        # 64 bits of one keyed BLAKE2s: the ISN offset (high half), the TS offset (low half)
+        h = hashlib.blake2s(laddr + raddr + _TUPLE.pack(lport, rport), key=self._key,
+                            digest_size=8)
+        return int.from_bytes(h.digest(), "big")
 
     def cookie(
         self,

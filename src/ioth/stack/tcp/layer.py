@@ -228,9 +228,9 @@ class TcpLayer:
     def _service(self, conn: TcpConnection, now: float) -> None:
         """Dispatch ``conn``'s output, move it between queues, forget it once CLOSED."""
         self.now = now
-        la, lp = conn.local
-        ra, rp = conn.remote
-        self._send(conn, conn.dispatch(now))
+        segs = conn.dispatch(now)
+        if segs:
+            self._send(conn, segs)
         listener: Listener | None = conn.listener
         if listener is not None and conn.state is not State.SYN_RECEIVED:
             listener.syn_queue.discard(conn)
@@ -244,14 +244,23 @@ class TcpLayer:
                     if self.notify is not None:
                         self.notify(listener)
         if conn.state is State.CLOSED:
+            la, lp = conn.local
+            ra, rp = conn.remote
             key = (la, lp, ra, rp)
             if self.connections.get(key) is conn:
                 del self.connections[key]
             conn.layer_deadline = None
         else:
-            self._schedule(conn)
-        if self.notify is not None:
-            self.notify(conn)
+            # _schedule inlined: a later deadline keeps the earlier heap entry
+            t = conn.poll_at()
+            if t is not None:
+                d = conn.layer_deadline
+                if d is None or t < d:
+                    conn.layer_deadline = t
+                    heapq.heappush(self._heap, (t, next(self._tick), conn))
+        notify = self.notify
+        if notify is not None:
+            notify(conn)
 
     # ------------------------------------------------------------------ user API
 
@@ -467,26 +476,35 @@ class TcpLayer:
                 self._service(conn, now)
                 self._to_listener(src, sport, dst, dport, seg, now)
                 return
-            listener: Listener | None = conn.listener
-            if (
-                listener is not None
-                and conn.state is State.SYN_RECEIVED
-                and flags & (SYN | ACK | RST) == ACK
-                and len(listener.accept_queue) >= listener.backlog
-            ):
-                listener.ack_dropped += 1  # accept queue full: like Linux, drop the final ACK
-                return
-            conn.process(seg, now)
-            if self._batch is not None:
-                if conn.unacked_rx >= self.batch_ack_segments * conn.rcv_mss:
-                    # no stretch ACK of a whole batch: send now; end_batch still services it
-                    # (queues, notify), so this costs no wake-up of the application
-                    self._send(conn, conn.dispatch(now))
-                self._batch[conn] = None
-            else:
-                self._service(conn, now)
+            self.conn_input(conn, seg, now)
             return
         self._to_listener(src, sport, dst, dport, seg, now)
+
+    def conn_input(self, conn: TcpConnection, seg: Segment, now: float) -> None:
+        """A segment for ``conn`` (found in :attr:`connections`, not CLOSED), decoded and
+        checksum-verified; not a SYN reopening a TIME-WAIT.  What :meth:`input` does once it
+        found the connection: the stack's fused receive path calls it directly for the
+        segments header prediction does not take (handshake ACK, FIN...), without the
+        Ethernet/IP layers and :func:`decode`.  The caller counts ``rx_segments``."""
+        listener: Listener | None = conn.listener
+        if (
+            listener is not None
+            and conn.state is State.SYN_RECEIVED
+            and seg.flags & (SYN | ACK | RST) == ACK
+            and len(listener.accept_queue) >= listener.backlog
+        ):
+            listener.ack_dropped += 1  # accept queue full: like Linux, drop the final ACK
+            return
+        conn.process(seg, now)
+        batch = self._batch
+        if batch is not None:
+            if conn.unacked_rx >= self.batch_ack_segments * conn.rcv_mss:
+                # no stretch ACK of a whole batch: send now; end_batch still services it
+                # (queues, notify), so this costs no wake-up of the application
+                self._send(conn, conn.dispatch(now))
+            batch[conn] = None
+        else:
+            self._service(conn, now)
 
     def _to_listener(
         self, src: bytes, sport: int, dst: bytes, dport: int, seg: Segment, now: float

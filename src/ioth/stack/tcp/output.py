@@ -24,11 +24,23 @@ class OutputMixin(TcbBase):
         """When :meth:`dispatch` must run next: ``0.0`` for now, ``None`` for never."""
         if self._dirty or self._out or self._ack_now:
             return 0.0
-        t: float | None = None
-        for d in (self._rto_at, self._ack_at, self._persist_at, self._keep_at, self._close_at,
-                  self._tlp_at):
-            if d is not None and (t is None or d < t):
-                t = d
+        # the earliest of six optional deadlines, unrolled (runs several times per segment)
+        t = self._rto_at
+        d = self._ack_at
+        if d is not None and (t is None or d < t):
+            t = d
+        d = self._persist_at
+        if d is not None and (t is None or d < t):
+            t = d
+        d = self._keep_at
+        if d is not None and (t is None or d < t):
+            t = d
+        d = self._close_at
+        if d is not None and (t is None or d < t):
+            t = d
+        d = self._tlp_at
+        if d is not None and (t is None or d < t):
+            t = d
         return t
 
     def dispatch(self, now: float) -> list[Segment]:

@@ -14,7 +14,8 @@ checksums (header templates), and builds the whole frame with one ``struct`` cal
 onto the interface's queue. On an interface with ``tx_csum_offload`` the TCP checksum is left
 partial (the pseudo-header sum; the plug's kernel completes it) and on one with
 ``gso_max_size`` super-segments go out whole with their cut size: both as
-:class:`~ioth.net.plug.OffloadFrame` frames. Anything it is not sure about (SYN/RST, an
+:class:`~ioth.net.plug.OffloadFrame` frames. SYN and SYN-ACK segments take it too
+(their options are encoded by :func:`options_bytes`).  Anything it is not sure about (RST, an
 unresolved or STALE neighbour, a cached path MTU, a changed route, a full queue...) returns
 False and takes the general path, which cuts super-segments first.
 """
@@ -33,7 +34,7 @@ from ioth.stack.core import MAX_TXQ
 from ioth.stack.neighbour import DELAY, PERMANENT, PROBE, REACHABLE, NeighbourCache
 from ioth.stack.tcp.layer import TcpLayer
 from ioth.stack.tcp.policy import TcpPolicy
-from ioth.stack.tcp.segment import RST, SYN, Segment, options_bytes
+from ioth.stack.tcp.segment import RST, Segment, options_bytes
 from ioth.wire.checksum import NUMPY_THRESHOLD, partial_sum
 
 if TYPE_CHECKING:
@@ -161,6 +162,8 @@ class _Glue:
         """Build and queue the frames of ``segs`` (in order) from ``conn``'s cached route and
         headers; returns how many were sent, the rest go by the general path (see the module
         docstring)."""
+        if segs[0].flags & RST:
+            return 0
         r: TxRoute | None = conn.tx_route
         if r is None or r.routes is not r.table._routes or not r.iface.up:
             r = conn.tx_route = self._route(conn)
@@ -203,7 +206,7 @@ class _Glue:
         sent = 0
         for seg in segs:
             flags = seg.flags
-            if flags & (SYN | RST) or sent >= room:
+            if flags & RST or sent >= room:
                 break
             payload = seg.payload
             plen = len(payload)
@@ -236,7 +239,7 @@ class _Glue:
                 csum = c if c else 0xFFFF  # the pseudo-header sum, not complemented
             else:
                 s = pseudo + ports + seq + ack + offflags + window + (
-                    sums[sent] if sums is not None else partial_sum(payload))
+                    sums[sent] if sums is not None else partial_sum(payload) if plen else 0)
                 if tsval is not None:
                     s += _TS_WORDS + tsval + tsecr
                 elif opts:

@@ -34,6 +34,10 @@ class State(enum.Enum):
     LAST_ACK = "LAST-ACK"
     TIME_WAIT = "TIME-WAIT"
 
+    # Members are singletons compared by identity: hash them like plain objects (C) instead
+    # of Enum.__hash__ (Python, hash of the name), for the state sets tested per segment.
+    __hash__ = object.__hash__
+
     def __str__(self) -> str:
         return self.value
 

@@ -322,11 +322,10 @@ class TcbBase:
     def _init_send(self, now: float) -> None:
         la, lp = self.local
         ra, rp = self.remote
-        self.iss = self._isn.isn(now, la, lp, ra, rp)
+        self.iss, self._ts_offset = self._isn.isn_ts(now, la, lp, ra, rp)
         self.snd_una = self.snd_nxt = self.iss
         self._sseq = self.iss + 1
         self._recover = self._lost_edge = self._high_rxt = self.iss
-        self._ts_offset = self._isn.ts_offset(la, lp, ra, rp)
         buf = self.policy.recv_buffer
         ws = 0
         if self.policy.window_scaling:
