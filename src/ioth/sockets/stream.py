@@ -961,9 +961,8 @@ class StreamSocket(IothSocket):
         with lock:
             if h.out or h.wrote != self._got or h.eng is None:
                 return None  # bytes wait in the descriptor: they come first
-            got = self._take(h, buffer, size)
-            if got is not None or h.hold:
-                return got  # (another thread holds: wait in the descriptor)
+            if h.conn.recv_available or h.hold:  # (another thread holds: use the descriptor)
+                return self._take(h, buffer, size)
             h.hold = me
         try:
             self._serve_inline(h)

@@ -85,7 +85,7 @@ class StackRuntime:
         self.inline_waits = 0
         # the inline waits' poll set of the plug descriptors (-> interface), rebuilt after
         # attach/detach; used by the one thread holding _inline
-        self._poller: tuple[select.poll, dict[int, int]] | None = None
+        self._poller: tuple[select.poll, dict[int, int], frozenset[int]] | None = None
 
     # -- plugs ----------------------------------------------------------------------------
     def attach(self, index: int, plug: Plug) -> None:
@@ -253,9 +253,8 @@ class StackRuntime:
                 poller = select.poll()
                 for pfd in by_fd:
                     poller.register(pfd, select.POLLIN)
-                cached = self._poller = (poller, by_fd)
-            poller, by_fd = cached
-            self._served = frozenset(by_fd.values())
+                cached = self._poller = (poller, by_fd, frozenset(by_fd.values()))
+            poller, by_fd, self._served = cached
             clock = self.clock
             self._serve_since = clock()
             self._serving = True
