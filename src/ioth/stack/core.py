@@ -108,8 +108,12 @@ class StackCore:
         self.rx_fast_frames = 0
         """Frames consumed by the fused receive path (the others took the layered path)."""
         self.rx_semi_frames = 0
-        """Of those, segments header prediction did not take that went straight to their
-        connection (:meth:`TcpLayer.conn_input`): handshake ACKs, FINs, closing ACKs..."""
+        """Segments header prediction did not take that went from the fused path straight to
+        their connection (:meth:`TcpLayer.conn_input`): handshake ACKs, FINs, closing ACKs,
+        out-of-order data..."""
+        self.rx_l4_frames = 0
+        """Other verified TCP segments for a local address that the fused path handed to the
+        TCP layer without the Ethernet and IP layers (SYNs, RSTs, segments with options...)."""
         self._rx_held: list[bytes] | None = None
         self._rx_held_at: tuple[int, float] = (0, 0.0)
         self.arp = Arp(self)
@@ -406,15 +410,25 @@ class StackCore:
             self.drain_loopback(now)
 
     def _rx_fast(self, iface: Interface, frame: bytes, now: float, isum: int | None) -> int:
-        """Header prediction across the layers (TCP_PROFILE proposal 4): an established,
-        in-order TCP segment for this host, unicast to our MAC, untagged, IPv4 without options
-        or fragmentation (or IPv6 without extension headers), with no option but the aligned
-        Timestamps, flags ACK (+PSH) only.  ``_RX_DONE``: consumed, with the counters the
-        layered path would have updated.  Otherwise nothing changed and the frame takes the
-        layered path, which counts and drops what is wrong with it (bad checksum,
-        truncation...); ``_RX_VERIFIED`` tells it the checksums were verified here already (a
-        segment of an established connection that header prediction did not take), so that
-        every frame is verified once.
+        """Header prediction across the layers (TCP_PROFILE proposal 4) and a short cut for
+        every other TCP segment to this host.
+
+        A TCP segment unicast to our MAC, untagged, IPv4 without options or fragmentation (or
+        IPv6 without extension headers), for a local address, with valid checksums:
+
+        * established, in order, no option but the aligned Timestamps, flags ACK (+PSH):
+          :meth:`TcpConnection.rx_predicted` takes it;
+        * the same shape but not predicted (handshake ACK, FIN, ACKs of the closing states,
+          out-of-order data, the batch's stretch-ACK bound...): a :class:`Segment` built from
+          the fields unpacked here goes to :meth:`TcpLayer.conn_input`, as
+          :meth:`TcpLayer.input` would after decode;
+        * anything else (SYN, SYN-ACK, RST, other options, no connection):
+          :meth:`tcp_input` with the checksum verified, skipping only the Ethernet and IP
+          layers (which would just count it).
+
+        ``_RX_DONE``: consumed, with the counters the layered path would have updated.
+        Otherwise nothing changed and the frame takes the layered path, which counts and drops
+        what is wrong with it (bad checksum, truncation...).
 
         Checksums are verified once, over the frame in place (or from ``isum``, the partial
         sum of ``frame[14:]`` when :meth:`input_frames` computed it for a batch), unless the
@@ -423,6 +437,7 @@ class StackCore:
         n = len(frame)
         if n < 54:
             return _RX_NO
+        simple = True  # no TCP option but aligned Timestamps: header prediction may take it
         if frame[12:15] == _IP4_TCP:
             if frame[23] != 6:
                 return _RX_NO
@@ -431,30 +446,26 @@ class StackCore:
                 (dmac, total, frag, src, dst, sport, dport, seq, ack, flags, window, _k,
                  tsval, tsecr) = _FAST4_TS.unpack_from(frame)
                 start = 66
-            elif doff == 0x50:
+            else:
                 (dmac, total, frag, src, dst, sport, dport, seq, ack, flags,
                  window) = _FAST4.unpack_from(frame)
                 tsval = None
                 tsecr = 0
-                start = 54
-            else:
-                return _RX_NO
+                start = 34 + ((doff >> 4) << 2)
+                if doff != 0x50:
+                    simple = False
+                    if doff < 0x50:
+                        return _RX_NO
             end = 14 + total
             if (
                 dmac != iface.mac
                 or frag & 0x3FFF
                 or end < start
                 or end > n
-                or flags & _TCP_SEMI_MASK != 0x10
                 or src[0] >= 224
                 or src[0] == 127
                 or dst not in self.local4
             ):
-                return _RX_NO
-            tcp = self._tcp
-            assert tcp is not None
-            conn = tcp.connections.get((dst, dport, src, sport))
-            if conn is None or conn.state in _NOT_SEMI:
                 return _RX_NO
             if not iface.rx_csum_trusted and (
                 _from_bytes(frame[14:34], "big") % 0xFFFF
@@ -465,6 +476,7 @@ class StackCore:
             ):
                 return _RX_NO
             ip_rx, ip_delivered = "ipv4.rx", "ipv4.rx_delivered"
+            l4 = 34
         elif frame[12:14] == b"\x86\xdd":
             if n < 74 or frame[20] != 6 or frame[14] >> 4 != 6:
                 return _RX_NO
@@ -473,20 +485,21 @@ class StackCore:
                 (dmac, plen, src, dst, sport, dport, seq, ack, flags, window, _k,
                  tsval, tsecr) = _FAST6_TS.unpack_from(frame)
                 start = 86
-            elif doff == 0x50:
+            else:
                 (dmac, plen, src, dst, sport, dport, seq, ack, flags,
                  window) = _FAST6.unpack_from(frame)
                 tsval = None
                 tsecr = 0
-                start = 74
-            else:
-                return _RX_NO
+                start = 54 + ((doff >> 4) << 2)
+                if doff != 0x50:
+                    simple = False
+                    if doff < 0x50:
+                        return _RX_NO
             end = 54 + plen
             if (
                 dmac != iface.mac
                 or end < start
                 or end > n
-                or flags & _TCP_SEMI_MASK != 0x10
                 or src[0] == 0xFF
                 or dst[0] == 0xFF
             ):
@@ -499,11 +512,6 @@ class StackCore:
                 or src == _LOOPBACK6
             ):
                 return _RX_NO
-            tcp = self._tcp
-            assert tcp is not None
-            conn = tcp.connections.get((dst, dport, src, sport))
-            if conn is None or conn.state in _NOT_SEMI:
-                return _RX_NO
             if not iface.rx_csum_trusted and (
                 _from_bytes(src, "big") + _from_bytes(dst, "big") + 6 + plen
                 + (isum - _from_bytes(frame[14:54], "big") if isum is not None and end == n
@@ -511,40 +519,49 @@ class StackCore:
             ) % 0xFFFF:
                 return _RX_NO
             ip_rx, ip_delivered = "ipv6.rx", "ipv6.rx_delivered"
+            l4 = 54
         else:
             return _RX_NO
-        if conn.state is not _ESTABLISHED or flags & _TCP_FAST_MASK != 0x10:
-            # Not for header prediction (handshake ACK, FIN, ACKs in the closing states...),
-            # but verified and simple: straight to the connection, as TcpLayer.input would
-            # after decode (a SYN, RST, URG, an option but aligned Timestamps, IP options or
-            # a fragment never come here; the layered path takes them).
-            tcp.now = now
-            counters = self.counters
+        # A verified TCP segment for a local address, without IP options, fragmentation or
+        # IPv6 extension headers: whatever it is, the Ethernet and IP layers would only count
+        # it and hand it to TCP.
+        tcp = self._tcp
+        assert tcp is not None
+        counters = self.counters
+        conn = None
+        if simple and flags & _TCP_SEMI_MASK == 0x10:
+            conn = tcp.connections.get((dst, dport, src, sport))
+        if conn is None or conn.state in _NOT_SEMI:
+            # SYN, SYN-ACK, RST, URG, other options, no connection: TcpLayer.input
             counters[ip_rx] += 1
             counters[ip_delivered] += 1
-            counters["tcp.rx"] += 1
-            tcp.rx_segments += 1
-            self.rx_semi_frames += 1
-            tcp.conn_input(conn, Segment(seq, ack, flags, window,
-                                         frame[start:end] if end > start else b"",
-                                         tsval=tsval, tsecr=tsecr), now)
+            self.rx_l4_frames += 1
+            self.tcp_input(src, dst, memoryview(frame)[l4:end], now, True)
             return _RX_DONE
-        batch = tcp._batch
-        if batch is not None and (conn.unacked_rx + end - start
-                                  >= tcp.batch_ack_segments * conn.rcv_mss):
-            # this segment may reach the layer's stretch-ACK bound, whose ACK goes out at once:
-            # TcpLayer.input decides that (the bound only grows with rcv_mss, so below it here
-            # means below it after the segment too)
-            return _RX_VERIFIED
-        tcp.now = now
-        if not conn.rx_predicted(seq, ack, window, tsval, tsecr,
-                                 frame[start:end] if end > start else b"", now):
-            return _RX_VERIFIED
-        counters = self.counters
         counters[ip_rx] += 1
         counters[ip_delivered] += 1
         counters["tcp.rx"] += 1
         tcp.rx_segments += 1
+        tcp.now = now
+        payload = frame[start:end] if end > start else b""
+        if conn.state is not _ESTABLISHED or flags & _TCP_FAST_MASK != 0x10:
+            # Not for header prediction (handshake ACK, FIN, ACKs in the closing states...),
+            # but simple: straight to the connection, as TcpLayer.input would after decode
+            self.rx_semi_frames += 1
+            tcp.conn_input(conn, Segment(seq, ack, flags, window, payload, tsval=tsval,
+                                         tsecr=tsecr), now)
+            return _RX_DONE
+        batch = tcp._batch
+        if (batch is not None and (conn.unacked_rx + end - start
+                                   >= tcp.batch_ack_segments * conn.rcv_mss)) or \
+                not conn.rx_predicted(seq, ack, window, tsval, tsecr, payload, now):
+            # the layer's stretch-ACK bound may be reached (its ACK goes out at once: the
+            # bound only grows with rcv_mss, so below it here means below it after the
+            # segment too), or prediction declined: what TcpLayer.input does after decode
+            self.rx_semi_frames += 1
+            tcp.conn_input(conn, Segment(seq, ack, flags, window, payload, tsval=tsval,
+                                         tsecr=tsecr), now)
+            return _RX_DONE
         self.rx_fast_frames += 1
         # what TcpLayer.input does after TcpConnection.process (below the stretch-ACK bound)
         if batch is not None:
