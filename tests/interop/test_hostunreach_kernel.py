@@ -12,7 +12,6 @@ not "fatal" in its icmp_err_convert, so a connected UDP socket sees it only with
 from __future__ import annotations
 
 import errno
-import secrets
 import socket
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import pytest
 
 import ioth
 import ioth.sockets
-from tests.support.peers import Netns, netns, require_root, require_tools, stop_process
+from tests.support.peers import Netns, kernel_lan, stop_process
 
 pytestmark = pytest.mark.interop
 
@@ -42,19 +41,8 @@ CASES = (
 @pytest.fixture
 def lan() -> Iterator[tuple[Netns, ioth.Stack]]:
     """Kernel 192.0.2.1 / 2001:db8::1 in a namespace, ioth 192.0.2.2 / 2001:db8::2 on its TAP."""
-    require_root()
-    require_tools("ip")
-    with netns("ihu") as ns:
-        tap = "hu" + secrets.token_hex(4)
-        stack = ioth.Stack(f"tap://{tap}[netns={ns.name}/up]",
-                           "eth,ip=192.0.2.2/24,ip=2001:db8::2/64")
-        try:
-            ns.sh(f"ip addr add 192.0.2.1/24 dev {tap}; "
-                  f"ip addr add 2001:db8::1/64 dev {tap} nodad; ip link set {tap} up")
-            assert stack.wait_dad(5)
-            yield ns, stack
-        finally:
-            stack.close()
+    with kernel_lan("ihu") as (ns, stack, _tap):
+        yield ns, stack
 
 
 def test_connect_to_absent_neighbour_is_ehostunreach_like_the_kernel(

@@ -29,6 +29,7 @@ from tests.sockets.helpers import _tcp_ready
 from tests.support.peers import (
     Netns,
     ioth_cmd,
+    kernel_lan,
     netns,
     require_root,
     require_tools,
@@ -46,19 +47,8 @@ def tapname() -> str:
 @pytest.fixture
 def lan() -> Iterator[tuple[Netns, ioth.Stack, str]]:
     """Kernel 192.0.2.1 / 2001:db8::1 in a namespace, ioth 192.0.2.2 / 2001:db8::2 on its TAP."""
-    require_root()
-    require_tools("ip")
-    with netns("isk") as ns:
-        tap = tapname()
-        stack = _tcp_ready(ioth.Stack(f"tap://{tap}[netns={ns.name}/up]",
-                                      "eth,ip=192.0.2.2/24,ip=2001:db8::2/64"))
-        try:
-            ns.sh(f"ip addr add 192.0.2.1/24 dev {tap}; "
-                  f"ip addr add 2001:db8::1/64 dev {tap} nodad; ip link set {tap} up")
-            assert stack.wait_dad(5)
-            yield ns, stack, tap
-        finally:
-            stack.close()
+    with kernel_lan("isk") as (ns, stack, tap):
+        yield ns, _tcp_ready(stack), tap
 
 
 def test_curl_fetches_from_ioth_run_http_server(tmp_path: Path) -> None:

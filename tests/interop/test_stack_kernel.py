@@ -23,6 +23,7 @@ import ioth
 from tests.support.peers import (
     Netns,
     ioth_cmd,
+    kernel_lan,
     netns,
     require_root,
     require_tools,
@@ -72,19 +73,9 @@ def assert_clean_capture(path: Path, min_packets: int = 10) -> None:
 def lan() -> Iterator[tuple[Netns, ioth.Stack, str]]:
     """A namespace whose TAP is the stack's vde0: kernel 192.0.2.1 / 2001:db8::1,
     ioth 192.0.2.2 / 2001:db8::2."""
-    require_root()
-    require_tools("ping", "ip")
-    with netns("iost") as ns:
-        tap = tapname()
-        stack = ioth.Stack(f"tap://{tap}[netns={ns.name}/up]",
-                           "eth,ip=192.0.2.2/24,ip=2001:db8::2/64")
-        try:
-            ns.sh(f"ip addr add 192.0.2.1/24 dev {tap}; "
-                  f"ip addr add 2001:db8::1/64 dev {tap} nodad; ip link set {tap} up")
-            assert stack.wait_dad(5)
-            yield ns, stack, tap
-        finally:
-            stack.close()
+    require_tools("ping")
+    with kernel_lan("iost") as lan:
+        yield lan
 
 
 def test_kernel_pings_ioth_v4_v6_fragmented_and_caches_fill(

@@ -26,7 +26,7 @@ import pytest
 import ioth
 from ioth.net.plug import OffloadFrame
 from ioth.net.plugs.tap import TapPlug
-from tests.support.peers import Netns, netns, require_root, require_tools
+from tests.support.peers import Netns, kernel_lan, require_tools
 
 pytestmark = pytest.mark.interop
 
@@ -56,21 +56,11 @@ NSTAT = ("TcpInCsumErrors", "TcpInErrs", "TcpExtTCPOFOQueue", "TcpExtTCPSACKReor
 @pytest.fixture
 def lan() -> Iterator[tuple[Netns, ioth.Stack, TapPlug, str]]:
     """Kernel 192.0.2.1 / 2001:db8::1 in a namespace; ioth .2 / ::2 on its offloading TAP."""
-    require_root()
-    require_tools("ip", "ss", "nstat")
-    with netns("tso") as ns:
-        tap = "ts" + secrets.token_hex(4)
-        stack = ioth.Stack(f"tap://{tap}[netns={ns.name}/up/offload]",
-                           "eth,ip=192.0.2.2/24,ip=2001:db8::2/64")
-        try:
-            ns.sh(f"ip addr add 192.0.2.1/24 dev {tap}; "
-                  f"ip addr add 2001:db8::1/64 dev {tap} nodad; ip link set {tap} up")
-            plug = next(iter(stack.runtime.plugs.values()))
-            assert isinstance(plug, TapPlug) and plug.offload
-            assert stack.wait_dad(5)
-            yield ns, stack, plug, tap
-        finally:
-            stack.close()
+    require_tools("ss", "nstat")
+    with kernel_lan("tso", offload=True) as (ns, stack, tap):
+        plug = next(iter(stack.runtime.plugs.values()))
+        assert isinstance(plug, TapPlug) and plug.offload
+        yield ns, stack, plug, tap
 
 
 def _nstat(ns: Netns) -> dict[str, int]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import ast
 import contextlib
 import io
-import secrets
 import socket
 import subprocess
 import sys
@@ -25,7 +24,7 @@ import ioth
 import ioth.sockets
 from tests.sockets.helpers import lone
 from tests.sockets.test_udp_dualstack import CONFLICTS
-from tests.support.peers import Netns, netns, require_root, require_tools, stop_process
+from tests.support.peers import Netns, kernel_lan, netns, require_root, require_tools, stop_process
 
 pytestmark = pytest.mark.interop
 
@@ -102,26 +101,12 @@ def test_dualstack_errnos_match_the_kernel() -> None:
     assert kernel[-1][:4] == [0, 101, 101, 22]  # default 0; ENETUNREACH x2; EINVAL
 
 
-def _tapname() -> str:
-    return "iu" + secrets.token_hex(4)
-
-
 @pytest.fixture
 def lan() -> Iterator[tuple[Netns, ioth.Stack]]:
     """Kernel 192.0.2.1 / 2001:db8::1 in a namespace, ioth 192.0.2.2 / 2001:db8::2 on its TAP."""
-    require_root()
-    require_tools("ip", "socat")
-    with netns("iuk") as ns:
-        tap = _tapname()
-        stack = ioth.Stack(f"tap://{tap}[netns={ns.name}/up]",
-                           "eth,ip=192.0.2.2/24,ip=2001:db8::2/64")
-        try:
-            ns.sh(f"ip addr add 192.0.2.1/24 dev {tap}; "
-                  f"ip addr add 2001:db8::1/64 dev {tap} nodad; ip link set {tap} up")
-            assert stack.wait_dad(5)
-            yield ns, stack
-        finally:
-            stack.close()
+    require_tools("socat")
+    with kernel_lan("iuk") as (ns, stack, _tap):
+        yield ns, stack
 
 
 def test_kernel_ipv4_clients_and_ioth_dualstack_server(lan: tuple[Netns, ioth.Stack]) -> None:

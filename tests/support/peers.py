@@ -13,6 +13,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pytest
 
@@ -113,6 +114,34 @@ def netns(prefix: str = "ioth") -> Iterator[Netns]:
         yield ns
     finally:
         ns.delete()
+
+
+#: the kernel's side of :func:`kernel_lan`; the ioth stack's default configuration
+KERNEL4, KERNEL6 = "192.0.2.1", "2001:db8::1"
+IOTH_LAN_CONFIG = "eth,ip=192.0.2.2/24,ip=2001:db8::2/64"
+
+
+@contextlib.contextmanager
+def kernel_lan(prefix: str, *, offload: bool = False, config: str = IOTH_LAN_CONFIG
+               ) -> Iterator[tuple[Netns, Any, str]]:
+    """A namespace whose kernel has 192.0.2.1/24 and 2001:db8::1/64 on a TAP that is the vde0
+    of a new ioth stack (by default 192.0.2.2 / 2001:db8::2, DAD done); yields
+    ``(ns, stack, tap)`` and closes the stack and deletes the namespace afterwards."""
+    import ioth  # late: the helpers are imported by tests that never build a stack
+
+    require_root()
+    require_tools("ip")
+    with netns(prefix) as ns:
+        tap = prefix[:6] + secrets.token_hex(4)
+        flags = "/offload" if offload else ""
+        stack = ioth.Stack(f"tap://{tap}[netns={ns.name}/up{flags}]", config)
+        try:
+            ns.sh(f"ip addr add {KERNEL4}/24 dev {tap}; "
+                  f"ip addr add {KERNEL6}/64 dev {tap} nodad; ip link set {tap} up")
+            assert stack.wait_dad(5)
+            yield ns, stack, tap
+        finally:
+            stack.close()
 
 
 def wait_for(predicate: object, timeout: float = 10.0, interval: float = 0.05,
