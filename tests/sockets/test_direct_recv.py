@@ -226,3 +226,24 @@ def test_reset_right_behind_held_bytes_is_reported(tmp_path: Path) -> None:
         assert box in (["reset after x"], ["reset after "])
         s.close()
         srv.close()
+
+
+def test_recv_into_argument_errors_are_the_kernels(tmp_path: Path) -> None:
+    with network(tmp_path, 2) as (a, b):
+        srv, c, s = _connected(a, b, 7109)
+        c.sendall(b"abc")
+        for buf, n, exc in ((bytearray(2), 5, ValueError), (b"read-only", 0, TypeError)):
+            try:
+                s.recv_into(buf, n)  # type: ignore[arg-type]
+            except exc:
+                pass
+            else:
+                raise AssertionError(f"no {exc.__name__}")
+        buf = bytearray(10)
+        n = s.recv_into(buf)
+        got = bytes(buf[:n])
+        while len(got) < 3:
+            got += s.recv(10)
+        assert got == b"abc"  # nothing was lost by the failed calls
+        for x in (c, s, srv):
+            x.close()

@@ -1034,8 +1034,14 @@ class StreamSocket(IothSocket):
         if self._rd_shut:
             return 0
         timeout = self.gettimeout()
+        mv = memoryview(buffer)
+        if mv.readonly or not mv.c_contiguous or not 0 <= nbytes <= mv.nbytes:
+            n = super().recv_into(buffer, nbytes, flags)  # (or raises the kernel's error)
+            if not flags & _PEEK:
+                self._got += n
+            return n
         if self._inline_ok(timeout, flags):
-            if h is not None and not flags and (nbytes or memoryview(buffer).nbytes):
+            if h is not None and not flags and (nbytes or mv.nbytes):
                 got: int | None = self._recv_direct(h, buffer, nbytes)
                 if got is not None:
                     return got
