@@ -1030,8 +1030,8 @@ def summarize(path: str, top: int = 15) -> str:
     with open(path) as f:
         for line in f:
             stack, _, n = line.rstrip("\n").rpartition(" ")
-            if not stack:
-                continue
+            if not stack or not n.isdigit():
+                continue  # not a collapsed stack (e.g. a result line the worker printed)
             count = int(n)
             frames = stack.split(";")
             thread = frames[0].split(":", 1)[-1].strip()
