@@ -9,6 +9,11 @@ The application's descriptor is an AF_UNIX SOCK_STREAM socket:
   reader closes the TCP window).  The peer's FIN is a ``shutdown(SHUT_WR)`` of ``B``; the end of
   the application's data (EOF on ``B``) is our FIN, a full close of every copy of the
   descriptor (EPOLLHUP) is a close, unread data at close is a reset, like Linux.
+  Sends go straight into the connection under the stack lock (``direct_send``) once nothing
+  written through the descriptor waits; a blocking ``recv``/``recv_into`` whose thread serves
+  the plugs inline copies straight from the connection's receive queue while nothing waits
+  unread in the descriptor (``StreamSocket._recv_direct``): the pair then only carries
+  readiness and the bytes of every other reader (select/poll/asyncio, ssl, other processes).
 * listening sockets: an AF_UNIX *listening* socket; each connection accepted by the stack is
   connected to it from a new engine end, so the descriptor is readable exactly when ``accept``
   has something and the kernel implements blocking, timeouts and non-blocking accepts.
