@@ -60,6 +60,7 @@ MAX_ROUNDS = 8
 EPHEMERAL_LOW = 32768
 EPHEMERAL_HIGH = 60999
 ACCEPT_RETRY = 0.02
+CONNECT_SLICE = 0.005  # longest inline wait of a blocking connect between checks
 SO_SNDBUFFORCE = getattr(_socket, "SO_SNDBUFFORCE", 32)
 SO_RCVBUFFORCE = getattr(_socket, "SO_RCVBUFFORCE", 33)
 _CONNECTED = frozenset({State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.FIN_WAIT_2,
@@ -125,6 +126,11 @@ class TcpSockets:
         self._names = itertools.count(int.from_bytes(os.urandom(6), "little"))
         self.deferred_listeners: dict[ListenHandle, None] = {}
         self.direct_reads = 0  # reads served straight from a connection (StreamSocket._take)
+        # the listener that connects an application descriptor to its engine end (see pair)
+        self._rdv: _csocket.socket | None = None
+        self._rdv_name: Any = ""
+        self._rdv_pid = 0
+        self._rdv_lock = threading.Lock()
         self._chained = self.layer.notify
         self.layer.notify = self.notify
         stack.runtime.after_batch.append(self.deliver)
@@ -141,6 +147,10 @@ class TcpSockets:
         self.by_listener.clear()
         self.deferred.clear()
         self.deferred_listeners.clear()
+        with self._rdv_lock:
+            if self._rdv is not None:
+                self._rdv.close()
+                self._rdv = None
         hooks = self.stack.runtime.after_batch
         if self.deliver in hooks:
             hooks.remove(self.deliver)
@@ -208,6 +218,48 @@ class TcpSockets:
             return  # served by deliver() already
         with self.stack.lock:
             self.deliver()
+
+    def pair(self, fd: int) -> _csocket.socket:
+        """Connect the unconnected AF_UNIX stream ``fd`` to a new, non-blocking engine end
+        through this layer's rendezvous listener (created once per process: no listener
+        socket, bind, listen and close per connect).  Connects are serialised, so the one
+        connection the listener accepts is the one just made."""
+        with self._rdv_lock:
+            lst = self._rdv
+            if lst is None or self._rdv_pid != current_pid():
+                lst = _csocket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+                try:
+                    lst.bind("")
+                    lst.listen(8)
+                    name = lst.getsockname()
+                except OSError:
+                    lst.close()
+                    raise
+                self._rdv, self._rdv_name, self._rdv_pid = lst, name, current_pid()
+            view = _unix(fd)
+            try:
+                try:
+                    view.connect(self._rdv_name)
+                except BlockingIOError:  # (a non-blocking descriptor and a full queue)
+                    blocking = os.get_blocking(fd)
+                    os.set_blocking(fd, True)
+                    try:
+                        view.connect(self._rdv_name)
+                    finally:
+                        os.set_blocking(fd, blocking)
+            finally:
+                view.detach()
+            try:
+                efd, _ = lst._accept()  # type: ignore[attr-defined]
+            except OSError:
+                # the connection made stays queued: drop the listener so that no later
+                # connect is handed this one
+                self._rdv = None
+                lst.close()
+                raise
+        eng = _csocket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, efd)
+        eng.setblocking(False)
+        return eng
 
     def next_name(self) -> bytes:
         """A fresh abstract AF_UNIX name for an engine end waiting in an accept queue (chosen
@@ -838,7 +890,11 @@ class StreamSocket(IothSocket):
             h.on_event()  # it may have connected (or failed) already
             if timeout == 0.0:
                 return errno.EINPROGRESS  # like Linux, even when it is already decided
-            else:
+            waiting = h.connecting
+        if waiting and self._pid == current_pid() and stack.runtime.can_serve():
+            timeout = self._connect_inline(h, timeout)
+        with stack.lock:
+            if h.connecting:
                 stack.runtime.end_lease()  # the engine brings the handshake: no lease delay
                 ok = h.cond.wait_for(lambda: not h.connecting, timeout)
                 if not ok:
@@ -854,29 +910,37 @@ class StreamSocket(IothSocket):
                 return err
         return 0
 
+    def _connect_inline(self, h: StreamHandle, timeout: float | None) -> float | None:
+        """A blocking connect serves the stack's plugs on its own thread until the handshake
+        ends (no hand-off to the engine thread and back); returns what is left of
+        ``timeout``.  The wait is cut in short slices: the engine may have taken the answer
+        just before this thread started serving (then ``connecting`` changed without any
+        input for this thread), and the condition wait that follows covers what is left."""
+        runtime = self._stack.runtime
+        clock = runtime.clock
+        deadline = None if timeout is None else clock() + timeout
+        fd = self.fileno()
+
+        def ready() -> bool:
+            return not h.connecting
+
+        while h.connecting:
+            until = clock() + CONNECT_SLICE
+            if deadline is not None and deadline < until:
+                until = deadline
+            # (no events asked: the descriptor only reports a hang-up, when the connect failed)
+            got = runtime.serve_until(fd, 0, until, ready)
+            if got is None or (got and h.connecting):
+                break  # cannot serve inline here: the condition wait does it
+            if deadline is not None and clock() >= deadline:
+                break
+        return None if deadline is None else max(0.0, deadline - clock())
+
     def _pair(self) -> _csocket.socket:
         """Connect the application's own descriptor (the same open socket, so selector and
         epoll registrations made before ``connect`` stay valid, as with a kernel socket) to a
-        new engine end, through a temporary abstract AF_UNIX listener."""
-        lst = _csocket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-        try:
-            lst.bind("")
-            lst.listen(1)
-            view = _unix(self.fileno())
-            try:
-                blocking = os.get_blocking(view.fileno())
-                os.set_blocking(view.fileno(), True)
-                try:
-                    view.connect(lst.getsockname())
-                finally:
-                    os.set_blocking(view.fileno(), blocking)
-            finally:
-                view.detach()
-            fd, _ = lst._accept()  # type: ignore[attr-defined]
-        finally:
-            lst.close()
-        eng = _csocket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
-        eng.setblocking(False)
+        new engine end, through the layer's abstract AF_UNIX rendezvous listener."""
+        eng = self._tcp.pair(self.fileno())
         _bigbuf(self)  # (the engine end is sized lazily, see StreamHandle._update)
         return eng
 
