@@ -547,20 +547,26 @@ class StackCore:
         if conn.state is not _ESTABLISHED or flags & _TCP_FAST_MASK != 0x10:
             # Not for header prediction (handshake ACK, FIN, ACKs in the closing states...),
             # but simple: straight to the connection, as TcpLayer.input would after decode
+            # (header prediction would decline it: not asked again)
+            self.rx_semi_frames += 1
+            tcp.conn_input(conn, Segment(seq, ack, flags, window, payload, tsval=tsval,
+                                         tsecr=tsecr), now, False)
+            return _RX_DONE
+        batch = tcp._batch
+        if batch is not None and (conn.unacked_rx + end - start
+                                  >= tcp.batch_ack_segments * conn.rcv_mss):
+            # the layer's stretch-ACK bound may be reached (its ACK goes out at once: the
+            # bound only grows with rcv_mss, so below it here means below it after the
+            # segment too): what TcpLayer.input does after decode
             self.rx_semi_frames += 1
             tcp.conn_input(conn, Segment(seq, ack, flags, window, payload, tsval=tsval,
                                          tsecr=tsecr), now)
             return _RX_DONE
-        batch = tcp._batch
-        if (batch is not None and (conn.unacked_rx + end - start
-                                   >= tcp.batch_ack_segments * conn.rcv_mss)) or \
-                not conn.rx_predicted(seq, ack, window, tsval, tsecr, payload, now):
-            # the layer's stretch-ACK bound may be reached (its ACK goes out at once: the
-            # bound only grows with rcv_mss, so below it here means below it after the
-            # segment too), or prediction declined: what TcpLayer.input does after decode
+        if not conn.rx_predicted(seq, ack, window, tsval, tsecr, payload, now):
+            # prediction declined (nothing changed): the general path, without asking again
             self.rx_semi_frames += 1
             tcp.conn_input(conn, Segment(seq, ack, flags, window, payload, tsval=tsval,
-                                         tsecr=tsecr), now)
+                                         tsecr=tsecr), now, False)
             return _RX_DONE
         self.rx_fast_frames += 1
         # what TcpLayer.input does after TcpConnection.process (below the stretch-ACK bound)

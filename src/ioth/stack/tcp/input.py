@@ -26,11 +26,15 @@ class InputMixin(TcbBase):
 
     __slots__ = ()
 
-    def process(self, seg: Segment, now: float) -> None:
-        """SEGMENT ARRIVES (RFC 9293 3.10.7).  Never raises on remote input."""
+    def process(self, seg: Segment, now: float, predict: bool = True) -> None:
+        """SEGMENT ARRIVES (RFC 9293 3.10.7).  Never raises on remote input.
+
+        ``predict=False``: the caller knows :meth:`rx_predicted` declines this segment (it
+        asked already, or the state or flags exclude it), so it is not asked again."""
         f = seg.flags
         if (
-            f & (SYN | FIN | RST | ACK | URG) == ACK
+            predict
+            and f & (SYN | FIN | RST | ACK | URG) == ACK
             and not seg.sack
             and self.rx_predicted(seg.seq, seg.ack, seg.window, seg.tsval, seg.tsecr,
                                   seg.payload, now)

@@ -177,6 +177,12 @@ class TcpLayer:
                 if done == len(segs):
                     return
                 segs = segs[done:]
+        self._send_slow(conn, segs)
+
+    def _send_slow(self, conn: TcpConnection, segs: list[Segment]) -> None:
+        """Encode and emit what the fast output did not take (a super-segment cut into
+        ``conn.tso_cut``-sized pieces)."""
+        cut = conn.tso_cut
         la, lp = conn.local
         ra, rp = conn.remote
         for seg in segs:
@@ -228,11 +234,30 @@ class TcpLayer:
     def _service(self, conn: TcpConnection, now: float) -> None:
         """Dispatch ``conn``'s output, move it between queues, forget it once CLOSED."""
         self.now = now
-        segs = conn.dispatch(now)
-        if segs:
-            self._send(conn, segs)
+        # conn.dispatch inlined; when nothing is due and nothing else happens below, the
+        # deadline it computed is the one to schedule (saves a second poll_at)
+        t = conn.poll_at()
+        if t is not None and t <= now:
+            segs = conn._dispatch(now)
+            conn._dirty = False
+            t = -1.0  # recompute below
+            if segs:
+                # _send inlined for the usual case (fast output, no TSO cut to count)
+                fast = self.fast_output
+                if fast is not None and conn.tso_cut <= 0:
+                    done = fast(conn, segs)
+                    if done:
+                        self.tx_segments += done
+                        self.tx_fast += done
+                        if done != len(segs):
+                            self._send_slow(conn, segs[done:])
+                    else:
+                        self._send_slow(conn, segs)
+                else:
+                    self._send(conn, segs)
         listener: Listener | None = conn.listener
         if listener is not None and conn.state is not State.SYN_RECEIVED:
+            t = -1.0
             listener.syn_queue.discard(conn)
             conn.listener = None
             if conn.state in _ESTABLISHED_LIKE or conn.state is State.FIN_WAIT_1:
@@ -252,7 +277,8 @@ class TcpLayer:
             conn.layer_deadline = None
         else:
             # _schedule inlined: a later deadline keeps the earlier heap entry
-            t = conn.poll_at()
+            if t == -1.0:
+                t = conn.poll_at()
             if t is not None:
                 d = conn.layer_deadline
                 if d is None or t < d:
@@ -480,12 +506,15 @@ class TcpLayer:
             return
         self._to_listener(src, sport, dst, dport, seg, now)
 
-    def conn_input(self, conn: TcpConnection, seg: Segment, now: float) -> None:
+    def conn_input(self, conn: TcpConnection, seg: Segment, now: float,
+                   predict: bool = True) -> None:
         """A segment for ``conn`` (found in :attr:`connections`, not CLOSED), decoded and
         checksum-verified; not a SYN reopening a TIME-WAIT.  What :meth:`input` does once it
         found the connection: the stack's fused receive path calls it directly for the
         segments header prediction does not take (handshake ACK, FIN...), without the
-        Ethernet/IP layers and :func:`decode`.  The caller counts ``rx_segments``."""
+        Ethernet/IP layers and :func:`decode`.  The caller counts ``rx_segments``.
+        ``predict=False``: header prediction is known to decline ``seg`` (see
+        :meth:`TcpConnection.process`)."""
         listener: Listener | None = conn.listener
         if (
             listener is not None
@@ -495,7 +524,7 @@ class TcpLayer:
         ):
             listener.ack_dropped += 1  # accept queue full: like Linux, drop the final ACK
             return
-        conn.process(seg, now)
+        conn.process(seg, now, predict)
         batch = self._batch
         if batch is not None:
             if conn.unacked_rx >= self.batch_ack_segments * conn.rcv_mss:

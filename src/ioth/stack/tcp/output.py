@@ -101,6 +101,26 @@ class OutputMixin(TcbBase):
         if cwnd < self.mss:
             cwnd = self.mss
         mss = self.mss
+        if (
+            nxt >= (data_end if fin_seq < 0 else fin_seq) and nxt != fin_seq
+            and not self._rerxt and not self._ooo and not self._sacked_bytes
+            and self._high_rxt >= self._lost_edge and self._lost_edge <= una
+        ):
+            # Nothing to send (pure ACKs, handshake and closing segments): the side effects
+            # of the general path below with every loop empty, without its work.  pipe is
+            # snd_nxt - snd_una (nothing SACKed, nothing presumed lost), nothing new went out
+            # (only a cwnd-limited flight updates the validation state) and nothing is
+            # blocked (no persist timer).
+            self._rtx_force = False
+            if self.tso_max > mss << 1:
+                self.tso_cut = mss
+            pipe = nxt - una
+            if pipe + mss > cwnd:
+                self._max_flight = pipe
+                self._max_flight_seq = nxt
+                self._cwnd_limited = True
+            self._persist_at = None
+            return
         if self._ooo and self.sack_ok:
             mss -= 2 + 8 * min(len(self._ooo), 3 if self.ts_ok else 4) + 2
         # TSO: super-segments of whole MSS-sized pieces (the interface's plug cuts them at
