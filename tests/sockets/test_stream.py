@@ -303,3 +303,61 @@ def test_closing_the_stack_aborts_a_blocked_connect(tmp_path: Path) -> None:
         a.close()
         t.join(5)
         assert result == [errno.ECONNABORTED]
+
+
+def test_concurrent_blocking_connects_get_their_own_connections(tmp_path: Path) -> None:
+    """Threads connecting at once (some serving the plugs inline, the others waiting for the
+    engine) each get the connection they made: the shared rendezvous pairs the right ends."""
+    with network(tmp_path, 2) as (a, b):
+        srv = isocket(a, socket.AF_INET, socket.SOCK_STREAM)
+        srv.bind(("192.0.2.1", 7100))
+        srv.listen(64)
+        total = 6 * 5
+        served: list[int] = []
+
+        def server() -> None:
+            srv.settimeout(10)
+            for _ in range(total):
+                conn, peer = srv.accept()
+                conn.settimeout(10)
+                data = b""
+                while not data.endswith(b"\n"):
+                    chunk = conn.recv(100)
+                    if not chunk:
+                        break
+                    data += chunk
+                conn.sendall(data + str(peer[1]).encode())
+                conn.close()
+                served.append(1)
+
+        errors: list[str] = []
+
+        def client(k: int) -> None:
+            for j in range(5):
+                c = isocket(b, socket.AF_INET, socket.SOCK_STREAM)
+                c.settimeout(10)
+                c.connect(("192.0.2.1", 7100))
+                token = f"{k}-{j}\n".encode()
+                c.sendall(token)
+                got = b""
+                while True:
+                    chunk = c.recv(100)
+                    if not chunk:
+                        break
+                    got += chunk
+                port = c.getsockname()[1]
+                if got != token + str(port).encode():
+                    errors.append(f"{token!r}: {got!r} (local port {port})")
+                c.close()
+
+        st = threading.Thread(target=server)
+        st.start()
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        st.join(30)
+        srv.close()
+        assert errors == []
+        assert len(served) == total
