@@ -201,8 +201,10 @@ class StackCore:
         through :meth:`input_frames`, whose checksums cost less per frame; everything is
         processed by :meth:`end_batch`, before any output of the batch is dispatched.
         """
-        if self._tcp is not None:
-            self._tcp.begin_batch()
+        tcp = self._tcp
+        if tcp is not None:
+            if tcp._batch is None:  # TcpLayer.begin_batch inlined (once per read)
+                tcp._batch = {}
             if self.rx_fastpath and self._rx_held is None:
                 self._rx_held = []
 
@@ -218,7 +220,8 @@ class StackCore:
         finally:
             if self._tcp is not None:
                 self._tcp.end_batch(now)
-        self.drain_loopback(now)
+        if self.loopq:
+            self.drain_loopback(now)
 
     # -- interfaces -----------------------------------------------------------------------
     def add_interface(self, name: str, mac: bytes, mtu: int = 1500, loopback: bool = False,
