@@ -13,6 +13,22 @@ A4 = bytes([192, 0, 2, 1])
 B4 = bytes([192, 0, 2, 2])
 
 
+@given(st.integers(0, 0xFFFF), st.integers(0, 14), st.integers(0, 0xFFFFFFFF),
+       st.integers(0, 0xFFFFFFFF))
+def test_syn_options_all_on_layout(mss: int, ws: int, tsval: int, tsecr: int) -> None:
+    """MSS, SACK-permitted, Timestamps and window scale together: Linux's 20-byte layout."""
+    from ioth.stack.tcp.segment import options_bytes
+
+    seg = Segment(1, 0, SYN, 1000, mss=mss, wscale=ws, sack_perm=True, tsval=tsval, tsecr=tsecr)
+    assert options_bytes(seg) == (
+        b"\x02\x04" + mss.to_bytes(2, "big") + b"\x04\x02\x08\x0a" + tsval.to_bytes(4, "big")
+        + tsecr.to_bytes(4, "big") + b"\x01\x03\x03" + bytes((ws,))
+    )
+    _, _, back = decode(encode(seg, 1, 2, A4, B4), A4, B4)
+    assert (back.mss, back.wscale, back.sack_perm, back.tsval, back.tsecr) == (
+        mss, ws, True, tsval, tsecr)
+
+
 def test_golden_syn() -> None:
     seg = Segment(0x01020304, 0, SYN, 65535, mss=1460, wscale=7, sack_perm=True, tsval=1,
                   tsecr=0)

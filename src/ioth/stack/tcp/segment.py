@@ -31,6 +31,13 @@ _HDR = struct.Struct("!HHIIBBHHH")
 _TS_FAST = b"\x01\x01\x08\x0a"
 _II = struct.Struct("!II")
 _H = struct.Struct("!H")
+# the SYN options of a stack with everything on, Linux's layout: MSS, SACK-permitted,
+# Timestamps, NOP, window scale (20 bytes, no padding)
+_SYN_ALL = struct.Struct("!HHHHIIBBBB")
+_SYN_ALL_FIELDS = struct.Struct("!2xH4xII3xB")  # mss, tsval, tsecr, wscale of that layout
+_SYN_MSS = b"\x02\x04"
+_SYN_SACK_TS = b"\x04\x02\x08\x0a"
+_SYN_WS = b"\x01\x03\x03"
 
 Buffer = bytes | bytearray | memoryview
 
@@ -127,6 +134,11 @@ def decode(
     seg = Segment(seq, ack, flags & 0xFF, window, mv[hlen:])
     if hlen == 32 and mv[20:24] == _TS_FAST:
         seg.tsval, seg.tsecr = _II.unpack_from(mv, 24)
+    elif (hlen == 40 and mv[20:22] == _SYN_MSS and mv[24:28] == _SYN_SACK_TS
+          and mv[36:39] == _SYN_WS):
+        # the SYN options of a Linux-like stack (see options_bytes): what parse_options gives
+        seg.mss, seg.tsval, seg.tsecr, seg.wscale = _SYN_ALL_FIELDS.unpack_from(mv, 20)
+        seg.sack_perm = True
     elif hlen > HEADER_LEN:
         hdr = wire_tcp.parse_options(mv[HEADER_LEN:hlen])
         seg.mss = hdr.mss
@@ -145,6 +157,10 @@ def options_bytes(seg: Segment) -> bytes:
         if seg.tsval is None:
             return b""
         return _TS_FAST + _II.pack(seg.tsval, seg.tsecr)
+    if (seg.mss is not None and seg.sack_perm and seg.tsval is not None
+            and seg.wscale is not None and not seg.sack):
+        return _SYN_ALL.pack(0x0204, seg.mss, 0x0402, 0x080A, seg.tsval, seg.tsecr,
+                             1, 3, 3, seg.wscale)
     parts: list[bytes] = []
     if seg.mss is not None:
         parts.append(b"\x02\x04" + _H.pack(seg.mss))
