@@ -1176,7 +1176,8 @@ class StreamSocket(IothSocket):
             n = self._direct(data)
             if n:
                 return n
-        self._stack.runtime.end_lease()  # the engine pumps the descriptor (may wait for ACKs)
+        if self._pid == current_pid():  # (a forked child must not touch the parent's runtime)
+            self._stack.runtime.end_lease()  # the engine pumps the descriptor (may wait for ACKs)
         try:
             n = super().send(data, flags)
         except BrokenPipeError:
@@ -1217,7 +1218,8 @@ class StreamSocket(IothSocket):
                 if n == len(view):
                     return
                 data = view[n:]
-        self._stack.runtime.end_lease()  # the engine pumps the descriptor (may wait for ACKs)
+        if self._pid == current_pid():  # (a forked child must not touch the parent's runtime)
+            self._stack.runtime.end_lease()  # the engine pumps the descriptor (may wait for ACKs)
         try:
             super().sendall(data, flags)
         except BrokenPipeError:
