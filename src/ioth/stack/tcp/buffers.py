@@ -114,15 +114,7 @@ class BufferMixin(TcbBase):
                     want = 0
             self._roff = off
             out = b"".join(parts)
-        if i == n:
-            rbuf.clear()
-            i = 0
-        elif i >= 64 and 2 * i >= n:
-            del rbuf[:i]
-            i = 0
-        self._rhead = i
-        self._rlen -= len(out)
-        self._window_update_check()
+        self._consumed(i, n, len(out))
         return out
 
     def recv_into(self, buffer: bytearray | memoryview) -> int:
@@ -154,16 +146,21 @@ class BufferMixin(TcbBase):
                 got = n
                 off += take
         self._roff = off
+        self._consumed(i, end, got)
+        return got
+
+    def _consumed(self, i: int, end: int, count: int) -> None:
+        """The reader took ``count`` bytes, up to chunk ``i`` of the ``end`` queued: drop the
+        chunks read (compacting the list once half of it is read) and open the window."""
         if i == end:
-            rbuf.clear()
+            self._rbuf.clear()
             i = 0
         elif i >= 64 and 2 * i >= end:
-            del rbuf[:i]
+            del self._rbuf[:i]
             i = 0
         self._rhead = i
-        self._rlen -= got
+        self._rlen -= count
         self._window_update_check()
-        return got
 
     def _receive(self, seq: int, payload: bytes | bytearray | memoryview, plen: int,
                  now: float) -> None:
