@@ -45,8 +45,11 @@ def tapname() -> str:
 
 @contextlib.contextmanager
 def capture(ns: Netns, ifname: str, path: Path) -> Iterator[None]:
-    """tcpdump on ``ifname`` inside ``ns`` for the duration of the block."""
-    proc = ns.popen(["tcpdump", "-U", "-n", "-s", "0", "-i", ifname, "-w", str(path)],
+    """tcpdump on ``ifname`` inside ``ns`` for the duration of the block (immediate mode:
+    without it libpcap hands packets over in ring blocks that time out after a second, and a
+    short capture stopped by SIGTERM can lose them all)."""
+    proc = ns.popen(["tcpdump", "-U", "--immediate-mode", "-n", "-s", "0", "-i", ifname,
+                     "-w", str(path)],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for(lambda: path.exists() and path.stat().st_size > 0, 10, what="tcpdump start")
     try:
