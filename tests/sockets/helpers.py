@@ -57,3 +57,22 @@ def require_module(name: str) -> Any:
     except ImportError:
         missing(f"python package {name} is not installed")
         raise
+
+
+def loopback_pair(stack: ioth.Stack, port: int = 0, timeout: float = 5.0
+                  ) -> tuple[Any, Any, Any]:
+    """``(listener, client, accepted)``: a TCP connection over ``stack``'s loopback
+    (127.0.0.1:``port``, 0 = any); client and accepted socket have ``timeout``."""
+    import socket
+
+    from ioth.sockets import socket as isocket
+
+    srv = isocket(stack, socket.AF_INET, socket.SOCK_STREAM)
+    srv.bind(("127.0.0.1", port))
+    srv.listen()
+    cli = isocket(stack, socket.AF_INET, socket.SOCK_STREAM)
+    cli.settimeout(timeout)
+    cli.connect(srv.getsockname())
+    conn, _ = srv.accept()
+    conn.settimeout(timeout)
+    return srv, cli, conn

@@ -7,8 +7,7 @@ import os
 import socket
 import threading
 
-from ioth.sockets import socket as isocket
-from tests.sockets.helpers import lone
+from tests.sockets.helpers import lone, loopback_pair
 
 
 def test_mark_dirty_waits_for_an_engine_drain_in_progress() -> None:
@@ -17,13 +16,7 @@ def test_mark_dirty_waits_for_an_engine_drain_in_progress() -> None:
     more bytes through its descriptor.  Marking them must wait for the lock, so ``dirty`` is
     set after the engine clears it; otherwise the next direct send overtakes those bytes."""
     with lone() as s:
-        srv = isocket(s, socket.AF_INET, socket.SOCK_STREAM)
-        srv.bind(("127.0.0.1", 7101))
-        srv.listen()
-        cli = isocket(s, socket.AF_INET, socket.SOCK_STREAM)
-        cli.settimeout(5)
-        cli.connect(("127.0.0.1", 7101))
-        conn, _ = srv.accept()
+        srv, cli, conn = loopback_pair(s, 7101)
         h = cli._h  # type: ignore[attr-defined]
         assert h is not None
         with s.lock:  # the engine, mid-drain: dirty still set from an earlier write
@@ -43,14 +36,7 @@ def test_sendall_mix_of_descriptor_and_direct_sends_keeps_order() -> None:
     """Many sendall calls, some forced through the descriptor (send buffer full), arrive in
     order (SHA-256 of the stream)."""
     with lone() as s:
-        srv = isocket(s, socket.AF_INET, socket.SOCK_STREAM)
-        srv.bind(("127.0.0.1", 7102))
-        srv.listen()
-        cli = isocket(s, socket.AF_INET, socket.SOCK_STREAM)
-        cli.settimeout(10)
-        cli.connect(("127.0.0.1", 7102))
-        conn, _ = srv.accept()
-        conn.settimeout(10)
+        srv, cli, conn = loopback_pair(s, 7102, timeout=10)
         digest_rx = hashlib.sha256()
         got = [0]
 

@@ -18,7 +18,7 @@ import pytest
 
 from ioth.sockets import StreamSocket
 from ioth.sockets import socket as isocket
-from tests.sockets.helpers import lone, network
+from tests.sockets.helpers import lone, loopback_pair, network
 
 
 def test_connect_accept_echo_and_eof() -> None:
@@ -266,14 +266,7 @@ def test_no_descriptor_leaks_across_stacks() -> None:
 
 def test_shut_rd_does_not_reset_the_connection() -> None:
     with lone() as s:
-        srv = isocket(s, socket.AF_INET, socket.SOCK_STREAM)
-        srv.bind(("127.0.0.1", 0))
-        srv.listen()
-        cli = isocket(s, socket.AF_INET, socket.SOCK_STREAM)
-        cli.settimeout(5)
-        cli.connect(srv.getsockname())
-        conn, _ = srv.accept()
-        conn.settimeout(5)
+        srv, cli, conn = loopback_pair(s)
         cli.shutdown(socket.SHUT_RD)
         assert cli.recv(10) == b""
         conn.sendall(b"ignored")  # like Linux: no reset, the sender is not told
