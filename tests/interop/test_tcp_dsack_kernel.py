@@ -23,16 +23,15 @@ import time
 
 import pytest
 
-from ioth.stack.tcp.connection import State
 from ioth.stack.tcp.policy import TcpPolicy
 from tests.stack.tcp.test_kernel_interop import (
     I4,
     K4,
     K4B,
-    KERNEL_CLIENT,
     KERNEL_SERVER,
     Echo,
     TunShim,
+    kernel_client_to_echo,
     tun_ns,
 )
 from tests.support.peers import Netns, require_tools
@@ -60,23 +59,7 @@ def test_ioth_receiver_dsacks_reach_the_kernel(tun_ns: tuple[Netns, int]) -> Non
     require_tools("nstat")
     ns, fd = tun_ns
     shim = TunShim(fd, TcpPolicy(time_wait=1.0), duplicate=0.03)
-    listener = shim.layer.listen(5002)
-    proc = ns.popen([sys.executable, "-c", KERNEL_CLIENT, "198.18.5.2", str(SIZE)], stdout=-1)
-    apps: list[Echo] = []
-
-    def app(now: float) -> None:
-        conn = listener.accept()
-        if conn is not None:
-            apps.append(Echo(shim.layer, conn, b"", echo=True))
-        for a in apps:
-            a(now)
-
-    shim.run_until(lambda: bool(apps) and apps[0].eof and apps[0].shut
-                   and apps[0].conn.state is not State.CLOSE_WAIT
-                   and proc.poll() is not None, app)
-    n, got, sent = proc.communicate(timeout=30)[0].decode().split()
-    assert int(n) == SIZE and got == sent == apps[0].rx.hexdigest()
-    conn = apps[0].conn
+    conn = kernel_client_to_echo(ns, shim, "198.18.5.2", SIZE).conn
     counters = nstat(ns)
     print("ioth:", conn.info().dsacks_sent, "D-SACKs sent,", conn.dsacks, "received; kernel:",
           {k: v for k, v in counters.items() if "DSACK" in k and v})

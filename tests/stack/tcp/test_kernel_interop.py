@@ -283,13 +283,11 @@ def _client_to_kernel(ns: Netns, shim: TunShim, v6: bool, size: int,
     shim.run_until(lambda: not shim.layer.connections, lambda now: None, timeout=30)
 
 
-@pytest.mark.parametrize("v6", [False, True])
-def test_kernel_client_to_ioth_server(tun_ns: tuple[Netns, int], v6: bool) -> None:
-    ns, fd = tun_ns
-    shim = TunShim(fd, TcpPolicy(time_wait=1.0))
+def kernel_client_to_echo(ns: Netns, shim: TunShim, kaddr: str, size: int) -> Echo:
+    """A kernel client in ``ns`` sends ``size`` bytes to an ioth echo server on port 5002 of
+    ``shim`` and checks the echo (SHA-256 both ways); returns the server's Echo app."""
     listener = shim.layer.listen(5002)
-    kaddr = "fd00:5::2" if v6 else "198.18.5.2"
-    proc = ns.popen([sys.executable, "-c", KERNEL_CLIENT, kaddr, str(SIZE)], stdout=-1)
+    proc = ns.popen([sys.executable, "-c", KERNEL_CLIENT, kaddr, str(size)], stdout=-1)
     apps: list[Echo] = []
 
     def app(now: float) -> None:
@@ -303,7 +301,15 @@ def test_kernel_client_to_ioth_server(tun_ns: tuple[Netns, int], v6: bool) -> No
                    and apps[0].conn.state is not State.CLOSE_WAIT
                    and proc.poll() is not None, app)
     n, got, sent = proc.communicate(timeout=30)[0].decode().split()
-    assert int(n) == SIZE and got == sent == apps[0].rx.hexdigest()
+    assert int(n) == size and got == sent == apps[0].rx.hexdigest()
+    return apps[0]
+
+
+@pytest.mark.parametrize("v6", [False, True])
+def test_kernel_client_to_ioth_server(tun_ns: tuple[Netns, int], v6: bool) -> None:
+    ns, fd = tun_ns
+    shim = TunShim(fd, TcpPolicy(time_wait=1.0))
+    kernel_client_to_echo(ns, shim, "fd00:5::2" if v6 else "198.18.5.2", SIZE)
     shim.run_until(lambda: not shim.layer.connections, lambda now: None, timeout=10)
 
 
