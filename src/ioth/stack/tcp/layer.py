@@ -21,6 +21,7 @@ import os
 import random
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from ioth.stack.tcp.connection import MASK, State, TcpConnection, TcpInfo, reset_for
 from ioth.stack.tcp.isn import IsnGenerator
@@ -30,7 +31,12 @@ from ioth.wire.errors import WireError
 
 Output = Callable[[bytes, bytes, bytes], None]
 FastOutput = Callable[["TcpConnection", list[Segment]], int]
+RouteInfo = Callable[[tuple[bytes, int], tuple[bytes, int]], tuple[int, int, Any]]
 Notify = Callable[["TcpConnection | Listener"], None]
+
+#: Knob (for A/B measurements): a timer entry that finds nothing due re-arms without a
+#: service pass (dispatch, queue moves, notify); off: every entry runs :meth:`_service`.
+QUIET_TIMERS = True
 
 EPHEMERAL_LOW = 32768
 EPHEMERAL_HIGH = 60999
@@ -90,6 +96,7 @@ class TcpLayer:
         batch_ack_segments: int = 64,
         gso: Callable[[bytes], int] | None = None,
         fast_output: FastOutput | None = None,
+        route_info: RouteInfo | None = None,
     ) -> None:
         self.rng = rng
         self.policy = policy if policy is not None else TcpPolicy()
@@ -105,6 +112,10 @@ class TcpLayer:
         templates): sends a leading part of a list of segments and returns how many; the
         others go through :func:`encode` and ``output`` (a super-segment cut into
         ``tso_cut``-sized pieces first)."""
+        self.route_info = route_info
+        """Optional: ``(local, remote) -> (mtu, tso_max, tx_route)`` for a new connection
+        from one route lookup (instead of the ``mtu`` and ``gso`` callbacks and the fast
+        output's own lookup at the first segment)."""
         self.verify_checksum = verify_checksum
         self.max_connections = max_connections
         self.notify = notify
@@ -227,6 +238,14 @@ class TcpLayer:
     def _new_conn(
         self, local: tuple[bytes, int], remote: tuple[bytes, int], policy: TcpPolicy
     ) -> TcpConnection:
+        info = self.route_info
+        if info is not None:
+            mtu, tso, tx_route = info(local, remote)
+            conn = TcpConnection(policy, self.isn, local, remote,
+                                 mtu - (60 if len(remote[0]) == 16 else 40))
+            conn.tso_max = tso
+            conn.tx_route = tx_route
+            return conn
         conn = TcpConnection(policy, self.isn, local, remote, self.mss_for(remote[0]))
         conn.tso_max = self.tso_for(remote[0])
         return conn
@@ -466,6 +485,15 @@ class TcpLayer:
             t, _, conn = heapq.heappop(heap)
             if conn.layer_deadline != t:
                 continue
+            if QUIET_TIMERS and conn.listener is None and conn.state is not State.CLOSED:
+                # A lazy deadline (an earlier timer since cancelled or moved, e.g. a delayed
+                # ACK that a reply carried): nothing is due, nothing changed since the last
+                # _service, so re-arm only (no dispatch, no notify).
+                d = conn.poll_at()
+                if d is not None and d > now:
+                    conn.layer_deadline = d
+                    heapq.heappush(heap, (d, next(self._tick), conn))
+                    continue
             conn.layer_deadline = None
             self._service(conn, now)
 

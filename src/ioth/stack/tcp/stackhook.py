@@ -48,6 +48,9 @@ PROTO_TCP = 6
 #: header templates, and TSO on interfaces that offer it; read when a stack's layer is made.
 FAST_OUTPUT = True
 TSO = True
+#: One route lookup per new connection gives its MSS, TSO size and fast-output route
+#: (:meth:`_Glue.route_info`); off: three lookups (MTU, GSO size, then the fast output's).
+ROUTE_ONCE = True
 _DF = 0x4000
 _TS_WORDS = 0x0101 + 0x080A  # NOP NOP kind/length of the Timestamps option
 _FAST_STATES = frozenset((REACHABLE, DELAY, PROBE, PERMANENT))
@@ -86,9 +89,13 @@ class TxRoute:
 class _Glue:
     """Output and MTU callbacks of one core's TcpLayer."""
 
-    def __init__(self, core: StackCore) -> None:
+    def __init__(self, core: StackCore, fast: bool = True, tso: bool = True) -> None:
         self.core = core
         self.layer: TcpLayer | None = None
+        self.fast = fast
+        """The fast output is on (:data:`FAST_OUTPUT` when the layer was made)."""
+        self.tso = tso
+        """TSO is on (:data:`TSO` when the layer was made)."""
 
     def output(self, src: bytes, dst: bytes, segment: bytes) -> None:
         """Send a segment through the core's IPv4 (DF set) or IPv6 output."""
@@ -126,12 +133,45 @@ class _Glue:
             return 0
         return 0 if iface.loopback else iface.gso_max_size
 
+    def route_info(self, local: tuple[bytes, int], remote: tuple[bytes, int]
+                   ) -> tuple[int, int, TxRoute | None]:
+        """What a new connection from ``local`` to ``remote`` needs from the route, with one
+        lookup: the MTU (as :meth:`mtu`), the largest TSO payload (as
+        :meth:`TcpLayer.tso_for`, or as :meth:`_route` sets it when the fast output takes the
+        connection) and the fast output's :class:`TxRoute` (None: the general path)."""
+        core = self.core
+        ra = remote[0]
+        v6 = len(ra) == 16
+        try:
+            if v6:
+                iface, nexthop = core.ip6.route(ra)
+            else:
+                iface, nexthop = core.ip4.route(ra)
+        except OSError:
+            return (1280 if v6 else 576), 0, None
+        mtu = iface.mtu
+        if core.pmtu:
+            pmtu = core.pmtu_get(ra, self.layer.now if self.layer is not None else 0.0)
+            if pmtu is not None and pmtu < mtu:
+                mtu = pmtu
+        tso = 0
+        if self.tso and not iface.loopback:
+            size = iface.gso_max_size
+            if size > 0:
+                tso = max(0, size - (40 if v6 else 20) - 60)
+        r = None
+        if self.fast:
+            r = self._make_route(iface, nexthop, v6, local, remote)
+            if r is not None:
+                gso = iface.gso_max_size
+                tso = max(0, gso - (40 if v6 else 20) - 60) if gso else 0
+        return mtu, tso, r
+
     # -- fast output ------------------------------------------------------------------------
     def _route(self, conn: TcpConnection) -> TxRoute | None:
         """A new :class:`TxRoute` for ``conn`` (None: not an interface for the fast path)."""
         core = self.core
         ra = conn.remote[0]
-        la = conn.local[0]
         v6 = len(ra) == 16
         try:
             if v6:
@@ -140,6 +180,15 @@ class _Glue:
                 iface, nexthop = core.ip4.route(ra)
         except OSError:
             return None
+        r = self._make_route(iface, nexthop, v6, conn.local, conn.remote)
+        if r is not None:
+            gso = iface.gso_max_size
+            conn.tso_max = max(0, gso - (40 if v6 else 20) - 60) if gso else 0
+        return r
+
+    def _make_route(self, iface: Interface, nexthop: bytes, v6: bool,
+                    local: tuple[bytes, int], remote: tuple[bytes, int]) -> TxRoute | None:
+        core = self.core
         if iface.loopback:
             return None
         if v6:
@@ -152,11 +201,8 @@ class _Glue:
                 return None
             table = core.routes4
             cache = core.arp.cache
-        gso = iface.gso_max_size
-        conn.tso_max = max(0, gso - (40 if v6 else 20) - 60) if gso else 0
-        addr_sum = int.from_bytes(la, "big") + int.from_bytes(ra, "big") + PROTO_TCP
-        return TxRoute(iface, table, cache, nexthop, v6, addr_sum,
-                       (conn.local[1] << 16) | conn.remote[1])
+        addr_sum = int.from_bytes(local[0], "big") + int.from_bytes(remote[0], "big") + PROTO_TCP
+        return TxRoute(iface, table, cache, nexthop, v6, addr_sum, (local[1] << 16) | remote[1])
 
     def fast_output(self, conn: TcpConnection, segs: list[Segment]) -> int:
         """Build and queue the frames of ``segs`` (in order) from ``conn``'s cached route and
@@ -306,10 +352,11 @@ def _payload_sums(segs: list[Segment]) -> list[int]:
 
 def make_layer(core: StackCore, policy: TcpPolicy | None = None) -> TcpLayer:
     """The TcpLayer of ``core``: output through the core's IPv4/IPv6 output, MSS from routes."""
-    glue = _Glue(core)
+    glue = _Glue(core, FAST_OUTPUT, TSO)
     layer = TcpLayer(random.Random(core.rng.getrandbits(64)), policy, glue.output, glue.mtu,
                      gso=glue.gso if TSO else None,
-                     fast_output=glue.fast_output if FAST_OUTPUT else None)
+                     fast_output=glue.fast_output if FAST_OUTPUT else None,
+                     route_info=glue.route_info if ROUTE_ONCE else None)
     glue.layer = layer
     return layer
 
