@@ -87,6 +87,13 @@ RX_DRAIN = 8
 PROBE_EVERY = 8
 #: control connections that have not sent their request yet, at most
 MAX_PENDING = 64
+#: the data thread switches a quiet port's frame inline, trying the forwarding cache
+#: (:meth:`SwitchCore.forward_cached`) first; False: every wake-up calls ``_rx_sock`` (A/B knob,
+#: both paths give the same frames and counters)
+FAST_PATH = True
+#: events one ``epoll_wait`` of the data thread returns at most (CPython allocates room for
+#: this many events on every call: 1023 unless told)
+MAX_EVENTS = 64
 _MTU_RE = re.compile(rb"(?:^|[\s,;])mtu=(\d+)")
 _RECV_SIZE = MAX_FRAME + 1
 
@@ -125,8 +132,8 @@ def derive_modes(mode: int | None, dirmode: int | None) -> tuple[int, int]:
 class _Endpoint:
     """One attachment to a port: a datagram socket (VDE client or socketpair) or a plug."""
 
-    __slots__ = ("ctl", "description", "drain", "fds", "max_frame", "path", "plug", "port",
-                 "quiet", "send", "sock", "timer")
+    __slots__ = ("ctl", "description", "fds", "max_frame", "path", "plug", "port", "quiet",
+                 "send", "sock", "timer")
 
     def __init__(self, port: int, max_frame: int, description: str) -> None:
         self.port = port
@@ -138,11 +145,16 @@ class _Endpoint:
         self.plug: Plug | None = None
         self.fds: list[int] = []
         self.timer: TimerHandle | None = None
-        #: datagram ports: drain until EAGAIN (True) or read one frame per wake-up (quiet)
-        self.drain = True
-        self.quiet = 0  # wake-ups in quiet mode since the last drain
+        #: datagram ports: wake-ups left that read one frame (quiet mode) before the next
+        #: drain until EAGAIN; 0: drain now
+        self.quiet = 0
         #: send one frame; returns something false or raises OSError when it could not go
         self.send: Callable[[bytes], object] = _refuse
+
+    @property
+    def drain(self) -> bool:
+        """Whether the next wake-up drains the port (False: quiet mode, one frame)."""
+        return self.quiet == 0
 
     def ident(self) -> int:
         """The endpoint id shown by ``port/print`` (the control descriptor, as vde_switch)."""
@@ -190,7 +202,7 @@ class SwitchServer:
         # the data thread: an epoll of the ports' datagram sockets (fd -> receive function)
         # and a pipe that wakes it to stop; made now, the thread starts with the first port
         # (after a daemon's fork)
-        self._data_handlers: dict[int, Callable[[], None]] = {}
+        self._data_eps: dict[int, _Endpoint] = {}
         self._data_thread: threading.Thread | None = None
         self._data_poll: select.epoll | None = None
         self._data_wake = (-1, -1)
@@ -414,7 +426,7 @@ class SwitchServer:
                 assert poll is not None
                 if self._data_thread is None:
                     self._start_data_thread(poll)
-                self._data_handlers[fd] = functools.partial(self._rx_sock, ep)
+                self._data_eps[fd] = ep
                 poll.register(fd, select.EPOLLIN)
         if ep.ctl is not None:
             self.engine.add_reader(ep.ctl.fileno(), lambda: self._ctl_event(ep))
@@ -427,30 +439,85 @@ class SwitchServer:
         thread.start()
 
     def _data_loop(self, poll: select.epoll, wake: int) -> None:
-        """The data thread: wait for datagram ports to be readable and switch what they hold."""
+        """The data thread: wait for datagram ports to be readable and switch what they hold.
+
+        A port in quiet mode (see :meth:`_rx_sock`) is served right here, without a call per
+        wake-up: one ``recv``, the forwarding cache, one ``send``.  At low rates a frame costs
+        little more than the wake-up, and the less Python code and data a wake-up touches, the
+        less it costs (the caches are cold after the other processes ran).  Closing needs no
+        check here: a released port leaves ``eps``, and :meth:`close` wakes the thread."""
         wait = poll.poll
-        handlers = self._data_handlers
-        while not self.closed:
+        eps = self._data_eps
+        acquire = self._lock.acquire
+        release = self._lock.release
+        core = self.core
+        cached = core.forward_cached
+        forward = core.forward
+        count_drop = core.count_send_drop
+        tx = self._tx
+        clock = self.engine.clock
+        rx_sock = self._rx_sock
+        fast = FAST_PATH
+        while True:
             try:
-                events = wait()
+                events = wait(-1, MAX_EVENTS)
             except InterruptedError:
                 continue
             except (OSError, ValueError):
                 return  # the epoll was closed under us
-            for fd, _ in events:
-                handler = handlers.get(fd)
-                if handler is not None:
+            acquire()
+            try:
+                for fd, _ in events:
+                    ep = eps.get(fd)
+                    if ep is None:
+                        if fd == wake:
+                            return
+                        continue
+                    sock = ep.sock
+                    if sock is None:
+                        continue
+                    if not (fast and ep.quiet):
+                        rx_sock(ep)
+                        continue
+                    ep.quiet -= 1
                     try:
-                        handler()
-                    except Exception:
-                        log.exception("switch %s: port receive failed", self.directory)
-                elif fd == wake:
-                    return
+                        frame = sock.recv(_RECV_SIZE)
+                    except (BlockingIOError, InterruptedError):
+                        continue
+                    except OSError:
+                        self.recv_errors += 1
+                        continue
+                    port = ep.port
+                    now = clock()
+                    out = cached(port, frame, now)
+                    if out is not None:
+                        egress = out.number
+                        for send in tx.get(egress, ()):
+                            try:
+                                if not send(frame):
+                                    count_drop(egress)
+                            except OSError:
+                                count_drop(egress)
+                        continue
+                    if len(frame) > MAX_FRAME:
+                        self.recv_errors += 1
+                        continue
+                    for egress, data in forward(port, frame, now):
+                        for send in tx.get(egress, ()):
+                            try:
+                                if not send(data):
+                                    count_drop(egress)
+                            except OSError:
+                                count_drop(egress)
+            except Exception:
+                log.exception("switch %s: port receive failed", self.directory)
+            finally:
+                release()
 
     def _forget_data_fd(self, fd: int) -> bool:
         """Stop serving ``fd`` on the data thread (False if it was not there)."""
         with self._lock:
-            if self._data_handlers.pop(fd, None) is None:
+            if self._data_eps.pop(fd, None) is None:
                 return False
             if self._data_poll is not None:
                 with contextlib.suppress(OSError, ValueError):
@@ -463,7 +530,7 @@ class SwitchServer:
             self._data_thread = None
             self._data_poll = None
             self._data_wake = (-1, -1)
-            self._data_handlers.clear()
+            self._data_eps.clear()
         if poll is None:
             return
         if thread is not None and w >= 0:
@@ -656,15 +723,11 @@ class SwitchServer:
         with self._lock:
             if self.closed or ep.sock is None:
                 return
-            if ep.drain:
-                limit = RX_BATCH
+            if ep.quiet:
+                ep.quiet -= 1
+                limit = 1
             else:
-                ep.quiet += 1
-                if ep.quiet < PROBE_EVERY:
-                    limit = 1
-                else:
-                    ep.quiet = 0
-                    limit = RX_BATCH
+                limit = RX_BATCH
             # recv() of MAX_FRAME + 1 bytes measured faster than recv_into + copy; a datagram
             # longer than MAX_FRAME comes back truncated to MAX_FRAME + 1 and is dropped
             recv = sock.recv
@@ -693,8 +756,8 @@ class SwitchServer:
                         except OSError:
                             # EAGAIN/ENOBUFS: the receiver is slow; ECONNREFUSED: it is gone
                             self.core.count_send_drop(egress)
-            if limit > 1:
-                ep.drain = count > 1
+            if limit > 1 and count <= 1:
+                ep.quiet = PROBE_EVERY - 1  # quiet mode: single frames until the next probe
 
     def _rx_plug(self, ep: _Endpoint) -> None:
         plug = ep.plug
