@@ -21,7 +21,9 @@ from tests.stack.harness import VirtualNet, ip
 #: (module, name) of every knob whose fast path must not change a frame
 KNOBS = [
     (layer_mod, "QUIET_TIMERS"),
+    (layer_mod, "HANDSHAKE_FASTPATH"),
     (stackhook, "ROUTE_ONCE"),
+    (stackhook, "FAST_OUTPUT"),
 ]
 
 

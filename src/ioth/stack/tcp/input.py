@@ -61,17 +61,7 @@ class InputMixin(TcbBase):
                 self._dirty = True
                 self.dropped += 1
             case (State.LISTEN, c) if c & SYN:
-                # RFC 9293 3.10.7.2 third: SYN: select ISS, send SYN-ACK, enter SYN-RECEIVED.
-                self._init_send(now)
-                self._take_syn(seg)
-                self.snd_wnd = seg.window  # RFC 7323 2.2: the SYN window is never scaled
-                self.max_snd_wnd = self.snd_wnd
-                self.snd_wl1 = self.irs
-                self.snd_wl2 = self.iss
-                self.state = State.SYN_RECEIVED
-                self._had_connection = True
-                self._need_syn = True
-                self._dirty = True
+                self._listen_syn(seg, now)
             case (State.LISTEN, _):
                 # RFC 9293 3.10.7.2 fourth: other control or text: drop.
                 self.dropped += 1
@@ -96,6 +86,28 @@ class InputMixin(TcbBase):
             case _:
                 # RFC 9293 3.10.7.3 fifth: neither SYN nor RST: drop.
                 self.dropped += 1
+
+    def _listen_syn(self, seg: Segment, now: float) -> None:
+        """RFC 9293 3.10.7.2 third: SYN in LISTEN: select ISS, send SYN-ACK (at the next
+        dispatch), enter SYN-RECEIVED."""
+        self._init_send(now)
+        self._take_syn(seg)
+        self.snd_wnd = seg.window  # RFC 7323 2.2: the SYN window is never scaled
+        self.max_snd_wnd = self.snd_wnd
+        self.snd_wl1 = self.irs
+        self.snd_wl2 = self.iss
+        self.state = State.SYN_RECEIVED
+        self._had_connection = True
+        self._need_syn = True
+        self._dirty = True
+
+    def passive_open(self, syn: Segment, now: float) -> None:
+        """:meth:`listen` then :meth:`process` of ``syn``, for a demultiplexer that knows
+        ``syn`` is a SYN without ACK, RST or FIN, on a new TCB: straight to SYN-RECEIVED."""
+        self.state = State.LISTEN  # listen()
+        self.passive = True
+        self.segments_in += 1
+        self._listen_syn(syn, now)
 
     def rx_predicted(self, seq: int, ack: int, window: int, tsval: int | None, tsecr: int,
                      payload: bytes | bytearray | memoryview, now: float) -> bool:

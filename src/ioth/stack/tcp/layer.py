@@ -37,6 +37,8 @@ Notify = Callable[["TcpConnection | Listener"], None]
 #: Knob (for A/B measurements): a timer entry that finds nothing due re-arms without a
 #: service pass (dispatch, queue moves, notify); off: every entry runs :meth:`_service`.
 QUIET_TIMERS = True
+#: Knob: a SYN for a listener goes straight to SYN-RECEIVED (no segment dispatch on LISTEN).
+HANDSHAKE_FASTPATH = True
 
 EPHEMERAL_LOW = 32768
 EPHEMERAL_HIGH = 60999
@@ -595,8 +597,11 @@ class TcpLayer:
             self._cookie_synack(listener, src, sport, dst, dport, seg, now)
             return
         conn = self._new_conn((dst, dport), (src, sport), policy)
-        conn.listen()
-        conn.process(seg, now)
+        if HANDSHAKE_FASTPATH and not flags & ACK:
+            conn.passive_open(seg, now)  # SYN (no RST, FIN: above) in LISTEN, no match
+        else:
+            conn.listen()
+            conn.process(seg, now)
         if conn.state is not State.SYN_RECEIVED:
             self._service(conn, now)
             return

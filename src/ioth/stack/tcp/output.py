@@ -54,7 +54,14 @@ class OutputMixin(TcbBase):
 
     def _dispatch(self, now: float) -> list[Segment]:
         st = self.state
-        if st is not State.CLOSED and st is not State.LISTEN:
+        if st is not State.CLOSED and st is not State.LISTEN and (
+            # only when a timer is due (what _timers checks, in its order)
+            (self._close_at is not None and now >= self._close_at)
+            or (self._rto_at is not None and now >= self._rto_at)
+            or (self._tlp_at is not None and now >= self._tlp_at)
+            or (self._ack_at is not None and now >= self._ack_at)
+            or (self._keep_at is not None and now >= self._keep_at)
+        ):
             self._timers(now)
             st = self.state
         out = self._out
@@ -295,26 +302,53 @@ class OutputMixin(TcbBase):
 
     def _mkseg(self, seq: int, flags: int, payload: bytes | bytearray, now: float) -> Segment:
         """A segment from the current TCB state; carries ACK, window, TS and SACK."""
-        seg = Segment(seq & MASK, 0, flags, 0, payload)
+        rcv_nxt = self.rcv_nxt
+        sack = None
+        ack = 0
         if flags & ACK:
-            seg.ack = self.rcv_nxt & MASK
-            self._last_ack_sent = self.rcv_nxt
+            ack = rcv_nxt & MASK
+            self._last_ack_sent = rcv_nxt
             self._ack_now = False
             self._ack_at = None
             self._unacked_rx = 0
             if self.sack_ok and (self._ooo or (self._dsack_pending is not None
                                                 and not payload)):
-                seg.sack = self._sack_blocks(not payload)
+                sack = self._sack_blocks(not payload)
         if flags & SYN:
-            seg.window = min(self.policy.recv_buffer, 0xFFFF)
-            self._rcv_adv = self.rcv_nxt + seg.window
+            window = min(self.policy.recv_buffer, 0xFFFF)
+            self._rcv_adv = rcv_nxt + window
         else:
-            seg.window = self._advertise()
-        if self.ts_ok:
-            seg.tsval = self._ts_clock(now)
-            seg.tsecr = self.ts_recent
+            # _advertise inlined (one call less per segment)
+            cap = self.policy.recv_buffer
+            free = cap - self._rlen
+            ws = self.rcv_wscale
+            adv = self._rcv_adv
+            if free > 0:
+                edge = rcv_nxt + ((free >> ws) << ws)
+                if edge > adv:
+                    step = cap >> 1
+                    if self.mss_local < step:
+                        step = self.mss_local
+                    if edge - adv >= step or (adv <= rcv_nxt and edge - rcv_nxt >= step):
+                        self._rcv_adv = adv = edge
+            window = adv - rcv_nxt
+            if window <= 0:
+                window = 0
+            else:
+                window >>= ws
+                if window > 0xFFFF:
+                    window = 0xFFFF
         self.segments_out += 1
-        return seg
+        if self.ts_ok:
+            # _ts_clock inlined: RFC 7323 5.4, TSval never goes backwards
+            ms = int(now * 1000)
+            if ms < self._ts_last:
+                ms = self._ts_last
+            self._ts_last = ms
+            return Segment(seq & MASK, ack, flags, window, payload, None, None, False,
+                           (ms + self._ts_offset) & MASK, self.ts_recent, sack)
+        return Segment(seq & MASK, ack, flags, window, payload, None, None, False, None, 0,
+                       sack)
 
     def _mkrst(self, seq: int) -> Segment:
         return Segment(seq & MASK, self.rcv_nxt & MASK, RST | ACK, 0)

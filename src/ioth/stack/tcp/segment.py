@@ -43,7 +43,10 @@ Buffer = bytes | bytearray | memoryview
 
 
 class Segment:
-    """One TCP segment without addresses and ports (the layer owns those)."""
+    """One TCP segment without addresses and ports (the layer owns those).
+
+    The options may be passed by keyword or, on hot paths, positionally in the order of
+    ``__init__`` (mss, wscale, sack_perm, tsval, tsecr, sack)."""
 
     __slots__ = (
         "ack",
@@ -66,7 +69,6 @@ class Segment:
         flags: int = 0,
         window: int = 0,
         payload: Buffer = b"",
-        *,
         mss: int | None = None,
         wscale: int | None = None,
         sack_perm: bool = False,
