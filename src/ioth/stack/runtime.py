@@ -8,12 +8,14 @@ on first use), or a stack can own an engine thread ("one thread, one node").
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import logging
+import os
 import select
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ioth.errors import PlugClosedError
 from ioth.net.plug import Plug
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
     from ioth.stack.stack import Stack
 
 log = logging.getLogger(__name__)
+_get_ident = threading.get_ident
 
 RECV_BATCH = 64
 MAX_BATCHES = 16
@@ -31,8 +34,17 @@ MAX_BATCHES = 16
 INLINE = 1
 #: seconds the plugs stay with the application thread after an inline wait (see serve_until)
 LEASE = 0.002
-#: seconds a thread may sit in one inline wait before the engine polls the plugs again
+#: seconds a thread may sit in one inline wait before the engine polls the plugs again (used
+#: only without a guard timer descriptor, see GUARD)
 IDLE = 0.05
+#: 1: the lease is watched by a timerfd that each inline wait's end pushes forward (the engine
+#: wakes only when a lease really ends); 0: by an engine timer that re-checks every LEASE
+GUARD = 1
+#: 1: while a thread serves the plugs inline (or holds the lease) it also fires the stack's
+#: timers, and the engine arms no timer the holder or the guard fires first; 0: the engine
+#: always does
+HOLD_TIMERS = 1
+_INF = float("inf")
 
 
 class _SharedEngine:
@@ -48,6 +60,71 @@ def shared_engine() -> Engine:
         if _SharedEngine.engine is None:
             _SharedEngine.engine = Engine("ioth-stacks").start()
         return _SharedEngine.engine
+
+
+class _TimeSpec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+class _ITimerSpec(ctypes.Structure):
+    _fields_ = [("it_interval", _TimeSpec), ("it_value", _TimeSpec)]
+
+
+class _TimerFd:
+    """A one-shot CLOCK_MONOTONIC timerfd (through libc: ``os`` has none before Python 3.13);
+    :meth:`arm` (re)sets it ``delay`` seconds ahead, the descriptor turns readable when it
+    expires and :meth:`clear` reads the expiration count."""
+
+    _libc: Any = None
+
+    def __init__(self) -> None:
+        libc = _TimerFd._libc
+        if libc is None:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.timerfd_create.argtypes = [ctypes.c_int, ctypes.c_int]
+            libc.timerfd_create.restype = ctypes.c_int
+            libc.timerfd_settime.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_void_p,
+                                             ctypes.c_void_p]
+            libc.timerfd_settime.restype = ctypes.c_int
+            _TimerFd._libc = libc
+        fd = libc.timerfd_create(1, os.O_NONBLOCK | os.O_CLOEXEC)  # CLOCK_MONOTONIC
+        if fd < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+        self.fd: int = fd
+        self._settime = libc.timerfd_settime
+        self._spec = _ITimerSpec()
+        self._addr = ctypes.addressof(self._spec)
+
+        self._delay = -1.0
+
+    def arm(self, delay: float) -> None:
+        """Expire ``delay`` seconds from now (replacing any earlier setting)."""
+        if delay != self._delay:
+            self._delay = delay
+            ns = max(1000, int(delay * 1e9))  # (0 would disarm it)
+            value = self._spec.it_value
+            value.tv_sec, value.tv_nsec = divmod(ns, 1_000_000_000)
+        self._settime(self.fd, 0, self._addr, None)
+
+    def clear(self) -> None:
+        """Consume an expiration (the descriptor stops being readable)."""
+        try:
+            os.read(self.fd, 8)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        """Release the descriptor."""
+        os.close(self.fd)
+
+
+def _timerfd() -> _TimerFd | None:
+    """A timerfd, or None where there is none (then the lease uses engine timers)."""
+    try:
+        return _TimerFd()
+    except (OSError, AttributeError):
+        return None
 
 
 class StackRuntime:
@@ -81,7 +158,17 @@ class StackRuntime:
         self._serving = False
         self._suspended: list[int] = []
         self._lease_until = 0.0
-        self._lease_timer: TimerHandle | None = None
+        self._lease_timer: TimerHandle | None = None  # (without a guard descriptor)
+        self._held = False  # a lease is held: a thread serves, or served and may come back
+        self._holder = 0  # the serving thread's ident (while _serving)
+        # by when the lease holder looks at the timers again (its wait's end while it serves,
+        # the guard's expiry between waits): the engine arms no timer due at or after it
+        self._holder_wake = _INF
+        self._due: float | None = None  # the stack's next deadline, as of the last flush
+        self._guard: _TimerFd | None = None  # expires when a lease ends (see serve_until)
+        self._guard_at = 0.0  # when it expires (0: disarmed)
+        self._guard_tried = False
+        self._hold = False  # HOLD_TIMERS in force (needs the guard)
         self.inline_waits = 0
         # the inline waits' poll set of the plug descriptors (-> interface), rebuilt after
         # attach/detach; used by the one thread holding _inline
@@ -176,19 +263,21 @@ class StackRuntime:
         self._readable(index)
 
     def _suspend(self, index: int) -> None:
-        """Engine thread: stop polling the plug of ``index``; the lease check gives it back."""
+        """Engine thread: stop polling the plug of ``index``; the lease's end gives it back
+        (the guard timer descriptor, armed at the end of every inline wait, or without one a
+        lease-check timer)."""
         with self._lease_lock:
             for pfd in self._fds.get(index, ()):
                 if pfd not in self._suspended and self.engine.suspend_reader(pfd):
                     self._suspended.append(pfd)
-            if self._lease_timer is None:
+            if self._guard is None and self._lease_timer is None:
                 self._lease_timer = self.engine.call_at(self.clock() + LEASE, self._lease_check)
 
     def _lease_check(self) -> None:
-        """Engine thread: poll the plugs again once no thread served them for ``LEASE``
-        seconds, or once a thread has sat in one wait for ``IDLE`` seconds (the next input
-        then wakes the engine once, which leaves it to that thread again: no periodic
-        wake-ups while a thread sits idle)."""
+        """Engine thread, without a guard descriptor: poll the plugs again once no thread
+        served them for ``LEASE`` seconds, or once a thread has sat in one wait for ``IDLE``
+        seconds (the next input then wakes the engine once, which leaves it to that thread
+        again: no periodic wake-ups while a thread sits idle)."""
         with self._lease_lock:
             self._lease_timer = None
             now = self.clock()
@@ -199,21 +288,90 @@ class StackRuntime:
             elif now < self._lease_until:  # renewed by a later wait
                 self._lease_timer = self.engine.call_at(self._lease_until, self._lease_check)
                 return
-            self._resume()
+            self._give_back()
+        self._arm_engine_timer()
 
-    def end_lease(self) -> None:
-        """An application thread is about to wait for something only the engine can bring
-        (a blocking connect, a full socket buffer): give the plugs back to the engine now
-        instead of at the end of the lease."""
+    def _guard_fired(self) -> None:
+        """Engine thread: the guard descriptor expired, ``LEASE`` seconds after the end of an
+        inline wait that no later wait pushed forward.  A thread serving now re-arms it when
+        its wait ends; a lease renewed meanwhile gets the rest of its time; otherwise the
+        plugs and timers come back to the engine."""
+        guard = self._guard
+        if guard is None:
+            return
+        guard.clear()
+        with self._lease_lock:
+            self._guard_at = 0.0  # (written before _serving is read: see _lease_ends)
+            if self._serving:
+                return
+            now = self.clock()
+            if now < self._lease_until:
+                guard.arm(self._lease_until - now)
+                self._guard_at = self._holder_wake = self._lease_until
+                return
+            self._give_back()
+        self._arm_engine_timer()
+
+    def _give_back(self) -> None:
+        """_lease_lock held: the lease is over: the engine polls the plugs (and, after
+        :meth:`_arm_engine_timer`, runs the timers) again."""
+        self._held = False
         self._lease_until = 0.0
-        if self._suspended:
-            with self._lease_lock:
-                self._resume()
-
-    def _resume(self) -> None:
+        self._holder_wake = _INF
         for pfd in self._suspended:
             self.engine.resume_reader(pfd)
         self._suspended.clear()
+
+    def _arm_engine_timer(self) -> None:
+        """After a lease ended: the engine fires the stack's timers again."""
+        stack = self.stack
+        with stack.lock:
+            if not stack.closed:
+                self._arm(stack.core.next_deadline())
+
+    def end_lease(self) -> None:
+        """An application thread is about to wait for something only the engine can bring
+        (a blocking connect, a full socket buffer): give the plugs and timers back to the
+        engine now instead of at the end of the lease."""
+        self._lease_until = 0.0
+        if self._suspended or self._held:
+            with self._lease_lock:
+                self._give_back()
+            self._arm_engine_timer()
+
+    def _lease_ends(self, now: float) -> None:
+        """The serving thread, at the end of an uncontended inline wait: the lease runs for
+        ``LEASE`` more seconds; make sure the guard expires by then (re-armed only when its
+        current expiry is less than half a lease away: one settime per half lease at most)."""
+        self._lease_until = now + LEASE
+        self._held = True
+        self._serving = False  # (written before _guard_at is read: see _guard_fired)
+        guard = self._guard
+        if guard is not None:
+            if self._guard_at < now + LEASE * 0.5:
+                guard.arm(LEASE)
+                self._guard_at = now + LEASE
+            self._holder_wake = self._guard_at
+        elif self._suspended and self._lease_timer is None:
+            with self._lease_lock:
+                if self._lease_timer is None:
+                    self._lease_timer = self.engine.call_at(now + LEASE, self._lease_check)
+
+    def _start_guard(self) -> None:
+        """First inline wait: create the guard descriptor (GUARD=1 and a timerfd exists)."""
+        self._guard_tried = True
+        if not GUARD:
+            return
+        guard = _timerfd()
+        if guard is None:
+            return
+        try:
+            self.engine.add_reader(guard.fd, self._guard_fired)
+        except (OSError, ValueError):
+            guard.close()
+            return
+        self._guard = guard
+        self._hold = bool(HOLD_TIMERS)
 
     def can_serve(self) -> bool:
         """Could the calling thread serve the plugs inline (see :meth:`serve_until`)?"""
@@ -228,13 +386,19 @@ class StackRuntime:
 
         The engine leaves plug input to that thread while it serves and for a short lease
         (``LEASE``) afterwards: the first such input makes the engine stop polling the plugs
-        (it keeps running timers and everything else) until the lease ends without a new
-        wait; input is then at most about ``LEASE`` late, never lost (readiness is
-        level-triggered).  ``ready``, if given, is asked after each input batch this thread
-        served: True means ``fd`` is ready now (no poll needed to learn it).  Returns True
-        when ``fd`` is ready, False at ``deadline`` (engine clock), None when this thread
-        cannot serve inline (the engine thread, another thread already does, no plug): then
-        block as usual."""
+        until the lease ends without a new wait; input is then at most about ``LEASE`` late,
+        never lost (readiness is level-triggered).  The lease's end is watched by a timerfd
+        (the guard) that the end of each wait pushes forward, so the engine wakes only when a
+        lease really ends.  With ``HOLD_TIMERS`` the thread also fires the stack's timers while
+        it serves (its poll ends at the next deadline) and the engine arms no timer that the
+        holder reaches first; a timer that falls due between two waits fires at the next wait
+        or when the lease ends (at most about ``LEASE`` late).
+
+        ``ready``, if given, is asked after each input batch or timer this thread served:
+        True means ``fd`` is ready now (no poll needed to learn it).  Returns True when ``fd``
+        is ready, False at ``deadline`` (engine clock), None when this thread cannot serve
+        inline (the engine thread, another thread already does, no plug): then block as
+        usual."""
         if not (INLINE and self._fds) or self.engine.in_engine_thread():
             return None
         if not self._inline.acquire(False):
@@ -244,6 +408,8 @@ class StackRuntime:
             return None
         poller = None
         try:
+            if not self._guard_tried:
+                self._start_guard()
             cached = self._poller
             if cached is None:
                 by_fd: dict[int, int] = {}
@@ -257,17 +423,37 @@ class StackRuntime:
             poller, by_fd, self._served = cached
             clock = self.clock
             self._serve_since = clock()
+            self._holder = _get_ident()
             self._serving = True
+            self._held = True
+            hold = self._hold
             self.inline_waits += 1
             poller.register(fd, events)
             while True:
-                if deadline is None:
+                end = deadline
+                if hold:
+                    due = self._due
+                    if due is not None:
+                        if due <= clock():
+                            self._fire_inline()
+                            if ready is not None and ready():
+                                return True
+                            due = self._due
+                        if due is not None and (end is None or due < end):
+                            end = due
+                if end is None:
+                    self._holder_wake = _INF
                     got = poller.poll()
                 else:
-                    left = deadline - clock()
+                    self._holder_wake = end
+                    left = end - clock()
                     if left <= 0:
-                        return False
+                        if deadline is not None and end >= deadline:
+                            return False
+                        continue  # a timer fell due: fire it
                     got = poller.poll(left * 1000.0)
+                    if not got and deadline is not None and end >= deadline:
+                        return False
                 mine = False
                 served = False
                 for rfd, _ in got:
@@ -292,13 +478,25 @@ class StackRuntime:
                     poller.unregister(fd)
                 except KeyError:
                     pass
-            self._serving = False
             if self._contended:  # threads wait in the kernel: no lease, the engine serves
                 self._contended = False
+                self._serving = False
                 self.end_lease()
             else:
-                self._lease_until = self.clock() + LEASE
+                self._lease_ends(self.clock())
             self._inline.release()
+
+    def _fire_inline(self) -> None:
+        """The serving thread: run the stack's due timers (as the engine's timer would)."""
+        stack = self.stack
+        with stack.lock:
+            if stack.closed:
+                self._due = None
+                return
+            stack.core.poll(self.clock())
+            self.flush()
+            for hook in self.after_batch:
+                hook()
 
     # -- output and timers (stack lock held) ------------------------------------------------
     def flush(self) -> None:
@@ -317,6 +515,20 @@ class StackRuntime:
             while q:
                 send(q.popleft())
         when = core.next_deadline()
+        self._due = when
+        if when is not None and (self._timer_when is None or when < self._timer_when):
+            if self._held and self._hold and (
+                    not self._serving or when >= self._holder_wake
+                    or self._holder == _get_ident()):
+                # the lease holder fires it: the serving thread ends its wait by then (or
+                # recomputes its wait after this flush); between two waits, the next wait
+                # or the guard, at most about LEASE late
+                return
+            self._arm(when)
+
+    def _arm(self, when: float | None) -> None:
+        """Stack lock held: the engine fires the stack's timers at ``when``."""
+        self._due = when
         if when is not None and (self._timer_when is None or when < self._timer_when):
             if self._timer is not None:
                 self._timer.cancel()
@@ -343,5 +555,10 @@ class StackRuntime:
                 plug.close()
         if self._timer is not None:
             self._timer.cancel()
+        guard = self._guard
+        if guard is not None:
+            self._guard = None
+            self.engine.remove_reader(guard.fd)
+            guard.close()
         if self.own_engine:
             self.engine.close()
