@@ -12,9 +12,10 @@ import bisect
 import errno as _errno
 
 from ioth.stack.tcp.state import (
+    _CLOSED,
+    _LISTEN,
     _RECV_DATA_STATES,
     _SEND_STATES,
-    State,
     _oserror,
 )
 from ioth.stack.tcp.tcb import TcbBase
@@ -53,7 +54,7 @@ class BufferMixin(TcbBase):
         if self._fin_queued or self._error_reported:
             raise _oserror(_errno.EPIPE, "sending side is shut down")
         if self.state not in _SEND_STATES:
-            if self.state is State.CLOSED and self._had_connection:
+            if self.state is _CLOSED and self._had_connection:
                 raise _oserror(_errno.EPIPE, "connection is closed")
             raise _oserror(_errno.ENOTCONN, f"connection is {self.state}")
         if not isinstance(data, bytes | bytearray):
@@ -84,9 +85,9 @@ class BufferMixin(TcbBase):
                 code, self.error = self.error, None
                 self._error_reported = True
                 raise _oserror(code)
-            if self._rcv_eof or (self.state is State.CLOSED and self._had_connection):
+            if self._rcv_eof or (self.state is _CLOSED and self._had_connection):
                 return b""
-            if self.state in (State.CLOSED, State.LISTEN):
+            if self.state in (_CLOSED, _LISTEN):
                 raise _oserror(_errno.ENOTCONN, f"connection is {self.state}")
             raise BlockingIOError(_errno.EAGAIN, "no data available")
         rbuf = self._rbuf

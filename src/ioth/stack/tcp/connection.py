@@ -50,8 +50,18 @@ from ioth.stack.tcp.policy import TcpPolicy
 from ioth.stack.tcp.recovery import RecoveryMixin
 from ioth.stack.tcp.segment import FIN, Segment
 from ioth.stack.tcp.state import (
+    _CLOSE_WAIT,
+    _CLOSED,
+    _ESTABLISHED,
+    _FIN_WAIT_1,
+    _FIN_WAIT_2,
+    _LAST_ACK,
+    _LISTEN,
     _MAX_WSCALE,
+    _SYN_RECEIVED,
+    _SYN_SENT,
     _SYNCHRONIZED,
+    _TIME_WAIT,
     MASK,
     State,
     _oserror,
@@ -73,7 +83,7 @@ class TcpConnection(InputMixin, OutputMixin, RecoveryMixin, BufferMixin):
     def readable(self) -> bool:
         """recv() would not raise BlockingIOError (data, end of stream or an error)."""
         return self._rlen > 0 or self._rcv_eof or self.error is not None or (
-            self.state is State.CLOSED and self._had_connection
+            self.state is _CLOSED and self._had_connection
         )
 
     @property
@@ -81,7 +91,7 @@ class TcpConnection(InputMixin, OutputMixin, RecoveryMixin, BufferMixin):
         """send() would not raise BlockingIOError."""
         if self.error is not None or self._fin_queued:
             return True
-        return self.state in (State.ESTABLISHED, State.CLOSE_WAIT) and self.send_space > 0
+        return self.state in (_ESTABLISHED, _CLOSE_WAIT) and self.send_space > 0
 
     @property
     def eof(self) -> bool:
@@ -91,7 +101,7 @@ class TcpConnection(InputMixin, OutputMixin, RecoveryMixin, BufferMixin):
     @property
     def is_open(self) -> bool:
         """Not CLOSED (the demultiplexer still needs this TCB)."""
-        return self.state is not State.CLOSED
+        return self.state is not _CLOSED
 
     def info(self) -> TcpInfo:
         """Counters and estimates for an ``ss -ti``-like listing."""
@@ -130,37 +140,37 @@ class TcpConnection(InputMixin, OutputMixin, RecoveryMixin, BufferMixin):
 
     def connect(self, now: float) -> None:
         """Active OPEN (RFC 9293 3.10.1): send a SYN and enter SYN-SENT."""
-        if self.state is not State.CLOSED or self._had_connection:
+        if self.state is not _CLOSED or self._had_connection:
             raise _oserror(_errno.EISCONN, f"connection is {self.state}")
         if not self.remote[1]:
             raise _oserror(_errno.EDESTADDRREQ, "no remote address")
         self._init_send(now)
-        self.state = State.SYN_SENT
+        self.state = _SYN_SENT
         self._had_connection = True
         self._need_syn = True
         self._dirty = True
 
     def listen(self) -> None:
         """Passive OPEN (RFC 9293 3.10.1): wait in LISTEN for a SYN."""
-        if self.state is not State.CLOSED or self._had_connection:
+        if self.state is not _CLOSED or self._had_connection:
             raise _oserror(_errno.EISCONN, f"connection is {self.state}")
-        self.state = State.LISTEN
+        self.state = _LISTEN
         self.passive = True
 
     def shutdown(self) -> None:
         """Half-close (SHUT_WR, RFC 9293 3.10.4): send FIN after the queued data."""
         st = self.state
-        if st is State.SYN_RECEIVED and not self._fin_queued:
+        if st is _SYN_RECEIVED and not self._fin_queued:
             # RFC 9293 3.10.4: queue the FIN until ESTABLISHED is reached.
             self._fin_queued = True
             self._fin_seq = self._sseq + (len(self._sbuf) - self._shead)
             return
-        if st is State.SYN_SENT:
+        if st is _SYN_SENT:
             # RFC 9293 3.10.4: CLOSE in SYN-SENT deletes the TCB.
             self._set_closed()
             return
-        if st in (State.CLOSED, State.LISTEN):
-            if st is State.LISTEN:
+        if st in (_CLOSED, _LISTEN):
+            if st is _LISTEN:
                 self._set_closed()
                 return
             if self._had_connection:
@@ -168,10 +178,10 @@ class TcpConnection(InputMixin, OutputMixin, RecoveryMixin, BufferMixin):
             raise _oserror(_errno.ENOTCONN, "connection is CLOSED")
         if self._fin_queued:
             return
-        if st is State.ESTABLISHED:
-            self.state = State.FIN_WAIT_1
-        elif st is State.CLOSE_WAIT:
-            self.state = State.LAST_ACK
+        if st is _ESTABLISHED:
+            self.state = _FIN_WAIT_1
+        elif st is _CLOSE_WAIT:
+            self.state = _LAST_ACK
         else:
             return
         self._fin_queued = True
@@ -194,8 +204,8 @@ class TcpConnection(InputMixin, OutputMixin, RecoveryMixin, BufferMixin):
     def abort(self) -> None:
         """ABORT (RFC 9293 3.10.5), also SO_LINGER with zero time: RST and CLOSED."""
         st = self.state
-        if st in (State.SYN_RECEIVED, State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2,
-                  State.CLOSE_WAIT):
+        if st in (_SYN_RECEIVED, _ESTABLISHED, _FIN_WAIT_1, _FIN_WAIT_2,
+                  _CLOSE_WAIT):
             self._out.append(self._mkrst(self.snd_nxt))
         self._rd_closed = True
         self._user_closed = True
@@ -235,7 +245,7 @@ class TcpConnection(InputMixin, OutputMixin, RecoveryMixin, BufferMixin):
         self.max_snd_wnd = self.snd_wnd
         self.snd_wl1 = self.irs + 1
         self.snd_wl2 = iss + 1
-        self.state = State.ESTABLISHED
+        self.state = _ESTABLISHED
         self.passive = True
         self._had_connection = True
         self._reset_keepalive(now)
@@ -244,7 +254,7 @@ class TcpConnection(InputMixin, OutputMixin, RecoveryMixin, BufferMixin):
 
     def reopen_time_wait(self) -> None:
         """Forget this TIME-WAIT TCB because a new SYN reuses its 4-tuple (RFC 6191)."""
-        if self.state is State.TIME_WAIT:
+        if self.state is _TIME_WAIT:
             self._set_closed()
 
     @property

@@ -9,12 +9,22 @@ import errno as _errno
 
 from ioth.stack.tcp.segment import ACK, FIN, RST, SYN, URG, Segment
 from ioth.stack.tcp.state import (
+    _CLOSE_WAIT,
+    _CLOSED,
+    _CLOSING,
+    _ESTABLISHED,
+    _FIN_WAIT_1,
+    _FIN_WAIT_2,
     _HALF,
+    _LAST_ACK,
+    _LISTEN,
     _MAX_WSCALE,
     _RECV_DATA_STATES,
+    _SYN_RECEIVED,
+    _SYN_SENT,
     _SYNCHRONIZED,
+    _TIME_WAIT,
     MASK,
-    State,
     _reset_for,
     _unwrap,
 )
@@ -42,50 +52,53 @@ class InputMixin(TcbBase):
             return
         self.segments_in += 1
         st = self.state
-        match (st, f & (SYN | ACK | RST)):
-            case (s, _) if s in _SYNCHRONIZED:
-                # RFC 9293 3.10.7.4: the eight checks for synchronized states.
-                self._process_synchronized(seg, now)
-            case (State.CLOSED, _):
-                # RFC 9293 3.10.7.1: CLOSED answers anything but a RST with a RST.
-                if not f & RST:
-                    self._out.append(_reset_for(seg))
-                    self._dirty = True
-                self.dropped += 1
-            case (State.LISTEN, c) if c & RST:
+        # (an if-chain: a match statement on (state, flags) with _X value patterns
+        # cost an enum attribute lookup per case tried)
+        c = f & (SYN | ACK | RST)
+        if st in _SYNCHRONIZED:
+            # RFC 9293 3.10.7.4: the eight checks for synchronized states.
+            self._process_synchronized(seg, now)
+        elif st is _CLOSED:
+            # RFC 9293 3.10.7.1: CLOSED answers anything but a RST with a RST.
+            if not f & RST:
+                self._out.append(_reset_for(seg))
+                self._dirty = True
+            self.dropped += 1
+        elif st is _LISTEN:
+            if c & RST:
                 # RFC 9293 3.10.7.2 first: an incoming RST is ignored.
                 self.dropped += 1
-            case (State.LISTEN, c) if c & ACK:
+            elif c & ACK:
                 # RFC 9293 3.10.7.2 second: any ACK is bad here: <SEQ=SEG.ACK><CTL=RST>.
                 self._out.append(Segment(seg.ack, 0, RST, 0))
                 self._dirty = True
                 self.dropped += 1
-            case (State.LISTEN, c) if c & SYN:
+            elif c & SYN:
                 self._listen_syn(seg, now)
-            case (State.LISTEN, _):
+            else:
                 # RFC 9293 3.10.7.2 fourth: other control or text: drop.
                 self.dropped += 1
-            case (State.SYN_SENT, c) if c & ACK and not (
-                self.iss < _unwrap(seg.ack, self.snd_una) <= self.snd_nxt
-            ):
-                # RFC 9293 3.10.7.3 first: unacceptable ACK: <SEQ=SEG.ACK><CTL=RST> unless RST.
-                if not c & RST:
-                    self._out.append(Segment(seg.ack, 0, RST, 0))
-                    self._dirty = True
+        elif st is _SYN_SENT and c & ACK and not (
+            self.iss < _unwrap(seg.ack, self.snd_una) <= self.snd_nxt
+        ):
+            # RFC 9293 3.10.7.3 first: unacceptable ACK: <SEQ=SEG.ACK><CTL=RST> unless RST.
+            if not c & RST:
+                self._out.append(Segment(seg.ack, 0, RST, 0))
+                self._dirty = True
+            self.dropped += 1
+        elif st is _SYN_SENT and c & RST:
+            # RFC 9293 3.10.7.3 second (RFC 5961 3.2): RST with an acceptable ACK refuses.
+            if c & ACK:
+                self._set_closed(_errno.ECONNREFUSED)
+            else:
                 self.dropped += 1
-            case (State.SYN_SENT, c) if c & RST:
-                # RFC 9293 3.10.7.3 second (RFC 5961 3.2): RST with an acceptable ACK refuses.
-                if c & ACK:
-                    self._set_closed(_errno.ECONNREFUSED)
-                else:
-                    self.dropped += 1
-            case (State.SYN_SENT, c) if c & SYN:
-                # RFC 9293 3.10.7.3 fourth: SYN (with ACK: established; without: simultaneous
-                # open, RFC 9293 3.5 figure 8, go to SYN-RECEIVED and resend our SYN as SYN-ACK).
-                self._syn_sent_syn(seg, now)
-            case _:
-                # RFC 9293 3.10.7.3 fifth: neither SYN nor RST: drop.
-                self.dropped += 1
+        elif st is _SYN_SENT and c & SYN:
+            # RFC 9293 3.10.7.3 fourth: SYN (with ACK: established; without: simultaneous
+            # open, RFC 9293 3.5 figure 8, go to SYN-RECEIVED and resend our SYN as SYN-ACK).
+            self._syn_sent_syn(seg, now)
+        else:
+            # RFC 9293 3.10.7.3 fifth: neither SYN nor RST: drop.
+            self.dropped += 1
 
     def _listen_syn(self, seg: Segment, now: float) -> None:
         """RFC 9293 3.10.7.2 third: SYN in LISTEN: select ISS, send SYN-ACK (at the next
@@ -96,7 +109,7 @@ class InputMixin(TcbBase):
         self.max_snd_wnd = self.snd_wnd
         self.snd_wl1 = self.irs
         self.snd_wl2 = self.iss
-        self.state = State.SYN_RECEIVED
+        self.state = _SYN_RECEIVED
         self._had_connection = True
         self._need_syn = True
         self._dirty = True
@@ -104,7 +117,7 @@ class InputMixin(TcbBase):
     def passive_open(self, syn: Segment, now: float) -> None:
         """:meth:`listen` then :meth:`process` of ``syn``, for a demultiplexer that knows
         ``syn`` is a SYN without ACK, RST or FIN, on a new TCB: straight to SYN-RECEIVED."""
-        self.state = State.LISTEN  # listen()
+        self.state = _LISTEN  # listen()
         self.passive = True
         self.segments_in += 1
         self._listen_syn(syn, now)
@@ -127,7 +140,7 @@ class InputMixin(TcbBase):
         """
         rcv_nxt = self.rcv_nxt
         if (
-            self.state is not State.ESTABLISHED
+            self.state is not _ESTABLISHED
             or seq != rcv_nxt & MASK
             or self._in_recovery
         ):
@@ -197,13 +210,13 @@ class InputMixin(TcbBase):
             self._rto_at = None
             self._retries = 0
             self._need_syn = False
-            self.state = State.ESTABLISHED
+            self.state = _ESTABLISHED
             self._ack_now = True
             self._reset_keepalive(now)
         else:
             self.snd_wnd = seg.window
             self.max_snd_wnd = self.snd_wnd
-            self.state = State.SYN_RECEIVED
+            self.state = _SYN_RECEIVED
             self._need_syn = True
         self._dirty = True
 
@@ -228,7 +241,7 @@ class InputMixin(TcbBase):
             self._ack_now = True
             self._dirty = True
             return
-        if st is State.SYN_RECEIVED and f & (SYN | ACK | RST) == SYN and seq == self.irs:
+        if st is _SYN_RECEIVED and f & (SYN | ACK | RST) == SYN and seq == self.irs:
             # A retransmitted SYN: our SYN-ACK was probably lost; resend it at once (as Linux
             # does) instead of waiting for the SYN-ACK retransmission timer.
             self._need_syn = True
@@ -256,7 +269,7 @@ class InputMixin(TcbBase):
                 if not f & RST:
                     if plen and self.sack_ok and seq + plen <= rcv_nxt:
                         self._dsack_pending = (seq, seq + plen)  # RFC 2883 4.1.1: D-SACK
-                    if st is State.TIME_WAIT and f & FIN:
+                    if st is _TIME_WAIT and f & FIN:
                         # RFC 9293 3.10.7.4 eighth (TIME-WAIT): retransmitted FIN: restart 2MSL.
                         self._close_at = now + self.policy.time_wait
                     self._ack_now = True
@@ -269,16 +282,16 @@ class InputMixin(TcbBase):
                 self._challenge_ack(now)
                 self.dropped += 1
                 return
-            match st:
-                case State.SYN_RECEIVED:
-                    # Passive open: back to nothing (the listener keeps listening); active
-                    # (simultaneous) open: connection refused.
-                    self._set_closed(None if self.passive else _errno.ECONNREFUSED)
-                case State.ESTABLISHED | State.FIN_WAIT_1 | State.FIN_WAIT_2 | State.CLOSE_WAIT:
-                    self._set_closed(_errno.ECONNRESET)
-                case _:
-                    # CLOSING, LAST-ACK, TIME-WAIT: just close.
-                    self._set_closed()
+            if st is _SYN_RECEIVED:
+                # Passive open: back to nothing (the listener keeps listening); active
+                # (simultaneous) open: connection refused.
+                self._set_closed(None if self.passive else _errno.ECONNREFUSED)
+            elif st is _ESTABLISHED or st is _FIN_WAIT_1 or st is _FIN_WAIT_2 or \
+                    st is _CLOSE_WAIT:
+                self._set_closed(_errno.ECONNRESET)
+            else:
+                # CLOSING, LAST-ACK, TIME-WAIT: just close.
+                self._set_closed()
             return
         # Fourth: SYN in a synchronized state (RFC 9293 3.10.7.4 fourth, RFC 5961 4.2).
         if f & SYN:
@@ -315,14 +328,14 @@ class InputMixin(TcbBase):
         if self.ts_ok and seg.tsval is not None and seq <= self._last_ack_sent:
             self.ts_recent = seg.tsval
         ack = _unwrap(seg.ack, self.snd_una)
-        if st is State.SYN_RECEIVED:
+        if st is _SYN_RECEIVED:
             # RFC 9293 3.10.7.4 fifth, SYN-RECEIVED: acceptable ACK -> ESTABLISHED.
             if not self.snd_una < ack <= self.snd_nxt:
                 self._out.append(Segment(seg.ack, 0, RST, 0))
                 self._dirty = True
                 self.dropped += 1
                 return
-            self.state = st = State.ESTABLISHED
+            self.state = st = _ESTABLISHED
             self._need_syn = False
             self._peer_syn_opts = None
             self.snd_wnd = seg.window << self.snd_wscale
@@ -331,7 +344,7 @@ class InputMixin(TcbBase):
             self.snd_wl2 = ack
             self._reset_keepalive(now)
             if self._fin_queued:
-                self.state = st = State.FIN_WAIT_1
+                self.state = st = _FIN_WAIT_1
         if ack > self.snd_nxt:
             # RFC 9293 3.10.7.4 fifth: ACK for data not yet sent: send ACK, drop.
             self._ack_now = True
@@ -344,7 +357,7 @@ class InputMixin(TcbBase):
             self.dropped += 1
             return
         self._process_ack(seg, seq, ack, plen, f, now)
-        if self.state is State.CLOSED:
+        if self.state is _CLOSED:
             return
         st = self.state
         # Seventh: segment text (RFC 9293 3.10.7.4 seventh).
@@ -411,13 +424,13 @@ class InputMixin(TcbBase):
         # FIN acknowledged?  (RFC 9293 3.10.7.4 fifth, FIN-WAIT-1 / CLOSING / LAST-ACK.)
         if self._fin_queued and self.snd_una > self._fin_seq:
             st = self.state
-            if st is State.FIN_WAIT_1:
-                self.state = State.FIN_WAIT_2
+            if st is _FIN_WAIT_1:
+                self.state = _FIN_WAIT_2
                 if self._user_closed:
                     self._close_at = now + self.policy.fin_timeout
-            elif st is State.CLOSING:
+            elif st is _CLOSING:
                 self._enter_time_wait(now)
-            elif st is State.LAST_ACK:
+            elif st is _LAST_ACK:
                 self._set_closed()
 
     def _ack_advance(self, tsecr: int, ack: int, now: float) -> None:
@@ -485,16 +498,16 @@ class InputMixin(TcbBase):
         self._ack_now = True
         self._dirty = True
         st = self.state
-        if st in (State.SYN_RECEIVED, State.ESTABLISHED):
-            self.state = State.CLOSE_WAIT
-        elif st is State.FIN_WAIT_1:
+        if st in (_SYN_RECEIVED, _ESTABLISHED):
+            self.state = _CLOSE_WAIT
+        elif st is _FIN_WAIT_1:
             if self._fin_queued and self.snd_una > self._fin_seq:
                 self._enter_time_wait(now)
             else:
-                self.state = State.CLOSING  # simultaneous close (RFC 9293 3.6 figure 13)
-        elif st is State.FIN_WAIT_2:
+                self.state = _CLOSING  # simultaneous close (RFC 9293 3.6 figure 13)
+        elif st is _FIN_WAIT_2:
             self._enter_time_wait(now)
-        elif st is State.TIME_WAIT:
+        elif st is _TIME_WAIT:
             self._close_at = now + self.policy.time_wait
 
     def _take_syn(self, syn: Segment) -> None:
@@ -553,7 +566,7 @@ class InputMixin(TcbBase):
         s = _unwrap(seq, self.snd_una)
         if not self.snd_una <= s < self.snd_nxt:
             return
-        if self.state is State.SYN_SENT:
+        if self.state is _SYN_SENT:
             self._set_closed(err)
         else:
             self._soft_error = err

@@ -23,10 +23,19 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from ioth.stack.tcp.connection import MASK, State, TcpConnection, TcpInfo, reset_for
+from ioth.stack.tcp.connection import MASK, TcpConnection, TcpInfo, reset_for
 from ioth.stack.tcp.isn import IsnGenerator
 from ioth.stack.tcp.policy import TcpPolicy
 from ioth.stack.tcp.segment import ACK, CWR, FIN, PSH, RST, SYN, Segment, decode, encode
+from ioth.stack.tcp.state import (
+    _CLOSE_WAIT,
+    _CLOSED,
+    _ESTABLISHED,
+    _FIN_WAIT_1,
+    _SYN_RECEIVED,
+    _SYN_SENT,
+    _TIME_WAIT,
+)
 from ioth.wire.errors import WireError
 
 Output = Callable[[bytes, bytes, bytes], None]
@@ -42,7 +51,7 @@ HANDSHAKE_FASTPATH = True
 
 EPHEMERAL_LOW = 32768
 EPHEMERAL_HIGH = 60999
-_ESTABLISHED_LIKE = frozenset({State.ESTABLISHED, State.CLOSE_WAIT})
+_ESTABLISHED_LIKE = frozenset({_ESTABLISHED, _CLOSE_WAIT})
 _ANY4 = bytes(4)
 _ANY6 = bytes(16)
 
@@ -277,11 +286,11 @@ class TcpLayer:
                 else:
                     self._send(conn, segs)
         listener: Listener | None = conn.listener
-        if listener is not None and conn.state is not State.SYN_RECEIVED:
+        if listener is not None and conn.state is not _SYN_RECEIVED:
             t = -1.0
             listener.syn_queue.discard(conn)
             conn.listener = None
-            if conn.state in _ESTABLISHED_LIKE or conn.state is State.FIN_WAIT_1:
+            if conn.state in _ESTABLISHED_LIKE or conn.state is _FIN_WAIT_1:
                 if listener.closed:
                     conn.abort()
                     self._send(conn, conn.dispatch(now))
@@ -289,7 +298,7 @@ class TcpLayer:
                     listener.accept_queue.append(conn)
                     if self.notify is not None:
                         self.notify(listener)
-        if conn.state is State.CLOSED:
+        if conn.state is _CLOSED:
             la, lp = conn.local
             ra, rp = conn.remote
             key = (la, lp, ra, rp)
@@ -427,7 +436,7 @@ class TcpLayer:
         sport = (quoted[0] << 8) | quoted[1]
         dport = (quoted[2] << 8) | quoted[3]
         conn = self.connections.get((local, sport, remote, dport))
-        if conn is None or conn.state is not State.SYN_SENT:
+        if conn is None or conn.state is not _SYN_SENT:
             return
         self.unreachable_aborts += 1
         conn._set_closed(err)
@@ -487,7 +496,7 @@ class TcpLayer:
             t, _, conn = heapq.heappop(heap)
             if conn.layer_deadline != t:
                 continue
-            if QUIET_TIMERS and conn.listener is None and conn.state is not State.CLOSED:
+            if QUIET_TIMERS and conn.listener is None and conn.state is not _CLOSED:
                 # A lazy deadline (an earlier timer since cancelled or moved, e.g. a delayed
                 # ACK that a reply carried): nothing is due, nothing changed since the last
                 # _service, so re-arm only (no dispatch, no notify).
@@ -515,14 +524,14 @@ class TcpLayer:
             self.rx_errors += 1
             return
         conn = self.connections.get((dst, dport, src, sport))
-        if conn is not None and conn.state is State.CLOSED:
+        if conn is not None and conn.state is _CLOSED:
             # closed while its output waited in a batch: forget it now
             self._service(conn, now)
             conn = None
         if conn is not None:
             flags = seg.flags
             if (
-                conn.state is State.TIME_WAIT
+                conn.state is _TIME_WAIT
                 and flags & (SYN | ACK | RST) == SYN
                 and 0 < (seg.seq - conn.rcv_nxt) & MASK < 0x80000000
             ):
@@ -548,7 +557,7 @@ class TcpLayer:
         listener: Listener | None = conn.listener
         if (
             listener is not None
-            and conn.state is State.SYN_RECEIVED
+            and conn.state is _SYN_RECEIVED
             and seg.flags & (SYN | ACK | RST) == ACK
             and len(listener.accept_queue) >= listener.backlog
         ):
@@ -602,7 +611,7 @@ class TcpLayer:
         else:
             conn.listen()
             conn.process(seg, now)
-        if conn.state is not State.SYN_RECEIVED:
+        if conn.state is not _SYN_RECEIVED:
             self._service(conn, now)
             return
         conn.listener = listener

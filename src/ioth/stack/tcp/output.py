@@ -8,9 +8,16 @@ from __future__ import annotations
 
 from ioth.stack.tcp.segment import ACK, FIN, PSH, RST, SYN, Segment
 from ioth.stack.tcp.state import (
+    _CLOSE_WAIT,
+    _CLOSED,
+    _ESTABLISHED,
+    _FIN_WAIT_2,
+    _LISTEN,
     _RECV_DATA_STATES,
+    _SYN_RECEIVED,
+    _SYN_SENT,
+    _TIME_WAIT,
     MASK,
-    State,
 )
 from ioth.stack.tcp.tcb import TcbBase
 
@@ -54,7 +61,7 @@ class OutputMixin(TcbBase):
 
     def _dispatch(self, now: float) -> list[Segment]:
         st = self.state
-        if st is not State.CLOSED and st is not State.LISTEN and (
+        if st is not _CLOSED and st is not _LISTEN and (
             # only when a timer is due (what _timers checks, in its order)
             (self._close_at is not None and now >= self._close_at)
             or (self._rto_at is not None and now >= self._rto_at)
@@ -66,7 +73,7 @@ class OutputMixin(TcbBase):
             st = self.state
         out = self._out
         self._out = []
-        if st is State.CLOSED or st is State.LISTEN:
+        if st is _CLOSED or st is _LISTEN:
             return out
         if self._need_syn:
             self._need_syn = False
@@ -81,15 +88,15 @@ class OutputMixin(TcbBase):
             if self._rto_at is None:
                 self._rto_at = now + self.rto
             return out
-        if st is State.SYN_SENT:
+        if st is _SYN_SENT:
             return out
         if self._keepalive and self._keep_at is None and (
-            st is State.ESTABLISHED or st is State.CLOSE_WAIT
+            st is _ESTABLISHED or st is _CLOSE_WAIT
         ):
             self._reset_keepalive(now)
-        if st is State.FIN_WAIT_2 and self._user_closed and self._close_at is None:
+        if st is _FIN_WAIT_2 and self._user_closed and self._close_at is None:
             self._close_at = now + self.policy.fin_timeout
-        if st is not State.TIME_WAIT and st is not State.SYN_RECEIVED:
+        if st is not _TIME_WAIT and st is not _SYN_RECEIVED:
             nxt0 = self.snd_nxt
             rtx0 = self.retransmissions
             self._transmit(now, out)
@@ -356,7 +363,7 @@ class OutputMixin(TcbBase):
     def _syn_segment(self, now: float) -> Segment:
         """SYN or SYN-ACK with our options (RFC 9293 3.7.1, RFC 7323, RFC 2018)."""
         p = self.policy
-        passive = self.state is State.SYN_RECEIVED
+        passive = self.state is _SYN_RECEIVED
         peer = self._peer_syn_opts
         flags = SYN | ACK if passive else SYN
         seg = self._mkseg(self.iss, flags, b"", now)

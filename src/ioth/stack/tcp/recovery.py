@@ -22,12 +22,18 @@ from __future__ import annotations
 
 from ioth.stack.tcp.segment import ACK
 from ioth.stack.tcp.state import (
+    _CLOSE_WAIT,
+    _CLOSED,
     _DUPTHRESH,
+    _ESTABLISHED,
+    _FIN_WAIT_2,
     _G,
     _HALF,
     _MAX_SACK_BLOCKS,
+    _SYN_RECEIVED,
+    _SYN_SENT,
+    _TIME_WAIT,
     MASK,
-    State,
     _unwrap,
 )
 from ioth.stack.tcp.tcb import TcbBase
@@ -51,13 +57,13 @@ class RecoveryMixin(TcbBase):
         if self._close_at is not None and now >= self._close_at:
             # TIME-WAIT timeout (RFC 9293 3.10.8) or orphaned FIN-WAIT-2 (fin_timeout); an ACK
             # still owed (a zero TIME-WAIT) goes out first.
-            if self._ack_now and self.state is State.TIME_WAIT:
+            if self._ack_now and self.state is _TIME_WAIT:
                 self._out.append(self._mkseg(self.snd_nxt, ACK, b"", now))
             self._set_closed()
             return
         if self._rto_at is not None and now >= self._rto_at:
             self._on_rto(now)
-            if self.state is State.CLOSED:
+            if self.state is _CLOSED:
                 return
         if self._tlp_at is not None and now >= self._tlp_at:
             self._tlp_at = None
@@ -83,7 +89,7 @@ class RecoveryMixin(TcbBase):
         if self._ack_at is not None and now >= self._ack_at:
             self._ack_now = True
         if self._keep_at is not None and now >= self._keep_at:
-            if self.state not in (State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_2):
+            if self.state not in (_ESTABLISHED, _CLOSE_WAIT, _FIN_WAIT_2):
                 self._keep_at = None
             elif self._keep_probes >= self.policy.keepcnt:
                 self._timed_out()
@@ -100,8 +106,8 @@ class RecoveryMixin(TcbBase):
         self._retries += 1
         p = self.policy
         st = self.state
-        if st is State.SYN_SENT or st is State.SYN_RECEIVED:
-            limit = p.syn_retries if st is State.SYN_SENT else p.synack_retries
+        if st is _SYN_SENT or st is _SYN_RECEIVED:
+            limit = p.syn_retries if st is _SYN_SENT else p.synack_retries
             if self._retries > limit:
                 self._timed_out()
                 return

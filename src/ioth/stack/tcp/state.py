@@ -43,6 +43,21 @@ class State(enum.Enum):
 
 
 
+# The members as module constants: ``State.X`` is an enum class attribute lookup (about
+# 170 ns on CPython 3.11, against 10 ns for a global); the TCB code tests states per segment.
+_CLOSED = State.CLOSED
+_LISTEN = State.LISTEN
+_SYN_SENT = State.SYN_SENT
+_SYN_RECEIVED = State.SYN_RECEIVED
+_ESTABLISHED = State.ESTABLISHED
+_FIN_WAIT_1 = State.FIN_WAIT_1
+_FIN_WAIT_2 = State.FIN_WAIT_2
+_CLOSE_WAIT = State.CLOSE_WAIT
+_CLOSING = State.CLOSING
+_LAST_ACK = State.LAST_ACK
+_TIME_WAIT = State.TIME_WAIT
+
+
 _SYNCHRONIZED = frozenset(
     {
         State.SYN_RECEIVED,

@@ -21,10 +21,11 @@ from ioth.stack.tcp.isn import IsnGenerator
 from ioth.stack.tcp.policy import TcpPolicy
 from ioth.stack.tcp.segment import Segment
 from ioth.stack.tcp.state import (
+    _CLOSED,
     _DUPTHRESH,
     _MAX_WSCALE,
+    _TIME_WAIT,
     MASK,
-    State,
 )
 
 
@@ -171,7 +172,7 @@ class TcbBase:
         self._isn = isn
         self.local = local
         self.remote = remote
-        self.state = State.CLOSED
+        self.state = _CLOSED
         self.error: int | None = None
         self.mss_local = min(mss, policy.mss) if policy.mss else mss
         self.mss = self.mss_local  # effective send MSS (payload bytes per segment)
@@ -336,7 +337,7 @@ class TcbBase:
     def _set_closed(self, err: int | None = None) -> None:
         if err is not None and self.error is None and not self._user_closed:
             self.error = err
-        self.state = State.CLOSED
+        self.state = _CLOSED
         self._rto_at = self._ack_at = self._persist_at = self._keep_at = self._close_at = None
         self._tlp_at = None
         self._need_syn = False
@@ -367,7 +368,7 @@ class TcbBase:
         self._keep_at = now + self.policy.keepidle if self._keepalive else None
 
     def _enter_time_wait(self, now: float) -> None:
-        self.state = State.TIME_WAIT
+        self.state = _TIME_WAIT
         self._rto_at = self._persist_at = self._keep_at = self._tlp_at = None
         self._close_at = now + self.policy.time_wait
         self._sbuf = bytearray()
