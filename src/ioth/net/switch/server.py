@@ -87,7 +87,11 @@ RX_DRAIN = 8
 PROBE_EVERY = 8
 #: control connections that have not sent their request yet, at most
 MAX_PENDING = 64
-#: the data thread switches a quiet port's frame inline, trying the forwarding cache
+#: every datagram port (VDE client, socketpair) gets a reader thread of its own, blocked in
+#: ``recv`` on its (blocking) socket; False: one data thread serves them all with ``epoll``
+#: (read at :class:`SwitchServer` creation; A/B knob, both give the same frames and counters)
+PORT_THREADS = True
+#: the epoll data thread switches a quiet port's frame inline, trying the forwarding cache
 #: (:meth:`SwitchCore.forward_cached`) first; False: every wake-up calls ``_rx_sock`` (A/B knob,
 #: both paths give the same frames and counters)
 FAST_PATH = True
@@ -96,6 +100,9 @@ FAST_PATH = True
 MAX_EVENTS = 64
 _MTU_RE = re.compile(rb"(?:^|[\s,;])mtu=(\d+)")
 _RECV_SIZE = MAX_FRAME + 1
+_DONTWAIT = socket.MSG_DONTWAIT
+#: a reader thread gives up its port after this many receive errors in a row
+_MAX_RECV_ERRORS = 64
 
 
 def mtu_from_description(description: bytes, default: int = DEFAULT_MTU) -> int:
@@ -133,7 +140,7 @@ class _Endpoint:
     """One attachment to a port: a datagram socket (VDE client or socketpair) or a plug."""
 
     __slots__ = ("ctl", "description", "fds", "max_frame", "path", "plug", "port", "quiet",
-                 "send", "sock", "timer")
+                 "reader", "send", "sock", "timer")
 
     def __init__(self, port: int, max_frame: int, description: str) -> None:
         self.port = port
@@ -148,13 +155,17 @@ class _Endpoint:
         #: datagram ports: wake-ups left that read one frame (quiet mode) before the next
         #: drain until EAGAIN; 0: drain now
         self.quiet = 0
-        #: send one frame; returns something false or raises OSError when it could not go
-        self.send: Callable[[bytes], object] = _refuse
+        #: the port's reader thread (datagram ports, :data:`PORT_THREADS`)
+        self.reader: threading.Thread | None = None
+        #: send one frame: ``send(frame, socket.MSG_DONTWAIT)``; returns something false or
+        #: raises OSError when it could not go
+        self.send: Callable[[bytes, int], object] = _refuse
 
     @property
     def drain(self) -> bool:
-        """Whether the next wake-up drains the port (False: quiet mode, one frame)."""
-        return self.quiet == 0
+        """Whether the next wake-up reads the port until EAGAIN (False: quiet mode, one frame;
+        a reader thread never probes: its blocking ``recv`` takes one frame at a time)."""
+        return self.reader is None and self.quiet == 0
 
     def ident(self) -> int:
         """The endpoint id shown by ``port/print`` (the control descriptor, as vde_switch)."""
@@ -163,8 +174,17 @@ class _Endpoint:
         return self.fds[0] if self.fds else -1
 
 
-def _refuse(frame: bytes) -> None:
+def _refuse(frame: bytes, flags: int = 0) -> None:
     raise OSError(errno.EBADF, "endpoint closed")
+
+
+def _plug_sender(plug: Plug) -> Callable[[bytes, int], object]:
+    """``send(frame, flags)`` for a plug port (plugs never block: the flags are not needed)."""
+    send = plug.send
+
+    def send_frame(frame: bytes, flags: int = 0) -> object:
+        return send(frame)
+    return send_frame
 
 
 class SwitchServer:
@@ -180,6 +200,7 @@ class SwitchServer:
             raise SwitchConfigError(errno.EINVAL, f"numports={numports}: need at least 2")
         if not 68 <= default_mtu <= MAX_MTU:
             raise SwitchConfigError(errno.EINVAL, f"mtu={default_mtu} out of range 68..65535")
+        self.port_threads = PORT_THREADS
         self.own_engine = engine is None
         self.engine = engine if engine is not None else Engine(name=f"ioth-switch {path}")
         self.core = SwitchCore(hub=hub, table_size=table_size, ageing=ageing)
@@ -195,7 +216,7 @@ class SwitchServer:
         self._endpoints: dict[int, list[_Endpoint]] = {}
         #: ports made by :meth:`create_port`: they keep their configuration while unplugged
         self.persistent: set[int] = set()
-        self._tx: dict[int, tuple[Callable[[bytes], object], ...]] = {}
+        self._tx: dict[int, tuple[Callable[[bytes, int], object], ...]] = {}
         self._pending: dict[int, tuple[socket.socket, bytearray, int | None]] = {}
         self._listeners: dict[int, tuple[socket.socket, str, int | None]] = {}
         self._sweep: TimerHandle | None = None
@@ -388,7 +409,7 @@ class SwitchServer:
             ep = _Endpoint(number, min(plug.max_frame, MAX_FRAME), plug.describe())
             ep.plug = plug
             ep.fds = list(plug.filenos())
-            ep.send = plug.send  # False: dropped
+            ep.send = _plug_sender(plug)  # False: dropped
             self._attach(ep)
         self._register(ep)
         return number
@@ -405,7 +426,8 @@ class SwitchServer:
         return port
 
     def _setup_sock(self, ep: _Endpoint, sock: socket.socket) -> None:
-        sock.setblocking(False)
+        # a reader thread blocks in recv; every send says MSG_DONTWAIT
+        sock.setblocking(self.port_threads)
         set_bufs(sock)
         ep.sock = sock
         ep.fds = [sock.fileno()]
@@ -416,6 +438,16 @@ class SwitchServer:
             for fd in ep.fds:
                 self.engine.add_reader(fd, functools.partial(self._rx_plug, ep))
             self.engine.call_soon_threadsafe(lambda: self._rx_plug(ep))
+        elif self.port_threads:
+            sock = ep.sock
+            assert sock is not None
+            with self._lock:
+                if self.closed or ep.sock is not sock:
+                    return
+                ep.reader = threading.Thread(
+                    target=self._port_loop, args=(ep, sock), daemon=True,
+                    name=f"ioth-switch-port{ep.port} {self.directory}")
+                ep.reader.start()
         else:
             assert ep.sock is not None
             fd = ep.fds[0]
@@ -494,7 +526,7 @@ class SwitchServer:
                         egress = out.number
                         for send in tx.get(egress, ()):
                             try:
-                                if not send(frame):
+                                if not send(frame, _DONTWAIT):
                                     count_drop(egress)
                             except OSError:
                                 count_drop(egress)
@@ -505,7 +537,7 @@ class SwitchServer:
                     for egress, data in forward(port, frame, now):
                         for send in tx.get(egress, ()):
                             try:
-                                if not send(data):
+                                if not send(data, _DONTWAIT):
                                     count_drop(egress)
                             except OSError:
                                 count_drop(egress)
@@ -513,6 +545,70 @@ class SwitchServer:
                 log.exception("switch %s: port receive failed", self.directory)
             finally:
                 release()
+
+    def _port_loop(self, ep: _Endpoint, sock: socket.socket) -> None:
+        """A datagram port's reader thread: block in ``recv``, switch the frame, repeat.
+
+        No ``epoll_wait`` per frame and no EAGAIN probe: at low rates a frame costs a wake-up,
+        a ``recv`` and a ``send``, as in vde_switch.  The forwarding cache is tried first.
+        :meth:`release` ends the thread (``shutdown`` makes the ``recv`` return b"")."""
+        recv = sock.recv
+        acquire = self._lock.acquire
+        unlock = self._lock.release
+        core = self.core
+        cached = core.forward_cached
+        forward = core.forward
+        count_drop = core.count_send_drop
+        tx = self._tx
+        clock = self.engine.clock
+        port = ep.port
+        errors = 0
+        while True:
+            try:
+                frame = recv(_RECV_SIZE)
+            except InterruptedError:
+                continue
+            except OSError as exc:
+                if ep.sock is not sock:
+                    return
+                with self._lock:
+                    self.recv_errors += 1
+                errors += 1
+                if errors >= _MAX_RECV_ERRORS:
+                    log.warning("switch %s: port %d: %s: disconnected", self.directory, port, exc)
+                    self.engine.call_soon_threadsafe(lambda: self.release(ep))
+                    return
+                continue
+            errors = 0
+            acquire()
+            try:
+                if ep.sock is not sock:
+                    return  # released: the b"" of the shutdown, or a frame that raced it
+                now = clock()
+                out = cached(port, frame, now)
+                if out is not None:
+                    egress = out.number
+                    for send in tx.get(egress, ()):
+                        try:
+                            if not send(frame, _DONTWAIT):
+                                count_drop(egress)
+                        except OSError:
+                            count_drop(egress)
+                    continue
+                if len(frame) > MAX_FRAME:
+                    self.recv_errors += 1
+                    continue
+                for egress, data in forward(port, frame, now):
+                    for send in tx.get(egress, ()):
+                        try:
+                            if not send(data, _DONTWAIT):
+                                count_drop(egress)
+                        except OSError:
+                            count_drop(egress)
+            except Exception:
+                log.exception("switch %s: port %d: receive failed", self.directory, port)
+            finally:
+                unlock()
 
     def _forget_data_fd(self, fd: int) -> bool:
         """Stop serving ``fd`` on the data thread (False if it was not there)."""
@@ -675,10 +771,18 @@ class SwitchServer:
             if ep.timer is not None:
                 ep.timer.cancel()
             sock, ep.sock = ep.sock, None  # the data thread stops using it from here on
+            reader, ep.reader = ep.reader, None
         for fd in fds:
             if fd >= 0 and not self._forget_data_fd(fd):
                 self.engine.remove_reader(fd)
         if sock is not None:
+            if reader is not None:
+                # wake the reader out of its recv (it returns b"") and let it go before the
+                # descriptor is closed: a closed number could be reused under a blocked recv
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RD)
+                if reader is not threading.current_thread():
+                    reader.join(5.0)
             sock.close()
         if ep.ctl is not None:
             ep.ctl.close()
@@ -696,17 +800,6 @@ class SwitchServer:
         return bool(eps)
 
     # -- the data path --------------------------------------------------------------------------
-    def _deliver(self, out: list[tuple[int, bytes]]) -> None:
-        tx = self._tx
-        for port, frame in out:
-            for send in tx.get(port, ()):
-                try:
-                    if not send(frame):
-                        self.core.count_send_drop(port)  # a plug refused it
-                except OSError:
-                    # EAGAIN/ENOBUFS: the receiver is slow; ECONNREFUSED: it is gone
-                    self.core.count_send_drop(port)
-
     def _rx_sock(self, ep: _Endpoint) -> None:
         """A datagram port is readable: switch what it holds.
 
@@ -751,7 +844,7 @@ class SwitchServer:
                 for egress, data in forward(port, frame, now):
                     for send in tx.get(egress, ()):
                         try:
-                            if not send(data):  # a plug refused it
+                            if not send(data, _DONTWAIT):  # a plug refused it
                                 self.core.count_send_drop(egress)
                         except OSError:
                             # EAGAIN/ENOBUFS: the receiver is slow; ECONNREFUSED: it is gone
@@ -790,7 +883,7 @@ class SwitchServer:
                     for egress, data in forward(port, frame, now):
                         for send in tx.get(egress, ()):
                             try:
-                                if not send(data):  # a plug refused it
+                                if not send(data, _DONTWAIT):  # a plug refused it
                                     count_drop(egress)
                             except OSError:
                                 # EAGAIN/ENOBUFS: the receiver is slow; ECONNREFUSED: gone
