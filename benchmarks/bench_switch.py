@@ -176,7 +176,7 @@ def _burn(us: float) -> None:
 
 
 def _pp_peer(directory: str, me: bytes, other: bytes, role: str, seconds: float,
-             burn: float, out: Any) -> None:
+             burn: float, out: Any, done: Any) -> None:
     from ioth.net.plugs.vde import VdePlug
 
     plug = VdePlug(directory)
@@ -199,6 +199,7 @@ def _pp_peer(directory: str, me: bytes, other: bytes, role: str, seconds: float,
             _burn(burn)
             count += 1
         out.put(count / (time.perf_counter() - start))
+        done.wait(30)  # the switch's CPU is read while every port (and its thread) is alive
         sock.send(stop)
     plug.close()
 
@@ -227,19 +228,21 @@ def pingpong(kind: str, seconds: float, burn: float) -> tuple[float, float]:
                               stderr=subprocess.DEVNULL, start_new_session=True)
         ctx = multiprocessing.get_context("fork")
         out: Any = ctx.Queue()
+        done = ctx.Event()
         procs = []
         try:
             _wait(lambda: os.path.exists(os.path.join(d, "ctl")))
-            echo = ctx.Process(target=_pp_peer, args=(d, b, a, "echo", seconds, burn, out))
+            echo = ctx.Process(target=_pp_peer, args=(d, b, a, "echo", seconds, burn, out, done))
             echo.start()
             procs.append(echo)
             time.sleep(0.3)
             cpu0, t0 = _cpu_seconds(sw.pid), time.monotonic()
-            ping = ctx.Process(target=_pp_peer, args=(d, a, b, "ping", seconds, burn, out))
+            ping = ctx.Process(target=_pp_peer, args=(d, a, b, "ping", seconds, burn, out, done))
             ping.start()
             procs.append(ping)
             rate = float(out.get(timeout=seconds + 30))
             cpu, wall = _cpu_seconds(sw.pid) - cpu0, time.monotonic() - t0
+            done.set()
             for proc in procs:
                 proc.join(5)
             return rate, cpu / (rate * 2 * wall) * 1e6
