@@ -16,12 +16,14 @@ from ioth.stack.tcp import layer as layer_mod
 from ioth.stack.tcp import stackhook
 from ioth.stack.tcp.connection import State, TcpConnection
 from ioth.stack.tcp.policy import TcpPolicy
+from ioth.stack.tcp.segment import Segment
 from tests.stack.harness import VirtualNet, ip
 
 #: (module, name) of every knob whose fast path must not change a frame
 KNOBS = [
     (layer_mod, "QUIET_TIMERS"),
     (layer_mod, "HANDSHAKE_FASTPATH"),
+    (layer_mod, "IDLE_DISPATCH"),
     (stackhook, "ROUTE_ONCE"),
     (stackhook, "FAST_OUTPUT"),
 ]
@@ -169,3 +171,97 @@ def test_cookies_and_full_queues_match(monkeypatch: pytest.MonkeyPatch) -> None:
     _knobs(monkeypatch, True)
     fast = _scenario(False, 0.1, 7, syn_backlog=1, backlog=1)
     assert fast == general
+
+
+_SKIP = {"tx_route", "listener", "policy", "_isn", "layer_deadline"}
+
+
+def _tcb_state(conn: TcpConnection) -> dict[str, object]:
+    """Every field of the TCB (the controller's too), comparable across runs."""
+    out: dict[str, object] = {}
+    for cls in type(conn).__mro__:
+        for name in getattr(cls, "__slots__", ()):
+            if name in _SKIP or name in out:
+                continue
+            v = getattr(conn, name)
+            if name == "cc":
+                v = (type(v).__name__,
+                     tuple(getattr(v, f) for c in type(v).__mro__
+                           for f in getattr(c, "__slots__", ())))
+            elif isinstance(v, Segment):
+                v = repr(v)
+            elif isinstance(v, (bytearray, memoryview)):
+                v = bytes(v)
+            elif isinstance(v, list):
+                v = [repr(x) if isinstance(x, Segment) else x for x in v]
+            out[name] = v
+    return out
+
+
+def _rr_states(v6: bool, loss: float, seed: int) -> tuple[list[object], list[bytes]]:
+    """Round trips (small and multi-segment messages) on one connection under loss; the
+    full TCB state of both ends after every step."""
+    net = VirtualNet(seed)
+    hub = net.hub(loss=loss, dup=loss / 3, jitter=0.0003 if loss else 0.0, delay=0.0002)
+    a, b = net.stack(), net.stack()
+    ia, ib = net.attach(a, hub), net.attach(b, hub)
+    if v6:
+        a.ip6.add_addr(ia.index, ip("2001:db8::a"), 64, 0)
+        b.ip6.add_addr(ib.index, ip("2001:db8::b"), 64, 0)
+        net.run(3.0)
+        sa, sb = ip("2001:db8::a"), ip("2001:db8::b")
+    else:
+        a.add_addr4(ia.index, ip("192.0.2.1"), 24, 0)
+        b.add_addr4(ib.index, ip("192.0.2.2"), 24, 0)
+        sa, sb = ip("192.0.2.1"), ip("192.0.2.2")
+    policy = TcpPolicy(nodelay=True, keepalive=True, keepidle=0.5, keepintvl=0.2)
+    listener = b.tcp.listen(80, policy=policy)
+    states: list[object] = []
+    for _attempt in range(5):  # under heavy loss a connect may fail (neighbour resolution)
+        c = a.tcp.connect(sa, sb, 80, net.now, policy=policy)
+        for _ in range(100):
+            net.run(0.1)
+            if listener.accept_queue or c.state is State.CLOSED:
+                break
+        s = listener.accept()
+        if s is not None:
+            break
+    assert s is not None
+    for i in range(40):
+        size = (64, 3000, 1, 9000)[i % 4]
+        _send(c, bytes([i]) * size)
+        a.tcp.flush(c, net.now)
+        got = bytearray()
+        for _ in range(200):
+            net.run(0.002)
+            got += _read(s)
+            if len(got) >= size:
+                break
+        b.tcp.flush(s, net.now)
+        _send(s, bytes(got))
+        b.tcp.flush(s, net.now)
+        back = bytearray()
+        for _ in range(200):
+            net.run(0.002)
+            back += _read(c)
+            if len(back) >= len(got):
+                break
+        a.tcp.flush(c, net.now)
+        if i % 10 == 9:
+            net.run(0.7)  # idle: keepalive probes, delayed ACKs, TLP/RTO timers
+        states.append((_tcb_state(c), _tcb_state(s)))
+    return states, list(hub.frames)
+
+
+@pytest.mark.parametrize(("v6", "loss", "seed"), [
+    (False, 0.0, 11), (False, 0.1, 12), (True, 0.05, 13), (False, 0.2, 14), (True, 0.2, 15),
+])
+def test_round_trips_keep_every_tcb_field(
+        monkeypatch: pytest.MonkeyPatch, v6: bool, loss: float, seed: int) -> None:
+    _knobs(monkeypatch, False)
+    general = _rr_states(v6, loss, seed)
+    _knobs(monkeypatch, True)
+    fast = _rr_states(v6, loss, seed)
+    assert fast[1] == general[1]
+    for i, (x, y) in enumerate(zip(fast[0], general[0], strict=True)):
+        assert x == y, f"TCB state differs after step {i}"

@@ -105,6 +105,48 @@ class OutputMixin(TcbBase):
             out.append(self._mkseg(self.snd_nxt, ACK, b"", now))
         return out
 
+    def _idle(self, now: float) -> bool:
+        """Settle a due dispatch that would send nothing: True when :meth:`_dispatch` would
+        return no segment and only reset what this resets (typically right after an ACK of
+        everything sent, which marks the TCB dirty: a round trip's reply, a handshake);
+        False (nothing changed) when :meth:`_dispatch` must run.
+
+        Exactly :meth:`_dispatch` for an ESTABLISHED or CLOSE-WAIT TCB with nothing queued,
+        in flight, owed (ACK) or due (timer), no recovery episode and no TLP quota:
+        ``_transmit``'s nothing-to-send exit with an empty flight and ``_after_transmit``'s
+        no-ops."""
+        st = self.state
+        una = self.snd_una
+        if (
+            (st is not _ESTABLISHED and st is not _CLOSE_WAIT)
+            or self._out
+            or self._ack_now
+            or self._need_syn
+            or self.snd_nxt != una
+            or self._sseq + len(self._sbuf) - self._shead != una
+            or self._fin_queued
+            or self._rerxt
+            or self._ooo
+            or self._sacked_bytes
+            or self._high_rxt < self._lost_edge
+            or self._lost_edge > una
+            or self._tlp_quota
+            or self._episode
+            or (self._keepalive and self._keep_at is None)
+            or (self._close_at is not None and now >= self._close_at)
+            or (self._rto_at is not None and now >= self._rto_at)
+            or (self._tlp_at is not None and now >= self._tlp_at)
+            or (self._ack_at is not None and now >= self._ack_at)
+            or (self._keep_at is not None and now >= self._keep_at)
+        ):
+            return False
+        self._rtx_force = False
+        if self.tso_max > self.mss << 1:
+            self.tso_cut = self.mss
+        self._persist_at = None
+        self._dirty = False
+        return True
+
     def _transmit(self, now: float, out: list[Segment]) -> None:
         """Retransmissions (RFC 6675 NextSeg / RFC 6582), then new data, then FIN."""
         una = self.snd_una
