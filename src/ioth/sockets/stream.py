@@ -61,6 +61,10 @@ EPHEMERAL_LOW = 32768
 EPHEMERAL_HIGH = 60999
 ACCEPT_RETRY = 0.02
 CONNECT_SLICE = 0.005  # longest inline wait of a blocking connect between checks
+#: 1: a blocking accept whose thread serves the plugs inline takes the stack's new connection
+#: straight from the listener's queue with a fresh AF_UNIX pair (no engine end connected to
+#: the listening descriptor, no kernel accept, no readiness poll); 0: always through it
+DIRECT_ACCEPT = 1
 SO_SNDBUFFORCE = getattr(_socket, "SO_SNDBUFFORCE", 32)
 SO_RCVBUFFORCE = getattr(_socket, "SO_RCVBUFFORCE", 33)
 _CONNECTED = frozenset({State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.FIN_WAIT_2,
@@ -327,6 +331,7 @@ class StreamHandle:
         self.busy = False
         self.again = False
         self.name = b""  # the engine end's AF_UNIX name while it waits in an accept queue
+        self.sink: ListenHandle | None = None  # ... and the listener whose queue that is
         self.bigbuf = False  # has the engine end got its big send buffer yet?
         self.closing = False  # the application is closing its descriptor (see closed_by_app)
         self.app_gone = False  # every copy of the application's descriptor is closed
@@ -584,7 +589,15 @@ class StreamHandle:
             del self.tcp.by_conn[self.conn]
         if self.name:
             self.tcp.pending.pop(self.name, None)
+        self._unsink()
         self.cond.notify_all()
+
+    def _unsink(self) -> None:
+        """Out of its listener's AF_UNIX accept queue (accepted, or gone)."""
+        sink = self.sink
+        if sink is not None:
+            self.sink = None
+            sink.in_sink -= 1
 
 
 class ListenHandle:
@@ -596,9 +609,19 @@ class ListenHandle:
         self.sinks: dict[int, tuple[bytes, bool]] = {}  # family (4/6) -> (unix name, v6only)
         self.retry_armed = False
         self.dropped = 0
+        # engine ends connected to a sink and not accepted here yet (accepts of other
+        # processes are not seen: those count until the connection goes)
+        self.in_sink = 0
+        # the ident of a thread blocked in accept that serves the plugs inline and takes new
+        # connections straight from the stack's accept queue (StreamSocket._accept_direct)
+        self.hold = 0
+        self.direct = 0  # connections accepted that way
 
     def on_event(self) -> None:
         """Connections are waiting in the stack's accept queue: connect them to the sinks."""
+        hold = self.hold
+        if hold and hold == _get_ident():
+            return  # this thread is the accepting one: it takes them (_accept_direct)
         tcp = self.tcp
         q = self.listener.accept_queue
         while q:
@@ -639,6 +662,8 @@ class ListenHandle:
             tcp.by_conn[conn] = h
             h.name = name
             tcp.pending[name] = h
+            h.sink = self
+            self.in_sink += 1
             h.on_event()
 
     def _retry(self) -> None:
@@ -806,6 +831,13 @@ class StreamSocket(IothSocket):
 
     def accept(self) -> tuple[StreamSocket, Address]:
         """Wait for a connection (honours timeouts and non-blocking mode like the kernel)."""
+        lh = self._listen
+        if DIRECT_ACCEPT and lh is not None and self._pid == current_pid():
+            timeout = self.gettimeout()
+            if timeout != 0 and self._stack.runtime.can_serve():
+                got = self._accept_direct(lh, timeout)
+                if got is not None:
+                    return got
         fd, name = self._accept()
         sock = StreamSocket(self._stack, self.family, _socket.SOCK_STREAM, self.proto,
                             _fileno=fd)
@@ -814,12 +846,84 @@ class StreamSocket(IothSocket):
             h = self._tcp.pending.pop(name, None)
             if h is not None:
                 h.name = b""
+                h._unsink()
         if h is None:  # accepted in another process (a pre-forked worker): a plain stream
             return sock, format_address(self.family, None, 0)
         sock._h = h
         if _socket.getdefaulttimeout() is None and self.gettimeout():
             sock.setblocking(True)
         conn = h.conn
+        return sock, format_address(self.family, conn.remote[0], conn.remote[1])
+
+    def _accept_direct(self, lh: ListenHandle, timeout: float | None
+                       ) -> tuple[StreamSocket, Address] | None:
+        """A blocking accept on a thread that may serve the plugs inline: wait (serving them)
+        for the stack's next connection of this listener and hand it over on a fresh AF_UNIX
+        pair, while no engine end waits in the listening descriptor (those come first, through
+        the kernel's accept).  Connections that arrive while this thread waits stay in the
+        stack's queue (ListenHandle.on_event leaves them to it); the others, and all of them
+        if it stops waiting, go to the descriptor as usual.  None: use the descriptor."""
+        stack = self._stack
+        runtime = stack.runtime
+        q = lh.listener.accept_queue
+        me = _get_ident()
+        with stack.lock:
+            if lh.in_sink or lh.hold or lh.listener.closed or self._listen is not lh:
+                return None
+            if q:
+                return self._take_accepted(lh)
+            lh.hold = me
+        got: bool | None = None
+        try:
+            deadline = None if timeout is None else runtime.clock() + timeout
+            got = runtime.serve_until(self.fileno(), select.POLLIN, deadline, lambda: bool(q))
+        finally:
+            with stack.lock:
+                if lh.hold == me:
+                    lh.hold = 0
+                taken = None
+                if got is not None and q and not lh.in_sink and self._listen is lh:
+                    taken = self._take_accepted(lh)
+                if q:
+                    lh.on_event()  # the others (or all: no wait, an error) to the descriptor
+                stack.runtime.flush()
+        if taken is not None:
+            return taken
+        if got is False:
+            raise TimeoutError("timed out")
+        return None
+
+    def _take_accepted(self, lh: ListenHandle) -> tuple[StreamSocket, Address] | None:
+        """Stack lock held: accept the first connection of the stack's queue if this socket
+        is its sink, on a new AF_UNIX pair (None: leave it to ListenHandle.on_event)."""
+        q = lh.listener.accept_queue
+        conn = q[0]
+        v = 4 if len(conn.local[0]) == 4 else 6
+        sinks = lh.sinks
+        sink = sinks.get(v)
+        if sink is None and v == 4 and 6 in sinks and not sinks[6][1]:
+            sink = sinks[6]
+        mine = sinks.get(self._v())
+        if sink is None or mine is None or sink[0] != mine[0]:
+            return None
+        app, eng = _csocket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        q.popleft()
+        eng.setblocking(False)
+        tcp = self._tcp
+        h = StreamHandle(tcp, conn, eng)
+        tcp.by_conn[conn] = h
+        try:
+            sock = StreamSocket(self._stack, self.family, _socket.SOCK_STREAM, self.proto,
+                                _fileno=app.detach(), _handle=h)
+        except BaseException:
+            conn.abort()
+            tcp.flush(conn)
+            h._teardown()
+            raise
+        lh.direct += 1
+        h.on_event()  # what arrived already goes to the descriptor (select, other readers)
+        if _socket.getdefaulttimeout() is None and self.gettimeout():
+            sock.setblocking(True)
         return sock, format_address(self.family, conn.remote[0], conn.remote[1])
 
     # -- active open -----------------------------------------------------------------------------
