@@ -65,6 +65,10 @@ CONNECT_SLICE = 0.005  # longest inline wait of a blocking connect between check
 #: straight from the listener's queue with a fresh AF_UNIX pair (no engine end connected to
 #: the listening descriptor, no kernel accept, no readiness poll); 0: always through it
 DIRECT_ACCEPT = 1
+#: 1: TcpSockets.notify updates the engine end's interest itself when nothing else can have
+#: changed for the socket (no bytes to move, no error, no end of stream), instead of running
+#: StreamHandle.on_event/_update; 0: always through them
+NOTIFY_FAST = 1
 SO_SNDBUFFORCE = getattr(_socket, "SO_SNDBUFFORCE", 32)
 SO_RCVBUFFORCE = getattr(_socket, "SO_RCVBUFFORCE", 33)
 _CONNECTED = frozenset({State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.FIN_WAIT_2,
@@ -164,13 +168,26 @@ class TcpSockets:
         h = self.by_conn.get(obj)
         if h is not None:
             engine = self.engine
-            if not self.delivering and engine.in_engine_thread():
+            me = _get_ident()
+            ident = engine._ident
+            if not self.delivering and (me == ident if ident is not None
+                                        else engine.in_engine_thread()):
                 self.deferred[h] = None
                 if not self.deliver_armed:
                     self.deliver_armed = True
                     # runs after the current engine callback returned (and released the lock);
                     # appended directly: the engine thread needs no wake-up pipe write
                     engine._pending.append(self._deliver)
+            elif (NOTIFY_FAST and not h.busy and not h.connecting and not h.out
+                  and h.eng is not None and obj.error is None and obj.state is not _CLOSED
+                  and not obj.eof and (not obj.recv_available or h.hold == me)):
+                # StreamHandle._update's outcome when no bytes are to move (or the waiting
+                # reader on this thread takes them, see _recv_direct): only the interest in
+                # the engine end may change (send space freed or used up)
+                want = IN if not h.eof_in and not h.closing and obj.send_space > 0 else 0
+                if want != h.events:
+                    h.events = want
+                    self.pump.watch(h.fd, want, h.on_pump)
             else:
                 h.on_event()
         else:
