@@ -270,7 +270,8 @@ class TcpLayer:
         # conn.dispatch inlined; when nothing is due and nothing else happens below, the
         # deadline it computed is the one to schedule (saves a second poll_at)
         t = conn.poll_at()
-        if t is not None and t <= now and IDLE_DISPATCH and conn._idle(now):
+        if (t is not None and t <= now and IDLE_DISPATCH and len(conn._sbuf) == conn._shead
+                and conn._idle(now)):
             t = -1.0  # nothing to send: the dispatch's side effects only (see _idle)
         elif t is not None and t <= now:
             segs = conn._dispatch(now)
