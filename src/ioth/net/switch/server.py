@@ -17,12 +17,15 @@ section 3):
   the port's largest frame to M + 18; other clients get vde_switch's 1518 (``default_mtu``).
 * Data sockets are non-blocking with large buffers: a slow or dead port never stalls the others;
   EAGAIN/ENOBUFS drop the frame and count it on the port (``drop_send``).
-* The datagram sockets of ports (VDE clients, socketpairs) are served by a thread of the
-  server's own, started with the first such port: a bare ``epoll`` loop that calls the port's
-  receive function, with nothing else to look after, costs less per wake-up than a turn of the
-  engine (at low rates a wake-up per frame is the main cost of a switch).  Everything else
-  (control connections, the console, ageing, plug ports) stays on the engine; both threads
-  take the server's lock.
+* The datagram socket of each port (VDE client, socketpair) has a reader thread of its own,
+  blocked in ``recv``: a frame costs a wake-up, a ``recv`` and a ``send`` (``MSG_DONTWAIT``),
+  as in vde_switch, where an ``epoll`` loop adds an ``epoll_wait`` (and its Python objects) per
+  frame at low rates, which is where a switch spends its time.  The cost: when several ports
+  are busy at once their threads take turns on the GIL (about 10 % more CPU per frame for
+  kernel TCP through two ``vde_plug`` ports at full speed).  ``PORT_THREADS = False`` keeps the
+  previous design, one ``epoll`` data thread for every datagram port.  Everything else
+  (control connections, the console, ageing, plug ports) stays on the engine; every thread
+  takes the server's lock to switch a frame.
 
 Any other plug (``tap://t0``, ``vxvde://``, ...) can be a port too (:meth:`add_plug`), served
 by the same engine thread.  Everything but the datagram ports runs on one
