@@ -78,6 +78,7 @@ _NAME = struct.Struct("<BIQ")
 _DONTWAIT = int(_socket.MSG_DONTWAIT)  # (plain ints: IntFlag operators cost a call each)
 _PEEK = int(_socket.MSG_PEEK)
 _get_ident = threading.get_ident
+_AF_INET = int(_socket.AF_INET)
 
 
 def _bigbuf(s: Any) -> None:
@@ -366,7 +367,21 @@ class StreamHandle:
         # recv on this socket, with nothing unread in its descriptor: data that this thread
         # brings stays in the connection, and recv copies it from there (0: none)
         self.hold = 0
-        self.cond = threading.Condition(tcp.stack.lock)
+        self._cond: threading.Condition | None = None  # made on first wait (see cond)
+
+    @property
+    def cond(self) -> threading.Condition:
+        """The condition (on the stack lock) a blocking connect waits on; made on first use
+        (an accepted connection never needs one)."""
+        cond = self._cond
+        if cond is None:
+            cond = self._cond = threading.Condition(self.tcp.stack.lock)
+        return cond
+
+    def _wake_waiters(self) -> None:
+        cond = self._cond
+        if cond is not None:
+            cond.notify_all()
 
     # -- events -----------------------------------------------------------------------------------
     def on_event(self) -> None:
@@ -511,7 +526,7 @@ class StreamHandle:
                 conn.error = None
                 self._drop_junk()
                 self._teardown()
-            self.cond.notify_all()
+            self._wake_waiters()
             if self.connecting:
                 return
         eng = self.eng
@@ -594,7 +609,7 @@ class StreamHandle:
             self.connecting = False
             self.failed = True
             self.connect_error = self.connect_error or errno.ECONNABORTED
-            self.cond.notify_all()
+            self._wake_waiters()
         eng = self.eng
         if eng is None:
             return
@@ -607,7 +622,7 @@ class StreamHandle:
         if self.name:
             self.tcp.pending.pop(self.name, None)
         self._unsink()
-        self.cond.notify_all()
+        self._wake_waiters()
 
     def _unsink(self) -> None:
         """Out of its listener's AF_UNIX accept queue (accepted, or gone)."""
@@ -715,6 +730,7 @@ class StreamSocket(IothSocket):
             _fileno = app.detach()
         super().__init__(family, _socket.SOCK_STREAM, proto, _fileno)
         self._stack = stack
+        self._fam = int(family)  # (the family property converts to an enum at each read)
         self._pid = current_pid()
         self._h: StreamHandle | None = _handle
         self._listen: ListenHandle | None = None
@@ -740,7 +756,7 @@ class StreamSocket(IothSocket):
 
     # -- addresses -------------------------------------------------------------------------------
     def _v(self) -> int:
-        return 4 if self.family == _socket.AF_INET else 6
+        return 4 if self._fam == _AF_INET else 6
 
     def bind(self, address: Any) -> None:
         """Reserve a local address and port (EADDRINUSE, EADDRNOTAVAIL, EINVAL like Linux)."""
@@ -782,7 +798,7 @@ class StreamSocket(IothSocket):
         """Local (address, port)."""
         h = self._h
         if h is not None:
-            return format_address(self.family, h.conn.local[0], h.conn.local[1])
+            return format_address(self._fam, h.conn.local[0], h.conn.local[1])
         if self._bound is not None:
             return format_address(self.family, self._bound[0], self._bound[1])
         return format_address(self.family, None, 0)
@@ -792,7 +808,7 @@ class StreamSocket(IothSocket):
         h = self._h
         if h is None or h.connecting or h.failed:
             raise oserror(errno.ENOTCONN)
-        return format_address(self.family, h.conn.remote[0], h.conn.remote[1])
+        return format_address(self._fam, h.conn.remote[0], h.conn.remote[1])
 
     # -- passive open ----------------------------------------------------------------------------
     def listen(self, backlog: int = 128) -> None:
@@ -856,7 +872,7 @@ class StreamSocket(IothSocket):
                 if got is not None:
                     return got
         fd, name = self._accept()
-        sock = StreamSocket(self._stack, self.family, _socket.SOCK_STREAM, self.proto,
+        sock = StreamSocket(self._stack, self._fam, _socket.SOCK_STREAM, self.proto,
                             _fileno=fd)
         stack = self._stack
         with stack.lock:
@@ -870,7 +886,7 @@ class StreamSocket(IothSocket):
         if _socket.getdefaulttimeout() is None and self.gettimeout():
             sock.setblocking(True)
         conn = h.conn
-        return sock, format_address(self.family, conn.remote[0], conn.remote[1])
+        return sock, format_address(self._fam, conn.remote[0], conn.remote[1])
 
     def _accept_direct(self, lh: ListenHandle, timeout: float | None
                        ) -> tuple[StreamSocket, Address] | None:
@@ -930,7 +946,7 @@ class StreamSocket(IothSocket):
         h = StreamHandle(tcp, conn, eng)
         tcp.by_conn[conn] = h
         try:
-            sock = StreamSocket(self._stack, self.family, _socket.SOCK_STREAM, self.proto,
+            sock = StreamSocket(self._stack, self._fam, _socket.SOCK_STREAM, self.proto,
                                 _fileno=app.detach(), _handle=h)
         except BaseException:
             conn.abort()
@@ -941,7 +957,7 @@ class StreamSocket(IothSocket):
         h.on_event()  # what arrived already goes to the descriptor (select, other readers)
         if _socket.getdefaulttimeout() is None and self.gettimeout():
             sock.setblocking(True)
-        return sock, format_address(self.family, conn.remote[0], conn.remote[1])
+        return sock, format_address(self._fam, conn.remote[0], conn.remote[1])
 
     # -- active open -----------------------------------------------------------------------------
     def connect(self, address: Any) -> None:
@@ -975,7 +991,7 @@ class StreamSocket(IothSocket):
                     err, h.connect_error = h.connect_error, 0
                 return err
             return errno.EISCONN
-        dst, port, scope = parse_address(stack, self.family, address)
+        dst, port, scope = parse_address(stack, self._fam, address)
         assert dst is not None
         dst = unmap(dst)
         if self.family == _socket.AF_INET6 and len(dst) == 4 and self._v6only:
