@@ -32,10 +32,15 @@ minimal VDE clients (``ioth``'s ``vde://`` plug, then plain blocking ``send``/``
 64-byte frame through ``vde_switch`` and through ``ioth switch``, each burning ``--burn`` us of
 CPU on a large Python heap per frame (default 150, about what an ioth TCP end spends per
 round trip, so that the switch wakes up with cold caches as it does under ``bench_tcp`` rr).
-It prints round trips/s and the switch's CPU per frame (from /proc).  No namespaces needed.
+It prints round trips/s and the switch's CPU per frame (from /proc, every thread).  No
+namespaces needed.
+
+``ioth-epoll`` (in ``--only`` and in the ping-pong) is ``ioth switch`` with its previous data
+path, one epoll data thread for every datagram port (``PORT_THREADS=False``), measured in the
+same run as the default, a reader thread per port.
 
 Usage: ``python benchmarks/bench_switch.py [--time 5] [--rounds 1]
-[--only vde,ioth,inproc,offload,jumbo] [--micro] [--pingpong [--burn US]]``
+[--only vde,ioth,ioth-epoll,inproc,offload,jumbo] [--micro] [--pingpong [--burn US]]``
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ from tests.support.peers import Netns, ioth_cmd, run, stop_process
 CONFIGS = {
     "vde": "(a) vde_switch + vde_plug",
     "ioth": "ioth switch + vde_plug",
+    "ioth-epoll": "ioth switch (one epoll data thread) + vde_plug",
     "inproc": "(b) ioth switch, in-process taps",
     "offload": "ioth switch, in-process taps + offload",
     "jumbo": "(c) ioth switch, taps MTU 65520 + offload",
@@ -67,6 +73,20 @@ CONFIGS = {
 #: issue 2's targets: (b) at least twice vde_switch, (c) at least 8 Gbit/s
 TARGETS = {"inproc": "target >= 2.00x", "jumbo": "target >= 8000 Mbit/s"}
 JUMBO_MTU = 65520
+#: ``ioth switch`` variants measured side by side: settings of ioth.net.switch.server knobs
+VARIANTS = {"ioth": "", "ioth-epoll": "PORT_THREADS=False"}
+
+
+def switch_argv(kind: str, *args: str) -> list[str]:
+    """argv of ``ioth switch ARGS`` with the knobs of variant ``kind`` set (see VARIANTS)."""
+    tweak = VARIANTS.get(kind, "")
+    if not tweak:
+        return ioth_cmd("switch", *args)
+    sets = "; ".join(f"server.{name} = {value}" for name, value in
+                     (t.split("=", 1) for t in tweak.split(",")))
+    code = ("import sys; from ioth.net.switch import server; " + sets
+            + "; from ioth.cli.main import main; sys.argv[0] = 'ioth'; sys.exit(main())")
+    return [sys.executable, "-c", code, "switch", *args]
 
 
 def _wait(pred: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -102,12 +122,12 @@ def one_run(kind: str, seconds: int) -> float:
                          "jumbo": f"/offload/mtu={JUMBO_MTU}"}[kind]
                 ports = [arg for ns, tap in zip(spaces, taps, strict=True)
                          for arg in ("--port", f"tap://{tap}[netns={ns.name}/up{extra}]")]
-            procs.append(subprocess.Popen(ioth_cmd("switch", str(sw), *ports),
+            procs.append(subprocess.Popen(switch_argv(kind, str(sw), *ports),
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                           start_new_session=True))
         _wait(lambda: (sw / "ctl").exists())
         for i, (ns, tap) in enumerate(zip(spaces, taps, strict=True)):
-            if kind in ("vde", "ioth"):
+            if kind in ("vde", "ioth", "ioth-epoll"):
                 ns.popen(["vde_plug", f"vde://{sw}", f"tap://{tap}"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             _wait(lambda ns=ns, tap=tap: ns.run(["ip", "link", "show", tap],  # type: ignore[misc]
@@ -223,7 +243,7 @@ def pingpong(kind: str, seconds: float, burn: float) -> tuple[float, float]:
     a, b = bytes.fromhex("020000000001"), bytes.fromhex("020000000002")
     with tempfile.TemporaryDirectory(prefix="benchpp") as tmp:
         d = os.path.join(tmp, "sw")
-        argv = ["vde_switch", "-s", d] if kind == "vde" else ioth_cmd("switch", d)
+        argv = ["vde_switch", "-s", d] if kind == "vde" else switch_argv(kind, d)
         sw = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
         ctx = multiprocessing.get_context("fork")
@@ -272,12 +292,12 @@ def main() -> None:
     if args.micro:
         micro()
     if args.pingpong:
-        pp: dict[str, list[tuple[float, float]]] = {"vde": [], "ioth": []}
+        pp: dict[str, list[tuple[float, float]]] = {"vde": [], "ioth": [], "ioth-epoll": []}
         for _ in range(args.rounds):
             for kind in pp:
                 rate, us = pingpong(kind, args.time, args.burn)
                 pp[kind].append((rate, us))
-                print(f"  ping-pong through {kind:5s} {rate:8.0f} rt/s  switch {us:5.1f} us/frame",
+                print(f"  ping-pong through {kind:10s} {rate:8.0f} rt/s  switch {us:5.1f} us/frame",
                       flush=True)
         ref = statistics.median(us for _, us in pp["vde"])
         print(f"{'ping-pong (burn ' + str(args.burn) + ' us)':42s} {'rt/s':>9s} {'us/frame':>9s}"
