@@ -48,8 +48,9 @@ Notify = Callable[["TcpConnection | Listener"], None]
 QUIET_TIMERS = True
 #: Knob: a SYN for a listener goes straight to SYN-RECEIVED (no segment dispatch on LISTEN).
 HANDSHAKE_FASTPATH = True
-#: Knob: a due service pass with nothing to send (an ACK of everything in flight marks the TCB
-#: dirty) settles without a dispatch (TcpConnection._idle).
+#: Knob: a due service pass with nothing to send but perhaps an ACK (an ACK of everything in
+#: flight marks the TCB dirty) settles without the dispatch passes
+#: (TcpConnection._quiet_dispatch).
 IDLE_DISPATCH = True
 
 EPHEMERAL_LOW = 32768
@@ -270,11 +271,12 @@ class TcpLayer:
         # conn.dispatch inlined; when nothing is due and nothing else happens below, the
         # deadline it computed is the one to schedule (saves a second poll_at)
         t = conn.poll_at()
-        if (t is not None and t <= now and IDLE_DISPATCH and len(conn._sbuf) == conn._shead
-                and conn._idle(now)):
-            t = -1.0  # nothing to send: the dispatch's side effects only (see _idle)
-        elif t is not None and t <= now:
-            segs = conn._dispatch(now)
+        if t is not None and t <= now:
+            segs = None
+            if IDLE_DISPATCH and len(conn._sbuf) == conn._shead:
+                segs = conn._quiet_dispatch(now)  # nothing to send but an ACK: no passes
+            if segs is None:
+                segs = conn._dispatch(now)
             conn._dirty = False
             t = -1.0  # recompute below
             if segs:

@@ -105,22 +105,21 @@ class OutputMixin(TcbBase):
             out.append(self._mkseg(self.snd_nxt, ACK, b"", now))
         return out
 
-    def _idle(self, now: float) -> bool:
-        """Settle a due dispatch that would send nothing: True when :meth:`_dispatch` would
-        return no segment and only reset what this resets (typically right after an ACK of
-        everything sent, which marks the TCB dirty: a round trip's reply, a handshake);
-        False (nothing changed) when :meth:`_dispatch` must run.
+    def _quiet_dispatch(self, now: float) -> list[Segment] | None:
+        """:meth:`_dispatch` for a TCB with nothing to send but perhaps an ACK, without its
+        passes: None (nothing changed) when the full dispatch must run.
 
         Exactly :meth:`_dispatch` for an ESTABLISHED or CLOSE-WAIT TCB with nothing queued,
-        in flight, owed (ACK) or due (timer), no recovery episode and no TLP quota:
-        ``_transmit``'s nothing-to-send exit with an empty flight and ``_after_transmit``'s
-        no-ops."""
+        in flight or due but the delayed-ACK timer, no recovery episode and no TLP quota
+        (typically right after an ACK of everything sent, which marks the TCB dirty: a
+        round trip's reply, or a handshake or FIN that is owed an ACK): ``_transmit``'s
+        nothing-to-send exit with an empty flight, ``_after_transmit``'s no-ops, then the
+        ACK if one is owed."""
         st = self.state
         una = self.snd_una
         if (
             (st is not _ESTABLISHED and st is not _CLOSE_WAIT)
             or self._out
-            or self._ack_now
             or self._need_syn
             or self.snd_nxt != una
             or self._sseq + len(self._sbuf) - self._shead != una
@@ -136,16 +135,17 @@ class OutputMixin(TcbBase):
             or (self._close_at is not None and now >= self._close_at)
             or (self._rto_at is not None and now >= self._rto_at)
             or (self._tlp_at is not None and now >= self._tlp_at)
-            or (self._ack_at is not None and now >= self._ack_at)
             or (self._keep_at is not None and now >= self._keep_at)
         ):
-            return False
+            return None
+        # (a due delayed ACK is all _timers would do: owe the ACK)
         self._rtx_force = False
         if self.tso_max > self.mss << 1:
             self.tso_cut = self.mss
         self._persist_at = None
-        self._dirty = False
-        return True
+        if self._ack_now or (self._ack_at is not None and now >= self._ack_at):
+            return [self._mkseg(una, ACK, b"", now)]
+        return []
 
     def _transmit(self, now: float, out: list[Segment]) -> None:
         """Retransmissions (RFC 6675 NextSeg / RFC 6582), then new data, then FIN."""
