@@ -124,6 +124,8 @@ class TcpSockets:
         self.pending: dict[bytes, StreamHandle] = {}
         self.bound: dict[int, list[StreamSocket]] = {}
         self.engine = stack.runtime.engine
+        self.clock = stack.runtime.clock
+        self.core = stack.core
         # handles whose connection changed while the engine thread held the stack lock: served
         # by _deliver once that lock is released, so an application thread woken by the
         # AF_UNIX write finds the lock free (no futex wait, no GIL ping-pong)
@@ -290,9 +292,11 @@ class TcpSockets:
 
     def flush(self, conn: TcpConnection) -> None:
         """Let ``conn`` send what user calls queued (stack lock held)."""
-        now = self.stack.now()
+        now = self.clock()
         self.layer.flush(conn, now)
-        self.stack.core.drain_loopback(now)
+        core = self.core
+        if core.loopq:
+            core.drain_loopback(now)
 
     # -- local ports ------------------------------------------------------------------------------
     def in_use(self, sock: StreamSocket, addr: bytes | None, port: int) -> bool:

@@ -139,6 +139,7 @@ class StackRuntime:
         self.engine = engine
         self.clock: Callable[[], float] = engine.clock
         self.plugs: dict[int, Plug] = {}
+        self._timed: set[int] = set()  # interfaces whose plug has its own poll_at
         self._fds: dict[int, list[int]] = {}
         self._timer: TimerHandle | None = None
         self._timer_when: float | None = None
@@ -178,6 +179,10 @@ class StackRuntime:
     def attach(self, index: int, plug: Plug) -> None:
         """Start serving ``plug`` as the medium of interface ``index``."""
         self.plugs[index] = plug
+        if type(plug).poll_at is Plug.poll_at:
+            self._timed.discard(index)
+        else:
+            self._timed.add(index)
         fds = plug.filenos()
         self._fds[index] = fds
         self._poller = None
@@ -239,9 +244,10 @@ class StackRuntime:
                     self.detach(index)
                 else:  # serving inline: the engine removes it (detach waits for the engine)
                     self.engine.call_soon_threadsafe(functools.partial(self._drop, index, plug))
-            at = plug.poll_at()
-            if at is not None and not failed and index in self.plugs:
-                self.engine.call_at(at, lambda: self._readable(index))
+            if index in self._timed:
+                at = plug.poll_at()
+                if at is not None and not failed and index in self.plugs:
+                    self.engine.call_at(at, lambda: self._readable(index))
             self.flush()
             for hook in self.after_batch:
                 hook()
@@ -433,14 +439,8 @@ class StackRuntime:
                 end = deadline
                 if hold:
                     due = self._due
-                    if due is not None:
-                        if due <= clock():
-                            self._fire_inline()
-                            if ready is not None and ready():
-                                return True
-                            due = self._due
-                        if due is not None and (end is None or due < end):
-                            end = due
+                    if due is not None and (end is None or due < end):
+                        end = due
                 if end is None:
                     self._holder_wake = _INF
                     got = poller.poll()
@@ -450,10 +450,15 @@ class StackRuntime:
                     if left <= 0:
                         if deadline is not None and end >= deadline:
                             return False
-                        continue  # a timer fell due: fire it
+                        self._fire_inline()  # a timer fell due
+                        if ready is not None and ready():
+                            return True
+                        continue
                     got = poller.poll(left * 1000.0)
-                    if not got and deadline is not None and end >= deadline:
-                        return False
+                    if not got:
+                        if deadline is not None and end >= deadline:
+                            return False
+                        continue  # (a timer: fired at the next turn)
                 mine = False
                 served = False
                 for rfd, _ in got:
