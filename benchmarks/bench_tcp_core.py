@@ -343,6 +343,55 @@ def stack_connections(seconds: float, time_wait: float = 60.0
     return n / dt, total / n * 1e6, cpu[0] / n * 1e6, cpu[1] / n * 1e6
 
 
+def stack_round_trips(seconds: float) -> tuple[float, float]:
+    """64-byte round trips (TCP_NODELAY) between two StackCores (Ethernet, ARP, IPv4, the
+    fused receive path and the fast output; no plugs, no sockets), each direction delivered
+    as one batch like a runtime's read.  Returns (round trips/s, CPU us per round trip for
+    both ends: thread time of the whole loop)."""
+    sp = StackPair()
+    client, server = sp.cores
+    policy = TcpPolicy(nodelay=True)
+    listener = server.tcp.listen(80, policy=policy)
+    ctcp, stcp = client.tcp, server.tcp
+    c = ctcp.connect(A, B, 80, time.monotonic(), policy=policy)
+    sp.pump()
+    s = listener.accept()
+    assert s is not None
+    ifaces = sp.ifaces
+    msg = bytes(64)
+
+    def deliver(src: int, dst: int) -> None:
+        q = ifaces[src].txq
+        core = sp.cores[dst]
+        now = time.monotonic()
+        core.begin_batch()
+        while q:
+            core.input_frame(ifaces[dst].index, q.popleft(), now)
+        core.end_batch(now)
+
+    n = 0
+    cpu0 = time.thread_time()
+    t0 = time.perf_counter()
+    end = t0 + seconds
+    while time.perf_counter() < end:
+        for _ in range(200):
+            c.send(msg)
+            ctcp.flush(c, time.monotonic())
+            deliver(0, 1)
+            s.send(s.recv(4096))
+            stcp.flush(s, time.monotonic())
+            deliver(1, 0)
+            assert len(c.recv(4096)) == 64
+            now = time.monotonic()
+            for core in sp.cores:
+                d = core.next_deadline()
+                if d is not None and d <= now:
+                    core.poll(now)
+        n += 200
+    dt = time.perf_counter() - t0
+    return n / dt, (time.thread_time() - cpu0) / n * 1e6
+
+
 def memory_per_connection(n: int = 10_000) -> float:
     """Bytes allocated per established TCB (both ends counted), tables included."""
     import tracemalloc
@@ -366,7 +415,7 @@ def main() -> None:
     ap.add_argument("--mb", type=int, default=50, help="megabytes per bulk run")
     ap.add_argument("--seconds", type=float, default=2.0, help="duration of rate runs")
     ap.add_argument("--only", default="",
-                    help="comma-separated subset: bulk,stacks,onesided,rr,cps,stackcps,mem")
+                    help="comma-separated subset: bulk,stacks,onesided,rr,cps,stackcps,stackrr,mem")
     args = ap.parse_args()
     only = set(args.only.split(",")) if args.only else None
 
@@ -378,6 +427,10 @@ def main() -> None:
         rate, cpu, cus, sus = stack_connections(args.seconds)
         print(f"{'conn/s via 2 StackCores':<34}{rate:>12.0f} /s"
               f"   (CPU {cpu:.0f} us per connection: client {cus:.0f} us, server {sus:.0f} us)")
+    if want("stackrr"):
+        rate, cpu = stack_round_trips(args.seconds)
+        print(f"{'64-byte rt/s via 2 StackCores':<34}{rate:>12.0f} /s"
+              f"   (CPU {cpu:.1f} us per round trip, both ends)")
     if want("bulk"):
         for mtu in (1500, 9000, 65520):
             for batch in (False, True):

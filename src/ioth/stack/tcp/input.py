@@ -192,7 +192,8 @@ class InputMixin(TcbBase):
         return True
 
     def _syn_sent_syn(self, seg: Segment, now: float) -> None:
-        self._take_syn(seg)
+        # a SYN-ACK establishes at once: no SYN-ACK of ours will need the peer's options
+        self._take_syn(seg, not seg.flags & ACK)
         self.snd_wl1 = self.irs
         if seg.flags & ACK:
             ack = _unwrap(seg.ack, self.snd_una)
@@ -510,17 +511,18 @@ class InputMixin(TcbBase):
         elif st is _TIME_WAIT:
             self._close_at = now + self.policy.time_wait
 
-    def _take_syn(self, syn: Segment) -> None:
+    def _take_syn(self, syn: Segment, keep: bool = True) -> None:
         """The peer's SYN: IRS, RCV.NXT and the options (RFC 9293 3.7.1, RFC 7323 2.2/3.2,
-        RFC 2018 2).  Its options are kept for our SYN-ACK (and its retransmissions)."""
+        RFC 2018 2).  Its options are kept (``keep``) for our SYN-ACK and its retransmissions."""
         self.irs = syn.seq
         self.rcv_nxt = self.irs + 1
         self._rcv_adv = self.rcv_nxt
         self._last_ack_sent = self.rcv_nxt
-        self._peer_syn_opts = Segment(
-            syn.seq, 0, SYN, 0, b"", mss=syn.mss, wscale=syn.wscale, sack_perm=syn.sack_perm,
-            tsval=syn.tsval
-        )
+        if keep:
+            self._peer_syn_opts = Segment(
+                syn.seq, 0, SYN, 0, b"", mss=syn.mss, wscale=syn.wscale,
+                sack_perm=syn.sack_perm, tsval=syn.tsval
+            )
         p = self.policy
         v6 = len(self.remote[0]) == 16
         peer_mss = syn.mss if syn.mss else (1220 if v6 else 536)
