@@ -121,3 +121,31 @@ def test_request_response_with_direct_sends_and_inline_reads(tmp_path: Path,
         assert not errors
         c.close()
         srv.close()
+
+
+@pytest.mark.parametrize("default_timeout", [None, 30.0])
+def test_engine_ends_never_wait_whatever_the_default_timeout(
+        tmp_path: Path, default_timeout: float | None) -> None:
+    """Engine ends are used with MSG_DONTWAIT (no O_NONBLOCK ioctl); one made while
+    socket.setdefaulttimeout is in force would wait in Python before each call: it is made
+    non-blocking instead (a wait there would stall the engine or the inline server)."""
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(default_timeout)
+    try:
+        with network(tmp_path, 2) as (a, b):
+            srv, c, s = _pair(a, b, 7304)
+            for h in (c._h, s._h):
+                assert h is not None and h.eng is not None
+                assert h.eng.gettimeout() in (None, 0.0)
+            blob = os.urandom(600_000)
+            got: list[bytes] = []
+            t = threading.Thread(target=lambda: got.append(_drain(s, False)))
+            t.start()
+            c.sendmsg([blob])  # through the descriptor: the pump reads the engine end
+            c.shutdown(socket.SHUT_WR)
+            t.join(30)
+            assert got == [hashlib.sha256(blob).digest() + len(blob).to_bytes(8, "big")]
+            for x in (c, s, srv):
+                x.close()
+    finally:
+        socket.setdefaulttimeout(old)

@@ -93,6 +93,14 @@ def _bigbuf(s: Any) -> None:
             pass
 
 
+def _nowait(eng: _csocket.socket) -> None:
+    """An engine end never waits: every call on it says MSG_DONTWAIT, so a blocking
+    descriptor needs no O_NONBLOCK (one ioctl less per connection); only a socket object
+    with a timeout (socket.setdefaulttimeout) would wait in Python first: it gets none."""
+    if eng.gettimeout() is not None:
+        eng.setblocking(False)
+
+
 def _unix(fd: int) -> _csocket.socket:
     """An AF_UNIX view of descriptor ``fd`` (detach it, do not close it)."""
     return _csocket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
@@ -282,7 +290,7 @@ class TcpSockets:
                 lst.close()
                 raise
         eng = _csocket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, efd)
-        eng.setblocking(False)
+        _nowait(eng)
         return eng
 
     def next_name(self) -> bytes:
@@ -446,7 +454,7 @@ class StreamHandle:
             if space <= 0:
                 break
             try:
-                data = eng.recv(min(space, CHUNK))
+                data = eng.recv(min(space, CHUNK), _DONTWAIT)
             except BlockingIOError:
                 drained = True
                 break
@@ -541,7 +549,7 @@ class StreamHandle:
             if self.out:
                 view = memoryview(self.out)[self.out_off:]
                 try:
-                    n = eng.send(view)
+                    n = eng.send(view, _DONTWAIT)
                 except BlockingIOError:
                     if self.bigbuf:
                         break
@@ -601,7 +609,7 @@ class StreamHandle:
         eng = self.eng
         while self.junk and eng is not None:
             try:
-                got = eng.recv(self.junk)
+                got = eng.recv(self.junk, _DONTWAIT)
             except OSError:
                 break
             if not got:
@@ -945,7 +953,7 @@ class StreamSocket(IothSocket):
             return None
         app, eng = _csocket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
         q.popleft()
-        eng.setblocking(False)
+        _nowait(eng)
         tcp = self._tcp
         h = StreamHandle(tcp, conn, eng)
         tcp.by_conn[conn] = h
