@@ -226,8 +226,9 @@ class StackRuntime:
                     if not frames:
                         break
                     now = self.clock()
-                    for frame in frames:
-                        core.input_frame(index, frame, now)
+                    # (input_frames: what input_frame does frame by frame inside a batch,
+                    # the checksums of the list summed together)
+                    core.input_frames(index, frames, now)
                     if len(frames) < RECV_BATCH:
                         break
             except PlugClosedError:
