@@ -206,3 +206,48 @@ def test_release_ends_the_reader_thread(tmp_path: os.PathLike[str],
     assert not any(t.is_alive() for t in _readers() if t not in before and directory in t.name)
     b.close()
     c.close()
+
+
+def test_clients_come_and_go_under_traffic(mode_server: tuple[str, SwitchServer, str],
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    """Ports released while frames flow through them: no error, no thread left behind, and
+    the ports that stay keep switching."""
+    mode, srv, directory = mode_server
+    stay_a, stay_b = Client(directory, 1500), Client(directory, 1500)
+    stop = threading.Event()
+
+    def blast(client: Client) -> None:
+        frame = BCAST + MACS[0] + b"\x08\x00" + bytes(46)
+        while not stop.is_set():
+            try:
+                client.data.send(frame)
+            except OSError:
+                return  # its port went away
+
+    try:
+        for _ in range(15):
+            churn = [Client(directory, 1500) for _ in range(3)]
+            blasters = [threading.Thread(target=blast, args=(c,)) for c in churn]
+            for t in blasters:
+                t.start()
+            for c in churn:
+                c.ctl.close()  # the switch releases the port while its client still sends
+            wait_for(lambda: srv.active_ports() == [1, 2], 5, 0.01, "churned ports released")
+            stop.set()
+            for t in blasters:
+                t.join(5)
+            stop.clear()
+            for c in churn:
+                c.data.close()
+            while not stay_b.nothing():  # the flood the churned ports made
+                pass
+        stay_a.data.send(BCAST + MACS[3] + b"\x08\x00" + bytes(46))
+        assert stay_b.recv() == BCAST + MACS[3] + b"\x08\x00" + bytes(46), mode
+        assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")], mode
+        if srv.port_threads:
+            wait_for(lambda: len([t for t in _readers() if directory in t.name]) == 2, 5,
+                     what="only the two remaining readers")
+    finally:
+        stop.set()
+        stay_a.close()
+        stay_b.close()
