@@ -13,6 +13,7 @@ import pytest
 
 from ioth.stack.core import StackCore
 from ioth.stack.tcp import layer as layer_mod
+from ioth.stack.tcp import output as output_mod
 from ioth.stack.tcp import stackhook
 from ioth.stack.tcp.connection import State, TcpConnection
 from ioth.stack.tcp.policy import TcpPolicy
@@ -26,6 +27,7 @@ KNOBS = [
     (layer_mod, "IDLE_DISPATCH"),
     (stackhook, "ROUTE_ONCE"),
     (stackhook, "FAST_OUTPUT"),
+    (output_mod, "SMALL_SEND"),
 ]
 
 
@@ -198,7 +200,8 @@ def _tcb_state(conn: TcpConnection) -> dict[str, object]:
     return out
 
 
-def _rr_states(v6: bool, loss: float, seed: int) -> tuple[list[object], list[bytes]]:
+def _rr_states(v6: bool, loss: float, seed: int, options: bool = True
+               ) -> tuple[list[object], list[bytes]]:
     """Round trips (small and multi-segment messages) on one connection under loss; the
     full TCB state of both ends after every step."""
     net = VirtualNet(seed)
@@ -214,7 +217,8 @@ def _rr_states(v6: bool, loss: float, seed: int) -> tuple[list[object], list[byt
         a.add_addr4(ia.index, ip("192.0.2.1"), 24, 0)
         b.add_addr4(ib.index, ip("192.0.2.2"), 24, 0)
         sa, sb = ip("192.0.2.1"), ip("192.0.2.2")
-    policy = TcpPolicy(nodelay=True, keepalive=True, keepidle=0.5, keepintvl=0.2)
+    policy = TcpPolicy(nodelay=True, keepalive=True, keepidle=0.5, keepintvl=0.2,
+                       timestamps=options, sack=options, window_scaling=options)
     listener = b.tcp.listen(80, policy=policy)
     states: list[object] = []
     for _attempt in range(5):  # under heavy loss a connect may fail (neighbour resolution)
@@ -253,15 +257,19 @@ def _rr_states(v6: bool, loss: float, seed: int) -> tuple[list[object], list[byt
     return states, list(hub.frames)
 
 
-@pytest.mark.parametrize(("v6", "loss", "seed"), [
-    (False, 0.0, 11), (False, 0.1, 12), (True, 0.05, 13), (False, 0.2, 14), (True, 0.2, 15),
+@pytest.mark.parametrize(("v6", "loss", "seed", "options"), [
+    (False, 0.0, 11, True), (False, 0.1, 12, True), (True, 0.05, 13, True),
+    (False, 0.2, 14, True), (True, 0.2, 15, True), (False, 0.0, 16, False),
+    (False, 0.1, 17, False),
 ])
 def test_round_trips_keep_every_tcb_field(
-        monkeypatch: pytest.MonkeyPatch, v6: bool, loss: float, seed: int) -> None:
+        monkeypatch: pytest.MonkeyPatch, v6: bool, loss: float, seed: int,
+        options: bool) -> None:
+    """Also without timestamps, SACK and window scaling (RTT timing by Karn's rule)."""
     _knobs(monkeypatch, False)
-    general = _rr_states(v6, loss, seed)
+    general = _rr_states(v6, loss, seed, options)
     _knobs(monkeypatch, True)
-    fast = _rr_states(v6, loss, seed)
+    fast = _rr_states(v6, loss, seed, options)
     assert fast[1] == general[1]
     for i, (x, y) in enumerate(zip(fast[0], general[0], strict=True)):
         assert x == y, f"TCB state differs after step {i}"

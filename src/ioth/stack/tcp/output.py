@@ -21,6 +21,10 @@ from ioth.stack.tcp.state import (
 )
 from ioth.stack.tcp.tcb import TcbBase
 
+#: Knob (A/B, tests): one segment's worth of new data with nothing in flight takes a short
+#: path of :meth:`OutputMixin._transmit` (same segments and state as the general path).
+SMALL_SEND = True
+
 
 class OutputMixin(TcbBase):
     """Output: when to run, what to send, and how each segment is built."""
@@ -177,6 +181,45 @@ class OutputMixin(TcbBase):
                 self._cwnd_limited = True
             self._persist_at = None
             return
+        n = data_end - nxt
+        if (
+            SMALL_SEND and nxt == una and fin_seq < 0 and 0 < n <= mss and n <= self.snd_wnd
+            and not self._rerxt and not self._ooo and not self._sacked_bytes
+            and self._high_rxt >= self._lost_edge and self._lost_edge <= una
+        ):
+            # One segment's worth of new data with nothing in flight (a request, a reply):
+            # the general path below with pipe 0, its retransmission loops empty and one
+            # pass of the new-data loop.
+            restart = 0
+            if now - self._last_data_tx > self.rto:
+                # RFC 5681 4.1 restart window (as below)
+                restart = self.policy.initial_window * self.mss
+                if self.cc.cwnd > restart:
+                    cwnd = restart + self._inflate
+                else:
+                    restart = 0
+            if n <= cwnd:  # (else the general path, which decides the same restart)
+                self._rtx_force = False
+                if self.tso_max > mss << 1:
+                    self.tso_cut = mss
+                if restart:
+                    self.cc.cwnd = restart
+                end = nxt + n
+                out.append(self._data_segment(nxt, end, data_end, -1, now))
+                self._last_data_tx = now
+                if self._rtt_seq < 0 and not self.ts_ok:
+                    self._rtt_seq = end
+                    self._rtt_time = now
+                self.snd_nxt = end
+                if self._rto_at is None:
+                    self._rto_at = now + self.rto
+                limited = n + mss > cwnd
+                if limited or n > self._max_flight or una >= self._max_flight_seq:
+                    self._max_flight = n
+                    self._max_flight_seq = end
+                    self._cwnd_limited = limited
+                self._persist_at = None
+                return
         if self._ooo and self.sack_ok:
             mss -= 2 + 8 * min(len(self._ooo), 3 if self.ts_ok else 4) + 2
         # TSO: super-segments of whole MSS-sized pieces (the interface's plug cuts them at
