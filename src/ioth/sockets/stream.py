@@ -16,7 +16,10 @@ The application's descriptor is an AF_UNIX SOCK_STREAM socket:
   readiness and the bytes of every other reader (select/poll/asyncio, ssl, other processes).
 * listening sockets: an AF_UNIX *listening* socket; each connection accepted by the stack is
   connected to it from a new engine end, so the descriptor is readable exactly when ``accept``
-  has something and the kernel implements blocking, timeouts and non-blocking accepts.
+  has something and the kernel implements blocking, timeouts and non-blocking accepts.  A
+  blocking ``accept`` whose thread serves the plugs inline takes the connections that arrive
+  while it waits straight from the stack, on a fresh AF_UNIX pair
+  (``StreamSocket._accept_direct``), once nothing waits in the descriptor.
 * a non-blocking ``connect`` fills the application end's (shrunken) send buffer with bytes the
   pump discards when the handshake ends, so the descriptor turns writable exactly when the
   connection is established or failed (then ``SO_ERROR`` tells which), as asyncio expects.

@@ -4,6 +4,11 @@ The engine thread reads plugs and fires the stack's single timer; application th
 protocol code directly under the stack's lock (core locking) and flush queued frames to the plugs
 themselves.  One engine can serve many stacks (the default: a process-wide shared engine started
 on first use), or a stack can own an engine thread ("one thread, one node").
+
+An application thread about to block on an ioth socket serves its stack's plugs and timers
+itself meanwhile (:meth:`StackRuntime.serve_until`) and keeps them for a short lease after;
+a timerfd that the end of each such wait pushes forward gives them back to the engine when the
+lease ends, so the engine does not wake while the thread keeps coming back.
 """
 
 from __future__ import annotations
