@@ -246,7 +246,49 @@ class _Glue:
                 tcplen = hlen + plen
                 v6 = r.v6
                 if tcplen + (40 if v6 else 20) <= iface.mtu:
-                    return self._one(r, iface, conn, seg, payload, plen, hlen, tcplen, tsval, v6)
+                    # the loop below for this one segment, without its set-up (same frame)
+                    seq = seg.seq
+                    ack = seg.ack
+                    offflags = (hlen << 10) | seg.flags
+                    window = seg.window
+                    s = r.addr_sum + tcplen + r.ports + seq + ack + offflags + window
+                    if plen:
+                        s += partial_sum(payload)
+                    if tsval is not None:
+                        tsecr = seg.tsecr
+                        s += _TS_WORDS + tsval + tsecr
+                    c = s % 0xFFFF
+                    csum = 0xFFFF - c if c else 0
+                    local, sport = conn.local
+                    dport = conn.remote[1]
+                    if v6:
+                        if tsval is not None:
+                            hdr = _V6TS.pack(0x60000000, tcplen, PROTO_TCP, iface.hop_limit,
+                                             local, remote, sport, dport, seq, ack, offflags,
+                                             window, csum, 0, _TS_KIND, tsval, tsecr)
+                        else:
+                            hdr = _V6.pack(0x60000000, tcplen, PROTO_TCP, iface.hop_limit,
+                                           local, remote, sport, dport, seq, ack, offflags,
+                                           window, csum, 0)
+                    else:
+                        ip4 = core.ip4
+                        ttl = ip4.default_ttl
+                        iplen = tcplen + 20
+                        ident = ip4.ident = (ip4.ident + 1) & 0xFFFF
+                        c = (0x4500 + _DF + (ttl << 8) + r.addr_sum + iplen + ident) % 0xFFFF
+                        ipsum = 0xFFFF - c if c else 0
+                        if tsval is not None:
+                            hdr = _V4TS.pack(0x45, 0, iplen, ident, _DF, ttl, PROTO_TCP, ipsum,
+                                             local, remote, sport, dport, seq, ack, offflags,
+                                             window, csum, 0, _TS_KIND, tsval, tsecr)
+                        else:
+                            hdr = _V4.pack(0x45, 0, iplen, ident, _DF, ttl, PROTO_TCP, ipsum,
+                                           local, remote, sport, dport, seq, ack, offflags,
+                                           window, csum, 0)
+                    txq.append(b"".join((eth, hdr, payload)))
+                    iface.tx_frames += 1
+                    core.counters["ipv6.tx" if v6 else "ipv4.tx"] += 1
+                    return 1
         sums = None if offload or len(segs) < 2 else _payload_sums(segs)
         v6 = r.v6
         addr_sum = r.addr_sum
@@ -338,54 +380,6 @@ class _Glue:
             iface.tx_frames += sent
             core.counters["ipv6.tx" if v6 else "ipv4.tx"] += sent
         return sent
-
-
-    def _one(self, r: TxRoute, iface: Interface, conn: TcpConnection, seg: Segment,
-             payload: bytes | bytearray | memoryview, plen: int, hlen: int, tcplen: int,
-             tsval: int | None, v6: bool) -> int:
-        """:meth:`fast_output` of one segment without options other than Timestamps that
-        fits the MTU, checksummed here (the loop of :meth:`fast_output`, same frame)."""
-        seq = seg.seq
-        ack = seg.ack
-        offflags = (hlen << 10) | seg.flags
-        window = seg.window
-        s = r.addr_sum + tcplen + r.ports + seq + ack + offflags + window
-        if plen:
-            s += partial_sum(payload)
-        if tsval is not None:
-            tsecr = seg.tsecr
-            s += _TS_WORDS + tsval + tsecr
-        c = s % 0xFFFF
-        csum = 0xFFFF - c if c else 0
-        local, sport = conn.local
-        remote, dport = conn.remote
-        core = self.core
-        if v6:
-            if tsval is not None:
-                hdr = _V6TS.pack(0x60000000, tcplen, PROTO_TCP, iface.hop_limit, local, remote,
-                                 sport, dport, seq, ack, offflags, window, csum, 0,
-                                 _TS_KIND, tsval, tsecr)
-            else:
-                hdr = _V6.pack(0x60000000, tcplen, PROTO_TCP, iface.hop_limit, local, remote,
-                               sport, dport, seq, ack, offflags, window, csum, 0)
-        else:
-            ip4 = core.ip4
-            ttl = ip4.default_ttl
-            iplen = tcplen + 20
-            ident = ip4.ident = (ip4.ident + 1) & 0xFFFF
-            c = (0x4500 + _DF + (ttl << 8) + r.addr_sum + iplen + ident) % 0xFFFF
-            ipsum = 0xFFFF - c if c else 0
-            if tsval is not None:
-                hdr = _V4TS.pack(0x45, 0, iplen, ident, _DF, ttl, PROTO_TCP, ipsum, local,
-                                 remote, sport, dport, seq, ack, offflags, window, csum, 0,
-                                 _TS_KIND, tsval, tsecr)
-            else:
-                hdr = _V4.pack(0x45, 0, iplen, ident, _DF, ttl, PROTO_TCP, ipsum, local,
-                               remote, sport, dport, seq, ack, offflags, window, csum, 0)
-        iface.txq.append(b"".join((r.eth, hdr, payload)))
-        iface.tx_frames += 1
-        core.counters["ipv6.tx" if v6 else "ipv4.tx"] += 1
-        return 1
 
 
 def _payload_sums(segs: list[Segment]) -> list[int]:
