@@ -934,7 +934,9 @@ class StreamSocket(IothSocket):
                     taken = self._take_accepted(lh)
                 if q:
                     lh.on_event()  # the others (or all: no wait, an error) to the descriptor
-                stack.runtime.flush()
+                    stack.runtime.flush()
+                elif taken is not None:
+                    stack.runtime.flush()
         if taken is not None:
             return taken
         if got is False:
@@ -1581,7 +1583,8 @@ class StreamSocket(IothSocket):
                         self._tcp.pump.watch(h.fd, 0, h.on_pump)
             self._unbind()
             stack._sockets.discard(self)
-            stack.runtime.flush()
+            if not inline:  # (inline: nothing was queued yet, closed_by_app flushes)
+                stack.runtime.flush()
         _ss.close(self)
         if inline:
             assert h is not None
