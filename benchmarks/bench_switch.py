@@ -204,9 +204,12 @@ def _pp_peer(directory: str, me: bytes, other: bytes, role: str, seconds: float,
     sock.setblocking(True)
     frame = other + me + b"\x08\x00" + bytes(50)
     stop = other + me + b"\x08\x00STOP" + bytes(46)
-    sock.send(frame)  # the switch learns us
+    # the switch learns us; the echo does not answer this one (one frame in flight, not two)
+    sock.send(other + me + b"\x08\x00LRN." + bytes(46))
     if role == "echo":
-        while sock.recv(2000)[14:18] != b"STOP":
+        while (kind := sock.recv(2000)[14:18]) != b"STOP":
+            if kind == b"LRN.":
+                continue
             _burn(burn)
             sock.send(frame)
     else:
