@@ -30,8 +30,11 @@ from ioth.stack.tcp.segment import ACK, CWR, FIN, PSH, RST, SYN, Segment, decode
 from ioth.stack.tcp.state import (
     _CLOSE_WAIT,
     _CLOSED,
+    _CLOSING,
     _ESTABLISHED,
     _FIN_WAIT_1,
+    _FIN_WAIT_2,
+    _LAST_ACK,
     _SYN_RECEIVED,
     _SYN_SENT,
     _TIME_WAIT,
@@ -44,7 +47,9 @@ RouteInfo = Callable[[tuple[bytes, int], tuple[bytes, int]], tuple[int, int, Any
 Notify = Callable[["TcpConnection | Listener"], None]
 
 #: Knob (for A/B measurements): a timer entry that finds nothing due re-arms without a
-#: service pass (dispatch, queue moves, notify); off: every entry runs :meth:`_service`.
+#: service pass (dispatch, queue moves, notify), and a TCB whose output is over (TIME-WAIT,
+#: FIN-WAIT-2, CLOSING, LAST-ACK) or that has no deadline left drops its earlier entry
+#: instead of being woken up for nothing; off: every entry runs :meth:`_service`.
 QUIET_TIMERS = True
 #: Knob: a SYN for a listener goes straight to SYN-RECEIVED (no segment dispatch on LISTEN).
 HANDSHAKE_FASTPATH = True
@@ -56,6 +61,7 @@ IDLE_DISPATCH = True
 EPHEMERAL_LOW = 32768
 EPHEMERAL_HIGH = 60999
 _ESTABLISHED_LIKE = frozenset({_ESTABLISHED, _CLOSE_WAIT})
+_ENDING = frozenset({_FIN_WAIT_2, _CLOSING, _LAST_ACK, _TIME_WAIT})
 _ANY4 = bytes(4)
 _ANY6 = bytes(16)
 
@@ -314,14 +320,19 @@ class TcpLayer:
                 del self.connections[key]
             conn.layer_deadline = None
         else:
-            # _schedule inlined: a later deadline keeps the earlier heap entry
+            # _schedule inlined: a later deadline keeps the earlier heap entry (it fires
+            # early, finds nothing due and re-arms), except once the TCB's output is over
+            # (TIME-WAIT...: its deadlines no longer move per segment), where the earlier
+            # entry goes stale instead of waking the runtime up for nothing
             if t == -1.0:
                 t = conn.poll_at()
             if t is not None:
                 d = conn.layer_deadline
-                if d is None or t < d:
+                if d is None or t < d or (t > d and QUIET_TIMERS and conn.state in _ENDING):
                     conn.layer_deadline = t
                     heapq.heappush(self._heap, (t, next(self._tick), conn))
+            elif QUIET_TIMERS:
+                conn.layer_deadline = None  # nothing pending: an earlier entry goes stale
         notify = self.notify
         if notify is not None:
             notify(conn)
