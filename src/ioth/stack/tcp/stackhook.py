@@ -239,56 +239,63 @@ class _Glue:
             # one segment (ACKs, handshake, round trips): without the batch set-up below
             seg = segs[0]
             tsval = seg.tsval
+            opts = b""
             if seg.mss is None and seg.wscale is None and not seg.sack_perm and not seg.sack:
-                payload = seg.payload
-                plen = len(payload)
                 hlen = 20 if tsval is None else 32
-                tcplen = hlen + plen
-                v6 = r.v6
-                if tcplen + (40 if v6 else 20) <= iface.mtu:
-                    # the loop below for this one segment, without its set-up (same frame)
-                    seq = seg.seq
-                    ack = seg.ack
-                    offflags = (hlen << 10) | seg.flags
-                    window = seg.window
-                    s = r.addr_sum + tcplen + r.ports + seq + ack + offflags + window
-                    if plen:
-                        s += partial_sum(payload)
+            else:  # SYN options or SACK blocks
+                opts = options_bytes(seg)
+                tsval = None
+                hlen = 20 + len(opts)
+            payload = seg.payload
+            plen = len(payload)
+            tcplen = hlen + plen
+            v6 = r.v6
+            if tcplen + (40 if v6 else 20) <= iface.mtu:
+                # the loop below for this one segment, without its set-up (same frame)
+                seq = seg.seq
+                ack = seg.ack
+                offflags = (hlen << 10) | seg.flags
+                window = seg.window
+                s = r.addr_sum + tcplen + r.ports + seq + ack + offflags + window
+                if plen:
+                    s += partial_sum(payload)
+                if tsval is not None:
+                    tsecr = seg.tsecr
+                    s += _TS_WORDS + tsval + tsecr
+                elif opts:
+                    s += int.from_bytes(opts, "big")
+                c = s % 0xFFFF
+                csum = 0xFFFF - c if c else 0
+                local, sport = conn.local
+                dport = conn.remote[1]
+                if v6:
                     if tsval is not None:
-                        tsecr = seg.tsecr
-                        s += _TS_WORDS + tsval + tsecr
-                    c = s % 0xFFFF
-                    csum = 0xFFFF - c if c else 0
-                    local, sport = conn.local
-                    dport = conn.remote[1]
-                    if v6:
-                        if tsval is not None:
-                            hdr = _V6TS.pack(0x60000000, tcplen, PROTO_TCP, iface.hop_limit,
-                                             local, remote, sport, dport, seq, ack, offflags,
-                                             window, csum, 0, _TS_KIND, tsval, tsecr)
-                        else:
-                            hdr = _V6.pack(0x60000000, tcplen, PROTO_TCP, iface.hop_limit,
-                                           local, remote, sport, dport, seq, ack, offflags,
-                                           window, csum, 0)
+                        hdr = _V6TS.pack(0x60000000, tcplen, PROTO_TCP, iface.hop_limit,
+                                         local, remote, sport, dport, seq, ack, offflags,
+                                         window, csum, 0, _TS_KIND, tsval, tsecr)
                     else:
-                        ip4 = core.ip4
-                        ttl = ip4.default_ttl
-                        iplen = tcplen + 20
-                        ident = ip4.ident = (ip4.ident + 1) & 0xFFFF
-                        c = (0x4500 + _DF + (ttl << 8) + r.addr_sum + iplen + ident) % 0xFFFF
-                        ipsum = 0xFFFF - c if c else 0
-                        if tsval is not None:
-                            hdr = _V4TS.pack(0x45, 0, iplen, ident, _DF, ttl, PROTO_TCP, ipsum,
-                                             local, remote, sport, dport, seq, ack, offflags,
-                                             window, csum, 0, _TS_KIND, tsval, tsecr)
-                        else:
-                            hdr = _V4.pack(0x45, 0, iplen, ident, _DF, ttl, PROTO_TCP, ipsum,
-                                           local, remote, sport, dport, seq, ack, offflags,
-                                           window, csum, 0)
-                    txq.append(b"".join((eth, hdr, payload)))
-                    iface.tx_frames += 1
-                    core.counters["ipv6.tx" if v6 else "ipv4.tx"] += 1
-                    return 1
+                        hdr = _V6.pack(0x60000000, tcplen, PROTO_TCP, iface.hop_limit,
+                                       local, remote, sport, dport, seq, ack, offflags,
+                                       window, csum, 0) + opts
+                else:
+                    ip4 = core.ip4
+                    ttl = ip4.default_ttl
+                    iplen = tcplen + 20
+                    ident = ip4.ident = (ip4.ident + 1) & 0xFFFF
+                    c = (0x4500 + _DF + (ttl << 8) + r.addr_sum + iplen + ident) % 0xFFFF
+                    ipsum = 0xFFFF - c if c else 0
+                    if tsval is not None:
+                        hdr = _V4TS.pack(0x45, 0, iplen, ident, _DF, ttl, PROTO_TCP, ipsum,
+                                         local, remote, sport, dport, seq, ack, offflags,
+                                         window, csum, 0, _TS_KIND, tsval, tsecr)
+                    else:
+                        hdr = _V4.pack(0x45, 0, iplen, ident, _DF, ttl, PROTO_TCP, ipsum,
+                                       local, remote, sport, dport, seq, ack, offflags,
+                                       window, csum, 0) + opts
+                txq.append(b"".join((eth, hdr, payload)))
+                iface.tx_frames += 1
+                core.counters["ipv6.tx" if v6 else "ipv4.tx"] += 1
+                return 1
         sums = None if offload or len(segs) < 2 else _payload_sums(segs)
         v6 = r.v6
         addr_sum = r.addr_sum
