@@ -585,7 +585,7 @@ class TcpLayer:
         conn.process(seg, now, predict)
         batch = self._batch
         if batch is not None:
-            if conn.unacked_rx >= self.batch_ack_segments * conn.rcv_mss:
+            if conn._unacked_rx >= self.batch_ack_segments * conn._rcv_mss:
                 # no stretch ACK of a whole batch: send now; end_batch still services it
                 # (queues, notify), so this costs no wake-up of the application
                 self._send(conn, conn.dispatch(now))
