@@ -251,3 +251,33 @@ def test_clients_come_and_go_under_traffic(mode_server: tuple[str, SwitchServer,
         stop.set()
         stay_a.close()
         stay_b.close()
+
+
+def test_a_slow_receiver_of_a_cached_flow_loses_frames_counted(
+        mode_server: tuple[str, SwitchServer, str]) -> None:
+    """Frames a full receiver cannot take are dropped, never waited for, and every one of them
+    is counted (reader threads send a cached flow's frames without the lock)."""
+    mode, srv, directory = mode_server
+    a, b, c = Client(directory, 9000), Client(directory, 9000), Client(directory, 9000)
+    try:
+        for x, mac in ((a, MACS[0]), (b, MACS[1])):
+            x.data.send(BCAST + mac + b"\x08\x00" + bytes(46))
+        for x in (a, b, c):
+            while not x.nothing():
+                pass
+        frame = MACS[1] + MACS[0] + b"\x08\x00" + bytes(9000)
+        for _ in range(1500):  # 13 MB: more than the switch's socket buffer (4 MB, doubled)
+            a.data.send(frame)
+        a.data.send(BCAST + MACS[0] + b"\x08\x00" + bytes(46))  # c sees it once all are through
+        assert c.recv() == BCAST + MACS[0] + b"\x08\x00" + bytes(46), mode
+        got = 0
+        while not b.nothing():
+            got += 1
+        with srv.lock:
+            counters = srv.core.ports[2].counters
+            assert counters.drop_send > 0, mode
+            # the broadcast is the last frame b was offered (it may have been dropped too)
+            assert got + counters.drop_send == 1501, (mode, got, counters.drop_send)
+    finally:
+        for x in (a, b, c):
+            x.close()

@@ -143,8 +143,8 @@ def derive_modes(mode: int | None, dirmode: int | None) -> tuple[int, int]:
 class _Endpoint:
     """One attachment to a port: a datagram socket (VDE client or socketpair) or a plug."""
 
-    __slots__ = ("ctl", "description", "fds", "max_frame", "path", "plug", "port", "quiet",
-                 "reader", "send", "sock", "timer")
+    __slots__ = ("batch", "ctl", "description", "fds", "max_frame", "path", "plug", "port",
+                 "quiet", "reader", "send", "sending", "sock", "timer")
 
     def __init__(self, port: int, max_frame: int, description: str) -> None:
         self.port = port
@@ -161,6 +161,10 @@ class _Endpoint:
         self.quiet = 0
         #: the port's reader thread (datagram ports, :data:`PORT_THREADS`)
         self.reader: threading.Thread | None = None
+        #: the reader thread is sending batch number ``batch`` without the server's lock (both
+        #: set under the lock; see :meth:`SwitchServer.release`)
+        self.sending = False
+        self.batch = 0
         #: send one frame: ``send(frame, socket.MSG_DONTWAIT)``; returns something false or
         #: raises OSError when it could not go
         self.send: Callable[[bytes, int], object] = _refuse
@@ -221,6 +225,12 @@ class SwitchServer:
         #: ports made by :meth:`create_port`: they keep their configuration while unplugged
         self.persistent: set[int] = set()
         self._tx: dict[int, tuple[Callable[[bytes, int], object], ...]] = {}
+        #: the same for ports whose endpoints are all datagram sockets: a reader thread sends
+        #: a cached flow's frame to them after letting the lock go (plugs may not be thread
+        #: safe: frames to them are sent under the lock)
+        self._tx_free: dict[int, tuple[Callable[[bytes, int], object], ...]] = {}
+        #: endpoints with a reader thread
+        self._readers: set[_Endpoint] = set()
         self._pending: dict[int, tuple[socket.socket, bytearray, int | None]] = {}
         self._listeners: dict[int, tuple[socket.socket, str, int | None]] = {}
         self._sweep: TimerHandle | None = None
@@ -342,7 +352,7 @@ class SwitchServer:
         else:
             self.core.set_max_frame(ep.port, min(e.max_frame for e in [*eps, ep]))
         eps.append(ep)
-        self._tx[ep.port] = tuple(e.send for e in eps)
+        self._set_tx(ep.port, eps)
 
     def _detach(self, ep: _Endpoint) -> None:
         """Remove ``ep``; the port goes when its last endpoint does.  Caller holds the lock."""
@@ -351,16 +361,25 @@ class SwitchServer:
             return
         eps.remove(ep)
         if eps:
-            self._tx[ep.port] = tuple(e.send for e in eps)
+            self._set_tx(ep.port, eps)
             self.core.set_max_frame(ep.port, min(e.max_frame for e in eps))
         else:
             del self._endpoints[ep.port]
             self._tx.pop(ep.port, None)
+            self._tx_free.pop(ep.port, None)
             with contextlib.suppress(SwitchConfigError):
                 if ep.port in self.persistent:
                     self.core.set_active(ep.port, False)
                 else:
                     self.core.remove_port(ep.port)
+
+    def _set_tx(self, port: int, eps: list[_Endpoint]) -> None:
+        """Update the send functions of ``port``; caller holds the lock."""
+        self._tx[port] = sends = tuple(e.send for e in eps)
+        if all(e.plug is None for e in eps):
+            self._tx_free[port] = sends
+        else:
+            self._tx_free.pop(port, None)
 
     def create_port(self, port: int) -> None:
         """Create port ``port`` before anyone plugs in, so that it can be configured; it is
@@ -451,6 +470,7 @@ class SwitchServer:
                 ep.reader = threading.Thread(
                     target=self._port_loop, args=(ep, sock), daemon=True,
                     name=f"ioth-switch-port{ep.port} {self.directory}")
+                self._readers.add(ep)
                 ep.reader.start()
         else:
             assert ep.sock is not None
@@ -554,8 +574,11 @@ class SwitchServer:
         """A datagram port's reader thread: block in ``recv``, switch the frame, repeat.
 
         No ``epoll_wait`` per frame and no EAGAIN probe: at low rates a frame costs a wake-up,
-        a ``recv`` and a ``send``, as in vde_switch.  The forwarding cache is tried first.
-        :meth:`release` ends the thread (``shutdown`` makes the ``recv`` return b"")."""
+        a ``recv`` and a ``send``, as in vde_switch.  The forwarding cache is tried first; a
+        cached flow's frame to a datagram port is sent after the lock is let go, so that the
+        other ports' threads need not wait for the ``send`` (:meth:`release` keeps a socket
+        open while such a send may use it).  :meth:`release` ends the thread (``shutdown``
+        makes the ``recv`` return b"")."""
         recv = sock.recv
         acquire = self._lock.acquire
         unlock = self._lock.release
@@ -564,8 +587,10 @@ class SwitchServer:
         forward = core.forward
         count_drop = core.count_send_drop
         tx = self._tx
+        tx_free = self._tx_free
         clock = self.engine.clock
         port = ep.port
+        dontwait = _DONTWAIT
         errors = 0
         while True:
             try:
@@ -584,6 +609,7 @@ class SwitchServer:
                     return
                 continue
             errors = 0
+            free: tuple[Callable[[bytes, int], object], ...] | None = None
             acquire()
             try:
                 if ep.sock is not sock:
@@ -592,9 +618,14 @@ class SwitchServer:
                 out = cached(port, frame, now)
                 if out is not None:
                     egress = out.number
+                    free = tx_free.get(egress)
+                    if free is not None:
+                        ep.batch += 1
+                        ep.sending = True
+                        continue  # the sends follow, without the lock
                     for send in tx.get(egress, ()):
                         try:
-                            if not send(frame, _DONTWAIT):
+                            if not send(frame, dontwait):
                                 count_drop(egress)
                         except OSError:
                             count_drop(egress)
@@ -605,7 +636,7 @@ class SwitchServer:
                 for egress, data in forward(port, frame, now):
                     for send in tx.get(egress, ()):
                         try:
-                            if not send(data, _DONTWAIT):
+                            if not send(data, dontwait):
                                 count_drop(egress)
                         except OSError:
                             count_drop(egress)
@@ -613,6 +644,20 @@ class SwitchServer:
                 log.exception("switch %s: port %d: receive failed", self.directory, port)
             finally:
                 unlock()
+                if free is not None:
+                    try:
+                        for send in free:
+                            try:
+                                if not send(frame, dontwait):
+                                    self._count_drop(egress)
+                            except OSError:
+                                self._count_drop(egress)
+                    finally:
+                        ep.sending = False
+
+    def _count_drop(self, port: int) -> None:
+        with self._lock:
+            self.core.count_send_drop(port)
 
     def _forget_data_fd(self, fd: int) -> bool:
         """Stop serving ``fd`` on the data thread (False if it was not there)."""
@@ -776,9 +821,19 @@ class SwitchServer:
                 ep.timer.cancel()
             sock, ep.sock = ep.sock, None  # the data thread stops using it from here on
             reader, ep.reader = ep.reader, None
+            self._readers.discard(ep)
+            # reader threads sending now (without the lock) may hold this endpoint's send
+            # function: its socket stays open until they are done
+            busy = [(r, r.batch) for r in self._readers if r.sending]
         for fd in fds:
             if fd >= 0 and not self._forget_data_fd(fd):
                 self.engine.remove_reader(fd)
+        if busy and sock is not None:
+            deadline = time.monotonic() + 1.0
+            while any(r.sending and r.batch == b for r, b in busy):
+                if time.monotonic() > deadline:  # never seen: sends do not wait
+                    break
+                time.sleep(0.0002)
         if sock is not None:
             if reader is not None:
                 # wake the reader out of its recv (it returns b"") and let it go before the
