@@ -22,11 +22,12 @@ section 3):
   blocked in ``recv``: a frame costs a wake-up, a ``recv`` and a ``send`` (``MSG_DONTWAIT``),
   as in vde_switch, where an ``epoll`` loop adds an ``epoll_wait`` (and its Python objects) per
   frame at low rates, which is where a switch spends its time.  The cost: when several ports
-  are busy at once their threads take turns on the GIL (about 10 % more CPU per frame for
-  kernel TCP through two ``vde_plug`` ports at full speed).  ``PORT_THREADS = False`` keeps the
-  previous design, one ``epoll`` data thread for every datagram port.  Everything else
-  (control connections, the console, ageing, plug ports) stays on the engine; every thread
-  takes the server's lock to switch a frame.
+  are busy at once their threads take turns on the GIL (up to ~10 % more CPU per frame for
+  kernel TCP through two ``vde_plug`` ports at full speed); a cached flow's frame is sent after
+  the lock is let go, so that the threads do not wait on the lock as well.
+  ``PORT_THREADS = False`` keeps the previous design, one ``epoll`` data thread for every
+  datagram port.  Everything else (control connections, the console, ageing, plug ports) stays
+  on the engine; every thread takes the server's lock to switch a frame.
 
 Any other plug (``tap://t0``, ``vxvde://``, ...) can be a port too (:meth:`add_plug`), served
 by the same engine thread.  Everything but the datagram ports runs on one
