@@ -327,11 +327,11 @@ class TcbBase:
         self.snd_una = self.snd_nxt = self.iss
         self._sseq = self.iss + 1
         self._recover = self._lost_edge = self._high_rxt = self.iss
-        buf = self.policy.recv_buffer
         ws = 0
         if self.policy.window_scaling:
-            while ws < _MAX_WSCALE and (buf >> ws) > 0xFFFF:
-                ws += 1
+            # the smallest shift that brings the buffer under 64 KiB (RFC 7323 2.3), at most 14
+            ws = self.policy.recv_buffer.bit_length() - 16
+            ws = 0 if ws < 0 else _MAX_WSCALE if ws > _MAX_WSCALE else ws
         self.rcv_wscale = ws
 
     def _set_closed(self, err: int | None = None) -> None:
