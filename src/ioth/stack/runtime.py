@@ -441,17 +441,22 @@ class StackRuntime:
             hold = self._hold
             self.inline_waits += 1
             poller.register(fd, events)
+            due = None
             while True:
                 end = deadline
                 if hold:
                     due = self._due
                     if due is not None and (end is None or due < end):
                         end = due
+                self._holder_wake = _INF if end is None else end
+                if hold and self._due != due:
+                    # another thread's flush set a deadline after this thread read it, and may
+                    # have seen the previous wake-up time (then it left the timer to this
+                    # thread): read it again (_holder_wake is written before _due is re-read)
+                    continue
                 if end is None:
-                    self._holder_wake = _INF
                     got = poller.poll()
                 else:
-                    self._holder_wake = end
                     left = end - clock()
                     if left <= 0:
                         if deadline is not None and end >= deadline:
