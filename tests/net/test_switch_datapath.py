@@ -181,7 +181,9 @@ def test_a_burst_crosses_complete_and_in_order(mode_server: tuple[str, SwitchSer
 
 
 def _readers() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("ioth-switch-port")]
+    # enumerate() lists a thread being started before is_alive() says so: count live ones
+    return [t for t in threading.enumerate()
+            if t.name.startswith("ioth-switch-port") and t.is_alive()]
 
 
 def test_release_ends_the_reader_thread(tmp_path: os.PathLike[str],
