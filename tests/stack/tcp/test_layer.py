@@ -171,12 +171,15 @@ def test_time_wait_is_reused_by_a_newer_syn() -> None:
     link.run_until(lambda: client.state is State.CLOSE_WAIT)
     client.close()
     link.a.flush(client, link.now)
-    link.run_until(lambda: server.state is State.TIME_WAIT and client.state is State.CLOSED)
+    key = (*server.local, *server.remote)
+    link.run_until(lambda: key in link.b.time_wait and client.state is State.CLOSED)
+    assert server.state is State.CLOSED and key not in link.b.connections  # compact TIME-WAIT
     # server side is in TIME-WAIT; the same client port connects again later
     link.now += 10.0
     again = link.a.connect(link.addr_a, link.addr_b, 80, link.now, sport=40000)
     link.run_until(lambda: bool(listener.accept_queue), limit=50.0)
     assert again.state is State.ESTABLISHED
+    assert key not in link.b.time_wait and link.b.tw_reused == 1
 
 
 def test_close_listener_resets_pending() -> None:

@@ -19,7 +19,8 @@ def _run(link: Link, size: int, limit: float = 900.0) -> Transfer:
     t.check()
     # both sides closed: wait out TIME-WAIT; nothing may remain
     link.run_until(
-        lambda: not link.a.connections and not link.b.connections, limit=limit, pump=t.pump
+        lambda: not link.a.connections and not link.b.connections
+        and not link.a.time_wait and not link.b.time_wait, limit=limit, pump=t.pump
     )
     assert client.state is State.CLOSED and server.state is State.CLOSED
     assert client.error is None and server.error is None

@@ -39,6 +39,7 @@ from ioth.stack.tcp.state import (
     _SYN_SENT,
     _TIME_WAIT,
 )
+from ioth.stack.tcp.timewait import TW_CHALLENGE, TW_CLOSE, TW_REUSE, TimeWait, syn_reuses
 from ioth.wire.errors import WireError
 
 Output = Callable[[bytes, bytes, bytes], None]
@@ -57,6 +58,15 @@ HANDSHAKE_FASTPATH = True
 #: flight marks the TCB dirty) settles without the dispatch passes
 #: (TcpConnection._quiet_dispatch).
 IDLE_DISPATCH = True
+#: Knob: a connection entering TIME-WAIT (nothing unread, nothing owed) is replaced in the
+#: table by a compact :class:`~ioth.stack.tcp.timewait.TimeWait` record (as Linux's timewait
+#: sockets; same frames), expired in order without a timer entry each, at most
+#: ``policy.max_tw_buckets`` of them; off: the full TCB stays for the whole TIME-WAIT.
+COMPACT_TIME_WAIT = True
+#: Expiry of compact TIME-WAIT entries is batched: the layer's deadline is the earliest
+#: expiry plus this slack, so a busy server is not woken up once per entry (an entry past its
+#: expiry is treated as gone at once when a segment arrives for it).
+TW_SLACK = 0.1
 
 EPHEMERAL_LOW = 32768
 EPHEMERAL_HIGH = 60999
@@ -174,6 +184,26 @@ class TcpLayer:
         take them whole (neighbour unresolved, path MTU entry, route without TSO)."""
         self.resets_sent = 0
         self.table_full = 0
+        # compact TIME-WAIT (COMPACT_TIME_WAIT)
+        self.time_wait: dict[tuple[bytes, int, bytes, int], TimeWait] = {}
+        """Connections in compact TIME-WAIT by 4-tuple (not in :attr:`connections`; they do
+        not count against ``max_connections``, as Linux's timewait buckets)."""
+        self._tw_queues: dict[float, deque[TimeWait]] = {}
+        """Entries by TIME-WAIT length, each deque in expiry order (a restarted entry is
+        appended again; its earlier occurrence is skipped)."""
+        self._tw_due: float | None = None
+        """When the earliest compact entry expires (plus :data:`TW_SLACK`)."""
+        self._tw_chal_window = 0.0
+        self._tw_chal_count = 0
+        self.tw_compacted = 0
+        """Connections that entered compact TIME-WAIT."""
+        self.tw_overflow = 0
+        """Connections that skipped TIME-WAIT because ``max_tw_buckets`` entries existed
+        (Linux: "time wait bucket table overflow")."""
+        self.tw_reused = 0
+        """TIME-WAIT 4-tuples taken by a new SYN (RFC 6191)."""
+        self.tw_killed = 0
+        """TIME-WAIT entries ended by a RST (RFC 1337 assassination, as Linux by default)."""
 
     # ------------------------------------------------------------------ helpers
 
@@ -319,6 +349,8 @@ class TcpLayer:
             if self.connections.get(key) is conn:
                 del self.connections[key]
             conn.layer_deadline = None
+        elif conn.state is _TIME_WAIT and COMPACT_TIME_WAIT and self._compact(conn, now):
+            pass
         else:
             # _schedule inlined: a later deadline keeps the earlier heap entry (it fires
             # early, finds nothing due and re-arms), except once the TCB's output is over
@@ -373,7 +405,8 @@ class TcpLayer:
         start = self.rng.randrange(span)
         for i in range(span):
             port = EPHEMERAL_LOW + (start + i) % span
-            if (src, port, dst, dport) not in self.connections:
+            key = (src, port, dst, dport)
+            if key not in self.connections and key not in self.time_wait:
                 return port
         raise OSError(_errno.EADDRNOTAVAIL, os.strerror(_errno.EADDRNOTAVAIL))
 
@@ -397,7 +430,10 @@ class TcpLayer:
         if not sport:
             sport = self.ephemeral_port(src, dst, dport)
         key = (src, sport, dst, dport)
-        if key in self.connections:
+        tw = self.time_wait.get(key)
+        if tw is not None and tw.expiry < now:
+            self._tw_forget(tw)
+        if key in self.connections or key in self.time_wait:
             raise OSError(_errno.EADDRINUSE, f"{os.strerror(_errno.EADDRINUSE)} (port {sport})")
         conn = self._new_conn((src, sport), (dst, dport), policy or self.policy)
         conn.connect(now)
@@ -463,7 +499,8 @@ class TcpLayer:
 
     def info(self) -> list[TcpInfo]:
         """Introspection of every connection (for an ``ss``-like listing)."""
-        return [conn.info() for conn in self.connections.values()]
+        return [conn.info() for conn in self.connections.values()] + [
+            tw.info() for tw in self.time_wait.values()]
 
     def listing(self) -> list[str]:
         """``ss -tni``-like lines: listeners, then connections."""
@@ -476,6 +513,7 @@ class TcpLayer:
                 f" overflows:{listener.syn_dropped + listener.ack_dropped}"
             )
         lines.extend(str(conn.info()) for conn in self.connections.values())
+        lines.extend(str(tw.info()) for tw in self.time_wait.values())
         return lines
 
     def begin_batch(self) -> None:
@@ -501,12 +539,13 @@ class TcpLayer:
     def poll_at(self) -> float | None:
         """Earliest deadline of any connection (0.0: now), None if nothing is pending."""
         heap = self._heap
+        tw = self._tw_due
         while heap:
             t, _, conn = heap[0]
             if conn.layer_deadline == t:
-                return t
+                return tw if tw is not None and tw < t else t
             heapq.heappop(heap)
-        return None
+        return tw
 
     def on_timer(self, now: float) -> None:
         """Run every connection whose deadline is due."""
@@ -526,6 +565,130 @@ class TcpLayer:
                     continue
             conn.layer_deadline = None
             self._service(conn, now)
+        tw = self._tw_due
+        if tw is not None and tw <= now:
+            self._tw_expire(now)
+
+    # ------------------------------------------------------------------ compact TIME-WAIT
+
+    def _compact(self, conn: TcpConnection, now: float) -> bool:
+        """Replace ``conn`` (TIME-WAIT, just serviced) by a :class:`TimeWait` record, or
+        close it when ``max_tw_buckets`` records exist.  False (keep the full TCB for now):
+        something unread, owed or pending, or a zero TIME-WAIT, or not in the table.
+
+        As Linux (``tcp_time_wait`` then ``tcp_done``), the TCB itself becomes CLOSED without
+        an error: whoever still holds it (a socket) reads the same end of stream as before,
+        and the 4-tuple's TIME-WAIT lives on in :attr:`time_wait`."""
+        close_at = conn._close_at
+        if (
+            conn._rlen or conn._ooo or conn._out or conn._ack_now or conn._dirty
+            or conn._ack_at is not None or conn._dsack_pending is not None
+            or close_at is None or close_at <= now or conn.listener is not None
+        ):
+            return False
+        la, lp = conn.local
+        ra, rp = conn.remote
+        key = (la, lp, ra, rp)
+        if self.connections.get(key) is not conn:
+            return False
+        del self.connections[key]
+        conn.layer_deadline = None  # its heap entry goes stale
+        conn._set_closed()
+        if len(self.time_wait) >= self.policy.max_tw_buckets:
+            self.tw_overflow += 1  # as Linux: the connection skips TIME-WAIT
+            return True
+        policy = conn.policy
+        ws = conn.rcv_wscale
+        cap = policy.recv_buffer
+        step = cap >> 1
+        if conn.mss_local < step:
+            step = conn.mss_local
+        rcv = conn.rcv_nxt
+        tw = TimeWait(
+            key, policy, conn.snd_nxt & MASK, rcv & MASK, conn._rcv_adv - rcv,
+            (cap >> ws) << ws, step, ws, conn.ts_recent,
+            conn._ts_offset if conn.ts_ok else None, conn._ts_last, conn.sack_ok,
+            conn.max_snd_wnd, close_at,
+        )
+        self.time_wait[key] = tw
+        length = policy.time_wait
+        q = self._tw_queues.get(length)
+        if q is None:
+            q = self._tw_queues[length] = deque()
+        q.append(tw)
+        due = close_at + TW_SLACK
+        if self._tw_due is None or due < self._tw_due:
+            self._tw_due = due
+        self.tw_compacted += 1
+        return True
+
+    def _tw_forget(self, tw: TimeWait) -> None:
+        """Drop ``tw`` from the table (its deque occurrences are skipped later)."""
+        if self.time_wait.get(tw.key) is tw:
+            del self.time_wait[tw.key]
+
+    def _tw_expire(self, now: float) -> None:
+        """Forget every compact entry whose TIME-WAIT is over; re-arm :attr:`_tw_due`."""
+        table = self.time_wait
+        due: float | None = None
+        for length, q in list(self._tw_queues.items()):
+            while q:
+                tw = q[0]
+                if tw.queued > 1:  # restarted: a later occurrence holds its place
+                    tw.queued -= 1
+                    q.popleft()
+                    continue
+                if table.get(tw.key) is not tw:  # reset or reused already
+                    q.popleft()
+                    continue
+                if tw.expiry <= now:
+                    q.popleft()
+                    del table[tw.key]
+                    continue
+                t = tw.expiry + TW_SLACK
+                if due is None or t < due:
+                    due = t
+                break
+            if not q:
+                del self._tw_queues[length]
+        self._tw_due = due
+
+    def _tw_input(self, tw: TimeWait, seg: Segment, now: float) -> bool:
+        """A segment for a compact TIME-WAIT entry: True if handled, False if the 4-tuple
+        is free now (expired, or a SYN reuses it: the caller gives the SYN to a listener)."""
+        if tw.expiry < now:  # (the full TCB still answers at its expiry instant)
+            self._tw_forget(tw)
+            return False
+        expiry = tw.expiry
+        verdict, ack = tw.input(seg, now)
+        if verdict == TW_REUSE:
+            self.tw_reused += 1
+            self._tw_forget(tw)
+            return False
+        if verdict == TW_CLOSE:
+            self.tw_killed += 1
+            self._tw_forget(tw)
+            return True
+        if verdict == TW_CHALLENGE:
+            # RFC 5961 7: rate-limited (one budget for all compact entries of the layer)
+            if now - self._tw_chal_window >= 1.0:
+                self._tw_chal_window = now
+                self._tw_chal_count = 0
+            if self._tw_chal_count < self.policy.challenge_ack_limit:
+                self._tw_chal_count += 1
+                ack = tw.ack(now)
+        if tw.expiry != expiry:  # 2*MSL restarted: queue it again at the tail
+            q = self._tw_queues.get(tw.policy.time_wait)
+            if q is None:
+                q = self._tw_queues[tw.policy.time_wait] = deque()
+            q.append(tw)
+            tw.queued += 1
+            if self._tw_due is None:
+                self._tw_due = tw.expiry + TW_SLACK
+        if ack is not None:
+            la, lp, ra, rp = tw.key
+            self._emit(la, lp, ra, rp, ack)
+        return True
 
     # ------------------------------------------------------------------ input
 
@@ -547,15 +710,21 @@ class TcpLayer:
             # closed while its output waited in a batch: forget it now
             self._service(conn, now)
             conn = None
+        if conn is None and self.time_wait:
+            tw = self.time_wait.get((dst, dport, src, sport))
+            if tw is not None and self._tw_input(tw, seg, now):
+                return
         if conn is not None:
             flags = seg.flags
             if (
                 conn.state is _TIME_WAIT
                 and flags & (SYN | ACK | RST) == SYN
-                and 0 < (seg.seq - conn.rcv_nxt) & MASK < 0x80000000
+                and syn_reuses(seg.seq, seg.tsval, conn.rcv_nxt & MASK, conn.ts_ok,
+                               conn.ts_recent)
             ):
-                # RFC 9293 3.10.7.4 / RFC 6191: a new SYN may reopen a TIME-WAIT 4-tuple if its
-                # sequence number is above RCV.NXT.
+                # RFC 9293 3.10.7.4 / RFC 6191: a new SYN may reopen a TIME-WAIT 4-tuple if
+                # its timestamp is newer or (no timestamps) its sequence number is above
+                # RCV.NXT.
                 conn.reopen_time_wait()
                 self._service(conn, now)
                 self._to_listener(src, sport, dst, dport, seg, now)

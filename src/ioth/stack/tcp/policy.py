@@ -26,6 +26,8 @@ synack_retries       5         SYN-ACK retransmissions of a half-open connection
 retries              15        RTO expirations in a row before ETIMEDOUT
 delayed_ack          0.04 s    delayed-ACK timer (ACK at least every 2nd full segment)
 time_wait            60 s      TIME-WAIT (2*MSL)
+max_tw_buckets       262144    compact TIME-WAIT entries of a stack (stack policy); beyond
+                               it a closing connection skips TIME-WAIT (counted)
 fin_timeout          60 s      FIN-WAIT-2 limit after close()
 keepalive..keepcnt   off/2h/75s/9 keepalive defaults
 nodelay              no        disable Nagle
@@ -79,6 +81,10 @@ class TcpPolicy:
     """Delayed-ACK time (RFC 9293 3.8.6.3: less than 0.5 s)."""
     time_wait: float = 60.0
     """TIME-WAIT length (2*MSL)."""
+    max_tw_buckets: int = 262144
+    """Like Linux ``tcp_max_tw_buckets``: at most this many connections of a stack wait in
+    (compact) TIME-WAIT; beyond it a connection skips TIME-WAIT (``TcpLayer.tw_overflow``
+    counts them).  Read from the stack's policy, not a connection's."""
     fin_timeout: float = 60.0
     """How long a closed (orphaned) connection may stay in FIN-WAIT-2."""
     keepalive: bool = False
@@ -161,7 +167,7 @@ class TcpPolicy:
             if getattr(self, name) < 1:
                 raise ConfigError(f"tcp {name} must be at least 1, got {getattr(self, name)}")
         for name in ("syn_retries", "synack_retries", "retries", "challenge_ack_limit",
-                     "abc_limit"):
+                     "abc_limit", "max_tw_buckets"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"tcp {name} must not be negative, got {getattr(self, name)}")
         times = ("min_rto", "max_rto", "initial_rto", "keepidle", "keepintvl")
