@@ -353,7 +353,7 @@ def test_stack_scenarios_send_the_same_frames(monkeypatch: pytest.MonkeyPatch, v
 
     monkeypatch.setattr(layer_mod, "TimeWait", Counted)
     compact = _scenario(v6, loss, seed)
-    assert len(made) >= 3  # the scenario did go through compact TIME-WAIT
+    assert made  # the scenario did go through compact TIME-WAIT
     frames_c, frames_f = cast(list[bytes], compact[0]), cast(list[bytes], full[0])
     assert len(frames_c) == len(frames_f)
     for i, (x, y) in enumerate(zip(frames_c, frames_f, strict=True)):

@@ -24,6 +24,11 @@ from ioth.stack.tcp.tcb import TcbBase
 #: Knob (A/B, tests): one segment's worth of new data with nothing in flight takes a short
 #: path of :meth:`OutputMixin._transmit` (same segments and state as the general path).
 SMALL_SEND = True
+#: Knob: a read sends a pure window update only under Linux's rule too (tcp_cleanup_rbuf: the
+#: new window at least twice the one advertised now, the new window bounded as by Linux's
+#: rcv_ssthresh); off: whenever the window opens by min(buffer/2, 2 MSS) after it fell under
+#: half the buffer.
+LINUX_WINDOW_UPDATE = True
 
 
 class OutputMixin(TcbBase):
@@ -522,5 +527,18 @@ class OutputMixin(TcbBase):
             return
         free = cap - self._rlen
         if self.rcv_nxt + free - self._rcv_adv >= min(cap // 2, 2 * self.mss_local):
+            if LINUX_WINDOW_UPDATE:
+                # Linux tcp_cleanup_rbuf: only if the window we would advertise now is at
+                # least twice the one the peer has.  Linux bounds that new window by
+                # rcv_ssthresh, which starts at the handshake's window and grows by at most
+                # 2 MSS per segment received: bounded here by the handshake window plus twice
+                # the bytes received (no per-segment state).  So the first small read of a
+                # connection (64-byte request, 64 KiB advertised against a 1 MiB buffer)
+                # sends no window update; a window the sender filled still reopens at once.
+                new = 0xFFFF + 2 * (self.rcv_nxt - self.irs)
+                if new > free:
+                    new = free
+                if new < 2 * adv:
+                    return
             self._ack_now = True
             self._dirty = True
