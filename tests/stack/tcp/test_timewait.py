@@ -157,6 +157,7 @@ def test_syn_with_newer_timestamp_reuses_the_4_tuple() -> None:
                              tsval=s.ts(1000), sack_perm=True, wscale=7), s.t0 + 2.0)
         assert [o.flags for o in out] == [SYN | ACK]
         assert out[0].ack == (s.rcv_nxt - 999) & MASK and out[0].tsecr == s.ts(1000)
+        assert out[0].seq == (s.snd_nxt + 65537) & MASK  # above the old sequence space
         conn = s.link.b.connections[s.key]
         assert conn.state is State.SYN_RECEIVED and conn in listener.syn_queue
         assert s.key not in s.link.b.time_wait
@@ -174,6 +175,7 @@ def test_syn_without_timestamps_needs_a_higher_sequence_number() -> None:
         out = s.send(Segment((s.rcv_nxt + 70000) & MASK, 0, SYN, 65535, mss=1460),
                      s.t0 + 2.0)
         assert [o.flags for o in out] == [SYN | ACK] and not s.in_tw()
+        assert out[0].seq == (s.snd_nxt + 65537) & MASK
         return len(out)
     both(run, options=False)
 

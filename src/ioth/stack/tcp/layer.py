@@ -39,7 +39,14 @@ from ioth.stack.tcp.state import (
     _SYN_SENT,
     _TIME_WAIT,
 )
-from ioth.stack.tcp.timewait import TW_CHALLENGE, TW_CLOSE, TW_REUSE, TimeWait, syn_reuses
+from ioth.stack.tcp.timewait import (
+    TW_CHALLENGE,
+    TW_CLOSE,
+    TW_KEEP,
+    TW_REUSE,
+    TimeWait,
+    syn_reuses,
+)
 from ioth.wire.errors import WireError
 
 Output = Callable[[bytes, bytes, bytes], None]
@@ -653,22 +660,23 @@ class TcpLayer:
                 del self._tw_queues[length]
         self._tw_due = due
 
-    def _tw_input(self, tw: TimeWait, seg: Segment, now: float) -> bool:
-        """A segment for a compact TIME-WAIT entry: True if handled, False if the 4-tuple
-        is free now (expired, or a SYN reuses it: the caller gives the SYN to a listener)."""
+    def _tw_input(self, tw: TimeWait, seg: Segment, now: float) -> int:
+        """A segment for a compact TIME-WAIT entry: ``TW_KEEP`` if handled, ``TW_CLOSE`` if
+        the 4-tuple is free now (expired) or ``TW_REUSE`` (a SYN reuses it): the caller then
+        gives the segment to a listener."""
         if tw.expiry < now:  # (the full TCB still answers at its expiry instant)
             self._tw_forget(tw)
-            return False
+            return TW_CLOSE
         expiry = tw.expiry
         verdict, ack = tw.input(seg, now)
         if verdict == TW_REUSE:
             self.tw_reused += 1
             self._tw_forget(tw)
-            return False
+            return TW_REUSE
         if verdict == TW_CLOSE:
             self.tw_killed += 1
             self._tw_forget(tw)
-            return True
+            return TW_KEEP
         if verdict == TW_CHALLENGE:
             # RFC 5961 7: rate-limited (one budget for all compact entries of the layer)
             if now - self._tw_chal_window >= 1.0:
@@ -688,7 +696,7 @@ class TcpLayer:
         if ack is not None:
             la, lp, ra, rp = tw.key
             self._emit(la, lp, ra, rp, ack)
-        return True
+        return TW_KEEP
 
     # ------------------------------------------------------------------ input
 
@@ -710,10 +718,15 @@ class TcpLayer:
             # closed while its output waited in a batch: forget it now
             self._service(conn, now)
             conn = None
+        iss: int | None = None
         if conn is None and self.time_wait:
             tw = self.time_wait.get((dst, dport, src, sport))
-            if tw is not None and self._tw_input(tw, seg, now):
-                return
+            if tw is not None:
+                verdict = self._tw_input(tw, seg, now)
+                if verdict == TW_KEEP:
+                    return
+                if verdict == TW_REUSE:
+                    iss = tw.snd_nxt + 65537  # as Linux: above the old incarnation's space
         if conn is not None:
             flags = seg.flags
             if (
@@ -727,11 +740,11 @@ class TcpLayer:
                 # RCV.NXT.
                 conn.reopen_time_wait()
                 self._service(conn, now)
-                self._to_listener(src, sport, dst, dport, seg, now)
+                self._to_listener(src, sport, dst, dport, seg, now, conn.snd_nxt + 65537)
                 return
             self.conn_input(conn, seg, now)
             return
-        self._to_listener(src, sport, dst, dport, seg, now)
+        self._to_listener(src, sport, dst, dport, seg, now, iss)
 
     def conn_input(self, conn: TcpConnection, seg: Segment, now: float,
                    predict: bool = True) -> None:
@@ -763,8 +776,13 @@ class TcpLayer:
             self._service(conn, now)
 
     def _to_listener(
-        self, src: bytes, sport: int, dst: bytes, dport: int, seg: Segment, now: float
+        self, src: bytes, sport: int, dst: bytes, dport: int, seg: Segment, now: float,
+        iss: int | None = None,
     ) -> None:
+        """A segment for no connection: to a listener (SYN, cookie ACK) or answered with a
+        RST.  ``iss``: a SYN reopening a TIME-WAIT 4-tuple; the new connection's ISS (Linux
+        ``tcp_timewait_state_process``: the old SND.NXT + 65537, so that the new sequence
+        space starts above the old one, RFC 9293 3.10.7.4 / RFC 1122 4.2.2.13)."""
         listeners = self.listeners
         listener = (
             listeners.get((dst, dport))
@@ -802,6 +820,8 @@ class TcpLayer:
         if conn.state is not _SYN_RECEIVED:
             self._service(conn, now)
             return
+        if iss is not None:
+            conn.rebase_iss(iss & MASK or 1)
         conn.listener = listener
         listener.syn_queue.add(conn)
         self.connections[(dst, dport, src, sport)] = conn

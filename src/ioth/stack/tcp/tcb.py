@@ -334,6 +334,15 @@ class TcbBase:
             ws = 0 if ws < 0 else _MAX_WSCALE if ws > _MAX_WSCALE else ws
         self.rcv_wscale = ws
 
+    def rebase_iss(self, iss: int) -> None:
+        """Use ``iss`` as our initial sequence number instead of the generator's (a SYN that
+        reopened a TIME-WAIT 4-tuple), before our SYN or SYN-ACK is sent."""
+        self.iss = iss
+        self.snd_una = self.snd_nxt = iss
+        self._sseq = iss + 1
+        self._recover = self._lost_edge = self._high_rxt = iss
+        self.snd_wl2 = iss
+
     def _set_closed(self, err: int | None = None) -> None:
         if err is not None and self.error is None and not self._user_closed:
             self.error = err
