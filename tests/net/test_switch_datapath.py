@@ -1,8 +1,8 @@
 """The switch server's data paths agree with the sans-IO engine, frame by frame.
 
-Datagram ports are served either by a reader thread per port (``PORT_THREADS``, the default) or
-by one epoll data thread, which serves quiet ports inline through the forwarding cache
-(``FAST_PATH``) or through the general receive function.  Every mode must deliver exactly the
+Datagram ports are served either by one epoll data thread (the default), which serves quiet
+ports inline through the forwarding cache (``FAST_PATH``) or through the general receive
+function, or by a reader thread per port (``PORT_THREADS``).  Every mode must deliver exactly the
 frames a plain :class:`SwitchCore` computes for the same input, to the same ports, and end with
 the same counters; releasing a port must end its reader thread.
 """

@@ -18,16 +18,17 @@ section 3):
 * Data sockets have large buffers and sends never wait (``MSG_DONTWAIT``): a slow or dead port
   never stalls the others; EAGAIN/ENOBUFS drop the frame and count it on the port
   (``drop_send``).
-* The datagram socket of each port (VDE client, socketpair) has a reader thread of its own,
-  blocked in ``recv``: a frame costs a wake-up, a ``recv`` and a ``send`` (``MSG_DONTWAIT``),
-  as in vde_switch, where an ``epoll`` loop adds an ``epoll_wait`` (and its Python objects) per
-  frame at low rates, which is where a switch spends its time.  The cost: when several ports
-  are busy at once their threads take turns on the GIL (up to ~10 % more CPU per frame for
-  kernel TCP through two ``vde_plug`` ports at full speed); a cached flow's frame is sent after
-  the lock is let go, so that the threads do not wait on the lock as well.
-  ``PORT_THREADS = False`` keeps the previous design, one ``epoll`` data thread for every
-  datagram port.  Everything else (control connections, the console, ageing, plug ports) stays
-  on the engine; every thread takes the server's lock to switch a frame.
+* The datagram sockets of ports (VDE clients, socketpairs) are served by a data thread of the
+  server's own, started with the first such port: a bare ``epoll`` loop that serves a quiet
+  port's frame inline (one ``recv``, the forwarding cache, one ``send``), with nothing else to
+  look after (at low rates a wake-up per frame is the main cost of a switch).
+  ``PORT_THREADS = True`` gives each port a reader thread of its own blocked in ``recv``
+  instead: 2 syscalls per frame instead of 3 and ~10 % less CPU per frame, but measured slower
+  in round trips (the thread that a client's ``send`` wakes directly waits longer for a CPU
+  than the epoll thread does: 25-30 us against 11-22 us per wake-up in ``rr-i2i``), and the
+  threads of busy ports take turns on the GIL.  Everything else (control connections, the
+  console, ageing, plug ports) stays on the engine; every thread takes the server's lock to
+  switch a frame.
 
 Any other plug (``tap://t0``, ``vxvde://``, ...) can be a port too (:meth:`add_plug`), served
 by the same engine thread.  Everything but the datagram ports runs on one
@@ -92,10 +93,11 @@ RX_DRAIN = 8
 PROBE_EVERY = 8
 #: control connections that have not sent their request yet, at most
 MAX_PENDING = 64
-#: every datagram port (VDE client, socketpair) gets a reader thread of its own, blocked in
-#: ``recv`` on its (blocking) socket; False: one data thread serves them all with ``epoll``
-#: (read at :class:`SwitchServer` creation; A/B knob, both give the same frames and counters)
-PORT_THREADS = True
+#: True: every datagram port (VDE client, socketpair) gets a reader thread of its own, blocked
+#: in ``recv`` on its (blocking) socket; False: one data thread serves them all with ``epoll``
+#: (read at :class:`SwitchServer` creation; A/B knob, both give the same frames and counters;
+#: see the module docstring for why epoll is the default)
+PORT_THREADS = False
 #: the epoll data thread switches a quiet port's frame inline, trying the forwarding cache
 #: (:meth:`SwitchCore.forward_cached`) first; False: every wake-up calls ``_rx_sock`` (A/B knob,
 #: both paths give the same frames and counters)
