@@ -25,6 +25,7 @@ import ioth
 from ioth.sockets import socket as isocket
 from ioth.sockets import stream
 from ioth.stack import runtime as rt
+from ioth.stack.tcp.connection import State
 from tests.sockets.helpers import network
 
 pytestmark = pytest.mark.timeout(20)
@@ -751,3 +752,132 @@ def test_a_deadline_set_while_the_holder_computes_its_wait_is_not_lost(tmp_path:
             runtime.__dict__["_due"] = runtime.__dict__.pop("_due_value")
             drop.remove()
         _close_all(c1, s1, c2, s2, srv)
+
+
+# -- bulk next to an inline reader, interrupted waits ------------------------------------------
+def _drain(s: Any, n: int) -> int:
+    got = 0
+    while got < n:
+        data = s.recv(65536)
+        if not data:
+            break
+        got += len(data)
+    return got
+
+
+@pytest.mark.parametrize("where", ["same-socket", "other-socket"])
+def test_bulk_send_next_to_a_thread_reading_inline(tmp_path: Path, knobs: None,
+                                                   where: str) -> None:
+    """A thread sits in recv (serving inline) while another thread sends 3 MB, on the same
+    socket (a reader and a writer thread, full duplex) or on another connection of the stack:
+    every byte arrives (the send space freed by ACKs the reader serves reaches the writer),
+    then the reader gets its answer."""
+    size = 3 << 20
+    with network(tmp_path, 2) as (a, b):
+        srv, [(c1, s1), (c2, s2)] = _connected(a, b, 7319, 2)
+        t1, out1, err1 = _idle_holder(b, s1)
+        out_sock, peer = (s1, c1) if where == "same-socket" else (s2, c2)
+        tr, outr, errr = _thread(lambda: _drain(peer, size))
+        out_sock.sendall(b"\x5a" * size)
+        tr.join(15)
+        assert not errr and outr == [size]
+        assert t1.is_alive()
+        c1.sendall(b"answer")
+        t1.join(10)
+        assert out1 == [b"answer"] and not err1
+        _close_all(c1, s1, c2, s2, srv)
+
+
+def test_an_inline_recv_interrupted_by_a_signal_loses_nothing(tmp_path: Path,
+                                                              knobs: None) -> None:
+    """A signal handler raises in the main thread while it serves inline in recv (Ctrl-C):
+    the exception comes out, no lease or hold is left, and the data sent meanwhile (to that
+    socket and to another one read by a second thread) is all received afterwards."""
+    import signal
+
+    class Interrupted(Exception):
+        pass
+
+    def raiser(signum: int, frame: Any) -> None:
+        raise Interrupted
+
+    with network(tmp_path, 2) as (a, b):
+        srv, [(c1, s1), (c2, s2)] = _connected(a, b, 7320, 2)
+        old = signal.signal(signal.SIGALRM, raiser)
+        try:
+            s1.settimeout(None)
+            for i in range(5):
+                t2, out2, err2 = _thread(lambda: _recv_exact(s2, 4))
+                signal.setitimer(signal.ITIMER_REAL, 0.05)
+                with pytest.raises(Interrupted):
+                    s1.recv(100)
+                r = b.runtime  # (the second thread may serve now, not this one)
+                assert not (r._serving and r._holder == threading.get_ident())
+                assert s1._h.hold == 0
+                c1.sendall(b"m%03d" % i)
+                c2.sendall(b"n%03d" % i)
+                assert _recv_exact(s1, 4) == b"m%03d" % i
+                t2.join(10)
+                assert out2 == [b"n%03d" % i] and not err2
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+        _close_all(c1, s1, c2, s2, srv)
+
+
+def test_connection_storm_from_several_threads(tmp_path: Path, knobs: None) -> None:
+    """Three client threads on one stack each run 25 connect, send, receive, close cycles
+    against two accepting threads on the other stack that answer and close (the cps
+    benchmark's pattern, concurrently): every cycle completes with the right bytes and no
+    connection state is left behind."""
+    per, clients_n, servers_n = 25, 3, 2
+    total = per * clients_n
+    with network(tmp_path, 2) as (a, b):
+        srv = _listener(b, 7321, backlog=128)
+        srv.settimeout(0.3)
+        served: list[int] = []
+        lock = threading.Lock()
+
+        def server() -> int:
+            n = 0
+            while True:
+                with lock:
+                    if len(served) >= total:
+                        return n
+                try:
+                    s, _ = srv.accept()
+                except TimeoutError:
+                    continue
+                s.settimeout(10)
+                req = _recv_exact(s, 8)
+                s.sendall(req[::-1])
+                s.close()
+                with lock:
+                    served.append(int(req[1:]))
+                n += 1
+
+        def client(k: int) -> int:
+            for i in range(per):
+                c = isocket(a, socket.AF_INET, socket.SOCK_STREAM)
+                c.settimeout(10)
+                c.connect(("192.0.2.2", 7321))
+                req = b"%d%07d" % (k, k * per + i)
+                c.sendall(req)
+                assert _recv_exact(c, 8) == req[::-1]
+                assert c.recv(10) == b""
+                c.close()
+            return per
+
+        servers = [_thread(server) for _ in range(servers_n)]
+        clients = [_thread(functools.partial(client, k)) for k in range(clients_n)]
+        for t, _, err in clients + servers:
+            t.join(30)
+            assert not t.is_alive(), "a thread hangs"
+            assert not err, err
+        assert sorted(served) == list(range(total))
+        srv.close()
+        time.sleep(0.2)
+        with b.lock:
+            assert not srv._tcp.pending and not any(
+                h.conn.state not in (State.CLOSED, State.TIME_WAIT)
+                for h in srv._tcp.by_conn.values())
