@@ -147,3 +147,32 @@ def test_client_socket_inherits_stack_nodelay(tmp_path: Path) -> None:
         finally:
             c.close()
             ls.close()
+
+
+def test_time_wait_entries_are_listed(pair: tuple[ioth.Stack, ioth.Stack]) -> None:
+    """A connection closed first by this side is listed in TIME-WAIT (a compact record, not
+    the TCB) with its addresses and the policy it was opened with."""
+    server, client = pair
+    ls = server.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ls.bind(("192.0.2.1", 8082))
+    ls.listen(1)
+    ls.settimeout(10)
+    c = client.socket(socket.AF_INET, socket.SOCK_STREAM)
+    c.settimeout(10)
+    c.connect(("192.0.2.1", 8082))
+    a, _ = ls.accept()
+    host, port = a.getsockname()
+    local = f"{host}:{port}"
+    a.close()  # the server closes first: its side ends in TIME-WAIT
+    assert c.recv(10) == b""
+    c.close()
+    ls.close()
+
+    def tw() -> list[dict[str, Any]]:
+        return [r for r in server.tcp_connections() if r["state"] == "TIME-WAIT"]
+    _wait(lambda: bool(tw()))
+    row, = tw()
+    assert row["local"] == local and row["remote"].startswith("192.0.2.2:")
+    assert row["cc"] == "newreno" and row["recv_buffer"] == 131072
+    assert server.core.tcp.time_wait  # held compactly, outside the connection table
+    assert not [r for r in server.tcp_connections() if r["state"] == "CLOSED"]

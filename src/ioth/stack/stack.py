@@ -446,8 +446,11 @@ class Stack:
                              "remote": "*:*", "accept_queue": len(lst.accept_queue),
                              "backlog": lst.backlog, "syn_queue": len(lst.syn_queue),
                              "cc": lst.policy.congestion_control})
-            for conn in layer.connections.values():
+            entries: list[Any] = list(layer.connections.values())
+            entries += layer.time_wait.values()  # compact TIME-WAIT records
+            for conn in entries:
                 info = conn.info()
+                policy = conn.policy
                 rows.append({
                     "state": str(info.state), "local": _endpoint(*info.local),
                     "remote": _endpoint(*info.remote), "cc": info.cc, "cwnd": info.cwnd,
@@ -459,9 +462,10 @@ class Stack:
                     "recv_queue": info.recv_queue, "bytes_in_flight": info.bytes_in_flight,
                     "segments_in": info.segments_in, "segments_out": info.segments_out,
                     "sack": info.sack, "timestamps": info.timestamps,
-                    "nodelay": bool(conn.nodelay), "keepalive": bool(conn.keepalive),
-                    "send_buffer": conn.policy.send_buffer,
-                    "recv_buffer": conn.policy.recv_buffer,
+                    "nodelay": bool(getattr(conn, "nodelay", False)),
+                    "keepalive": bool(getattr(conn, "keepalive", False)),
+                    "send_buffer": policy.send_buffer,
+                    "recv_buffer": policy.recv_buffer,
                 })
             return rows
 
