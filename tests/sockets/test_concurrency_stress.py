@@ -908,3 +908,37 @@ def test_no_descriptor_or_thread_left_by_stacks_that_served_inline(tmp_path: Pat
     time.sleep(0.2)
     assert len(os.listdir("/proc/self/fd")) <= fds
     assert threading.active_count() <= threads
+
+
+def test_a_thread_that_served_inline_sends_megabytes_then_waits_again(tmp_path: Path,
+                                                                      knobs: None) -> None:
+    """An echo-like server thread: a wait served inline, then a 2 MB sendall that outruns
+    the send buffer (it must hand the plugs back to the engine to get its ACKs), then the
+    next wait, several rounds; a second connection of the stack keeps being answered."""
+    size = 2 << 20
+    with network(tmp_path, 2) as (a, b):
+        srv, [(c1, s1), (c2, s2)] = _connected(a, b, 7323, 2)
+
+        def server() -> int:
+            s1.settimeout(10)
+            rounds = 0
+            while True:
+                req = s1.recv(16)
+                if not req:
+                    return rounds
+                s1.sendall(req * (size // len(req)))
+                rounds += 1
+
+        ts, outs, errs = _thread(server)
+        for i in range(3):
+            req = b"%016d" % i
+            c1.sendall(req)
+            tr, outr, errr = _thread(lambda: _drain(c1, size))
+            c2.sendall(b"ping")
+            assert _recv_exact(s2, 4) == b"ping"
+            tr.join(15)
+            assert not errr and outr == [size]
+        c1.shutdown(socket.SHUT_WR)
+        ts.join(10)
+        assert outs == [3] and not errs
+        _close_all(c1, s1, c2, s2, srv)
