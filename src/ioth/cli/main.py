@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -70,5 +71,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     return int(status or 0)
 
 
+def entry() -> None:
+    """The ``ioth`` console script: :func:`main`, then exit with its status.  The command has
+    cleaned up by then; a SIGTERM arriving now (a supervisor's second one: ``kill`` of the
+    process group and of the process) is ignored, since CPython puts back the default
+    disposition of Python-handled signals while it finalises and the exit status would
+    become -15."""
+    status = main()
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

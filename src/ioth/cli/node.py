@@ -133,9 +133,6 @@ def run(args: argparse.Namespace) -> int:
         if not stop.is_set():
             signal.signal(signal.SIGINT, old_int)
             signal.signal(signal.SIGTERM, old_term)
-        else:
-            # a second SIGTERM (as process supervisors send) must not kill the node while it
-            # exits cleanly; a Python handler would not do: CPython puts back the default
-            # disposition of Python-handled signals while it finalises
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        # after a signal our handler stays: a second SIGTERM (as process supervisors send)
+        # must not kill the node while it exits cleanly
     return 0
