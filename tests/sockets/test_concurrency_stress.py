@@ -942,3 +942,31 @@ def test_a_thread_that_served_inline_sends_megabytes_then_waits_again(tmp_path: 
         ts.join(10)
         assert outs == [3] and not errs
         _close_all(c1, s1, c2, s2, srv)
+
+
+def test_accept_served_inline_while_a_thread_of_the_same_stack_connects(
+        tmp_path: Path, knobs: None) -> None:
+    """A thread waits in accept (serving inline, may accept directly) while another thread of
+    the same stack connects to it, over loopback or its own address: the connection is made
+    on the connecting thread, reaches the acceptor through the descriptor, in both cases."""
+    with network(tmp_path, 2) as (_, b):
+        srv = isocket(b, socket.AF_INET, socket.SOCK_STREAM)
+        srv.bind(("0.0.0.0", 7324))
+        srv.listen(16)
+        srv.settimeout(5)
+        for i in range(20):
+            t, out, err = _thread(srv.accept)
+            time.sleep(0.005)
+            c = isocket(b, socket.AF_INET, socket.SOCK_STREAM)
+            c.settimeout(5)
+            c.connect(("127.0.0.1" if i % 2 else "192.0.2.2", 7324))
+            c.sendall(b"%04d" % i)
+            t.join(5)
+            assert out and not err, err
+            s = out[0][0]
+            s.settimeout(5)
+            assert _recv_exact(s, 4) == b"%04d" % i
+            s.sendall(b"ok")
+            assert _recv_exact(c, 2) == b"ok"
+            _close_all(s, c)
+        srv.close()
