@@ -477,3 +477,43 @@ def test_checksums_verified_once_when_prediction_declines(v6: bool,
                    wire_tcp.ts_option(r.peer_ts + 1, 0)))
     r.drain_app()
     assert bytes(r.delivered) == b"a" * 1000 + b"b" * 1000
+
+
+@pytest.mark.parametrize("v6", [False, True])
+@pytest.mark.parametrize("sizes", [(0, 10, 0, 64, 0, 20), (1000,) * 6,
+                                   (0, 1000, 64, 1000, 1000, 1000, 0), (1000, 1000, 1000, 0)])
+def test_input_frames_matches_frame_by_frame(v6: bool, sizes: tuple[int, ...],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """StackCore.input_frames (one read's frames) gives what frame-by-frame input gives,
+    whether its checksums are summed in one numpy pass (at least RX_BATCH_MIN long TCP
+    frames) or one by one (short frames: ACKs, requests, handshakes)."""
+    import ioth.stack.core as core_mod
+
+    passes: list[int] = []
+    real = core_mod.batch_partial_sums
+
+    def counting(bufs: list[bytes], start: int, min_len: int = 0) -> list[int | None]:
+        passes.append(len(bufs))
+        return real(bufs, start, min_len)
+
+    monkeypatch.setattr(core_mod, "batch_partial_sums", counting)
+    batched = Rig(v6, True, False, 5)
+    single = Rig(v6, True, False, 5)
+    frames = []
+    seq = batched.conn.rcv_nxt
+    ack = (batched.iss + 1) & MASK
+    for i, n in enumerate(sizes):
+        frames.append(batched.frame(seq, ack, ACK, 512, bytes([i + 1]) * n,
+                                    wire_tcp.ts_option(batched.peer_ts + 1 + i,
+                                                       batched.a_tsval())))
+        seq = (seq + n) & MASK
+    batched.core.input_frames(batched.iface.index, frames, batched.now)
+    for f in frames:
+        single.feed(f)
+    for r in (batched, single):
+        r.drain_app()
+    assert batched.sent() == single.sent()
+    assert snapshot(batched) == snapshot(single)
+    assert batched.delivered == single.delivered and len(batched.delivered) == sum(sizes)
+    long_frames = sum(1 for n in sizes if n >= 256)
+    assert bool(passes) == (long_frames >= core_mod.RX_BATCH_MIN)
