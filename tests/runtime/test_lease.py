@@ -6,18 +6,15 @@ holder firing timers (HOLD_TIMERS=1) or the engine only (0)."""
 from __future__ import annotations
 
 import select
-import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 import ioth
-from ioth.sockets import socket as isocket
 from ioth.stack import runtime as rt
-from tests.sockets.helpers import network
+from tests.sockets.helpers import connected_pairs, network
 
 KNOBS = [(1, 1), (1, 0), (0, 0)]
 
@@ -28,22 +25,6 @@ def knobs(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> It
     monkeypatch.setattr(rt, "GUARD", guard)
     monkeypatch.setattr(rt, "HOLD_TIMERS", hold)
     yield
-
-
-def _connected(a: ioth.Stack, b: ioth.Stack, port: int, count: int
-               ) -> tuple[Any, list[tuple[Any, Any]]]:
-    srv = isocket(b, socket.AF_INET, socket.SOCK_STREAM)
-    srv.bind(("192.0.2.2", port))
-    srv.listen(count)
-    pairs = []
-    for _ in range(count):
-        c = isocket(a, socket.AF_INET, socket.SOCK_STREAM)
-        c.settimeout(10)
-        c.connect(("192.0.2.2", port))
-        s, _ = srv.accept()
-        s.settimeout(10)
-        pairs.append((c, s))
-    return srv, pairs
 
 
 def _schedule(stack: ioth.Stack, delay: float, fired: threading.Event,
@@ -61,7 +42,7 @@ def _schedule(stack: ioth.Stack, delay: float, fired: threading.Event,
 def test_a_timer_set_by_another_thread_fires_while_a_thread_serves_inline(
         tmp_path: Path, knobs: None) -> None:
     with network(tmp_path, 2) as (a, b):
-        srv, [(c, s)] = _connected(a, b, 7101, 1)
+        srv, [(c, s)] = connected_pairs(a, b, 7101, 1)
         got: list[bytes] = []
         reader = threading.Thread(target=lambda: got.append(s.recv(100)))
         reader.start()
@@ -84,7 +65,7 @@ def test_a_timer_set_by_another_thread_fires_while_a_thread_serves_inline(
 def test_a_timer_set_between_two_waits_fires_after_the_holder_left(
         tmp_path: Path, knobs: None) -> None:
     with network(tmp_path, 2) as (a, b):
-        srv, [(c, s)] = _connected(a, b, 7102, 1)
+        srv, [(c, s)] = connected_pairs(a, b, 7102, 1)
         fired = threading.Event()
         where: list[int] = []
         out: list[bytes] = []
@@ -107,7 +88,7 @@ def test_a_timer_set_between_two_waits_fires_after_the_holder_left(
 def test_a_select_waiter_is_served_once_the_lease_holder_went_away(
         tmp_path: Path, knobs: None) -> None:
     with network(tmp_path, 2) as (a, b):
-        srv, [(c1, s1), (c2, s2)] = _connected(a, b, 7103, 2)
+        srv, [(c1, s1), (c2, s2)] = connected_pairs(a, b, 7103, 2)
         out: list[bytes] = []
         release = threading.Event()
 
@@ -142,7 +123,7 @@ def test_request_response_cycles_keep_working_with_timers_held(
     """Both ends serve inline (each recv a wait): retransmission/delayed-ACK timers and the
     lease change hands thousands of times without a stall."""
     with network(tmp_path, 2) as (a, b):
-        srv, [(c, s)] = _connected(a, b, 7104, 1)
+        srv, [(c, s)] = connected_pairs(a, b, 7104, 1)
         n = 300
         errors: list[BaseException] = []
 
@@ -176,7 +157,7 @@ def test_select_poll_with_no_guard_descriptor_uses_engine_lease_checks(
     """Where no timerfd can be made the lease falls back to engine timers."""
     monkeypatch.setattr(rt, "_timerfd", lambda: None)
     with network(tmp_path, 2) as (a, b):
-        srv, [(c, s)] = _connected(a, b, 7105, 1)
+        srv, [(c, s)] = connected_pairs(a, b, 7105, 1)
         c.sendall(b"ping")
         assert s.recv(10) == b"ping"
         assert b.runtime._guard is None
@@ -190,7 +171,7 @@ def test_select_poll_with_no_guard_descriptor_uses_engine_lease_checks(
 
 def test_the_guard_is_polled_by_its_engine_and_closed_with_the_stack(tmp_path: Path) -> None:
     with network(tmp_path, 2) as (a, b):
-        srv, [(c, s)] = _connected(a, b, 7106, 1)
+        srv, [(c, s)] = connected_pairs(a, b, 7106, 1)
         c.sendall(b"ping")
         assert s.recv(10) == b"ping"
         guard = b.runtime._guard
@@ -205,7 +186,7 @@ def test_the_guard_is_polled_by_its_engine_and_closed_with_the_stack(tmp_path: P
 
 def test_no_poll_is_left_behind_by_a_wait_that_timed_out(tmp_path: Path, knobs: None) -> None:
     with network(tmp_path, 2) as (a, b):
-        srv, [(c, s)] = _connected(a, b, 7107, 1)
+        srv, [(c, s)] = connected_pairs(a, b, 7107, 1)
         s.settimeout(0.05)
         with pytest.raises(TimeoutError):
             s.recv(10)

@@ -76,3 +76,25 @@ def loopback_pair(stack: ioth.Stack, port: int = 0, timeout: float = 5.0
     conn, _ = srv.accept()
     conn.settimeout(timeout)
     return srv, cli, conn
+
+
+def connected_pairs(a: ioth.Stack, b: ioth.Stack, port: int, count: int,
+                    addr: str = "192.0.2.2") -> tuple[Any, list[tuple[Any, Any]]]:
+    """``count`` TCP connections from stack ``a`` to a listener of stack ``b`` on
+    ``addr:port``, each end with a 10 s timeout: (listener, [(client, accepted)])."""
+    import socket
+
+    from ioth.sockets import socket as isocket
+    srv = isocket(b, socket.AF_INET, socket.SOCK_STREAM)
+    srv.bind((addr, port))
+    srv.listen(max(count, 64))
+    srv.settimeout(10)
+    pairs = []
+    for _ in range(count):
+        c = isocket(a, socket.AF_INET, socket.SOCK_STREAM)
+        c.settimeout(10)
+        c.connect((addr, port))
+        s, _ = srv.accept()
+        s.settimeout(10)
+        pairs.append((c, s))
+    return srv, pairs

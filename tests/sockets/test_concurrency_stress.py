@@ -26,7 +26,7 @@ from ioth.sockets import socket as isocket
 from ioth.sockets import stream
 from ioth.stack import runtime as rt
 from ioth.stack.tcp.connection import State
-from tests.sockets.helpers import network
+from tests.sockets.helpers import connected_pairs, network
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -65,22 +65,6 @@ def _listener(stack: ioth.Stack, port: int, backlog: int = 64) -> Any:
     return srv
 
 
-def _connected(a: ioth.Stack, b: ioth.Stack, port: int, count: int
-               ) -> tuple[Any, list[tuple[Any, Any]]]:
-    """``count`` connections from stack a to a listener of stack b: (listener, [(c, s)])."""
-    srv = _listener(b, port)
-    srv.settimeout(10)
-    pairs = []
-    for _ in range(count):
-        c = isocket(a, socket.AF_INET, socket.SOCK_STREAM)
-        c.settimeout(10)
-        c.connect(("192.0.2.2", port))
-        s, _ = srv.accept()
-        s.settimeout(10)
-        pairs.append((c, s))
-    return srv, pairs
-
-
 def _wait_serving(stack: ioth.Stack, ident: int | None = None) -> None:
     """Until a thread (``ident`` if given) serves ``stack``'s plugs inline."""
     r = stack.runtime
@@ -114,7 +98,7 @@ def test_a_second_socket_is_served_while_another_thread_serves_inline(
     """Thread 1 sits in recv on socket A (serving the plugs inline); thread 2 reads socket B
     round after round: each message reaches it promptly and whole."""
     with network(tmp_path, 2) as (a, b):
-        srv, [(c1, s1), (c2, s2)] = _connected(a, b, 7301, 2)
+        srv, [(c1, s1), (c2, s2)] = connected_pairs(a, b, 7301, 2)
         s1.settimeout(None)
         t1, out1, err1 = _thread(lambda: s1.recv(100))
         _wait_serving(b, t1.ident)
@@ -142,7 +126,7 @@ def test_two_reader_threads_ping_pong_on_one_stack(tmp_path: Path, knobs: None) 
     stack a drive them: the inline lease goes back and forth between the threads of both
     stacks; no message is lost, duplicated or late beyond the socket timeout."""
     with network(tmp_path, 2) as (a, b):
-        srv, pairs = _connected(a, b, 7302, 2)
+        srv, pairs = connected_pairs(a, b, 7302, 2)
         rounds = 300
 
         def echo(s: Any) -> int:
@@ -180,7 +164,7 @@ def test_accept_on_another_thread_while_one_serves_inline(tmp_path: Path, knobs:
     """Thread 1 sits in recv (serving); the main thread accepts connection after connection:
     each is accepted, once, with its first bytes, in the order made."""
     with network(tmp_path, 2) as (a, b):
-        srv, [(c1, s1)] = _connected(a, b, 7303, 1)
+        srv, [(c1, s1)] = connected_pairs(a, b, 7303, 1)
         s1.settimeout(None)
         t1, out1, err1 = _thread(lambda: s1.recv(100))
         _wait_serving(b, t1.ident)
@@ -260,7 +244,7 @@ def test_retransmission_while_the_holder_sits_idle(tmp_path: Path, knobs: None,
     (serving inline, no deadline): the retransmission timer fires on time whether the segment
     was sent by another thread or by the holder itself just before it went idle."""
     with network(tmp_path, 2) as (a, b):
-        srv, [(c1, s1), (c2, s2)] = _connected(a, b, 7304, 2)
+        srv, [(c1, s1), (c2, s2)] = connected_pairs(a, b, 7304, 2)
         drop = _Dropper(_plug(b), _tcp_to(c2.getsockname()[1]))
         drop.armed = 1
         if sender == "holder":
@@ -291,7 +275,7 @@ def test_delayed_ack_and_keepalive_while_the_holder_sits_idle(tmp_path: Path,
     """While a thread sits idle in recv (serving inline), another connection of its stack
     acknowledges data nobody reads (delayed ACK) and sends keepalive probes on time."""
     with network(tmp_path, 2) as (a, b):
-        srv, [(c1, s1), (c2, s2)] = _connected(a, b, 7305, 2)
+        srv, [(c1, s1), (c2, s2)] = connected_pairs(a, b, 7305, 2)
         s2.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         s2.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 1)
         s2.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
@@ -322,7 +306,7 @@ def test_a_timer_set_by_another_thread_just_as_the_holder_starts_waiting(
     sends a segment that is lost; the retransmission must come by the RTO every time (a
     deadline set while the holder computes its wait must not be left to the holder)."""
     with network(tmp_path, 2) as (a, b):
-        srv, [(c1, s1), (c2, s2)] = _connected(a, b, 7306, 2)
+        srv, [(c1, s1), (c2, s2)] = connected_pairs(a, b, 7306, 2)
         drop = _Dropper(_plug(b), _tcp_to(c2.getsockname()[1]))
         s1.settimeout(None)
         for i in range(6):
@@ -351,7 +335,7 @@ def test_holder_thread_times_out_then_others_are_served(tmp_path: Path, knobs: N
     """The holder's recv times out (an exception in the serving thread): the plugs and timers
     go back to the engine; a select-based reader on another connection is served."""
     with network(tmp_path, 2) as (a, b):
-        srv, [(c1, s1), (c2, s2)] = _connected(a, b, 7307, 2)
+        srv, [(c1, s1), (c2, s2)] = connected_pairs(a, b, 7307, 2)
         s1.settimeout(0.2)
         with pytest.raises(TimeoutError):
             s1.recv(100)
@@ -371,7 +355,7 @@ def test_socket_closed_by_the_peer_while_its_reader_serves(tmp_path: Path, knobs
     """The peer closes the connection a thread waits on inline: recv returns b""; another
     connection keeps working before and after."""
     with network(tmp_path, 2) as (a, b):
-        srv, [(c1, s1), (c2, s2)] = _connected(a, b, 7308, 2)
+        srv, [(c1, s1), (c2, s2)] = connected_pairs(a, b, 7308, 2)
         t1, out1, err1 = _idle_holder(b, s1)
         c2.sendall(b"before")
         assert _recv_exact(s2, 6) == b"before"
@@ -390,7 +374,7 @@ def test_stack_closed_while_a_thread_serves_inline(tmp_path: Path, knobs: None,
     may take connections directly): it returns (end of stream or an error), it does not
     hang, and the stack's guard descriptor is gone."""
     with network(tmp_path, 2) as (a, b):
-        srv, [(c1, s1)] = _connected(a, b, 7310, 1)
+        srv, [(c1, s1)] = connected_pairs(a, b, 7310, 1)
         if waiter == "recv":
             t1, out1, err1 = _idle_holder(b, s1)
         else:
@@ -600,7 +584,7 @@ def test_fork_while_a_thread_serves_inline(tmp_path: Path, knobs: None) -> None:
     times): the child uses an inherited connection through its descriptor and exits; neither
     side hangs."""
     with network(tmp_path, 2) as (a, b):
-        srv, [(c1, s1), (c2, s2)] = _connected(a, b, 7316, 2)
+        srv, [(c1, s1), (c2, s2)] = connected_pairs(a, b, 7316, 2)
         t1, out1, err1 = _idle_holder(b, s1)
         for i in range(3):
             pid = os.fork()
@@ -641,7 +625,7 @@ def test_idle_waits_do_not_burn_cpu(tmp_path: Path, knobs: None, what: str) -> N
     """Threads blocked on a silent stack for 2 s (serving inline or waiting in the kernel
     behind one that does, with pending TCP timers or not) use almost no CPU: no busy loop."""
     with network(tmp_path, 2) as (a, b):
-        srv, [(c1, s1), (c2, s2)] = _connected(a, b, 7317, 2)
+        srv, [(c1, s1), (c2, s2)] = connected_pairs(a, b, 7317, 2)
         threads = []
         if what == "accept":
             srv.settimeout(None)
@@ -691,7 +675,7 @@ def test_a_deadline_set_while_the_holder_computes_its_wait_is_not_lost(tmp_path:
     the holder's wake-up time of its previous wait, leaves the retransmission timer to the
     holder; the holder then waits without a deadline.  The retransmission must still come."""
     with network(tmp_path, 2) as (a, b):
-        srv, [(c1, s1), (c2, s2)] = _connected(a, b, 7318, 2)
+        srv, [(c1, s1), (c2, s2)] = connected_pairs(a, b, 7318, 2)
         drop = _Dropper(_plug(b), _tcp_to(c2.getsockname()[1]))
         runtime = b.runtime
         trap: dict[str, Any] = {"armed": True, "sent": False}
@@ -774,7 +758,7 @@ def test_bulk_send_next_to_a_thread_reading_inline(tmp_path: Path, knobs: None,
     then the reader gets its answer."""
     size = 3 << 20
     with network(tmp_path, 2) as (a, b):
-        srv, [(c1, s1), (c2, s2)] = _connected(a, b, 7319, 2)
+        srv, [(c1, s1), (c2, s2)] = connected_pairs(a, b, 7319, 2)
         t1, out1, err1 = _idle_holder(b, s1)
         out_sock, peer = (s1, c1) if where == "same-socket" else (s2, c2)
         tr, outr, errr = _thread(lambda: _drain(peer, size))
@@ -802,7 +786,7 @@ def test_an_inline_recv_interrupted_by_a_signal_loses_nothing(tmp_path: Path,
         raise Interrupted
 
     with network(tmp_path, 2) as (a, b):
-        srv, [(c1, s1), (c2, s2)] = _connected(a, b, 7320, 2)
+        srv, [(c1, s1), (c2, s2)] = connected_pairs(a, b, 7320, 2)
         old = signal.signal(signal.SIGALRM, raiser)
         try:
             s1.settimeout(None)
@@ -888,7 +872,7 @@ def test_no_descriptor_or_thread_left_by_stacks_that_served_inline(tmp_path: Pat
     closed one after another: no descriptor and no thread is left behind."""
     def cycle(i: int) -> None:
         with network(tmp_path / str(i), 2) as (a, b):
-            srv, [(c1, s1)] = _connected(a, b, 7322, 1)
+            srv, [(c1, s1)] = connected_pairs(a, b, 7322, 1)
             t1, out1, _ = _idle_holder(b, s1)
             c1.sendall(b"x")
             t1.join(10)
@@ -917,7 +901,7 @@ def test_a_thread_that_served_inline_sends_megabytes_then_waits_again(tmp_path: 
     next wait, several rounds; a second connection of the stack keeps being answered."""
     size = 2 << 20
     with network(tmp_path, 2) as (a, b):
-        srv, [(c1, s1), (c2, s2)] = _connected(a, b, 7323, 2)
+        srv, [(c1, s1), (c2, s2)] = connected_pairs(a, b, 7323, 2)
 
         def server() -> int:
             s1.settimeout(10)
