@@ -423,7 +423,7 @@ class SwitchCore:
     def forward_cached(self, ingress: int, frame: bytes, now: float) -> Port | None:
         """Switch ``frame`` if it belongs to a cached flow: returns the egress port (the frame
         goes out unchanged) after counting and refreshing exactly as :meth:`forward` would, or
-        None without touching anything (the caller then calls :meth:`forward`).
+        None without touching anything (the caller then calls :meth:`forward_uncached`).
 
         The runtime's data thread calls this first: a hit costs no output list."""
         flow = self._flows.get(frame[:12])
@@ -453,22 +453,16 @@ class SwitchCore:
         """
         if type(frame) is not bytes:
             frame = bytes(frame)
+        # a cached flow: the same outcome as the classification, without it
+        out = self.forward_cached(ingress, frame, now)
+        if out is not None:
+            return [(out.number, frame)]
+        return self.forward_uncached(ingress, frame, now)
+
+    def forward_uncached(self, ingress: int, frame: bytes, now: float) -> Output:
+        """:meth:`forward` after :meth:`forward_cached` returned None for ``frame`` (bytes):
+        the full classification (callers that tried the cache already skip a second try)."""
         n = len(frame)
-        # -- a cached flow: same outcome as below, minus the classification
-        flow = self._flows.get(frame[:12])
-        if (flow is not None and flow[0] == ingress and n >= ETH_HLEN
-                and (frame[12] != 0x81 or frame[13] != 0)):
-            _, f_in, f_src, f_dst, f_out = flow
-            if now - f_dst.seen <= self.ageing and n <= f_out.max_frame:
-                f_src.seen = now
-                pc = f_in.counters
-                pc.rx_frames += 1
-                pc.rx_bytes += n
-                c = f_out.counters
-                c.tx_frames += 1
-                c.tx_bytes += n
-                self.counters.unicast += 1
-                return [(f_out.number, frame)]
         port = self.ports.get(ingress)
         if port is None or not port.active:
             self.counters.unknown_port += 1

@@ -511,7 +511,7 @@ class SwitchServer:
         release = self._lock.release
         core = self.core
         cached = core.forward_cached
-        forward = core.forward
+        forward = core.forward_uncached  # (after a cache miss: the cache is not asked twice)
         count_drop = core.count_send_drop
         tx = self._tx
         clock = self.engine.clock
@@ -587,7 +587,7 @@ class SwitchServer:
         unlock = self._lock.release
         core = self.core
         cached = core.forward_cached
-        forward = core.forward
+        forward = core.forward_uncached  # (after a cache miss: the cache is not asked twice)
         count_drop = core.count_send_drop
         tx = self._tx
         tx_free = self._tx_free
