@@ -118,6 +118,12 @@ class Listener:
         return bool(self.accept_queue)
 
 
+
+def tso_payload(gso_size: int, v6: bool) -> int:
+    """The largest TCP payload of a super-segment whose IP packets may reach ``gso_size``
+    bytes (the IP header and 60 bytes of TCP header with options off it); 0: no TSO."""
+    return max(0, gso_size - (40 if v6 else 20) - 60) if gso_size > 0 else 0
+
 class TcpLayer:
     """All TCP state of one stack."""
 
@@ -223,10 +229,7 @@ class TcpLayer:
         """The largest TCP payload of a super-segment towards ``remote`` (0: no TSO)."""
         if self._gso is None:
             return 0
-        size = self._gso(remote)
-        if size <= 0:
-            return 0
-        return max(0, size - (40 if len(remote) == 16 else 20) - 60)
+        return tso_payload(self._gso(remote), len(remote) == 16)
 
     def _send(self, conn: TcpConnection, segs: list[Segment]) -> None:
         """Send segments of ``conn``: the fast output first, the others encoded (a

@@ -32,7 +32,7 @@ import numpy as np
 from ioth.net.plug import OffloadFrame
 from ioth.stack.core import MAX_TXQ
 from ioth.stack.neighbour import DELAY, PERMANENT, PROBE, REACHABLE, NeighbourCache
-from ioth.stack.tcp.layer import TcpLayer
+from ioth.stack.tcp.layer import TcpLayer, tso_payload
 from ioth.stack.tcp.policy import TcpPolicy
 from ioth.stack.tcp.segment import RST, Segment, options_bytes
 from ioth.wire.checksum import NUMPY_THRESHOLD, partial_sum
@@ -117,12 +117,16 @@ class _Glue:
             iface, _ = (core.ip6 if v6 else core.ip4).route(remote)
         except OSError:
             return 1280 if v6 else 576
-        value = iface.mtu
+        return self._path_mtu(iface.mtu, remote)
+
+    def _path_mtu(self, mtu: int, remote: bytes) -> int:
+        """``mtu`` (the route's interface MTU) lowered by a cached path MTU to ``remote``."""
+        core = self.core
         if core.pmtu:
             pmtu = core.pmtu_get(remote, self.layer.now if self.layer is not None else 0.0)
-            if pmtu is not None and pmtu < value:
-                value = pmtu
-        return value
+            if pmtu is not None and pmtu < mtu:
+                return pmtu
+        return mtu
 
     def gso(self, remote: bytes) -> int:
         """The GSO size (largest IP packet of a TCP super-segment) of the route's interface."""
@@ -149,22 +153,13 @@ class _Glue:
                 iface, nexthop = core.ip4.route(ra)
         except OSError:
             return (1280 if v6 else 576), 0, None
-        mtu = iface.mtu
-        if core.pmtu:
-            pmtu = core.pmtu_get(ra, self.layer.now if self.layer is not None else 0.0)
-            if pmtu is not None and pmtu < mtu:
-                mtu = pmtu
-        tso = 0
-        if self.tso and not iface.loopback:
-            size = iface.gso_max_size
-            if size > 0:
-                tso = max(0, size - (40 if v6 else 20) - 60)
+        mtu = self._path_mtu(iface.mtu, ra)
+        tso = tso_payload(iface.gso_max_size, v6) if self.tso and not iface.loopback else 0
         r = None
         if self.fast:
             r = self._make_route(iface, nexthop, v6, local, remote)
             if r is not None:
-                gso = iface.gso_max_size
-                tso = max(0, gso - (40 if v6 else 20) - 60) if gso else 0
+                tso = tso_payload(iface.gso_max_size, v6)
         return mtu, tso, r
 
     # -- fast output ------------------------------------------------------------------------
@@ -182,8 +177,7 @@ class _Glue:
             return None
         r = self._make_route(iface, nexthop, v6, conn.local, conn.remote)
         if r is not None:
-            gso = iface.gso_max_size
-            conn.tso_max = max(0, gso - (40 if v6 else 20) - 60) if gso else 0
+            conn.tso_max = tso_payload(iface.gso_max_size, v6)
         return r
 
     def _make_route(self, iface: Interface, nexthop: bytes, v6: bool,
