@@ -228,22 +228,29 @@ def test_a_segment_after_expiry_finds_no_connection_before_the_batched_sweep() -
     assert [o.flags for o in out] == [RST] and s.key not in s.link.b.time_wait
 
 
+def _server_closes_first(link: Link, listener: Any, sport: int) -> Any:
+    """A connection from port ``sport`` of stack a to ``listener`` on b, closed by b first
+    and then by a until a's end is CLOSED: returns b's TCB (b's side in TIME-WAIT)."""
+    c = link.a.connect(link.addr_a, link.addr_b, 80, link.now, sport=sport)
+    link.run_until(lambda: bool(listener.accept_queue))
+    s = listener.accept()
+    assert s is not None
+    s.close()
+    link.b.flush(s, link.now)
+    link.run_until(lambda: c.state is State.CLOSE_WAIT)
+    c.close()
+    link.a.flush(c, link.now)
+    link.run_until(lambda: c.state is State.CLOSED)
+    return s
+
+
 def test_many_entries_share_one_deadline_and_restarts_keep_order() -> None:
     layer_mod.COMPACT_TIME_WAIT = True
     link = Link(seed=3, policy=TcpPolicy(time_wait=5.0, nodelay=True))
     listener = link.b.listen(80)
     servers = []
     for i in range(20):
-        c = link.a.connect(link.addr_a, link.addr_b, 80, link.now, sport=41000 + i)
-        link.run_until(lambda: bool(listener.accept_queue))
-        s = listener.accept()
-        assert s is not None
-        s.close()
-        link.b.flush(s, link.now)
-        link.run_until(lambda c=c: c.state is State.CLOSE_WAIT)  # type: ignore[misc]
-        c.close()
-        link.a.flush(c, link.now)
-        link.run_until(lambda c=c: c.state is State.CLOSED)  # type: ignore[misc]
+        s = _server_closes_first(link, listener, 41000 + i)
         servers.append((*s.local, *s.remote))
         link.now += 0.01
     b = link.b
@@ -270,16 +277,7 @@ def test_max_tw_buckets_bounds_the_table() -> None:
     link = Link(seed=4, policy=policy)
     listener = link.b.listen(80)
     for i in range(3):
-        c = link.a.connect(link.addr_a, link.addr_b, 80, link.now, sport=42000 + i)
-        link.run_until(lambda: bool(listener.accept_queue))
-        s = listener.accept()
-        assert s is not None
-        s.close()
-        link.b.flush(s, link.now)
-        link.run_until(lambda c=c: c.state is State.CLOSE_WAIT)  # type: ignore[misc]
-        c.close()
-        link.a.flush(c, link.now)
-        link.run_until(lambda c=c: c.state is State.CLOSED)  # type: ignore[misc]
+        s = _server_closes_first(link, listener, 42000 + i)
         assert s.state is State.CLOSED
     b = link.b
     assert len(b.time_wait) == 2 and b.tw_overflow == 1 and not b.connections
