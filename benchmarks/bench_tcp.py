@@ -1190,10 +1190,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="cProfile the ioth workers' main threads into PREFIX.server/.client")
     ap.add_argument("--pyspy", default=None, metavar="PREFIX",
                     help="py-spy (all threads, raw collapsed stacks) of the ioth workers into "
-                    "PREFIX.CASE.ROLE.txt")
+                    "PREFIX.RUN.ROLE.txt (RUN names the run, e.g. sw-cps-1500 for cps-i2i)")
     ap.add_argument("--perf", default=None, metavar="PREFIX",
                     help="perf stat (syscalls, futex, context switches) of the ioth workers into "
-                    "PREFIX.CASE.ROLE.perf (no slow-down, unlike --strace)")
+                    "PREFIX.RUN.ROLE.perf (no slow-down, unlike --strace)")
     ap.add_argument("--strace", default=None, metavar="PREFIX",
                     help="strace -c -f of the ioth workers into PREFIX.CASE.ROLE.strace")
     # worker mode
@@ -1208,7 +1208,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.summarize:
         for path in args.summarize:
-            print(summarize(path))
+            try:
+                print(summarize(path))
+            except (OSError, ValueError) as exc:
+                print(f"bench_tcp: cannot summarize {path}: {exc}", file=sys.stderr)
+                return 2
         return 0
     if args.role:
         args.seconds = args.seconds or 2.0
