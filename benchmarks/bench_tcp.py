@@ -1195,7 +1195,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="perf stat (syscalls, futex, context switches) of the ioth workers into "
                     "PREFIX.RUN.ROLE.perf (no slow-down, unlike --strace)")
     ap.add_argument("--strace", default=None, metavar="PREFIX",
-                    help="strace -c -f of the ioth workers into PREFIX.CASE.ROLE.strace")
+                    help="strace -c -f of the ioth workers into PREFIX.RUN.ROLE.strace")
     # worker mode
     ap.add_argument("--worker", dest="role", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--addr", default=A2, help=argparse.SUPPRESS)
