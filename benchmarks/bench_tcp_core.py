@@ -16,9 +16,12 @@ Run: ``python benchmarks/bench_tcp_core.py [--mb 50] [--seconds 2]``
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
 import random
 import time
 from collections import deque
+from collections.abc import Callable
 
 from ioth.stack.tcp.connection import State, TcpConnection
 from ioth.stack.tcp.layer import TcpLayer
@@ -257,6 +260,8 @@ class StackPair:
             core.add_addr4(iface.index, bytes([198, 18, 0, i + 1]), 24, 0.0)
             self.ifaces.append(iface)
         self.cpu = [0.0, 0.0]
+        self.now: Callable[[], float] = time.monotonic
+        """The stacks' clock (a fake one makes runs repeatable: see :func:`stack_counts`)."""
 
     def pump(self) -> None:
         cores, ifaces, cpu = self.cores, self.ifaces, self.cpu
@@ -264,7 +269,7 @@ class StackPair:
         moved = True
         while moved:
             moved = False
-            now = time.monotonic()
+            now = self.now()
             for me, other in ((0, 1), (1, 0)):
                 q = ifaces[me].txq
                 if q:
@@ -398,6 +403,99 @@ def stack_round_trips(seconds: float) -> tuple[float, float]:
     return n / dt, (time.thread_time() - cpu0) / n * 1e6
 
 
+def stack_counts(n: int = 200) -> list[tuple[str, float, float, float]]:
+    """Deterministic per-unit work of the stack code in ``stackcps`` and ``stackrr`` (the same
+    calls, ``n`` of each after a warm-up), counted with a tracer instead of timed: Python
+    calls, bytecode instructions executed (``f_trace_opcodes``) and ``TcpLayer._service``
+    passes, per connection and per round trip (both ends; this module's own code is not
+    counted).  Unlike CPU times, these do not move with the load of a shared machine."""
+    import sys
+
+    here = __file__
+    tally = {"calls": 0, "ops": 0, "service": 0}
+
+    def local(frame: object, event: str, arg: object) -> object:
+        if event == "opcode":
+            tally["ops"] += 1
+        return local
+
+    def tracer(frame: object, event: str, arg: object) -> object:
+        code = frame.f_code  # type: ignore[attr-defined]
+        if event != "call" or code.co_filename == here:
+            return None
+        tally["calls"] += 1
+        if code.co_name == "_service":
+            tally["service"] += 1
+        frame.f_trace_opcodes = True  # type: ignore[attr-defined]
+        return local
+
+    def measure(body: Callable[[], None]) -> tuple[float, float, float]:
+        for k in tally:
+            tally[k] = 0
+        sys.settrace(tracer)
+        try:
+            for _ in range(n):
+                body()
+        finally:
+            sys.settrace(None)
+        return tally["calls"] / n, tally["ops"] / n, tally["service"] / n
+
+    sp = StackPair()
+    ticks = [1000.0]
+
+    def fake_clock() -> float:
+        # 20 us per reading: repeatable, and no timer falls due within a connection
+        ticks[0] += 20e-6
+        return ticks[0]
+
+    sp.now = fake_clock
+    client, server = sp.cores
+    policy = TcpPolicy(nodelay=True, time_wait=60.0)
+    listener = server.tcp.listen(80, policy=policy, backlog=1024)
+    ctcp, stcp = client.tcp, server.tcp
+    msg = bytes(64)
+
+    def one_connection() -> None:
+        c = ctcp.connect(A, B, 80, fake_clock(), policy=policy)
+        sp.pump()
+        s = listener.accept()
+        assert s is not None
+        c.send(msg)
+        ctcp.flush(c, fake_clock())
+        sp.pump()
+        assert len(s.recv(4096)) == 64
+        s.send(msg)
+        s.close()
+        stcp.flush(s, fake_clock())
+        sp.pump()
+        assert len(c.recv(4096)) == 64
+        c.close()
+        ctcp.flush(c, fake_clock())
+        sp.pump()
+
+    for _ in range(20):
+        one_connection()
+    rows = [("per connection (stackcps)", *measure(one_connection))]
+    c = ctcp.connect(A, B, 80, fake_clock(), policy=policy)
+    sp.pump()
+    s = listener.accept()
+    assert s is not None
+
+    def one_round_trip() -> None:
+        c.send(msg)
+        ctcp.flush(c, fake_clock())
+        sp.pump()
+        s.send(s.recv(4096))
+        stcp.flush(s, fake_clock())
+        sp.pump()
+        assert len(c.recv(4096)) == 64
+
+    for _ in range(20):
+        one_round_trip()
+    rows.append(("per round trip (stackrr)", *measure(one_round_trip)))
+    return rows
+
+
 def memory_per_connection(n: int = 10_000) -> float:
     """Bytes allocated per established TCB (both ends counted), tables included."""
     import tracemalloc
@@ -421,14 +519,24 @@ def main() -> None:
     ap.add_argument("--mb", type=int, default=50, help="megabytes per bulk run")
     ap.add_argument("--seconds", type=float, default=2.0, help="duration of rate runs")
     ap.add_argument("--only", default="",
-                    help="comma-separated subset: bulk,stacks,onesided,rr,cps,stackcps,stackrr,mem")
+                    help="comma-separated subset: bulk,stacks,onesided,rr,cps,stackcps,stackrr,"
+                         "stackcount,mem")
     args = ap.parse_args()
     only = set(args.only.split(",")) if args.only else None
 
     def want(name: str) -> bool:
         return only is None or name in only
 
+    for tweak in os.environ.get("BENCH_TCP_TWEAK", "").split():
+        # A/B of the fast-path knobs, as benchmarks/bench_tcp.py: MODULE:ATTR=INT
+        mod, _, rest = tweak.partition(":")
+        attr, _, val = rest.partition("=")
+        setattr(importlib.import_module(mod), attr, int(val))
     print(f"{'test':<34}{'result':>16}")
+    if want("stackcount") and only is not None:
+        for name, calls, ops, service in stack_counts():
+            print(f"{name:<34}{ops:>12.0f} ops   ({calls:.1f} Python calls,"
+                  f" {service:.2f} _service passes, both ends)")
     if want("stackcps"):
         rate, cpu, cus, sus = stack_connections(args.seconds)
         print(f"{'conn/s via 2 StackCores':<34}{rate:>12.0f} /s"
