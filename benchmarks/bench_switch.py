@@ -35,12 +35,12 @@ round trip, so that the switch wakes up with cold caches as it does under ``benc
 It prints round trips/s and the switch's CPU per frame (from /proc, every thread).  No
 namespaces needed.
 
-``ioth-threads`` (in ``--only`` and in the ping-pong) is ``ioth switch`` with a reader thread
-per datagram port (``PORT_THREADS=True``) instead of the default epoll data thread, measured in
-the same run.
+``ioth-general`` (in ``--only`` and in the ping-pong) is ``ioth switch`` without the data
+thread's inline fast path (``FAST_PATH=False``: every wake-up goes through the general receive
+function), measured in the same run.
 
 Usage: ``python benchmarks/bench_switch.py [--time 5] [--rounds 1]
-[--only vde,ioth,ioth-threads,inproc,offload,jumbo] [--micro] [--pingpong [--burn US]]``
+[--only vde,ioth,ioth-general,inproc,offload,jumbo] [--micro] [--pingpong [--burn US]]``
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ from tests.support.peers import Netns, ioth_cmd, run, stop_process
 CONFIGS = {
     "vde": "(a) vde_switch + vde_plug",
     "ioth": "ioth switch + vde_plug",
-    "ioth-threads": "ioth switch (a thread per port) + vde_plug",
+    "ioth-general": "ioth switch (no inline fast path) + vde_plug",
     "inproc": "(b) ioth switch, in-process taps",
     "offload": "ioth switch, in-process taps + offload",
     "jumbo": "(c) ioth switch, taps MTU 65520 + offload",
@@ -74,7 +74,7 @@ CONFIGS = {
 TARGETS = {"inproc": "target >= 2.00x", "jumbo": "target >= 8000 Mbit/s"}
 JUMBO_MTU = 65520
 #: ``ioth switch`` variants measured side by side: settings of ioth.net.switch.server knobs
-VARIANTS = {"ioth": "", "ioth-threads": "PORT_THREADS=True"}
+VARIANTS = {"ioth": "", "ioth-general": "FAST_PATH=False"}
 
 
 def switch_argv(kind: str, *args: str) -> list[str]:
@@ -127,7 +127,7 @@ def one_run(kind: str, seconds: int) -> float:
                                           start_new_session=True))
         _wait(lambda: (sw / "ctl").exists())
         for i, (ns, tap) in enumerate(zip(spaces, taps, strict=True)):
-            if kind in ("vde", "ioth", "ioth-threads"):
+            if kind in ("vde", "ioth", "ioth-general"):
                 ns.popen(["vde_plug", f"vde://{sw}", f"tap://{tap}"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             _wait(lambda ns=ns, tap=tap: ns.run(["ip", "link", "show", tap],  # type: ignore[misc]
@@ -295,7 +295,7 @@ def main() -> None:
     if args.micro:
         micro()
     if args.pingpong:
-        pp: dict[str, list[tuple[float, float]]] = {"vde": [], "ioth": [], "ioth-threads": []}
+        pp: dict[str, list[tuple[float, float]]] = {"vde": [], "ioth": [], "ioth-general": []}
         for _ in range(args.rounds):
             for kind in pp:
                 rate, us = pingpong(kind, args.time, args.burn)

@@ -1,10 +1,10 @@
 """The switch server's data paths agree with the sans-IO engine, frame by frame.
 
-Datagram ports are served either by one epoll data thread (the default), which serves quiet
-ports inline through the forwarding cache (``FAST_PATH``) or through the general receive
-function, or by a reader thread per port (``PORT_THREADS``).  Every mode must deliver exactly the
-frames a plain :class:`SwitchCore` computes for the same input, to the same ports, and end with
-the same counters; releasing a port must end its reader thread.
+Datagram ports are served by one epoll data thread, which serves quiet ports inline through
+the forwarding cache (``FAST_PATH``) or through the general receive function.  Both modes must
+deliver exactly the frames a plain :class:`SwitchCore` computes for the same input, to the same
+ports, and end with the same counters; releasing a port must take it off the data thread, and
+closing the server must end that thread.
 """
 
 from __future__ import annotations
@@ -24,9 +24,8 @@ from ioth.net.switch.server import SwitchServer
 from tests.support.peers import wait_for
 
 MODES = {
-    "threads": {"PORT_THREADS": True, "FAST_PATH": True},
-    "epoll-fast": {"PORT_THREADS": False, "FAST_PATH": True},
-    "epoll-general": {"PORT_THREADS": False, "FAST_PATH": False},
+    "epoll-fast": {"FAST_PATH": True},
+    "epoll-general": {"FAST_PATH": False},
 }
 MACS = [bytes.fromhex(f"0200000000{i:02x}") for i in range(1, 6)]
 BCAST = b"\xff" * 6
@@ -180,32 +179,27 @@ def test_a_burst_crosses_complete_and_in_order(mode_server: tuple[str, SwitchSer
         b.close()
 
 
-def _readers() -> list[threading.Thread]:
-    # enumerate() lists a thread being started before is_alive() says so: count live ones
+def _data_threads(directory: str) -> list[threading.Thread]:
     return [t for t in threading.enumerate()
-            if t.name.startswith("ioth-switch-port") and t.is_alive()]
+            if t.name == f"ioth-switch-data {directory}" and t.is_alive()]
 
 
-def test_release_ends_the_reader_thread(tmp_path: os.PathLike[str],
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(server_mod, "PORT_THREADS", True)
-    directory = os.path.join(str(tmp_path), "sw")
-    before = set(_readers())
-    srv = SwitchServer(directory).start()
-    try:
-        a, b = Client(directory, 1500), Client(directory, 1500)
-        wait_for(lambda: len([t for t in _readers() if directory in t.name]) == 2, 5,
-                 what="two reader threads")
-        mine = [t for t in _readers() if t not in before and directory in t.name]
-        a.close()  # control EOF: the port goes, and its reader with it
-        wait_for(lambda: sum(t.is_alive() for t in mine) == 1, 5, what="reader of port 1 ends")
-        assert srv.active_ports() == [2]
-        c = Client(directory, 1500)  # the survivor still works
-        b.data.send(BCAST + MACS[1] + b"\x08\x00" + bytes(46))
-        assert c.recv() == BCAST + MACS[1] + b"\x08\x00" + bytes(46)
-    finally:
-        srv.close()
-    assert not any(t.is_alive() for t in _readers() if t not in before and directory in t.name)
+def test_release_takes_the_port_off_the_data_thread(mode_server: tuple[str, SwitchServer, str]
+                                                     ) -> None:
+    mode, srv, directory = mode_server
+    a, b = Client(directory, 1500), Client(directory, 1500)
+    wait_for(lambda: len(srv._data_eps) == 2, 5, what="two datagram ports served")
+    (thread,) = _data_threads(srv.directory)
+    a.close()  # control EOF: the port goes, and its descriptor leaves the data thread
+    wait_for(lambda: srv.active_ports() == [2] and len(srv._data_eps) == 1, 5,
+             what="port 1 released")
+    c = Client(directory, 1500)  # the survivor still works, on the same thread
+    b.data.send(BCAST + MACS[1] + b"\x08\x00" + bytes(46))
+    assert c.recv() == BCAST + MACS[1] + b"\x08\x00" + bytes(46), mode
+    assert _data_threads(srv.directory) == [thread]
+    srv.close()
+    thread.join(5)
+    assert not thread.is_alive()
     b.close()
     c.close()
 
@@ -246,9 +240,7 @@ def test_clients_come_and_go_under_traffic(mode_server: tuple[str, SwitchServer,
         stay_a.data.send(BCAST + MACS[3] + b"\x08\x00" + bytes(46))
         assert stay_b.recv() == BCAST + MACS[3] + b"\x08\x00" + bytes(46), mode
         assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")], mode
-        if srv.port_threads:
-            wait_for(lambda: len([t for t in _readers() if directory in t.name]) == 2, 5,
-                     what="only the two remaining readers")
+        assert len(srv._data_eps) == 2, mode  # only the two that stay are served
     finally:
         stop.set()
         stay_a.close()
@@ -258,7 +250,7 @@ def test_clients_come_and_go_under_traffic(mode_server: tuple[str, SwitchServer,
 def test_a_slow_receiver_of_a_cached_flow_loses_frames_counted(
         mode_server: tuple[str, SwitchServer, str]) -> None:
     """Frames a full receiver cannot take are dropped, never waited for, and every one of them
-    is counted (reader threads send a cached flow's frames without the lock)."""
+    is counted."""
     mode, srv, directory = mode_server
     a, b, c = Client(directory, 9000), Client(directory, 9000), Client(directory, 9000)
     try:

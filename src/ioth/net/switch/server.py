@@ -22,12 +22,12 @@ section 3):
   server's own, started with the first such port: a bare ``epoll`` loop that serves a quiet
   port's frame inline (one ``recv``, the forwarding cache, one ``send``), with nothing else to
   look after (at low rates a wake-up per frame is the main cost of a switch).
-  ``PORT_THREADS = True`` gives each port a reader thread of its own blocked in ``recv``
-  instead: 2 syscalls per frame instead of 3 and ~10 % less CPU per frame, but measured slower
-  in round trips (the thread that a client's ``send`` wakes directly waits longer for a CPU
-  than the epoll thread does: 25-30 us against 11-22 us per wake-up in ``rr-i2i``), and the
+  A reader thread per port blocked in ``recv`` (2 syscalls per frame instead of 3, ~10 % less
+  CPU per frame) was measured in sessions 3 and 4 and removed: round trips were slower (the
+  thread a client's ``send`` wakes waited longer for a CPU than the epoll thread: 25-30 us
+  against 11-22 us per wake-up in ``rr-i2i``), kernel bulk through vde_plug 5-15 % slower, and
   threads of busy ports take turns on the GIL.  Everything else (control connections, the
-  console, ageing, plug ports) stays on the engine; every thread takes the server's lock to
+  console, ageing, plug ports) stays on the engine; both threads take the server's lock to
   switch a frame.
 
 Any other plug (``tap://t0``, ``vxvde://``, ...) can be a port too (:meth:`add_plug`), served
@@ -93,11 +93,6 @@ RX_DRAIN = 8
 PROBE_EVERY = 8
 #: control connections that have not sent their request yet, at most
 MAX_PENDING = 64
-#: True: every datagram port (VDE client, socketpair) gets a reader thread of its own, blocked
-#: in ``recv`` on its (blocking) socket; False: one data thread serves them all with ``epoll``
-#: (read at :class:`SwitchServer` creation; A/B knob, both give the same frames and counters;
-#: see the module docstring for why epoll is the default)
-PORT_THREADS = False
 #: the epoll data thread switches a quiet port's frame inline, trying the forwarding cache
 #: (:meth:`SwitchCore.forward_cached`) first; False: every wake-up calls ``_rx_sock`` (A/B knob,
 #: both paths give the same frames and counters)
@@ -108,8 +103,6 @@ MAX_EVENTS = 64
 _MTU_RE = re.compile(rb"(?:^|[\s,;])mtu=(\d+)")
 _RECV_SIZE = MAX_FRAME + 1
 _DONTWAIT = socket.MSG_DONTWAIT
-#: a reader thread gives up its port after this many receive errors in a row
-_MAX_RECV_ERRORS = 64
 
 
 def mtu_from_description(description: bytes, default: int = DEFAULT_MTU) -> int:
@@ -147,7 +140,7 @@ class _Endpoint:
     """One attachment to a port: a datagram socket (VDE client or socketpair) or a plug."""
 
     __slots__ = ("batch", "ctl", "description", "fds", "max_frame", "path", "plug", "port",
-                 "quiet", "reader", "send", "sending", "sock", "timer")
+                 "quiet", "send", "sock", "timer")
 
     def __init__(self, port: int, max_frame: int, description: str) -> None:
         self.port = port
@@ -162,21 +155,15 @@ class _Endpoint:
         #: datagram ports: wake-ups left that read one frame (quiet mode) before the next
         #: drain until EAGAIN; 0: drain now
         self.quiet = 0
-        #: the port's reader thread (datagram ports, :data:`PORT_THREADS`)
-        self.reader: threading.Thread | None = None
-        #: the reader thread is sending batch number ``batch`` without the server's lock (both
-        #: set under the lock; see :meth:`SwitchServer.release`)
-        self.sending = False
-        self.batch = 0
         #: send one frame: ``send(frame, socket.MSG_DONTWAIT)``; returns something false or
         #: raises OSError when it could not go
         self.send: Callable[[bytes, int], object] = _refuse
 
     @property
     def drain(self) -> bool:
-        """Whether the next wake-up reads the port until EAGAIN (False: quiet mode, one frame;
-        a reader thread never probes: its blocking ``recv`` takes one frame at a time)."""
-        return self.reader is None and self.quiet == 0
+        """Whether the next wake-up reads the port until EAGAIN (False: quiet mode, one
+        frame)."""
+        return self.quiet == 0
 
     def ident(self) -> int:
         """The endpoint id shown by ``port/print`` (the control descriptor, as vde_switch)."""
@@ -211,7 +198,6 @@ class SwitchServer:
             raise SwitchConfigError(errno.EINVAL, f"numports={numports}: need at least 2")
         if not 68 <= default_mtu <= MAX_MTU:
             raise SwitchConfigError(errno.EINVAL, f"mtu={default_mtu} out of range 68..65535")
-        self.port_threads = PORT_THREADS
         self.own_engine = engine is None
         self.engine = engine if engine is not None else Engine(name=f"ioth-switch {path}")
         self.core = SwitchCore(hub=hub, table_size=table_size, ageing=ageing)
@@ -228,12 +214,6 @@ class SwitchServer:
         #: ports made by :meth:`create_port`: they keep their configuration while unplugged
         self.persistent: set[int] = set()
         self._tx: dict[int, tuple[Callable[[bytes, int], object], ...]] = {}
-        #: the same for ports whose endpoints are all datagram sockets: a reader thread sends
-        #: a cached flow's frame to them after letting the lock go (plugs may not be thread
-        #: safe: frames to them are sent under the lock)
-        self._tx_free: dict[int, tuple[Callable[[bytes, int], object], ...]] = {}
-        #: endpoints with a reader thread
-        self._readers: set[_Endpoint] = set()
         self._pending: dict[int, tuple[socket.socket, bytearray, int | None]] = {}
         self._listeners: dict[int, tuple[socket.socket, str, int | None]] = {}
         self._sweep: TimerHandle | None = None
@@ -369,7 +349,6 @@ class SwitchServer:
         else:
             del self._endpoints[ep.port]
             self._tx.pop(ep.port, None)
-            self._tx_free.pop(ep.port, None)
             with contextlib.suppress(SwitchConfigError):
                 if ep.port in self.persistent:
                     self.core.set_active(ep.port, False)
@@ -378,11 +357,7 @@ class SwitchServer:
 
     def _set_tx(self, port: int, eps: list[_Endpoint]) -> None:
         """Update the send functions of ``port``; caller holds the lock."""
-        self._tx[port] = sends = tuple(e.send for e in eps)
-        if all(e.plug is None for e in eps):
-            self._tx_free[port] = sends
-        else:
-            self._tx_free.pop(port, None)
+        self._tx[port] = tuple(e.send for e in eps)
 
     def create_port(self, port: int) -> None:
         """Create port ``port`` before anyone plugs in, so that it can be configured; it is
@@ -452,8 +427,7 @@ class SwitchServer:
         return port
 
     def _setup_sock(self, ep: _Endpoint, sock: socket.socket) -> None:
-        # a reader thread blocks in recv; every send says MSG_DONTWAIT
-        sock.setblocking(self.port_threads)
+        sock.setblocking(False)
         set_bufs(sock)
         ep.sock = sock
         ep.fds = [sock.fileno()]
@@ -464,17 +438,6 @@ class SwitchServer:
             for fd in ep.fds:
                 self.engine.add_reader(fd, functools.partial(self._rx_plug, ep))
             self.engine.call_soon_threadsafe(lambda: self._rx_plug(ep))
-        elif self.port_threads:
-            sock = ep.sock
-            assert sock is not None
-            with self._lock:
-                if self.closed or ep.sock is not sock:
-                    return
-                ep.reader = threading.Thread(
-                    target=self._port_loop, args=(ep, sock), daemon=True,
-                    name=f"ioth-switch-port{ep.port} {self.directory}")
-                self._readers.add(ep)
-                ep.reader.start()
         else:
             assert ep.sock is not None
             fd = ep.fds[0]
@@ -572,95 +535,6 @@ class SwitchServer:
                 log.exception("switch %s: port receive failed", self.directory)
             finally:
                 release()
-
-    def _port_loop(self, ep: _Endpoint, sock: socket.socket) -> None:
-        """A datagram port's reader thread: block in ``recv``, switch the frame, repeat.
-
-        No ``epoll_wait`` per frame and no EAGAIN probe: at low rates a frame costs a wake-up,
-        a ``recv`` and a ``send``, as in vde_switch.  The forwarding cache is tried first; a
-        cached flow's frame to a datagram port is sent after the lock is let go, so that the
-        other ports' threads need not wait for the ``send`` (:meth:`release` keeps a socket
-        open while such a send may use it).  :meth:`release` ends the thread (``shutdown``
-        makes the ``recv`` return b"")."""
-        recv = sock.recv
-        acquire = self._lock.acquire
-        unlock = self._lock.release
-        core = self.core
-        cached = core.forward_cached
-        forward = core.forward_uncached  # (after a cache miss: the cache is not asked twice)
-        count_drop = core.count_send_drop
-        tx = self._tx
-        tx_free = self._tx_free
-        clock = self.engine.clock
-        port = ep.port
-        dontwait = _DONTWAIT
-        errors = 0
-        while True:
-            try:
-                frame = recv(_RECV_SIZE)
-            except InterruptedError:
-                continue
-            except OSError as exc:
-                if ep.sock is not sock:
-                    return
-                with self._lock:
-                    self.recv_errors += 1
-                errors += 1
-                if errors >= _MAX_RECV_ERRORS:
-                    log.warning("switch %s: port %d: %s: disconnected", self.directory, port, exc)
-                    self.engine.call_soon_threadsafe(lambda: self.release(ep))
-                    return
-                continue
-            errors = 0
-            free: tuple[Callable[[bytes, int], object], ...] | None = None
-            acquire()
-            try:
-                if ep.sock is not sock:
-                    return  # released: the b"" of the shutdown, or a frame that raced it
-                now = clock()
-                out = cached(port, frame, now)
-                if out is not None:
-                    egress = out.number
-                    free = tx_free.get(egress)
-                    if free is not None:
-                        ep.batch += 1
-                        ep.sending = True
-                        continue  # the sends follow, without the lock
-                    for send in tx.get(egress, ()):
-                        try:
-                            if not send(frame, dontwait):
-                                count_drop(egress)
-                        except OSError:
-                            count_drop(egress)
-                    continue
-                if len(frame) > MAX_FRAME:
-                    self.recv_errors += 1
-                    continue
-                for egress, data in forward(port, frame, now):
-                    for send in tx.get(egress, ()):
-                        try:
-                            if not send(data, dontwait):
-                                count_drop(egress)
-                        except OSError:
-                            count_drop(egress)
-            except Exception:
-                log.exception("switch %s: port %d: receive failed", self.directory, port)
-            finally:
-                unlock()
-                if free is not None:
-                    try:
-                        for send in free:
-                            try:
-                                if not send(frame, dontwait):
-                                    self._count_drop(egress)
-                            except OSError:
-                                self._count_drop(egress)
-                    finally:
-                        ep.sending = False
-
-    def _count_drop(self, port: int) -> None:
-        with self._lock:
-            self.core.count_send_drop(port)
 
     def _forget_data_fd(self, fd: int) -> bool:
         """Stop serving ``fd`` on the data thread (False if it was not there)."""
@@ -823,34 +697,11 @@ class SwitchServer:
             if ep.timer is not None:
                 ep.timer.cancel()
             sock, ep.sock = ep.sock, None  # the data thread stops using it from here on
-            reader, ep.reader = ep.reader, None
-            self._readers.discard(ep)
-            # reader threads sending now (without the lock) may hold this endpoint's send
-            # function: its socket stays open until they are done
-            busy = [(r, r.batch) for r in self._readers if r.sending]
         for fd in fds:
             if fd >= 0 and not self._forget_data_fd(fd):
                 self.engine.remove_reader(fd)
-        if busy and sock is not None:
-            deadline = time.monotonic() + 1.0
-            while any(r.sending and r.batch == b for r, b in busy):
-                if time.monotonic() > deadline:  # never seen: sends do not wait
-                    break
-                time.sleep(0.0002)
         if sock is not None:
-            if reader is not None:
-                # wake the reader out of its recv (it returns b"") and let it go before the
-                # descriptor is closed: a closed number could be reused under a blocked recv
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RD)
-                if reader is not threading.current_thread():
-                    reader.join(5.0)
-                    if reader.is_alive():  # never seen; a leak is better than a stray recv
-                        log.warning("switch %s: port %d: reader thread did not stop",
-                                    self.directory, ep.port)
-                        sock = None
-            if sock is not None:
-                sock.close()
+            sock.close()
         if ep.ctl is not None:
             ep.ctl.close()
         if ep.plug is not None:
