@@ -43,6 +43,11 @@ class DgramPlug(Plug):
     such and counted as an error, like one shorter than an Ethernet header.
     """
 
+    #: ``recv_frames(1)`` reads one datagram and holds nothing back (what is left keeps the
+    #: socket readable): owners polling level-triggered may read one frame per wake-up (the
+    #: stack runtime's quiet mode) and skip the probe for a second one
+    rx_quiet = True
+
     _sock: socket.socket
     _fd: int
     _max: int

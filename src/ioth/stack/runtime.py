@@ -49,6 +49,16 @@ GUARD = 1
 #: timers, and the engine arms no timer the holder or the guard fires first; 0: the engine
 #: always does
 HOLD_TIMERS = 1
+#: 1: a plug that declares ``rx_quiet`` (one frame per datagram, nothing held back: a frame
+#: left unread keeps its descriptor readable) and whose last full read found a single frame is
+#: read one frame per wake-up, without probing for a second one (a datagram plug's FIONREAD);
+#: readiness is level-triggered, so whatever is left wakes the next poll of the plug (the
+#: serving thread's next turn or next wait, or the engine when the lease ends); 0: every
+#: wake-up reads until the plug says there is no more
+QUIET_READ = 1
+#: in quiet mode, every this many reads is a full read again (to notice a backlog, which ends
+#: quiet mode)
+QUIET_PROBE = 8
 _INF = float("inf")
 
 
@@ -145,6 +155,9 @@ class StackRuntime:
         self.clock: Callable[[], float] = engine.clock
         self.plugs: dict[int, Plug] = {}
         self._timed: set[int] = set()  # interfaces whose plug has its own poll_at
+        # interfaces whose plug may be read in quiet mode (QUIET_READ) -> quiet reads left
+        # before the next full read (0: the next read is a full one)
+        self._quiet: dict[int, int] = {}
         self._fds: dict[int, list[int]] = {}
         self._timer: TimerHandle | None = None
         self._timer_when: float | None = None
@@ -188,6 +201,10 @@ class StackRuntime:
             self._timed.discard(index)
         else:
             self._timed.add(index)
+        if QUIET_READ and getattr(plug, "rx_quiet", False):
+            self._quiet[index] = 0
+        else:
+            self._quiet.pop(index, None)
         fds = plug.filenos()
         self._fds[index] = fds
         self._poller = None
@@ -208,6 +225,7 @@ class StackRuntime:
     def detach(self, index: int) -> Plug | None:
         """Stop serving interface ``index``; returns its plug (not closed)."""
         plug = self.plugs.pop(index, None)
+        self._quiet.pop(index, None)
         self._poller = None
         for fd in self._fds.pop(index, []):
             self.engine.remove_reader(fd)
@@ -226,16 +244,28 @@ class StackRuntime:
             now = self.clock()
             core.begin_batch()
             try:
-                for _ in range(MAX_BATCHES):
-                    frames = plug.recv_frames(RECV_BATCH)
-                    if not frames:
-                        break
-                    now = self.clock()
-                    # (input_frames: what input_frame does frame by frame inside a batch,
-                    # the checksums of the list summed together)
-                    core.input_frames(index, frames, now)
-                    if len(frames) < RECV_BATCH:
-                        break
+                quiet = self._quiet.get(index)  # (None: the plug has no quiet mode)
+                if quiet:
+                    # quiet mode: one frame, no probe for another (see QUIET_READ)
+                    self._quiet[index] = quiet - 1
+                    frames = plug.recv_frames(1)
+                    if frames:
+                        core.input_frames(index, frames, now)
+                else:
+                    count = 0
+                    for _ in range(MAX_BATCHES):
+                        frames = plug.recv_frames(RECV_BATCH)
+                        if not frames:
+                            break
+                        count += len(frames)
+                        now = self.clock()
+                        # (input_frames: what input_frame does frame by frame inside a batch,
+                        # the checksums of the list summed together)
+                        core.input_frames(index, frames, now)
+                        if len(frames) < RECV_BATCH:
+                            break
+                    if quiet is not None and count == 1:
+                        self._quiet[index] = QUIET_PROBE - 1
             except PlugClosedError:
                 log.warning("stack: plug of interface %d closed by its peer", index)
                 failed = True
@@ -399,7 +429,9 @@ class StackRuntime:
         The engine leaves plug input to that thread while it serves and for a short lease
         (``LEASE``) afterwards: the first such input makes the engine stop polling the plugs
         until the lease ends without a new wait; input is then at most about ``LEASE`` late,
-        never lost (readiness is level-triggered).  The lease's end is watched by a timerfd
+        never lost (readiness is level-triggered).  A quiet read (``QUIET_READ``) takes one
+        frame of a plug and leaves any other to the next poll of the plug under the same rule:
+        this wait's next turn if it goes on, the next wait, or the engine when the lease ends.  The lease's end is watched by a timerfd
         (the guard) that the end of each wait pushes forward, so the engine wakes only when a
         lease really ends.  With ``HOLD_TIMERS`` the thread also fires the stack's timers while
         it serves (its poll ends at the next deadline) and the engine arms no timer that the

@@ -1,0 +1,241 @@
+"""Quiet reads (StackRuntime QUIET_READ): a datagram plug whose last read found one frame is
+read one frame per wake-up, without probing for another.  Frames that arrive together must all
+be served anyway, whoever polls the plug next: the thread serving inline (its next turn), the
+engine (its next wake-up), or the engine once the lease of a thread that served one frame and
+went away ends.  Each case also runs with quiet reads off (the same frames must come out)."""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import ioth
+from ioth.net.dgram import DgramPlug
+from ioth.net.registry import open_plug
+from ioth.stack import runtime as rt
+from ioth.wire import ipv4, udp
+
+A_IP = "192.0.2.1"
+B_IP = "192.0.2.2"
+PORT = 5500
+B_MAC = bytes.fromhex("020000000b0b")
+
+
+@pytest.fixture(params=[1, 0], ids=["quiet", "full"])
+def quiet(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    monkeypatch.setattr(rt, "QUIET_READ", request.param)
+    yield request.param
+
+
+@pytest.fixture
+def cable(tmp_path: Path, quiet: int) -> Iterator[tuple[ioth.Stack, DgramPlug, int]]:
+    """A stack on one end of a ptp:// cable, a bare plug on the other, and the stack's
+    interface index."""
+    path = tmp_path / "ptp"
+    a = ioth.Stack(f"ptp://{path}", f"eth,ip={A_IP}/24")
+    b = open_plug(f"ptp://{path}")
+    assert isinstance(b, DgramPlug)
+    try:
+        yield a, b, a.if_nametoindex("vde0")
+    finally:
+        b.close()
+        a.close()
+
+
+def _frames(a: ioth.Stack, index: int, payloads: list[bytes]) -> list[bytes]:
+    """Ethernet/IPv4/UDP frames from B_IP to the stack's A_IP:PORT."""
+    mac = bytes.fromhex(a.linkgetaddr(index).replace(":", ""))
+    src, dst = ipv4.str_to_addr(B_IP), ipv4.str_to_addr(A_IP)
+    out = []
+    for i, data in enumerate(payloads):
+        seg = udp.emit(4000, PORT, data, src, dst) + data  # (emit: the header)
+        ip = ipv4.emit_fast(src, dst, 17, len(seg), ident=i + 1)
+        out.append(mac + B_MAC + struct.pack("!H", 0x0800) + ip + seg)
+    return out
+
+
+def _force_quiet(a: ioth.Stack, index: int, quiet: int) -> None:
+    """Quiet mode now (as after a read that found one frame), for many reads."""
+    r = a.runtime
+    if quiet:
+        assert index in r._quiet, "a ptp plug should be read in quiet mode"
+        r._quiet[index] = 1000
+    else:
+        assert index not in r._quiet
+
+
+def _receiver(a: ioth.Stack) -> socket.socket:
+    srv: socket.socket = a.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    srv.bind((A_IP, PORT))
+    srv.settimeout(10)
+    return srv
+
+
+def _recv_all(srv: socket.socket, n: int) -> list[bytes]:
+    return [srv.recv(2000) for _ in range(n)]
+
+
+def _quiet_reads(a: ioth.Stack, index: int, quiet: int) -> int:
+    return 1000 - a.runtime._quiet[index] if quiet else 0
+
+
+def test_frames_arriving_together_are_all_served_by_the_engine(
+        cable: tuple[ioth.Stack, DgramPlug, int], quiet: int) -> None:
+    a, b, index = cable
+    srv = _receiver(a)
+    payloads = [b"one", b"two", b"three"]
+    frames = _frames(a, index, payloads)
+    with a.lock:  # the engine cannot read before all of them are queued
+        _force_quiet(a, index, quiet)
+        for f in frames:
+            assert b.send(f)
+    assert _recv_all(srv, 3) == payloads
+    if quiet:
+        assert _quiet_reads(a, index, quiet) >= 3  # one frame per read
+    srv.close()
+
+
+def test_frames_arriving_together_are_all_served_by_an_inline_wait(
+        cable: tuple[ioth.Stack, DgramPlug, int], quiet: int) -> None:
+    """The thread serving inline reads one frame, is not ready, polls again: the second
+    frame (queued since before the first read) is served in the same wait."""
+    a, b, index = cable
+    srv = _receiver(a)
+    plug = a.runtime.plugs[index]
+    r, w = os.pipe()
+    try:
+        with a.lock:
+            _force_quiet(a, index, quiet)
+            base = plug.counters.rx_frames
+            for f in _frames(a, index, [b"first", b"second"]):
+                assert b.send(f)
+        got = a.runtime.serve_until(r, select.POLLIN, a.runtime.clock() + 10,
+                                    lambda: plug.counters.rx_frames - base >= 2)
+        assert got is True
+        assert plug.counters.rx_frames - base == 2
+        assert _recv_all(srv, 2) == [b"first", b"second"]
+        if quiet:
+            assert _quiet_reads(a, index, quiet) == 2
+    finally:
+        os.close(r)
+        os.close(w)
+        srv.close()
+
+
+def test_a_frame_left_by_a_holder_that_went_away_is_served_when_its_lease_ends(
+        cable: tuple[ioth.Stack, DgramPlug, int], quiet: int) -> None:
+    """The serving thread reads the first of two frames queued together and is done: it
+    never waits again; the engine (which the lease kept off the plug) serves the second."""
+    a, b, index = cable
+    srv = _receiver(a)
+    plug = a.runtime.plugs[index]
+    r, w = os.pipe()
+    try:
+        # a first inline wait makes the engine leave the plug to this thread (the lease)
+        with a.lock:
+            base = plug.counters.rx_frames
+            assert b.send(_frames(a, index, [b"warm-up"])[0])
+        assert a.runtime.serve_until(r, select.POLLIN, a.runtime.clock() + 10,
+                                     lambda: plug.counters.rx_frames > base) is True
+        with a.lock:
+            _force_quiet(a, index, quiet)
+            base = plug.counters.rx_frames
+            for f in _frames(a, index, [b"served", b"left"]):
+                assert b.send(f)
+        assert a.runtime.serve_until(r, select.POLLIN, a.runtime.clock() + 10,
+                                     lambda: plug.counters.rx_frames > base) is True
+        if quiet:
+            assert plug.counters.rx_frames - base == 1  # the other one is still queued
+        # this thread does not wait again: the second frame comes in all the same
+        assert _recv_all(srv, 3) == [b"warm-up", b"served", b"left"]
+        assert not a.runtime._serving
+    finally:
+        os.close(r)
+        os.close(w)
+        srv.close()
+
+
+def test_a_backlog_ends_quiet_mode(cable: tuple[ioth.Stack, DgramPlug, int],
+                                   quiet: int) -> None:
+    """Quiet mode probes with a full read every QUIET_PROBE reads: a burst is then drained
+    in one read and the plug leaves quiet mode."""
+    a, b, index = cable
+    srv = _receiver(a)
+    payloads = [b"%03d" % i for i in range(8)]  # (an AF_UNIX datagram queue holds 10)
+    with a.lock:
+        if quiet:
+            a.runtime._quiet[index] = 2  # two quiet reads, then a full one
+        for f in _frames(a, index, payloads):
+            assert b.send(f)
+    assert _recv_all(srv, 8) == payloads
+    if quiet:
+        assert a.runtime._quiet[index] == 0  # the full read found many frames
+    srv.close()
+
+
+def test_the_engine_takes_quiet_reads_through_a_timer_wait(
+        cable: tuple[ioth.Stack, DgramPlug, int], quiet: int) -> None:
+    """Single frames spaced out (each wake-up finds one) go on being served, one per read,
+    with the plug in quiet mode after the first."""
+    a, b, index = cable
+    srv = _receiver(a)
+    out = []
+    for i in range(5):
+        with a.lock:
+            assert b.send(_frames(a, index, [b"%d" % i])[0])
+        out.append(srv.recv(100))
+        time.sleep(0.005)
+    assert out == [b"%d" % i for i in range(5)]
+    if quiet:
+        assert 0 < a.runtime._quiet[index] < rt.QUIET_PROBE
+    srv.close()
+
+
+def test_plugs_without_quiet_reads_are_drained(tmp_path: Path) -> None:
+    """A plug that does not declare rx_quiet (a stream plug may hold frames back) is never
+    read one frame at a time."""
+    with ioth.Stack("null://", "eth,ip=192.0.2.1/24") as a:
+        assert not a.runtime._quiet
+
+
+def test_threads_agree_with_the_engine_on_who_serves(
+        cable: tuple[ioth.Stack, DgramPlug, int], quiet: int) -> None:
+    """Frames keep coming in pairs while a thread serves inline one wait after another and the
+    engine serves between them: every frame arrives, in order."""
+    a, b, index = cable
+    srv = _receiver(a)
+    plug = a.runtime.plugs[index]
+    r, w = os.pipe()
+    stop = threading.Event()
+
+    def server() -> None:
+        while not stop.is_set():
+            seen = plug.counters.rx_frames
+            a.runtime.serve_until(r, select.POLLIN, a.runtime.clock() + 0.01,
+                                  lambda seen=seen: plug.counters.rx_frames > seen)
+
+    t = threading.Thread(target=server, daemon=True)
+    t.start()
+    try:
+        payloads = [b"%04d" % i for i in range(200)]
+        for i in range(0, 200, 2):
+            with a.lock:
+                for f in _frames(a, index, payloads[i:i + 2]):
+                    assert b.send(f)
+            if i % 20 == 0:
+                time.sleep(0.003)
+            assert _recv_all(srv, 2) == payloads[i:i + 2]
+    finally:
+        stop.set()
+        t.join(5)
+        os.close(r)
+        os.close(w)
+        srv.close()
