@@ -178,6 +178,23 @@ def test_a_backlog_ends_quiet_mode(cable: tuple[ioth.Stack, DgramPlug, int],
     assert _recv_all(srv, 8) == payloads
     if quiet:
         assert a.runtime._quiet[index] == 0  # the full read found many frames
+        assert a.runtime._quiet_run[index] == rt.QUIET_PROBE
+    srv.close()
+
+
+def test_quiet_stretches_grow_while_full_reads_find_single_frames(
+        cable: tuple[ioth.Stack, DgramPlug, int], quiet: int) -> None:
+    """One frame at a time: full reads (8 + 16 quiet reads apart, ...) keep finding a single
+    frame, so the stretches of quiet reads between them double (up to QUIET_PROBE_MAX)."""
+    a, b, index = cable
+    srv = _receiver(a)
+    for i in range(26):
+        with a.lock:
+            assert b.send(_frames(a, index, [b"%d" % i])[0])
+        assert srv.recv(100) == b"%d" % i
+    if quiet:
+        assert a.runtime._quiet_run[index] >= 4 * rt.QUIET_PROBE
+        assert a.runtime._quiet[index] > 0
     srv.close()
 
 

@@ -57,8 +57,12 @@ HOLD_TIMERS = 1
 #: wake-up reads until the plug says there is no more
 QUIET_READ = 1
 #: in quiet mode, every this many reads is a full read again (to notice a backlog, which ends
-#: quiet mode)
+#: quiet mode) ...
 QUIET_PROBE = 8
+#: ... and each full read that finds a single frame again doubles the stretch of quiet reads
+#: that follows, up to this many reads (a full read that finds more starts again from
+#: QUIET_PROBE)
+QUIET_PROBE_MAX = 64
 _INF = float("inf")
 
 
@@ -156,8 +160,10 @@ class StackRuntime:
         self.plugs: dict[int, Plug] = {}
         self._timed: set[int] = set()  # interfaces whose plug has its own poll_at
         # interfaces whose plug may be read in quiet mode (QUIET_READ) -> quiet reads left
-        # before the next full read (0: the next read is a full one)
+        # before the next full read (0: the next read is a full one), and the length of the
+        # next stretch of quiet reads
         self._quiet: dict[int, int] = {}
+        self._quiet_run: dict[int, int] = {}
         self._fds: dict[int, list[int]] = {}
         self._timer: TimerHandle | None = None
         self._timer_when: float | None = None
@@ -201,6 +207,7 @@ class StackRuntime:
             self._timed.discard(index)
         else:
             self._timed.add(index)
+        self._quiet_run.pop(index, None)
         if QUIET_READ and getattr(plug, "rx_quiet", False):
             self._quiet[index] = 0
         else:
@@ -226,6 +233,7 @@ class StackRuntime:
         """Stop serving interface ``index``; returns its plug (not closed)."""
         plug = self.plugs.pop(index, None)
         self._quiet.pop(index, None)
+        self._quiet_run.pop(index, None)
         self._poller = None
         for fd in self._fds.pop(index, []):
             self.engine.remove_reader(fd)
@@ -264,8 +272,13 @@ class StackRuntime:
                         core.input_frames(index, frames, now)
                         if len(frames) < RECV_BATCH:
                             break
-                    if quiet is not None and count == 1:
-                        self._quiet[index] = QUIET_PROBE - 1
+                    if quiet is not None and count:
+                        if count == 1:  # (quiet mode, for longer each time)
+                            run = self._quiet_run.get(index, QUIET_PROBE)
+                            self._quiet[index] = run - 1
+                            self._quiet_run[index] = min(run * 2, QUIET_PROBE_MAX)
+                        else:
+                            self._quiet_run[index] = QUIET_PROBE
             except PlugClosedError:
                 log.warning("stack: plug of interface %d closed by its peer", index)
                 failed = True
@@ -431,12 +444,13 @@ class StackRuntime:
         until the lease ends without a new wait; input is then at most about ``LEASE`` late,
         never lost (readiness is level-triggered).  A quiet read (``QUIET_READ``) takes one
         frame of a plug and leaves any other to the next poll of the plug under the same rule:
-        this wait's next turn if it goes on, the next wait, or the engine when the lease ends.  The lease's end is watched by a timerfd
-        (the guard) that the end of each wait pushes forward, so the engine wakes only when a
-        lease really ends.  With ``HOLD_TIMERS`` the thread also fires the stack's timers while
-        it serves (its poll ends at the next deadline) and the engine arms no timer that the
-        holder reaches first; a timer that falls due between two waits fires at the next wait
-        or when the lease ends (at most about ``LEASE`` late).
+        this wait's next turn if it goes on, the next wait, or the engine when the lease ends.
+        The lease's end is watched by a timerfd (the guard) that the end of each wait pushes
+        forward, so the engine wakes only when a lease really ends. With ``HOLD_TIMERS`` the
+        thread also fires the stack's timers while it serves (its poll ends at the next
+        deadline) and the engine arms no timer that the holder reaches first; a timer that falls
+        due between two waits fires at the next wait or when the lease ends (at most about
+        ``LEASE`` late).
 
         ``ready``, if given, is asked after each input batch or timer this thread served:
         True means ``fd`` is ready now (no poll needed to learn it).  Returns True when ``fd``
