@@ -45,6 +45,13 @@ IDLE = 0.05
 #: 1: the lease is watched by a timerfd that each inline wait's end pushes forward (the engine
 #: wakes only when a lease really ends); 0: by an engine timer that re-checks every LEASE
 GUARD = 1
+#: the guard is pushed forward only when a lease's end moved more than this many microseconds
+#: past the guard's expiry (hysteresis: one settime per this much of a holder's activity; the
+#: guard then expires at least LEASE minus this after the end of a wait: a holder that comes
+#: back sooner never lets it fire).  Less than LEASE.  1500 measured 0.15-0.19 instead of
+#: 0.21-0.23 settime per round trip (rr-i2i), but in cps-i2i the guard then fired during or
+#: between the waits of a connection: more engine wake-ups and GIL futexes, no gain
+GUARD_SLACK_US = 1000
 #: 1: while a thread serves the plugs inline (or holds the lease) it also fires the stack's
 #: timers, and the engine arms no timer the holder or the guard fires first; 0: the engine
 #: always does
@@ -396,14 +403,16 @@ class StackRuntime:
 
     def _lease_ends(self, now: float) -> None:
         """The serving thread, at the end of an uncontended inline wait: the lease runs for
-        ``LEASE`` more seconds; make sure the guard expires by then (re-armed only when its
-        current expiry is less than half a lease away: one settime per half lease at most)."""
+        ``LEASE`` more seconds; make sure the guard expires by then (re-armed only when the
+        lease's end moved more than ``GUARD_SLACK_US`` past its expiry: one settime per slack
+        at most; a guard that expires before a renewed lease ends is re-armed by the engine
+        for the rest, see :meth:`_guard_fired`)."""
         self._lease_until = now + LEASE
         self._held = True
         self._serving = False  # (written before _guard_at is read: see _guard_fired)
         guard = self._guard
         if guard is not None:
-            if self._guard_at < now + LEASE * 0.5:
+            if self._guard_at < now + LEASE - GUARD_SLACK_US * 1e-6:
                 guard.arm(LEASE)
                 self._guard_at = now + LEASE
             self._holder_wake = self._guard_at
