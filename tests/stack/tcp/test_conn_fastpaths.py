@@ -26,6 +26,7 @@ KNOBS = [
     (layer_mod, "HANDSHAKE_FASTPATH"),
     (layer_mod, "IDLE_DISPATCH"),
     (stackhook, "ROUTE_ONCE"),
+    (stackhook, "ROUTE_CACHE"),
     (stackhook, "FAST_OUTPUT"),
     (output_mod, "SMALL_SEND"),
 ]

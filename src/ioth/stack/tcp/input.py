@@ -226,7 +226,7 @@ class InputMixin(TcbBase):
         payload = seg.payload
         plen = len(payload)
         rcv_nxt = self.rcv_nxt
-        seq = _unwrap(seg.seq, rcv_nxt)
+        seq = rcv_nxt + ((seg.seq - rcv_nxt + _HALF) & MASK) - _HALF  # _unwrap inlined
         seglen = plen + (1 if f & SYN else 0) + (1 if f & FIN else 0)
         st = self.state
         # RFC 7323 5.3 (PAWS): a timestamp older than TS.Recent makes the segment unacceptable.
@@ -328,7 +328,8 @@ class InputMixin(TcbBase):
         # RFC 7323 4.3: TS.Recent <- SEG.TSval if SEG.SEQ <= Last.ACK.sent.
         if self.ts_ok and seg.tsval is not None and seq <= self._last_ack_sent:
             self.ts_recent = seg.tsval
-        ack = _unwrap(seg.ack, self.snd_una)
+        una = self.snd_una
+        ack = una + ((seg.ack - una + _HALF) & MASK) - _HALF  # _unwrap inlined
         if st is _SYN_RECEIVED:
             # RFC 9293 3.10.7.4 fifth, SYN-RECEIVED: acceptable ACK -> ESTABLISHED.
             if not self.snd_una < ack <= self.snd_nxt:

@@ -28,6 +28,9 @@ class IsnGenerator:
     def __init__(self, rng: random.Random) -> None:
         self._key = rng.getrandbits(256).to_bytes(32, "big")
         self._cookie_key = rng.getrandbits(256).to_bytes(32, "big")
+        # the keyed state of _pair's hash, copied per connection (a keyed BLAKE2s set-up
+        # hashes a whole key block: copying the state is ~0.3 us cheaper, same digests)
+        self._pair_base = hashlib.blake2s(key=self._key, digest_size=8)
 
     def _f(
         self, key: bytes, laddr: bytes, lport: int, raddr: bytes, rport: int, extra: bytes
@@ -51,8 +54,8 @@ class IsnGenerator:
 
     def _pair(self, laddr: bytes, lport: int, raddr: bytes, rport: int) -> int:
         # 64 bits of one keyed BLAKE2s: the ISN offset (high half), the TS offset (low half)
-        h = hashlib.blake2s(laddr + raddr + _TUPLE.pack(lport, rport), key=self._key,
-                            digest_size=8)
+        h = self._pair_base.copy()
+        h.update(laddr + raddr + _TUPLE.pack(lport, rport))
         return int.from_bytes(h.digest(), "big")
 
     def cookie(

@@ -315,11 +315,17 @@ class TcpLayer:
         """Dispatch ``conn``'s output, move it between queues, forget it once CLOSED."""
         self.now = now
         # conn.dispatch inlined; when nothing is due and nothing else happens below, the
-        # deadline it computed is the one to schedule (saves a second poll_at)
-        t = conn.poll_at()
+        # deadline it computed is the one to schedule (saves a second poll_at).  A dirty TCB
+        # (the usual case: a segment or a user call changed it) is due without poll_at.
+        if conn._dirty or conn._out or conn._ack_now:
+            t: float | None = 0.0
+        else:
+            t = conn.poll_at()
         if t is not None and t <= now:
             segs = None
-            if IDLE_DISPATCH and len(conn._sbuf) == conn._shead:
+            st = conn.state
+            if IDLE_DISPATCH and (st is _ESTABLISHED or st is _CLOSE_WAIT) and \
+                    len(conn._sbuf) == conn._shead:
                 segs = conn._quiet_dispatch(now)  # nothing to send but an ACK: no passes
             if segs is None:
                 segs = conn._dispatch(now)
@@ -367,7 +373,26 @@ class TcpLayer:
             # (TIME-WAIT...: its deadlines no longer move per segment), where the earlier
             # entry goes stale instead of waking the runtime up for nothing
             if t == -1.0:
-                t = conn.poll_at()
+                # conn.poll_at() inlined (the earliest of its deadlines)
+                if conn._dirty or conn._out or conn._ack_now:
+                    t = 0.0
+                else:
+                    t = conn._rto_at
+                    d = conn._ack_at
+                    if d is not None and (t is None or d < t):
+                        t = d
+                    d = conn._persist_at
+                    if d is not None and (t is None or d < t):
+                        t = d
+                    d = conn._keep_at
+                    if d is not None and (t is None or d < t):
+                        t = d
+                    d = conn._close_at
+                    if d is not None and (t is None or d < t):
+                        t = d
+                    d = conn._tlp_at
+                    if d is not None and (t is None or d < t):
+                        t = d
             if t is not None:
                 d = conn.layer_deadline
                 if d is None or t < d or (t > d and QUIET_TIMERS and conn.state in _ENDING):

@@ -40,7 +40,8 @@ class OutputMixin(TcbBase):
         """When :meth:`dispatch` must run next: ``0.0`` for now, ``None`` for never."""
         if self._dirty or self._out or self._ack_now:
             return 0.0
-        # the earliest of six optional deadlines, unrolled (runs several times per segment)
+        # the earliest of six optional deadlines, unrolled (runs several times per segment;
+        # TcpLayer._service has an inlined copy: keep them the same)
         t = self._rto_at
         d = self._ack_at
         if d is not None and (t is None or d < t):

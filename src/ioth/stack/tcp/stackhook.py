@@ -51,6 +51,13 @@ TSO = True
 #: One route lookup per new connection gives its MSS, TSO size and fast-output route
 #: (:meth:`_Glue.route_info`); off: three lookups (MTU, GSO size, then the fast output's).
 ROUTE_ONCE = True
+#: New connections between the same two addresses share one :class:`TxRoute` (the route
+#: lookup, MTU and TSO size of the first, while the routing table, the interface, its MTU and
+#: GSO size stay what they were and no path MTU is cached); off: one lookup and one TxRoute
+#: per connection.  Same frames either way.
+ROUTE_CACHE = True
+#: Bound of the shared-route table (address pairs); when full it starts over.
+ROUTE_CACHE_MAX = 256
 _DF = 0x4000
 _TS_WORDS = 0x0101 + 0x080A  # NOP NOP kind/length of the Timestamps option
 _FAST_STATES = frozenset((REACHABLE, DELAY, PROBE, PERMANENT))
@@ -65,14 +72,15 @@ _U64 = np.dtype(np.uint64)
 
 
 class TxRoute:
-    """What :meth:`_Glue.fast_output` keeps per connection: valid while the routing table
+    """What :meth:`_Glue.fast_output` keeps per connection (shared by the connections
+    between the same two addresses, :data:`ROUTE_CACHE`): valid while the routing table
     (list identity), the interface and the neighbour entry stay what they were."""
 
-    __slots__ = ("addr_sum", "eth", "iface", "mac", "neigh", "nkey", "ports", "routes",
+    __slots__ = ("addr_sum", "eth", "gso", "iface", "mac", "mtu", "neigh", "nkey", "routes",
                  "src_mac", "table", "v6")
 
     def __init__(self, iface: Interface, table: RouteTable, neigh: NeighbourCache,
-                 nexthop: bytes, v6: bool, addr_sum: int, ports: int) -> None:
+                 nexthop: bytes, v6: bool, addr_sum: int) -> None:
         self.iface = iface
         self.table = table
         self.routes = table._routes  # replaced (never mutated in place) on every change
@@ -80,7 +88,10 @@ class TxRoute:
         self.nkey = (iface.index, nexthop)
         self.v6 = v6
         self.addr_sum = addr_sum
-        self.ports = ports
+        self.mtu = iface.mtu
+        """The interface's MTU and GSO size when the route was made (a shared route is
+        reused only while they are unchanged)."""
+        self.gso = iface.gso_max_size
         self.mac: bytes | None = None
         self.src_mac = iface.mac
         self.eth = b""
@@ -96,6 +107,11 @@ class _Glue:
         """The fast output is on (:data:`FAST_OUTPUT` when the layer was made)."""
         self.tso = tso
         """TSO is on (:data:`TSO` when the layer was made)."""
+        self.shared: dict[tuple[bytes, bytes], tuple[int, int, TxRoute]] = {}
+        """(local address, remote address) -> what :meth:`route_info` returned for them
+        (:data:`ROUTE_CACHE`; at most :data:`ROUTE_CACHE_MAX` pairs)."""
+        self.shared_resets = 0
+        """Times the shared-route table was full and started over."""
 
     def output(self, src: bytes, dst: bytes, segment: bytes) -> None:
         """Send a segment through the core's IPv4 (DF set) or IPv6 output."""
@@ -145,6 +161,19 @@ class _Glue:
         connection) and the fast output's :class:`TxRoute` (None: the general path)."""
         core = self.core
         ra = remote[0]
+        if ROUTE_CACHE and not core.pmtu:
+            hit = self.shared.get((local[0], ra))
+            if hit is not None:
+                # still what a lookup would give: the same routing table (a new list on
+                # every change), interface up with the same MTU and GSO size, the remote
+                # address not local now, the next hop no broadcast address of a new subnet
+                sr = hit[2]
+                si = sr.iface
+                if (sr.routes is sr.table._routes and si.up and sr.mtu == si.mtu
+                        and sr.gso == si.gso_max_size
+                        and (ra not in core.ip6.local if sr.v6 else
+                             ra not in core.local4 and sr.nkey[1] not in core.bcast4)):
+                    return hit
         v6 = len(ra) == 16
         try:
             if v6:
@@ -160,6 +189,15 @@ class _Glue:
             r = self._make_route(iface, nexthop, v6, local, remote)
             if r is not None:
                 tso = tso_payload(iface.gso_max_size, v6)
+                if ROUTE_CACHE and not core.pmtu and (
+                        # a route from the routing table (not the local or link-local
+                        # shortcuts of ip4.route / ip6.route, which do not depend on it)
+                        (ra[0] != 0xFE or ra[1] & 0xC0 != 0x80) if v6 else ra[0] != 127):
+                    shared = self.shared
+                    if len(shared) >= ROUTE_CACHE_MAX:
+                        shared.clear()
+                        self.shared_resets += 1
+                    shared[(local[0], ra)] = (mtu, tso, r)
         return mtu, tso, r
 
     # -- fast output ------------------------------------------------------------------------
@@ -196,7 +234,7 @@ class _Glue:
             table = core.routes4
             cache = core.arp.cache
         addr_sum = int.from_bytes(local[0], "big") + int.from_bytes(remote[0], "big") + PROTO_TCP
-        return TxRoute(iface, table, cache, nexthop, v6, addr_sum, (local[1] << 16) | remote[1])
+        return TxRoute(iface, table, cache, nexthop, v6, addr_sum)
 
     def fast_output(self, conn: TcpConnection, segs: list[Segment]) -> int:
         """Build and queue the frames of ``segs`` (in order) from ``conn``'s cached route and
@@ -246,11 +284,13 @@ class _Glue:
             v6 = r.v6
             if tcplen + (40 if v6 else 20) <= iface.mtu:
                 # the loop below for this one segment, without its set-up (same frame)
+                local, sport = conn.local
+                dport = conn.remote[1]
                 seq = seg.seq
                 ack = seg.ack
                 offflags = (hlen << 10) | seg.flags
                 window = seg.window
-                s = r.addr_sum + tcplen + r.ports + seq + ack + offflags + window
+                s = r.addr_sum + tcplen + (sport << 16) + dport + seq + ack + offflags + window
                 if plen:
                     s += partial_sum(payload)
                 if tsval is not None:
@@ -260,8 +300,6 @@ class _Glue:
                     s += int.from_bytes(opts, "big")
                 c = s % 0xFFFF
                 csum = 0xFFFF - c if c else 0
-                local, sport = conn.local
-                dport = conn.remote[1]
                 if v6:
                     if tsval is not None:
                         hdr = _V6TS.pack(0x60000000, tcplen, PROTO_TCP, iface.hop_limit,
@@ -293,13 +331,13 @@ class _Glue:
         sums = None if offload or len(segs) < 2 else _payload_sums(segs)
         v6 = r.v6
         addr_sum = r.addr_sum
-        ports = r.ports
         mtu = iface.mtu
         gso_max = iface.gso_max_size
         cut = conn.tso_cut
         local = conn.local[0]
         sport = conn.local[1]
         dport = conn.remote[1]
+        ports = (sport << 16) | dport
         ip4 = core.ip4
         ttl = ip4.default_ttl
         hop_limit = iface.hop_limit
