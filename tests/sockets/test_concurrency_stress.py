@@ -30,15 +30,17 @@ from tests.sockets.helpers import connected_pairs, network
 
 pytestmark = pytest.mark.timeout(20)
 
-KNOBS = [(1, 1, 1), (1, 0, 1), (0, 0, 0)]
+KNOBS = [(1, 1, 1, 1), (1, 0, 1, 1), (1, 1, 1, 0), (0, 0, 0, 0)]
 
 
-@pytest.fixture(params=KNOBS, ids=[f"guard{g}-hold{h}-direct{d}" for g, h, d in KNOBS])
+@pytest.fixture(params=KNOBS,
+                ids=[f"guard{g}-hold{h}-direct{d}-lazy{z}" for g, h, d, z in KNOBS])
 def knobs(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    guard, hold, direct = request.param
+    guard, hold, direct, lazy = request.param
     monkeypatch.setattr(rt, "GUARD", guard)
     monkeypatch.setattr(rt, "HOLD_TIMERS", hold)
     monkeypatch.setattr(stream, "DIRECT_ACCEPT", direct)
+    monkeypatch.setattr(stream, "LAZY_PAIR", lazy)
     yield
 
 

@@ -134,6 +134,8 @@ def test_engine_ends_never_wait_whatever_the_default_timeout(
     try:
         with network(tmp_path, 2) as (a, b):
             srv, c, s = _pair(a, b, 7304)
+            for x in (c, s):
+                x.fileno()  # (pairs a socket left unpaired, see LAZY_PAIR)
             for h in (c._h, s._h):
                 assert h is not None and h.eng is not None
                 assert h.eng.gettimeout() in (None, 0.0)

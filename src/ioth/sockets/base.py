@@ -81,7 +81,8 @@ class IothSocket(_socket.socket):
 
     def __repr__(self) -> str:
         closed = getattr(self, "_closed", False)
-        s = (f"<ioth.{type(self).__name__} fd={self.fileno()}, family={self.family!r}, "
+        fd = _socket.socket.fileno(self)  # (not self.fileno(): a repr must not pair a socket)
+        s = (f"<ioth.{type(self).__name__} fd={fd}, family={self.family!r}, "
              f"type={self.type!r}, proto={self.proto}")
         if not closed:
             try:

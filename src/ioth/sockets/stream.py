@@ -35,6 +35,7 @@ import select
 import socket as _socket
 import struct
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from ioth.sockets.addr import Address, format_address, parse_address
@@ -68,6 +69,14 @@ CONNECT_SLICE = 0.005  # longest inline wait of a blocking connect between check
 #: straight from the listener's queue with a fresh AF_UNIX pair (no engine end connected to
 #: the listening descriptor, no kernel accept, no readiness poll); 0: always through it
 DIRECT_ACCEPT = 1
+#: 1: a blocking connect and a direct accept give the application a descriptor of its own (an
+#: unconnected AF_UNIX stream) and no engine end: sends go straight into the connection, reads
+#: come straight from it and close closes it, with no AF_UNIX pair, no pump registration and no
+#: engine-end close per connection; the pair is made (StreamSocket._materialize) the moment the
+#: descriptor itself is needed: fileno(), detach(), a read or write that must use the kernel
+#: (non-blocking, flags, a full send buffer, another thread serving), SO_ERROR after a failure,
+#: shutdown(SHUT_WR), or a fork; 0: every connected socket gets its pair at once
+LAZY_PAIR = 1
 #: 1: TcpSockets.notify updates the engine end's interest itself when nothing else can have
 #: changed for the socket (no bytes to move, no error, no end of stream), instead of running
 #: StreamHandle.on_event/_update; 0: always through them
@@ -82,6 +91,35 @@ _DONTWAIT = int(_socket.MSG_DONTWAIT)  # (plain ints: IntFlag operators cost a c
 _PEEK = int(_socket.MSG_PEEK)
 _get_ident = threading.get_ident
 _AF_INET = int(_socket.AF_INET)
+_fileno = _csocket.socket.fileno  # (the descriptor without StreamSocket.fileno's pairing)
+
+
+class _Lazy:
+    """The TCP socket layers of this process that may hold sockets without their AF_UNIX pair
+    (see LAZY_PAIR): a fork makes their pairs first, so that a child inherits working
+    descriptors."""
+
+    layers: weakref.WeakSet[TcpSockets] = weakref.WeakSet()
+
+
+def _pair_before_fork() -> None:
+    """os.fork is about to run: give every unpaired socket of this process its AF_UNIX pair."""
+    for tcp in list(_Lazy.layers):
+        stack = tcp.stack
+        if stack.closed or not stack.lock.acquire(timeout=2.0):
+            continue
+        try:
+            for s in list(stack._sockets):
+                if isinstance(s, StreamSocket):
+                    try:
+                        s._materialize()
+                    except OSError:
+                        pass
+        finally:
+            stack.lock.release()
+
+
+os.register_at_fork(before=_pair_before_fork)
 
 
 def _bigbuf(s: Any) -> None:
@@ -153,6 +191,10 @@ class TcpSockets:
         self._rdv_name: Any = ""
         self._rdv_pid = 0
         self._rdv_lock = threading.Lock()
+        # never readable until the stack closes: what a thread serving the plugs inline polls
+        # for an unpaired socket (its own descriptor, unconnected, reports a hang-up)
+        self.quiet = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        _Lazy.layers.add(self)
         self._chained = self.layer.notify
         self.layer.notify = self.notify
         stack.runtime.after_batch.append(self.deliver)
@@ -173,6 +215,11 @@ class TcpSockets:
             if self._rdv is not None:
                 self._rdv.close()
                 self._rdv = None
+        if self.quiet >= 0:
+            os.eventfd_write(self.quiet, 1)  # wakes the threads that wait on unpaired sockets
+            os.close(self.quiet)
+            self.quiet = -1
+        _Lazy.layers.discard(self)
         hooks = self.stack.runtime.after_batch
         if self.deliver in hooks:
             hooks.remove(self.deliver)
@@ -181,6 +228,12 @@ class TcpSockets:
         """TcpLayer callback (stack lock held): a connection or listener changed."""
         h = self.by_conn.get(obj)
         if h is not None:
+            if h.lazy and not h.connecting:
+                # unpaired: nothing to move or watch; the application's calls look at the
+                # connection itself (and a thread waiting in one asks it after each batch)
+                if self._chained is not None:
+                    self._chained(obj)
+                return
             engine = self.engine
             me = _get_ident()
             ident = engine._ident
@@ -382,6 +435,9 @@ class StreamHandle:
         # recv on this socket, with nothing unread in its descriptor: data that this thread
         # brings stays in the connection, and recv copies it from there (0: none)
         self.hold = 0
+        # no engine end yet (LAZY_PAIR): the application's descriptor is not connected to
+        # anything, its calls use the connection directly; StreamSocket._materialize pairs it
+        self.lazy = False
         self._cond: threading.Condition | None = None  # made on first wait (see cond)
 
     @property
@@ -491,7 +547,7 @@ class StreamHandle:
         """Application thread, stack lock held: send straight into the connection (core
         locking) when nothing written through the descriptor is still queued; returns bytes
         taken (0: use the descriptor)."""
-        if self.eng is None or self.connecting or self.eof_in or self.error:
+        if (self.eng is None and not self.lazy) or self.connecting or self.eof_in or self.error:
             return 0
         if self.dirty:
             if not self._read_app(0) or self.eng is None:
@@ -511,6 +567,18 @@ class StreamHandle:
             self.tcp.stack.runtime.flush()
         return total
 
+    def attach(self, eng: _csocket.socket) -> None:
+        """Stack lock held: an unpaired handle gets its engine end (StreamSocket._materialize):
+        what the connection holds for the application goes to the descriptor now."""
+        self.lazy = False
+        self.eng = eng
+        self.fd = eng.fileno()
+        tcp = self.tcp
+        if tcp.by_conn.get(self.conn) is None:
+            tcp.by_conn[self.conn] = self
+        self.on_event()
+        tcp.stack.runtime.flush()
+
     def _update(self) -> None:
         conn = self.conn
         state = conn.state
@@ -528,7 +596,7 @@ class StreamHandle:
                 return
         if not self.established and state in _CONNECTED:
             self.established = True  # even if a reset follows at once: connect succeeded
-        if self.connecting and self.eng is None:
+        if self.connecting and self.eng is None and not self.lazy:
             return  # the application end is not attached yet (_connect attaches it)
         if self.connecting:
             if self.established:
@@ -627,6 +695,11 @@ class StreamHandle:
             self._wake_waiters()
         eng = self.eng
         if eng is None:
+            if self.lazy:  # (no engine end to close: only forget the handle)
+                self.lazy = False
+                if self.tcp.by_conn.get(self.conn) is self:
+                    del self.tcp.by_conn[self.conn]
+                self._wake_waiters()
             return
         self.eng = None
         self.wrote += 1
@@ -838,7 +911,7 @@ class StreamSocket(IothSocket):
         backlog = max(1, min(int(backlog), 4096))
         stack = self._stack
         tcp = self._tcp
-        view = _unix(self.fileno())
+        view = _unix(_fileno(self))
         try:
             view.bind("")
             view.listen(backlog)
@@ -924,7 +997,7 @@ class StreamSocket(IothSocket):
         got: bool | None = None
         try:
             deadline = None if timeout is None else runtime.clock() + timeout
-            got = runtime.serve_until(self.fileno(), select.POLLIN, deadline, lambda: bool(q))
+            got = runtime.serve_until(_fileno(self), select.POLLIN, deadline, lambda: bool(q))
         finally:
             with stack.lock:
                 if lh.hold == me:
@@ -956,11 +1029,16 @@ class StreamSocket(IothSocket):
         mine = sinks.get(self._v())
         if sink is None or mine is None or sink[0] != mine[0]:
             return None
-        app, eng = _csocket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        eng: _csocket.socket | None = None
+        if LAZY_PAIR:  # (the pair is made when the descriptor is needed: _materialize)
+            app = _csocket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        else:
+            app, eng = _csocket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+            _nowait(eng)
         q.popleft()
-        _nowait(eng)
         tcp = self._tcp
         h = StreamHandle(tcp, conn, eng)
+        h.lazy = eng is None
         tcp.by_conn[conn] = h
         try:
             sock = StreamSocket(self._stack, self._fam, _socket.SOCK_STREAM, self.proto,
@@ -971,7 +1049,8 @@ class StreamSocket(IothSocket):
             h._teardown()
             raise
         lh.direct += 1
-        h.on_event()  # what arrived already goes to the descriptor (select, other readers)
+        if not h.lazy:
+            h.on_event()  # what arrived already goes to the descriptor (select, other readers)
         if _socket.getdefaulttimeout() is None and self.gettimeout():
             sock.setblocking(True)
         return sock, format_address(self._fam, conn.remote[0], conn.remote[1])
@@ -1031,20 +1110,28 @@ class StreamSocket(IothSocket):
             core.drain_loopback(stack.now())
             self._apply_options(conn)
             h = StreamHandle(tcp, conn, None, connecting=True)
+            # a blocking connect leaves the descriptor unpaired (LAZY_PAIR); a non-blocking
+            # one needs it at once (its writability tells the end of the handshake)
+            h.lazy = bool(LAZY_PAIR) and timeout != 0.0 and self._pid == current_pid()
             tcp.by_conn[conn] = h
             self._h = h
             stack.runtime.flush()
-        eng = self._pair()
-        with stack.lock:
-            h.eng = eng
-            h.fd = eng.fileno()
-            if timeout == 0.0:
-                h.junk = self._fill_junk()
-                self._junked = True
-            h.on_event()  # it may have connected (or failed) already
-            if timeout == 0.0:
-                return errno.EINPROGRESS  # like Linux, even when it is already decided
-            waiting = h.connecting
+        if h.lazy:
+            with stack.lock:
+                h.on_event()  # it may have connected (or failed) already
+                waiting = h.connecting
+        else:
+            eng = self._pair()
+            with stack.lock:
+                h.eng = eng
+                h.fd = eng.fileno()
+                if timeout == 0.0:
+                    h.junk = self._fill_junk()
+                    self._junked = True
+                h.on_event()  # it may have connected (or failed) already
+                if timeout == 0.0:
+                    return errno.EINPROGRESS  # like Linux, even when it is already decided
+                waiting = h.connecting
         if waiting and self._pid == current_pid() and stack.runtime.can_serve():
             timeout = self._connect_inline(h, timeout)
         with stack.lock:
@@ -1073,7 +1160,10 @@ class StreamSocket(IothSocket):
         runtime = self._stack.runtime
         clock = runtime.clock
         deadline = None if timeout is None else clock() + timeout
-        fd = self.fileno()
+        # (an unpaired descriptor reports a hang-up: poll the layer's quiet descriptor)
+        fd = self._tcp.quiet if h.lazy else _fileno(self)
+        if fd < 0:
+            return timeout
 
         def ready() -> bool:
             return not h.connecting
@@ -1094,13 +1184,54 @@ class StreamSocket(IothSocket):
         """Connect the application's own descriptor (the same open socket, so selector and
         epoll registrations made before ``connect`` stay valid, as with a kernel socket) to a
         new engine end, through the layer's abstract AF_UNIX rendezvous listener."""
-        eng = self._tcp.pair(self.fileno())
+        eng = self._tcp.pair(_fileno(self))
         _bigbuf(self)  # (the engine end is sized lazily, see StreamHandle._update)
         return eng
 
+    def _materialize(self) -> None:
+        """Give an unpaired socket (LAZY_PAIR) its engine end now: connect the descriptor to a
+        new one (the same open socket: registrations stay valid) and let the pump carry what
+        the connection holds for the application, as for a socket paired from the start."""
+        h = self._h
+        if h is None or not h.lazy or self._pid != current_pid():
+            return
+        stack = self._stack
+        with stack.lock:
+            if not h.lazy or stack.closed:
+                return
+            eng = self._tcp.pair(_fileno(self))
+            _bigbuf(self)
+            h.attach(eng)
+
+    def fileno(self) -> int:
+        """The descriptor (select, poll, asyncio, ssl, a child process): a real AF_UNIX
+        stream whose readiness and bytes are the connection's."""
+        h = self._h
+        if h is not None and h.lazy:
+            self._materialize()
+        return _fileno(self)
+
+    def detach(self) -> int:
+        """Close the socket object without closing the descriptor, which is returned (paired
+        first: it must go on working without this object)."""
+        self._materialize()
+        return super().detach()
+
+    def recvmsg(self, bufsize: int, ancbufsize: int = 0,
+                flags: int = 0) -> tuple[bytes, list[tuple[int, int, bytes]], int, Any]:
+        """Receive through the descriptor."""
+        self._materialize()
+        return super().recvmsg(bufsize, ancbufsize, flags)
+
+    def recvmsg_into(self, buffers: Any, ancbufsize: int = 0,
+                     flags: int = 0) -> tuple[int, list[tuple[int, int, bytes]], int, Any]:
+        """Receive through the descriptor."""
+        self._materialize()
+        return super().recvmsg_into(buffers, ancbufsize, flags)
+
     def _fill_junk(self) -> int:
         """Make the application end unwritable until the handshake ends; returns bytes written."""
-        fd = self.fileno()
+        fd = _fileno(self)
         _csocket.socket.setsockopt(self, _socket.SOL_SOCKET, _socket.SO_SNDBUF, 1)
         blocking = os.get_blocking(fd)
         os.set_blocking(fd, False)
@@ -1147,7 +1278,7 @@ class StreamSocket(IothSocket):
             def ready() -> bool:
                 return h.wrote != seen or conn.recv_available > 0
 
-        if runtime.serve_until(self.fileno(), select.POLLIN, deadline, ready) is False:
+        if runtime.serve_until(_fileno(self), select.POLLIN, deadline, ready) is False:
             raise TimeoutError("timed out")
 
     def _take(self, h: StreamHandle, buffer: Any, size: int) -> Any:
@@ -1155,7 +1286,8 @@ class StreamSocket(IothSocket):
         ``buffer`` when given: returns the count), or None when bytes still wait in the
         descriptor (they come first) or the connection has none."""
         conn = h.conn
-        if h.out or h.wrote != self._got or h.eng is None or not conn.recv_available:
+        if h.out or h.wrote != self._got or (h.eng is None and not h.lazy) \
+                or not conn.recv_available:
             return None
         if buffer is None:
             got: Any = conn.recv(size)
@@ -1166,8 +1298,8 @@ class StreamSocket(IothSocket):
         if conn.poll_at() == 0.0:  # a window update to send
             self._tcp.flush(conn)
             self._stack.runtime.flush()
-        if conn.recv_available or conn.error is not None or conn.eof \
-                or conn.state is _CLOSED:
+        if not h.lazy and (conn.recv_available or conn.error is not None or conn.eof
+                           or conn.state is _CLOSED):
             # the rest goes to the descriptor (readiness for others), and the end of stream
             # or error that the taken bytes were hiding is served now
             h.on_event()
@@ -1206,6 +1338,45 @@ class StreamSocket(IothSocket):
                 self._stack.runtime.flush()
         return got
 
+    def _recv_lazy(self, h: StreamHandle, buffer: Any, size: int,
+                   timeout: float | None) -> Any:
+        """A blocking read of an unpaired socket (LAZY_PAIR): bytes straight from the
+        connection, waiting for them (serving the plugs inline) when none are queued; b""
+        (0 with ``buffer``) at the end of the stream.  None: use the descriptor (paired
+        meanwhile, an error or a reset to report, no inline serving possible)."""
+        stack = self._stack
+        lock = stack.lock
+        runtime = stack.runtime
+        conn = h.conn
+        deadline = None
+
+        def ready() -> bool:
+            return conn.recv_available > 0 or conn.eof or conn.error is not None \
+                or conn.state is _CLOSED or not h.lazy
+
+        while True:
+            with lock:
+                if stack.closed:
+                    return b"" if buffer is None else 0
+                if not h.lazy:
+                    return None
+                if conn.recv_available:
+                    return self._take(h, buffer, size)
+                if conn.error is not None or conn.state is _CLOSED:
+                    return None  # (the pair reports it, as for a paired socket)
+                if conn.eof:
+                    return b"" if buffer is None else 0
+                quiet = self._tcp.quiet
+            if quiet < 0:
+                return b"" if buffer is None else 0
+            if deadline is None and timeout is not None:
+                deadline = runtime.clock() + timeout
+            got = runtime.serve_until(quiet, select.POLLIN, deadline, ready)
+            if got is None:
+                return None
+            if got is False:
+                raise TimeoutError("timed out")
+
     def _inline_ok(self, timeout: float | None, flags: int) -> bool:
         """May a blocking read of this thread serve the stack's plugs while it waits?"""
         return timeout != 0 and (not flags or (timeout is None and not flags & _DONTWAIT)) \
@@ -1219,6 +1390,12 @@ class StreamSocket(IothSocket):
         if self._rd_shut:
             return b""
         timeout = self.gettimeout()
+        if h is not None and h.lazy:
+            if not flags and bufsize > 0 and self._inline_ok(timeout, 0):
+                lazy: bytes | None = self._recv_lazy(h, None, bufsize, timeout)
+                if lazy is not None:
+                    return lazy
+            self._materialize()
         if self._inline_ok(timeout, flags):
             if h is not None and not flags and bufsize > 0:
                 direct: bytes | None = self._recv_direct(h, None, bufsize)
@@ -1233,7 +1410,7 @@ class StreamSocket(IothSocket):
                     if timeout is None:
                         data = _csocket.socket.recv(self, bufsize, flags | _DONTWAIT)
                     else:
-                        data = os.read(self.fileno(), bufsize)
+                        data = os.read(_fileno(self), bufsize)
                 except BlockingIOError:
                     pass
             if data is None:  # (the wait polls the descriptor first: no read needed)
@@ -1259,10 +1436,17 @@ class StreamSocket(IothSocket):
         timeout = self.gettimeout()
         mv = memoryview(buffer)
         if mv.readonly or not mv.c_contiguous or not 0 <= nbytes <= mv.nbytes:
+            self._materialize()
             n = super().recv_into(buffer, nbytes, flags)  # (or raises the kernel's error)
             if not flags & _PEEK:
                 self._got += n
             return n
+        if h is not None and h.lazy:
+            if not flags and (nbytes or mv.nbytes) and self._inline_ok(timeout, 0):
+                lazy: int | None = self._recv_lazy(h, buffer, nbytes, timeout)
+                if lazy is not None:
+                    return lazy
+            self._materialize()
         if self._inline_ok(timeout, flags):
             if h is not None and not flags and (nbytes or mv.nbytes):
                 got: int | None = self._recv_direct(h, buffer, nbytes)
@@ -1275,7 +1459,7 @@ class StreamSocket(IothSocket):
                         n = _csocket.socket.recv_into(self, buffer, nbytes, flags | _DONTWAIT)
                     else:
                         view = memoryview(buffer).cast("B")
-                        n = os.readv(self.fileno(), [view[:nbytes] if nbytes else view])
+                        n = os.readv(_fileno(self), [view[:nbytes] if nbytes else view])
                 except BlockingIOError:
                     pass
             if n < 0:
@@ -1302,7 +1486,8 @@ class StreamSocket(IothSocket):
 
     def _direct(self, data: Any) -> int:
         h = self._h
-        if h is None or h.eng is None or self._junked or self._pid != current_pid():
+        if h is None or (h.eng is None and not h.lazy) or self._junked \
+                or self._pid != current_pid():
             return 0  # (in a forked child the stack and its lock belong to the parent)
         view = memoryview(data).cast("B")
         with self._stack.lock:
@@ -1330,6 +1515,7 @@ class StreamSocket(IothSocket):
             n = self._direct(data)
             if n:
                 return n
+        self._materialize()
         if self._pid == current_pid():  # (a forked child must not touch the parent's runtime)
             self._stack.runtime.end_lease()  # the engine pumps the descriptor (may wait for ACKs)
         try:
@@ -1345,6 +1531,7 @@ class StreamSocket(IothSocket):
     def sendmsg(self, buffers: Any, ancdata: Any = (), flags: int = 0,
                 address: Any = None) -> int:
         """Send through the descriptor."""
+        self._materialize()
         try:
             if address is None:
                 return super().sendmsg(buffers, ancdata, flags)
@@ -1354,6 +1541,7 @@ class StreamSocket(IothSocket):
 
     def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
         """Send a file's bytes through the descriptor (``os.sendfile``)."""
+        self._materialize()
         try:
             return super().sendfile(file, offset, count)
         finally:
@@ -1372,6 +1560,7 @@ class StreamSocket(IothSocket):
                 if n == len(view):
                     return
                 data = view[n:]
+        self._materialize()
         if self._pid == current_pid():  # (a forked child must not touch the parent's runtime)
             self._stack.runtime.end_lease()  # the engine pumps the descriptor (may wait for ACKs)
         try:
@@ -1400,6 +1589,7 @@ class StreamSocket(IothSocket):
             # connection); Linux only stops returning data, so reads end here instead.
             self._rd_shut = True
         if how != _socket.SHUT_RD:
+            self._materialize()
             super().shutdown(_socket.SHUT_WR)
 
     # -- options ---------------------------------------------------------------------------------
@@ -1513,6 +1703,8 @@ class StreamSocket(IothSocket):
                 if option == _socket.SO_ERROR:
                     if h is None or h.connecting:
                         return 0
+                    if h.lazy:
+                        self._materialize()  # (an error waiting in the connection moves)
                     if self._junked:
                         self._unjunk()
                     if h.connect_error:
@@ -1565,7 +1757,24 @@ class StreamSocket(IothSocket):
                     self._tcp.layer.close_listener(lh.listener, stack.now())
             h = self._h
             inline = False
-            if h is not None:
+            if h is not None and h.lazy:
+                # unpaired: close the connection itself (unread bytes reset it, like Linux)
+                conn = h.conn
+                h.app_gone = h.eof_in = True
+                if h.connecting:
+                    h._teardown()  # a connect waiting in another thread fails: ECONNABORTED
+                    conn.abort()
+                else:
+                    h._teardown()
+                    if self._linger0:
+                        conn.abort()
+                    else:
+                        try:
+                            conn.close()
+                        except OSError:
+                            pass
+                self._tcp.flush(conn)
+            elif h is not None:
                 if self._linger0 and h.eng is not None:
                     h.conn.abort()
                     self._tcp.flush(h.conn)
