@@ -12,6 +12,9 @@ if TYPE_CHECKING:
     from ioth.stack.stack import Stack
 
 Address = tuple[Any, ...]
+_inet_pton = _socket.inet_pton
+_AF_INET = _socket.AF_INET
+_AF_INET6 = _socket.AF_INET6
 
 
 def parse_address(stack: Stack, family: int, address: Any, bind: bool = False
@@ -41,6 +44,10 @@ def parse_address(stack: Stack, family: int, address: Any, bind: bool = False
         if host == "<broadcast>":
             return b"\xff\xff\xff\xff", port, 0
         try:
+            return _inet_pton(_AF_INET, host), port, 0  # (~0.2 us; ipaddress ~2 us)
+        except (OSError, ValueError):
+            pass
+        try:
             return ipaddress.IPv4Address(host).packed, port, 0
         except ValueError:
             return _resolve(stack, family, host), port, 0
@@ -52,6 +59,10 @@ def parse_address(stack: Stack, family: int, address: Any, bind: bool = False
         scope = int(zone) if zone.isdigit() else stack.if_nametoindex(zone)
     if text in ("", "::"):
         return (None, port, scope) if bind else (b"\0" * 15 + b"\1", port, scope)
+    try:
+        return _inet_pton(_AF_INET6, text), port, scope
+    except (OSError, ValueError):
+        pass
     try:
         return ipaddress.IPv6Address(text).packed, port, scope
     except ValueError:
