@@ -163,8 +163,19 @@ class StackCore:
     def next_deadline(self) -> float | None:
         """When :meth:`poll` must next be called (None: no timer pending)."""
         when = self._timers[0][0] if self._timers else None
-        if self._tcp is not None:
-            at = self._tcp.poll_at()
+        tcp = self._tcp
+        if tcp is not None:
+            # TcpLayer.poll_at inlined (once per runtime flush): the earliest live entry of
+            # its heap (stale ones popped) or of the compact TIME-WAIT expiry
+            at = tcp._tw_due
+            heap = tcp._heap
+            while heap:
+                t, _, conn = heap[0]
+                if conn.layer_deadline == t:
+                    if at is None or t < at:
+                        at = t
+                    break
+                heapq.heappop(heap)
             if at is not None and (when is None or at < when):
                 when = at
         return when
@@ -243,8 +254,15 @@ class StackCore:
                     index, at = self._rx_held_at
                     self.input_frames(index, held, at)
         finally:
-            if self._tcp is not None:
-                self._tcp.end_batch(now)
+            tcp = self._tcp
+            if tcp is not None:
+                # TcpLayer.end_batch inlined (once per read)
+                batch = tcp._batch
+                tcp._batch = None
+                if batch:
+                    service = tcp._service
+                    for conn in batch:
+                        service(conn, now)
         if self.loopq:
             self.drain_loopback(now)
 
@@ -404,7 +422,17 @@ class StackCore:
             or iface.rx_csum_trusted
         ):
             for frame in frames:
-                self._input(iface, frame, now, None)
+                # _input inlined (one call less per frame; the usual read has one frame)
+                iface.rx_frames += 1
+                if self.rx_fastpath and self._tcp is not None:
+                    r = self._rx_fast(iface, frame, now, None)
+                    if r == _RX_DONE:
+                        if self.loopq:
+                            self.drain_loopback(now)
+                        continue
+                    self._input_layered(iface, frame, now, r == _RX_VERIFIED)
+                else:
+                    self._input_layered(iface, frame, now, False)
             return
         for i in range(0, len(frames), RX_BATCH):
             chunk = frames[i:i + RX_BATCH] if len(frames) > RX_BATCH else frames
@@ -431,6 +459,20 @@ class StackCore:
                     self.drain_loopback(now)
                 return
             verified = r == _RX_VERIFIED
+        counters = self.counters
+        try:
+            self._eth_input(iface, frame, now, verified)
+        except Drop as exc:
+            counters[exc.counter] += 1
+        except (WireError, struct.error, IndexError):
+            counters["eth.rx_malformed"] += 1
+        if self.loopq:
+            self.drain_loopback(now)
+
+    def _input_layered(self, iface: Interface, frame: bytes, now: float,
+                       verified: bool) -> None:
+        """The layered receive path of :meth:`_input` (the end of it, for the inlined copy
+        in :meth:`input_frames`)."""
         counters = self.counters
         try:
             self._eth_input(iface, frame, now, verified)

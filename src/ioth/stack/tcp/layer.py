@@ -563,6 +563,7 @@ class TcpLayer:
 
     def end_batch(self, now: float) -> None:
         """Dispatch every connection touched since :meth:`begin_batch`."""
+        # (StackCore.end_batch has an inlined copy: keep them the same)
         batch = self._batch
         self._batch = None
         if batch:
@@ -573,6 +574,7 @@ class TcpLayer:
 
     def poll_at(self) -> float | None:
         """Earliest deadline of any connection (0.0: now), None if nothing is pending."""
+        # (StackCore.next_deadline has an inlined copy: keep them the same)
         heap = self._heap
         tw = self._tw_due
         while heap:
