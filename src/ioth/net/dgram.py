@@ -21,7 +21,11 @@ from ioth.net.plug import ETH_HLEN, VLAN_HLEN, Plug
 SOCKBUF = 4 * 1024 * 1024
 #: default receive buffer: any datagram of a 65535-byte MTU plug fits, longer ones show
 RECV_BUF = 65536 + 256
+#: 1: ``recv_frames(1)`` takes its own short path (0: the general loop; A/B knob, both give
+#: the same frames and counters)
+ONE_FAST = 1
 _FIONREAD = termios.FIONREAD
+_TRUNC = socket.MSG_TRUNC
 _NOTHING = b"\0\0\0\0"
 
 
@@ -105,9 +109,29 @@ class DgramPlug(Plug):
         none) tells whether to go on: at low rates that replaces the failing ``recv`` that
         would end the drain, which costs a syscall plus an exception.  A queued empty
         datagram also reads 0: it waits for the next call (the socket stays readable).
+        ``limit`` 1 (a quiet read) takes a shorter path with the same outcome.
         """
         if self.closed:
             raise PlugClosedError(errno.EBADF, f"{self.vnl}: plug closed")
+        if limit == 1 and ONE_FAST:
+            while True:
+                try:
+                    n = self._sock.recv_into(self._view, 0, _TRUNC)
+                except BlockingIOError:
+                    break
+                except InterruptedError:
+                    continue
+                except OSError as exc:
+                    self._recv_error(exc)
+                    break
+                if ETH_HLEN <= n <= len(self._buf):
+                    c = self.counters
+                    c.rx_frames += 1
+                    c.rx_bytes += n
+                    return [bytes(self._view[:n])]
+                self.counters.rx_errors += 1
+            self._idle()
+            return []
         frames: list[bytes] = []
         append = frames.append
         recv_into = self._sock.recv_into
