@@ -102,7 +102,7 @@ def test_waits_in_a_row_keep_the_plugs_from_the_engine(tmp_path: Path, slack: in
         for i in range(200):
             c.sendall(b"%04d" % i)
             assert c.recv(64) == b"%04d" % i
-        assert a.runtime.inline_waits >= 200 and b.runtime.inline_waits >= 200
+        assert a.runtime.inline_waits > 100 and b.runtime.inline_waits > 100
         done.set()
         c.close()
         t.join(10)

@@ -52,6 +52,10 @@ GUARD = 1
 #: 0.21-0.23 settime per round trip (rr-i2i), but in cps-i2i the guard then fired during or
 #: between the waits of a connection: more engine wake-ups and GIL futexes, no gain
 GUARD_SLACK_US = 1000
+#: 1: the descriptor an inline wait waited for stays registered in the waits' poll object
+#: until a wait for another one (no register/unregister per wait); 0: unregistered at the end
+#: of each wait
+KEEP_WAITED = 1
 #: 1: while a thread serves the plugs inline (or holds the lease) it also fires the stack's
 #: timers, and the engine arms no timer the holder or the guard fires first; 0: the engine
 #: always does
@@ -153,6 +157,22 @@ def _timerfd() -> _TimerFd | None:
         return None
 
 
+class _PollSet:
+    """The inline waits' poll object: the plug descriptors (-> interface) and, with
+    ``KEEP_WAITED``, the descriptor the last wait waited for (still registered)."""
+
+    __slots__ = ("by_fd", "events", "fd", "ifaces", "poller")
+
+    def __init__(self, by_fd: dict[int, int]) -> None:
+        self.poller = select.poll()
+        for pfd in by_fd:
+            self.poller.register(pfd, select.POLLIN)
+        self.by_fd = by_fd
+        self.ifaces = frozenset(by_fd.values())
+        self.fd = -1  # the waited descriptor registered (-1: none)
+        self.events = 0
+
+
 class StackRuntime:
     """Moves frames between a stack's interfaces and their plugs and runs its timers."""
 
@@ -204,7 +224,7 @@ class StackRuntime:
         self.inline_waits = 0
         # the inline waits' poll set of the plug descriptors (-> interface), rebuilt after
         # attach/detach; used by the one thread holding _inline
-        self._poller: tuple[select.poll, dict[int, int], frozenset[int]] | None = None
+        self._poller: _PollSet | None = None
 
     # -- plugs ----------------------------------------------------------------------------
     def attach(self, index: int, plug: Plug) -> None:
@@ -473,29 +493,39 @@ class StackRuntime:
             # thread (or, once it is done, the engine without a lease) brings
             self._contended = True
             return None
-        poller = None
+        ps = None
         try:
             if not self._guard_tried:
                 self._start_guard()
-            cached = self._poller
-            if cached is None:
+            ps = self._poller
+            if ps is None:
                 by_fd: dict[int, int] = {}
                 for index, fds in list(self._fds.items()):
                     for pfd in fds:
                         by_fd[pfd] = index
-                poller = select.poll()
-                for pfd in by_fd:
-                    poller.register(pfd, select.POLLIN)
-                cached = self._poller = (poller, by_fd, frozenset(by_fd.values()))
-            poller, by_fd, self._served = cached
+                ps = self._poller = _PollSet(by_fd)
+            poller = ps.poller
+            by_fd = ps.by_fd
+            self._served = ps.ifaces
             clock = self.clock
-            self._serve_since = clock()
+            if self._guard is None:
+                self._serve_since = clock()  # (for _lease_check)
             self._holder = _get_ident()
             self._serving = True
             self._held = True
             hold = self._hold
             self.inline_waits += 1
-            poller.register(fd, events)
+            if ps.fd != fd or ps.events != events:
+                # (a descriptor left registered by an earlier wait goes first: a closed one
+                # would make every poll return at once)
+                if ps.fd >= 0:
+                    try:
+                        poller.unregister(ps.fd)
+                    except KeyError:
+                        pass
+                poller.register(fd, events)
+                ps.fd = fd
+                ps.events = events
             due = None
             while True:
                 end = deadline
@@ -544,11 +574,12 @@ class StackRuntime:
                 if not by_fd:
                     return None
         finally:
-            if poller is not None:
+            if ps is not None and not KEEP_WAITED and ps.fd >= 0:
                 try:
-                    poller.unregister(fd)
+                    ps.poller.unregister(ps.fd)
                 except KeyError:
                     pass
+                ps.fd = -1
             if self._contended:  # threads wait in the kernel: no lease, the engine serves
                 self._contended = False
                 self._serving = False
