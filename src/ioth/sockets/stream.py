@@ -36,6 +36,8 @@ import socket as _socket
 import struct
 import threading
 import weakref
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ioth.sockets.addr import Address, format_address, parse_address
@@ -44,7 +46,7 @@ from ioth.sockets.base import (
     TYPE_MASK,
     IothSocket,
     SocketLayer,
-    current_pid,
+    _Pid,
     layer_for,
     oserror,
 )
@@ -86,11 +88,13 @@ SO_RCVBUFFORCE = getattr(_socket, "SO_RCVBUFFORCE", 33)
 _CONNECTED = frozenset({State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.FIN_WAIT_2,
                         State.CLOSING, State.LAST_ACK, State.TIME_WAIT})
 _CLOSED = State.CLOSED
+_SYN_SENT = State.SYN_SENT
 _NAME = struct.Struct("<BIQ")
 _DONTWAIT = int(_socket.MSG_DONTWAIT)  # (plain ints: IntFlag operators cost a call each)
 _PEEK = int(_socket.MSG_PEEK)
 _get_ident = threading.get_ident
 _AF_INET = int(_socket.AF_INET)
+_AF_INET6 = int(_socket.AF_INET6)
 _fileno = _csocket.socket.fileno  # (the descriptor without StreamSocket.fileno's pairing)
 
 
@@ -314,7 +318,7 @@ class TcpSockets:
         connection the listener accepts is the one just made."""
         with self._rdv_lock:
             lst = self._rdv
-            if lst is None or self._rdv_pid != current_pid():
+            if lst is None or self._rdv_pid != _Pid.value:
                 lst = _csocket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
                 try:
                     lst.bind("")
@@ -323,7 +327,7 @@ class TcpSockets:
                 except OSError:
                     lst.close()
                     raise
-                self._rdv, self._rdv_name, self._rdv_pid = lst, name, current_pid()
+                self._rdv, self._rdv_name, self._rdv_pid = lst, name, _Pid.value
             view = _unix(fd)
             try:
                 try:
@@ -352,7 +356,7 @@ class TcpSockets:
     def next_name(self) -> bytes:
         """A fresh abstract AF_UNIX name for an engine end waiting in an accept queue (chosen
         here, so no ``getsockname`` call is needed to learn the name ``accept`` reports)."""
-        return _NAME.pack(0, current_pid() & 0xFFFFFFFF, next(self._names) & (1 << 64) - 1)
+        return _NAME.pack(0, _Pid.value & 0xFFFFFFFF, next(self._names) & (1 << 64) - 1)
 
     def flush(self, conn: TcpConnection) -> None:
         """Let ``conn`` send what user calls queued (stack lock held)."""
@@ -397,6 +401,44 @@ class TcpSockets:
 class StreamHandle:
     """Engine side of a connected TCP socket (methods run with the stack lock held)."""
 
+    # the state's starting values, as class attributes (a connection sets the few it changes:
+    # a handle costs 5 attribute stores instead of 30)
+    junk = 0
+    error = 0
+    connect_error = 0
+    failed = False
+    established = False
+    out = b""
+    out_off = 0
+    eof_in = False
+    eof_out = False
+    events = 0
+    busy = False
+    again = False
+    name = b""  # the engine end's AF_UNIX name while it waits in an accept queue
+    sink: ListenHandle | None = None  # ... and the listener whose queue that is
+    bigbuf = False  # has the engine end got its big send buffer yet?
+    closing = False  # the application is closing its descriptor (see closed_by_app)
+    app_gone = False  # every copy of the application's descriptor is closed
+    # may bytes written through the application's descriptor wait in the engine end?  Set
+    # (under the stack lock) after every write through the descriptor and while the pump
+    # leaves bytes there; cleared when a drain found the engine end empty.  Lets direct_send
+    # skip a readiness syscall per send.
+    dirty = False
+    # bytes written into the engine end, plus one for its end of stream and one for its
+    # close: an application thread serving the plugs inline learns from it that its
+    # descriptor turned readable without polling it, and StreamSocket.recv (which counts the
+    # bytes it read) that nothing can wait unread
+    wrote = 0
+    # the ident of an application thread that serves the plugs inline while it waits in recv
+    # on this socket, with nothing unread in its descriptor: data that this thread brings
+    # stays in the connection, and recv copies it from there (0: none)
+    hold = 0
+    # no engine end yet (LAZY_PAIR): the application's descriptor is not connected to
+    # anything, its calls use the connection directly; StreamSocket._materialize pairs it
+    lazy = False
+    _cond: threading.Condition | None = None  # made on first wait (see cond)
+
     def __init__(self, tcp: TcpSockets, conn: TcpConnection, eng: _csocket.socket | None,
                  connecting: bool = False) -> None:
         self.tcp = tcp
@@ -404,41 +446,6 @@ class StreamHandle:
         self.eng = eng
         self.fd = eng.fileno() if eng is not None else -1
         self.connecting = connecting
-        self.junk = 0
-        self.error = 0
-        self.connect_error = 0
-        self.failed = False
-        self.established = False
-        self.out = b""
-        self.out_off = 0
-        self.eof_in = False
-        self.eof_out = False
-        self.events = 0
-        self.busy = False
-        self.again = False
-        self.name = b""  # the engine end's AF_UNIX name while it waits in an accept queue
-        self.sink: ListenHandle | None = None  # ... and the listener whose queue that is
-        self.bigbuf = False  # has the engine end got its big send buffer yet?
-        self.closing = False  # the application is closing its descriptor (see closed_by_app)
-        self.app_gone = False  # every copy of the application's descriptor is closed
-        # may bytes written through the application's descriptor wait in the engine end?  Set
-        # (under the stack lock) after every write through the descriptor and while the pump
-        # leaves bytes there; cleared when a drain found the engine end empty.  Lets
-        # direct_send skip a readiness syscall per send.
-        self.dirty = False
-        # bytes written into the engine end, plus one for its end of stream and one for its
-        # close: an application thread serving the plugs inline learns from it that its
-        # descriptor turned readable without polling it, and StreamSocket.recv (which counts
-        # the bytes it read) that nothing can wait unread
-        self.wrote = 0
-        # the ident of an application thread that serves the plugs inline while it waits in
-        # recv on this socket, with nothing unread in its descriptor: data that this thread
-        # brings stays in the connection, and recv copies it from there (0: none)
-        self.hold = 0
-        # no engine end yet (LAZY_PAIR): the application's descriptor is not connected to
-        # anything, its calls use the connection directly; StreamSocket._materialize pairs it
-        self.lazy = False
-        self._cond: threading.Condition | None = None  # made on first wait (see cond)
 
     @property
     def cond(self) -> threading.Condition:
@@ -555,9 +562,12 @@ class StreamHandle:
             self.dirty = False
         conn = self.conn
         total = 0
+        size = len(view)
         try:
-            while total < len(view) and conn.send_space > 0:
-                total += conn.send(view[total:])
+            if conn.send_space > 0:
+                total = conn.send(view)
+                while total < size and conn.send_space > 0:
+                    total += conn.send(view[total:])
         except BlockingIOError:
             pass
         except OSError:
@@ -797,6 +807,20 @@ class ListenHandle:
 class StreamSocket(IothSocket):
     """A TCP socket of an ioth stack; an instance of ``socket.socket`` with a real descriptor."""
 
+    # defaults of the per-socket state (set on the instance when they change)
+    _listen: ListenHandle | None = None
+    _bound: tuple[bytes | None, int] | None = None
+    _reuse = False
+    _v6only = False
+    _linger0 = False
+    _overrides: Mapping[str, Any] = MappingProxyType({})  # TCP_CONGESTION, TCP_KEEP*: fields
+    _sndbuf = BUF
+    _rcvbuf = BUF
+    _junked = False
+    _bufs_set = False
+    _rd_shut = False
+    _got = 0  # bytes read through recv/recv_into (see StreamHandle.wrote)
+
     def __init__(self, stack: Stack, family: int = _socket.AF_INET,
                  type: int = _socket.SOCK_STREAM, proto: int = 0, *,
                  _fileno: int | None = None, _handle: StreamHandle | None = None) -> None:
@@ -807,10 +831,13 @@ class StreamSocket(IothSocket):
         if stack.closed:
             raise oserror(errno.EBADF, "stack is closed")
         layer = layer_for(stack)
-        with stack.lock:
-            if layer.tcp is None:
-                layer.tcp = TcpSockets(stack, layer.pump)
-        self._tcp: TcpSockets = layer.tcp
+        tcp = layer.tcp
+        if tcp is None:
+            with stack.lock:
+                if layer.tcp is None:
+                    layer.tcp = TcpSockets(stack, layer.pump)
+            tcp = layer.tcp
+        self._tcp: TcpSockets = tcp
         self._layer: SocketLayer = layer
         accepted = _fileno is not None
         if _fileno is None:
@@ -819,23 +846,11 @@ class StreamSocket(IothSocket):
         super().__init__(family, _socket.SOCK_STREAM, proto, _fileno)
         self._stack = stack
         self._fam = int(family)  # (the family property converts to an enum at each read)
-        self._pid = current_pid()
+        self._pid = _Pid.value
         self._h: StreamHandle | None = _handle
-        self._listen: ListenHandle | None = None
-        self._bound: tuple[bytes | None, int] | None = None
-        self._reuse = False
-        self._v6only = False
-        self._linger0 = False
-        policy = self._tcp.layer.policy  # the stack's defaults until setsockopt says otherwise
+        policy = tcp.layer.policy  # the stack's defaults until setsockopt says otherwise
         self._nodelay = bool(policy.nodelay)
         self._keepalive = bool(policy.keepalive)
-        self._overrides: dict[str, Any] = {}  # TCP_CONGESTION, TCP_KEEP*: policy fields
-        self._sndbuf = BUF
-        self._rcvbuf = BUF
-        self._junked = False
-        self._bufs_set = False
-        self._rd_shut = False
-        self._got = 0  # bytes read through recv/recv_into (see StreamHandle.wrote)
         self._accepted_plain = accepted  # an accepted stream (maybe of another process)
         with stack.lock:
             stack._sockets.add(self)
@@ -946,14 +961,14 @@ class StreamSocket(IothSocket):
     def _accept(self) -> tuple[int, Any]:
         if self._listen is None:
             raise oserror(errno.EINVAL)
-        if self._pid == current_pid() and self.gettimeout() != 0:
+        if self._pid == _Pid.value and self.gettimeout() != 0:
             self._serve_inline()
         return _csocket.socket._accept(self)  # type: ignore[attr-defined, no-any-return]
 
     def accept(self) -> tuple[StreamSocket, Address]:
         """Wait for a connection (honours timeouts and non-blocking mode like the kernel)."""
         lh = self._listen
-        if DIRECT_ACCEPT and lh is not None and self._pid == current_pid():
+        if DIRECT_ACCEPT and lh is not None and self._pid == _Pid.value:
             timeout = self.gettimeout()
             if timeout != 0 and self._stack.runtime.can_serve():
                 got = self._accept_direct(lh, timeout)
@@ -1090,7 +1105,7 @@ class StreamSocket(IothSocket):
         dst, port, scope = parse_address(stack, self._fam, address)
         assert dst is not None
         dst = unmap(dst)
-        if self.family == _socket.AF_INET6 and len(dst) == 4 and self._v6only:
+        if self._v6only and len(dst) == 4 and self._fam == _AF_INET6:
             return errno.ENETUNREACH
         timeout = self.gettimeout()
         with stack.lock:
@@ -1106,21 +1121,24 @@ class StreamSocket(IothSocket):
             else:
                 iface, nexthop = core.ip6.route(dst, scope)
                 src = core.ip6.source_for(iface, dst)
-            conn = tcp.layer.connect(src, dst, port, stack.now(), sport, self._policy())
-            core.drain_loopback(stack.now())
-            self._apply_options(conn)
+            now = stack.now()
+            conn = tcp.layer.connect(src, dst, port, now, sport, self._policy())
+            if core.loopq:
+                core.drain_loopback(now)
+            conn.nodelay = self._nodelay  # (_apply_options)
+            conn.keepalive = self._keepalive
             h = StreamHandle(tcp, conn, None, connecting=True)
             # a blocking connect leaves the descriptor unpaired (LAZY_PAIR); a non-blocking
             # one needs it at once (its writability tells the end of the handshake)
-            h.lazy = bool(LAZY_PAIR) and timeout != 0.0 and self._pid == current_pid()
+            lazy = h.lazy = bool(LAZY_PAIR) and timeout != 0.0 and self._pid == _Pid.value
             tcp.by_conn[conn] = h
             self._h = h
             stack.runtime.flush()
-        if h.lazy:
-            with stack.lock:
-                h.on_event()  # it may have connected (or failed) already
+            if lazy:
+                if conn.state is not _SYN_SENT or conn.error is not None:
+                    h.on_event()  # it connected (loopback) or failed already
                 waiting = h.connecting
-        else:
+        if not lazy:
             eng = self._pair()
             with stack.lock:
                 h.eng = eng
@@ -1132,7 +1150,7 @@ class StreamSocket(IothSocket):
                 if timeout == 0.0:
                     return errno.EINPROGRESS  # like Linux, even when it is already decided
                 waiting = h.connecting
-        if waiting and self._pid == current_pid() and stack.runtime.can_serve():
+        if waiting and self._pid == _Pid.value:  # (serve_until tells if it may serve inline)
             timeout = self._connect_inline(h, timeout)
         with stack.lock:
             if h.connecting:
@@ -1193,7 +1211,7 @@ class StreamSocket(IothSocket):
         new one (the same open socket: registrations stay valid) and let the pump carry what
         the connection holds for the application, as for a socket paired from the start."""
         h = self._h
-        if h is None or not h.lazy or self._pid != current_pid():
+        if h is None or not h.lazy or self._pid != _Pid.value:
             return
         stack = self._stack
         with stack.lock:
@@ -1380,7 +1398,7 @@ class StreamSocket(IothSocket):
     def _inline_ok(self, timeout: float | None, flags: int) -> bool:
         """May a blocking read of this thread serve the stack's plugs while it waits?"""
         return timeout != 0 and (not flags or (timeout is None and not flags & _DONTWAIT)) \
-            and self._pid == current_pid() and self._stack.runtime.can_serve()
+            and self._pid == _Pid.value and self._stack.runtime.can_serve()
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         """Receive up to ``bufsize`` bytes; b"" at end of stream; ECONNRESET after a reset."""
@@ -1391,7 +1409,9 @@ class StreamSocket(IothSocket):
             return b""
         timeout = self.gettimeout()
         if h is not None and h.lazy:
-            if not flags and bufsize > 0 and self._inline_ok(timeout, 0):
+            # (serve_until tells whether this thread may serve the plugs: _inline_ok's
+            # can_serve is not asked first, so queued bytes are taken even when it may not)
+            if not flags and bufsize > 0 and timeout != 0 and self._pid == _Pid.value:
                 lazy: bytes | None = self._recv_lazy(h, None, bufsize, timeout)
                 if lazy is not None:
                     return lazy
@@ -1442,7 +1462,8 @@ class StreamSocket(IothSocket):
                 self._got += n
             return n
         if h is not None and h.lazy:
-            if not flags and (nbytes or mv.nbytes) and self._inline_ok(timeout, 0):
+            if not flags and (nbytes or mv.nbytes) and timeout != 0 \
+                    and self._pid == _Pid.value:
                 lazy: int | None = self._recv_lazy(h, buffer, nbytes, timeout)
                 if lazy is not None:
                     return lazy
@@ -1487,7 +1508,7 @@ class StreamSocket(IothSocket):
     def _direct(self, data: Any) -> int:
         h = self._h
         if h is None or (h.eng is None and not h.lazy) or self._junked \
-                or self._pid != current_pid():
+                or self._pid != _Pid.value:
             return 0  # (in a forked child the stack and its lock belong to the parent)
         view = memoryview(data).cast("B")
         with self._stack.lock:
@@ -1501,7 +1522,7 @@ class StreamSocket(IothSocket):
         arrived after its drain; an unlocked "already set" test would let the next direct send
         overtake them."""
         h = self._h
-        if h is not None and self._pid == current_pid():
+        if h is not None and self._pid == _Pid.value:
             with self._stack.lock:
                 h.dirty = True
 
@@ -1516,7 +1537,7 @@ class StreamSocket(IothSocket):
             if n:
                 return n
         self._materialize()
-        if self._pid == current_pid():  # (a forked child must not touch the parent's runtime)
+        if self._pid == _Pid.value:  # (a forked child must not touch the parent's runtime)
             self._stack.runtime.end_lease()  # the engine pumps the descriptor (may wait for ACKs)
         try:
             n = super().send(data, flags)
@@ -1553,15 +1574,18 @@ class StreamSocket(IothSocket):
             raise oserror(errno.EPIPE)
         if self._junked:
             self._unjunk()
-        if not flags:
-            n = self._direct(data)
+        h = self._h
+        if not flags and h is not None and (h.eng is not None or h.lazy) \
+                and self._pid == _Pid.value:  # (_direct inlined)
+            view = memoryview(data).cast("B")
+            with self._stack.lock:
+                n = h.direct_send(view)
             if n:
-                view = memoryview(data).cast("B")
                 if n == len(view):
                     return
                 data = view[n:]
         self._materialize()
-        if self._pid == current_pid():  # (a forked child must not touch the parent's runtime)
+        if self._pid == _Pid.value:  # (a forked child must not touch the parent's runtime)
             self._stack.runtime.end_lease()  # the engine pumps the descriptor (may wait for ACKs)
         try:
             super().sendall(data, flags)
@@ -1744,7 +1768,7 @@ class StreamSocket(IothSocket):
     # -- closing ---------------------------------------------------------------------------------
     def _real_close(self, _ss: Any = _csocket.socket) -> None:
         stack = self._stack
-        if self._pid != current_pid():  # a forked child: the stack lives in the parent
+        if self._pid != _Pid.value:  # a forked child: the stack lives in the parent
             _ss.close(self)
             return
         with stack.lock:
@@ -1765,7 +1789,8 @@ class StreamSocket(IothSocket):
                     h._teardown()  # a connect waiting in another thread fails: ECONNABORTED
                     conn.abort()
                 else:
-                    h._teardown()
+                    h.lazy = False  # (_teardown: no waiter, no engine end)
+                    self._tcp.by_conn.pop(conn, None)
                     if self._linger0:
                         conn.abort()
                     else:
@@ -1790,7 +1815,8 @@ class StreamSocket(IothSocket):
                     if h.events:
                         h.events = 0
                         self._tcp.pump.watch(h.fd, 0, h.on_pump)
-            self._unbind()
+            if self._bound is not None:
+                self._unbind()
             stack._sockets.discard(self)
             if not inline:  # (inline: nothing was queued yet, closed_by_app flushes)
                 stack.runtime.flush()
