@@ -25,6 +25,7 @@ KNOBS = [
     (layer_mod, "QUIET_TIMERS"),
     (layer_mod, "HANDSHAKE_FASTPATH"),
     (layer_mod, "IDLE_DISPATCH"),
+    (layer_mod, "HEAP_PRUNE"),
     (stackhook, "ROUTE_ONCE"),
     (stackhook, "ROUTE_CACHE"),
     (stackhook, "FAST_OUTPUT"),

@@ -165,3 +165,97 @@ def test_the_shared_table_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     glue = core.tcp.route_info.__self__  # type: ignore[union-attr]
     assert len(glue.shared) <= 4
     assert glue.shared_resets == 2
+
+
+def _stale_run(prune: bool, monkeypatch: pytest.MonkeyPatch, n: int = 200
+               ) -> tuple[list[bytes], list[object], StackCore]:
+    """Server-closed connections (the cps order) next to one connection whose server end
+    keeps an RTO pending (its segments are lost): every frame sent, each TCB's end state."""
+    from ioth.stack.tcp import layer as layer_mod
+    from ioth.stack.tcp.policy import TcpPolicy
+
+    monkeypatch.setattr(layer_mod, "HEAP_PRUNE", prune)
+    monkeypatch.setattr(layer_mod, "HEAP_SLACK", 8)
+    cores = [StackCore(random.Random(i)) for i in (1, 2)]
+    ifaces = []
+    for i, core in enumerate(cores):
+        iface = core.add_interface("vde0", bytes([2, 0, 0, 0, 0, i + 1]), 1500)
+        core.set_up(iface.index, True, 0.0)
+        core.add_addr4(iface.index, bytes([198, 18, 0, i + 1]), 24, 0.0)
+        ifaces.append(iface)
+    frames: list[bytes] = []
+    clock = [100.0]
+
+    def pump(drop_server: bool = False) -> None:
+        moved = True
+        while moved:
+            moved = False
+            clock[0] += 0.0005
+            now = clock[0]
+            for me, other in ((0, 1), (1, 0)):
+                q = ifaces[me].txq
+                if q and drop_server and me == 1:
+                    frames.extend(q)
+                    q.clear()
+                    continue
+                if q:
+                    moved = True
+                    cores[other].begin_batch()
+                    while q:
+                        f = q.popleft()
+                        frames.append(f)
+                        cores[other].input_frame(ifaces[other].index, f, now)
+                    cores[other].end_batch(now)
+            for core in cores:
+                d = core.next_deadline()
+                if d is not None and d <= now:
+                    core.poll(now)
+
+    a, b = cores
+    policy = TcpPolicy(nodelay=True, time_wait=60.0)
+    listener = b.tcp.listen(80, policy=policy, backlog=1024)
+    sa, sb = bytes([198, 18, 0, 1]), bytes([198, 18, 0, 2])
+    c0 = a.tcp.connect(sa, sb, 80, clock[0], policy=policy)
+    pump()
+    s0 = listener.accept()
+    assert s0 is not None
+    tcbs: list[object] = [c0, s0]
+    msg = bytes(64)
+    for _ in range(n):
+        s0.send(b"x")
+        b.tcp.flush(s0, clock[0])
+        pump(drop_server=True)  # lost: s0's retransmission timer stays armed
+        c = a.tcp.connect(sa, sb, 80, clock[0], policy=policy)
+        pump()
+        s = listener.accept()
+        assert s is not None
+        c.send(msg)
+        a.tcp.flush(c, clock[0])
+        pump()
+        assert s.recv(4096) == msg
+        s.send(msg)
+        s.close()
+        b.tcp.flush(s, clock[0])
+        pump()
+        assert c.recv(4096) == msg
+        c.close()
+        a.tcp.flush(c, clock[0])
+        pump()
+        tcbs += [c, s]
+    return frames, [fp._tcb_state(t) for t in tcbs], b  # type: ignore[arg-type]
+
+
+def test_stale_timer_entries_do_not_keep_closed_connections(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    frames_off, states_off, b_off = _stale_run(False, monkeypatch)
+    frames_on, states_on, b_on = _stale_run(True, monkeypatch)
+    assert frames_on == frames_off
+    assert states_on == states_off
+    # without pruning, the FIN-WAIT-2 entries (60 s) of the server ends wait behind s0's
+    # retransmission entry, each holding its (compacted, closed) TCB
+    held_off = {id(e[2]) for e in b_off.tcp._heap}
+    held_on = {id(e[2]) for e in b_on.tcp._heap}
+    assert len(held_off) > 150
+    assert len(held_on) < 40
+    assert b_on.tcp.heap_prunes > 0
+    assert len(b_on.tcp.time_wait) == len(b_off.tcp.time_wait) > 150

@@ -59,6 +59,14 @@ Notify = Callable[["TcpConnection | Listener"], None]
 #: FIN-WAIT-2, CLOSING, LAST-ACK) or that has no deadline left drops its earlier entry
 #: instead of being woken up for nothing; off: every entry runs :meth:`_service`.
 QUIET_TIMERS = True
+#: Knob: the timer heap is rebuilt without its stale entries whenever it grows past twice
+#: what it held after the last rebuild (plus :data:`HEAP_SLACK`).  A stale entry (its TCB
+#: rescheduled, closed or compacted into TIME-WAIT) does nothing but it references the TCB:
+#: behind an earlier live entry (any connection with data in flight) every closed
+#: connection's TCB stayed alive until its last entry's time (FIN-WAIT-2: fin_timeout, 60 s),
+#: whatever the compact TIME-WAIT saved.  Off: stale entries leave only from the top.
+HEAP_PRUNE = True
+HEAP_SLACK = 64
 #: Knob: a SYN for a listener goes straight to SYN-RECEIVED (no segment dispatch on LISTEN).
 HANDSHAKE_FASTPATH = True
 #: Knob: a due service pass with nothing to send but perhaps an ACK (an ACK of everything in
@@ -167,6 +175,10 @@ class TcpLayer:
         self.connections: dict[tuple[bytes, int, bytes, int], TcpConnection] = {}
         self.listeners: dict[tuple[bytes, int], Listener] = {}
         self._heap: list[tuple[float, int, TcpConnection]] = []
+        self._heap_limit = HEAP_SLACK
+        """Size of the heap past which it is rebuilt without stale entries (HEAP_PRUNE)."""
+        self.heap_prunes = 0
+        """Times the timer heap was rebuilt without its stale entries."""
         self._batch: dict[TcpConnection, None] | None = None
         self.batch_ack_segments = batch_ack_segments
         """Inside a batch, a connection that received this many full-sized segments without
@@ -397,12 +409,23 @@ class TcpLayer:
                 d = conn.layer_deadline
                 if d is None or t < d or (t > d and QUIET_TIMERS and conn.state in _ENDING):
                     conn.layer_deadline = t
-                    heapq.heappush(self._heap, (t, next(self._tick), conn))
+                    heap = self._heap
+                    heapq.heappush(heap, (t, next(self._tick), conn))
+                    if len(heap) > self._heap_limit and HEAP_PRUNE:
+                        self._prune_heap()
             elif QUIET_TIMERS:
                 conn.layer_deadline = None  # nothing pending: an earlier entry goes stale
         notify = self.notify
         if notify is not None:
             notify(conn)
+
+    def _prune_heap(self) -> None:
+        """Drop the stale timer entries (in place: :meth:`on_timer` may be iterating)."""
+        heap = self._heap
+        heap[:] = [e for e in heap if e[2].layer_deadline == e[0]]
+        heapq.heapify(heap)
+        self._heap_limit = 2 * len(heap) + HEAP_SLACK
+        self.heap_prunes += 1
 
     # ------------------------------------------------------------------ user API
 
