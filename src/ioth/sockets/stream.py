@@ -95,6 +95,7 @@ _PEEK = int(_socket.MSG_PEEK)
 _get_ident = threading.get_ident
 _AF_INET = int(_socket.AF_INET)
 _AF_INET6 = int(_socket.AF_INET6)
+_FAMILIES = {_AF_INET: _socket.AF_INET, _AF_INET6: _socket.AF_INET6}
 _fileno = _csocket.socket.fileno  # (the descriptor without StreamSocket.fileno's pairing)
 
 
@@ -839,13 +840,15 @@ class StreamSocket(IothSocket):
             tcp = layer.tcp
         self._tcp: TcpSockets = tcp
         self._layer: SocketLayer = layer
-        accepted = _fileno is not None
-        if _fileno is None:
-            app = _csocket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-            _fileno = app.detach()
-        super().__init__(family, _socket.SOCK_STREAM, proto, _fileno)
+        accepted = _fileno is not None or _handle is not None
+        # the socket object is what it holds, an AF_UNIX stream (made here: no descriptor
+        # handed over, whose check costs a getsockname); family and proto are the TCP
+        # socket's (properties below; the C methods that would read the object's own family
+        # to parse an address, connect/bind/sendto/getsockname, are all replaced here)
+        super().__init__(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, _fileno)
         self._stack = stack
-        self._fam = int(family)  # (the family property converts to an enum at each read)
+        self._fam = int(family)
+        self._proto = int(proto)
         self._pid = _Pid.value
         self._h: StreamHandle | None = _handle
         policy = tcp.layer.policy  # the stack's defaults until setsockopt says otherwise
@@ -856,6 +859,16 @@ class StreamSocket(IothSocket):
             stack._sockets.add(self)
         if type & _socket.SOCK_NONBLOCK:
             self.setblocking(False)
+
+    @property
+    def family(self) -> _socket.AddressFamily:
+        """AF_INET or AF_INET6 (the descriptor itself is an AF_UNIX stream)."""
+        return _FAMILIES[self._fam]
+
+    @property
+    def proto(self) -> int:
+        """0 or IPPROTO_TCP, as given to the constructor."""
+        return self._proto
 
     # -- addresses -------------------------------------------------------------------------------
     def _v(self) -> int:
@@ -1045,19 +1058,19 @@ class StreamSocket(IothSocket):
         if sink is None or mine is None or sink[0] != mine[0]:
             return None
         eng: _csocket.socket | None = None
-        if LAZY_PAIR:  # (the pair is made when the descriptor is needed: _materialize)
-            app = _csocket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-        else:
+        fd: int | None = None  # (LAZY_PAIR: StreamSocket makes it; paired on demand)
+        if not LAZY_PAIR:
             app, eng = _csocket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
             _nowait(eng)
+            fd = app.detach()
         q.popleft()
         tcp = self._tcp
         h = StreamHandle(tcp, conn, eng)
         h.lazy = eng is None
         tcp.by_conn[conn] = h
         try:
-            sock = StreamSocket(self._stack, self._fam, _socket.SOCK_STREAM, self.proto,
-                                _fileno=app.detach(), _handle=h)
+            sock = StreamSocket(self._stack, self._fam, _socket.SOCK_STREAM, self._proto,
+                                _fileno=fd, _handle=h)
         except BaseException:
             conn.abort()
             tcp.flush(conn)
