@@ -1,0 +1,282 @@
+"""Adversarial review of unpaired TCP sockets (stream.LAZY_PAIR, session 4).
+
+An unpaired socket's blocking recv waits by serving the plugs inline and polling the layer's
+``quiet`` eventfd (never readable until the stack closes); it looks at its connection again
+only after a batch or a timer that this very thread served.  Anything that changes the
+connection on ANOTHER thread (a loopback send, the engine serving a frame just before the
+wait starts, ...) therefore does not wake it: a paired socket is woken by its descriptor
+turning readable.  Each test runs with the knob on and off; the ones marked xfail document a
+bug (they pass with the knob off, or violate what a Linux socket does).
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import ioth
+from ioth.sockets import socket as isocket
+from ioth.sockets import stream
+from tests.sockets.helpers import network
+
+
+@pytest.fixture(params=[1, 0], ids=["lazy", "paired"])
+def lazy(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    monkeypatch.setattr(stream, "LAZY_PAIR", request.param)
+    yield request.param
+
+
+def _lazy_bug(reason: str) -> Any:
+    """Parametrize ``knob`` (LAZY_PAIR 1, 0): a bug of the unpaired path makes the knob-on
+    case fail (strict xfail: a fix flips it), the knob-off case passes."""
+    return pytest.mark.parametrize("knob", [
+        pytest.param(1, id="lazy", marks=pytest.mark.xfail(strict=True, reason=reason)),
+        pytest.param(0, id="paired")])
+
+
+def _wait_for(cond: Any, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+def _no_timers(st: ioth.Stack) -> None:
+    """Wait until the stack has no timer pending (so nothing but input can end an inline
+    wait: a delayed ACK or a retransmission would otherwise wake a stuck reader by chance)."""
+    def idle() -> bool:
+        with st.lock:
+            return st.core.next_deadline() is None
+
+    _wait_for(idle, "no stack timer pending")
+
+
+def _static_arp(a: ioth.Stack, b: ioth.Stack) -> None:
+    """Permanent ARP entries both ways (192.0.2.1 <-> .2): no neighbour timers, no probes."""
+    for x, y, ip in ((a, b, "192.0.2.2"), (b, a, "192.0.2.1")):
+        mac = bytes.fromhex(y.linkgetaddr(y.if_nametoindex("vde0")).replace(":", ""))
+        with x.lock:
+            x.core.arp.cache.add_static(x.if_nametoindex("vde0"), socket.inet_aton(ip), mac,
+                                        x.now())
+
+
+def _reader(sock: Any, out: list[Any], n: int = 100) -> threading.Thread:
+    def run() -> None:
+        try:
+            out.append(sock.recv(n))
+        except Exception as exc:  # (recorded for the assertion)
+            out.append(exc)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+def _blocked(sock: Any) -> None:
+    """Give the reader thread time to enter its wait (a serving wait, or the kernel)."""
+    time.sleep(0.3)
+
+
+def _lazy_reader_waiting(st: ioth.Stack) -> bool:
+    return bool(st.runtime._serving)
+
+
+# -- bug 1: a loopback send from another thread never wakes an unpaired reader --------------------
+
+LOOPBACK_REASON = ("LAZY_PAIR bug: a thread blocked in recv on an unpaired socket polls only the "
+                   "plugs and the layer's quiet eventfd; bytes that another thread's send puts "
+                   "into its connection over the stack's loopback (TcpSockets.notify returns "
+                   "early for a lazy handle) wake nobody: the reader hangs until a timer or an "
+                   "unrelated frame, here forever")
+
+
+@_lazy_bug(LOOPBACK_REASON)
+@pytest.mark.parametrize("dest", ["127.0.0.1", "192.0.2.1"])
+def test_loopback_send_from_another_thread_wakes_the_reader(
+        tmp_path: Path, knob: int, dest: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Client and server on ONE stack (that also has an interface, so threads serve inline),
+    over its loopback or its own address: a thread blocks in recv on the connected socket,
+    another thread sends to it.  A kernel socket (and a paired ioth socket) returns the bytes
+    at once."""
+    monkeypatch.setattr(stream, "LAZY_PAIR", knob)
+    with network(tmp_path, 1) as (a,):  # (alone on its switch: no other node's frames)
+        srv = isocket(a, socket.AF_INET, socket.SOCK_STREAM)
+        srv.bind((dest, 7600))
+        srv.listen()
+        c = isocket(a, socket.AF_INET, socket.SOCK_STREAM)
+        c.connect((dest, 7600))  # blocking: unpaired with the knob on
+        s, _ = srv.accept()
+        assert c._h.lazy == bool(knob)
+        # a first exchange, then no timer left
+        s.sendall(b"warm")
+        assert c.recv(10) == b"warm"
+        _no_timers(a)
+        out: list[Any] = []
+        t = _reader(c, out)
+        _blocked(c)
+        assert not out
+        s.sendall(b"hello")
+        t.join(3.0)
+        alive = t.is_alive()
+        if alive:  # (unstick it for the clean-up: the peer's FIN arrives the same way)
+            c._stack.runtime.end_lease()
+        s.close()
+        c.close()
+        srv.close()
+        assert not alive, "the reader never saw bytes sent over the loopback"
+        assert out == [b"hello"]
+
+
+# -- bug 2: bytes the engine brings between the reader's check and its wait ----------------------
+
+RACE_REASON = ("LAZY_PAIR bug: StreamSocket._recv_lazy checks the connection under the stack "
+               "lock, releases it, then waits in serve_until polling the quiet eventfd and the "
+               "plugs, never asking ready() before the first poll; bytes the engine thread "
+               "queued in between (lease over, plug polled by the engine) are not seen until "
+               "the next frame or timer: with no timer left the reader hangs")
+
+
+@_lazy_bug(RACE_REASON)
+def test_bytes_served_by_the_engine_just_before_the_wait_are_seen(
+        tmp_path: Path, knob: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A thread is preempted between its recv's look at the connection (nothing queued) and
+    its inline wait (a GIL switch: simulated by a pause before serve_until); meanwhile the
+    engine serves the peer's segment (and its delayed ACK).  The wait must still return the
+    bytes: a paired socket's wait polls its descriptor, already readable."""
+    monkeypatch.setattr(stream, "LAZY_PAIR", knob)
+    with network(tmp_path, 2) as (a, b):
+        _static_arp(a, b)
+        srv = isocket(b, socket.AF_INET, socket.SOCK_STREAM)
+        srv.bind(("192.0.2.2", 7601))
+        srv.listen()
+        c = isocket(a, socket.AF_INET, socket.SOCK_STREAM)
+        c.connect(("192.0.2.2", 7601))
+        s, _ = srv.accept()
+        assert c._h.lazy == bool(knob)
+        s.sendall(b"warm")
+        assert c.recv(10) == b"warm"
+        _no_timers(a)
+        _no_timers(b)
+        runtime = a.runtime
+        real = runtime.serve_until
+        me: list[int] = []
+        sent = threading.Event()
+
+        def preempted(*args: Any, **kw: Any) -> Any:
+            if not me:  # the reader's first wait: it is descheduled right before it
+                me.append(threading.get_ident())
+                sent.set()
+                time.sleep(0.5)  # (the engine serves the segment, then its delayed ACK)
+            return real(*args, **kw)
+
+        monkeypatch.setattr(runtime, "serve_until", preempted)
+        out: list[Any] = []
+        t = _reader(c, out)
+        assert sent.wait(5)
+        s.sendall(b"raced")
+        t.join(3.0)
+        alive = t.is_alive()
+        if alive:
+            s.sendall(b"!")  # (a frame for the stuck reader: it looks again)
+            t.join(5.0)
+        monkeypatch.setattr(runtime, "serve_until", real)
+        s.close()
+        c.close()
+        srv.close()
+        assert not alive, "bytes queued before the wait were not seen until another frame came"
+        assert out == [b"raced"]
+
+
+# -- shutdown / close from another thread (Linux: a blocked recv returns at once) ----------------
+
+SHUT_REASON = ("both knob values: shutdown(SHUT_RD/SHUT_RDWR) from another thread does not "
+               "wake a thread blocked in recv (StreamSocket.shutdown only sets _rd_shut); "
+               "Linux wakes it at once with b'' (the usual way to stop a reader thread)")
+
+
+@pytest.mark.xfail(strict=True, reason=SHUT_REASON)
+@pytest.mark.parametrize("how", [socket.SHUT_RD, socket.SHUT_RDWR], ids=["rd", "rdwr"])
+def test_shutdown_from_another_thread_wakes_a_blocked_reader(
+        tmp_path: Path, lazy: int, how: int) -> None:
+    """Linux (checked against a kernel TCP socket over loopback): the blocked recv returns
+    b"" right after the other thread's shutdown."""
+    with network(tmp_path, 2) as (a, b):
+        srv = isocket(b, socket.AF_INET, socket.SOCK_STREAM)
+        srv.bind(("192.0.2.2", 7602))
+        srv.listen()
+        c = isocket(a, socket.AF_INET, socket.SOCK_STREAM)
+        c.settimeout(4.0)
+        c.connect(("192.0.2.2", 7602))
+        s, _ = srv.accept()
+        assert c._h.lazy == bool(lazy)
+        out: list[Any] = []
+        t = _reader(c, out)
+        _blocked(c)
+        t0 = time.monotonic()
+        c.shutdown(how)
+        t.join(6.0)
+        took = time.monotonic() - t0
+        s.close()
+        c.close()
+        srv.close()
+        assert out == [b""] and took < 2.0, (out, took)
+
+
+def test_kernel_shutdown_wakes_a_blocked_reader() -> None:
+    """The reference for the test above: a kernel TCP socket over the loopback."""
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen()
+    for how in (socket.SHUT_RD, socket.SHUT_RDWR):
+        c = socket.create_connection(lst.getsockname())
+        s, _ = lst.accept()
+        c.settimeout(4.0)
+        out: list[Any] = []
+        t = _reader(c, out)
+        _blocked(c)
+        t0 = time.monotonic()
+        c.shutdown(how)
+        t.join(6.0)
+        assert out == [b""] and time.monotonic() - t0 < 2.0
+        c.close()
+        s.close()
+    lst.close()
+
+
+CLOSE_REASON = ("both knob values: close() from another thread makes a thread blocked in recv "
+                "raise ValueError('file descriptor cannot be a negative integer') out of "
+                "runtime.serve_until's poll.register(-1) (StreamSocket._serve_inline passes "
+                "_fileno(self) of a closed socket); a socket call must raise OSError (a kernel "
+                "socket gives EBADF)")
+
+
+@pytest.mark.xfail(strict=True, reason=CLOSE_REASON)
+def test_close_from_another_thread_gives_the_reader_an_oserror(
+        tmp_path: Path, lazy: int) -> None:
+    with network(tmp_path, 2) as (a, b):
+        srv = isocket(b, socket.AF_INET, socket.SOCK_STREAM)
+        srv.bind(("192.0.2.2", 7603))
+        srv.listen()
+        c = isocket(a, socket.AF_INET, socket.SOCK_STREAM)
+        c.settimeout(4.0)
+        c.connect(("192.0.2.2", 7603))
+        s, _ = srv.accept()
+        out: list[Any] = []
+        t = _reader(c, out)
+        _blocked(c)
+        c.close()
+        t.join(8.0)
+        s.close()
+        srv.close()
+        assert len(out) == 1
+        got = out[0]
+        assert got == b"" or (isinstance(got, OSError) and got.errno in (
+            errno.EBADF, errno.ENOTCONN, errno.ECONNABORTED)), repr(got)
