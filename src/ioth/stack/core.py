@@ -28,7 +28,7 @@ from ioth.stack.route import Route, RouteTable
 from ioth.stack.tcp.segment import Segment
 from ioth.stack.tcp.state import State
 from ioth.stack.udp import Udp
-from ioth.wire.checksum import batch_partial_sums, partial_sum_at
+from ioth.wire.checksum import NUMPY_THRESHOLD, batch_partial_sums, partial_sum_at
 from ioth.wire.errors import WireError
 
 if TYPE_CHECKING:
@@ -546,7 +546,10 @@ class StackCore:
                 # with the IPv4 header summing to zero, frame[14:] sums like the TCP segment
                 or (_from_bytes(src, "big") + _from_bytes(dst, "big") + 6 + total - 20
                     + (isum if isum is not None and end == n
-                       else partial_sum_at(frame, 34, end))) % 0xFFFF
+                       # (partial_sum_at inlined for a short segment: one call less)
+                       else (_from_bytes(frame[34:end], "big") << (8 if total & 1 else 0))
+                       if total < NUMPY_THRESHOLD else partial_sum_at(frame, 34, end))
+                    ) % 0xFFFF
             ):
                 return _RX_NO
             ip_rx, ip_delivered = "ipv4.rx", "ipv4.rx_delivered"

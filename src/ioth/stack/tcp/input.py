@@ -520,10 +520,9 @@ class InputMixin(TcbBase):
         self._rcv_adv = self.rcv_nxt
         self._last_ack_sent = self.rcv_nxt
         if keep:
-            self._peer_syn_opts = Segment(
-                syn.seq, 0, SYN, 0, b"", mss=syn.mss, wscale=syn.wscale,
-                sack_perm=syn.sack_perm, tsval=syn.tsval
-            )
+            # (positional options: mss, wscale, sack_perm, tsval; see Segment.__init__)
+            self._peer_syn_opts = Segment(syn.seq, 0, SYN, 0, b"", syn.mss, syn.wscale,
+                                          syn.sack_perm, syn.tsval)
         p = self.policy
         v6 = len(self.remote[0]) == 16
         peer_mss = syn.mss if syn.mss else (1220 if v6 else 536)

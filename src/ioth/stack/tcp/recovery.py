@@ -160,7 +160,12 @@ class RecoveryMixin(TcbBase):
 
     def _ts_rtt(self, tsecr: int, now: float) -> None:
         self._last_tsecr = tsecr
-        delta = (self._ts_clock(now) - tsecr) & MASK
+        # _ts_clock inlined (RFC 7323 5.4: TSval never goes backwards)
+        ms = int(now * 1000)
+        if ms < self._ts_last:
+            ms = self._ts_last
+        self._ts_last = ms
+        delta = (((ms + self._ts_offset) & MASK) - tsecr) & MASK
         if delta < _HALF:
             self._rtt_sample(delta / 1000.0)
 
