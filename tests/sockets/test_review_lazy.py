@@ -280,3 +280,61 @@ def test_close_from_another_thread_gives_the_reader_an_oserror(
         got = out[0]
         assert got == b"" or (isinstance(got, OSError) and got.errno in (
             errno.EBADF, errno.ENOTCONN, errno.ECONNABORTED)), repr(got)
+
+
+# -- bug 3: a failed blocking connect leaves an unconnected AF_UNIX descriptor behind ------------
+
+REFUSED_REASON = ("LAZY_PAIR bug: after a blocking connect that fails (refused), the socket's "
+                  "descriptor was never paired: recv goes to an unconnected AF_UNIX socket "
+                  "(EINVAL) and send too (ENOTCONN); Linux and the paired path give b'' and "
+                  "EPIPE (StreamSocket._connect: a failed lazy handle is torn down with no "
+                  "engine end and lazy cleared, so recv/send fall through to the descriptor)")
+
+
+@_lazy_bug(REFUSED_REASON)
+def test_recv_and_send_after_a_refused_connect(tmp_path: Path, knob: int,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Like a kernel socket (see test_kernel_after_a_refused_connect): ECONNREFUSED, then
+    getpeername ENOTCONN, SO_ERROR 0, recv b"", send EPIPE."""
+    monkeypatch.setattr(stream, "LAZY_PAIR", knob)
+    with network(tmp_path, 2) as (a, _b):
+        c = isocket(a, socket.AF_INET, socket.SOCK_STREAM)
+        c.settimeout(5.0)
+        with pytest.raises(ConnectionRefusedError):
+            c.connect(("192.0.2.2", 7604))  # nobody listens there
+        with pytest.raises(OSError) as exc:
+            c.getpeername()
+        assert exc.value.errno == errno.ENOTCONN
+        assert c.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+        try:
+            got: Any = c.recv(10)
+        except OSError as e:
+            got = e
+        try:
+            c.send(b"x")
+            sent: Any = None
+        except OSError as e:
+            sent = e
+        c.close()
+        assert got == b"", repr(got)
+        assert isinstance(sent, BrokenPipeError), repr(sent)
+
+
+def test_kernel_after_a_refused_connect() -> None:
+    """The reference for the test above: a kernel TCP socket over the loopback."""
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    c = socket.socket()
+    c.settimeout(5.0)
+    with pytest.raises(ConnectionRefusedError):
+        c.connect(("127.0.0.1", port))
+    with pytest.raises(OSError) as exc:
+        c.getpeername()
+    assert exc.value.errno == errno.ENOTCONN
+    assert c.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+    assert c.recv(10) == b""
+    with pytest.raises(BrokenPipeError):
+        c.send(b"x")
+    c.close()
