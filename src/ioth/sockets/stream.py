@@ -1232,6 +1232,8 @@ class StreamSocket(IothSocket):
                 return
             eng = self._tcp.pair(_fileno(self))
             _bigbuf(self)
+            if h.eof_in:  # shut down for writing while unpaired: the descriptor says so too
+                _csocket.socket.shutdown(self, _socket.SHUT_WR)
             h.attach(eng)
 
     def fileno(self) -> int:
@@ -1626,6 +1628,17 @@ class StreamSocket(IothSocket):
             # connection); Linux only stops returning data, so reads end here instead.
             self._rd_shut = True
         if how != _socket.SHUT_RD:
+            h = self._h
+            if h.lazy and not h.connecting and self._pid == _Pid.value:
+                stack = self._stack
+                with stack.lock:
+                    if h.lazy:  # unpaired: the FIN goes straight into the connection
+                        if not h.eof_in:
+                            h.eof_in = True  # (later sends: EPIPE, see _materialize)
+                            h.conn.shutdown()
+                            self._tcp.flush(h.conn)
+                            stack.runtime.flush()
+                        return
             self._materialize()
             super().shutdown(_socket.SHUT_WR)
 
