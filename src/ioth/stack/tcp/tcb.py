@@ -352,12 +352,19 @@ class TcbBase:
         self._need_syn = False
         self._ack_now = False
         self._dirty = bool(self._out)
-        self._sbuf = bytearray()
+        # buffers and lists dropped (new empty ones only where something was left: most
+        # connections close with all of them empty)
+        if self._sbuf:
+            self._sbuf = bytearray()
         self._shead = 0
-        self._ooo = []
-        self._sacked = []
-        self._rtx_log = []
-        self._rerxt = []
+        if self._ooo:
+            self._ooo = []
+        if self._sacked:
+            self._sacked = []
+        if self._rtx_log:
+            self._rtx_log = []
+        if self._rerxt:
+            self._rerxt = []
 
     def _timed_out(self) -> None:
         """Retries exhausted: close with the latest soft error, else ETIMEDOUT (Linux
@@ -380,9 +387,11 @@ class TcbBase:
         self.state = _TIME_WAIT
         self._rto_at = self._persist_at = self._keep_at = self._tlp_at = None
         self._close_at = now + self.policy.time_wait
-        self._sbuf = bytearray()
+        if self._sbuf:
+            self._sbuf = bytearray()
         self._shead = 0
-        self._sacked = []
+        if self._sacked:
+            self._sacked = []
 
     if TYPE_CHECKING:
         # Implemented by the mixins (module named in each comment); declared for mypy only.
