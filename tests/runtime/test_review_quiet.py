@@ -192,3 +192,153 @@ def test_kernel_tiny_timeout_recv() -> None:
     c.close()
     s.close()
     lst.close()
+
+
+# -- what held: frames left by one-frame reads are always served by someone -------------------
+
+@pytest.fixture
+def two_cables(tmp_path: Path, quiet: int
+               ) -> Iterator[tuple[ioth.Stack, list[DgramPlug], list[int]]]:
+    """A stack with two interfaces (192.0.2.1 on vde0, 198.51.100.1 on vde1), each on a
+    ptp:// cable whose other end is a bare plug."""
+    a = ioth.Stack([f"ptp://{tmp_path / 'p0'}", f"ptp://{tmp_path / 'p1'}"],
+                   f"eth,ip={A_IP}/24")
+    peers: list[DgramPlug] = []
+    try:
+        idx = [a.if_nametoindex("vde0"), a.if_nametoindex("vde1")]
+        a.linksetupdown(idx[1], True)
+        a.ipaddr_add(socket.AF_INET, C_IP, 24, idx[1])
+        for name in ("p0", "p1"):
+            p = open_plug(f"ptp://{tmp_path / name}")
+            assert isinstance(p, DgramPlug)
+            peers.append(p)
+        yield a, peers, idx
+    finally:
+        for p in peers:
+            p.close()
+        a.close()
+
+
+def test_several_plugs_left_by_a_holder_are_all_served(
+        two_cables: tuple[ioth.Stack, list[DgramPlug], list[int]], quiet: int) -> None:
+    """Two frames queued on each of two plugs (quiet mode on both); the serving thread
+    returns after its first frame and never waits again: the three others come in."""
+    a, peers, idx = two_cables
+    srv0 = _receiver(a, A_IP)
+    srv1 = _receiver(a, C_IP)
+    r, w = os.pipe()
+    runtime = a.runtime
+    try:
+        # the lease first (the engine then leaves both plugs to waiting threads)
+        _warm_lease(a, peers[0], idx[0], r)
+        assert srv0.recv(100) == b"warm-up"
+        plugs = [runtime.plugs[i] for i in idx]
+        with a.lock:
+            if quiet:
+                for i in idx:
+                    runtime._quiet[i] = 1000
+            base = sum(p.counters.rx_frames for p in plugs)
+            for f in _frames(a, idx[0], B_IP, A_IP, [b"0-a", b"0-b"]):
+                assert peers[0].send(f)
+            for f in _frames(a, idx[1], D_IP, C_IP, [b"1-a", b"1-b"]):
+                assert peers[1].send(f)
+        assert runtime.serve_until(
+            r, select.POLLIN, runtime.clock() + 5,
+            lambda: sum(p.counters.rx_frames for p in plugs) > base) is True
+        assert [srv0.recv(100), srv0.recv(100)] == [b"0-a", b"0-b"]
+        assert [srv1.recv(100), srv1.recv(100)] == [b"1-a", b"1-b"]
+    finally:
+        os.close(r)
+        os.close(w)
+        srv0.close()
+        srv1.close()
+
+
+def test_a_plug_attached_while_a_thread_serves_is_served(
+        tmp_path: Path, quiet: int) -> None:
+    """A thread sits in a long inline wait (its poll set made before the attach); frames on
+    a plug attached meanwhile are served by the engine (the new interface is not among the
+    waiting thread's)."""
+    a = ioth.Stack(f"ptp://{tmp_path / 'p0'}", f"eth,ip={A_IP}/24")
+    r, w = os.pipe()
+    peer: DgramPlug | None = None
+    srv = None
+    stop = threading.Event()
+    t = None
+    try:
+        runtime = a.runtime
+
+        def waiter() -> None:
+            while not stop.is_set():
+                runtime.serve_until(r, select.POLLIN, runtime.clock() + 5)
+
+        t = threading.Thread(target=waiter, daemon=True)
+        t.start()
+        _wait_for(lambda: runtime._serving, "the thread serving", 5)
+        index = a.iplink_add_vde(-1, f"ptp://{tmp_path / 'p1'}")
+        a.linksetupdown(index, True)
+        a.ipaddr_add(socket.AF_INET, C_IP, 24, index)
+        peer = open_plug(f"ptp://{tmp_path / 'p1'}")
+        assert isinstance(peer, DgramPlug)
+        srv = _receiver(a, C_IP)
+        payloads = [b"new-%d" % i for i in range(5)]
+        with a.lock:
+            if quiet:
+                runtime._quiet[index] = 1000
+            for f in _frames(a, index, D_IP, C_IP, payloads):
+                assert peer.send(f)
+        assert [srv.recv(100) for _ in payloads] == payloads
+    finally:
+        stop.set()
+        os.write(w, b"x")
+        if t is not None:
+            t.join(5)
+        os.close(r)
+        os.close(w)
+        if srv is not None:
+            srv.close()
+        if peer is not None:
+            peer.close()
+        a.close()
+
+
+def test_engine_only_stack_serves_a_burst_one_frame_per_read(
+        cable: tuple[ioth.Stack, DgramPlug, int], quiet: int,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """No inline serving at all (INLINE=0): the engine alone reads a burst in quiet mode,
+    one frame per wake-up, and every frame arrives in order."""
+    monkeypatch.setattr(rt, "INLINE", 0)
+    a, b, index = cable
+    srv = _receiver(a, A_IP)
+    payloads = [b"%02d" % i for i in range(9)]
+    with a.lock:
+        if quiet:
+            a.runtime._quiet[index] = 1000
+        for f in _frames(a, index, B_IP, A_IP, payloads):
+            assert b.send(f)
+    assert [srv.recv(100) for _ in payloads] == payloads
+    if quiet:
+        assert 1000 - a.runtime._quiet[index] >= len(payloads)
+    srv.close()
+
+
+def test_detach_and_attach_while_frames_wait(
+        cable: tuple[ioth.Stack, DgramPlug, int], quiet: int) -> None:
+    """Frames queued in a quiet plug; the plug is detached and attached again: it starts
+    with a full read and every frame comes in."""
+    a, b, index = cable
+    srv = _receiver(a, A_IP)
+    runtime = a.runtime
+    payloads = [b"d%d" % i for i in range(4)]
+    with a.lock:
+        if quiet:
+            runtime._quiet[index] = 1000
+        plug = runtime.detach(index)
+        assert plug is not None
+        for f in _frames(a, index, B_IP, A_IP, payloads):
+            assert b.send(f)
+        runtime.attach(index, plug)
+        if quiet:
+            assert runtime._quiet[index] == 0
+    assert [srv.recv(100) for _ in payloads] == payloads
+    srv.close()
