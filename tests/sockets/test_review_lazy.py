@@ -5,8 +5,11 @@ An unpaired socket's blocking recv waits by serving the plugs inline and polling
 only after a batch or a timer that this very thread served.  Anything that changes the
 connection on ANOTHER thread (a loopback send, the engine serving a frame just before the
 wait starts, ...) therefore does not wake it: a paired socket is woken by its descriptor
-turning readable.  Each test runs with the knob on and off; the ones marked xfail document a
-bug (they pass with the knob off, or violate what a Linux socket does).
+turning readable.  Each test runs with the knob on and off.  They documented bugs as strict
+xfails (the knob-on case failing, or both violating what a Linux socket does); all are fixed
+now (a waiting reader registers itself in StreamHandle.hold and a change made by another thread
+kicks the quiet eventfd; close/shutdown from another thread wake the reader, paired or not; a
+refused blocking connect leaves a descriptor with a closed engine end) and the tests guard it.
 """
 
 from __future__ import annotations
@@ -34,11 +37,10 @@ def lazy(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Ite
 
 
 def _lazy_bug(reason: str) -> Any:
-    """Parametrize ``knob`` (LAZY_PAIR 1, 0): a bug of the unpaired path makes the knob-on
-    case fail (strict xfail: a fix flips it), the knob-off case passes."""
-    return pytest.mark.parametrize("knob", [
-        pytest.param(1, id="lazy", marks=pytest.mark.xfail(strict=True, reason=reason)),
-        pytest.param(0, id="paired")])
+    """Parametrize ``knob`` (LAZY_PAIR 1, 0): ``reason`` is the bug the knob-on case showed
+    (fixed; it was a strict xfail)."""
+    return pytest.mark.parametrize("knob", [pytest.param(1, id="lazy"),
+                                            pytest.param(0, id="paired")])
 
 
 def _wait_for(cond: Any, what: str, timeout: float = 10.0) -> None:
@@ -202,7 +204,6 @@ SHUT_REASON = ("both knob values: shutdown(SHUT_RD/SHUT_RDWR) from another threa
                "Linux wakes it at once with b'' (the usual way to stop a reader thread)")
 
 
-@pytest.mark.xfail(strict=True, reason=SHUT_REASON)
 @pytest.mark.parametrize("how", [socket.SHUT_RD, socket.SHUT_RDWR], ids=["rd", "rdwr"])
 def test_shutdown_from_another_thread_wakes_a_blocked_reader(
         tmp_path: Path, lazy: int, how: int) -> None:
@@ -258,7 +259,6 @@ CLOSE_REASON = ("both knob values: close() from another thread makes a thread bl
                 "socket gives EBADF)")
 
 
-@pytest.mark.xfail(strict=True, reason=CLOSE_REASON)
 def test_close_from_another_thread_gives_the_reader_an_oserror(
         tmp_path: Path, lazy: int) -> None:
     with network(tmp_path, 2) as (a, b):

@@ -196,9 +196,11 @@ class TcpSockets:
         self._rdv_name: Any = ""
         self._rdv_pid = 0
         self._rdv_lock = threading.Lock()
-        # never readable until the stack closes: what a thread serving the plugs inline polls
-        # for an unpaired socket (its own descriptor, unconnected, reports a hang-up)
+        # what a thread serving the plugs inline polls while it waits on an unpaired socket
+        # (its own descriptor, unconnected, reports a hang-up): readable when another thread
+        # changed that socket's connection (kick) and once the stack closes
         self.quiet = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        self.kicked = False
         _Lazy.layers.add(self)
         self._chained = self.layer.notify
         self.layer.notify = self.notify
@@ -235,7 +237,11 @@ class TcpSockets:
         if h is not None:
             if h.lazy and not h.connecting:
                 # unpaired: nothing to move or watch; the application's calls look at the
-                # connection itself (and a thread waiting in one asks it after each batch)
+                # connection itself (a thread waiting in one asks it after each batch it
+                # serves, and is kicked when another thread changed it)
+                hold = h.hold
+                if hold and hold != _get_ident():
+                    self.kick()
                 if self._chained is not None:
                     self._chained(obj)
                 return
@@ -277,6 +283,23 @@ class TcpSockets:
                     lh.on_event()
         if self._chained is not None:
             self._chained(obj)
+
+    def kick(self) -> None:
+        """Stack lock held: another thread changed an unpaired socket whose reader waits
+        serving the plugs inline (StreamSocket._recv_lazy; at most one thread serves a stack
+        inline): end its wait, it looks at the connection again."""
+        if not self.kicked and self.quiet >= 0:
+            self.kicked = True
+            os.eventfd_write(self.quiet, 1)
+
+    def unkick(self) -> None:
+        """Stack lock held, after a wait on ``quiet``: consume a kick."""
+        if self.kicked:
+            self.kicked = False
+            try:
+                os.eventfd_read(self.quiet)
+            except OSError:
+                pass
 
     def deliver(self) -> None:
         """Engine thread, stack lock held, the stack's output flushed (a runtime after_batch
@@ -438,6 +461,9 @@ class StreamHandle:
     # no engine end yet (LAZY_PAIR): the application's descriptor is not connected to
     # anything, its calls use the connection directly; StreamSocket._materialize pairs it
     lazy = False
+    # the application shut the socket down for reading: bytes stay in the connection (its
+    # window closes, as on Linux) and the engine end's write side is shut (readers see EOF)
+    rd_shut = False
     _cond: threading.Condition | None = None  # made on first wait (see cond)
 
     def __init__(self, tcp: TcpSockets, conn: TcpConnection, eng: _csocket.socket | None,
@@ -578,6 +604,22 @@ class StreamHandle:
             self.tcp.stack.runtime.flush()
         return total
 
+    def shut_rd(self) -> None:
+        """Stack lock held: the application shut its socket down for reading (SHUT_RD): a
+        thread blocked reading its descriptor (in the kernel or serving inline) returns, the
+        descriptor stays readable (EOF), and no more bytes are moved into it."""
+        eng = self.eng
+        if self.rd_shut or eng is None:
+            return
+        self.rd_shut = True
+        self.out = b""
+        self.out_off = 0
+        self.wrote += 1
+        try:
+            eng.shutdown(_socket.SHUT_WR)
+        except OSError:
+            pass
+
     def attach(self, eng: _csocket.socket) -> None:
         """Stack lock held: an unpaired handle gets its engine end (StreamSocket._materialize):
         what the connection holds for the application goes to the descriptor now."""
@@ -585,6 +627,8 @@ class StreamHandle:
         self.eng = eng
         self.fd = eng.fileno()
         tcp = self.tcp
+        if self.hold and self.hold != _get_ident():
+            tcp.kick()  # (its reader waits on the quiet descriptor: it reads the pair now)
         if tcp.by_conn.get(self.conn) is None:
             tcp.by_conn[self.conn] = self
         self.on_event()
@@ -651,7 +695,7 @@ class StreamHandle:
                     continue
                 self.out = b""
                 self.out_off = 0
-            if conn.recv_available:
+            if conn.recv_available and not self.rd_shut:
                 hold = self.hold
                 if hold and hold == _get_ident():
                     break  # (this thread's recv takes it: see StreamSocket._recv_direct)
@@ -1179,6 +1223,11 @@ class StreamSocket(IothSocket):
                     raise TimeoutError("timed out")
             if h.connect_error:
                 err, h.connect_error = h.connect_error, 0
+                if lazy and h.eng is None and not stack.closed:
+                    # the descriptor was never paired: make it what a paired socket's is now
+                    # (its engine end closed: reads give b"", writes EPIPE, like Linux)
+                    self._tcp.pair(_fileno(self)).close()
+                    h.wrote += 1
                 return err
         return 0
 
@@ -1235,6 +1284,8 @@ class StreamSocket(IothSocket):
             if h.eof_in:  # shut down for writing while unpaired: the descriptor says so too
                 _csocket.socket.shutdown(self, _socket.SHUT_WR)
             h.attach(eng)
+            if self._rd_shut:  # ... and for reading
+                h.shut_rd()
 
     def fileno(self) -> int:
         """The descriptor (select, poll, asyncio, ssl, a child process): a real AF_UNIX
@@ -1311,7 +1362,10 @@ class StreamSocket(IothSocket):
             def ready() -> bool:
                 return h.wrote != seen or conn.recv_available > 0
 
-        if runtime.serve_until(_fileno(self), select.POLLIN, deadline, ready) is False:
+        fd = _fileno(self)
+        if fd < 0:  # (closed by another thread meanwhile)
+            raise oserror(errno.EBADF)
+        if runtime.serve_until(fd, select.POLLIN, deadline, ready) is False:
             raise TimeoutError("timed out")
 
     def _take(self, h: StreamHandle, buffer: Any, size: int) -> Any:
@@ -1387,9 +1441,11 @@ class StreamSocket(IothSocket):
             return conn.recv_available > 0 or conn.eof or conn.error is not None \
                 or conn.state is _CLOSED or not h.lazy
 
+        tcp = self._tcp
+        me = _get_ident()
         while True:
             with lock:
-                if stack.closed:
+                if stack.closed or self._rd_shut:
                     return b"" if buffer is None else 0
                 if not h.lazy:
                     return None
@@ -1399,12 +1455,23 @@ class StreamSocket(IothSocket):
                     return None  # (the pair reports it, as for a paired socket)
                 if conn.eof:
                     return b"" if buffer is None else 0
-                quiet = self._tcp.quiet
-            if quiet < 0:
-                return b"" if buffer is None else 0
-            if deadline is None and timeout is not None:
-                deadline = runtime.clock() + timeout
-            got = runtime.serve_until(quiet, select.POLLIN, deadline, ready)
+                quiet = tcp.quiet
+                if quiet < 0:
+                    return b"" if buffer is None else 0
+                if h.hold:
+                    return None  # (another thread waits on it: this one uses the pair)
+                # from here on a change made by another thread kicks this one (notify), also
+                # one made between this look and the poll below
+                h.hold = me
+            try:
+                if deadline is None and timeout is not None:
+                    deadline = runtime.clock() + timeout
+                got = runtime.serve_until(quiet, select.POLLIN, deadline, ready)
+            finally:
+                with lock:
+                    if h.hold == me:
+                        h.hold = 0
+                    tcp.unkick()
             if got is None:
                 return None
             if got is False:
@@ -1627,6 +1694,14 @@ class StreamSocket(IothSocket):
             # SHUT_RD of the AF_UNIX end would make the pump's writes fail (and reset the
             # connection); Linux only stops returning data, so reads end here instead.
             self._rd_shut = True
+            h = self._h
+            if self._pid == _Pid.value:
+                with self._stack.lock:  # a reader blocked on the socket returns b"" (Linux)
+                    if h.lazy:
+                        if h.hold and h.hold != _get_ident():
+                            self._tcp.kick()
+                    else:
+                        h.shut_rd()
         if how != _socket.SHUT_RD:
             h = self._h
             if h.lazy and not h.connecting and self._pid == _Pid.value:
@@ -1807,6 +1882,20 @@ class StreamSocket(IothSocket):
                     self._tcp.layer.close_listener(lh.listener, stack.now())
             h = self._h
             inline = False
+            hold = h.hold if h is not None else 0
+            if hold and hold != _get_ident():
+                # a thread blocked in recv on this socket: it must return (EBADF, as with a
+                # kernel socket), not sit on a descriptor nobody will write to
+                assert h is not None
+                if h.lazy:
+                    self._tcp.kick()
+                elif h.eng is not None and not h.eof_out:
+                    h.eof_out = True
+                    h.wrote += 1
+                    try:
+                        h.eng.shutdown(_socket.SHUT_WR)
+                    except OSError:
+                        pass
             if h is not None and h.lazy:
                 # unpaired: close the connection itself (unread bytes reset it, like Linux)
                 conn = h.conn
