@@ -423,3 +423,28 @@ def test_detach_pairs_first(tmp_path: Path, lazy: int) -> None:
             os.close(fd)
         assert s.recv(10) == b""
         _close(c, s, srv)
+
+
+def test_fork_hook_leaves_a_parents_layers_alone_in_the_child(tmp_path: Path) -> None:
+    """In a forked child the parent's socket layers are copies whose stack lock may be held
+    by a thread that does not exist there: the before-fork hook must not touch them (a
+    child that forks again would wait on that lock)."""
+    with network(tmp_path, 2) as (a, b):
+        srv, c, s = _conn(a, b, 7414)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                class Stuck:
+                    def acquire(self, *args: Any, **kw: Any) -> bool:
+                        raise AssertionError("the hook took a parent's stack lock")
+
+                for st in (a, b):
+                    st.lock = Stuck()  # type: ignore[assignment]
+                stream._pair_before_fork()
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        _close(c, s, srv)

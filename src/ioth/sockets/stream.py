@@ -111,6 +111,8 @@ def _pair_before_fork() -> None:
     """os.fork is about to run: give every unpaired socket of this process its AF_UNIX pair."""
     for tcp in list(_Lazy.layers):
         stack = tcp.stack
+        if tcp.pid != _Pid.value:
+            continue  # (a forked child's copy of its parent's layer: nothing to pair here)
         if stack.closed or not stack.lock.acquire(timeout=2.0):
             continue
         try:
@@ -201,6 +203,7 @@ class TcpSockets:
         # changed that socket's connection (kick) and once the stack closes
         self.quiet = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         self.kicked = False
+        self.pid = _Pid.value
         _Lazy.layers.add(self)
         self._chained = self.layer.notify
         self.layer.notify = self.notify
@@ -296,10 +299,11 @@ class TcpSockets:
         """Stack lock held, after a wait on ``quiet``: consume a kick."""
         if self.kicked:
             self.kicked = False
-            try:
-                os.eventfd_read(self.quiet)
-            except OSError:
-                pass
+            if self.quiet >= 0:  # (closed with the stack meanwhile: nothing to consume)
+                try:
+                    os.eventfd_read(self.quiet)
+                except OSError:
+                    pass
 
     def deliver(self) -> None:
         """Engine thread, stack lock held, the stack's output flushed (a runtime after_batch
@@ -1226,8 +1230,11 @@ class StreamSocket(IothSocket):
                 if lazy and h.eng is None and not stack.closed:
                     # the descriptor was never paired: make it what a paired socket's is now
                     # (its engine end closed: reads give b"", writes EPIPE, like Linux)
-                    self._tcp.pair(_fileno(self)).close()
-                    h.wrote += 1
+                    try:
+                        self._tcp.pair(_fileno(self)).close()
+                        h.wrote += 1
+                    except OSError:
+                        pass
                 return err
         return 0
 
