@@ -1470,6 +1470,7 @@ class StreamSocket(IothSocket):
                 # from here on a change made by another thread kicks this one (notify), also
                 # one made between this look and the poll below
                 h.hold = me
+            got: bool | None = None
             try:
                 if deadline is None and timeout is not None:
                     deadline = runtime.clock() + timeout
@@ -1478,7 +1479,8 @@ class StreamSocket(IothSocket):
                 with lock:
                     if h.hold == me:
                         h.hold = 0
-                    tcp.unkick()
+                    if got is not None:  # (None: it did not wait; the kick is another's)
+                        tcp.unkick()
             if got is None:
                 return None
             if got is False:
