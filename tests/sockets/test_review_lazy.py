@@ -15,6 +15,8 @@ refused blocking connect leaves a descriptor with a closed engine end) and the t
 from __future__ import annotations
 
 import errno
+import os
+import select
 import socket
 import threading
 import time
@@ -338,3 +340,101 @@ def test_kernel_after_a_refused_connect() -> None:
     with pytest.raises(BrokenPipeError):
         c.send(b"x")
     c.close()
+
+
+# -- review of the fix (07a8f46): a kick consumed by a thread that never waited on it ------------
+
+class _SlowFirstPoll:
+    """Wraps the inline waits' poll object: the first poll of a thread other than ``ident``
+    (the test's) starts late (that thread is descheduled between taking the plugs and
+    polling them)."""
+
+    def __init__(self, real: Any, ident: int, started: threading.Event) -> None:
+        self.real = real
+        self.ident = ident
+        self.started = started
+        self.done = False
+
+    def register(self, *args: Any) -> None:
+        self.real.register(*args)
+
+    def unregister(self, *args: Any) -> None:
+        self.real.unregister(*args)
+
+    def modify(self, *args: Any) -> None:
+        self.real.modify(*args)
+
+    def poll(self, *args: Any) -> Any:
+        if not self.done and threading.get_ident() != self.ident:
+            self.done = True
+            self.started.set()
+            time.sleep(0.6)
+        return self.real.poll(*args)
+
+
+STOLEN_REASON = ("(fixed in 56352ae) LAZY_PAIR fix 07a8f46: StreamSocket._recv_lazy finally "
+                 "called "
+                 "TcpSockets.unkick() even when serve_until returned None (another thread "
+                 "serves the plugs): a second reader on another unpaired socket of the stack "
+                 "consumes the kick meant for the thread that really waits on the quiet "
+                 "eventfd, which then sleeps with the bytes in its connection (forever with "
+                 "no timer pending)")
+
+
+@_lazy_bug(STOLEN_REASON)
+def test_a_kick_is_not_consumed_by_a_reader_that_could_not_wait(
+        tmp_path: Path, knob: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Thread A waits in recv on unpaired socket 1 (it serves the plugs, it is about to poll);
+    a loopback send to socket 1 kicks it; meanwhile thread B calls recv on unpaired socket 2
+    of the same stack (it cannot serve: it pairs its socket and waits in the kernel).  A
+    must still get its bytes."""
+    monkeypatch.setattr(stream, "LAZY_PAIR", knob)
+    with network(tmp_path, 1) as (a,):  # (alone on its switch: no other node's frames)
+        srv = isocket(a, socket.AF_INET, socket.SOCK_STREAM)
+        srv.bind(("127.0.0.1", 7605))
+        srv.listen()
+        pairs = []
+        for _ in range(2):
+            c = isocket(a, socket.AF_INET, socket.SOCK_STREAM)
+            c.connect(("127.0.0.1", 7605))
+            s, _ = srv.accept()
+            assert c._h.lazy == bool(knob)
+            pairs.append((c, s))
+        (c1, s1), (c2, _s2) = pairs
+        s1.sendall(b"warm")
+        assert c1.recv(10) == b"warm"
+        _no_timers(a)
+        runtime = a.runtime
+        r, w = os.pipe()
+        try:
+            runtime.serve_until(r, select.POLLIN, runtime.clock() + 0.01)  # (poll set made)
+        finally:
+            os.close(r)
+            os.close(w)
+        ps = runtime._poller
+        assert ps is not None
+        started = threading.Event()
+        out: list[Any] = []
+        slow = _SlowFirstPoll(ps.poller, threading.get_ident(), started)
+        ps.poller = slow
+        ta = _reader(c1, out)
+        assert started.wait(5), "thread A never polled"
+        s1.sendall(b"for-A")  # (the kick for A)
+        time.sleep(0.15)  # (the delayed ACK's timer fires meanwhile: no timer is left)
+        b_out: list[Any] = []
+        c2.settimeout(0.3)
+        tb = _reader(c2, b_out)
+        tb.join(5)
+        assert b_out and isinstance(b_out[0], TimeoutError)  # (B had nothing to read)
+        ta.join(3.0)
+        alive = ta.is_alive()
+        if alive:
+            s1.sendall(b"!")  # (unstick A for the clean-up)
+            ta.join(5)
+        ps.poller = slow.real
+        for c, s in pairs:
+            s.close()
+            c.close()
+        srv.close()
+        assert not alive, "thread A's kick was consumed by thread B"
+        assert out == [b"for-A"]
