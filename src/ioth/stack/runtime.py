@@ -527,6 +527,7 @@ class StackRuntime:
                 ps.fd = fd
                 ps.events = events
             due = None
+            polled = False
             while True:
                 end = deadline
                 if hold:
@@ -545,12 +546,21 @@ class StackRuntime:
                     left = end - clock()
                     if left <= 0:
                         if deadline is not None and end >= deadline:
-                            return False
-                        self._fire_inline()  # a timer fell due
-                        if ready is not None and ready():
-                            return True
-                        continue
+                            if polled:
+                                return False
+                            # a wait already over still polls once (without waiting) before
+                            # it gives up: the input the caller may be waiting for is served
+                            # (as a kernel socket returns what it holds at a tiny timeout),
+                            # and a thread looping on such waits, which renew the lease,
+                            # cannot keep the plugs from everyone
+                            left = 0.0
+                        else:
+                            self._fire_inline()  # a timer fell due
+                            if ready is not None and ready():
+                                return True
+                            continue
                     got = poller.poll(left * 1000.0)
+                    polled = True
                     if not got:
                         if deadline is not None and end >= deadline:
                             return False
