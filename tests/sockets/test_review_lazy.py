@@ -487,3 +487,72 @@ def test_sends_from_another_thread_do_not_wake_the_reader(
         srv.close()
         assert out == [b"end"]
         assert woken < n // 4, f"the reader was woken {woken} times by {n} sends"
+
+
+# -- a descriptor registered before a blocking connect -------------------------------------------
+
+REGISTERED_REASON = ("LAZY_PAIR bug: an epoll (or selector) registration made with fileno() "
+                     "BEFORE a blocking connect watches the descriptor that the connect leaves "
+                     "unpaired: an unconnected AF_UNIX stream reports EPOLLHUP at once and "
+                     "forever (also when bytes arrive: never EPOLLIN), where a kernel socket "
+                     "and the paired path report nothing, then EPOLLIN (StreamSocket._connect "
+                     "decides lazy without knowing the descriptor was handed out; a fix: pair "
+                     "at connect when fileno() was called before, or never report a hang-up)")
+
+
+@pytest.mark.parametrize("knob", [
+    pytest.param(1, id="lazy", marks=pytest.mark.xfail(strict=True, reason=REGISTERED_REASON)),
+    pytest.param(0, id="paired")])
+def test_epoll_registered_before_a_blocking_connect(
+        tmp_path: Path, knob: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DESIGN rule 4 and StreamSocket._pair's promise: registrations made before connect stay
+    valid, as with a kernel socket (see test_kernel_epoll_registered_before_connect)."""
+    monkeypatch.setattr(stream, "LAZY_PAIR", knob)
+    with network(tmp_path, 2) as (a, b):
+        srv = isocket(b, socket.AF_INET, socket.SOCK_STREAM)
+        srv.bind(("192.0.2.2", 7607))
+        srv.listen()
+        c = isocket(a, socket.AF_INET, socket.SOCK_STREAM)
+        ep = select.epoll()
+        try:
+            ep.register(c.fileno(), select.EPOLLIN)
+            c.settimeout(5)
+            c.connect(("192.0.2.2", 7607))  # blocking
+            s, _ = srv.accept()
+            quiet = ep.poll(0.3)
+            s.sendall(b"hi")
+            deadline = time.monotonic() + 5
+            ready: list[tuple[int, int]] = []
+            while not ready and time.monotonic() < deadline:
+                ready = ep.poll(0.1)
+            got = c.recv(10)
+            s.close()
+            c.close()
+            srv.close()
+        finally:
+            ep.close()
+        assert quiet == [], f"events with nothing to read: {quiet}"
+        assert ready and ready[0][1] & select.EPOLLIN and not ready[0][1] & select.EPOLLHUP, \
+            ready
+        assert got == b"hi"
+
+
+def test_kernel_epoll_registered_before_connect() -> None:
+    """The reference: a kernel TCP socket registered before its blocking connect."""
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen()
+    c = socket.socket()
+    ep = select.epoll()
+    ep.register(c.fileno(), select.EPOLLIN)
+    c.connect(lst.getsockname())
+    s, _ = lst.accept()
+    assert ep.poll(0.3) == []
+    s.sendall(b"hi")
+    ready = ep.poll(5)
+    assert ready and ready[0][1] & select.EPOLLIN and not ready[0][1] & select.EPOLLHUP
+    assert c.recv(10) == b"hi"
+    ep.close()
+    c.close()
+    s.close()
+    lst.close()
