@@ -556,3 +556,42 @@ def test_kernel_epoll_registered_before_connect() -> None:
     c.close()
     s.close()
     lst.close()
+
+
+CLOSED_CONNECT_REASON = ("LAZY_PAIR refused-connect fix (07a8f46): a blocking connect whose "
+                         "socket another thread closes fails, and _connect then pairs the "
+                         "closed descriptor to give it a closed engine end: "
+                         "self._tcp.pair(_fileno(self)) with fileno -1 raises ValueError "
+                         "('negative file descriptor'; only OSError is caught) out of "
+                         "connect(); the paired path raises ECONNABORTED")
+
+
+@pytest.mark.parametrize("knob", [
+    pytest.param(1, id="lazy",
+                 marks=pytest.mark.xfail(strict=True, reason=CLOSED_CONNECT_REASON)),
+    pytest.param(0, id="paired")])
+def test_close_from_another_thread_during_a_blocking_connect(
+        tmp_path: Path, knob: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A thread blocks in connect to an address nobody answers; another thread closes the
+    socket: connect raises an OSError (a socket call never raises ValueError for this)."""
+    monkeypatch.setattr(stream, "LAZY_PAIR", knob)
+    with network(tmp_path, 2) as (a, _b):
+        c = isocket(a, socket.AF_INET, socket.SOCK_STREAM)
+        c.settimeout(5)
+        out: list[Any] = []
+
+        def connect() -> None:
+            try:
+                c.connect(("192.0.2.9", 7608))  # (no such node: ARP goes unanswered)
+                out.append(None)
+            except Exception as exc:  # (recorded for the assertion)
+                out.append(exc)
+
+        t = threading.Thread(target=connect, daemon=True)
+        t.start()
+        _wait_for(lambda: c._h is not None, "the connect started")
+        time.sleep(0.2)
+        c.close()
+        t.join(8)
+        assert not t.is_alive()
+        assert len(out) == 1 and isinstance(out[0], OSError), repr(out)
