@@ -84,7 +84,15 @@ def _recv_all(srv: socket.socket, n: int) -> list[bytes]:
 
 
 def _quiet_reads(a: ioth.Stack, index: int, quiet: int) -> int:
-    return 1000 - a.runtime._quiet[index] if quiet else 0
+    with a.lock:  # (a read updates the state after it delivered its frames)
+        return 1000 - a.runtime._quiet[index] if quiet else 0
+
+
+def _state(a: ioth.Stack, index: int) -> tuple[int, int]:
+    """(quiet reads left, next stretch), once the read in progress is over."""
+    with a.lock:
+        r = a.runtime
+        return r._quiet[index], r._quiet_run.get(index, rt.QUIET_PROBE)
 
 
 def test_frames_arriving_together_are_all_served_by_the_engine(
@@ -177,8 +185,7 @@ def test_a_backlog_ends_quiet_mode(cable: tuple[ioth.Stack, DgramPlug, int],
             assert b.send(f)
     assert _recv_all(srv, 8) == payloads
     if quiet:
-        assert a.runtime._quiet[index] == 0  # the full read found many frames
-        assert a.runtime._quiet_run[index] == rt.QUIET_PROBE
+        assert _state(a, index) == (0, rt.QUIET_PROBE)  # the full read found many frames
     srv.close()
 
 
@@ -193,8 +200,8 @@ def test_quiet_stretches_grow_while_full_reads_find_single_frames(
             assert b.send(_frames(a, index, [b"%d" % i])[0])
         assert srv.recv(100) == b"%d" % i
     if quiet:
-        assert a.runtime._quiet_run[index] >= 4 * rt.QUIET_PROBE
-        assert a.runtime._quiet[index] > 0
+        left, run = _state(a, index)
+        assert run >= 4 * rt.QUIET_PROBE and left > 0
     srv.close()
 
 
@@ -212,7 +219,7 @@ def test_the_engine_takes_quiet_reads_through_a_timer_wait(
         time.sleep(0.005)
     assert out == [b"%d" % i for i in range(5)]
     if quiet:
-        assert 0 < a.runtime._quiet[index] < rt.QUIET_PROBE
+        assert 0 < _state(a, index)[0] < rt.QUIET_PROBE
     srv.close()
 
 
