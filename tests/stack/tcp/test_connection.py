@@ -11,6 +11,7 @@ import random
 
 import pytest
 
+from ioth.stack.tcp import input as input_mod
 from ioth.stack.tcp.connection import MASK, State, TcpConnection
 from ioth.stack.tcp.isn import IsnGenerator
 from ioth.stack.tcp.policy import TcpPolicy
@@ -533,19 +534,44 @@ def test_simultaneous_close() -> None:
     assert c.state is State.TIME_WAIT
 
 
-def test_passive_close() -> None:
+@pytest.mark.parametrize("delayed", [True, False])
+def test_passive_close(monkeypatch: pytest.MonkeyPatch, delayed: bool) -> None:
+    monkeypatch.setattr(input_mod, "DELAYED_FIN_ACK", delayed)
     c = established()
     c.process(seg(1, c.iss + 1, FIN, payload=b"bye"), 0.0)
     assert c.state is State.CLOSE_WAIT
-    assert only(recv(c)).ack == REMOTE_SEQ + 5
+    if delayed:  # as Linux: the FIN's ACK waits for our answer (delayed-ACK timer)
+        assert recv(c) == [] and c.poll_at() == c.policy.delayed_ack
+    else:
+        assert only(recv(c)).ack == REMOTE_SEQ + 5
     assert c.recv() == b"bye" and c.recv() == b""
     c.send(b"reply")  # half-open: we may still send
     c.shutdown()
     assert c.state is State.LAST_ACK
     out = only(recv(c))
-    assert out.payload == b"reply" and out.flags & FIN
+    assert out.payload == b"reply" and out.flags & FIN and out.ack == REMOTE_SEQ + 5
     c.process(seg(5, c.iss + 7), 0.0)
     assert c.state is State.CLOSED and c.error is None
+
+
+def test_delayed_fin_ack_goes_at_the_timer_without_an_answer() -> None:
+    c = established()
+    c.process(seg(1, c.iss + 1, FIN), 0.0)
+    assert c.state is State.CLOSE_WAIT and recv(c) == []
+    assert recv(c, c.policy.delayed_ack / 2) == []
+    out = only(recv(c, c.policy.delayed_ack))
+    assert out.flags == ACK and out.ack == REMOTE_SEQ + 2
+    assert c.poll_at() is None
+
+
+def test_fin_in_fin_wait_states_is_acknowledged_at_once() -> None:
+    c = established()
+    c.shutdown()
+    fin = only(recv(c))
+    assert fin.flags & FIN and c.state is State.FIN_WAIT_1
+    c.process(seg(1, c.iss + 2, FIN), 0.0)  # acks our FIN and carries the peer's
+    assert c.state is State.TIME_WAIT
+    assert only(recv(c)).ack == REMOTE_SEQ + 2
 
 
 def test_out_of_order_fin() -> None:

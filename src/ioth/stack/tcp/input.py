@@ -30,6 +30,12 @@ from ioth.stack.tcp.state import (
 )
 from ioth.stack.tcp.tcb import TcbBase
 
+#: Knob: the ACK of a FIN that takes an ESTABLISHED connection to CLOSE-WAIT is delayed (as
+#: Linux, which enters pingpong mode there) and so usually rides on the application's FIN:
+#: a connection the server closes first ends with FIN, FIN+ACK, ACK (one frame less).  Off:
+#: the FIN is acknowledged at once (FIN, ACK, FIN, ACK).  This changes frames, like Linux.
+DELAYED_FIN_ACK = True
+
 
 class InputMixin(TcbBase):
     """Segment arrival: :meth:`process` and everything it does to the TCB."""
@@ -497,12 +503,22 @@ class InputMixin(TcbBase):
         """RFC 9293 3.10.7.4 eighth: FIN advances RCV.NXT and changes state."""
         self.rcv_nxt += 1
         self._rcv_eof = True
-        self._ack_now = True
         self._dirty = True
         st = self.state
-        if st in (_SYN_RECEIVED, _ESTABLISHED):
+        if st is _ESTABLISHED or st is _SYN_RECEIVED:
             self.state = _CLOSE_WAIT
-        elif st is _FIN_WAIT_1:
+            if DELAYED_FIN_ACK:
+                # As Linux (tcp_fin: CLOSE-WAIT in pingpong mode, then a delayed ACK): the
+                # ACK of the FIN waits for the application's answer, usually its own FIN
+                # (close) or a reply, which carries it; else it goes at the delayed-ACK
+                # timer (RFC 1122 4.2.3.2), or earlier if one is running already.
+                if self._ack_at is None:
+                    self._ack_at = now + self.policy.delayed_ack
+                return
+            self._ack_now = True
+            return
+        self._ack_now = True
+        if st is _FIN_WAIT_1:
             if self._fin_queued and self.snd_una > self._fin_seq:
                 self._enter_time_wait(now)
             else:
