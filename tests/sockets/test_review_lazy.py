@@ -595,3 +595,74 @@ def test_close_from_another_thread_during_a_blocking_connect(
         t.join(8)
         assert not t.is_alive()
         assert len(out) == 1 and isinstance(out[0], OSError), repr(out)
+
+
+# -- found while comparing the two paths: a paired socket sends after shutdown(SHUT_WR) -----------
+
+SHUT_WR_REASON = ("paired path (LAZY_PAIR=0, or any socket paired by fileno()/select/asyncio): "
+                  "after shutdown(SHUT_WR) the FIN waits in the AF_UNIX pair until the engine "
+                  "pumps it, and a send() meanwhile goes straight into the connection "
+                  "(StreamHandle.direct_send: eof_in not set yet): it succeeds and the peer "
+                  "receives the byte instead of the end of stream; Linux (and the unpaired "
+                  "path) raise EPIPE.  shutdown(SHUT_WR) of a paired socket should set eof_in "
+                  "(or mark it dirty) under the stack lock")
+
+
+@pytest.mark.parametrize("mode", [
+    "unpaired",
+    pytest.param("paired", marks=pytest.mark.xfail(strict=True, reason=SHUT_WR_REASON)),
+    pytest.param("fileno", marks=pytest.mark.xfail(strict=True, reason=SHUT_WR_REASON))])
+def test_send_after_shutdown_write_is_epipe(tmp_path: Path, mode: str,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """shutdown(SHUT_WR), shutdown(SHUT_WR) again, send: EPIPE, and the peer reads the end
+    of stream, then can still answer (a kernel TCP socket: the same, see
+    test_kernel_send_after_shutdown_write)."""
+    monkeypatch.setattr(stream, "LAZY_PAIR", 0 if mode == "paired" else 1)
+    with network(tmp_path, 2) as (a, b):
+        srv = isocket(b, socket.AF_INET, socket.SOCK_STREAM)
+        srv.bind(("192.0.2.2", 7609))
+        srv.listen()
+        c = isocket(a, socket.AF_INET, socket.SOCK_STREAM)
+        c.settimeout(5)
+        c.connect(("192.0.2.2", 7609))
+        s, _ = srv.accept()
+        s.settimeout(5)
+        if mode == "fileno":
+            c.fileno()
+        assert c._h.lazy == (mode == "unpaired")
+        # (the engine thread does not run between the calls: it would need the stack lock,
+        # which this thread holds; the stack lock is reentrant for the socket calls)
+        with a.lock:
+            c.shutdown(socket.SHUT_WR)
+            c.shutdown(socket.SHUT_WR)
+            try:
+                c.send(b"x")
+                sent: Any = None
+            except OSError as exc:
+                sent = exc
+        peer = s.recv(10)
+        s.sendall(b"back")
+        back = c.recv(10)
+        s.close()
+        c.close()
+        srv.close()
+        assert isinstance(sent, BrokenPipeError), repr(sent)
+        assert peer == b""
+        assert back == b"back"
+
+
+def test_kernel_send_after_shutdown_write() -> None:
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen()
+    c = socket.create_connection(lst.getsockname())
+    s, _ = lst.accept()
+    c.shutdown(socket.SHUT_WR)
+    c.shutdown(socket.SHUT_WR)
+    with pytest.raises(BrokenPipeError):
+        c.send(b"x")
+    assert s.recv(10) == b""
+    s.sendall(b"back")
+    assert c.recv(10) == b"back"
+    for x in (c, s, lst):
+        x.close()
