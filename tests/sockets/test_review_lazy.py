@@ -666,3 +666,54 @@ def test_kernel_send_after_shutdown_write() -> None:
     assert c.recv(10) == b"back"
     for x in (c, s, lst):
         x.close()
+
+
+SHUT_RD_DATA_REASON = ("both knob values: after shutdown(SHUT_RD) recv always returns b'' "
+                       "(StreamSocket._rd_shut), so bytes queued before the shutdown and bytes "
+                       "arriving after it can no longer be read; Linux TCP keeps returning them "
+                       "(b'' only once nothing is queued: a read no longer blocks)")
+
+
+@pytest.mark.xfail(strict=True, reason=SHUT_RD_DATA_REASON)
+def test_shutdown_read_still_returns_queued_bytes(tmp_path: Path, lazy: int) -> None:
+    """As a kernel TCP socket (test_kernel_shutdown_read_still_returns_queued_bytes): bytes
+    queued before SHUT_RD, then bytes sent after it, then b"" at once (no wait)."""
+    with network(tmp_path, 2) as (a, b):
+        srv = isocket(b, socket.AF_INET, socket.SOCK_STREAM)
+        srv.bind(("192.0.2.2", 7610))
+        srv.listen()
+        c = isocket(a, socket.AF_INET, socket.SOCK_STREAM)
+        c.settimeout(5)
+        c.connect(("192.0.2.2", 7610))
+        s, _ = srv.accept()
+        assert c._h.lazy == bool(lazy)
+        s.sendall(b"before")
+        _wait_for(lambda: c._h.conn.recv_available + c._h.wrote >= 6, "bytes arrived")
+        c.shutdown(socket.SHUT_RD)
+        first = c.recv(100)
+        s.sendall(b"after")
+        time.sleep(0.2)
+        second = c.recv(100)
+        s.close()
+        c.close()
+        srv.close()
+        assert (first, second) == (b"before", b"after")
+
+
+def test_kernel_shutdown_read_still_returns_queued_bytes() -> None:
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen()
+    c = socket.create_connection(lst.getsockname())
+    s, _ = lst.accept()
+    c.settimeout(5)
+    s.sendall(b"before")
+    time.sleep(0.1)
+    c.shutdown(socket.SHUT_RD)
+    assert c.recv(100) == b"before"
+    s.sendall(b"after")
+    time.sleep(0.1)
+    assert c.recv(100) == b"after"
+    assert c.recv(100) == b""  # (nothing queued: at once, no wait)
+    for x in (c, s, lst):
+        x.close()
