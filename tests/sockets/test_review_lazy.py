@@ -18,6 +18,7 @@ import errno
 import os
 import select
 import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -715,5 +716,50 @@ def test_kernel_shutdown_read_still_returns_queued_bytes() -> None:
     time.sleep(0.1)
     assert c.recv(100) == b"after"
     assert c.recv(100) == b""  # (nothing queued: at once, no wait)
+    for x in (c, s, lst):
+        x.close()
+
+
+RCVTIMEO_REASON = ("both knob values: SO_RCVTIMEO is set on the AF_UNIX descriptor "
+                   "(setsockopt passes it through) but a blocking recv waits serving the plugs "
+                   "inline (serve_until with no deadline) and never looks at it: the recv "
+                   "blocks forever; Linux returns EAGAIN after the timeout")
+
+
+@pytest.mark.xfail(strict=True, reason=RCVTIMEO_REASON)
+def test_so_rcvtimeo_ends_a_blocking_recv(tmp_path: Path, lazy: int) -> None:
+    """A blocking socket with SO_RCVTIMEO 0.3 s and nothing to read: recv raises
+    BlockingIOError (EAGAIN) after about 0.3 s (see test_kernel_so_rcvtimeo)."""
+    tv = struct.pack("ll", 0, 300_000)
+    with network(tmp_path, 2) as (a, b):
+        srv = isocket(b, socket.AF_INET, socket.SOCK_STREAM)
+        srv.bind(("192.0.2.2", 7611))
+        srv.listen()
+        c = isocket(a, socket.AF_INET, socket.SOCK_STREAM)
+        c.connect(("192.0.2.2", 7611))
+        s, _ = srv.accept()
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+        out: list[Any] = []
+        t = _reader(c, out)
+        t.join(3.0)
+        alive = t.is_alive()
+        s.sendall(b"x")  # (unblocks it if it is still waiting)
+        t.join(5)
+        s.close()
+        c.close()
+        srv.close()
+        assert not alive, "recv ignored SO_RCVTIMEO"
+        assert isinstance(out[0], BlockingIOError), repr(out)
+
+
+def test_kernel_so_rcvtimeo() -> None:
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen()
+    c = socket.create_connection(lst.getsockname())
+    s, _ = lst.accept()
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 0, 300_000))
+    with pytest.raises(BlockingIOError):
+        c.recv(10)
     for x in (c, s, lst):
         x.close()
