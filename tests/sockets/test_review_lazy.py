@@ -451,7 +451,7 @@ SPURIOUS_REASON = ("LAZY_PAIR kick (07a8f46), performance: TcpSockets.notify kic
 
 
 @pytest.mark.parametrize("knob", [
-    pytest.param(1, id="lazy", marks=pytest.mark.xfail(strict=True, reason=SPURIOUS_REASON)),
+    pytest.param(1, id="lazy"),  # (fixed: was a strict xfail, SPURIOUS_REASON)
     pytest.param(0, id="paired")])
 def test_sends_from_another_thread_do_not_wake_the_reader(
         tmp_path: Path, knob: int, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -502,7 +502,7 @@ REGISTERED_REASON = ("LAZY_PAIR bug: an epoll (or selector) registration made wi
 
 
 @pytest.mark.parametrize("knob", [
-    pytest.param(1, id="lazy", marks=pytest.mark.xfail(strict=True, reason=REGISTERED_REASON)),
+    pytest.param(1, id="lazy"),  # (fixed: was a strict xfail, REGISTERED_REASON)
     pytest.param(0, id="paired")])
 def test_epoll_registered_before_a_blocking_connect(
         tmp_path: Path, knob: int, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -568,8 +568,7 @@ CLOSED_CONNECT_REASON = ("LAZY_PAIR refused-connect fix (07a8f46): a blocking co
 
 
 @pytest.mark.parametrize("knob", [
-    pytest.param(1, id="lazy",
-                 marks=pytest.mark.xfail(strict=True, reason=CLOSED_CONNECT_REASON)),
+    pytest.param(1, id="lazy"),  # (fixed: was a strict xfail, CLOSED_CONNECT_REASON)
     pytest.param(0, id="paired")])
 def test_close_from_another_thread_during_a_blocking_connect(
         tmp_path: Path, knob: int, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -611,8 +610,8 @@ SHUT_WR_REASON = ("paired path (LAZY_PAIR=0, or any socket paired by fileno()/se
 
 @pytest.mark.parametrize("mode", [
     "unpaired",
-    pytest.param("paired", marks=pytest.mark.xfail(strict=True, reason=SHUT_WR_REASON)),
-    pytest.param("fileno", marks=pytest.mark.xfail(strict=True, reason=SHUT_WR_REASON))])
+    "paired",  # (fixed: were strict xfails, SHUT_WR_REASON)
+    "fileno"])
 def test_send_after_shutdown_write_is_epipe(tmp_path: Path, mode: str,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """shutdown(SHUT_WR), shutdown(SHUT_WR) again, send: EPIPE, and the peer reads the end
@@ -763,3 +762,88 @@ def test_kernel_so_rcvtimeo() -> None:
         c.recv(10)
     for x in (c, s, lst):
         x.close()
+
+
+# -- the stack closes while a reader is about to poll: descriptor numbers reused -------------------
+
+REUSE_REASON = ("both knob values: Stack.close closes the descriptors an inline wait polls (the "
+                "layer's quiet eventfd, the reader's own descriptor, the plugs) without waiting "
+                "for the serving thread to leave its poll; a thread that registered them and "
+                "polls a moment later (descheduled in between) polls whatever files reuse "
+                "those numbers: nothing wakes it, ever.  Stack.close (TcpSockets.close, "
+                "StackRuntime.close) should take the runtime's _inline lock (or wait for the "
+                "serving thread) before closing what it polls")
+
+
+class _GatedFirstPoll(_SlowFirstPoll):
+    """The first poll of a thread other than the test's waits for ``gate``; ``seen`` collects
+    the descriptor numbers registered meanwhile."""
+
+    def __init__(self, real: Any, ident: int, started: threading.Event,
+                 gate: threading.Event) -> None:
+        super().__init__(real, ident, started)
+        self.gate = gate
+
+    def poll(self, *args: Any) -> Any:
+        if not self.done and threading.get_ident() != self.ident:
+            self.done = True
+            self.started.set()
+            self.gate.wait(10)
+        return self.real.poll(*args)
+
+
+@pytest.mark.xfail(strict=True, reason=REUSE_REASON)
+def test_stack_close_before_a_descheduled_reader_polls(tmp_path: Path, lazy: int) -> None:
+    """A reader thread has taken the plugs and registered what it waits on, and is
+    descheduled before its poll; meanwhile the stack closes and other files take the freed
+    descriptor numbers.  The reader must still return (b"" or an OSError)."""
+    with network(tmp_path, 1) as (a,):
+        srv = isocket(a, socket.AF_INET, socket.SOCK_STREAM)
+        srv.bind(("127.0.0.1", 7612))
+        srv.listen()
+        c = isocket(a, socket.AF_INET, socket.SOCK_STREAM)
+        c.connect(("127.0.0.1", 7612))
+        _s, _ = srv.accept()
+        assert c._h.lazy == bool(lazy)
+        _no_timers(a)  # (a timer would end the wait by chance)
+        runtime = a.runtime
+        r, w = os.pipe()
+        try:
+            runtime.serve_until(r, select.POLLIN, runtime.clock() + 0.01)  # (poll set made)
+        finally:
+            os.close(r)
+            os.close(w)
+        ps = runtime._poller
+        assert ps is not None
+        started = threading.Event()
+        gate = threading.Event()
+        gated = _GatedFirstPoll(ps.poller, threading.get_ident(), started, gate)
+        ps.poller = gated
+        out: list[Any] = []
+        t = _reader(c, out)
+        pipes: list[int] = []
+        try:
+            assert started.wait(5), "the reader never polled"
+            polled = set(ps.by_fd) | {ps.fd}
+            a.close()
+            # other files take the numbers (the lowest free number goes first)
+            for _ in range(512):
+                if polled <= set(pipes):
+                    break
+                pipes.extend(os.pipe())
+            assert polled <= set(pipes), (polled, pipes)
+            gate.set()
+            t.join(3.0)
+            alive = t.is_alive()
+        finally:
+            gate.set()
+            for fd in pipes:
+                try:
+                    os.write(fd, b"x")  # (wakes a reader stuck on a reused number)
+                except OSError:
+                    pass
+            t.join(5)
+            for fd in pipes:
+                os.close(fd)
+        assert not alive, "the reader polls reused descriptor numbers forever"
+        assert out and (out[0] == b"" or isinstance(out[0], OSError)), repr(out)

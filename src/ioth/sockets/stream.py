@@ -243,8 +243,10 @@ class TcpSockets:
                 # connection itself (a thread waiting in one asks it after each batch it
                 # serves, and is kicked when another thread changed it)
                 hold = h.hold
-                if hold and hold != _get_ident():
-                    self.kick()
+                if hold and hold != _get_ident() and (
+                        obj.recv_available or obj.eof or obj.error is not None
+                        or obj.state is _CLOSED):
+                    self.kick()  # (only what ends its wait: not send space, not ACKs)
                 if self._chained is not None:
                     self._chained(obj)
                 return
@@ -660,15 +662,18 @@ class StreamHandle:
         if self.connecting:
             if self.established:
                 self.connecting = False
-                self._drop_junk()
+                if self.junk:
+                    self._drop_junk()
             elif conn.error is not None or state is _CLOSED:
                 self.connecting = False
                 self.connect_error = conn.error or errno.ECONNREFUSED
                 self.failed = True
                 conn.error = None
-                self._drop_junk()
+                if self.junk:
+                    self._drop_junk()
                 self._teardown()
-            self._wake_waiters()
+            if self._cond is not None:
+                self._cond.notify_all()  # (_wake_waiters)
             if self.connecting:
                 return
         eng = self.eng
@@ -869,6 +874,7 @@ class StreamSocket(IothSocket):
     _bufs_set = False
     _rd_shut = False
     _got = 0  # bytes read through recv/recv_into (see StreamHandle.wrote)
+    _exposed = False  # fileno() was called before connect (the descriptor may be watched)
 
     def __init__(self, stack: Stack, family: int = _socket.AF_INET,
                  type: int = _socket.SOCK_STREAM, proto: int = 0, *,
@@ -1102,7 +1108,7 @@ class StreamSocket(IothSocket):
         sink = sinks.get(v)
         if sink is None and v == 4 and 6 in sinks and not sinks[6][1]:
             sink = sinks[6]
-        mine = sinks.get(self._v())
+        mine = sinks.get(4 if self._fam == _AF_INET else 6)
         if sink is None or mine is None or sink[0] != mine[0]:
             return None
         eng: _csocket.socket | None = None
@@ -1183,7 +1189,9 @@ class StreamSocket(IothSocket):
                 iface, nexthop = core.ip6.route(dst, scope)
                 src = core.ip6.source_for(iface, dst)
             now = stack.now()
-            conn = tcp.layer.connect(src, dst, port, now, sport, self._policy())
+            conn = tcp.layer.connect(src, dst, port, now, sport,
+                                     self._policy() if self._bufs_set or self._overrides
+                                     else None)
             if core.loopq:
                 core.drain_loopback(now)
             conn.nodelay = self._nodelay  # (_apply_options)
@@ -1191,7 +1199,8 @@ class StreamSocket(IothSocket):
             h = StreamHandle(tcp, conn, None, connecting=True)
             # a blocking connect leaves the descriptor unpaired (LAZY_PAIR); a non-blocking
             # one needs it at once (its writability tells the end of the handshake)
-            lazy = h.lazy = bool(LAZY_PAIR) and timeout != 0.0 and self._pid == _Pid.value
+            lazy = h.lazy = bool(LAZY_PAIR) and timeout != 0.0 and not self._exposed \
+                and self._pid == _Pid.value
             tcp.by_conn[conn] = h
             self._h = h
             stack.runtime.flush()
@@ -1227,7 +1236,7 @@ class StreamSocket(IothSocket):
                     raise TimeoutError("timed out")
             if h.connect_error:
                 err, h.connect_error = h.connect_error, 0
-                if lazy and h.eng is None and not stack.closed:
+                if lazy and h.eng is None and not stack.closed and _fileno(self) >= 0:
                     # the descriptor was never paired: make it what a paired socket's is now
                     # (its engine end closed: reads give b"", writes EPIPE, like Linux)
                     try:
@@ -1298,7 +1307,9 @@ class StreamSocket(IothSocket):
         """The descriptor (select, poll, asyncio, ssl, a child process): a real AF_UNIX
         stream whose readiness and bytes are the connection's."""
         h = self._h
-        if h is not None and h.lazy:
+        if h is None:
+            self._exposed = True  # (a registration made now must stay valid: connect pairs)
+        elif h.lazy:
             self._materialize()
         return _fileno(self)
 
@@ -1479,8 +1490,8 @@ class StreamSocket(IothSocket):
                 with lock:
                     if h.hold == me:
                         h.hold = 0
-                    if got is not None:  # (None: it did not wait; the kick is another's)
-                        tcp.unkick()
+                    if got is not None and tcp.kicked:  # (None: it did not wait: the
+                        tcp.unkick()                      # kick is another thread's)
             if got is None:
                 return None
             if got is False:
@@ -1725,6 +1736,9 @@ class StreamSocket(IothSocket):
                         return
             self._materialize()
             super().shutdown(_socket.SHUT_WR)
+            if h.eng is not None and self._pid == _Pid.value:
+                with self._stack.lock:
+                    h.dirty = True  # (a direct send reads the end of stream first: EPIPE)
 
     # -- options ---------------------------------------------------------------------------------
     def _policy(self) -> TcpPolicy | None:
