@@ -674,7 +674,6 @@ SHUT_RD_DATA_REASON = ("both knob values: after shutdown(SHUT_RD) recv always re
                        "(b'' only once nothing is queued: a read no longer blocks)")
 
 
-@pytest.mark.xfail(strict=True, reason=SHUT_RD_DATA_REASON)
 def test_shutdown_read_still_returns_queued_bytes(tmp_path: Path, lazy: int) -> None:
     """As a kernel TCP socket (test_kernel_shutdown_read_still_returns_queued_bytes): bytes
     queued before SHUT_RD, then bytes sent after it, then b"" at once (no wait)."""
@@ -725,7 +724,6 @@ RCVTIMEO_REASON = ("both knob values: SO_RCVTIMEO is set on the AF_UNIX descript
                    "blocks forever; Linux returns EAGAIN after the timeout")
 
 
-@pytest.mark.xfail(strict=True, reason=RCVTIMEO_REASON)
 def test_so_rcvtimeo_ends_a_blocking_recv(tmp_path: Path, lazy: int) -> None:
     """A blocking socket with SO_RCVTIMEO 0.3 s and nothing to read: recv raises
     BlockingIOError (EAGAIN) after about 0.3 s (see test_kernel_so_rcvtimeo)."""

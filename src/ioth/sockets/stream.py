@@ -90,6 +90,7 @@ _CONNECTED = frozenset({State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, S
 _CLOSED = State.CLOSED
 _SYN_SENT = State.SYN_SENT
 _NAME = struct.Struct("<BIQ")
+_TIMEVAL = struct.Struct("@ll")
 _DONTWAIT = int(_socket.MSG_DONTWAIT)  # (plain ints: IntFlag operators cost a call each)
 _PEEK = int(_socket.MSG_PEEK)
 _get_ident = threading.get_ident
@@ -875,6 +876,7 @@ class StreamSocket(IothSocket):
     _rd_shut = False
     _got = 0  # bytes read through recv/recv_into (see StreamHandle.wrote)
     _exposed = False  # fileno() was called before connect (the descriptor may be watched)
+    _rcvtimeo = 0.0  # SO_RCVTIMEO in seconds (0: none); a blocking read's inline wait obeys it
 
     def __init__(self, stack: Stack, family: int = _socket.AF_INET,
                  type: int = _socket.SOCK_STREAM, proto: int = 0, *,
@@ -1364,13 +1366,27 @@ class StreamSocket(IothSocket):
             err, h.error = h.error, 0
         return err
 
+    def _read_limit(self, timeout: float | None) -> float | None:
+        """How long a blocking read may wait: the socket's timeout, or for a socket without
+        one its SO_RCVTIMEO (as the kernel, which then fails with EAGAIN: see _expired)."""
+        if timeout is None and self._rcvtimeo:
+            return self._rcvtimeo
+        return timeout
+
+    def _expired(self) -> OSError:
+        """The error of a read whose wait ran out (TimeoutError, or EAGAIN for SO_RCVTIMEO)."""
+        if self.gettimeout() is None and self._rcvtimeo:
+            return BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+        return TimeoutError("timed out")
+
     def _serve_inline(self, h: StreamHandle | None = None) -> None:
         """About to block until the descriptor is readable: serve the stack's input on this
         thread meanwhile (run to completion, see StackRuntime.serve_until); TimeoutError when
-        the socket's timeout passes first.  With the connection's handle ``h``, a write into
-        its engine end made while this thread serves ends the wait without a poll."""
+        the socket's timeout passes first (EAGAIN for SO_RCVTIMEO).  With the connection's
+        handle ``h``, a write into its engine end made while this thread serves ends the wait
+        without a poll."""
         runtime = self._stack.runtime
-        timeout = self.gettimeout()
+        timeout = self._read_limit(self.gettimeout())
         deadline = None if timeout is None else runtime.clock() + timeout
         ready = None
         if h is not None:
@@ -1384,7 +1400,7 @@ class StreamSocket(IothSocket):
         if fd < 0:  # (closed by another thread meanwhile)
             raise oserror(errno.EBADF)
         if runtime.serve_until(fd, select.POLLIN, deadline, ready) is False:
-            raise TimeoutError("timed out")
+            raise self._expired()
 
     def _take(self, h: StreamHandle, buffer: Any, size: int) -> Any:
         """Stack lock held: up to ``size`` bytes straight from the connection (into
@@ -1483,8 +1499,10 @@ class StreamSocket(IothSocket):
                 h.hold = me
             got: bool | None = None
             try:
-                if deadline is None and timeout is not None:
-                    deadline = runtime.clock() + timeout
+                if deadline is None:
+                    limit = self._read_limit(timeout)
+                    if limit is not None:
+                        deadline = runtime.clock() + limit
                 got = runtime.serve_until(quiet, select.POLLIN, deadline, ready)
             finally:
                 with lock:
@@ -1495,7 +1513,43 @@ class StreamSocket(IothSocket):
             if got is None:
                 return None
             if got is False:
-                raise TimeoutError("timed out")
+                raise self._expired()
+
+    def _read_shut(self, buffer: Any, size: int, flags: int) -> Any:
+        """A read after shutdown(SHUT_RD): what is queued, the descriptor's bytes first, then
+        the connection's (bytes keep arriving there), never waiting; b"" (0) when nothing is
+        (Linux: SHUT_RD only makes an empty read return at once)."""
+        h = self._h
+        if h is None or not h.lazy:
+            try:
+                if buffer is None:
+                    data = _csocket.socket.recv(self, size, flags | _DONTWAIT)
+                    if data:
+                        if not flags & _PEEK:
+                            self._got += len(data)
+                        return data
+                else:
+                    n = _csocket.socket.recv_into(self, buffer, size, flags | _DONTWAIT)
+                    if n:
+                        if not flags & _PEEK:
+                            self._got += n
+                        return n
+            except OSError:  # (EAGAIN; a never-paired or dead descriptor)
+                pass
+        if h is not None and not flags and size >= 0 and self._pid == _Pid.value:
+            with self._stack.lock:
+                conn = h.conn
+                if conn.recv_available and (h.lazy or h.rd_shut):
+                    if buffer is None:
+                        got: Any = conn.recv(size)
+                    else:
+                        view = memoryview(buffer).cast("B")
+                        got = conn.recv_into(view[:size] if size else view)
+                    if conn.poll_at() == 0.0:  # a window update to send
+                        self._tcp.flush(conn)
+                        self._stack.runtime.flush()
+                    return got
+        return b"" if buffer is None else 0
 
     def _inline_ok(self, timeout: float | None, flags: int) -> bool:
         """May a blocking read of this thread serve the stack's plugs while it waits?"""
@@ -1508,7 +1562,8 @@ class StreamSocket(IothSocket):
         if h is None and self._accepted_plain is False:
             raise oserror(errno.ENOTCONN)
         if self._rd_shut:
-            return b""
+            got: bytes = self._read_shut(None, bufsize, flags)
+            return got
         timeout = self.gettimeout()
         if h is not None and h.lazy:
             # (serve_until tells whether this thread may serve the plugs: _inline_ok's
@@ -1554,7 +1609,8 @@ class StreamSocket(IothSocket):
         if h is None and self._accepted_plain is False:
             raise oserror(errno.ENOTCONN)
         if self._rd_shut:
-            return 0
+            n: int = self._read_shut(buffer, nbytes, flags)
+            return n
         timeout = self.gettimeout()
         mv = memoryview(buffer)
         if mv.readonly or not mv.c_contiguous or not 0 <= nbytes <= mv.nbytes:
@@ -1796,6 +1852,10 @@ class StreamSocket(IothSocket):
                     self._bufs_set = True
                 elif option in (_socket.SO_RCVTIMEO, _socket.SO_SNDTIMEO):
                     _csocket.socket.setsockopt(self, level, option, value)
+                    if option == _socket.SO_RCVTIMEO:  # (what the kernel keeps, rounded)
+                        sec, usec = _TIMEVAL.unpack(_csocket.socket.getsockopt(
+                            self, level, option, _TIMEVAL.size))
+                        self._rcvtimeo = sec + usec / 1e6
             elif level == _socket.IPPROTO_TCP and option == _socket.TCP_NODELAY:
                 self._nodelay = bool(ival)
                 if h is not None:
