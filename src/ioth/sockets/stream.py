@@ -204,6 +204,10 @@ class TcpSockets:
         # changed that socket's connection (kick) and once the stack closes
         self.quiet = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         self.kicked = False
+        # threads inside a wait that polls ``quiet``: the stack's close leaves it open (and
+        # readable) until the last one is out, so that none polls a number reused meanwhile
+        self.quiet_users = 0
+        self.quiet_closing = False
         self.pid = _Pid.value
         _Lazy.layers.add(self)
         self._chained = self.layer.notify
@@ -213,6 +217,19 @@ class TcpSockets:
 
     def close(self) -> None:
         """The stack is closing: release every engine end (stack lock held)."""
+        if self.pid != _Pid.value:
+            # a forked child closing its copy: its descriptors only (the pump's epoll set and
+            # the quiet eventfd are the parent's files too: no epoll_ctl, no wake-up)
+            for h in list(self.by_conn.values()) + list(self.pending.values()):
+                if h.eng is not None:
+                    h.eng.close()
+                    h.eng = None
+            if self._rdv is not None:
+                self._rdv.close()
+                self._rdv = None
+            if self.quiet >= 0:
+                os.close(self.quiet)
+                self.quiet = -1
         for h in list(self.by_conn.values()):
             h._teardown()
         for h in list(self.pending.values()):
@@ -222,14 +239,15 @@ class TcpSockets:
         self.by_listener.clear()
         self.deferred.clear()
         self.deferred_listeners.clear()
-        with self._rdv_lock:
-            if self._rdv is not None:
-                self._rdv.close()
-                self._rdv = None
-        if self.quiet >= 0:
+        if self._rdv is not None:
+            with self._rdv_lock:
+                if self._rdv is not None:
+                    self._rdv.close()
+                    self._rdv = None
+        if self.quiet >= 0 and not self.quiet_closing:
             os.eventfd_write(self.quiet, 1)  # wakes the threads that wait on unpaired sockets
-            os.close(self.quiet)
-            self.quiet = -1
+            self.quiet_closing = True
+            self.quiet_done()
         _Lazy.layers.discard(self)
         hooks = self.stack.runtime.after_batch
         if self.deliver in hooks:
@@ -298,11 +316,18 @@ class TcpSockets:
             self.kicked = True
             os.eventfd_write(self.quiet, 1)
 
+    def quiet_done(self) -> None:
+        """Stack lock held: a wait on ``quiet`` ended (or the stack closed): close it once
+        the stack is closed and nobody waits on it."""
+        if self.quiet_closing and not self.quiet_users and self.quiet >= 0:
+            os.close(self.quiet)
+            self.quiet = -1
+
     def unkick(self) -> None:
         """Stack lock held, after a wait on ``quiet``: consume a kick."""
         if self.kicked:
             self.kicked = False
-            if self.quiet >= 0:  # (closed with the stack meanwhile: nothing to consume)
+            if self.quiet >= 0 and not self.quiet_closing:  # (the close's wake-up stays)
                 try:
                     os.eventfd_read(self.quiet)
                 except OSError:
@@ -1490,13 +1515,14 @@ class StreamSocket(IothSocket):
                 if conn.eof:
                     return b"" if buffer is None else 0
                 quiet = tcp.quiet
-                if quiet < 0:
+                if quiet < 0 or tcp.quiet_closing:
                     return b"" if buffer is None else 0
                 if h.hold:
                     return None  # (another thread waits on it: this one uses the pair)
                 # from here on a change made by another thread kicks this one (notify), also
                 # one made between this look and the poll below
                 h.hold = me
+                tcp.quiet_users += 1
             got: bool | None = None
             try:
                 if deadline is None:
@@ -1508,7 +1534,10 @@ class StreamSocket(IothSocket):
                 with lock:
                     if h.hold == me:
                         h.hold = 0
-                    if got is not None and tcp.kicked:  # (None: it did not wait: the
+                    tcp.quiet_users -= 1
+                    if tcp.quiet_closing:
+                        tcp.quiet_done()
+                    elif got is not None and tcp.kicked:  # (None: it did not wait: the
                         tcp.unkick()                      # kick is another thread's)
             if got is None:
                 return None
