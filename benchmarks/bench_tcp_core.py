@@ -5,10 +5,12 @@ per second (TCP_NODELAY) and connections per second (connect, accept, one exchan
 Checksums are computed and verified on every segment, as through a real link.  ``stackcps``
 and ``stackrr`` run the same between two StackCores (Ethernet, ARP, IPv4, the fused receive
 path and the fast output) and report thread CPU per connection / round trip, which moves far
-less than the rates on a shared machine.  The connection fast paths have knobs
-(``ioth.stack.tcp.layer``: QUIET_TIMERS, HANDSHAKE_FASTPATH, IDLE_DISPATCH;
-``ioth.stack.tcp.output``: SMALL_SEND; ``ioth.stack.tcp.stackhook``: ROUTE_ONCE,
-FAST_OUTPUT) for A/B runs.
+less than the rates on a shared machine; ``stackcount`` counts the same work instead of
+timing it (bytecodes, Python calls, ``_service`` passes per unit: repeatable anywhere).  The
+connection fast paths have knobs (``ioth.stack.tcp.layer``: QUIET_TIMERS, HANDSHAKE_FASTPATH,
+IDLE_DISPATCH, HEAP_PRUNE; ``ioth.stack.tcp.output``: SMALL_SEND; ``ioth.stack.tcp.stackhook``:
+ROUTE_ONCE, ROUTE_CACHE, FAST_OUTPUT; ``ioth.stack.tcp.input``: DELAYED_FIN_ACK, which changes
+the frames as Linux does) for A/B runs, set through ``BENCH_TCP_TWEAK`` as for bench_tcp.py.
 
 Run: ``python benchmarks/bench_tcp_core.py [--mb 50] [--seconds 2]``
 """
