@@ -291,11 +291,14 @@ class StackPair:
                     cpu[i] += clock() - t0
 
 
-def stack_connections(seconds: float, time_wait: float = 60.0
+def stack_connections(seconds: float, time_wait: float = 60.0, crossing: bool = False
                       ) -> tuple[float, float, float, float]:
     """Connections per second between two StackCores (no plugs, no sockets): connect, accept,
     64-byte request, response and close by the server, then the client closes (the order of
-    bench_tcp.py's cps cases: the server keeps the TIME-WAIT, ``time_wait`` seconds).
+    bench_tcp.py's cps cases: the server keeps the TIME-WAIT, ``time_wait`` seconds).  The
+    server's FIN reaches the client before it closes; with ``crossing`` the client closes on
+    the reply alone and the two FINs cross, as in bench_tcp.py's ioth<->ioth cps runs (9
+    frames per connection there and here, against 7 without crossing).
     Returns (conn/s, CPU us per connection (thread time of the whole loop: steadier than the
     rate on a shared machine), client us and server us per connection (time inside each
     core's input, timers and user calls))."""
@@ -340,10 +343,16 @@ def stack_connections(seconds: float, time_wait: float = 60.0
             t = clock()
             assert len(s.recv(4096)) == 64
             s.send(msg)
+            if crossing:
+                stcp.flush(s, time.monotonic())
+                cpu[1] += clock() - t
+                sp.pump()  # the reply alone
+                t = clock()
             s.close()
             stcp.flush(s, time.monotonic())
             cpu[1] += clock() - t
-            sp.pump()
+            if not crossing:
+                sp.pump()
             t = clock()
             assert len(c.recv(4096)) == 64
             c.close()
@@ -521,8 +530,8 @@ def main() -> None:
     ap.add_argument("--mb", type=int, default=50, help="megabytes per bulk run")
     ap.add_argument("--seconds", type=float, default=2.0, help="duration of rate runs")
     ap.add_argument("--only", default="",
-                    help="comma-separated subset: bulk,stacks,onesided,rr,cps,stackcps,stackrr,"
-                         "stackcount,mem")
+                    help="comma-separated subset: bulk,stacks,onesided,rr,cps,stackcps,"
+                         "stackcpsx,stackrr,stackcount,mem")
     args = ap.parse_args()
     only = set(args.only.split(",")) if args.only else None
 
@@ -542,6 +551,10 @@ def main() -> None:
     if want("stackcps"):
         rate, cpu, cus, sus = stack_connections(args.seconds)
         print(f"{'conn/s via 2 StackCores':<34}{rate:>12.0f} /s"
+              f"   (CPU {cpu:.0f} us per connection: client {cus:.0f} us, server {sus:.0f} us)")
+    if want("stackcpsx"):
+        rate, cpu, cus, sus = stack_connections(args.seconds, crossing=True)
+        print(f"{'conn/s, crossing FINs':<34}{rate:>12.0f} /s"
               f"   (CPU {cpu:.0f} us per connection: client {cus:.0f} us, server {sus:.0f} us)")
     if want("stackrr"):
         rate, cpu = stack_round_trips(args.seconds)
