@@ -275,3 +275,34 @@ def test_a_slow_receiver_of_a_cached_flow_loses_frames_counted(
     finally:
         for x in (a, b, c):
             x.close()
+
+
+def test_a_forked_child_closing_the_server_leaves_the_parent_switching(tmp_path: os.PathLike[str]
+                                                                      ) -> None:
+    """A child process that closes its inherited copy of the server (a ``with`` block
+    unwinding there) must not unlink the parent's sockets, drop the parent's epoll
+    registrations or stop its threads."""
+    directory = os.path.join(str(tmp_path), "sw")
+    srv = SwitchServer(directory).start()
+    try:
+        a, b = Client(directory, 1500), Client(directory, 1500)
+        wait_for(lambda: len(srv._data_eps) == 2, 5, what="two datagram ports served")
+        pid = os.fork()
+        if pid == 0:
+            try:
+                srv.close()
+            finally:
+                os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        assert status == 0
+        assert os.path.exists(os.path.join(directory, "ctl"))
+        frame = BCAST + MACS[0] + b"\x08\x00" + bytes(46)
+        a.data.send(frame)
+        assert b.recv() == frame
+        c = Client(directory, 1500)  # the control socket still takes new clients
+        c.data.send(BCAST + MACS[2] + b"\x08\x00" + bytes(46))
+        assert a.recv() == BCAST + MACS[2] + b"\x08\x00" + bytes(46)
+        for x in (a, b, c):
+            x.close()
+    finally:
+        srv.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import logging
+import os
 import random
 import socket as _socket
 import threading
@@ -77,6 +78,7 @@ class Stack:
                  rng: random.Random | None = None) -> None:
         self.lock = threading.RLock()
         self.closed = False
+        self._pid = os.getpid()  # (close in a forked child: see close)
         self.core = StackCore(rng if rng is not None else random.Random())
         self.runtime = StackRuntime(self, engine, own_thread)
         self._sockets: set[Any] = set()  # ioth.sockets objects; close() closes them
@@ -100,7 +102,17 @@ class Stack:
         return self.runtime.clock()
 
     def close(self) -> None:
-        """Close every socket and plug of this stack."""
+        """Close every socket and plug of this stack.
+
+        In a forked child (a ``with`` block or an atexit handler unwinding there) the stack is
+        only marked closed: its plugs, switch, epoll sets, wake pipes and connections are
+        shared with the parent, whose threads run them (closing them would unlink the parent's
+        switch, drop its epoll registrations, wake and stop its threads, and send FINs and
+        RSTs for its connections); the child's copies of the descriptors go at its exit or
+        exec (they are close-on-exec)."""
+        if os.getpid() != self._pid:
+            self.closed = True
+            return
         with self.lock:
             if self.closed:
                 return

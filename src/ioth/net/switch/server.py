@@ -199,6 +199,7 @@ class SwitchServer:
         if not 68 <= default_mtu <= MAX_MTU:
             raise SwitchConfigError(errno.EINVAL, f"mtu={default_mtu} out of range 68..65535")
         self.own_engine = engine is None
+        self._pid = os.getpid()  # (close in a forked child: see close)
         self.engine = engine if engine is not None else Engine(name=f"ioth-switch {path}")
         self.core = SwitchCore(hub=hub, table_size=table_size, ageing=ageing)
         self.numports = numports
@@ -827,7 +828,13 @@ class SwitchServer:
         self.engine.call_soon_threadsafe(self.on_shutdown)
 
     def close(self) -> None:
-        """Disconnect every port, remove the sockets and the directory (if we made it)."""
+        """Disconnect every port, remove the sockets and the directory (if we made it).
+
+        In a forked child the server is only marked closed: its directory, epoll set, wake
+        pipe and threads belong to the parent, which goes on switching."""
+        if os.getpid() != self._pid:
+            self.closed = True
+            return
         with self._lock:
             if self.closed:
                 return
