@@ -800,7 +800,7 @@ class _GatedFirstPoll(_SlowFirstPoll):
 
 @pytest.mark.parametrize("lazy", [
     pytest.param(1, id="lazy"),  # (fixed for the unpaired reader: the quiet eventfd stays)
-    pytest.param(0, id="paired", marks=pytest.mark.xfail(strict=True, reason=REUSE_REASON))])
+    pytest.param(0, id="paired")])  # (fixed: StackRuntime.close -> stop_serving)
 def test_stack_close_before_a_descheduled_reader_polls(tmp_path: Path, lazy: int,
                                                        monkeypatch: pytest.MonkeyPatch
                                                        ) -> None:

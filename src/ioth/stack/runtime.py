@@ -161,12 +161,14 @@ class _PollSet:
     """The inline waits' poll object: the plug descriptors (-> interface) and, with
     ``KEEP_WAITED``, the descriptor the last wait waited for (still registered)."""
 
-    __slots__ = ("by_fd", "events", "fd", "ifaces", "poller")
+    __slots__ = ("by_fd", "events", "fd", "ifaces", "poller", "wake")
 
-    def __init__(self, by_fd: dict[int, int]) -> None:
+    def __init__(self, by_fd: dict[int, int], wake: int) -> None:
         self.poller = select.poll()
         for pfd in by_fd:
             self.poller.register(pfd, select.POLLIN)
+        self.poller.register(wake, select.POLLIN)
+        self.wake = wake  # (the runtime's wake pipe: see StackRuntime.stop_serving)
         self.by_fd = by_fd
         self.ifaces = frozenset(by_fd.values())
         self.fd = -1  # the waited descriptor registered (-1: none)
@@ -222,6 +224,13 @@ class StackRuntime:
         self._guard_tried = False
         self._hold = False  # HOLD_TIMERS in force (needs the guard)
         self.inline_waits = 0
+        # stop_serving: no inline wait starts any more, one in progress ends; the pipe that
+        # wakes it (in every wait's poll set, made with the first) and whether the thread
+        # still inside closes it when it leaves (see _close_wake)
+        self._closing = False
+        self._wake: tuple[int, int] | None = None
+        self._wake_close = False
+        self._pid = os.getpid()  # (a forked child's copy neither waits nor wakes anyone)
         # the inline waits' poll set of the plug descriptors (-> interface), rebuilt after
         # attach/detach; used by the one thread holding _inline
         self._poller: _PollSet | None = None
@@ -459,7 +468,7 @@ class StackRuntime:
 
     def can_serve(self) -> bool:
         """Could the calling thread serve the plugs inline (see :meth:`serve_until`)?"""
-        return bool(INLINE and self._fds) and not self._serving \
+        return bool(INLINE and self._fds) and not self._serving and not self._closing \
             and not self.engine.in_engine_thread()
 
     def serve_until(self, fd: int, events: int, deadline: float | None,
@@ -486,12 +495,15 @@ class StackRuntime:
         is ready, False at ``deadline`` (engine clock), None when this thread cannot serve
         inline (the engine thread, another thread already does, no plug): then block as
         usual."""
-        if not (INLINE and self._fds) or self.engine.in_engine_thread():
+        if not (INLINE and self._fds) or self._closing or self.engine.in_engine_thread():
             return None
         if not self._inline.acquire(False):
             # another thread serves: this one waits in the kernel, for input the serving
             # thread (or, once it is done, the engine without a lease) brings
             self._contended = True
+            return None
+        if self._closing:  # (stop_serving ran meanwhile)
+            self._inline.release()
             return None
         ps = None
         try:
@@ -503,7 +515,9 @@ class StackRuntime:
                 for index, fds in list(self._fds.items()):
                     for pfd in fds:
                         by_fd[pfd] = index
-                ps = self._poller = _PollSet(by_fd)
+                if self._wake is None:
+                    self._wake = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+                ps = self._poller = _PollSet(by_fd, self._wake[0])
             poller = ps.poller
             by_fd = ps.by_fd
             self._served = ps.ifaces
@@ -573,6 +587,13 @@ class StackRuntime:
                         continue
                     which = by_fd.get(rfd)
                     if which is None:
+                        if rfd == ps.wake:
+                            if self._closing:
+                                return None  # the stack closes (see stop_serving)
+                            try:
+                                os.read(rfd, 64)  # (written by a forked child's close)
+                            except OSError:
+                                pass
                         continue
                     served = True
                     if not self._readable(which):  # the plug went away or failed
@@ -597,6 +618,8 @@ class StackRuntime:
             else:
                 self._lease_ends(self.clock())
             self._inline.release()
+            if self._wake_close:
+                self._close_wake()
 
     def _fire_inline(self) -> None:
         """The serving thread: run the stack's due timers (as the engine's timer would)."""
@@ -659,8 +682,52 @@ class StackRuntime:
             for hook in self.after_batch:
                 hook()
 
+    def stop_serving(self, timeout: float = 5.0) -> None:
+        """The stack closes (:meth:`close` calls this first, after the stack closed its
+        sockets): no inline wait starts from now on, and a wait in progress ends (its
+        ``serve_until`` returns None: the caller blocks as usual), before the plugs it polls
+        are closed (other files could take their numbers, and a thread descheduled before its
+        poll would poll those forever).  Waits up to ``timeout`` seconds for the serving
+        thread to leave; if it has not (or is the calling thread), the wake pipe stays open
+        and readable until it does."""
+        self._closing = True
+        if os.getpid() != self._pid:
+            return  # (a forked child: the pipe and the lock state are the parent's)
+        wake = self._wake
+        if wake is not None:
+            try:
+                os.write(wake[1], b"x")
+            except OSError:
+                pass
+        if self._serving and self._holder == _get_ident():
+            return
+        if self._inline.acquire(True, timeout):
+            self._inline.release()
+
+    def _close_wake(self) -> None:
+        """Close the wake pipe unless a thread is inside an inline wait (then that thread
+        does, as it leaves)."""
+        self._wake_close = True
+        if os.getpid() != self._pid:  # (a forked child: no thread of it is inside a wait)
+            wake, self._wake = self._wake, None
+            for wfd in wake or ():
+                os.close(wfd)
+            return
+        if not self._inline.acquire(False):
+            return
+        try:
+            wake, self._wake = self._wake, None
+            self._wake_close = False
+            if wake is not None:
+                for wfd in wake:
+                    os.close(wfd)
+        finally:
+            self._inline.release()
+
     def close(self) -> None:
         """Detach every plug (closing them) and stop an owned engine."""
+        if not self._closing:
+            self.stop_serving()
         for index in list(self.plugs):
             plug = self.detach(index)
             if plug is not None:
@@ -672,5 +739,6 @@ class StackRuntime:
             self._guard = None
             self.engine.remove_reader(guard.fd)
             guard.close()
+        self._close_wake()
         if self.own_engine:
             self.engine.close()
