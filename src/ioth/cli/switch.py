@@ -163,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
               flush=True)
         if args.daemon:
             daemonize()
+            server.adopt()  # (the parent exited: the server and its directory are ours)
         with pidfile(pidfile_path):
             engine.run()
     finally:

@@ -827,11 +827,17 @@ class SwitchServer:
         """The ``shutdown`` management command: runs :attr:`on_shutdown` off the hot path."""
         self.engine.call_soon_threadsafe(self.on_shutdown)
 
+    def adopt(self) -> None:
+        """This process takes the server over from the one that made it (a daemon's fork
+        whose parent exits): its :meth:`close` then really closes (see there)."""
+        self._pid = os.getpid()
+
     def close(self) -> None:
         """Disconnect every port, remove the sockets and the directory (if we made it).
 
         In a forked child the server is only marked closed: its directory, epoll set, wake
-        pipe and threads belong to the parent, which goes on switching."""
+        pipe and threads belong to the parent, which goes on switching (unless the child
+        adopted it with :meth:`adopt`)."""
         if os.getpid() != self._pid:
             self.closed = True
             return
