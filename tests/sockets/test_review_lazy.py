@@ -73,6 +73,22 @@ def _static_arp(a: ioth.Stack, b: ioth.Stack) -> None:
                                         x.now())
 
 
+def _pair(server: ioth.Stack, client: ioth.Stack, addr: str, port: int,
+          timeout: float | None = None) -> tuple[Any, Any, Any]:
+    """A listener of ``server`` on ``addr:port`` and one connection to it from ``client``
+    (its socket given ``timeout`` before a connect that blocks): (listener, client,
+    accepted)."""
+    srv = isocket(server, socket.AF_INET, socket.SOCK_STREAM)
+    srv.bind((addr, port))
+    srv.listen()
+    c = isocket(client, socket.AF_INET, socket.SOCK_STREAM)
+    if timeout is not None:
+        c.settimeout(timeout)
+    c.connect((addr, port))
+    s, _ = srv.accept()
+    return srv, c, s
+
+
 def _reader(sock: Any, out: list[Any], n: int = 100) -> threading.Thread:
     def run() -> None:
         try:
@@ -113,12 +129,7 @@ def test_loopback_send_from_another_thread_wakes_the_reader(
     at once."""
     monkeypatch.setattr(stream, "LAZY_PAIR", knob)
     with network(tmp_path, 1) as (a,):  # (alone on its switch: no other node's frames)
-        srv = isocket(a, socket.AF_INET, socket.SOCK_STREAM)
-        srv.bind((dest, 7600))
-        srv.listen()
-        c = isocket(a, socket.AF_INET, socket.SOCK_STREAM)
-        c.connect((dest, 7600))  # blocking: unpaired with the knob on
-        s, _ = srv.accept()
+        srv, c, s = _pair(a, a, dest, 7600)  # blocking: unpaired with the knob on
         assert c._h.lazy == bool(knob)
         # a first exchange, then no timer left
         s.sendall(b"warm")
@@ -159,12 +170,7 @@ def test_bytes_served_by_the_engine_just_before_the_wait_are_seen(
     monkeypatch.setattr(stream, "LAZY_PAIR", knob)
     with network(tmp_path, 2) as (a, b):
         _static_arp(a, b)
-        srv = isocket(b, socket.AF_INET, socket.SOCK_STREAM)
-        srv.bind(("192.0.2.2", 7601))
-        srv.listen()
-        c = isocket(a, socket.AF_INET, socket.SOCK_STREAM)
-        c.connect(("192.0.2.2", 7601))
-        s, _ = srv.accept()
+        srv, c, s = _pair(b, a, "192.0.2.2", 7601)
         assert c._h.lazy == bool(knob)
         s.sendall(b"warm")
         assert c.recv(10) == b"warm"
@@ -213,13 +219,7 @@ def test_shutdown_from_another_thread_wakes_a_blocked_reader(
     """Linux (checked against a kernel TCP socket over loopback): the blocked recv returns
     b"" right after the other thread's shutdown."""
     with network(tmp_path, 2) as (a, b):
-        srv = isocket(b, socket.AF_INET, socket.SOCK_STREAM)
-        srv.bind(("192.0.2.2", 7602))
-        srv.listen()
-        c = isocket(a, socket.AF_INET, socket.SOCK_STREAM)
-        c.settimeout(4.0)
-        c.connect(("192.0.2.2", 7602))
-        s, _ = srv.accept()
+        srv, c, s = _pair(b, a, "192.0.2.2", 7602, 4.0)
         assert c._h.lazy == bool(lazy)
         out: list[Any] = []
         t = _reader(c, out)
@@ -265,13 +265,7 @@ CLOSE_REASON = ("both knob values: close() from another thread makes a thread bl
 def test_close_from_another_thread_gives_the_reader_an_oserror(
         tmp_path: Path, lazy: int) -> None:
     with network(tmp_path, 2) as (a, b):
-        srv = isocket(b, socket.AF_INET, socket.SOCK_STREAM)
-        srv.bind(("192.0.2.2", 7603))
-        srv.listen()
-        c = isocket(a, socket.AF_INET, socket.SOCK_STREAM)
-        c.settimeout(4.0)
-        c.connect(("192.0.2.2", 7603))
-        s, _ = srv.accept()
+        srv, c, s = _pair(b, a, "192.0.2.2", 7603, 4.0)
         out: list[Any] = []
         t = _reader(c, out)
         _blocked(c)
@@ -460,12 +454,7 @@ def test_sends_from_another_thread_do_not_wake_the_reader(
     inline waits started meanwhile stays far below the number of sends)."""
     monkeypatch.setattr(stream, "LAZY_PAIR", knob)
     with network(tmp_path, 2) as (a, b):
-        srv = isocket(b, socket.AF_INET, socket.SOCK_STREAM)
-        srv.bind(("192.0.2.2", 7606))
-        srv.listen()
-        c = isocket(a, socket.AF_INET, socket.SOCK_STREAM)
-        c.connect(("192.0.2.2", 7606))
-        s, _ = srv.accept()
+        srv, c, s = _pair(b, a, "192.0.2.2", 7606)
         s.settimeout(10)
         assert c._h.lazy == bool(knob)
         out: list[Any] = []
@@ -619,13 +608,7 @@ def test_send_after_shutdown_write_is_epipe(tmp_path: Path, mode: str,
     test_kernel_send_after_shutdown_write)."""
     monkeypatch.setattr(stream, "LAZY_PAIR", 0 if mode == "paired" else 1)
     with network(tmp_path, 2) as (a, b):
-        srv = isocket(b, socket.AF_INET, socket.SOCK_STREAM)
-        srv.bind(("192.0.2.2", 7609))
-        srv.listen()
-        c = isocket(a, socket.AF_INET, socket.SOCK_STREAM)
-        c.settimeout(5)
-        c.connect(("192.0.2.2", 7609))
-        s, _ = srv.accept()
+        srv, c, s = _pair(b, a, "192.0.2.2", 7609, 5)
         s.settimeout(5)
         if mode == "fileno":
             c.fileno()
@@ -678,13 +661,7 @@ def test_shutdown_read_still_returns_queued_bytes(tmp_path: Path, lazy: int) -> 
     """As a kernel TCP socket (test_kernel_shutdown_read_still_returns_queued_bytes): bytes
     queued before SHUT_RD, then bytes sent after it, then b"" at once (no wait)."""
     with network(tmp_path, 2) as (a, b):
-        srv = isocket(b, socket.AF_INET, socket.SOCK_STREAM)
-        srv.bind(("192.0.2.2", 7610))
-        srv.listen()
-        c = isocket(a, socket.AF_INET, socket.SOCK_STREAM)
-        c.settimeout(5)
-        c.connect(("192.0.2.2", 7610))
-        s, _ = srv.accept()
+        srv, c, s = _pair(b, a, "192.0.2.2", 7610, 5)
         assert c._h.lazy == bool(lazy)
         s.sendall(b"before")
         _wait_for(lambda: c._h.conn.recv_available + c._h.wrote >= 6, "bytes arrived")
@@ -729,12 +706,7 @@ def test_so_rcvtimeo_ends_a_blocking_recv(tmp_path: Path, lazy: int) -> None:
     BlockingIOError (EAGAIN) after about 0.3 s (see test_kernel_so_rcvtimeo)."""
     tv = struct.pack("ll", 0, 300_000)
     with network(tmp_path, 2) as (a, b):
-        srv = isocket(b, socket.AF_INET, socket.SOCK_STREAM)
-        srv.bind(("192.0.2.2", 7611))
-        srv.listen()
-        c = isocket(a, socket.AF_INET, socket.SOCK_STREAM)
-        c.connect(("192.0.2.2", 7611))
-        s, _ = srv.accept()
+        srv, c, s = _pair(b, a, "192.0.2.2", 7611)
         c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
         out: list[Any] = []
         t = _reader(c, out)
@@ -809,12 +781,7 @@ def test_stack_close_before_a_descheduled_reader_polls(tmp_path: Path, lazy: int
     descriptor numbers.  The reader must still return (b"" or an OSError)."""
     monkeypatch.setattr(stream, "LAZY_PAIR", lazy)
     with network(tmp_path, 1) as (a,):
-        srv = isocket(a, socket.AF_INET, socket.SOCK_STREAM)
-        srv.bind(("127.0.0.1", 7612))
-        srv.listen()
-        c = isocket(a, socket.AF_INET, socket.SOCK_STREAM)
-        c.connect(("127.0.0.1", 7612))
-        _s, _ = srv.accept()
+        _srv, c, _s = _pair(a, a, "127.0.0.1", 7612)
         assert c._h.lazy == bool(lazy)
         _no_timers(a)  # (a timer would end the wait by chance)
         runtime = a.runtime
@@ -884,13 +851,7 @@ def test_child_closing_its_copy_of_the_stack_leaves_the_parent_working(tmp_path:
     """The child closes its copy of the stack that hosts the switch (the parent's stack and
     its peer keep running in the parent): the parent's connection must go on working."""
     with network(tmp_path, 2) as (a, b):
-        srv = isocket(b, socket.AF_INET, socket.SOCK_STREAM)
-        srv.bind(("192.0.2.2", 7613))
-        srv.listen()
-        c = isocket(a, socket.AF_INET, socket.SOCK_STREAM)
-        c.settimeout(1)
-        c.connect(("192.0.2.2", 7613))
-        s, _ = srv.accept()
+        srv, c, s = _pair(b, a, "192.0.2.2", 7613, 1)
         s.settimeout(1)
         t0 = time.monotonic()
         pid = os.fork()
