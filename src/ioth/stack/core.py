@@ -459,20 +459,12 @@ class StackCore:
                     self.drain_loopback(now)
                 return
             verified = r == _RX_VERIFIED
-        counters = self.counters
-        try:
-            self._eth_input(iface, frame, now, verified)
-        except Drop as exc:
-            counters[exc.counter] += 1
-        except (WireError, struct.error, IndexError):
-            counters["eth.rx_malformed"] += 1
-        if self.loopq:
-            self.drain_loopback(now)
+        self._input_layered(iface, frame, now, verified)
 
     def _input_layered(self, iface: Interface, frame: bytes, now: float,
                        verified: bool) -> None:
-        """The layered receive path of :meth:`_input` (the end of it, for the inlined copy
-        in :meth:`input_frames`)."""
+        """The layered receive path: what :meth:`_input` and the inlined copy of it in
+        :meth:`input_frames` do with a frame the fused path did not take."""
         counters = self.counters
         try:
             self._eth_input(iface, frame, now, verified)
