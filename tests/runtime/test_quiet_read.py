@@ -9,57 +9,22 @@ from __future__ import annotations
 import os
 import select
 import socket
-import struct
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 import ioth
 from ioth.net.dgram import DgramPlug
-from ioth.net.registry import open_plug
 from ioth.stack import runtime as rt
-from ioth.wire import ipv4, udp
+from tests.runtime.conftest import A_IP, udp_frames
 
-A_IP = "192.0.2.1"
 B_IP = "192.0.2.2"
 PORT = 5500
-B_MAC = bytes.fromhex("020000000b0b")
-
-
-@pytest.fixture(params=[1, 0], ids=["quiet", "full"])
-def quiet(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
-    monkeypatch.setattr(rt, "QUIET_READ", request.param)
-    yield request.param
-
-
-@pytest.fixture
-def cable(tmp_path: Path, quiet: int) -> Iterator[tuple[ioth.Stack, DgramPlug, int]]:
-    """A stack on one end of a ptp:// cable, a bare plug on the other, and the stack's
-    interface index."""
-    path = tmp_path / "ptp"
-    a = ioth.Stack(f"ptp://{path}", f"eth,ip={A_IP}/24")
-    b = open_plug(f"ptp://{path}")
-    assert isinstance(b, DgramPlug)
-    try:
-        yield a, b, a.if_nametoindex("vde0")
-    finally:
-        b.close()
-        a.close()
 
 
 def _frames(a: ioth.Stack, index: int, payloads: list[bytes]) -> list[bytes]:
     """Ethernet/IPv4/UDP frames from B_IP to the stack's A_IP:PORT."""
-    mac = bytes.fromhex(a.linkgetaddr(index).replace(":", ""))
-    src, dst = ipv4.str_to_addr(B_IP), ipv4.str_to_addr(A_IP)
-    out = []
-    for i, data in enumerate(payloads):
-        seg = udp.emit(4000, PORT, data, src, dst) + data  # (emit: the header)
-        ip = ipv4.emit_fast(src, dst, 17, len(seg), ident=i + 1)
-        out.append(mac + B_MAC + struct.pack("!H", 0x0800) + ip + seg)
-    return out
+    return udp_frames(a, index, B_IP, A_IP, PORT, payloads)
 
 
 def _force_quiet(a: ioth.Stack, index: int, quiet: int) -> None:
