@@ -38,6 +38,7 @@ import contextlib
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -49,6 +50,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+import timeline
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(HERE, "..", "src")
@@ -553,7 +556,8 @@ class Result:
     error: str = ""
 
 
-TRACE: dict[str, Any] = {"pyspy": None, "strace": None, "perf": None, "seconds": 1.0}
+TRACE: dict[str, Any] = {"pyspy": None, "strace": None, "perf": None, "timeline": None,
+                         "seconds": 1.0, "pending": []}
 PERF_EVENTS = ("raw_syscalls:sys_enter,syscalls:sys_enter_futex,syscalls:sys_enter_read,"
                "syscalls:sys_enter_write,syscalls:sys_enter_recvfrom,syscalls:sys_enter_sendto,"
                "syscalls:sys_enter_epoll_wait,context-switches,task-clock")
@@ -577,6 +581,12 @@ def attach(p: Procs, targets: dict[str, subprocess.Popen[str]], label: str) -> N
             out = f"{TRACE['strace']}.{label}.{role}.strace"
             p.start(["timeout", "-s", "INT", str(dur), "strace", "-c", "-f", "-o", out,
                      "-p", str(proc.pid)])
+    kind = next((k for k in ("cps", "rr") if f"-{k}-" in label), None)
+    if TRACE["timeline"] and kind:
+        # 0.4 s of scheduler and sendto/recvfrom events, 1 s into the measurement
+        out = f"{TRACE['timeline']}.{label}.perf"
+        p.start(["sh", "-c", "sleep 1 && exec " + shlex.join(timeline.record_argv(out, 0.4))])
+        TRACE["pending"].append((out, {proc.pid: role for role, proc in targets.items()}, kind))
 
 
 def run_pair(p: Procs, server: list[str], client: list[str], timeout: float,
@@ -1196,6 +1206,10 @@ def main(argv: list[str] | None = None) -> int:
                     "PREFIX.RUN.ROLE.perf (no slow-down, unlike --strace)")
     ap.add_argument("--strace", default=None, metavar="PREFIX",
                     help="strace -c -f of the ioth workers into PREFIX.RUN.ROLE.strace")
+    ap.add_argument("--timeline", default=None, metavar="PREFIX",
+                    help="rr/cps cases: 0.4 s scheduler + sendto/recvfrom trace of the ends and "
+                    "the switch into PREFIX.RUN.perf and the phases of a cycle into "
+                    "PREFIX.RUN.txt (benchmarks/timeline.py; needs --rr-seconds >= 2)")
     # worker mode
     ap.add_argument("--worker", dest="role", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--addr", default=A2, help=argparse.SUPPRESS)
@@ -1232,7 +1246,9 @@ def main(argv: list[str] | None = None) -> int:
         if shutil.which(tool) is None:
             print(f"bench_tcp needs {tool}", file=sys.stderr)
             return 2
-    TRACE.update(pyspy=args.pyspy, strace=args.strace, perf=args.perf,
+    if args.timeline and args.rr_seconds < 2:
+        ap.error("--timeline needs --rr-seconds >= 2")
+    TRACE.update(pyspy=args.pyspy, strace=args.strace, perf=args.perf, timeline=args.timeline,
                  seconds=max(1.0, min(args.seconds, args.rr_seconds) - 1))
     os.environ["PYTHONPATH"] = SRC + os.pathsep + os.environ.get("PYTHONPATH", "")
     cases = build_cases(args.seconds, args.rr_seconds, args.conns, args.profile)
@@ -1246,6 +1262,15 @@ def main(argv: list[str] | None = None) -> int:
         shown = res.error or f"{res.value:,.3f} {res.unit}"
         print(f"  {k}: {shown}", file=sys.stderr, flush=True)
         results.append(res)
+        for data, pids, kind in TRACE["pending"]:
+            try:
+                text = timeline.report(data, pids, kind, MSG)
+            except (OSError, RuntimeError, ValueError) as exc:
+                text = f"timeline of {data}: {exc}"
+            with open(data.removesuffix(".perf") + ".txt", "w") as f:
+                f.write(text + "\n")
+            print(text, file=sys.stderr, flush=True)
+        TRACE["pending"].clear()
     if args.json:
         print(json.dumps([asdict(r) for r in results], indent=1))
     else:
