@@ -132,11 +132,21 @@ def test_cps_pattern_leaves_no_per_connection_state(tmp_path: Path) -> None:
             one(i)
         quiesce()
         before, fds0 = _snapshot([cli_stack, srv_stack]), _fds()
+        tx0 = [st.core.tcp.tx_segments for st in (cli_stack, srv_stack)]
         for i in range(BATCH):
             one(BATCH + i)
         quiesce()
         after, fds1 = _snapshot([cli_stack, srv_stack]), _fds()
         assert not errors, errors
+        # 9 frames per connection (SYN, SYN-ACK, ACK, request, reply, 2 crossing FINs, 2 ACKs),
+        # 8 when the server's FIN arrives before the client closes (its FIN carries the ACK);
+        # Linux sends 9-11: no more, and no reset or segment to a closed port
+        frames = sum(st.core.tcp.tx_segments - t for st, t in zip((cli_stack, srv_stack), tx0,
+                                                                   strict=True))
+        assert 8 * BATCH <= frames <= 11 * BATCH, f"{frames / BATCH:.2f} frames per connection"
+        for st in (cli_stack, srv_stack):
+            assert st.core.tcp.resets_sent == 0
+            assert st.core.tcp.rx_no_socket == 0
         grown = {k: (before.get(k, 0), v) for k, v in after.items() if v > before.get(k, 0) + 8}
         assert not grown, f"tables grown over {BATCH} connections: {grown}"
         assert fds1 <= fds0 + 4, f"descriptors {fds0} -> {fds1} over {BATCH} connections"
