@@ -586,7 +586,11 @@ def attach(p: Procs, targets: dict[str, subprocess.Popen[str]], label: str) -> N
         # 0.4 s of scheduler and sendto/recvfrom events, 1 s into the measurement
         out = f"{TRACE['timeline']}.{label}.perf"
         p.start(["sh", "-c", "sleep 1 && exec " + shlex.join(timeline.record_argv(out, 0.4))])
-        TRACE["pending"].append((out, {proc.pid: role for role, proc in targets.items()}, kind))
+        ids = {proc.pid: role for role, proc in targets.items()}
+        for pid, role in list(ids.items()):  # the threads too (see timeline.parse)
+            with contextlib.suppress(OSError):
+                ids.update((int(tid), role) for tid in os.listdir(f"/proc/{pid}/task"))
+        TRACE["pending"].append((out, ids, kind))
 
 
 def run_pair(p: Procs, server: list[str], client: list[str], timeout: float,

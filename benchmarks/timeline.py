@@ -73,10 +73,11 @@ class Sched:
 def parse(lines: Iterable[str], pids: dict[int, str]
           ) -> tuple[dict[str, list[Io]], dict[str, Sched], float]:
     """(frames per role in time order, scheduler accounting per role, window seconds) from
-    ``perf script -F pid,tid,cpu,time,event,trace`` lines; ``pids`` maps process id -> role."""
+    ``perf script -F pid,tid,cpu,time,event,trace`` lines; ``pids`` maps process id -> role
+    (thread ids may be given too: a thread's events before its first own event then count)."""
     ios: dict[str, list[Io]] = defaultdict(list)
     sched: dict[str, Sched] = defaultdict(Sched)
-    tid_role: dict[int, str] = {}
+    tid_role: dict[int, str] = dict(pids)  # threads join as their events show up
     state: dict[int, tuple[str, float]] = {}  # tid -> (running/preempted/woken/blocked, since)
     first = last = None
     for line in lines:
