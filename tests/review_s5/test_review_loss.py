@@ -137,3 +137,15 @@ def test_each_lost_frame_is_recovered_the_same_with_and_without_fast_paths(
         assert x == y, (f"frame {i} differs: {_flags(x[3]):#x} at {x[0]} / "
                         f"{_flags(y[3]):#x} at {y[0]}")
     assert fast == general
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: a retransmitted pure FIN carries PSH (the first "
+                   "FIN did not; Linux sets PSH only on segments with data)")
+@pytest.mark.parametrize("drop", [5, 6], ids=["server-fin", "client-fin"])
+def test_a_retransmitted_fin_is_flagged_as_the_first(drop: int) -> None:
+    wire, _ = _exchange(drop)
+    lost = _flags(wire[drop][3])
+    assert lost == 0x11  # FIN+ACK
+    again = [f for _, src, _, seg in wire[drop + 1:]
+             if src == wire[drop][1] and (f := _flags(seg)) & 0x01]
+    assert again and all(f == lost for f in again), [hex(f) for f in again]
