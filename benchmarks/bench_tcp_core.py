@@ -484,9 +484,31 @@ def stack_counts(n: int = 200) -> list[tuple[str, float, float, float]]:
         ctcp.flush(c, fake_clock())
         sp.pump()
 
+    def one_crossing() -> None:
+        # stackcpsx's order: the client closes on the reply alone, the two FINs cross
+        c = ctcp.connect(A, B, 80, fake_clock(), policy=policy)
+        sp.pump()
+        s = listener.accept()
+        assert s is not None
+        c.send(msg)
+        ctcp.flush(c, fake_clock())
+        sp.pump()
+        assert len(s.recv(4096)) == 64
+        s.send(msg)
+        stcp.flush(s, fake_clock())
+        sp.pump()
+        s.close()
+        stcp.flush(s, fake_clock())
+        assert len(c.recv(4096)) == 64
+        c.close()
+        ctcp.flush(c, fake_clock())
+        sp.pump()
+
     for _ in range(20):
         one_connection()
-    rows = [("per connection (stackcps)", *measure(one_connection))]
+        one_crossing()
+    rows = [("per connection (stackcps)", *measure(one_connection)),
+            ("per connection, crossing FINs", *measure(one_crossing))]
     c = ctcp.connect(A, B, 80, fake_clock(), policy=policy)
     sp.pump()
     s = listener.accept()

@@ -25,7 +25,7 @@ from ioth.stack.igmp import Igmp
 from ioth.stack.interface import BROADCAST_MAC, PREFERRED, Addr4, Interface
 from ioth.stack.ipv4 import IPv4
 from ioth.stack.route import Route, RouteTable
-from ioth.stack.tcp.segment import Segment
+from ioth.stack.tcp.segment import _SYN_ALL_FIELDS, _SYN_MSS, _SYN_SACK_TS, _SYN_WS, Segment
 from ioth.stack.tcp.state import State
 from ioth.stack.udp import Udp
 from ioth.wire.checksum import NUMPY_THRESHOLD, batch_partial_sums, partial_sum_at
@@ -53,6 +53,7 @@ _IP4_TCP = b"\x08\x00\x45"  # EtherType IPv4, version 4 with a 20-byte header (n
 _TS_ALIGNED = b"\x01\x01\x08\x0a"
 _LOOPBACK6 = bytes(15) + b"\x01"
 _ESTABLISHED = State.ESTABLISHED
+_SYN_SENT = State.SYN_SENT
 _TCP_FAST_MASK = 0x37  # SYN | FIN | RST | ACK | URG: only ACK may be set (PSH, ECE, CWR may)
 _TCP_SEMI_MASK = 0x36  # SYN | RST | ACK | URG: ACK set (FIN may be): see _rx_fast
 _TCP_FIN = 0x01
@@ -61,6 +62,13 @@ _from_bytes = int.from_bytes
 RX_FASTPATH = 1
 """Default of :attr:`StackCore.rx_fastpath` (0 turns the fused receive path off, e.g. for A/B
 benchmarks with ``BENCH_TCP_TWEAK=ioth.stack.core:RX_FASTPATH=0``)."""
+
+RX_HANDSHAKE = 1
+"""1: the fused receive path also takes a SYN (for no connection: to the listener) and a
+SYN-ACK (for a connection in SYN-SENT) without payload whose options have Linux's layout
+(MSS, SACK-permitted, Timestamps, NOP, window scale), straight to the TCP layer's code after
+its ``decode``; 0: they go through :meth:`StackCore.tcp_input` (A/B knob, same frames and
+state)."""
 
 RX_BATCH = 64
 """Frames :meth:`StackCore.input_frame` holds back inside a batch (see :meth:`begin_batch`) to
@@ -602,6 +610,43 @@ class StackCore:
         # Segment.__init__): ~190 ns less per segment than by keyword
         if simple and flags & _TCP_SEMI_MASK == 0x10:
             conn = tcp.connections.get((dst, dport, src, sport))
+        elif (
+            doff == 0xA0
+            and end == start
+            and flags & _TCP_FAST_MASK | 0x10 == 0x12  # SYN or SYN-ACK (no FIN, RST, URG)
+            and RX_HANDSHAKE
+            and frame[l4 + 20:l4 + 22] == _SYN_MSS
+            and frame[l4 + 24:l4 + 28] == _SYN_SACK_TS
+            and frame[l4 + 36:l4 + 39] == _SYN_WS
+        ):
+            # a handshake segment with Linux's SYN options and no payload: what tcp_input
+            # and TcpLayer.input do with it after decode (the same Segment, its payload
+            # empty), for the usual cases only; the others go on below
+            key = (dst, dport, src, sport)
+            hconn = tcp.connections.get(key)
+            if flags & 0x10:
+                if hconn is not None and hconn.state is _SYN_SENT:
+                    mss, tsval, tsecr, ws = _SYN_ALL_FIELDS.unpack_from(frame, l4 + 20)
+                    counters[ip_rx] += 1
+                    counters[ip_delivered] += 1
+                    self.rx_l4_frames += 1
+                    counters["tcp.rx"] += 1
+                    tcp.rx_segments += 1
+                    tcp.now = now
+                    tcp.conn_input(hconn, Segment(seq, ack, flags, window, b"", mss, ws, True,
+                                                  tsval, tsecr), now)
+                    return _RX_DONE
+            elif hconn is None and (not tcp.time_wait or key not in tcp.time_wait):
+                mss, tsval, tsecr, ws = _SYN_ALL_FIELDS.unpack_from(frame, l4 + 20)
+                counters[ip_rx] += 1
+                counters[ip_delivered] += 1
+                self.rx_l4_frames += 1
+                counters["tcp.rx"] += 1
+                tcp.rx_segments += 1
+                tcp.now = now
+                tcp._to_listener(src, sport, dst, dport, Segment(seq, ack, flags, window, b"",
+                                 mss, ws, True, tsval, tsecr), now)
+                return _RX_DONE
         if conn is None or conn.state in _NOT_SEMI:
             # SYN, SYN-ACK, RST, URG, other options, no connection: TcpLayer.input
             counters[ip_rx] += 1
