@@ -630,7 +630,12 @@ class StreamHandle:
         except BlockingIOError:
             pass
         except OSError:
-            return total
+            if not total:
+                # the connection's error (reported once: ECONNRESET...) or EPIPE, as Linux's
+                # send gives it (returning 0 would send through the descriptor, and an
+                # unpaired socket's bytes would vanish into a fresh pair: a send "succeeded"
+                # after the peer's reset)
+                raise
         if total:
             self.tcp.flush(conn)
             self.tcp.stack.runtime.flush()
@@ -902,6 +907,9 @@ class StreamSocket(IothSocket):
     _got = 0  # bytes read through recv/recv_into (see StreamHandle.wrote)
     _exposed = False  # fileno() was called before connect (the descriptor may be watched)
     _rcvtimeo = 0.0  # SO_RCVTIMEO in seconds (0: none); a blocking read's inline wait obeys it
+    # a failed connect was reported and the socket is unconnected again (Linux): the next
+    # connect starts afresh (see _connect)
+    _refused = False
 
     def __init__(self, stack: Stack, family: int = _socket.AF_INET,
                  type: int = _socket.SOCK_STREAM, proto: int = 0, *,
@@ -1003,8 +1011,8 @@ class StreamSocket(IothSocket):
     def getpeername(self) -> Address:
         """The peer's (address, port); ENOTCONN before the connection is established."""
         h = self._h
-        if h is None or h.connecting or h.failed:
-            raise oserror(errno.ENOTCONN)
+        if h is None or h.connecting or h.failed or h.conn.state is _CLOSED:
+            raise oserror(errno.ENOTCONN)  # (closed, by a reset say: Linux's TCP_CLOSE)
         return format_address(self._fam, h.conn.remote[0], h.conn.remote[1])
 
     # -- passive open ----------------------------------------------------------------------------
@@ -1191,11 +1199,23 @@ class StreamSocket(IothSocket):
         if h is not None:
             if h.connecting:
                 return errno.EALREADY
-            if h.connect_error:
+            if h.failed:
+                if not self._refused:
+                    # Linux after a failed connect that left the socket connecting (one with
+                    # a timeout or non-blocking: the error came from SO_ERROR or a later
+                    # connect): this call reports the pending error, or ECONNABORTED, and
+                    # leaves the socket unconnected (inet_stream_connect's sock_error)
+                    with stack.lock:
+                        err, h.connect_error = h.connect_error, 0
+                    self._refused = True
+                    return err or errno.ECONNABORTED
+                self._unconnect()  # unconnected: a new connect starts afresh
+            elif h.connect_error:
                 with stack.lock:
                     err, h.connect_error = h.connect_error, 0
                 return err
-            return errno.EISCONN
+            else:
+                return errno.EISCONN
         dst, port, scope = parse_address(stack, self._fam, address)
         assert dst is not None
         dst = unmap(dst)
@@ -1263,6 +1283,9 @@ class StreamSocket(IothSocket):
                     raise TimeoutError("timed out")
             if h.connect_error:
                 err, h.connect_error = h.connect_error, 0
+                # (a blocking connect without a timeout: Linux's socket is unconnected again;
+                # with one, Python's connect polls and reads SO_ERROR: still connecting)
+                self._refused = timeout is None
                 if lazy and h.eng is None and not stack.closed and _fileno(self) >= 0:
                     # the descriptor was never paired: make it what a paired socket's is now
                     # (its engine end closed: reads give b"", writes EPIPE, like Linux)
@@ -1273,6 +1296,28 @@ class StreamSocket(IothSocket):
                         pass
                 return err
         return 0
+
+    def _unconnect(self) -> None:
+        """After a failed connect was reported: make the socket unconnected again, as Linux
+        does, so that the next connect starts afresh: no handle, and a fresh unconnected
+        AF_UNIX socket under the same descriptor number (the old one may be paired with a
+        closed engine end; AF_UNIX streams cannot be disconnected; registrations made on the
+        old one in epoll sets are dropped with it)."""
+        fd = _fileno(self)
+        if fd >= 0:
+            fresh = _csocket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+            try:
+                os.dup2(fresh.fileno(), fd, inheritable=False)
+            finally:
+                fresh.close()
+            if self.gettimeout() is not None:
+                os.set_blocking(fd, False)
+        with self._stack.lock:
+            self._h = None
+        self._refused = False
+        self._junked = False
+        self._got = 0
+        self._rd_shut = False
 
     def _connect_inline(self, h: StreamHandle, timeout: float | None) -> float | None:
         """A blocking connect serves the stack's plugs on its own thread until the handshake
@@ -1795,6 +1840,9 @@ class StreamSocket(IothSocket):
             raise oserror(errno.ENOTCONN)
         if how not in (_socket.SHUT_RD, _socket.SHUT_WR, _socket.SHUT_RDWR):
             raise oserror(errno.EINVAL)
+        if not self._h.connecting and self._h.conn.state is _CLOSED:
+            # reset, refused or fully closed: Linux's inet_shutdown in TCP_CLOSE
+            raise oserror(errno.ENOTCONN)
         if how != _socket.SHUT_WR:
             # SHUT_RD of the AF_UNIX end would make the pump's writes fail (and reset the
             # connection); Linux only stops returning data, so reads end here instead.
