@@ -58,6 +58,8 @@ _TCP_FAST_MASK = 0x37  # SYN | FIN | RST | ACK | URG: only ACK may be set (PSH, 
 _TCP_SEMI_MASK = 0x36  # SYN | RST | ACK | URG: ACK set (FIN may be): see _rx_fast
 _TCP_FIN = 0x01
 _NOT_SEMI = frozenset((State.CLOSED, State.LISTEN, State.SYN_SENT))
+_PLAIN_STATES = frozenset((State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2,
+                           State.CLOSING, State.LAST_ACK, State.CLOSE_WAIT))
 _from_bytes = int.from_bytes
 RX_FASTPATH = 1
 """Default of :attr:`StackCore.rx_fastpath` (0 turns the fused receive path off, e.g. for A/B
@@ -68,6 +70,13 @@ RX_HANDSHAKE = 1
 SYN-ACK (for a connection in SYN-SENT) without payload whose options have Linux's layout
 (MSS, SACK-permitted, Timestamps, NOP, window scale), straight to the TCP layer's code after
 its ``decode``; 0: they go through :meth:`StackCore.tcp_input` (A/B knob, same frames and
+state)."""
+
+RX_PLAIN = 1
+"""1: the fused receive path gives a segment without payload that header prediction does not
+take (a FIN, an ACK of our FIN: the closing segments) to
+:meth:`~ioth.stack.tcp.connection.TcpConnection.rx_plain` for a connection in ESTABLISHED or a
+closing state, without building a Segment; 0: to TcpLayer.conn_input (A/B knob, same frames and
 state)."""
 
 RX_BATCH = 64
@@ -665,6 +674,21 @@ class StackCore:
             # but simple: straight to the connection, as TcpLayer.input would after decode
             # (header prediction would decline it: not asked again)
             self.rx_semi_frames += 1
+            if (
+                end == start
+                and RX_PLAIN
+                and conn.state in _PLAIN_STATES
+                and conn.rx_plain(seq, ack, flags, window, tsval, tsecr, now)
+            ):
+                # what TcpLayer.conn_input does after TcpConnection.process
+                batch = tcp._batch
+                if batch is not None:
+                    if conn._unacked_rx >= tcp.batch_ack_segments * conn._rcv_mss:
+                        tcp._send(conn, conn.dispatch(now))
+                    batch[conn] = None
+                else:
+                    tcp._service(conn, now)
+                return _RX_DONE
             tcp.conn_input(conn, Segment(seq, ack, flags, window, payload, None, None,
                                          False, tsval, tsecr), now, False)
             return _RX_DONE

@@ -29,6 +29,7 @@ from tests.stack.tcp import test_conn_fastpaths as fp
 #: (module, name) of every session-5 knob whose fast path must not change a frame or a state
 S5_KNOBS: list[tuple[object, str]] = [
     (core_mod, "RX_HANDSHAKE"),
+    (core_mod, "RX_PLAIN"),
 ]
 
 
@@ -116,14 +117,17 @@ def _lifecycle(v6: bool, options: bool) -> tuple[list[object], list[bytes]]:
     conns: list[TcpConnection] = []
     msg = bytes(range(64))
 
+    seen: set[tuple[State, bool]] = set()
+
     def step(*pair: TcpConnection) -> None:
+        seen.update((c.state, c._user_closed) for c in pair)
         states.append(([fp._tcb_state(c) for c in pair], _tw_state(client),
                        _tw_state(server), fp._tables(client), fp._tables(server)))
 
     def flush(core: StackCore, conn: TcpConnection) -> None:
         core.tcp.flush(conn, link.tick())
 
-    for mode in range(7):
+    for mode in range(9):
         sport = 40000 + (mode if mode != 6 else 5)  # mode 6 reuses mode 5's TIME-WAIT
         c = client.tcp.connect(ca, sa, 80, link.tick(), sport=sport, policy=policy)
         conns.append(c)
@@ -178,6 +182,32 @@ def _lifecycle(v6: bool, options: bool) -> tuple[list[object], list[bytes]]:
             s.close()
             flush(client, c)
             flush(server, s)
+        elif mode == 7:  # client closes, FIN-WAIT-2 (orphaned) until the server closes
+            link.pump()
+            assert c.recv(4096) == msg
+            c.close()
+            flush(client, c)
+            link.pump()
+            link.run(0.3)
+            step(c, s)
+            s.close()
+            flush(server, s)
+        elif mode == 8:  # half-close: FIN-WAIT-2 until the delayed ACK, then a reply
+            link.pump()
+            assert c.recv(4096) == msg
+            c.shutdown()
+            flush(client, c)
+            link.pump()
+            link.run(0.3)
+            step(c, s)
+            s.send(msg)
+            s.close()
+            flush(server, s)
+            link.pump()
+            step(c, s)
+            assert c.recv(4096) == msg
+            c.close()
+            flush(client, c)
         else:  # abort with unread data: RST
             link.pump()
             c.abort()
@@ -188,6 +218,8 @@ def _lifecycle(v6: bool, options: bool) -> tuple[list[object], list[bytes]]:
         link.pump()
         step(c, s)
     assert server.tcp.tw_reused == 1  # mode 6's SYN took mode 5's TIME-WAIT 4-tuple
+    assert (State.FIN_WAIT_2, True) in seen  # mode 7
+    assert (State.FIN_WAIT_2, False) in seen  # mode 8
     link.run(1.0)  # TIME-WAIT expiry
     step(*conns)
     assert all(c.state is State.CLOSED for c in conns)
@@ -258,3 +290,44 @@ def test_handshake_segments_skip_the_layered_input(monkeypatch: pytest.MonkeyPat
         assert listener.accept() is not None and listener.accept() is not None
         assert count() == want
         monkeypatch.undo()
+
+
+@pytest.mark.parametrize("v6", [False, True])
+def test_closing_segments_take_rx_plain(monkeypatch: pytest.MonkeyPatch, v6: bool) -> None:
+    """RX_PLAIN on: with the FINs crossing, both FINs and both ACKs of them are consumed by
+    TcpConnection.rx_plain; off: none is offered to it."""
+    taken: list[bool] = []
+    orig = TcpConnection.rx_plain
+
+    def spy(self: TcpConnection, *args: object) -> bool:
+        r = orig(self, *args)  # type: ignore[arg-type]
+        taken.append(r)
+        return r
+
+    monkeypatch.setattr(TcpConnection, "rx_plain", spy)
+    for on in (True, False):
+        monkeypatch.setattr(core_mod, "RX_PLAIN", int(on))
+        taken.clear()
+        link = _Link(v6)
+        client, server = link.cores
+        listener = server.tcp.listen(80, policy=TcpPolicy(nodelay=True))
+        c = client.tcp.connect(*link.addrs, 80, link.tick(), policy=TcpPolicy(nodelay=True))
+        link.pump()
+        s = listener.accept()
+        assert s is not None
+        c.send(b"x")
+        client.tcp.flush(c, link.tick())
+        link.pump()
+        assert s.recv(10) == b"x"
+        s.send(b"y")
+        server.tcp.flush(s, link.tick())
+        link.deliver(1)
+        s.close()
+        server.tcp.flush(s, link.tick())
+        assert c.recv(10) == b"y"
+        c.close()
+        client.tcp.flush(c, link.tick())
+        link.pump()
+        assert c.state is State.CLOSED and s.state is State.CLOSED
+        assert len(client.tcp.time_wait) == 1 and len(server.tcp.time_wait) == 1
+        assert taken == ([True] * 4 if on else [])

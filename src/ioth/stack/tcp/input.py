@@ -197,6 +197,75 @@ class InputMixin(TcbBase):
         self.segments_in += 1
         return True
 
+    def rx_plain(self, seq: int, ack: int, flags: int, window: int, tsval: int | None,
+                 tsecr: int, now: float) -> bool:
+        """A segment without payload and without SACK blocks, parsed by the caller (the
+        stack's fused receive path), for a TCB in ESTABLISHED, FIN-WAIT-1, FIN-WAIT-2,
+        CLOSING, LAST-ACK or CLOSE-WAIT: True if it was consumed exactly as
+        :meth:`process` would have (in order, acceptable ACK, FIN or not), False (nothing
+        changed) if it must go through :meth:`process` instead (PAWS, out of order, a zero
+        window, an ACK of unsent or very old data, a possible duplicate ACK...).
+
+        The caller guarantees the flags are ACK, optionally with FIN, PSH, ECE or CWR (no SYN,
+        RST or URG); ``seq``/``ack`` are the 32-bit wire values, ``window`` the raw field,
+        ``tsval`` None without a Timestamps option.  These are the closing segments of a
+        connection (a FIN, the ACK of ours) once header prediction declined them: the steps
+        of RFC 9293 3.10.7.4 that :meth:`_process_synchronized` and :meth:`_process_ack` run
+        for such a segment, without building a :class:`Segment`."""
+        rcv_nxt = self.rcv_nxt
+        if seq != rcv_nxt & MASK or self._rcv_adv <= rcv_nxt:
+            return False  # (a zero window takes the general path)
+        ts_ok = self.ts_ok
+        if ts_ok and tsval is not None and (tsval - self.ts_recent) & MASK >= _HALF:
+            return False  # PAWS
+        una = self.snd_una
+        nxt = self.snd_nxt
+        ack = una + ((ack - una + _HALF) & MASK) - _HALF  # _unwrap inlined
+        fin = flags & FIN
+        if ack > nxt or ack < una - self.max_snd_wnd or (ack == una and nxt > una and not fin):
+            return False  # unsent or too old data acknowledged, or maybe a duplicate ACK
+        self.segments_in += 1
+        # _process_synchronized from its acceptability test on (seq == RCV.NXT, no payload)
+        self._last_rx = now
+        self._probes = 0
+        if self._keep_at is not None or self._keep_probes:
+            self._reset_keepalive(now)
+        if ts_ok and tsval is not None and rcv_nxt <= self._last_ack_sent:
+            self.ts_recent = tsval
+        # _process_ack without SACK blocks (no duplicate ACK: see above)
+        old_wnd = self.snd_wnd
+        wl1 = self.snd_wl1
+        if wl1 < rcv_nxt or (wl1 == rcv_nxt and self.snd_wl2 <= ack):
+            wnd = window << self.snd_wscale
+            self.snd_wnd = wnd
+            self.snd_wl1 = rcv_nxt
+            self.snd_wl2 = ack
+            if wnd > self.max_snd_wnd:
+                self.max_snd_wnd = wnd
+            if wnd != old_wnd:
+                self._dirty = True
+                if wnd:
+                    self._persist_at = None
+                    self._persist_backoff = 0
+        if ack > una:
+            self._ack_advance(tsecr, ack, now)
+        if self._tlp_end >= 0:
+            self._tlp_check(now)
+        if self._fin_queued and self.snd_una > self._fin_seq:
+            st = self.state
+            if st is _FIN_WAIT_1:
+                self.state = _FIN_WAIT_2
+                if self._user_closed:
+                    self._close_at = now + self.policy.fin_timeout
+            elif st is _CLOSING:
+                self._enter_time_wait(now)
+            elif st is _LAST_ACK:
+                self._set_closed()
+                return True
+        if fin:
+            self._on_fin(now)  # (FIN at SEQ = RCV.NXT: in order)
+        return True
+
     def _syn_sent_syn(self, seg: Segment, now: float) -> None:
         # a SYN-ACK establishes at once: no SYN-ACK of ours will need the peer's options
         self._take_syn(seg, not seg.flags & ACK)
