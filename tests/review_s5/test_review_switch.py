@@ -1,0 +1,279 @@
+"""Adversarial review (session 5): the ioth switch's datagram data path, on a real clock.
+
+Session 5 trims the data thread's work per frame (threads, locks, clock calls).  These tests
+look at what such trimming can break, in every data-path mode of the server (the knobs of
+``MODES``):
+
+* MAC ageing on the real clock: a station that went silent is aged out and frames to it are
+  flooded again, while a station that keeps sending (through the cached flow, which refreshes
+  the entry) stays learnt;
+* counters: after a run of frames through a cached flow every port's counters add up (frames
+  in = frames out + drops), the same in every mode;
+* many ports: 40 clients each sending one unicast frame to every other learnt client get
+  exactly their frames;
+* malformed datagrams (empty, runts, > max frame) are dropped and counted, and the flow after
+  them still switches;
+* hub mode: every frame to every other port, before and after the stations are "known";
+* a port released while a cached flow blasts into it: the server keeps switching for the
+  others, and the released port's number, reused by a new client, gets no frame of the old
+  station.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from ioth.net.switch import server as server_mod
+from ioth.net.switch.core import MAX_FRAME
+from ioth.net.switch.server import SwitchServer
+from tests.net.test_switch_datapath import MODES, Client
+from tests.support.peers import wait_for
+
+ETHER = b"\x08\x00"
+BCAST = b"\xff" * 6
+
+
+def mac(i: int) -> bytes:
+    return bytes([2, 0, 0, 0, i >> 8, i & 0xFF])
+
+
+def frame(dst: bytes, src: bytes, tag: int = 0, size: int = 60) -> bytes:
+    body = tag.to_bytes(4, "big")
+    return dst + src + ETHER + body + bytes(max(0, size - 18))
+
+
+@pytest.fixture(params=list(MODES))
+def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    for name, value in MODES[request.param].items():
+        monkeypatch.setattr(server_mod, name, value)
+    return str(request.param)
+
+
+@pytest.fixture
+def swdir(tmp_path: Path) -> str:
+    return os.path.join(str(tmp_path), "sw")
+
+
+def _drain(c: Client) -> list[bytes]:
+    out = []
+    c.data.settimeout(0.05)
+    while True:
+        try:
+            out.append(c.data.recv(MAX_FRAME + 100))
+        except TimeoutError:
+            return out
+
+
+def _empty(c: Client) -> bool:
+    c.data.setblocking(False)
+    try:
+        c.data.recv(MAX_FRAME + 100)
+    except BlockingIOError:
+        return True
+    return False
+
+
+def test_ageing_on_the_real_clock(mode: str, swdir: str) -> None:
+    """Ageing 1 s (sweep every 1 s): A sends to B every 50 ms for 3.2 s while B stays silent
+    after its first frame; C must start seeing A's frames (flooded: B aged out) within
+    ageing + sweep, and must not see them in the first half second; A, which never stops
+    sending through the cached flow, must still be learnt at the end (B's reply reaches A
+    only)."""
+    srv = SwitchServer(swdir, ageing=1.0).start()
+    a, b, c = (Client(swdir, 1500) for _ in range(3))
+    try:
+        b.data.send(frame(BCAST, mac(2)))
+        a.data.send(frame(BCAST, mac(1)))
+        assert _drain(a) and _drain(c)  # both floods arrived
+        _drain(b)
+        t0 = time.monotonic()
+        i = 0
+        while time.monotonic() - t0 < 3.2:
+            a.data.send(frame(mac(2), mac(1), i))
+            i += 1
+            time.sleep(0.05)
+        got_c = [int.from_bytes(f[14:18], "big") for f in _drain(c)]
+        got_b = [int.from_bytes(f[14:18], "big") for f in _drain(b)]
+        assert got_b == list(range(i)), mode  # B gets every one of them (learnt, then flooded)
+        early = [t for t in got_c if t < 10]  # sent within the first ~0.5 s
+        assert not early, (mode, early)
+        late = [t for t in got_c if t >= 45]  # sent after ~2.25 s: ageing 1 s + sweep 1 s
+        assert len(late) >= (i - 45) - 2, (mode, got_c[:5], len(late), i)
+        b.data.send(frame(mac(1), mac(2), 999))
+        assert a.recv() == frame(mac(1), mac(2), 999)
+        assert c.nothing(), mode  # A is still learnt: its cached flow kept the entry fresh
+    finally:
+        for x in (a, b, c):
+            x.close()
+        srv.close()
+
+
+def test_counters_add_up_through_a_cached_flow(mode: str, swdir: str) -> None:
+    srv = SwitchServer(swdir).start()
+    a, b, c = (Client(swdir, 1500) for _ in range(3))
+    try:
+        b.data.send(frame(BCAST, mac(2)))
+        a.data.send(frame(BCAST, mac(1)))
+        for x in (a, b, c):
+            _drain(x)
+        n = 300
+        for i in range(n):
+            a.data.send(frame(mac(2), mac(1), i, 60 + i % 200))
+        got = []
+        while len(got) < n:
+            got.append(b.recv())
+        assert [int.from_bytes(f[14:18], "big") for f in got] == list(range(n))
+        assert c.nothing()
+
+        def settled() -> bool:
+            with srv.lock:
+                return srv.core.ports[1].counters.rx_frames == n + 1
+        wait_for(settled, 5, 0.01, "counters")
+        with srv.lock:
+            pa, pb, pc = (srv.core.ports[p].counters for p in (1, 2, 3))
+            assert pa.rx_frames == n + 1
+            assert pa.rx_bytes == 60 + sum(60 + i % 200 for i in range(n))
+            assert pb.tx_frames == n + 1  # A's flood, then the n frames
+            assert pb.tx_bytes == pa.rx_bytes
+            assert pc.tx_frames == 2  # the two floods
+            assert pb.rx_frames == 1
+            for p in (pa, pb, pc):
+                assert sum(p.drops().values()) == 0, p.as_dict()
+            assert srv.recv_errors == 0
+    finally:
+        for x in (a, b, c):
+            x.close()
+        srv.close()
+
+
+def test_many_ports_get_exactly_their_frames(mode: str, swdir: str) -> None:
+    n = 40
+    srv = SwitchServer(swdir, numports=64).start()
+    clients = [Client(swdir, 1500) for _ in range(n)]
+    try:
+        for i, cl in enumerate(clients):
+            cl.data.send(frame(BCAST, mac(i + 1)))
+        for cl in clients:
+            for _ in range(n - 1):
+                assert cl.recv()[:6] == BCAST
+        for i, cl in enumerate(clients):
+            for j in range(n):
+                if j != i:
+                    cl.data.send(frame(mac(j + 1), mac(i + 1), i))
+        for j, cl in enumerate(clients):
+            got = []
+            while len(got) < n - 1:
+                got.append(cl.recv())
+            assert all(f[:6] == mac(j + 1) for f in got), mode
+            assert sorted(int.from_bytes(f[14:18], "big") for f in got) == \
+                [i for i in range(n) if i != j]
+        time.sleep(0.1)
+        for cl in clients:
+            assert _empty(cl), mode
+    finally:
+        for cl in clients:
+            cl.close()
+        srv.close()
+
+
+def test_malformed_datagrams_are_counted_and_the_flow_goes_on(mode: str, swdir: str) -> None:
+    srv = SwitchServer(swdir).start()
+    a, b = Client(swdir, 1500), Client(swdir, 1500)
+    try:
+        b.data.send(frame(BCAST, mac(2)))
+        a.data.send(frame(BCAST, mac(1)))
+        _drain(a)
+        _drain(b)
+        a.data.send(frame(mac(2), mac(1), 1))
+        assert b.recv() == frame(mac(2), mac(1), 1)  # the flow is cached now
+        bad = [b"", mac(2), mac(2) + mac(1), mac(2) + mac(1) + b"\x08",
+               frame(mac(2), mac(1), 2, 1518 + 1),  # one byte over this port's max frame
+               frame(mac(2), mac(1), 3, MAX_FRAME + 10)]  # over any frame
+        for f in bad:
+            a.data.send(f)
+        a.data.send(frame(mac(2), mac(1), 4))
+        assert b.recv() == frame(mac(2), mac(1), 4), mode
+        assert b.nothing()
+        with srv.lock:
+            pa, pb = srv.core.ports[1].counters, srv.core.ports[2].counters
+            assert pa.drop_runt == 4, pa.as_dict()
+            assert pb.drop_too_big == 1, pb.as_dict()
+            assert srv.recv_errors == 1
+    finally:
+        a.close()
+        b.close()
+        srv.close()
+
+
+def test_hub_floods_every_frame(mode: str, swdir: str) -> None:
+    srv = SwitchServer(swdir, hub=True).start()
+    cl = [Client(swdir, 1500) for _ in range(3)]
+    try:
+        for rnd in range(3):  # "learning" rounds change nothing in a hub
+            for i, c in enumerate(cl):
+                c.data.send(frame(mac(((i + 1) % 3) + 1), mac(i + 1), rnd))
+            for i, c in enumerate(cl):
+                got = sorted(f[6:12] for f in _drain(c))
+                assert got == sorted(mac(j + 1) for j in range(3) if j != i), (mode, rnd, i)
+    finally:
+        for c in cl:
+            c.close()
+        srv.close()
+
+
+def test_released_port_number_reused_gets_no_frame_of_the_old_station(
+        mode: str, swdir: str) -> None:
+    srv = SwitchServer(swdir).start()
+    a, b = Client(swdir, 1500), Client(swdir, 1500)
+    stop = threading.Event()
+    try:
+        b.data.send(frame(BCAST, mac(2)))
+        a.data.send(frame(BCAST, mac(1)))
+        _drain(a)
+        _drain(b)
+
+        def blast() -> None:
+            i = 0
+            while not stop.is_set():
+                try:
+                    a.data.send(frame(mac(2), mac(1), i))
+                except OSError:
+                    time.sleep(0.001)
+                i += 1
+                if i % 64 == 0:
+                    time.sleep(0.001)
+
+        t = threading.Thread(target=blast)
+        t.start()
+        time.sleep(0.1)
+        b.close()  # port 2 released while A's cached flow blasts into it
+        wait_for(lambda: srv.active_ports() == [1], 5, 0.01, "port 2 released")
+        c = Client(swdir, 1500)  # gets port 2 again
+        try:
+            assert srv.active_ports() == [1, 2]
+            time.sleep(0.2)
+            stop.set()
+            t.join(5)
+            got = _drain(c)
+            # B's MAC was flushed with its port: A's frames to it are flooded to every port,
+            # C's included, as unknown unicast; what must not happen is an error or a stall
+            d = Client(swdir, 1500)
+            try:
+                d.data.send(frame(mac(1), mac(9), 7))
+                assert a.recv() == frame(mac(1), mac(9), 7), mode
+            finally:
+                d.close()
+            assert all(f[:6] == mac(2) for f in got)
+            with srv.lock:
+                assert srv.core.lookup(mac(2), 0, srv.engine.clock()) is None
+        finally:
+            c.close()
+    finally:
+        stop.set()
+        a.close()
+        srv.close()
