@@ -58,8 +58,9 @@ _TCP_FAST_MASK = 0x37  # SYN | FIN | RST | ACK | URG: only ACK may be set (PSH, 
 _TCP_SEMI_MASK = 0x36  # SYN | RST | ACK | URG: ACK set (FIN may be): see _rx_fast
 _TCP_FIN = 0x01
 _NOT_SEMI = frozenset((State.CLOSED, State.LISTEN, State.SYN_SENT))
-_PLAIN_STATES = frozenset((State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2,
-                           State.CLOSING, State.LAST_ACK, State.CLOSE_WAIT))
+_SYN_RECEIVED = State.SYN_RECEIVED
+_PLAIN_STATES = frozenset((State.SYN_RECEIVED, State.ESTABLISHED, State.FIN_WAIT_1,
+                           State.FIN_WAIT_2, State.CLOSING, State.LAST_ACK, State.CLOSE_WAIT))
 _from_bytes = int.from_bytes
 RX_FASTPATH = 1
 """Default of :attr:`StackCore.rx_fastpath` (0 turns the fused receive path off, e.g. for A/B
@@ -74,10 +75,10 @@ state)."""
 
 RX_PLAIN = 1
 """1: the fused receive path gives a segment without payload that header prediction does not
-take (a FIN, an ACK of our FIN: the closing segments) to
-:meth:`~ioth.stack.tcp.connection.TcpConnection.rx_plain` for a connection in ESTABLISHED or a
-closing state, without building a Segment; 0: to TcpLayer.conn_input (A/B knob, same frames and
-state)."""
+take (the handshake's ACK, a FIN, an ACK of our FIN) to
+:meth:`~ioth.stack.tcp.connection.TcpConnection.rx_plain` for a connection in SYN-RECEIVED,
+ESTABLISHED or a closing state, without building a Segment; 0: to TcpLayer.conn_input (A/B
+knob, same frames and state)."""
 
 RX_BATCH = 64
 """Frames :meth:`StackCore.input_frame` holds back inside a batch (see :meth:`begin_batch`) to
@@ -678,6 +679,9 @@ class StackCore:
                 end == start
                 and RX_PLAIN
                 and conn.state in _PLAIN_STATES
+                and (conn.state is not _SYN_RECEIVED or conn.listener is None
+                     # (else TcpLayer.conn_input drops the ACK: accept queue full)
+                     or len(conn.listener.accept_queue) < conn.listener.backlog)
                 and conn.rx_plain(seq, ack, flags, window, tsval, tsecr, now)
             ):
                 # what TcpLayer.conn_input does after TcpConnection.process

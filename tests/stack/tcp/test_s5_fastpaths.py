@@ -227,16 +227,18 @@ def _lifecycle(v6: bool, options: bool) -> tuple[list[object], list[bytes]]:
 
 
 @pytest.mark.parametrize("knob", [name for _, name in S5_KNOBS])
-@pytest.mark.parametrize(("v6", "loss", "seed"), [(False, 0.0, 1), (True, 0.0, 2),
-                                                  (False, 0.1, 3), (True, 0.08, 4)])
+@pytest.mark.parametrize(("v6", "loss", "seed", "backlog"), [
+    (False, 0.0, 1, 64), (True, 0.0, 2, 64), (False, 0.1, 3, 64), (True, 0.08, 4, 64),
+    (False, 0.1, 7, 1),  # SYN cookies, full accept queue (handshake ACKs dropped)
+])
 def test_scenario_frames_match(monkeypatch: pytest.MonkeyPatch, knob: str, v6: bool,
-                               loss: float, seed: int) -> None:
+                               loss: float, seed: int, backlog: int) -> None:
     fp._knobs(monkeypatch, True)
     _set(monkeypatch, S5_KNOBS, True)
     _set(monkeypatch, [k for k in S5_KNOBS if k[1] == knob], False)
-    general = fp._scenario(v6, loss, seed)
+    general = fp._scenario(v6, loss, seed, syn_backlog=min(backlog, 128), backlog=backlog)
     _set(monkeypatch, S5_KNOBS, True)
-    fast = fp._scenario(v6, loss, seed)
+    fast = fp._scenario(v6, loss, seed, syn_backlog=min(backlog, 128), backlog=backlog)
     assert len(fast[0]) == len(general[0])
     for i, (x, y) in enumerate(zip(fast[0], general[0], strict=True)):
         assert x == y, f"frame {i} differs"
@@ -294,8 +296,8 @@ def test_handshake_segments_skip_the_layered_input(monkeypatch: pytest.MonkeyPat
 
 @pytest.mark.parametrize("v6", [False, True])
 def test_closing_segments_take_rx_plain(monkeypatch: pytest.MonkeyPatch, v6: bool) -> None:
-    """RX_PLAIN on: with the FINs crossing, both FINs and both ACKs of them are consumed by
-    TcpConnection.rx_plain; off: none is offered to it."""
+    """RX_PLAIN on: the handshake's ACK and, with the FINs crossing, both FINs and both ACKs
+    of them are consumed by TcpConnection.rx_plain; off: none is offered to it."""
     taken: list[bool] = []
     orig = TcpConnection.rx_plain
 
@@ -330,4 +332,4 @@ def test_closing_segments_take_rx_plain(monkeypatch: pytest.MonkeyPatch, v6: boo
         link.pump()
         assert c.state is State.CLOSED and s.state is State.CLOSED
         assert len(client.tcp.time_wait) == 1 and len(server.tcp.time_wait) == 1
-        assert taken == ([True] * 4 if on else [])
+        assert taken == ([True] * 5 if on else [])

@@ -200,8 +200,9 @@ class InputMixin(TcbBase):
     def rx_plain(self, seq: int, ack: int, flags: int, window: int, tsval: int | None,
                  tsecr: int, now: float) -> bool:
         """A segment without payload and without SACK blocks, parsed by the caller (the
-        stack's fused receive path), for a TCB in ESTABLISHED, FIN-WAIT-1, FIN-WAIT-2,
-        CLOSING, LAST-ACK or CLOSE-WAIT: True if it was consumed exactly as
+        stack's fused receive path), for a TCB in SYN-RECEIVED (whose listener has room in
+        its accept queue: the caller checks), ESTABLISHED, FIN-WAIT-1, FIN-WAIT-2, CLOSING,
+        LAST-ACK or CLOSE-WAIT: True if it was consumed exactly as
         :meth:`process` would have (in order, acceptable ACK, FIN or not), False (nothing
         changed) if it must go through :meth:`process` instead (PAWS, out of order, a zero
         window, an ACK of unsent or very old data, a possible duplicate ACK...).
@@ -224,6 +225,9 @@ class InputMixin(TcbBase):
         fin = flags & FIN
         if ack > nxt or ack < una - self.max_snd_wnd or (ack == una and nxt > una and not fin):
             return False  # unsent or too old data acknowledged, or maybe a duplicate ACK
+        syn_received = self.state is _SYN_RECEIVED
+        if syn_received and ack <= una:
+            return False  # (not acceptable: answered with a RST)
         self.segments_in += 1
         # _process_synchronized from its acceptability test on (seq == RCV.NXT, no payload)
         self._last_rx = now
@@ -232,6 +236,20 @@ class InputMixin(TcbBase):
             self._reset_keepalive(now)
         if ts_ok and tsval is not None and rcv_nxt <= self._last_ack_sent:
             self.ts_recent = tsval
+        if syn_received:
+            # RFC 9293 3.10.7.4 fifth, SYN-RECEIVED: acceptable ACK -> ESTABLISHED
+            self.state = _ESTABLISHED
+            self._need_syn = False
+            self._peer_syn_opts = None
+            wnd = window << self.snd_wscale
+            self.snd_wnd = wnd
+            if wnd > self.max_snd_wnd:
+                self.max_snd_wnd = wnd
+            self.snd_wl1 = rcv_nxt
+            self.snd_wl2 = ack
+            self._reset_keepalive(now)
+            if self._fin_queued:
+                self.state = _FIN_WAIT_1
         # _process_ack without SACK blocks (no duplicate ACK: see above)
         old_wnd = self.snd_wnd
         wl1 = self.snd_wl1
