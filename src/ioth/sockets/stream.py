@@ -79,6 +79,12 @@ DIRECT_ACCEPT = 1
 #: (non-blocking, flags, a full send buffer, another thread serving), SO_ERROR after a failure,
 #: shutdown(SHUT_WR), or a fork; 0: every connected socket gets its pair at once
 LAZY_PAIR = 1
+#: 1: a TCP socket made blocking (no SOCK_NONBLOCK, no default timeout) and not handed a
+#: descriptor gets its AF_UNIX descriptor only when something needs it (fileno(), settimeout
+#: or setblocking that change the mode, listen, pairing, detach, SO_RCVTIMEO/SO_SNDTIMEO, a
+#: fork): a blocking connect or direct accept whose socket stays unpaired (LAZY_PAIR) costs no
+#: socket() and close() syscalls and no C socket set-up; 0: every socket gets one at once
+LAZY_FD = 1
 #: 1: TcpSockets.notify updates the engine end's interest itself when nothing else can have
 #: changed for the socket (no bytes to move, no error, no end of stream), instead of running
 #: StreamHandle.on_event/_update; 0: always through them
@@ -934,7 +940,14 @@ class StreamSocket(IothSocket):
         # handed over, whose check costs a getsockname); family and proto are the TCP
         # socket's (properties below; the C methods that would read the object's own family
         # to parse an address, connect/bind/sendto/getsockname, are all replaced here)
-        super().__init__(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, _fileno)
+        if LAZY_FD and _fileno is None and not type & _socket.SOCK_NONBLOCK \
+                and _socket.getdefaulttimeout() is None:
+            # no descriptor yet (see _ensure_fd): the C object says -1, blocking; this is
+            # what socket.socket.__init__ sets besides the descriptor
+            self._io_refs = 0
+            self._closed = False
+        else:
+            super().__init__(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, _fileno)
         self._stack = stack
         self._fam = int(family)
         self._proto = int(proto)
@@ -958,6 +971,42 @@ class StreamSocket(IothSocket):
     def proto(self) -> int:
         """0 or IPPROTO_TCP, as given to the constructor."""
         return self._proto
+
+    @property
+    def type(self) -> _socket.SocketKind:
+        """SOCK_STREAM (also before the socket has its descriptor, see LAZY_FD)."""
+        return _socket.SOCK_STREAM
+
+    def _ensure_fd(self) -> int:
+        """The descriptor, made now if the socket has none yet (LAZY_FD): an unconnected
+        AF_UNIX stream, blocking (a socket without a descriptor has no timeout: settimeout
+        and setblocking make it first).  -1 once the socket is closed."""
+        fd: int = _fileno(self)
+        if fd < 0 and not self._closed:
+            with self._stack.lock:
+                fd = _fileno(self)
+                if fd < 0 and not self._closed:
+                    _csocket.socket.__init__(self, _socket.AF_UNIX, _socket.SOCK_STREAM, 0)
+                    if _csocket.socket.gettimeout(self) is not None:
+                        # (socket.setdefaulttimeout since the socket was made: it stays
+                        # what it was, blocking)
+                        _csocket.socket.settimeout(self, None)
+                    fd = _fileno(self)
+        return fd
+
+    def settimeout(self, value: float | None) -> None:
+        """Set the timeout (None: blocking, 0: non-blocking), as ``socket.settimeout``."""
+        if value is None and _fileno(self) < 0 and not self._closed:
+            return  # (no descriptor yet: blocking already, nothing to change)
+        self._ensure_fd()
+        super().settimeout(value)
+
+    def setblocking(self, flag: bool) -> None:
+        """Blocking or non-blocking mode, as ``socket.setblocking``."""
+        if flag and _fileno(self) < 0 and not self._closed:
+            return  # (no descriptor yet: blocking already)
+        self._ensure_fd()
+        super().setblocking(flag)
 
     # -- addresses -------------------------------------------------------------------------------
     def _v(self) -> int:
@@ -1028,7 +1077,7 @@ class StreamSocket(IothSocket):
         backlog = max(1, min(int(backlog), 4096))
         stack = self._stack
         tcp = self._tcp
-        view = _unix(_fileno(self))
+        view = _unix(self._ensure_fd())
         try:
             view.bind("")
             view.listen(backlog)
@@ -1286,11 +1335,11 @@ class StreamSocket(IothSocket):
                 # (a blocking connect without a timeout: Linux's socket is unconnected again;
                 # with one, Python's connect polls and reads SO_ERROR: still connecting)
                 self._refused = timeout is None
-                if lazy and h.eng is None and not stack.closed and _fileno(self) >= 0:
+                if lazy and h.eng is None and not stack.closed and not self._closed:
                     # the descriptor was never paired: make it what a paired socket's is now
                     # (its engine end closed: reads give b"", writes EPIPE, like Linux)
                     try:
-                        self._tcp.pair(_fileno(self)).close()
+                        self._tcp.pair(self._ensure_fd()).close()
                         h.wrote += 1
                     except OSError:
                         pass
@@ -1352,7 +1401,7 @@ class StreamSocket(IothSocket):
         """Connect the application's own descriptor (the same open socket, so selector and
         epoll registrations made before ``connect`` stay valid, as with a kernel socket) to a
         new engine end, through the layer's abstract AF_UNIX rendezvous listener."""
-        eng = self._tcp.pair(_fileno(self))
+        eng = self._tcp.pair(self._ensure_fd())
         _bigbuf(self)  # (the engine end is sized lazily, see StreamHandle._update)
         return eng
 
@@ -1360,6 +1409,8 @@ class StreamSocket(IothSocket):
         """Give an unpaired socket (LAZY_PAIR) its engine end now: connect the descriptor to a
         new one (the same open socket: registrations stay valid) and let the pump carry what
         the connection holds for the application, as for a socket paired from the start."""
+        if _fileno(self) < 0:
+            self._ensure_fd()  # (also for a socket that is not connected: detach, recvmsg)
         h = self._h
         if h is None or not h.lazy or self._pid != _Pid.value:
             return
@@ -1380,6 +1431,8 @@ class StreamSocket(IothSocket):
         stream whose readiness and bytes are the connection's."""
         h = self._h
         if h is None:
+            if _fileno(self) < 0:
+                self._ensure_fd()
             self._exposed = True  # (a registration made now must stay valid: connect pairs)
         elif h.lazy:
             self._materialize()
@@ -1928,6 +1981,7 @@ class StreamSocket(IothSocket):
                     self._rcvbuf = int(ival) * 2
                     self._bufs_set = True
                 elif option in (_socket.SO_RCVTIMEO, _socket.SO_SNDTIMEO):
+                    self._ensure_fd()
                     _csocket.socket.setsockopt(self, level, option, value)
                     if option == _socket.SO_RCVTIMEO:  # (what the kernel keeps, rounded)
                         sec, usec = _TIMEVAL.unpack(_csocket.socket.getsockopt(
