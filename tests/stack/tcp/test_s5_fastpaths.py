@@ -21,6 +21,7 @@ import pytest
 
 from ioth.stack import core as core_mod
 from ioth.stack.core import StackCore
+from ioth.stack.tcp import output as output_mod
 from ioth.stack.tcp.connection import State, TcpConnection
 from ioth.stack.tcp.policy import TcpPolicy
 from tests.stack.harness import ip
@@ -30,6 +31,7 @@ from tests.stack.tcp import test_conn_fastpaths as fp
 S5_KNOBS: list[tuple[object, str]] = [
     (core_mod, "RX_HANDSHAKE"),
     (core_mod, "RX_PLAIN"),
+    (output_mod, "SMALL_FIN"),
 ]
 
 
@@ -333,3 +335,89 @@ def test_closing_segments_take_rx_plain(monkeypatch: pytest.MonkeyPatch, v6: boo
         assert c.state is State.CLOSED and s.state is State.CLOSED
         assert len(client.tcp.time_wait) == 1 and len(server.tcp.time_wait) == 1
         assert taken == ([True] * 5 if on else [])
+
+
+def _fin_after(tweak: Callable[[TcpConnection], None]) -> tuple[object, ...]:
+    """A client TCB with 64 bytes in flight (or acknowledged), tweaked, then closed: its state
+    and segments after the dispatch that sends the FIN."""
+    from ioth.stack.tcp.layer import TcpLayer
+
+    a = TcpLayer(random.Random(1), TcpPolicy(nodelay=True))
+    b = TcpLayer(random.Random(2), TcpPolicy(nodelay=True))
+    ca, sa = ip("198.18.0.1"), ip("198.18.0.2")
+
+    def move(src: TcpLayer, dst: TcpLayer, now: float) -> None:
+        out = list(src.outbox)
+        src.outbox.clear()
+        for s, d, seg in out:
+            dst.input(s, d, seg, now)
+
+    listener = b.listen(80)
+    c = a.connect(ca, sa, 80, 1.0)
+    move(a, b, 1.001)
+    move(b, a, 1.002)
+    move(a, b, 1.003)
+    assert listener.accept() is not None
+    c.send(bytes(64))
+    a.flush(c, 1.004)
+    a.outbox.clear()  # the request is in flight (lost, for all this TCB knows)
+    tweak(c)
+    c.close()
+    a.flush(c, 1.005)
+    return fp._tcb_state(c), [seg for _, _, seg in a.outbox]
+
+
+def _acked(c: TcpConnection) -> None:
+    c.snd_una = c.snd_nxt  # (as if the peer acknowledged the request)
+    c._shead = len(c._sbuf)
+    c._sseq = c.snd_nxt
+
+
+@pytest.mark.parametrize("tweak", [
+    lambda c: None,
+    _acked,
+    lambda c: setattr(c.cc, "cwnd", c.mss),  # cwnd-limited (after an RTO)
+    lambda c: (_acked(c), setattr(c, "_persist_at", 9.0)),  # persist timer armed
+    lambda c: setattr(c, "tso_max", 65000),  # TSO: the cut size is set
+    lambda c: setattr(c, "_rto_at", None),
+    lambda c: setattr(c, "snd_wnd", 64),  # the window ends at the FIN: general path
+    lambda c: setattr(c, "_lost_edge", c.snd_nxt),  # presumed lost: general path
+], ids=["in-flight", "acked", "cwnd-limited", "persist", "tso", "no-rto", "closed-window",
+        "lost"])
+def test_fin_alone_short_path_same_state(monkeypatch: pytest.MonkeyPatch,
+                                         tweak: Callable[[TcpConnection], None]) -> None:
+    monkeypatch.setattr(output_mod, "SMALL_FIN", False)
+    general = _fin_after(tweak)
+    monkeypatch.setattr(output_mod, "SMALL_FIN", True)
+    fast = _fin_after(tweak)
+    assert [repr(s) for s in fast[1]] == [repr(s) for s in general[1]]
+    assert fast[0] == general[0]
+
+
+def test_ts_rtt_inlines_rtt_sample() -> None:
+    """RecoveryMixin._ts_rtt's inlined copy of _rtt_sample gives its SRTT, RTTVAR, RTO and
+    min RTT, from the first sample on, within and outside the RTO bounds."""
+    from ioth.stack.tcp.isn import IsnGenerator
+    from ioth.stack.tcp.state import MASK
+
+    rng = random.Random(9)
+    policy = TcpPolicy(min_rto=0.2, max_rto=3.0)
+    local, remote = (ip("198.18.0.1"), 1000), (ip("198.18.0.2"), 80)
+    x = TcpConnection(policy, IsnGenerator(random.Random(1)), local, remote)
+    y = TcpConnection(policy, IsnGenerator(random.Random(1)), local, remote)
+    x._ts_offset = y._ts_offset = 12345
+    now = 50.0
+    for _ in range(300):
+        now += rng.random() * 0.5
+        rtt_ms = rng.choice((0, 1, 3, 40, 700, 5000, 20000))
+        ms = int(now * 1000)
+        tsecr = (ms + 12345 - rtt_ms) & MASK
+        x._ts_rtt(tsecr, now)
+        # the reference: _ts_rtt as it was, calling _rtt_sample
+        y._last_tsecr = tsecr
+        y._ts_last = max(ms, y._ts_last)
+        delta = (((y._ts_last + 12345) & MASK) - tsecr) & MASK
+        if delta < 0x80000000:
+            y._rtt_sample(delta / 1000.0)
+        assert (x.srtt, x.rttvar, x.rto, x._min_rtt, x._ts_last, x._last_tsecr) == (
+            y.srtt, y.rttvar, y.rto, y._min_rtt, y._ts_last, y._last_tsecr)

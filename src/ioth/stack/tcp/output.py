@@ -24,6 +24,10 @@ from ioth.stack.tcp.tcb import TcbBase
 #: Knob (A/B, tests): one segment's worth of new data with nothing in flight takes a short
 #: path of :meth:`OutputMixin._transmit` (same segments and state as the general path).
 SMALL_SEND = True
+#: Knob (A/B, tests): the FIN alone after all the data was sent, the window open beyond it and
+#: nothing to retransmit, takes a short path of :meth:`OutputMixin._transmit` (same segment and
+#: state).
+SMALL_FIN = True
 #: Knob: a read sends a pure window update only under Linux's rule too (tcp_cleanup_rbuf: the
 #: new window at least twice the one advertised now, the new window bounded as by Linux's
 #: rcv_ssthresh); off: whenever the window opens by min(buffer/2, 2 MSS) after it fell under
@@ -226,6 +230,29 @@ class OutputMixin(TcbBase):
                     self._cwnd_limited = limited
                 self._persist_at = None
                 return
+        if (
+            SMALL_FIN and nxt == fin_seq and data_end == nxt and una + self.snd_wnd > nxt
+            and not self._rerxt and not self._ooo and not self._sacked_bytes
+            and self._high_rxt >= self._lost_edge and self._lost_edge <= una
+        ):
+            # The FIN alone after all the data was sent, the window open beyond it (a close
+            # after the last reply, which may be in flight): the general path below with
+            # every loop empty, pipe what is in flight (nothing SACKed or presumed lost) and
+            # its FIN-alone step.
+            self._rtx_force = False
+            if self.tso_max > mss << 1:
+                self.tso_cut = mss
+            pipe = nxt - una
+            if pipe + mss > cwnd:
+                self._max_flight = pipe
+                self._max_flight_seq = nxt
+                self._cwnd_limited = True
+            out.append(self._mkseg(nxt, FIN | ACK, b"", now))
+            self.snd_nxt = nxt + 1
+            if self._rto_at is None:
+                self._rto_at = now + self.rto
+            self._persist_at = None
+            return
         if self._ooo and self.sack_ok:
             mss -= 2 + 8 * min(len(self._ooo), 3 if self.ts_ok else 4) + 2
         # TSO: super-segments of whole MSS-sized pieces (the interface's plug cuts them at

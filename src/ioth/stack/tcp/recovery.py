@@ -167,7 +167,22 @@ class RecoveryMixin(TcbBase):
         self._ts_last = ms
         delta = (((ms + self._ts_offset) & MASK) - tsecr) & MASK
         if delta < _HALF:
-            self._rtt_sample(delta / 1000.0)
+            # _rtt_sample(delta / 1000.0) inlined (one call less per ACK: keep them the same)
+            r = delta / 1000.0
+            mr = self._min_rtt
+            if mr is None or r < mr:
+                self._min_rtt = r  # RACK.min_RTT (RFC 8985 6.2)
+            srtt = self.srtt
+            rttvar = self.rttvar
+            if srtt is None or rttvar is None:
+                self.srtt = srtt = r
+                self.rttvar = rttvar = r / 2
+            else:
+                self.rttvar = rttvar = 0.75 * rttvar + 0.25 * abs(srtt - r)
+                self.srtt = srtt = 0.875 * srtt + 0.125 * r
+            rto = srtt + max(_G, 4 * rttvar)
+            p = self.policy
+            self.rto = p.min_rto if rto < p.min_rto else (p.max_rto if rto > p.max_rto else rto)
 
     def _on_dupack(self, now: float) -> None:
         if self._in_recovery:
