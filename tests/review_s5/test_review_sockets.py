@@ -6,11 +6,15 @@ ioth sockets (LAZY_PAIR on and off) and what the application sees must be the sa
 * a socket registered in a selector (epoll) *before* a refused connect, then connected again
   (ec3d75d makes a refused socket connectable again by putting a fresh AF_UNIX socket under the
   same descriptor number with dup2): the registration must still report the new connection's
-  readability, as it does on Linux (the descriptor is the same socket there).
+  readability, as it does on Linux (the descriptor is the same socket there);
+* calls on a closed socket (f634813's LAZY_FD sockets have no descriptor until one is needed:
+  a closed one never had any): Linux's Python socket raises EBADF for every call.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import selectors
 import socket
 from collections.abc import Callable, Iterator
@@ -49,8 +53,8 @@ def kernel() -> Iterator[Side]:
         lst.close()
 
 
-@pytest.fixture
-def ioth_side(tmp_path: Path, knob: int) -> Iterator[Side]:
+@contextlib.contextmanager
+def _ioth(tmp_path: Path) -> Iterator[Side]:
     with network(tmp_path, 2) as (a, b):
         lst = isocket(b, socket.AF_INET, socket.SOCK_STREAM)
         lst.bind(("192.0.2.2", 7700))
@@ -61,6 +65,12 @@ def ioth_side(tmp_path: Path, knob: int) -> Iterator[Side]:
                 ("192.0.2.2", 7701)
         finally:
             lst.close()
+
+
+@pytest.fixture
+def ioth_side(tmp_path: Path, knob: int) -> Iterator[Side]:
+    with _ioth(tmp_path) as side:
+        yield side
 
 
 def _registered_then_refused_then_connected(side: Side, timeout: float | None) -> list[Any]:
@@ -84,9 +94,9 @@ def _registered_then_refused_then_connected(side: Side, timeout: float | None) -
             except OSError as exc:
                 out.append(type(exc).__name__)
         a, _ = lst.accept()
-        out.append(bool(sel.select(0.2)))  # nothing to read yet
+        out.append(bool(sel.select(0.1)))  # nothing to read yet
         a.sendall(b"ping")
-        ready = sel.select(3)
+        ready = sel.select(1.0)
         out.append([key.fileobj is c for key, _ in ready])
         out.append(c.recv(4) if ready else None)
         a.close()
@@ -105,3 +115,78 @@ def test_a_registration_survives_a_refused_connect(kernel: Side, ioth_side: Side
     ref = _registered_then_refused_then_connected(kernel, timeout)
     assert ref[-2:] == [[True], b"ping"], ref
     assert _registered_then_refused_then_connected(ioth_side, timeout) == ref
+
+
+def _err(fn: Callable[[], Any]) -> Any:
+    try:
+        fn()
+    except OSError as exc:
+        return errno.errorcode.get(exc.errno, repr(exc)) if exc.errno else repr(exc)
+    return "returned"
+
+
+CLOSED_CALLS: dict[str, Callable[[Any], Any]] = {
+    "recv": lambda s: s.recv(10),
+    "recv_into": lambda s: s.recv_into(bytearray(10)),
+    "send": lambda s: s.send(b"x"),
+    "sendall": lambda s: s.sendall(b"x"),
+    "shutdown": lambda s: s.shutdown(socket.SHUT_WR),
+    "getpeername": lambda s: s.getpeername(),
+    "SO_ERROR": lambda s: s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR),
+    "accept": lambda s: s.accept(),
+}
+
+
+def _closed(side: Side, connected: bool, call: Callable[[Any], Any]) -> Any:
+    mk, lst, _ = side
+    c = mk()
+    a = None
+    if connected:
+        c.connect(lst.getsockname())
+        a, _ = lst.accept()
+    c.close()
+    try:
+        return c.fileno(), _err(lambda: call(c))
+    finally:
+        if a is not None:
+            a.close()
+
+
+_RECVMSG_BUG = pytest.mark.xfail(
+    strict=True, reason="BUG: recvmsg on a closed socket that never had a descriptor (LAZY_FD) "
+    "raises OSError('getsockaddrlen: bad family') without an errno (the C socket object was "
+    "never initialised: family 0); Linux and LAZY_FD=0: EBADF")
+
+
+@pytest.mark.parametrize(("lazy_fd", "lazy_pair", "connected"), [
+    pytest.param(1, 1, False, marks=_RECVMSG_BUG, id="lazyfd-lazy-unconnected"),
+    pytest.param(1, 0, False, marks=_RECVMSG_BUG, id="lazyfd-paired-unconnected"),
+    pytest.param(1, 1, True, marks=_RECVMSG_BUG, id="lazyfd-lazy-connected"),
+    pytest.param(1, 0, True, id="lazyfd-paired-connected"),
+    pytest.param(0, 1, False, id="fd-lazy-unconnected"),
+    pytest.param(0, 1, True, id="fd-lazy-connected"),
+])
+def test_recvmsg_on_a_closed_socket(kernel: Side, tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch, lazy_fd: int,
+                                    lazy_pair: int, connected: bool) -> None:
+    """Linux: EBADF (and fileno() -1)."""
+    monkeypatch.setattr(stream, "LAZY_FD", lazy_fd)
+    monkeypatch.setattr(stream, "LAZY_PAIR", lazy_pair)
+    ref = _closed(kernel, connected, lambda s: s.recvmsg(10))
+    assert ref == (-1, "EBADF")
+    with _ioth(tmp_path) as side:
+        assert _closed(side, connected, lambda s: s.recvmsg(10)) == ref
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: calls on a closed ioth TCP socket do not raise "
+                   "EBADF (Linux): unconnected recv/send/shutdown/getpeername ENOTCONN/EPIPE, "
+                   "SO_ERROR returns 0, accept EINVAL; connected: getpeername gives the peer, "
+                   "SO_ERROR 0, accept EINVAL")
+@pytest.mark.parametrize("connected", [False, True], ids=["unconnected", "connected"])
+def test_calls_on_a_closed_socket_raise_ebadf(kernel: Side, tmp_path: Path,
+                                              connected: bool) -> None:
+    ref = {name: _closed(kernel, connected, call) for name, call in CLOSED_CALLS.items()}
+    assert set(ref.values()) == {(-1, "EBADF")}
+    with _ioth(tmp_path) as side:
+        got = {name: _closed(side, connected, call) for name, call in CLOSED_CALLS.items()}
+    assert got == ref
