@@ -7,8 +7,8 @@ is dropped, for every k: SYN, SYN-ACK, the handshake's ACK, the request, the rep
 either last ACK.  Whatever is lost, the exchange must complete (request and reply whole, EOF
 on both ends, both ends CLOSED or in TIME-WAIT, no reset), the lost SYN must come again after
 the 1 s initial RTO (RFC 6298, Linux), and the frames on the wire must be the same with every
-connection fast path on and off (the knobs of tests/stack/tcp/test_conn_fastpaths.KNOBS, which
-session 5's new knobs join).
+connection fast path on and off (the knobs of tests/stack/tcp/test_conn_fastpaths.KNOBS and
+test_s5_fastpaths.S5_KNOBS).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from ioth.stack.tcp.policy import TcpPolicy
 from ioth.stack.tcp.segment import decode
 from tests.stack.tcp.harness import Link
 from tests.stack.tcp.test_conn_fastpaths import KNOBS
+from tests.stack.tcp.test_s5_fastpaths import S5_KNOBS
 
 REQ = bytes(range(64))
 REPLY = bytes(range(64, 128))
@@ -28,8 +29,8 @@ FRAMES = 9
 
 
 def _knobs(monkeypatch: pytest.MonkeyPatch, on: bool) -> None:
-    for mod, name in KNOBS:
-        monkeypatch.setattr(mod, name, on)
+    for mod, name in [*KNOBS, *S5_KNOBS]:
+        monkeypatch.setattr(mod, name, type(getattr(mod, name))(on))
 
 
 Wire = list[tuple[float, bytes, bytes, bytes]]
