@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import select
 import socket
 import struct
 import threading
@@ -282,9 +283,33 @@ def cps_from_the_dut(peer: Factory, dut: Factory) -> list[Any]:
     return [all(out), len(out)]
 
 
+def listen_backlog_bounds_the_handshakes(peer: Factory, dut: Factory) -> list[Any]:
+    """listen(1) and nobody accepting: 4 peers connect at once; Linux completes backlog + 1
+    handshakes (the accept queue's bound), the others wait for their SYN's retransmission
+    (1 s); after 0.5 s, then accepting, every one of them gets through."""
+    lst = dut()
+    lst.bind((DUT_IP, 0))
+    lst.listen(1)
+    port = lst.getsockname()[1]
+    ks = []
+    for _ in range(4):
+        k = peer()
+        k.setblocking(False)
+        k.connect_ex((DUT_IP, port))
+        ks.append(k)
+    time.sleep(0.5)
+    _, writable, _ = select.select([], ks, [], 0)
+    done = sum(1 for k in writable if k.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0)
+    lst.settimeout(5)
+    accepted = [_try(lambda: lst.accept()[0].close()) for _ in range(4)]
+    _close_all(lst, *ks)
+    return [done, accepted]
+
+
 SCENARIOS = [rst_in_established, rst_in_close_wait, rst_in_fin_wait_2,
              rst_after_data_in_fin_wait_1, fins_cross_with_data, simultaneous_shutdown,
-             server_time_wait_takes_a_new_syn, cps_from_the_dut]
+             server_time_wait_takes_a_new_syn, cps_from_the_dut,
+             listen_backlog_bounds_the_handshakes]
 _ORACLE: dict[str, list[Any]] = {}
 
 
@@ -298,6 +323,9 @@ def _oracle(scenario: Callable[[Factory, Factory], list[Any]]) -> list[Any]:
 BUGS = {
     rst_in_close_wait: "BUG: after a reset in CLOSE-WAIT the first send() returns 1 (the byte "
                        "is lost silently); Linux: EPIPE",
+    listen_backlog_bounds_the_handshakes: "BUG: listen(1) with nobody accepting completes "
+                                          "every handshake (4 of 4 within 0.5 s); Linux: "
+                                          "backlog + 1 (2), the others wait",
 }
 
 
