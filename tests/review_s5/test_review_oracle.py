@@ -306,10 +306,43 @@ def listen_backlog_bounds_the_handshakes(peer: Factory, dut: Factory) -> list[An
     return [done, accepted]
 
 
+def client_time_wait_and_its_port(peer: Factory, dut: Factory) -> list[Any]:
+    """The DUT (client, bound port, SO_REUSEADDR) closes first and sits in TIME-WAIT.  Linux:
+    another socket with SO_REUSEADDR binds the port and connects the same 4-tuple at once
+    (the TIME-WAIT had timestamps: tcp_twsk_unique reuses it for an explicitly bound port); a
+    socket without SO_REUSEADDR cannot bind the port (EADDRINUSE) while the TIME-WAIT lasts."""
+    lst = peer()
+    lst.bind((PEER_IP, 0))
+    lst.listen(8)
+    lst.settimeout(5)
+    port = lst.getsockname()[1]
+    c = dut()
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    c.bind((DUT_IP, 0))
+    cport = c.getsockname()[1]
+    c.settimeout(5)
+    c.connect((PEER_IP, port))
+    a, _ = lst.accept()
+    c.close()  # the client first: TIME-WAIT at the DUT
+    out = [_try(lambda: a.recv(1))]
+    a.close()
+    time.sleep(0.2)
+    c2 = dut()
+    c2.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    out.append(_try(lambda: c2.bind((DUT_IP, cport))))
+    c2.settimeout(5)
+    out.append(_try(lambda: c2.connect((PEER_IP, port))))
+    c2.close()
+    c3 = dut()
+    out.append(_try(lambda: c3.bind((DUT_IP, cport))))
+    _close_all(c3, lst)
+    return out
+
+
 SCENARIOS = [rst_in_established, rst_in_close_wait, rst_in_fin_wait_2,
              rst_after_data_in_fin_wait_1, fins_cross_with_data, simultaneous_shutdown,
              server_time_wait_takes_a_new_syn, cps_from_the_dut,
-             listen_backlog_bounds_the_handshakes]
+             listen_backlog_bounds_the_handshakes, client_time_wait_and_its_port]
 _ORACLE: dict[str, list[Any]] = {}
 
 
@@ -326,6 +359,10 @@ BUGS = {
     listen_backlog_bounds_the_handshakes: "BUG: listen(1) with nobody accepting completes "
                                           "every handshake (4 of 4 within 0.5 s); Linux: "
                                           "backlog + 1 (2), the others wait",
+    client_time_wait_and_its_port: "BUG: a client's TIME-WAIT (with timestamps) blocks a "
+                                   "new connect from the same bound port (EADDRINUSE; Linux "
+                                   "reuses it) but not a bind without SO_REUSEADDR (Linux: "
+                                   "EADDRINUSE)",
 }
 
 
