@@ -45,9 +45,11 @@ def syn_options(mss: int, tsval: int, tsecr: int, ws: int) -> bytes:
 
 
 class Rig:
-    def __init__(self, v6: bool, short_cut: bool) -> None:
+    def __init__(self, v6: bool, short_cut: bool,
+                 knobs: tuple[str, ...] = ("RX_HANDSHAKE",)) -> None:
         self.v6 = v6
         self.short_cut = short_cut
+        self.knobs = knobs
         self.core = core = StackCore(random.Random(5))
         self.iface = iface = core.add_interface("vde0", MAC_A, 1500)
         core.set_up(iface.index, True, 0.0)
@@ -100,12 +102,14 @@ class Rig:
         self.core.poll(self.now)
 
     def feed(self, frame: bytes) -> None:
-        saved = core_mod.RX_HANDSHAKE
-        core_mod.RX_HANDSHAKE = int(self.short_cut)  # type: ignore[assignment]
+        saved = [(name, getattr(core_mod, name)) for name in self.knobs]
+        for name in self.knobs:
+            setattr(core_mod, name, int(self.short_cut))
         try:
             self.core.input_frame(self.iface.index, frame, self.now)
         finally:
-            core_mod.RX_HANDSHAKE = saved  # type: ignore[assignment]
+            for name, value in saved:
+                setattr(core_mod, name, value)
 
     def frame(self, seq: int, ack: int, flags: int, dport: int, sport: int, opts: bytes,
               payload: bytes = b"", window: int = 64240, corrupt: bool = False) -> bytes:
@@ -243,3 +247,81 @@ def test_a_syn_to_a_listener_with_a_full_accept_queue_is_dropped_either_way(v6: 
         r.feed(r.frame(1, 0, SYN, 82, 50009, syn_options(1460, 5, 0, 7)))
         assert r.sent() == []
         assert r.l82.syn_dropped == 1
+
+
+@dataclass
+class HsAck:
+    """A SYN from the peer (port ``sport``) to listener ``dport``, then the third segment."""
+
+    dport: int
+    sport: int
+    flags: int
+    seq: int  # offset from the right SEQ (the SYN's + 1)
+    ack: str
+    ts: str
+    payload: int
+    window: int
+    dt: float
+
+
+hs_acks = st.builds(
+    HsAck,
+    dport=st.sampled_from([81, 81, 82, 84]),
+    sport=st.sampled_from([50001, 50002, 50003]),
+    flags=st.sampled_from([ACK, ACK, ACK | PSH, ACK | FIN, ACK | FIN | PSH, ACK | RST, ACK | ECE,
+                           ACK | URG, 0]),
+    seq=st.sampled_from([0, 0, 0, 1, -1, 70000]),
+    ack=st.sampled_from(["right", "right", "plus1", "minus1", "zero"]),
+    ts=st.sampled_from(["next", "next", "old", "none", "zero_ecr"]),
+    payload=st.sampled_from([0, 0, 0, 5]),
+    window=st.sampled_from([0, 1, 502, 65535]),
+    dt=st.sampled_from([0.0, 0.0, 0.2, 1.2, 3.5]),
+)
+
+
+def _synack_iss(frames: list[bytes], v6: bool, port: int) -> int | None:
+    """The ISS of the SYN-ACK sent from our ``port`` among ``frames``."""
+    off = 54 if v6 else 34
+    for f in frames:
+        if len(f) >= off + 20 and int.from_bytes(f[off:off + 2], "big") == port \
+                and f[off + 13] & 0x12 == 0x12:
+            return int.from_bytes(f[off + 4:off + 8], "big")
+    return None
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(v6=st.booleans(), steps=st.lists(hs_acks, min_size=1, max_size=10))
+def test_handshake_acks_agree_with_the_layered_path(v6: bool, steps: list[HsAck]) -> None:
+    """RX_HANDSHAKE and RX_PLAIN (71ec4ad: rx_plain takes the handshake's ACK in
+    SYN-RECEIVED) on, against both off: a SYN from the peer, then a random third segment
+    (right/wrong SEQ and ACK, FIN, PSH, RST, URG, ECE, no ACK, old or no timestamps, data, a
+    zero window), for a listener with room, one whose accept queue is full and one whose SYN
+    queue holds one (cookies); delays let the SYN-ACK be retransmitted."""
+    knobs = ("RX_HANDSHAKE", "RX_PLAIN")
+    fast, slow = Rig(v6, True, knobs), Rig(v6, False, knobs)
+    ts = 100
+    for s in steps:
+        ts += 1
+        syn_seq = 1000 * s.sport
+        syn = [r.frame(syn_seq, 0, SYN, s.dport, s.sport, syn_options(1460, ts, 0, 7))
+               for r in (fast, slow)]
+        fast.feed(syn[0])
+        slow.feed(syn[1])
+        out_f, out_s = fast.sent(), slow.sent()
+        assert out_f == out_s, s
+        iss = _synack_iss(out_f, v6, s.dport)
+        if iss is None:  # (dropped: full accept queue; or a SYN for a half-open 4-tuple)
+            iss = 0
+        ack = {"right": iss + 1, "plus1": iss + 2, "minus1": iss, "zero": 0}[s.ack]
+        tsval = ts + 1 if s.ts != "old" else ts - 5
+        opts = b"" if s.ts == "none" else wire_tcp.ts_option(
+            tsval & MASK, 0 if s.ts == "zero_ecr" else 1)
+        third = [r.frame(syn_seq + 1 + s.seq, ack, s.flags, s.dport, s.sport, opts,
+                         bytes(s.payload), s.window) for r in (fast, slow)]
+        fast.feed(third[0])
+        slow.feed(third[1])
+        if s.dt:
+            fast.advance(s.dt)
+            slow.advance(s.dt)
+        assert fast.sent() == slow.sent(), s
+        assert fast.snapshot() == slow.snapshot(), s
