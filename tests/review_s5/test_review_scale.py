@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import collections
 import gc
+import importlib
 import os
 import socket
 import threading
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 import ioth
 from ioth.sockets import socket as isocket
@@ -29,7 +32,7 @@ from tests.support.peers import wait_for
 #: attributes allowed to grow with the number of connections (bounded elsewhere)
 GROWING = {"time_wait", "_tw_queues"}
 #: connections per batch
-BATCH = 400
+BATCH = 300
 
 
 def _sizes(obj: Any, prefix: str, out: dict[str, int], depth: int = 0,
@@ -78,7 +81,27 @@ def _fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def test_cps_pattern_leaves_no_per_connection_state(tmp_path: Path) -> None:
+#: knob sets: the defaults, then the general paths of the socket layer, runtime and switch
+KNOB_SETS = {
+    "default": {},
+    "sockets-general": {"ioth.sockets.stream": {"LAZY_FD": 0, "LAZY_PAIR": 0,
+                                               "DIRECT_ACCEPT": 0, "NOTIFY_FAST": 0}},
+    "runtime-general": {"ioth.stack.runtime": {"INLINE": 0, "GUARD": 0, "QUIET_READ": 0,
+                                              "HOLD_TIMERS": 0, "KEEP_WAITED": 0},
+                        "ioth.net.dgram": {"ONE_FAST": 0},
+                        "ioth.net.switch.server": {"FAST_PATH": False}},
+}
+
+
+@pytest.mark.parametrize("knobs", list(KNOB_SETS))
+def test_cps_pattern_leaves_no_per_connection_state(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    knobs: str) -> None:
+    for module, values in KNOB_SETS[knobs].items():
+        mod = importlib.import_module(module)
+        for name, value in values.items():
+            assert hasattr(mod, name), (module, name)
+            monkeypatch.setattr(mod, name, value)
     with network(tmp_path) as (cli_stack, srv_stack):
         srv = isocket(srv_stack, socket.AF_INET, socket.SOCK_STREAM)
         srv.bind(("192.0.2.2", 8080))
