@@ -106,9 +106,9 @@ def _registered_then_refused_then_connected(side: Side, timeout: float | None) -
     return out
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a selector registration made before a refused "
-                   "connect never reports the socket readable after it connects again (the "
-                   "dup2 refresh of ec3d75d drops the epoll registration; Linux keeps it)")
+# (fixed: was a strict xfail: "a selector registration made before a refused connect never
+# reports the socket readable after it connects again (the dup2 refresh of ec3d75d drops the
+# epoll registration; Linux keeps it)"; the failed connect's engine end now stays for the next)
 @pytest.mark.parametrize("timeout", [5.0, None], ids=["timeout", "blocking"])
 def test_a_registration_survives_a_refused_connect(kernel: Side, ioth_side: Side,
                                                    timeout: float | None) -> None:
@@ -152,16 +152,15 @@ def _closed(side: Side, connected: bool, call: Callable[[Any], Any]) -> Any:
             a.close()
 
 
-_RECVMSG_BUG = pytest.mark.xfail(
-    strict=True, reason="BUG: recvmsg on a closed socket that never had a descriptor (LAZY_FD) "
-    "raises OSError('getsockaddrlen: bad family') without an errno (the C socket object was "
-    "never initialised: family 0); Linux and LAZY_FD=0: EBADF")
+# (fixed: the lazyfd cases were strict xfails: "recvmsg on a closed socket that never had a
+# descriptor (LAZY_FD) raises OSError('getsockaddrlen: bad family') without an errno (the C
+# socket object was never initialised: family 0); Linux and LAZY_FD=0: EBADF")
 
 
 @pytest.mark.parametrize(("lazy_fd", "lazy_pair", "connected"), [
-    pytest.param(1, 1, False, marks=_RECVMSG_BUG, id="lazyfd-lazy-unconnected"),
-    pytest.param(1, 0, False, marks=_RECVMSG_BUG, id="lazyfd-paired-unconnected"),
-    pytest.param(1, 1, True, marks=_RECVMSG_BUG, id="lazyfd-lazy-connected"),
+    pytest.param(1, 1, False, id="lazyfd-lazy-unconnected"),
+    pytest.param(1, 0, False, id="lazyfd-paired-unconnected"),
+    pytest.param(1, 1, True, id="lazyfd-lazy-connected"),
     pytest.param(1, 0, True, id="lazyfd-paired-connected"),
     pytest.param(0, 1, False, id="fd-lazy-unconnected"),
     pytest.param(0, 1, True, id="fd-lazy-connected"),
@@ -178,10 +177,9 @@ def test_recvmsg_on_a_closed_socket(kernel: Side, tmp_path: Path,
         assert _closed(side, connected, lambda s: s.recvmsg(10)) == ref
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: calls on a closed ioth TCP socket do not raise "
-                   "EBADF (Linux): unconnected recv/send/shutdown/getpeername ENOTCONN/EPIPE, "
-                   "SO_ERROR returns 0, accept EINVAL; connected: getpeername gives the peer, "
-                   "SO_ERROR 0, accept EINVAL")
+# (fixed: was a strict xfail: "calls on a closed ioth TCP socket do not raise EBADF (Linux):
+# unconnected recv/send/shutdown/getpeername ENOTCONN/EPIPE, SO_ERROR returns 0, accept
+# EINVAL; connected: getpeername gives the peer, SO_ERROR 0, accept EINVAL")
 @pytest.mark.parametrize("connected", [False, True], ids=["unconnected", "connected"])
 def test_calls_on_a_closed_socket_raise_ebadf(kernel: Side, tmp_path: Path,
                                               connected: bool) -> None:

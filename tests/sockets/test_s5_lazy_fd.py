@@ -16,6 +16,7 @@ import select
 import socket
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,11 @@ def _echo_once(srv: Any, out: list[Any]) -> threading.Thread:
 
     t = threading.Thread(target=run, daemon=True)
     t.start()
-    return t
+    lh = srv._listen
+    deadline = time.monotonic() + 5
+    while lh is not None and not lh.hold and time.monotonic() < deadline:
+        time.sleep(0.002)  # (until accept serves inline: else the engine may take the SYN
+    return t               # first and the connection is accepted paired, by design)
 
 
 def test_a_blocking_connection_never_makes_a_descriptor(

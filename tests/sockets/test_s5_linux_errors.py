@@ -219,3 +219,51 @@ def test_nonblocking_connect_after_a_refusal_as_linux(kernel_side: _Side, ioth_s
     ref = _nonblocking(kernel_side, read_so_error)
     assert ref[0] == "EINPROGRESS" and ref[-2] == "EINPROGRESS"
     assert _nonblocking(ioth_side, read_so_error) == ref
+
+
+def _refused_then_io(side: _Side, timeout: float | None, register: bool) -> list[Any]:
+    c = side.mk()
+    c.settimeout(timeout)
+    ep = select.epoll()
+    out: list[Any] = []
+    try:
+        if register:
+            ep.register(c.fileno(), select.EPOLLIN)
+        out += _run(c, [("refused", lambda s: s.connect(side.refused))])
+        out.append(("readable", bool(select.select([c], [], [], 2)[0])))
+        out += _run(c, [("recv", lambda s: s.recv(1)),
+                        ("recv_into", lambda s: s.recv_into(bytearray(4))),
+                        ("send", lambda s: s.send(b"x")),
+                        ("sendall", lambda s: s.sendall(b"x")),
+                        ("SO_ERROR", lambda s: s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)),
+                        ("again", lambda s: s.connect(side.refused))])
+        for _ in range(2):
+            got = _run(c, [("to the listener", lambda s: s.connect(side.addr))])
+            out += got
+            if got[0][1] == "ok":
+                break
+        a, _ = side.listener.accept()
+        if register:
+            out.append(("registered: nothing yet", ep.poll(0.1)))
+        a.sendall(b"ping")
+        if register:
+            out.append(("registered: readable", bool(ep.poll(3))))
+        out.append(("reply", c.recv(4)))
+        a.close()
+        return out
+    finally:
+        ep.close()
+        c.close()
+
+
+@pytest.mark.parametrize("register", [False, True], ids=["plain", "registered"])
+@pytest.mark.parametrize("timeout", [5.0, None], ids=["timeout", "blocking"])
+def test_io_after_a_refused_connect_then_a_new_one(kernel_side: _Side, ioth_side: _Side,
+                                                   timeout: float | None,
+                                                   register: bool) -> None:
+    """After a refused connect the socket is readable, recv gives end of stream and send
+    EPIPE; a registration made before the refused connect reports the new connection's bytes
+    (same descriptor: the failed connect's engine end serves the next one)."""
+    ref = _refused_then_io(kernel_side, timeout, register)
+    assert ("reply", b"ping") in ref
+    assert _refused_then_io(ioth_side, timeout, register) == ref

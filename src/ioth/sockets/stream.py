@@ -503,6 +503,9 @@ class StreamHandle:
     # window closes, as on Linux) and the engine end's write side is shut (readers see EOF)
     rd_shut = False
     _cond: threading.Condition | None = None  # made on first wait (see cond)
+    # after a failed connect: the engine end, kept connected to the application's
+    # descriptor for the socket's next connect (see _teardown)
+    spare: _csocket.socket | None = None
 
     def __init__(self, tcp: TcpSockets, conn: TcpConnection, eng: _csocket.socket | None,
                  connecting: bool = False) -> None:
@@ -708,7 +711,7 @@ class StreamHandle:
                 conn.error = None
                 if self.junk:
                     self._drop_junk()
-                self._teardown()
+                self._teardown(keep=True)
             if self._cond is not None:
                 self._cond.notify_all()  # (_wake_waiters)
             if self.connecting:
@@ -788,7 +791,13 @@ class StreamHandle:
                 break
             self.junk -= len(got)
 
-    def _teardown(self) -> None:
+    def _teardown(self, keep: bool = False) -> None:
+        """Forget the handle and close its engine end; ``keep`` (a connect that failed): the
+        engine end stays connected to the application's descriptor as ``spare`` (the same
+        open socket serves the next connect: registrations made on the descriptor stay
+        valid, as on Linux), with one byte written into it so that the descriptor reads
+        as readable as a refused kernel socket (StreamSocket reports b"" and EPIPE itself
+        and drains the byte before a new connect)."""
         if self.connecting:  # the stack went away under a connect
             self.connecting = False
             self.failed = True
@@ -805,7 +814,14 @@ class StreamHandle:
         self.eng = None
         self.wrote += 1
         self.tcp.pump.forget(self.fd)
-        eng.close()
+        if keep and not self.tcp.stack.closed:
+            self.spare = eng
+            try:
+                eng.send(b"\0", _DONTWAIT)
+            except OSError:
+                pass
+        else:
+            eng.close()
         if self.tcp.by_conn.get(self.conn) is self:
             del self.tcp.by_conn[self.conn]
         if self.name:
@@ -916,6 +932,9 @@ class StreamSocket(IothSocket):
     # a failed connect was reported and the socket is unconnected again (Linux): the next
     # connect starts afresh (see _connect)
     _refused = False
+    # the engine end a failed connect left connected to the descriptor, for the next connect
+    _spare: _csocket.socket | None = None
+    _gone = False  # closed (the socket object's calls then fail with EBADF, as Linux's)
 
     def __init__(self, stack: Stack, family: int = _socket.AF_INET,
                  type: int = _socket.SOCK_STREAM, proto: int = 0, *,
@@ -1014,6 +1033,8 @@ class StreamSocket(IothSocket):
 
     def bind(self, address: Any) -> None:
         """Reserve a local address and port (EADDRINUSE, EADDRNOTAVAIL, EINVAL like Linux)."""
+        if self._gone:
+            raise oserror(errno.EBADF)
         addr, port, _ = parse_address(self._stack, self.family, address, bind=True)
         stack = self._stack
         tcp = self._tcp
@@ -1050,6 +1071,8 @@ class StreamSocket(IothSocket):
 
     def getsockname(self) -> Address:
         """Local (address, port)."""
+        if self._gone:
+            raise oserror(errno.EBADF)
         h = self._h
         if h is not None:
             return format_address(self._fam, h.conn.local[0], h.conn.local[1])
@@ -1061,12 +1084,15 @@ class StreamSocket(IothSocket):
         """The peer's (address, port); ENOTCONN before the connection is established."""
         h = self._h
         if h is None or h.connecting or h.failed or h.conn.state is _CLOSED:
-            raise oserror(errno.ENOTCONN)  # (closed, by a reset say: Linux's TCP_CLOSE)
+            # (closed by a reset, say: Linux's TCP_CLOSE)
+            raise oserror(errno.EBADF if self._gone else errno.ENOTCONN)
         return format_address(self._fam, h.conn.remote[0], h.conn.remote[1])
 
     # -- passive open ----------------------------------------------------------------------------
     def listen(self, backlog: int = 128) -> None:
         """Listen; the descriptor turns readable when connections wait for :meth:`accept`."""
+        if self._gone:
+            raise oserror(errno.EBADF)
         if self._h is not None:
             raise oserror(errno.EINVAL)
         if self._listen is not None:
@@ -1111,7 +1137,7 @@ class StreamSocket(IothSocket):
 
     def _accept(self) -> tuple[int, Any]:
         if self._listen is None:
-            raise oserror(errno.EINVAL)
+            raise oserror(errno.EBADF if self._gone else errno.EINVAL)
         if self._pid == _Pid.value and self.gettimeout() != 0:
             self._serve_inline()
         return _csocket.socket._accept(self)  # type: ignore[attr-defined, no-any-return]
@@ -1240,6 +1266,8 @@ class StreamSocket(IothSocket):
             return exc.errno or errno.EINVAL
 
     def _connect(self, address: Any) -> int:
+        if self._gone:
+            return errno.EBADF
         stack = self._stack
         tcp = self._tcp
         if self._listen is not None:
@@ -1296,7 +1324,7 @@ class StreamSocket(IothSocket):
             # a blocking connect leaves the descriptor unpaired (LAZY_PAIR); a non-blocking
             # one needs it at once (its writability tells the end of the handshake)
             lazy = h.lazy = bool(LAZY_PAIR) and timeout != 0.0 and not self._exposed \
-                and self._pid == _Pid.value
+                and self._pid == _Pid.value and self._spare is None
             tcp.by_conn[conn] = h
             self._h = h
             stack.runtime.flush()
@@ -1305,7 +1333,11 @@ class StreamSocket(IothSocket):
                     h.on_event()  # it connected (loopback) or failed already
                 waiting = h.connecting
         if not lazy:
-            eng = self._pair()
+            eng = self._spare
+            if eng is not None:  # (connected to the descriptor by a failed connect)
+                self._spare = None
+            else:
+                eng = self._pair()
             with stack.lock:
                 h.eng = eng
                 h.fd = eng.fileno()
@@ -1335,38 +1367,39 @@ class StreamSocket(IothSocket):
                 # (a blocking connect without a timeout: Linux's socket is unconnected again;
                 # with one, Python's connect polls and reads SO_ERROR: still connecting)
                 self._refused = timeout is None
-                if lazy and h.eng is None and not stack.closed and not self._closed:
-                    # the descriptor was never paired: make it what a paired socket's is now
-                    # (its engine end closed: reads give b"", writes EPIPE, like Linux)
-                    try:
-                        self._tcp.pair(self._ensure_fd()).close()
-                        h.wrote += 1
-                    except OSError:
-                        pass
                 return err
         return 0
 
     def _unconnect(self) -> None:
         """After a failed connect was reported: make the socket unconnected again, as Linux
-        does, so that the next connect starts afresh: no handle, and a fresh unconnected
-        AF_UNIX socket under the same descriptor number (the old one may be paired with a
-        closed engine end; AF_UNIX streams cannot be disconnected; registrations made on the
-        old one in epoll sets are dropped with it)."""
-        fd = _fileno(self)
-        if fd >= 0:
-            fresh = _csocket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-            try:
-                os.dup2(fresh.fileno(), fd, inheritable=False)
-            finally:
-                fresh.close()
-            if self.gettimeout() is not None:
-                os.set_blocking(fd, False)
-        with self._stack.lock:
+        does, so that the next connect starts afresh on the same descriptor (registrations
+        made on it stay valid): no handle; a descriptor paired for the failed connect keeps
+        its engine end for the next one (``_spare``), the byte that made it readable
+        drained; an unpaired one was never connected."""
+        stack = self._stack
+        with stack.lock:
+            h = self._h
+            spare = h.spare if h is not None else None
+            if h is not None:
+                h.spare = None
             self._h = None
+        if spare is not None:
+            self._drain()
+            if self._spare is not None:
+                self._spare.close()
+            self._spare = spare
         self._refused = False
-        self._junked = False
         self._got = 0
         self._rd_shut = False
+
+    def _drain(self) -> None:
+        """Read and drop what waits in the descriptor (never blocking)."""
+        while True:
+            try:
+                if not _csocket.socket.recv(self, 4096, _DONTWAIT):
+                    return
+            except OSError:
+                return
 
     def _connect_inline(self, h: StreamHandle, timeout: float | None) -> float | None:
         """A blocking connect serves the stack's plugs on its own thread until the handshake
@@ -1436,25 +1469,55 @@ class StreamSocket(IothSocket):
             self._exposed = True  # (a registration made now must stay valid: connect pairs)
         elif h.lazy:
             self._materialize()
+        elif _fileno(self) < 0:
+            self._ensure_fd()  # (a failed connect's socket, never paired)
         return _fileno(self)
 
     def detach(self) -> int:
         """Close the socket object without closing the descriptor, which is returned (paired
         first: it must go on working without this object)."""
+        if self._gone:
+            raise oserror(errno.EBADF)
         self._materialize()
         return super().detach()
 
     def recvmsg(self, bufsize: int, ancbufsize: int = 0,
                 flags: int = 0) -> tuple[bytes, list[tuple[int, int, bytes]], int, Any]:
         """Receive through the descriptor."""
+        if self._gone:
+            raise oserror(errno.EBADF)
+        h = self._h
+        if h is not None and h.failed:
+            self._failed_io(h)
+            return b"", [], 0, None
         self._materialize()
         return super().recvmsg(bufsize, ancbufsize, flags)
 
     def recvmsg_into(self, buffers: Any, ancbufsize: int = 0,
                      flags: int = 0) -> tuple[int, list[tuple[int, int, bytes]], int, Any]:
         """Receive through the descriptor."""
+        if self._gone:
+            raise oserror(errno.EBADF)
+        h = self._h
+        if h is not None and h.failed:
+            self._failed_io(h)
+            return 0, [], 0, None
         self._materialize()
         return super().recvmsg_into(buffers, ancbufsize, flags)
+
+    def _failed_io(self, h: StreamHandle, write: bool = False) -> None:
+        """A read or write after a failed connect: the connect's error if nobody took it
+        yet, then (a write) EPIPE; a read returns end of stream, or ENOTCONN once the socket
+        is unconnected again (Linux; the descriptor itself is no guide here: it may hold the
+        engine end kept for the next connect)."""
+        with self._stack.lock:
+            err, h.connect_error = h.connect_error, 0
+        if err:
+            raise oserror(err)
+        if write:
+            raise oserror(errno.EPIPE)
+        if self._refused:  # (unconnected again: Linux's tcp_disconnect cleared SOCK_DONE)
+            raise oserror(errno.ENOTCONN)
 
     def _fill_junk(self) -> int:
         """Make the application end unwritable until the handshake ends; returns bytes written."""
@@ -1687,7 +1750,10 @@ class StreamSocket(IothSocket):
         """Receive up to ``bufsize`` bytes; b"" at end of stream; ECONNRESET after a reset."""
         h = self._h
         if h is None and self._accepted_plain is False:
-            raise oserror(errno.ENOTCONN)
+            raise oserror(errno.EBADF if self._gone else errno.ENOTCONN)
+        if h is not None and h.failed:
+            self._failed_io(h)
+            return b""
         if self._rd_shut:
             got: bytes = self._read_shut(None, bufsize, flags)
             return got
@@ -1734,7 +1800,10 @@ class StreamSocket(IothSocket):
         """Receive into ``buffer``; 0 at end of stream."""
         h = self._h
         if h is None and self._accepted_plain is False:
-            raise oserror(errno.ENOTCONN)
+            raise oserror(errno.EBADF if self._gone else errno.ENOTCONN)
+        if h is not None and h.failed:
+            self._failed_io(h)
+            return 0
         if self._rd_shut:
             n: int = self._read_shut(buffer, nbytes, flags)
             return n
@@ -1814,7 +1883,9 @@ class StreamSocket(IothSocket):
     def send(self, data: Any, flags: int = 0) -> int:
         """Send some of ``data``; EPIPE after shutdown, the connection's error after a reset."""
         if self._h is None and self._accepted_plain is False:
-            raise oserror(errno.EPIPE)
+            raise oserror(errno.EBADF if self._gone else errno.EPIPE)
+        if self._h is not None and self._h.failed:
+            self._failed_io(self._h, True)
         if self._junked:
             self._unjunk()
         if not flags:
@@ -1837,6 +1908,10 @@ class StreamSocket(IothSocket):
     def sendmsg(self, buffers: Any, ancdata: Any = (), flags: int = 0,
                 address: Any = None) -> int:
         """Send through the descriptor."""
+        if self._gone:
+            raise oserror(errno.EBADF)
+        if self._h is not None and self._h.failed:
+            self._failed_io(self._h, True)
         self._materialize()
         try:
             if address is None:
@@ -1847,6 +1922,10 @@ class StreamSocket(IothSocket):
 
     def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
         """Send a file's bytes through the descriptor (``os.sendfile``)."""
+        if self._gone:
+            raise oserror(errno.EBADF)
+        if self._h is not None and self._h.failed:
+            self._failed_io(self._h, True)
         self._materialize()
         try:
             return super().sendfile(file, offset, count)
@@ -1856,7 +1935,9 @@ class StreamSocket(IothSocket):
     def sendall(self, data: Any, flags: int = 0) -> None:
         """Send all of ``data`` (honours the socket's timeout)."""
         if self._h is None and self._accepted_plain is False:
-            raise oserror(errno.EPIPE)
+            raise oserror(errno.EBADF if self._gone else errno.EPIPE)
+        if self._h is not None and self._h.failed:
+            self._failed_io(self._h, True)
         if self._junked:
             self._unjunk()
         h = self._h
@@ -1890,7 +1971,7 @@ class StreamSocket(IothSocket):
     def shutdown(self, how: int) -> None:
         """Half-close: SHUT_WR sends FIN after the queued data; SHUT_RD stops reading."""
         if self._h is None:
-            raise oserror(errno.ENOTCONN)
+            raise oserror(errno.EBADF if self._gone else errno.ENOTCONN)
         if how not in (_socket.SHUT_RD, _socket.SHUT_WR, _socket.SHUT_RDWR):
             raise oserror(errno.EINVAL)
         if not self._h.connecting and self._h.conn.state is _CLOSED:
@@ -1958,6 +2039,8 @@ class StreamSocket(IothSocket):
         """SO_REUSEADDR/PORT, SO_KEEPALIVE, SO_LINGER, SO_SNDBUF/RCVBUF, TCP_NODELAY,
         TCP_CONGESTION, TCP_KEEPIDLE/INTVL/CNT, IPV6_V6ONLY; other options are accepted and
         ignored."""
+        if self._gone:
+            raise oserror(errno.EBADF)
         ival = int.from_bytes(value[:4], "little") if isinstance(value, (bytes, bytearray)) \
             and option != _socket.SO_LINGER else value
         with self._stack.lock:
@@ -2018,6 +2101,8 @@ class StreamSocket(IothSocket):
     def getsockopt(self, level: int, option: int, buflen: int = 0) -> Any:
         """SO_ERROR (clears it), SO_TYPE, SO_ACCEPTCONN, TCP_NODELAY, TCP_CONGESTION,
         TCP_KEEPIDLE/INTVL/CNT, IPV6_V6ONLY..."""
+        if self._gone:
+            raise oserror(errno.EBADF)
         if level == _socket.IPPROTO_TCP and option == TCP_CONGESTION:
             with self._stack.lock:
                 name = self._overrides.get("congestion_control",
@@ -2083,6 +2168,7 @@ class StreamSocket(IothSocket):
     # -- closing ---------------------------------------------------------------------------------
     def _real_close(self, _ss: Any = _csocket.socket) -> None:
         stack = self._stack
+        self._gone = True
         if self._pid != _Pid.value:  # a forked child: the stack lives in the parent
             _ss.close(self)
             return
@@ -2146,6 +2232,14 @@ class StreamSocket(IothSocket):
                         self._tcp.pump.watch(h.fd, 0, h.on_pump)
             if self._bound is not None:
                 self._unbind()
+            spare = self._spare
+            if h is not None and h.spare is not None:
+                h.spare.close()
+                h.spare = None
+            if spare is not None:
+                self._spare = None
+                spare.close()
+            self._h = None  # (later calls: EBADF; a thread inside one keeps its handle)
             stack._sockets.discard(self)
             if not inline:  # (inline: nothing was queued yet, closed_by_app flushes)
                 stack.runtime.flush()
