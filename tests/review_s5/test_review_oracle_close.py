@@ -1,0 +1,145 @@
+"""Adversarial review (session 5): how connections end, the Linux kernel as the oracle.
+
+The machinery of test_review_oracle (a kernel peer in a namespace; the device under test an
+ioth stack on a TAP, or the kernel of a second namespace) with the closing paths the session's
+close/crossing-FIN work touches: a half-closed DUT that goes on receiving, data arriving after
+the DUT closed, a close with unread data, an abortive close (SO_LINGER 0), both ends closing
+with data still unread on the other side.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.review_s5.test_review_oracle import (
+    DUT_IP,
+    Factory,
+    _close_all,
+    _conn,
+    _setup,
+    _try,
+)
+
+pytestmark = pytest.mark.interop
+LINGER0 = struct.pack("ii", 1, 0)
+
+
+def _read_all(s: Any, limit: int = 1 << 22) -> Any:
+    buf = bytearray()
+    while len(buf) < limit:
+        try:
+            chunk = s.recv(65536)
+        except OSError as exc:
+            return (bytes(buf), type(exc).__name__)
+        if not chunk:
+            break
+        buf += chunk
+    return bytes(buf)
+
+
+def half_closed_dut_keeps_receiving(peer: Factory, dut: Factory) -> list[Any]:
+    """The DUT shuts down its side at once; the peer sees EOF, then sends 300 kB and closes;
+    the DUT reads all of it, then EOF; its sends fail with EPIPE."""
+    lst, k, d = _conn(peer, dut)
+    d.shutdown(socket.SHUT_WR)
+    out: list[Any] = [_try(lambda: k.recv(10))]
+    blob = bytes(i % 253 for i in range(300_000))
+    t = threading.Thread(target=lambda: (k.sendall(blob), k.close()))
+    t.start()
+    got = _read_all(d)
+    t.join(10)
+    out += [got == blob, _try(lambda: d.send(b"x"))]
+    _close_all(d, lst)
+    return out
+
+
+def data_after_the_dut_closed(peer: Factory, dut: Factory) -> list[Any]:
+    """The DUT closes (FIN); the peer, still open, sends: the DUT answers with a reset, the
+    peer's next calls see it."""
+    lst, k, d = _conn(peer, dut)
+    d.close()
+    out: list[Any] = [_try(lambda: k.recv(10))]  # b'': the FIN
+    out.append(_try(lambda: k.send(b"late")))
+    time.sleep(0.3)
+    out += [_try(lambda: k.recv(10)), _try(lambda: k.send(b"x"))]
+    _close_all(k, lst)
+    return out
+
+
+def close_with_unread_data_resets(peer: Factory, dut: Factory) -> list[Any]:
+    """Linux: close() with unread bytes in the receive queue sends a reset, not a FIN."""
+    lst, k, d = _conn(peer, dut)
+    k.sendall(b"unread")
+    time.sleep(0.2)
+    d.close()
+    time.sleep(0.3)
+    out = [_try(lambda: k.recv(10)), _try(lambda: k.recv(10)), _try(lambda: k.send(b"x"))]
+    _close_all(k, lst)
+    return out
+
+
+def abortive_close(peer: Factory, dut: Factory) -> list[Any]:
+    """SO_LINGER {1, 0} then close: a reset at once, with data queued or not."""
+    out: list[Any] = []
+    for queued in (b"", b"pending"):
+        lst, k, d = _conn(peer, dut)
+        if queued:
+            d.sendall(queued)
+            time.sleep(0.1)
+        d.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER0)
+        d.close()
+        time.sleep(0.3)
+        out += [_try(lambda k=k: k.recv(100)), _try(lambda k=k: k.recv(100))]
+        _close_all(k, lst)
+    return out
+
+
+def both_close_with_data_in_flight(peer: Factory, dut: Factory) -> list[Any]:
+    """Each end sends 64 bytes and closes at once (cps with a close that does not wait for
+    the reply): each side's close happens with the other's bytes unread or in flight; the
+    listener is still usable afterwards."""
+    lst, k, d = _conn(peer, dut)
+    go = threading.Barrier(2)
+
+    def end(s: Any) -> None:
+        go.wait(5)
+        s.sendall(b"q" * 64)
+        s.close()
+
+    ts = [threading.Thread(target=end, args=(s,)) for s in (k, d)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(5)
+    time.sleep(0.3)
+    k2 = peer()
+    k2.settimeout(5)
+    k2.connect((DUT_IP, lst.getsockname()[1]))
+    d2, _ = lst.accept()
+    d2.sendall(b"fine")
+    out = [_try(lambda: k2.recv(10))]
+    _close_all(k2, d2, lst)
+    return out
+
+
+SCENARIOS = [half_closed_dut_keeps_receiving, data_after_the_dut_closed,
+             close_with_unread_data_resets, abortive_close, both_close_with_data_in_flight]
+_ORACLE: dict[str, list[Any]] = {}
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.__name__ for s in SCENARIOS])
+def test_ioth_ends_connections_as_the_kernel(scenario: Callable[[Factory, Factory], list[Any]]
+                                             ) -> None:
+    if scenario.__name__ not in _ORACLE:
+        with _setup("kernel") as (peer, dut):
+            _ORACLE[scenario.__name__] = scenario(peer, dut)
+    with _setup("ioth") as (peer, dut):
+        got = scenario(peer, dut)
+    assert got == _ORACLE[scenario.__name__]
