@@ -140,8 +140,8 @@ def test_each_lost_frame_is_recovered_the_same_with_and_without_fast_paths(
     assert fast == general
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a retransmitted pure FIN carries PSH (the first "
-                   "FIN did not; Linux sets PSH only on segments with data)")
+# (fixed: was a strict xfail: "a retransmitted pure FIN carries PSH (the first FIN did not;
+# Linux sets PSH only on segments with data)")
 @pytest.mark.parametrize("drop", [5, 6], ids=["server-fin", "client-fin"])
 def test_a_retransmitted_fin_is_flagged_as_the_first(drop: int) -> None:
     wire, _ = _exchange(drop)

@@ -354,8 +354,8 @@ def _oracle(scenario: Callable[[Factory, Factory], list[Any]]) -> list[Any]:
 
 
 BUGS = {
-    rst_in_close_wait: "BUG: after a reset in CLOSE-WAIT the first send() returns 1 (the byte "
-                       "is lost silently); Linux: EPIPE",
+    # (fixed: rst_in_close_wait was a strict xfail: "after a reset in CLOSE-WAIT the first
+    # send() returns 1 (the byte is lost silently); Linux: EPIPE")
     listen_backlog_bounds_the_handshakes: "BUG: listen(1) with nobody accepting completes "
                                           "every handshake (4 of 4 within 0.5 s); Linux: "
                                           "backlog + 1 (2), the others wait",

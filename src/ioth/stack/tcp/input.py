@@ -380,9 +380,12 @@ class InputMixin(TcbBase):
                 # Passive open: back to nothing (the listener keeps listening); active
                 # (simultaneous) open: connection refused.
                 self._set_closed(None if self.passive else _errno.ECONNREFUSED)
-            elif st is _ESTABLISHED or st is _FIN_WAIT_1 or st is _FIN_WAIT_2 or \
-                    st is _CLOSE_WAIT:
+            elif st is _ESTABLISHED or st is _FIN_WAIT_1 or st is _FIN_WAIT_2:
                 self._set_closed(_errno.ECONNRESET)
+            elif st is _CLOSE_WAIT:
+                # as Linux (tcp_reset): the peer had finished sending; what is left to fail
+                # is our sending side
+                self._set_closed(_errno.EPIPE)
             else:
                 # CLOSING, LAST-ACK, TIME-WAIT: just close.
                 self._set_closed()

@@ -416,9 +416,15 @@ class OutputMixin(TcbBase):
         if fin_seq >= 0 and s <= fin_seq < end:
             flags |= FIN
             dend = fin_seq
-        payload = self._payload(s, dend - s) if dend > s else b""
-        if dend >= data_end:
-            flags |= PSH
+        payload: bytes | bytearray
+        if dend > s:
+            payload = self._payload(s, dend - s)
+            if dend >= data_end:
+                flags |= PSH
+        else:
+            # a FIN alone (retransmitted): no PSH, as the first one and as Linux (PSH only
+            # on segments with data)
+            payload = b""
         return self._mkseg(s, flags, payload, now)
 
     def _payload(self, seq: int, n: int) -> bytearray:
