@@ -621,32 +621,36 @@ class InputMixin(TcbBase):
     def _take_syn(self, syn: Segment, keep: bool = True) -> None:
         """The peer's SYN: IRS, RCV.NXT and the options (RFC 9293 3.7.1, RFC 7323 2.2/3.2,
         RFC 2018 2).  Its options are kept (``keep``) for our SYN-ACK and its retransmissions."""
-        self.irs = syn.seq
-        self.rcv_nxt = self.irs + 1
-        self._rcv_adv = self.rcv_nxt
-        self._last_ack_sent = self.rcv_nxt
+        irs = self.irs = syn.seq
+        self.rcv_nxt = self._rcv_adv = self._last_ack_sent = irs + 1
+        mss = syn.mss
+        wscale = syn.wscale
+        tsval = syn.tsval
         if keep:
             # (positional options: mss, wscale, sack_perm, tsval; see Segment.__init__)
-            self._peer_syn_opts = Segment(syn.seq, 0, SYN, 0, b"", syn.mss, syn.wscale,
-                                          syn.sack_perm, syn.tsval)
+            self._peer_syn_opts = Segment(irs, 0, SYN, 0, b"", mss, wscale, syn.sack_perm,
+                                          tsval)
         p = self.policy
-        v6 = len(self.remote[0]) == 16
-        peer_mss = syn.mss if syn.mss else (1220 if v6 else 536)
-        if syn.wscale is not None and p.window_scaling:
-            self.snd_wscale = min(syn.wscale, _MAX_WSCALE)
+        if not mss:
+            mss = 1220 if len(self.remote[0]) == 16 else 536  # (the peer's default MSS)
+        if wscale is not None and p.window_scaling:
+            self.snd_wscale = wscale if wscale < _MAX_WSCALE else _MAX_WSCALE
         else:
             self.snd_wscale = 0
             self.rcv_wscale = 0
         self.sack_ok = syn.sack_perm and p.sack
-        self.ts_ok = syn.tsval is not None and p.timestamps
-        if self.ts_ok and syn.tsval is not None:
-            self.ts_recent = syn.tsval
-        mss = min(peer_mss, self.mss_local)
-        if self.ts_ok:
+        ts_ok = self.ts_ok = tsval is not None and p.timestamps
+        if ts_ok and tsval is not None:
+            self.ts_recent = tsval
+        if mss > self.mss_local:
+            mss = self.mss_local
+        if ts_ok:
             mss -= 12
-        self.mss = self._mss_max = max(mss, 64)
-        self._rcv_mss = min(self.mss, 536)
-        self.cc.set_mss(self.mss)
+        if mss < 64:
+            mss = 64
+        self.mss = self._mss_max = mss
+        self._rcv_mss = mss if mss < 536 else 536
+        self.cc.set_mss(mss)
 
     def _challenge_ack(self, now: float) -> None:
         # RFC 5961 section 7: rate-limit challenge ACKs.

@@ -357,12 +357,13 @@ class TcpLayer:
                         self._send_slow(conn, segs)
                 else:
                     self._send(conn, segs)
+        st = conn.state
         listener: Listener | None = conn.listener
-        if listener is not None and conn.state is not _SYN_RECEIVED:
+        if listener is not None and st is not _SYN_RECEIVED:
             t = -1.0
             listener.syn_queue.discard(conn)
             conn.listener = None
-            if conn.state in _ESTABLISHED_LIKE or conn.state is _FIN_WAIT_1:
+            if st in _ESTABLISHED_LIKE or st is _FIN_WAIT_1:
                 if listener.closed:
                     conn.abort()
                     self._send(conn, conn.dispatch(now))
@@ -370,14 +371,15 @@ class TcpLayer:
                     listener.accept_queue.append(conn)
                     if self.notify is not None:
                         self.notify(listener)
-        if conn.state is _CLOSED:
+                st = conn.state  # (the callback may have changed it)
+        if st is _CLOSED:
             la, lp = conn.local
             ra, rp = conn.remote
             key = (la, lp, ra, rp)
             if self.connections.get(key) is conn:
                 del self.connections[key]
             conn.layer_deadline = None
-        elif conn.state is _TIME_WAIT and COMPACT_TIME_WAIT and self._compact(conn, now):
+        elif st is _TIME_WAIT and COMPACT_TIME_WAIT and self._compact(conn, now):
             pass
         else:
             # _schedule inlined: a later deadline keeps the earlier heap entry (it fires
@@ -407,7 +409,7 @@ class TcpLayer:
                         t = d
             if t is not None:
                 d = conn.layer_deadline
-                if d is None or t < d or (t > d and QUIET_TIMERS and conn.state in _ENDING):
+                if d is None or t < d or (t > d and QUIET_TIMERS and st in _ENDING):
                     conn.layer_deadline = t
                     heap = self._heap
                     heapq.heappush(heap, (t, next(self._tick), conn))

@@ -59,6 +59,7 @@ ROUTE_CACHE = True
 #: Bound of the shared-route table (address pairs); when full it starts over.
 ROUTE_CACHE_MAX = 256
 _DF = 0x4000
+_IP4_BASE = 0x4500 + _DF  # version/IHL/TOS and DF words of the IPv4 header checksum
 _TS_WORDS = 0x0101 + 0x080A  # NOP NOP kind/length of the Timestamps option
 _FAST_STATES = frozenset((REACHABLE, DELAY, PROBE, PERMANENT))
 # IPv4 (20) + TCP (20) [+ NOP NOP TS (12)]; IPv6 (40) + TCP [+ TS]
@@ -240,7 +241,8 @@ class _Glue:
         """Build and queue the frames of ``segs`` (in order) from ``conn``'s cached route and
         headers; returns how many were sent, the rest go by the general path (see the module
         docstring)."""
-        if segs[0].flags & RST:
+        seg = segs[0]
+        if seg.flags & RST:
             return 0
         r: TxRoute | None = conn.tx_route
         if r is None or r.routes is not r.table._routes or not r.iface.up:
@@ -252,7 +254,7 @@ class _Glue:
         if n is None or n.state not in _FAST_STATES:
             return 0  # resolution, or STALE -> DELAY: the neighbour cache's business
         core = self.core
-        remote = conn.remote[0]
+        remote, dport = conn.remote
         if core.pmtu and remote in core.pmtu:
             return 0
         txq = iface.txq
@@ -269,7 +271,6 @@ class _Glue:
         offload = iface.tx_csum_offload
         if len(segs) == 1 and not offload:
             # one segment (ACKs, handshake, round trips): without the batch set-up below
-            seg = segs[0]
             tsval = seg.tsval
             opts = b""
             if seg.mss is None and seg.wscale is None and not seg.sack_perm and not seg.sack:
@@ -285,7 +286,6 @@ class _Glue:
             if tcplen + (40 if v6 else 20) <= iface.mtu:
                 # the loop below for this one segment, without its set-up (same frame)
                 local, sport = conn.local
-                dport = conn.remote[1]
                 seq = seg.seq
                 ack = seg.ack
                 offflags = (hlen << 10) | seg.flags
@@ -314,7 +314,7 @@ class _Glue:
                     ttl = ip4.default_ttl
                     iplen = tcplen + 20
                     ident = ip4.ident = (ip4.ident + 1) & 0xFFFF
-                    c = (0x4500 + _DF + (ttl << 8) + r.addr_sum + iplen + ident) % 0xFFFF
+                    c = (_IP4_BASE + (ttl << 8) + r.addr_sum + iplen + ident) % 0xFFFF
                     ipsum = 0xFFFF - c if c else 0
                     if tsval is not None:
                         hdr = _V4TS.pack(0x45, 0, iplen, ident, _DF, ttl, PROTO_TCP, ipsum,
@@ -334,9 +334,7 @@ class _Glue:
         mtu = iface.mtu
         gso_max = iface.gso_max_size
         cut = conn.tso_cut
-        local = conn.local[0]
-        sport = conn.local[1]
-        dport = conn.remote[1]
+        local, sport = conn.local
         ports = (sport << 16) | dport
         ip4 = core.ip4
         ttl = ip4.default_ttl
