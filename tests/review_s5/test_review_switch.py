@@ -22,6 +22,7 @@ look at what such trimming can break, in every data-path mode of the server (the
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 from pathlib import Path
@@ -276,4 +277,63 @@ def test_released_port_number_reused_gets_no_frame_of_the_old_station(
     finally:
         stop.set()
         a.close()
+        srv.close()
+
+
+def test_a_released_ports_descriptor_number_reused_gets_no_frame(mode: str, swdir: str
+                                                                  ) -> None:
+    """The data path may write to a port's descriptor by number (session 5).  Port 2 is
+    released while A's cached flow to it blasts; the test process at once takes the freed
+    descriptor number (socketpairs): nothing may ever be written into it."""
+    srv = SwitchServer(swdir).start()
+    a, b = Client(swdir, 1500), Client(swdir, 1500)
+    stop = threading.Event()
+    pairs: list[tuple[socket.socket, socket.socket]] = []
+    try:
+        b.data.send(frame(BCAST, mac(2)))
+        a.data.send(frame(BCAST, mac(1)))
+        _drain(a)
+        _drain(b)
+        a.data.send(frame(mac(2), mac(1), 0))
+        assert b.recv() == frame(mac(2), mac(1), 0)
+        with srv.lock:
+            socks = [ep.sock for ep in srv._endpoints[2] if ep.sock is not None]
+        old = {x.fileno() for x in socks}
+
+        def blast() -> None:
+            i = 0
+            while not stop.is_set():
+                try:
+                    a.data.send(frame(mac(2), mac(1), i))
+                except OSError:
+                    time.sleep(0.001)
+                i += 1
+                if i % 32 == 0:
+                    time.sleep(0.0005)
+
+        t = threading.Thread(target=blast)
+        t.start()
+        time.sleep(0.05)
+        b.ctl.close()
+        wait_for(lambda: srv.active_ports() == [1] and all(x.fileno() < 0 for x in socks), 5,
+                 0.001, "port 2 released and its socket closed")
+        for _ in range(16):
+            pairs.append(socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM))
+        mine = {x.fileno() for p in pairs for x in p}
+        time.sleep(0.3)
+        stop.set()
+        t.join(5)
+        assert old & mine, (old, sorted(mine))  # (the number was taken again: a real check)
+        for x, y in pairs:
+            for s in (x, y):
+                s.setblocking(False)
+                with pytest.raises(BlockingIOError):
+                    s.recv(MAX_FRAME)
+    finally:
+        stop.set()
+        for x, y in pairs:
+            x.close()
+            y.close()
+        a.close()
+        b.data.close()
         srv.close()
