@@ -191,10 +191,9 @@ def test_calls_on_a_closed_socket_raise_ebadf(kernel: Side, tmp_path: Path,
     assert got == ref
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (f044e6a): on a socket registered in a selector "
-                   "and given a timeout, the connect after a refused one takes the whole timeout "
-                   "(3 s here) although the handshake completes at once (kernel: at once; "
-                   "without the registration: at once)")
+# (fixed: was a strict xfail: "BUG (f044e6a): on a socket registered in a selector and given a
+# timeout, the connect after a refused one takes the whole timeout (3 s here) although the
+# handshake completes at once (kernel: at once; without the registration: at once)")
 def test_connect_after_a_refusal_on_a_registered_socket_is_prompt(
         kernel: Side, ioth_side: Side) -> None:
     timings = []

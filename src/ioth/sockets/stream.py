@@ -302,7 +302,9 @@ class TcpSockets:
             lh = self.by_listener.get(obj)
             if lh is not None:
                 engine = self.engine
-                if not self.delivering and engine.in_engine_thread():
+                ident = engine._ident
+                if not self.delivering and (_get_ident() == ident if ident is not None
+                                            else engine.in_engine_thread()):
                     # connecting to the application's listening socket wakes its accepting
                     # thread: do it once the stack's output is out (see deliver)
                     self.deferred_listeners[lh] = None
@@ -1200,8 +1202,8 @@ class StreamSocket(IothSocket):
                 if q:
                     lh.on_event()  # the others (or all: no wait, an error) to the descriptor
                     stack.runtime.flush()
-                elif taken is not None:
-                    stack.runtime.flush()
+                elif taken is not None and not (taken[0]._h is not None and taken[0]._h.lazy):
+                    stack.runtime.flush()  # (an unpaired take queued nothing: no flush)
         if taken is not None:
             return taken
         if got is False:
@@ -1393,10 +1395,16 @@ class StreamSocket(IothSocket):
         self._rd_shut = False
 
     def _drain(self) -> None:
-        """Read and drop what waits in the descriptor (never blocking)."""
-        while True:
+        """Read and drop what waits in the descriptor, never waiting (a socket with a timeout
+        would poll for its whole timeout in socket.recv first, MSG_DONTWAIT or not)."""
+        fd = _fileno(self)
+        if fd < 0:
+            return
+        p = select.poll()
+        p.register(fd, select.POLLIN)
+        while p.poll(0):
             try:
-                if not _csocket.socket.recv(self, 4096, _DONTWAIT):
+                if not os.read(fd, 4096):
                     return
             except OSError:
                 return
@@ -1687,7 +1695,8 @@ class StreamSocket(IothSocket):
             got: bool | None = None
             try:
                 if deadline is None:
-                    limit = self._read_limit(timeout)
+                    limit = timeout if timeout is not None or not self._rcvtimeo \
+                        else self._rcvtimeo  # (_read_limit)
                     if limit is not None:
                         deadline = runtime.clock() + limit
                 got = runtime.serve_until(quiet, select.POLLIN, deadline, ready)
