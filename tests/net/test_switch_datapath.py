@@ -1,7 +1,8 @@
 """The switch server's data paths agree with the sans-IO engine, frame by frame.
 
 Datagram ports are served by one epoll data thread, which serves quiet ports inline through
-the forwarding cache (``FAST_PATH``) or through the general receive function.  Both modes must
+the forwarding cache (``FAST_PATH``; on the descriptors, ``FD_IO``, or on the socket objects)
+or through the general receive function.  Both modes must
 deliver exactly the frames a plain :class:`SwitchCore` computes for the same input, to the same
 ports, and end with the same counters; releasing a port must take it off the data thread, and
 closing the server must end that thread.
@@ -25,6 +26,8 @@ from tests.support.peers import wait_for
 
 MODES = {
     "epoll-fast": {"FAST_PATH": True},
+    # the inline path on the socket objects, a drain every 8 quiet wake-ups (as in session 4)
+    "epoll-fast-sock": {"FAST_PATH": True, "FD_IO": False, "PROBE_MAX": 8},
     "epoll-general": {"FAST_PATH": False},
 }
 MACS = [bytes.fromhex(f"0200000000{i:02x}") for i in range(1, 6)]

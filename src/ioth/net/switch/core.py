@@ -31,12 +31,14 @@ Rules of this module (it is the per-frame hot path of every ioth switch):
 
   Changing a port's VLAN configuration flushes the MAC entries learnt on that port.
 * Forwarding cache: a learnt unicast flow (untagged in, untagged out, source already learnt on
-  the ingress port) is remembered by its first 12 bytes (destination and source MAC) together
-  with its ingress port, source entry and egress port, so the next frame of the flow skips the
-  classification.  A hit still refreshes the source entry, checks the destination's age and the
-  egress port's size limit, and counts like the full path.  The cache is bounded
+  the ingress port) is remembered by its first 12 bytes (destination and source MAC) as a
+  :data:`Flow` tuple (ingress port, the counters and MAC entries it touches, the egress port's
+  size limit and number), so the next frame of the flow skips the classification.  A hit still
+  refreshes the source entry, checks the destination's age and the egress port's size limit,
+  and counts like the full path (:meth:`SwitchCore.forward_cached`; a runtime may apply the
+  same rule to :attr:`SwitchCore.flows` itself, see there).  The cache is bounded
   (:data:`FLOW_CACHE_SIZE`) and emptied by anything that could change a flow's outcome: a MAC
-  moving, entries expiring or being flushed, any port or VLAN change.
+  moving, entries expiring or being flushed, any port or VLAN change, a port's size limit.
 * Counters are plain integers: per port (:class:`PortCounters`) and per switch
   (:class:`SwitchCounters`).
 """
@@ -165,6 +167,11 @@ class MacEntry:
         self.seen = seen
 
 
+#: A forwarding cache entry: (ingress port number, ingress counters, source entry, destination
+#: entry, egress counters, egress max_frame, egress port number)
+Flow = tuple[int, PortCounters, MacEntry, MacEntry, PortCounters, int, int]
+
+
 @dataclass(frozen=True)
 class TableRow:
     """One row of :meth:`SwitchCore.table` (for management output)."""
@@ -208,9 +215,9 @@ class SwitchCore:
         # flood lists per VLAN: (ports where it is untagged, ports where it is tagged)
         self._flood: dict[int, tuple[tuple[Port, ...], tuple[Port, ...]]] = {}
         self._all_ports: tuple[Port, ...] = ()
-        # forwarding cache: dst + src MAC -> (ingress number, ingress, source entry,
-        # destination entry, egress); emptied by every change that could alter a flow
-        self._flows: dict[bytes, tuple[int, Port, MacEntry, MacEntry, Port]] = {}
+        # forwarding cache: dst + src MAC -> Flow; emptied (in place: the dict object stays
+        # the same for the switch's life) by every change that could alter a flow
+        self._flows: dict[bytes, Flow] = {}
 
     # -- ports and VLANs ----------------------------------------------------------------------
     def add_port(self, number: int, max_frame: int = DEFAULT_MAX_FRAME,
@@ -250,7 +257,10 @@ class SwitchCore:
         if not ETH_HLEN <= max_frame <= MAX_FRAME:
             raise SwitchConfigError(
                 errno.EINVAL, f"max frame {max_frame} out of range {ETH_HLEN}..{MAX_FRAME}")
-        self._port(number).max_frame = max_frame
+        port = self._port(number)
+        if port.max_frame != max_frame:
+            port.max_frame = max_frame
+            self._flows.clear()  # (flows hold their egress port's limit)
 
     def create_vlan(self, vlan: int) -> None:
         """Define ``vlan`` (1..4094) for configuration; EEXIST if it is defined."""
@@ -399,6 +409,20 @@ class SwitchCore:
         return rows
 
     @property
+    def flows(self) -> dict[bytes, Flow]:
+        """The forwarding cache, for a runtime's inline fast path (read it, never write it).
+
+        A frame of 14 bytes or more whose first 12 bytes are a key, whose bytes 12-13 are not
+        an 802.1Q TPID (0x8100), that arrives on the flow's ingress port while ``now -
+        destination.seen <= ageing`` and fits the egress limit is a hit: set ``source.seen =
+        now``, add one frame and ``len(frame)`` bytes to the ingress ``rx_`` and egress ``tx_``
+        counters, ``counters.unicast += 1``, and send the frame unchanged to the egress port.
+        Anything else: call :meth:`forward_uncached`.  This is exactly
+        :meth:`forward_cached`.  The dict is the same object for the switch's life (emptied in
+        place), so a runtime may keep a reference."""
+        return self._flows
+
+    @property
     def flow_cache_entries(self) -> int:
         """Number of flows in the forwarding cache."""
         return len(self._flows)
@@ -420,30 +444,26 @@ class SwitchCore:
         self.counters.learned += 1
 
     # -- the hot path -------------------------------------------------------------------------
-    def forward_cached(self, ingress: int, frame: bytes, now: float) -> Port | None:
-        """Switch ``frame`` if it belongs to a cached flow: returns the egress port (the frame
-        goes out unchanged) after counting and refreshing exactly as :meth:`forward` would, or
-        None without touching anything (the caller then calls :meth:`forward_uncached`).
-
-        The runtime's data thread calls this first: a hit costs no output list."""
+    def forward_cached(self, ingress: int, frame: bytes, now: float) -> int | None:
+        """Switch ``frame`` if it belongs to a cached flow: returns the egress port number (the
+        frame goes out unchanged) after counting and refreshing exactly as :meth:`forward`
+        would, or None without touching anything (the caller then calls
+        :meth:`forward_uncached`).  The rule is spelt out at :attr:`flows`."""
         flow = self._flows.get(frame[:12])
-        if flow is None or flow[0] != ingress:
+        if flow is None:
             return None
+        f_port, f_rx, f_src, f_dst, f_tx, f_max, egress = flow
         n = len(frame)
-        if n < ETH_HLEN or (frame[12] == 0x81 and frame[13] == 0):
-            return None
-        _, f_in, f_src, f_dst, f_out = flow
-        if now - f_dst.seen > self.ageing or n > f_out.max_frame:
+        if (f_port != ingress or n < ETH_HLEN or (frame[12] == 0x81 and frame[13] == 0)
+                or now - f_dst.seen > self.ageing or n > f_max):
             return None
         f_src.seen = now
-        pc = f_in.counters
-        pc.rx_frames += 1
-        pc.rx_bytes += n
-        c = f_out.counters
-        c.tx_frames += 1
-        c.tx_bytes += n
+        f_rx.rx_frames += 1
+        f_rx.rx_bytes += n
+        f_tx.tx_frames += 1
+        f_tx.tx_bytes += n
         self.counters.unicast += 1
-        return f_out
+        return egress
 
     def forward(self, ingress: int, frame: bytes | bytearray | memoryview, now: float
                 ) -> Output:
@@ -454,9 +474,9 @@ class SwitchCore:
         if type(frame) is not bytes:
             frame = bytes(frame)
         # a cached flow: the same outcome as the classification, without it
-        out = self.forward_cached(ingress, frame, now)
-        if out is not None:
-            return [(out.number, frame)]
+        egress = self.forward_cached(ingress, frame, now)
+        if egress is not None:
+            return [(egress, frame)]
         return self.forward_uncached(ingress, frame, now)
 
     def forward_uncached(self, ingress: int, frame: bytes, now: float) -> Output:
@@ -563,7 +583,8 @@ class SwitchCore:
                         flows = self._flows
                         if len(flows) >= FLOW_CACHE_SIZE:
                             flows.clear()
-                        flows[frame[:12]] = (ingress, port, src_entry, entry, dest)
+                        flows[frame[:12]] = (ingress, pc, src_entry, entry, c,
+                                             dest.max_frame, dest.number)
                 else:
                     c.drop_too_big += 1
                 self.counters.unicast += 1

@@ -20,8 +20,9 @@ section 3):
   (``drop_send``).
 * The datagram sockets of ports (VDE clients, socketpairs) are served by a data thread of the
   server's own, started with the first such port: a bare ``epoll`` loop that serves a quiet
-  port's frame inline (one ``recv``, the forwarding cache, one ``send``), with nothing else to
-  look after (at low rates a wake-up per frame is the main cost of a switch).
+  port's frame inline (one ``os.read``, the forwarding cache's rule applied in the loop, one
+  ``os.write`` to the egress port's descriptor), with nothing else to look after (at low rates
+  a wake-up per frame is the main cost of a switch).
   A reader thread per port blocked in ``recv`` (2 syscalls per frame instead of 3, ~10 % less
   CPU per frame) was measured in sessions 3 and 4 and removed: round trips were slower (the
   thread a client's ``send`` wakes waited longer for a CPU than the epoll thread: 25-30 us
@@ -89,14 +90,24 @@ REQ_MIN = REQ_HEADER.size + SOCKADDR_UN_LEN  # 122
 RX_BATCH = 64
 #: batches a plug port may read in one turn before the other ports get theirs
 RX_DRAIN = 8
-#: a datagram port in quiet mode (one frame per wake-up) drains every this many wake-ups
+#: a datagram port in quiet mode (one frame per wake-up) drains after this many wake-ups; each
+#: drain that finds one frame or none doubles the interval up to :data:`PROBE_MAX`, a backlog
+#: resets it (a drain ends in a failed ``recv``: a syscall and an exception, ~14,000
+#: instructions of which most build the exception)
 PROBE_EVERY = 8
+#: the longest quiet interval (PROBE_EVERY: a drain every PROBE_EVERY wake-ups, as before)
+PROBE_MAX = 64
 #: control connections that have not sent their request yet, at most
 MAX_PENDING = 64
-#: the epoll data thread switches a quiet port's frame inline, trying the forwarding cache
-#: (:meth:`SwitchCore.forward_cached`) first; False: every wake-up calls ``_rx_sock`` (A/B knob,
-#: both paths give the same frames and counters)
+#: the epoll data thread switches a quiet port's frame inline, applying the forwarding cache
+#: (:attr:`SwitchCore.flows`) itself; False: every wake-up calls ``_rx_sock`` (A/B knob, both
+#: paths give the same frames and counters)
 FAST_PATH = True
+#: the inline fast path reads and writes the datagram sockets with ``os.read``/``os.write`` on
+#: their descriptors (safe: they are used under the server's lock, which a port's release
+#: holds while it takes the socket away, and closed after); False: ``sock.recv``/``sock.send``
+#: (whose argument tuples and parsing cost ~700 instructions per frame).  A/B knob.
+FD_IO = True
 #: events one ``epoll_wait`` of the data thread returns at most (CPython allocates room for
 #: this many events on every call: 1023 unless told)
 MAX_EVENTS = 64
@@ -140,7 +151,7 @@ class _Endpoint:
     """One attachment to a port: a datagram socket (VDE client or socketpair) or a plug."""
 
     __slots__ = ("batch", "ctl", "description", "fds", "max_frame", "path", "plug", "port",
-                 "quiet", "send", "sock", "timer")
+                 "probe", "quiet", "send", "sock", "timer")
 
     def __init__(self, port: int, max_frame: int, description: str) -> None:
         self.port = port
@@ -155,6 +166,8 @@ class _Endpoint:
         #: datagram ports: wake-ups left that read one frame (quiet mode) before the next
         #: drain until EAGAIN; 0: drain now
         self.quiet = 0
+        #: the next quiet interval (PROBE_EVERY .. PROBE_MAX)
+        self.probe = PROBE_EVERY
         #: send one frame: ``send(frame, socket.MSG_DONTWAIT)``; returns something false or
         #: raises OSError when it could not go
         self.send: Callable[[bytes, int], object] = _refuse
@@ -215,6 +228,9 @@ class SwitchServer:
         #: ports made by :meth:`create_port`: they keep their configuration while unplugged
         self.persistent: set[int] = set()
         self._tx: dict[int, tuple[Callable[[bytes, int], object], ...]] = {}
+        #: port -> descriptor of its datagram socket, for ports with one endpoint that is a
+        #: datagram socket (the fast path writes there; everything else goes through _tx)
+        self._tx_fd: dict[int, int] = {}
         self._pending: dict[int, tuple[socket.socket, bytearray, int | None]] = {}
         self._listeners: dict[int, tuple[socket.socket, str, int | None]] = {}
         self._sweep: TimerHandle | None = None
@@ -350,6 +366,7 @@ class SwitchServer:
         else:
             del self._endpoints[ep.port]
             self._tx.pop(ep.port, None)
+            self._tx_fd.pop(ep.port, None)
             with contextlib.suppress(SwitchConfigError):
                 if ep.port in self.persistent:
                     self.core.set_active(ep.port, False)
@@ -359,6 +376,10 @@ class SwitchServer:
     def _set_tx(self, port: int, eps: list[_Endpoint]) -> None:
         """Update the send functions of ``port``; caller holds the lock."""
         self._tx[port] = tuple(e.send for e in eps)
+        if len(eps) == 1 and eps[0].sock is not None and eps[0].plug is None:
+            self._tx_fd[port] = eps[0].sock.fileno()
+        else:
+            self._tx_fd.pop(port, None)
 
     def create_port(self, port: int) -> None:
         """Create port ``port`` before anyone plugs in, so that it can be configured; it is
@@ -465,63 +486,94 @@ class SwitchServer:
         """The data thread: wait for datagram ports to be readable and switch what they hold.
 
         A port in quiet mode (see :meth:`_rx_sock`) is served right here, without a call per
-        wake-up: one ``recv``, the forwarding cache, one ``send``.  At low rates a frame costs
-        little more than the wake-up, and the less Python code and data a wake-up touches, the
-        less it costs (the caches are cold after the other processes ran).  Closing needs no
-        check here: a released port leaves ``eps``, and :meth:`close` wakes the thread."""
+        frame: one read, the forwarding cache rule of :attr:`SwitchCore.flows` applied inline
+        (no call into the core on a hit), one write to the egress port's socket.  At low rates
+        a frame costs little more than the wake-up, and the less Python code and data a
+        wake-up touches, the less it costs (the caches are cold after the other processes ran):
+        the lock is taken and the clock read once per wake-up.  Closing needs no check here: a
+        released port leaves ``eps`` (under the lock, before its socket is closed), and
+        :meth:`close` wakes the thread."""
         wait = poll.poll
         eps = self._data_eps
         acquire = self._lock.acquire
         release = self._lock.release
         core = self.core
-        cached = core.forward_cached
+        flows = core.flows
+        totals = core.counters
         forward = core.forward_uncached  # (after a cache miss: the cache is not asked twice)
         count_drop = core.count_send_drop
         tx = self._tx
+        tx_fd = self._tx_fd
         clock = self.engine.clock
         rx_sock = self._rx_sock
         fast = FAST_PATH
+        fd_io = FD_IO
+        read = os.read
+        write = os.write
         while True:
             try:
-                events = wait(-1, MAX_EVENTS)
+                events = wait(None, MAX_EVENTS)
             except InterruptedError:
                 continue
             except (OSError, ValueError):
                 return  # the epoll was closed under us
             acquire()
             try:
+                now = clock()
+                ageing = core.ageing
                 for fd, _ in events:
                     ep = eps.get(fd)
                     if ep is None:
                         if fd == wake:
                             return
                         continue
-                    sock = ep.sock
-                    if sock is None:
-                        continue
-                    if not (fast and ep.quiet):
+                    quiet = ep.quiet
+                    if not (fast and quiet):
                         rx_sock(ep)
                         continue
-                    ep.quiet -= 1
+                    sock = ep.sock
+                    if sock is None:
+                        continue  # (being released)
+                    ep.quiet = quiet - 1
                     try:
-                        frame = sock.recv(_RECV_SIZE)
+                        frame = read(fd, _RECV_SIZE) if fd_io else sock.recv(_RECV_SIZE)
                     except (BlockingIOError, InterruptedError):
                         continue
                     except OSError:
                         self.recv_errors += 1
                         continue
                     port = ep.port
-                    now = clock()
-                    out = cached(port, frame, now)
-                    if out is not None:
-                        egress = out.number
-                        for send in tx.get(egress, ()):
-                            try:
-                                if not send(frame, _DONTWAIT):
+                    flow = flows.get(frame[:12])
+                    if flow is not None:
+                        f_port, f_rx, f_src, f_dst, f_tx, f_max, egress = flow
+                        n = len(frame)
+                        if (f_port == port and n >= ETH_HLEN
+                                and not (frame[12] == 0x81 and frame[13] == 0)
+                                and now - f_dst.seen <= ageing and n <= f_max):
+                            # a hit: SwitchCore.forward_cached's rule (see SwitchCore.flows)
+                            f_src.seen = now
+                            f_rx.rx_frames += 1
+                            f_rx.rx_bytes += n
+                            f_tx.tx_frames += 1
+                            f_tx.tx_bytes += n
+                            totals.unicast += 1
+                            if fd_io:
+                                out = tx_fd.get(egress)
+                                if out is not None:
+                                    try:
+                                        write(out, frame)
+                                    except OSError:
+                                        # EAGAIN/ENOBUFS: the receiver is slow; ECONNREFUSED:
+                                        # it is gone
+                                        count_drop(egress)
+                                    continue
+                            for send in tx.get(egress, ()):
+                                try:
+                                    if not send(frame, _DONTWAIT):  # a plug refused it
+                                        count_drop(egress)
+                                except OSError:
                                     count_drop(egress)
-                            except OSError:
-                                count_drop(egress)
-                        continue
+                            continue
                     if len(frame) > MAX_FRAME:
                         self.recv_errors += 1
                         continue
@@ -768,8 +820,13 @@ class SwitchServer:
                         except OSError:
                             # EAGAIN/ENOBUFS: the receiver is slow; ECONNREFUSED: it is gone
                             self.core.count_send_drop(egress)
-            if limit > 1 and count <= 1:
-                ep.quiet = PROBE_EVERY - 1  # quiet mode: single frames until the next probe
+            if limit > 1:
+                if count <= 1:  # quiet mode: single frames until the next probe
+                    probe = ep.probe
+                    ep.quiet = probe - 1
+                    ep.probe = min(probe * 2, max(PROBE_MAX, PROBE_EVERY))
+                else:
+                    ep.probe = PROBE_EVERY
 
     def _rx_plug(self, ep: _Endpoint) -> None:
         plug = ep.plug
