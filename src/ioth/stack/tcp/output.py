@@ -215,7 +215,9 @@ class OutputMixin(TcbBase):
                 if restart:
                     self.cc.cwnd = restart
                 end = nxt + n
-                out.append(self._data_segment(nxt, end, data_end, -1, now))
+                # _data_segment(nxt, end, data_end, -1, now) inlined: all the data, no FIN
+                off = self._shead + (nxt - self._sseq)
+                out.append(self._mkseg(nxt, ACK | PSH, self._sbuf[off:off + n], now))
                 self._last_data_tx = now
                 if self._rtt_seq < 0 and not self.ts_ok:
                     self._rtt_seq = end

@@ -292,7 +292,11 @@ class _Glue:
                 window = seg.window
                 s = r.addr_sum + tcplen + (sport << 16) + dport + seq + ack + offflags + window
                 if plen:
-                    s += partial_sum(payload)
+                    if plen < NUMPY_THRESHOLD:  # partial_sum inlined for a short payload
+                        s += (int.from_bytes(payload, "big") << 8 if plen & 1
+                              else int.from_bytes(payload, "big"))
+                    else:
+                        s += partial_sum(payload)
                 if tsval is not None:
                     tsecr = seg.tsecr
                     s += _TS_WORDS + tsval + tsecr
