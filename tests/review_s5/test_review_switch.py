@@ -50,6 +50,8 @@ def frame(dst: bytes, src: bytes, tag: int = 0, size: int = 60) -> bytes:
 
 @pytest.fixture(params=list(MODES))
 def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every data-path mode of test_switch_datapath (the inline fast path on descriptors, on
+    socket objects, the general receive function)."""
     for name, value in MODES[request.param].items():
         monkeypatch.setattr(server_mod, name, value)
     return str(request.param)
@@ -79,6 +81,7 @@ def _empty(c: Client) -> bool:
     return False
 
 
+@pytest.mark.parametrize("mode", ["epoll-fast"], indirect=True)
 def test_ageing_on_the_real_clock(mode: str, swdir: str) -> None:
     """Ageing 1 s (sweep every 1 s): A sends to B every 50 ms for 3.2 s while B stays silent
     after its first frame; C must start seeing A's frames (flooded: B aged out) within
