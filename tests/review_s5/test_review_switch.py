@@ -340,3 +340,44 @@ def test_a_released_ports_descriptor_number_reused_gets_no_frame(mode: str, swdi
         a.close()
         b.data.close()
         srv.close()
+
+
+def test_ports_coming_and_going_leave_nothing_behind(mode: str, swdir: str) -> None:
+    """150 clients join, exchange a unicast frame with a resident client (so flows are
+    cached) and leave: the server's per-port tables and the process's descriptors are back
+    to what they were."""
+    srv = SwitchServer(swdir).start()
+    home = Client(swdir, 1500)
+    try:
+        home.data.send(frame(BCAST, mac(1)))
+
+        def sizes() -> dict[str, int]:
+            with srv.lock:
+                return {"endpoints": len(srv._endpoints), "data_eps": len(srv._data_eps),
+                        "tx": len(srv._tx), "tx_fd": len(getattr(srv, "_tx_fd", {})),
+                        "ports": len(srv.core.ports), "pending": len(srv._pending)}
+
+        def fds() -> int:
+            return len(os.listdir("/proc/self/fd"))
+
+        base = {"endpoints": 1, "data_eps": 1, "tx": 1, "tx_fd": 1, "ports": 1, "pending": 0}
+        if not hasattr(srv, "_tx_fd"):
+            base["tx_fd"] = 0
+        wait_for(lambda: sizes() == base, 5, 0.01, f"the resident client registered: {base}")
+        fd0 = fds()
+        for i in range(150):
+            c = Client(swdir, 1500)
+            c.data.send(frame(mac(1), mac(100 + i), i))
+            assert home.recv()[14:18] == i.to_bytes(4, "big")
+            home.data.send(frame(mac(100 + i), mac(1), i))
+            home.data.send(frame(mac(100 + i), mac(1), i))  # (the second one: a cached flow)
+            assert c.recv()[14:18] == i.to_bytes(4, "big")
+            assert c.recv()[14:18] == i.to_bytes(4, "big")
+            c.close()
+        wait_for(lambda: sizes() == base, 5, 0.01, f"tables back to {base}")
+        wait_for(lambda: fds() <= fd0, 5, 0.01, "descriptors back")
+        with srv.lock:
+            assert srv.core.flow_cache_entries <= 2
+    finally:
+        home.close()
+        srv.close()
