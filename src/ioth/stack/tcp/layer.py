@@ -226,7 +226,8 @@ class TcpLayer:
         """Connections that skipped TIME-WAIT because ``max_tw_buckets`` entries existed
         (Linux: "time wait bucket table overflow")."""
         self.tw_reused = 0
-        """TIME-WAIT 4-tuples taken by a new SYN (RFC 6191)."""
+        """TIME-WAIT 4-tuples taken by a new SYN (RFC 6191) or, with timestamps, by a connect
+        from the explicitly given local port (as Linux tcp_twsk_unique)."""
         self.tw_killed = 0
         """TIME-WAIT entries ended by a RST (RFC 1337 assassination, as Linux by default)."""
 
@@ -487,16 +488,38 @@ class TcpLayer:
         if len(self.connections) >= self.max_connections:
             self.table_full += 1
             raise OSError(_errno.ENOBUFS, "too many TCP connections")
-        if not sport:
+        bound = sport != 0
+        if not bound:
             sport = self.ephemeral_port(src, dst, dport)
         key = (src, sport, dst, dport)
         tw = self.time_wait.get(key)
         if tw is not None and tw.expiry < now:
             self._tw_forget(tw)
+            tw = None
+        iss: int | None = None
+        if bound:
+            # As Linux (tcp_twsk_unique for an explicitly bound port): a TIME-WAIT of ours
+            # that had timestamps gives its 4-tuple to the new connection (PAWS protects it
+            # from the old one's segments), whose ISS starts above the old sequence space
+            # (the old SND.NXT + 65537, as a SYN reopening a TIME-WAIT of a listener).
+            if tw is not None:
+                if tw.ts_offset is not None:
+                    self._tw_forget(tw)
+                    self.tw_reused += 1
+                    iss = tw.snd_nxt + 65537
+            else:
+                old = self.connections.get(key)
+                if old is not None and old.state is _TIME_WAIT and old.ts_ok:
+                    old.reopen_time_wait()
+                    self._service(old, now)  # (CLOSED: out of the table)
+                    self.tw_reused += 1
+                    iss = old.snd_nxt + 65537
         if key in self.connections or key in self.time_wait:
             raise OSError(_errno.EADDRINUSE, f"{os.strerror(_errno.EADDRINUSE)} (port {sport})")
         conn = self._new_conn((src, sport), (dst, dport), policy or self.policy)
         conn.connect(now)
+        if iss is not None:
+            conn.rebase_iss(iss & MASK or 1)
         self.connections[key] = conn
         self._service(conn, now)
         return conn
