@@ -6,11 +6,14 @@ Checksums are computed and verified on every segment, as through a real link.  `
 and ``stackrr`` run the same between two StackCores (Ethernet, ARP, IPv4, the fused receive
 path and the fast output) and report thread CPU per connection / round trip, which moves far
 less than the rates on a shared machine; ``stackcount`` counts the same work instead of
-timing it (bytecodes, Python calls, ``_service`` passes per unit: repeatable anywhere).  The
-connection fast paths have knobs (``ioth.stack.tcp.layer``: QUIET_TIMERS, HANDSHAKE_FASTPATH,
-IDLE_DISPATCH, HEAP_PRUNE; ``ioth.stack.tcp.output``: SMALL_SEND; ``ioth.stack.tcp.stackhook``:
-ROUTE_ONCE, ROUTE_CACHE, FAST_OUTPUT; ``ioth.stack.tcp.input``: DELAYED_FIN_ACK, which changes
-the frames as Linux does) for A/B runs, set through ``BENCH_TCP_TWEAK`` as for bench_tcp.py.
+timing it (bytecodes, Python calls, ``_service`` passes per unit: repeatable anywhere), per
+connection in both orders (stackcps's and stackcpsx's, the FINs crossing) and per round trip.
+The connection fast paths have knobs (``ioth.stack.tcp.layer``: QUIET_TIMERS,
+HANDSHAKE_FASTPATH, IDLE_DISPATCH, HEAP_PRUNE; ``ioth.stack.tcp.output``: SMALL_SEND,
+SMALL_FIN; ``ioth.stack.tcp.stackhook``: ROUTE_ONCE, ROUTE_CACHE, FAST_OUTPUT;
+``ioth.stack.core``: RX_HANDSHAKE, RX_PLAIN; ``ioth.stack.tcp.input``: DELAYED_FIN_ACK, which
+changes the frames as Linux does) for A/B runs, set through ``BENCH_TCP_TWEAK`` as for
+bench_tcp.py.
 
 Run: ``python benchmarks/bench_tcp_core.py [--mb 50] [--seconds 2]``
 """
