@@ -20,6 +20,7 @@ import pytest
 
 from tests.review_s5.test_review_oracle import (
     DUT_IP,
+    PEER_IP,
     Factory,
     _close_all,
     _conn,
@@ -129,8 +130,45 @@ def both_close_with_data_in_flight(peer: Factory, dut: Factory) -> list[Any]:
     return out
 
 
+def cps_again_and_again_from_one_bound_port(peer: Factory, dut: Factory) -> list[Any]:
+    """The DUT is the client of the cps exchange from one explicitly bound port (with
+    SO_REUSEADDR), 5 times in a row: each time the FINs cross or the client closes last, so
+    the 4-tuple sits in TIME-WAIT at one end or both; Linux connects again at once each time
+    (its own TIME-WAIT taken over for a bound port with timestamps, the server's reopened by
+    a SYN with a newer timestamp)."""
+    lst = peer()
+    lst.bind((PEER_IP, 0))
+    lst.listen(8)
+    lst.settimeout(5)
+    port = lst.getsockname()[1]
+    out: list[Any] = []
+    cport = 0
+    for i in range(5):
+        c = dut()
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        c.bind((DUT_IP, cport))
+        cport = c.getsockname()[1]
+        c.settimeout(5)
+        t0 = time.monotonic()
+        r = _try(lambda c=c: c.connect((PEER_IP, port)))
+        out += [r, time.monotonic() - t0 < 0.8]
+        if r is not None:
+            c.close()
+            continue
+        a, _ = lst.accept()
+        c.sendall(bytes([i]) * 64)
+        a.sendall(a.recv(64))
+        a.close()
+        out.append(_try(lambda c=c: c.recv(64)))
+        c.close()
+        time.sleep(0.05)
+    lst.close()
+    return out
+
+
 SCENARIOS = [half_closed_dut_keeps_receiving, data_after_the_dut_closed,
-             close_with_unread_data_resets, abortive_close, both_close_with_data_in_flight]
+             close_with_unread_data_resets, abortive_close, both_close_with_data_in_flight,
+             cps_again_and_again_from_one_bound_port]
 _ORACLE: dict[str, list[Any]] = {}
 
 
