@@ -381,3 +381,66 @@ def test_ports_coming_and_going_leave_nothing_behind(mode: str, swdir: str) -> N
     finally:
         home.close()
         srv.close()
+
+
+def test_counters_add_up_when_two_threads_forward_to_one_port(mode: str, swdir: str) -> None:
+    """A datagram port (the data thread) and a plug port (the engine thread) blast unicast
+    frames to the same datagram port B at the same time: the egress counters and the switch's
+    unicast counter count every frame exactly once (session 5's data thread serves cache hits
+    without the server's lock, while the engine thread switches the plug's frames under it)."""
+    from tests.net.memplug import MemPlug
+
+    srv = SwitchServer(swdir).start()
+    a, b = Client(swdir, 1500), Client(swdir, 1500)
+    plug = MemPlug()
+    n = 6000
+    try:
+        b.data.send(frame(BCAST, mac(2)))
+        a.data.send(frame(BCAST, mac(1)))
+        pport = srv.add_plug(plug)
+        plug.inject(frame(BCAST, mac(3)))
+        os.write(plug._w, b"x")  # (level-triggered: the engine polls the plug from now on)
+        wait_for(lambda: srv.core.lookup(mac(3), 0, srv.engine.clock()) == pport, 5, 0.01,
+                 "the plug's station learnt")
+        _drain(a)
+        _drain(b)
+        with srv.lock:
+            base = {p: (c.counters.tx_frames, c.counters.rx_frames)
+                    for p, c in srv.core.ports.items()}
+            unicast0 = srv.core.counters.unicast
+        got = [0]
+        done = threading.Event()
+
+        def read_b() -> None:
+            b.data.settimeout(1.0)
+            while True:
+                try:
+                    b.data.recv(MAX_FRAME + 100)
+                except TimeoutError:
+                    if done.is_set():
+                        return
+                    continue
+                got[0] += 1
+
+        reader = threading.Thread(target=read_b)
+        reader.start()
+        plug.inject(*(frame(mac(2), mac(3), i) for i in range(n)))
+        for i in range(n):
+            a.data.send(frame(mac(2), mac(1), i))
+            if i % 256 == 0:
+                time.sleep(0.001)
+        wait_for(lambda: not plug.inbox, 10, 0.01, "the plug's frames switched")
+        time.sleep(0.3)
+        done.set()
+        reader.join(5)
+        with srv.lock:
+            pb = srv.core.ports[2].counters
+            sent_to_b = pb.tx_frames - base[2][0]
+            assert sent_to_b == 2 * n, (mode, sent_to_b)
+            assert srv.core.counters.unicast - unicast0 == 2 * n, mode
+            assert srv.core.ports[1].counters.rx_frames - base[1][1] == n
+            assert got[0] + pb.drop_send == 2 * n, (got[0], pb.drop_send)
+    finally:
+        a.close()
+        b.close()
+        srv.close()
