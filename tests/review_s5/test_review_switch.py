@@ -21,6 +21,7 @@ look at what such trimming can break, in every data-path mode of the server (the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -444,3 +445,33 @@ def test_counters_add_up_when_two_threads_forward_to_one_port(mode: str, swdir: 
         a.close()
         b.close()
         srv.close()
+
+
+def test_closing_the_server_leaves_no_descriptor(mode: str, swdir: str) -> None:
+    """Clients join, some leave just before the server closes (their sockets may still wait
+    to be closed by the data thread), frames flow: after close, the process holds exactly
+    the descriptors it held before the server existed (the clients' own aside), and the data
+    thread is gone."""
+    fd0 = len(os.listdir("/proc/self/fd"))
+    srv = SwitchServer(swdir).start()
+    clients = [Client(swdir, 1500) for _ in range(6)]
+    for i, c in enumerate(clients):
+        c.data.send(frame(BCAST, mac(i + 1)))
+    for c in clients:
+        for _ in range(5):
+            c.recv()
+    for i in range(3):
+        clients[0].data.send(frame(mac(2), mac(1), i))
+    for c in clients[3:]:
+        c.ctl.close()  # leaving: the switch releases their ports
+    thread = srv._data_thread
+    srv.close()
+    assert thread is not None
+    thread.join(5)
+    assert not thread.is_alive()
+    for c in clients:
+        c.data.close()
+        with contextlib.suppress(OSError):
+            c.ctl.close()
+    wait_for(lambda: len(os.listdir("/proc/self/fd")) <= fd0, 5, 0.01,
+             "the server's descriptors closed")
