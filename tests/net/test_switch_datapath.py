@@ -26,6 +26,7 @@ from tests.support.peers import wait_for
 
 MODES = {
     "epoll-fast": {"FAST_PATH": True},
+    "epoll-fast-locked": {"FAST_PATH": True, "LOCK_FREE": False},
     # the inline path on the socket objects, a drain every 8 quiet wake-ups (as in session 4)
     "epoll-fast-sock": {"FAST_PATH": True, "FD_IO": False, "PROBE_MAX": 8},
     "epoll-general": {"FAST_PATH": False},

@@ -1,9 +1,9 @@
 """The switch data thread's inline fast path (session 5): it applies the forwarding cache itself
 and writes to the egress descriptor when the egress port has a single datagram endpoint.
 
-Every test runs with the inline path on the descriptors (``FD_IO``), on the socket objects, and
-with the general receive function only (``FAST_PATH=False``): all must give the same frames and
-counters.
+Every test runs with the inline path on the descriptors (``FD_IO``) without the lock for hits
+(``LOCK_FREE``) and with it, on the socket objects, and with the general receive function only
+(``FAST_PATH=False``): all must give the same frames and counters.
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ import pytest
 from ioth.net.switch import server as server_mod
 from ioth.net.switch.core import SwitchCore
 from ioth.net.switch.server import SwitchServer
+from tests.support.peers import wait_for
 
 MODES = {
     "fd": {"FAST_PATH": True, "FD_IO": True},
+    "fd-locked": {"FAST_PATH": True, "FD_IO": True, "LOCK_FREE": False},
     "sock": {"FAST_PATH": True, "FD_IO": False},
     "general": {"FAST_PATH": False},
 }
@@ -193,3 +195,34 @@ def test_a_port_released_between_wakeups_is_never_written(srv: SwitchServer) -> 
     finally:
         a.close()
 
+
+
+def test_a_released_port_socket_is_closed_by_the_data_thread(srv: SwitchServer) -> None:
+    """A released port's socket is closed soon after (by the data thread between two batches
+    when it serves hits without the lock), its client's sends are refused, and closing the
+    server closes every socket of its ports."""
+    a, _ = pair(srv)
+    b, pb = pair(srv)
+    try:
+        learn(a, b)
+        with srv.lock:
+            (ep,) = srv._endpoints[pb]
+            sock = ep.sock
+        assert sock is not None
+        srv.release(ep)
+        wait_for(lambda: sock.fileno() == -1, 5, what="the released socket closed")
+        with pytest.raises(OSError):
+            for _ in range(100):
+                b.send(eth(A, B))
+        a.send(eth(B, A))  # B was on the released port: forgotten, flooded to nobody
+        assert nothing(a)
+        with srv.lock:
+            (ep_a,) = srv._endpoints[next(iter(srv._endpoints))]
+            sock_a = ep_a.sock
+        assert sock_a is not None
+        srv.close()
+        assert sock_a.fileno() == -1
+        assert not srv._data_closing
+    finally:
+        a.close()
+        b.close()
