@@ -209,7 +209,10 @@ class TcpSockets:
         # (its own descriptor, unconnected, reports a hang-up): readable when another thread
         # changed that socket's connection (kick) and once the stack closes
         self.quiet = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
-        self.kicked = False
+        # the readers kicked and not yet out of their wait (thread idents): the eventfd is
+        # readable while there is one; each reader consumes only its own kick (another
+        # reader woken by the same eventfd must leave it readable for the others)
+        self.kicked: set[int] = set()
         # threads inside a wait that polls ``quiet``: the stack's close leaves it open (and
         # readable) until the last one is out, so that none polls a number reused meanwhile
         self.quiet_users = 0
@@ -271,7 +274,7 @@ class TcpSockets:
                 if hold and hold != _get_ident() and (
                         obj.recv_available or obj.eof or obj.error is not None
                         or obj.state is _CLOSED):
-                    self.kick()  # (only what ends its wait: not send space, not ACKs)
+                    self.kick(hold)  # (only what ends its wait: not send space, not ACKs)
                 if self._chained is not None:
                     self._chained(obj)
                 return
@@ -316,13 +319,17 @@ class TcpSockets:
         if self._chained is not None:
             self._chained(obj)
 
-    def kick(self) -> None:
-        """Stack lock held: another thread changed an unpaired socket whose reader waits
-        serving the plugs inline (StreamSocket._recv_lazy; at most one thread serves a stack
-        inline): end its wait, it looks at the connection again."""
-        if not self.kicked and self.quiet >= 0:
-            self.kicked = True
-            os.eventfd_write(self.quiet, 1)
+    def kick(self, ident: int) -> None:
+        """Stack lock held: another thread changed an unpaired socket whose reader (thread
+        ``ident``, StreamSocket._recv_lazy) waits serving the plugs inline, or is about to:
+        end its wait, it looks at the connection again.  The kick stays until that reader
+        leaves its wait (:meth:`unkick`), whichever thread polls the eventfd meanwhile (the
+        serving thread may be another reader, about to go back to its own wait)."""
+        kicked = self.kicked
+        if ident not in kicked and self.quiet >= 0:
+            if not kicked:
+                os.eventfd_write(self.quiet, 1)
+            kicked.add(ident)
 
     def quiet_done(self) -> None:
         """Stack lock held: a wait on ``quiet`` ended (or the stack closed): close it once
@@ -331,10 +338,15 @@ class TcpSockets:
             os.close(self.quiet)
             self.quiet = -1
 
-    def unkick(self) -> None:
-        """Stack lock held, after a wait on ``quiet``: consume a kick."""
-        if self.kicked:
-            self.kicked = False
+    def unkick(self, ident: int) -> None:
+        """Stack lock held, reader ``ident`` left its wait on ``quiet`` (or did not get to
+        wait): consume its kick; the eventfd stays readable while other readers' kicks
+        are pending."""
+        kicked = self.kicked
+        if ident in kicked:
+            kicked.discard(ident)
+            if kicked:
+                return
             if self.quiet >= 0 and not self.quiet_closing:  # (the close's wake-up stays)
                 try:
                     os.eventfd_read(self.quiet)
@@ -676,7 +688,8 @@ class StreamHandle:
         self.fd = eng.fileno()
         tcp = self.tcp
         if self.hold and self.hold != _get_ident():
-            tcp.kick()  # (its reader waits on the quiet descriptor: it reads the pair now)
+            tcp.kick(self.hold)  # (its reader waits on the quiet descriptor: it reads the
+            # pair now)
         if tcp.by_conn.get(self.conn) is None:
             tcp.by_conn[self.conn] = self
         self.on_event()
@@ -1707,8 +1720,8 @@ class StreamSocket(IothSocket):
                     tcp.quiet_users -= 1
                     if tcp.quiet_closing:
                         tcp.quiet_done()
-                    elif got is not None and tcp.kicked:  # (None: it did not wait: the
-                        tcp.unkick()                      # kick is another thread's)
+                    elif tcp.kicked:  # (its own kick only: see TcpSockets.kick)
+                        tcp.unkick(me)
             if got is None:
                 return None
             if got is False:
@@ -1995,7 +2008,7 @@ class StreamSocket(IothSocket):
                 with self._stack.lock:  # a reader blocked on the socket returns b"" (Linux)
                     if h.lazy:
                         if h.hold and h.hold != _get_ident():
-                            self._tcp.kick()
+                            self._tcp.kick(h.hold)
                     else:
                         h.shut_rd()
         if how != _socket.SHUT_RD:
@@ -2197,7 +2210,7 @@ class StreamSocket(IothSocket):
                 # kernel socket), not sit on a descriptor nobody will write to
                 assert h is not None
                 if h.lazy:
-                    self._tcp.kick()
+                    self._tcp.kick(hold)
                 elif h.eng is not None and not h.eof_out:
                     h.eof_out = True
                     h.wrote += 1
