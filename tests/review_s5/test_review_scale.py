@@ -32,7 +32,7 @@ from tests.support.peers import wait_for
 #: attributes allowed to grow with the number of connections (bounded elsewhere)
 GROWING = {"time_wait", "_tw_queues"}
 #: connections per batch
-BATCH = 300
+BATCH = 250
 
 
 def _sizes(obj: Any, prefix: str, out: dict[str, int], depth: int = 0,
