@@ -157,8 +157,13 @@ def _nowait(eng: _csocket.socket) -> None:
 
 
 def _unix(fd: int) -> _csocket.socket:
-    """An AF_UNIX view of descriptor ``fd`` (detach it, do not close it)."""
-    return _csocket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
+    """An AF_UNIX view of descriptor ``fd`` (detach it, do not close it).  Made with
+    SOCK_NONBLOCK in its type, which gives the object a zero timeout without touching the
+    descriptor: under socket.setdefaulttimeout() the constructor would otherwise set
+    O_NONBLOCK on ``fd``, that is on the open file the application's socket shares (its
+    blocking socket would turn non-blocking); the view's calls act as the descriptor's own
+    mode says (connect and listen are all it is used for)."""
+    return _csocket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_NONBLOCK, 0, fd)
 
 
 def tcp_layer(stack: Stack) -> TcpLayer:
