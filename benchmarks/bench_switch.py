@@ -37,10 +37,20 @@ namespaces needed.
 
 ``ioth-general`` (in ``--only`` and in the ping-pong) is ``ioth switch`` without the data
 thread's inline fast path (``FAST_PATH=False``: every wake-up goes through the general receive
-function), measured in the same run.
+function), measured in the same run.  Other variants for ``--paired`` (knobs of
+``ioth.net.switch.server``): ``ioth-locked`` (``LOCK_FREE=False``: the lock for every
+wake-up), ``ioth-sock`` (``FD_IO=False``: the socket objects' recv/send), ``ioth-s4`` (the
+data thread as in session 4 but for the inline cache rule: socket objects, the lock, a drain
+every 8 quiet wake-ups, 64 epoll events).
+
+``--paired A,B`` runs two ping-pongs AT THE SAME TIME, one through switch A and one through B,
+``--rounds`` times (the order alternating): both see the same background load, so on a shared
+machine their difference is far less noisy than runs one after the other.  It prints each
+switch's CPU per frame (median and range) and the median of the per-round differences.
 
 Usage: ``python benchmarks/bench_switch.py [--time 5] [--rounds 1]
-[--only vde,ioth,ioth-general,inproc,offload,jumbo] [--micro] [--pingpong [--burn US]]``
+[--only vde,ioth,ioth-general,inproc,offload,jumbo] [--micro] [--pingpong [--burn US]]
+[--paired vde,ioth]``
 """
 
 from __future__ import annotations
@@ -74,7 +84,9 @@ CONFIGS = {
 TARGETS = {"inproc": "target >= 2.00x", "jumbo": "target >= 8000 Mbit/s"}
 JUMBO_MTU = 65520
 #: ``ioth switch`` variants measured side by side: settings of ioth.net.switch.server knobs
-VARIANTS = {"ioth": "", "ioth-general": "FAST_PATH=False"}
+VARIANTS = {"ioth": "", "ioth-general": "FAST_PATH=False", "ioth-locked": "LOCK_FREE=False",
+            "ioth-sock": "FD_IO=False",
+            "ioth-s4": "FD_IO=False,LOCK_FREE=False,PROBE_MAX=8,MAX_EVENTS=64"}
 
 
 def switch_argv(kind: str, *args: str) -> list[str]:
@@ -241,40 +253,85 @@ def _cpu_seconds(pid: int) -> float:
 
 def pingpong(kind: str, seconds: float, burn: float) -> tuple[float, float]:
     """(round trips/s, switch CPU us per frame) of a ping-pong through ``kind`` (vde/ioth)."""
+    return pingpong_many([kind], seconds, burn)[0]
+
+
+def pingpong_many(kinds: list[str], seconds: float, burn: float) -> list[tuple[float, float]]:
+    """:func:`pingpong` through several switches at once (one ping-pong pair each, same time
+    window): (round trips/s, switch CPU us per frame) per switch, in the order of ``kinds``."""
     import multiprocessing
 
     a, b = bytes.fromhex("020000000001"), bytes.fromhex("020000000002")
     with tempfile.TemporaryDirectory(prefix="benchpp") as tmp:
-        d = os.path.join(tmp, "sw")
-        argv = ["vde_switch", "-s", d] if kind == "vde" else switch_argv(kind, d)
-        sw = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
+        dirs = [os.path.join(tmp, f"sw{i}") for i in range(len(kinds))]
         ctx = multiprocessing.get_context("fork")
-        out: Any = ctx.Queue()
         done = ctx.Event()
-        procs = []
+        procs: list[Any] = []
+        switches: list[subprocess.Popen[bytes]] = []
         try:
-            _wait(lambda: os.path.exists(os.path.join(d, "ctl")))
-            echo = ctx.Process(target=_pp_peer, args=(d, b, a, "echo", seconds, burn, out, done))
-            echo.start()
-            procs.append(echo)
+            for kind, d in zip(kinds, dirs, strict=True):
+                argv = ["vde_switch", "-s", d] if kind == "vde" else switch_argv(kind, d)
+                switches.append(subprocess.Popen(argv, stdin=subprocess.PIPE,
+                                                 stdout=subprocess.DEVNULL,
+                                                 stderr=subprocess.DEVNULL,
+                                                 start_new_session=True))
+            outs: list[Any] = []
+            for d in dirs:
+                _wait(lambda d=d: os.path.exists(os.path.join(d, "ctl")))  # type: ignore[misc]
+                out = ctx.Queue()
+                outs.append(out)
+                echo = ctx.Process(target=_pp_peer, args=(d, b, a, "echo", seconds, burn, out,
+                                                          done))
+                echo.start()
+                procs.append(echo)
             time.sleep(0.3)
-            cpu0, t0 = _cpu_seconds(sw.pid), time.monotonic()
-            ping = ctx.Process(target=_pp_peer, args=(d, a, b, "ping", seconds, burn, out, done))
-            ping.start()
-            procs.append(ping)
-            rate = float(out.get(timeout=seconds + 30))
-            cpu, wall = _cpu_seconds(sw.pid) - cpu0, time.monotonic() - t0
+            cpu0 = [_cpu_seconds(sw.pid) for sw in switches]
+            t0 = time.monotonic()
+            for d, out in zip(dirs, outs, strict=True):
+                ping = ctx.Process(target=_pp_peer, args=(d, a, b, "ping", seconds, burn, out,
+                                                          done))
+                ping.start()
+                procs.append(ping)
+            rates = [float(out.get(timeout=seconds + 30)) for out in outs]
+            wall = time.monotonic() - t0
+            cpu = [_cpu_seconds(sw.pid) - c for sw, c in zip(switches, cpu0, strict=True)]
             done.set()
             for proc in procs:
                 proc.join(5)
-            return rate, cpu / (rate * 2 * wall) * 1e6
+            return [(rate, c / (rate * 2 * wall) * 1e6)
+                    for rate, c in zip(rates, cpu, strict=True)]
         finally:
             for proc in procs:
                 if proc.is_alive():
                     proc.terminate()
                     proc.join(5)
-            stop_process(sw)
+            for sw in switches:
+                stop_process(sw)
+
+
+def paired(kinds: list[str], rounds: int, seconds: float, burn: float) -> None:
+    """``--paired A,B``: both ping-pongs at once, ``rounds`` times; medians, ranges and the
+    median of the per-round differences of the switches' CPU per frame."""
+    runs: dict[str, list[tuple[float, float]]] = {k: [] for k in kinds}
+    for i in range(rounds):
+        order = kinds if i % 2 == 0 else kinds[::-1]
+        for kind, result in zip(order, pingpong_many(order, seconds, burn), strict=True):
+            runs[kind].append(result)
+        print("  round " + str(i + 1) + ": " + "  ".join(
+            f"{k} {runs[k][-1][1]:5.1f} us/frame ({runs[k][-1][0]:.0f} rt/s)" for k in kinds),
+            flush=True)
+    print(f"{'paired ping-pong (burn ' + str(burn) + ' us)':42s} {'rt/s':>9s} {'us/frame':>9s}"
+          f" {'range':>11s}")
+    for kind in kinds:
+        us = [u for _, u in runs[kind]]
+        rate = statistics.median(r for r, _ in runs[kind])
+        print(f"{kind + ' switch':42s} {rate:9.0f} {statistics.median(us):9.1f}"
+              f" {min(us):5.1f}-{max(us):<5.1f}")
+    first, second = kinds[0], kinds[1]
+    diffs = [x[1] - y[1] for x, y in zip(runs[first], runs[second], strict=True)]
+    print(f"{first} - {second} per round: " + " ".join(f"{d:+.1f}" for d in diffs)
+          + f"  median {statistics.median(diffs):+.1f} us/frame")
+    print()
 
 
 def main() -> None:
@@ -291,9 +348,17 @@ def main() -> None:
                         help="also measure rt/s and switch CPU per frame at low rate")
     parser.add_argument("--burn", type=float, default=150.0,
                         help="CPU us each ping-pong end spends per frame (default 150)")
+    parser.add_argument("--paired", default="",
+                        help="A,B: two ping-pongs at once through switches A and B "
+                        "(vde, " + ", ".join(VARIANTS) + ")")
     args = parser.parse_args()
     if args.micro:
         micro()
+    if args.paired:
+        pair = args.paired.split(",")
+        if len(pair) != 2 or any(k != "vde" and k not in VARIANTS for k in pair):
+            raise SystemExit(f"--paired {args.paired}: two of vde, {', '.join(VARIANTS)}")
+        paired(pair, max(args.rounds, 1), args.time, args.burn)
     if args.pingpong:
         pp: dict[str, list[tuple[float, float]]] = {"vde": [], "ioth": [], "ioth-general": []}
         for _ in range(args.rounds):
@@ -311,7 +376,7 @@ def main() -> None:
             print(f"{kind + ' switch':42s} {rate:9.0f} {us:9.1f} {us / ref:6.2f}")
         print()
     kinds = [k for k in args.only.split(",") if k]
-    if not kinds and (args.micro or args.pingpong):
+    if not kinds and (args.micro or args.pingpong or args.paired):
         return  # --only '': just those
     if "vde" not in kinds:
         kinds.insert(0, "vde")  # the reference is always measured
