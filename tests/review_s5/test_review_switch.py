@@ -477,3 +477,43 @@ def test_closing_the_server_leaves_no_descriptor(mode: str, swdir: str) -> None:
             c.ctl.close()
     wait_for(lambda: len(os.listdir("/proc/self/fd")) <= fd0, 5, 0.01,
              "the server's descriptors closed")
+
+
+def test_a_cached_flow_reaches_every_endpoint_of_a_port_that_gains_one(mode: str, swdir: str
+                                                                        ) -> None:
+    """A flow to a single-endpoint port is cached (and may be written straight to that
+    endpoint's descriptor); a second client then joins the same port: the flow's next frames
+    go to both endpoints (vde_switch: a port sends to all its endpoints); when the first
+    leaves, to the second alone."""
+    from tests.net.test_switch_server import RawClient
+
+    srv = SwitchServer(swdir).start()
+    a = RawClient(swdir, port=3)
+    b1 = RawClient(swdir, port=7)
+    b2 = None
+    try:
+        b1.send(frame(BCAST, mac(2)))
+        a.send(frame(BCAST, mac(1)))
+        assert a.recv()[6:12] == mac(2)
+        assert b1.recv()[6:12] == mac(1)
+        for i in range(3):
+            a.send(frame(mac(2), mac(1), i))
+            assert b1.recv() == frame(mac(2), mac(1), i)
+        b2 = RawClient(swdir, port=7)
+        wait_for(lambda: len(srv.endpoints(7)) == 2, 5, 0.01, "the second endpoint")
+        for i in range(3, 6):
+            a.send(frame(mac(2), mac(1), i))
+            assert b1.recv() == frame(mac(2), mac(1), i), mode
+            assert b2.recv() == frame(mac(2), mac(1), i), mode
+        b1.ctl.close()
+        wait_for(lambda: len(srv.endpoints(7)) == 1, 5, 0.01, "the first endpoint gone")
+        for i in range(6, 9):
+            a.send(frame(mac(2), mac(1), i))
+            assert b2.recv() == frame(mac(2), mac(1), i), mode
+    finally:
+        for x in (a, b1, b2):
+            if x is not None:
+                x.data.close()
+                with contextlib.suppress(OSError):
+                    x.ctl.close()
+        srv.close()
