@@ -218,3 +218,31 @@ def test_connect_after_a_refusal_on_a_registered_socket_is_prompt(
             c.close()
     assert timings[0] < 1.0
     assert timings[1] < 1.0, timings
+
+
+@pytest.mark.xfail(strict=True, reason="BUG (older): on an unconnected ioth TCP socket recvmsg "
+                   "gives EINVAL (Linux ENOTCONN, as recv) and sendmsg ENOTCONN (Linux EPIPE, "
+                   "as send)")
+def test_msg_calls_on_an_unconnected_socket(kernel: Side, tmp_path: Path) -> None:
+    calls: dict[str, Callable[[Any], Any]] = {
+        "recv": lambda s: s.recv(10),
+        "recvmsg": lambda s: s.recvmsg(10),
+        "send": lambda s: s.send(b"x"),
+        "sendmsg": lambda s: s.sendmsg([b"x"]),
+    }
+
+    def run(mk: Callable[[], Any]) -> dict[str, Any]:
+        out = {}
+        for name, call in calls.items():
+            s = mk()
+            try:
+                out[name] = _err(lambda s=s, call=call: call(s))
+            finally:
+                s.close()
+        return out
+
+    ref = run(kernel[0])
+    assert ref == {"recv": "ENOTCONN", "recvmsg": "ENOTCONN", "send": "EPIPE",
+                   "sendmsg": "EPIPE"}
+    with _ioth(tmp_path) as side:
+        assert run(side[0]) == ref
