@@ -845,9 +845,10 @@ class SwitchServer:
         Draining until EAGAIN costs a failed ``recv`` (a syscall and an exception) per
         wake-up, which at low rates is paid for every frame.  So a port whose last drain found
         a single frame is in *quiet* mode: one frame per wake-up, no probe (the socket is
-        level-triggered: anything left wakes the data thread again), and a drain only every
-        :data:`PROBE_EVERY` wake-ups to notice a backlog, which switches the port back to
-        draining up to :data:`RX_BATCH` frames per wake-up.
+        level-triggered: anything left wakes the data thread again), and a drain
+        after :data:`PROBE_EVERY` wake-ups (twice as many after each quiet drain, up to
+        :data:`PROBE_MAX`) to notice a backlog, which switches the port back to draining up to
+        :data:`RX_BATCH` frames per wake-up.
         """
         sock = ep.sock
         if sock is None:
