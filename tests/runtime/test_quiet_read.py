@@ -60,6 +60,25 @@ def _state(a: ioth.Stack, index: int) -> tuple[int, int]:
         return r._quiet[index], r._quiet_run.get(index, rt.QUIET_PROBE)
 
 
+def _send_while_serving(a: ioth.Stack, b: DgramPlug, frames: list[bytes]) -> threading.Thread:
+    """Send ``frames`` together (under the stack lock: nothing reads before all are queued)
+    from another thread, once this thread serves the plugs inline: from then on the engine
+    leaves the plug to it (see StackRuntime._on_input), whatever the scheduler does.  Frames
+    queued before the wait began could be taken by the engine first, all of them on a busy
+    machine (then the wait, never served a frame, would sit until its deadline)."""
+    def run() -> None:
+        deadline = time.monotonic() + 10
+        while not a.runtime._serving and time.monotonic() < deadline:
+            time.sleep(0.001)
+        with a.lock:
+            for f in frames:
+                assert b.send(f)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
 def test_frames_arriving_together_are_all_served_by_the_engine(
         cable: tuple[ioth.Stack, DgramPlug, int], quiet: int) -> None:
     a, b, index = cable
@@ -88,10 +107,10 @@ def test_frames_arriving_together_are_all_served_by_an_inline_wait(
         with a.lock:
             _force_quiet(a, index, quiet)
             base = plug.counters.rx_frames
-            for f in _frames(a, index, [b"first", b"second"]):
-                assert b.send(f)
+        t = _send_while_serving(a, b, _frames(a, index, [b"first", b"second"]))
         got = a.runtime.serve_until(r, select.POLLIN, a.runtime.clock() + 10,
                                     lambda: plug.counters.rx_frames - base >= 2)
+        t.join(10)
         assert got is True
         assert plug.counters.rx_frames - base == 2
         assert _recv_all(srv, 2) == [b"first", b"second"]
@@ -115,18 +134,25 @@ def test_a_frame_left_by_a_holder_that_went_away_is_served_when_its_lease_ends(
         # a first inline wait makes the engine leave the plug to this thread (the lease)
         with a.lock:
             base = plug.counters.rx_frames
-            assert b.send(_frames(a, index, [b"warm-up"])[0])
+        t = _send_while_serving(a, b, _frames(a, index, [b"warm-up"]))
         assert a.runtime.serve_until(r, select.POLLIN, a.runtime.clock() + 10,
                                      lambda: plug.counters.rx_frames > base) is True
+        t.join(10)
         with a.lock:
             _force_quiet(a, index, quiet)
             base = plug.counters.rx_frames
-            for f in _frames(a, index, [b"served", b"left"]):
-                assert b.send(f)
-        assert a.runtime.serve_until(r, select.POLLIN, a.runtime.clock() + 10,
-                                     lambda: plug.counters.rx_frames > base) is True
+        seen: list[int] = []  # frames read when the wait ended (the engine is kept off the
+        # plug while this thread serves; after, the lease's end gives the plug back to it)
+
+        def ready() -> bool:
+            seen.append(plug.counters.rx_frames - base)
+            return seen[-1] > 0
+
+        t = _send_while_serving(a, b, _frames(a, index, [b"served", b"left"]))
+        assert a.runtime.serve_until(r, select.POLLIN, a.runtime.clock() + 10, ready) is True
+        t.join(10)
         if quiet:
-            assert plug.counters.rx_frames - base == 1  # the other one is still queued
+            assert seen[-1] == 1  # the other one is still queued
         # this thread does not wait again: the second frame comes in all the same
         assert _recv_all(srv, 3) == [b"warm-up", b"served", b"left"]
         assert not a.runtime._serving
