@@ -220,9 +220,8 @@ def test_connect_after_a_refusal_on_a_registered_socket_is_prompt(
     assert timings[1] < 1.0, timings
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (older): on an unconnected ioth TCP socket recvmsg "
-                   "gives EINVAL (Linux ENOTCONN, as recv) and sendmsg ENOTCONN (Linux EPIPE, "
-                   "as send)")
+# (fixed: was a strict xfail: "BUG (older): on an unconnected ioth TCP socket recvmsg gives
+# EINVAL (Linux ENOTCONN, as recv) and sendmsg ENOTCONN (Linux EPIPE, as send)")
 def test_msg_calls_on_an_unconnected_socket(kernel: Side, tmp_path: Path) -> None:
     calls: dict[str, Callable[[Any], Any]] = {
         "recv": lambda s: s.recv(10),

@@ -267,3 +267,37 @@ def test_io_after_a_refused_connect_then_a_new_one(kernel_side: _Side, ioth_side
     ref = _refused_then_io(kernel_side, timeout, register)
     assert ("reply", b"ping") in ref
     assert _refused_then_io(ioth_side, timeout, register) == ref
+
+
+@pytest.fixture(params=[1, 0], ids=["lazyfd", "eagerfd"])
+def lazy_fd(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    monkeypatch.setattr(stream, "LAZY_FD", request.param)
+    yield request.param
+
+
+def test_message_calls_on_an_unconnected_socket_as_linux(kernel_side: _Side, ioth_side: _Side,
+                                                         lazy_fd: int) -> None:
+    """recvmsg, recvmsg_into and sendmsg (with and without an address) on a socket never
+    connected: ENOTCONN for the reads and EPIPE for the writes, as recv and send (review s5's
+    test_msg_calls_on_an_unconnected_socket covers recvmsg and sendmsg)."""
+    ops: list[tuple[str, Op]] = [
+        ("recvmsg", lambda s: s.recvmsg(10)),
+        ("recvmsg_into", lambda s: s.recvmsg_into([bytearray(10)])),
+        ("sendmsg", lambda s: s.sendmsg([b"x"])),
+        ("sendmsg_addr", lambda s: s.sendmsg([b"x"], [], 0, ("192.0.2.9", 9))),
+    ]
+
+    def run(side: _Side) -> list[tuple[str, Any]]:
+        out = []
+        for op in ops:
+            s = side.mk()
+            try:
+                out += _run(s, [op])
+            finally:
+                s.close()
+        return out
+
+    ref = run(kernel_side)
+    assert ref == [("recvmsg", "ENOTCONN"), ("recvmsg_into", "ENOTCONN"),
+                   ("sendmsg", "EPIPE"), ("sendmsg_addr", "EPIPE")]
+    assert run(ioth_side) == ref

@@ -1513,6 +1513,8 @@ class StreamSocket(IothSocket):
         if self._gone:
             raise oserror(errno.EBADF)
         h = self._h
+        if h is None and self._accepted_plain is False:
+            raise oserror(errno.ENOTCONN)  # (as recv: unconnected, Linux)
         if h is not None and h.failed:
             self._failed_io(h)
             return b"", [], 0, None
@@ -1525,6 +1527,8 @@ class StreamSocket(IothSocket):
         if self._gone:
             raise oserror(errno.EBADF)
         h = self._h
+        if h is None and self._accepted_plain is False:
+            raise oserror(errno.ENOTCONN)  # (as recv: unconnected, Linux)
         if h is not None and h.failed:
             self._failed_io(h)
             return 0, [], 0, None
@@ -1937,6 +1941,8 @@ class StreamSocket(IothSocket):
         """Send through the descriptor."""
         if self._gone:
             raise oserror(errno.EBADF)
+        if self._h is None and self._accepted_plain is False:
+            raise oserror(errno.EPIPE)  # (as send: unconnected, Linux)
         if self._h is not None and self._h.failed:
             self._failed_io(self._h, True)
         self._materialize()
