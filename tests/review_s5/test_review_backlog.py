@@ -1,0 +1,81 @@
+"""Adversarial review (session 5): a bounded listen backlog must not leak its room.
+
+Once the socket layer bounds the handshakes a listener completes by its backlog (review s5's
+listen_backlog_bounds_the_handshakes), every connection that takes room must give it back:
+accepted ones, ones the peer resets or closes before they are accepted, ones left when the
+listening socket closes.  A leak shows as a listener that stops completing handshakes.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+from pathlib import Path
+
+import pytest
+
+from ioth.sockets import socket as isocket
+from ioth.sockets import stream
+from tests.sockets.helpers import network
+
+LINGER0 = struct.pack("ii", 1, 0)
+
+
+@pytest.mark.parametrize("lazy", [1, 0], ids=["unpaired", "paired"])
+def test_room_comes_back_from_connections_that_die_before_accept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lazy: int) -> None:
+    monkeypatch.setattr(stream, "LAZY_PAIR", lazy)
+    with network(tmp_path) as (a, b):
+        lst = isocket(b, socket.AF_INET, socket.SOCK_STREAM)
+        lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # (restarted below)
+        lst.bind(("192.0.2.2", 80))
+        lst.listen(2)
+        lst.settimeout(0.3)
+        for rnd in range(3):
+            dying = []
+            for _ in range(3):
+                c = isocket(a, socket.AF_INET, socket.SOCK_STREAM)
+                c.setblocking(False)
+                c.connect_ex(("192.0.2.2", 80))
+                dying.append(c)
+            time.sleep(0.1)
+            for i, c in enumerate(dying):
+                if i % 2:
+                    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER0)
+                c.close()  # reset or FIN before the server accepts
+            time.sleep(0.1)
+            while True:  # accept what is there (some may be reset already)
+                try:
+                    s, _ = lst.accept()
+                except TimeoutError:
+                    break
+                s.close()
+            # a live client still gets through at once
+            c = isocket(a, socket.AF_INET, socket.SOCK_STREAM)
+            c.settimeout(3)
+            t0 = time.monotonic()
+            c.connect(("192.0.2.2", 80))
+            lst.settimeout(3)
+            s, _ = lst.accept()
+            lst.settimeout(0.3)
+            c.sendall(b"ok")
+            assert s.recv(2) == b"ok"
+            assert time.monotonic() - t0 < 0.9, (rnd, time.monotonic() - t0)  # (no SYN retry)
+            s.close()
+            c.close()
+        lst.close()
+        # the port is free again (its TIME-WAITs, children of a SO_REUSEADDR listener, allow
+        # a SO_REUSEADDR bind, as Linux): a new listener, a new connection
+        lst2 = isocket(b, socket.AF_INET, socket.SOCK_STREAM)
+        lst2.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        lst2.bind(("192.0.2.2", 80))
+        lst2.listen(1)
+        c = isocket(a, socket.AF_INET, socket.SOCK_STREAM)
+        c.settimeout(3)
+        c.connect(("192.0.2.2", 80))
+        lst2.settimeout(3)
+        s, _ = lst2.accept()
+        s.close()
+        c.close()
+        lst2.close()
