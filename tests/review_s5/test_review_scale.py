@@ -31,7 +31,7 @@ from tests.support.peers import wait_for
 
 #: attributes allowed to grow with the number of connections (bounded elsewhere)
 GROWING = {"time_wait", "_tw_queues"}
-#: connections per batch
+#: connections per batch (the general-path knob sets: 3/5 of it)
 BATCH = 250
 
 
@@ -102,6 +102,7 @@ def test_cps_pattern_leaves_no_per_connection_state(tmp_path: Path,
         for name, value in values.items():
             assert hasattr(mod, name), (module, name)
             monkeypatch.setattr(mod, name, value)
+    batch = BATCH if knobs == "default" else BATCH * 3 // 5
     with network(tmp_path) as (cli_stack, srv_stack):
         srv = isocket(srv_stack, socket.AF_INET, socket.SOCK_STREAM)
         srv.bind(("192.0.2.2", 8080))
@@ -151,13 +152,13 @@ def test_cps_pattern_leaves_no_per_connection_state(tmp_path: Path,
             wait_for(idle, 10, what="every connection closed (TIME-WAIT compacted)")
             gc.collect()
 
-        for i in range(BATCH):
+        for i in range(batch):
             one(i)
         quiesce()
         before, fds0 = _snapshot([cli_stack, srv_stack]), _fds()
         tx0 = [st.core.tcp.tx_segments for st in (cli_stack, srv_stack)]
-        for i in range(BATCH):
-            one(BATCH + i)
+        for i in range(batch):
+            one(batch + i)
         quiesce()
         after, fds1 = _snapshot([cli_stack, srv_stack]), _fds()
         assert not errors, errors
@@ -166,16 +167,16 @@ def test_cps_pattern_leaves_no_per_connection_state(tmp_path: Path,
         # Linux sends 9-11: no more, and no reset or segment to a closed port
         frames = sum(st.core.tcp.tx_segments - t for st, t in zip((cli_stack, srv_stack), tx0,
                                                                    strict=True))
-        assert 8 * BATCH <= frames <= 11 * BATCH, f"{frames / BATCH:.2f} frames per connection"
+        assert 8 * batch <= frames <= 11 * batch, f"{frames / batch:.2f} frames per connection"
         for st in (cli_stack, srv_stack):
             assert st.core.tcp.resets_sent == 0
             assert st.core.tcp.rx_no_socket == 0
         grown = {k: (before.get(k, 0), v) for k, v in after.items() if v > before.get(k, 0) + 8}
-        assert not grown, f"tables grown over {BATCH} connections: {grown}"
-        assert fds1 <= fds0 + 4, f"descriptors {fds0} -> {fds1} over {BATCH} connections"
+        assert not grown, f"tables grown over {batch} connections: {grown}"
+        assert fds1 <= fds0 + 4, f"descriptors {fds0} -> {fds1} over {batch} connections"
         for st in (cli_stack, srv_stack):
             with st.lock:
                 tw = len(st.core.tcp.time_wait)
-            assert tw <= 2 * BATCH + 8
+            assert tw <= 2 * batch + 8
         srv.close()
-        server.join(5)
+        server.join(0.5)  # (a blocking accept may stay in the kernel after close: Linux too)
