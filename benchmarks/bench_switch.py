@@ -48,9 +48,15 @@ every 8 quiet wake-ups, 64 epoll events).
 machine their difference is far less noisy than runs one after the other.  It prints each
 switch's CPU per frame (median and range) and the median of the per-round differences.
 
+``--callgrind KIND,...`` counts, deterministically, the user-space instructions the switch
+process spends per forwarded frame (valgrind's callgrind; the counters are zeroed after 300
+warm-up round trips and read after ``--frames`` more, no burn): on a shared machine the only
+figure that does not move with the other processes' load (it leaves out the kernel and the
+cache misses).
+
 Usage: ``python benchmarks/bench_switch.py [--time 5] [--rounds 1]
 [--only vde,ioth,ioth-general,inproc,offload,jumbo] [--micro] [--pingpong [--burn US]]
-[--paired vde,ioth]``
+[--paired vde,ioth] [--callgrind ioth,ioth-s4 [--frames 2000]]``
 """
 
 from __future__ import annotations
@@ -334,6 +340,54 @@ def paired(kinds: list[str], rounds: int, seconds: float, burn: float) -> None:
     print()
 
 
+def callgrind(kind: str, frames: int) -> float:
+    """User-space instructions per forwarded frame of switch ``kind`` (an ioth variant) under
+    callgrind, in a ping-pong of ``frames`` frames."""
+    import re
+
+    from ioth.net.plugs.vde import VdePlug
+
+    a, b = bytes.fromhex("020000000001"), bytes.fromhex("020000000002")
+    with tempfile.TemporaryDirectory(prefix="benchcg") as tmp:
+        d, out = os.path.join(tmp, "sw"), os.path.join(tmp, "cg.out")
+        sw = subprocess.Popen(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out,
+                               *switch_argv(kind, d)], stdin=subprocess.PIPE,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+        plugs: list[Any] = []
+        try:
+            _wait(lambda: os.path.exists(os.path.join(d, "ctl")), 120)
+            plugs = [VdePlug(d), VdePlug(d)]
+            sa, sb = (plug._sock for plug in plugs)
+            for sock in (sa, sb):
+                sock.setblocking(True)
+                sock.settimeout(30)
+            fa, fb = b + a + b"\x08\x00" + bytes(50), a + b + b"\x08\x00" + bytes(50)
+
+            def bounce(n: int) -> None:
+                for _ in range(n):
+                    sa.send(fa)
+                    sb.recv(2000)
+                    sb.send(fb)
+                    sa.recv(2000)
+            bounce(300)
+            run(["callgrind_control", "-z", str(sw.pid)])
+            bounce(frames // 2)
+            run(["callgrind_control", "-d", str(sw.pid)])
+            dumps = sorted((f for f in os.listdir(tmp) if f.startswith("cg.out")),
+                           key=lambda f: os.path.getmtime(os.path.join(tmp, f)))
+            text = run(["callgrind_annotate", "--threshold=100",
+                        os.path.join(tmp, dumps[-1])]).stdout
+            m = re.search(r"^\s*([\d,]+) \(100.0%\)\s+PROGRAM TOTALS", text, re.M)
+            if m is None:
+                raise RuntimeError("no PROGRAM TOTALS in callgrind_annotate's output")
+            return int(m.group(1).replace(",", "")) / (frames // 2 * 2)
+        finally:
+            for plug in plugs:
+                plug.close()
+            stop_process(sw)
+
+
 def main() -> None:
     """Run every configuration and print the table."""
     parser = argparse.ArgumentParser(description=__doc__,
@@ -348,12 +402,24 @@ def main() -> None:
                         help="also measure rt/s and switch CPU per frame at low rate")
     parser.add_argument("--burn", type=float, default=150.0,
                         help="CPU us each ping-pong end spends per frame (default 150)")
+    parser.add_argument("--callgrind", default="",
+                        help="KIND,...: instructions per frame under callgrind (ioth variants: "
+                        + ", ".join(VARIANTS) + ")")
+    parser.add_argument("--frames", type=int, default=2000,
+                        help="frames counted by --callgrind (default 2000)")
     parser.add_argument("--paired", default="",
                         help="A,B: two ping-pongs at once through switches A and B "
                         "(vde, " + ", ".join(VARIANTS) + ")")
     args = parser.parse_args()
     if args.micro:
         micro()
+    if args.callgrind:
+        for kind in args.callgrind.split(","):
+            if kind not in VARIANTS:
+                raise SystemExit(f"--callgrind {kind}: one of {', '.join(VARIANTS)}")
+            print(f"  {kind + ' switch':40s} {callgrind(kind, args.frames):9,.0f} instructions"
+                  " per frame (callgrind, user space)", flush=True)
+        print()
     if args.paired:
         pair = args.paired.split(",")
         if len(pair) != 2 or any(k != "vde" and k not in VARIANTS for k in pair):
@@ -376,7 +442,7 @@ def main() -> None:
             print(f"{kind + ' switch':42s} {rate:9.0f} {us:9.1f} {us / ref:6.2f}")
         print()
     kinds = [k for k in args.only.split(",") if k]
-    if not kinds and (args.micro or args.pingpong or args.paired):
+    if not kinds and (args.micro or args.pingpong or args.paired or args.callgrind):
         return  # --only '': just those
     if "vde" not in kinds:
         kinds.insert(0, "vde")  # the reference is always measured
