@@ -58,6 +58,7 @@ import pwd
 import re
 import select
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -127,9 +128,13 @@ MAX_EVENTS = 32
 #: port with several endpoints or a plug).  Safe because a released port's socket is closed by
 #: the data thread itself between two batches of events (so a descriptor it holds is never
 #: closed, let alone reused, under it), and what a hit touches (counters, a MAC entry's time,
-#: the cache and send tables) is read or written one attribute or dict item at a time, each
-#: atomic under the GIL.  False: the lock is held for every wake-up (A/B knob).
-LOCK_FREE = True
+#: the cache and send tables) is read or written one attribute or dict item at a time.  A
+#: counter's ``+=`` next to an engine thread's update of the same counter (a plug port's frames
+#: to the same egress) is a read-modify-write: it stays whole only because CPython with a GIL
+#: switches threads at call and loop boundaries, not between the load and the store.  A
+#: free-threaded build has no such guarantee, so there the lock stays.  False: the lock is held
+#: for every wake-up (A/B knob).
+LOCK_FREE = bool(getattr(sys, "_is_gil_enabled", lambda: True)())
 _MTU_RE = re.compile(rb"(?:^|[\s,;])mtu=(\d+)")
 _RECV_SIZE = MAX_FRAME + 1
 _DONTWAIT = socket.MSG_DONTWAIT
