@@ -52,6 +52,7 @@ from ioth.sockets.base import (
 )
 from ioth.sockets.pump import ERR, HUP, IN, OUT, Pump
 from ioth.stack.tcp.connection import State
+from ioth.stack.tcp.layer import BIND_REUSE, BIND_TW, BIND_V6ONLY
 from ioth.wire.ipv6 import unmap
 
 if TYPE_CHECKING:
@@ -462,6 +463,21 @@ class TcpSockets:
             if sock._reuse and other._reuse and other._listen is None:
                 continue
             return True
+        # connections, also those whose socket is gone (orphaned, TIME-WAIT): Linux keeps them
+        # in the port's bind bucket (inet_csk_bind_conflict), never listening
+        reuse = sock._reuse
+        for laddr, flags in self.layer.port_owners(port, self.clock()):
+            if reuse and flags & BIND_REUSE:
+                continue
+            if addr is not None:
+                if unmap(addr) != laddr:
+                    continue
+            elif len(laddr) == 4:
+                if sock._fam == _AF_INET6 and sock._v6only:
+                    continue
+            elif sock._fam == _AF_INET and flags & (BIND_V6ONLY | BIND_TW):
+                continue  # (an IPv6 TIME-WAIT: Linux 6.x, whatever its IPV6_V6ONLY)
+            return True
         return False
 
     def ephemeral(self, sock: StreamSocket, addr: bytes | None) -> int:
@@ -634,6 +650,8 @@ class StreamHandle:
                 break
             moved = True
         if moved:
+            if self.sink is not None:
+                self._unsink()  # the application wrote: accepted (by another process)
             self.tcp.flush(conn)
         return drained
 
@@ -855,6 +873,7 @@ class StreamHandle:
         if sink is not None:
             self.sink = None
             sink.in_sink -= 1
+            sink.listener.handed -= 1
 
 
 class ListenHandle:
@@ -921,6 +940,7 @@ class ListenHandle:
             tcp.pending[name] = h
             h.sink = self
             self.in_sink += 1
+            self.listener.handed += 1  # (still against the backlog until accepted)
             h.on_event()
 
     def _retry(self) -> None:
@@ -1146,7 +1166,10 @@ class StreamSocket(IothSocket):
                         6 in lh.sinks and v == 4 and not lh.sinks[6][1]):
                     raise oserror(errno.EADDRINUSE)
             else:
-                listener = layer.listen(port, key_addr, backlog, self._policy())
+                # Linux's accept queue holds backlog + 1 (sk_acceptq_is_full: ">"); the
+                # layer's backlog is its capacity
+                listener = layer.listen(port, key_addr, backlog + 1, self._policy())
+                listener.bind_flags = self._bind_flags()
                 lh = ListenHandle(tcp, listener)
                 tcp.by_listener[listener] = lh
             assert lh is not None
@@ -1340,6 +1363,8 @@ class StreamSocket(IothSocket):
                 core.drain_loopback(now)
             conn.nodelay = self._nodelay  # (_apply_options)
             conn.keepalive = self._keepalive
+            if self._reuse or self._v6only:
+                conn.bind_flags = self._bind_flags()
             h = StreamHandle(tcp, conn, None, connecting=True)
             # a blocking connect leaves the descriptor unpaired (LAZY_PAIR); a non-blocking
             # one needs it at once (its writability tells the end of the handshake)
@@ -2063,6 +2088,10 @@ class StreamSocket(IothSocket):
             h.conn.nodelay = self._nodelay  # the socket's own options stay in force
             h.conn.keepalive = self._keepalive
 
+    def _bind_flags(self) -> int:
+        """BIND_* flags of this socket for its connections (bind conflicts after it is gone)."""
+        return (BIND_REUSE if self._reuse else 0) | (BIND_V6ONLY if self._v6only else 0)
+
     def _apply_options(self, conn: TcpConnection) -> None:
         conn.nodelay = self._nodelay
         conn.keepalive = self._keepalive
@@ -2081,6 +2110,8 @@ class StreamSocket(IothSocket):
             if level == _socket.SOL_SOCKET:
                 if option in (_socket.SO_REUSEADDR, SO_REUSEPORT):
                     self._reuse = bool(ival)
+                    if h is not None:
+                        h.conn.bind_flags = self._bind_flags()
                 elif option == _socket.SO_KEEPALIVE:
                     self._keepalive = bool(ival)
                     if h is not None:

@@ -681,7 +681,7 @@ class StackCore:
                 and conn.state in _PLAIN_STATES
                 and (conn.state is not _SYN_RECEIVED or conn.listener is None
                      # (else TcpLayer.conn_input drops the ACK: accept queue full)
-                     or len(conn.listener.accept_queue) < conn.listener.backlog)
+                     or not tcp.accept_full(conn.listener))
                 and conn.rx_plain(seq, ack, flags, window, tsval, tsecr, now)
             ):
                 # what TcpLayer.conn_input does after TcpConnection.process

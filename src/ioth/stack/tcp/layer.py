@@ -89,10 +89,25 @@ _ESTABLISHED_LIKE = frozenset({_ESTABLISHED, _CLOSE_WAIT})
 _ENDING = frozenset({_FIN_WAIT_2, _CLOSING, _LAST_ACK, _TIME_WAIT})
 _ANY4 = bytes(4)
 _ANY6 = bytes(16)
+#: TcpConnection / TimeWait / Listener ``bind_flags``: what the socket layer's bind-conflict
+#: check needs of a connection whose socket may be gone (Linux keeps an orphaned or
+#: TIME-WAIT socket in its port's bind bucket with the socket's sk_reuse and ipv6only).
+BIND_REUSE = 1
+BIND_V6ONLY = 2
+#: in :meth:`TcpLayer.port_owners` only: the entry is a TIME-WAIT (Linux 6.x: an IPv6 one does
+#: not conflict with an IPv4 wildcard bind, unlike the same connection before it closed)
+BIND_TW = 4
 
 
 class Listener:
-    """A listening endpoint: accept queue (backlog) and SYN queue with counters."""
+    """A listening endpoint: accept queue (backlog) and SYN queue with counters.
+
+    ``backlog`` bounds the established connections not yet accepted: those in
+    :attr:`accept_queue` plus :attr:`handed` (taken out of it by an owner that keeps them for
+    the application in a queue of its own, the socket layer).  While they are ``backlog``,
+    a SYN and a handshake-completing ACK are dropped (counted), as Linux does while its
+    accept queue is full (``sk_acceptq_is_full``; the socket layer passes the application's
+    backlog + 1, Linux's bound); the peer retransmits."""
 
     def __init__(self, addr: bytes, port: int, backlog: int, policy: TcpPolicy) -> None:
         self.addr = addr
@@ -100,6 +115,11 @@ class Listener:
         self.port = port
         self.backlog = max(1, backlog)
         self.policy = policy
+        self.handed = 0
+        """Connections taken out of :attr:`accept_queue` by its owner and not yet accepted
+        by the application (they count against :attr:`backlog`; the owner keeps the count)."""
+        self.bind_flags = 0
+        """The listening socket's BIND_* flags, inherited by its connections."""
         self.accept_queue: deque[TcpConnection] = deque()
         self.syn_queue: set[TcpConnection] = set()
         self.closed = False
@@ -124,6 +144,7 @@ class Listener:
     def readable(self) -> bool:
         """accept() would return a connection."""
         return bool(self.accept_queue)
+
 
 
 
@@ -460,6 +481,38 @@ class TcpLayer:
         listener.accept_queue.clear()
         listener.syn_queue.clear()
 
+    def accept_full(self, listener: Listener) -> bool:
+        """``listener`` has no room for another established connection (Linux's
+        ``sk_acceptq_is_full``): its queue, what its owner took out of it and not yet gave
+        the application (:attr:`Listener.handed`), and those whose handshake completed in the
+        current input batch (they join the queue at its end) fill its backlog."""
+        n = len(listener.accept_queue) + listener.handed
+        backlog = listener.backlog
+        if n >= backlog:
+            return True
+        batch = self._batch
+        if not batch or n + len(batch) < backlog:
+            return False
+        for conn in batch:
+            if conn.listener is listener and conn.state is not _SYN_RECEIVED \
+                    and conn.state is not _CLOSED:
+                n += 1
+        return n >= backlog
+
+    def port_owners(self, port: int, now: float) -> list[tuple[bytes, int]]:
+        """(local address, ``bind_flags``) of every connection and unexpired TIME-WAIT entry on
+        local port ``port``: what Linux keeps in the port's bind bucket besides the sockets
+        themselves (orphaned connections, TIME-WAIT), and a bind must not conflict with
+        (``inet_csk_bind_conflict``); TIME-WAIT entries with :data:`BIND_TW` (a full TCB in
+        TIME-WAIT too).  One pass over the tables (bind is rare)."""
+        out = [(key[0], conn.bind_flags | BIND_TW if conn.state is _TIME_WAIT
+                else conn.bind_flags) for key, conn in self.connections.items()
+               if key[1] == port and conn.state is not _CLOSED]
+        if self.time_wait:
+            out.extend((key[0], tw.bind_flags | BIND_TW) for key, tw in self.time_wait.items()
+                       if key[1] == port and tw.expiry >= now)
+        return out
+
     def ephemeral_port(self, src: bytes, dst: bytes, dport: int) -> int:
         """A free local port for a connection to ``dst``:``dport`` (from the injected rng)."""
         span = EPHEMERAL_HIGH - EPHEMERAL_LOW + 1
@@ -695,6 +748,7 @@ class TcpLayer:
             conn._ts_offset if conn.ts_ok else None, conn._ts_last, conn.sack_ok,
             conn.max_snd_wnd, close_at,
         )
+        tw.bind_flags = conn.bind_flags
         self.time_wait[key] = tw
         length = policy.time_wait
         q = self._tw_queues.get(length)
@@ -838,7 +892,7 @@ class TcpLayer:
             listener is not None
             and conn.state is _SYN_RECEIVED
             and seg.flags & (SYN | ACK | RST) == ACK
-            and len(listener.accept_queue) >= listener.backlog
+            and self.accept_full(listener)
         ):
             listener.ack_dropped += 1  # accept queue full: like Linux, drop the final ACK
             return
@@ -881,7 +935,7 @@ class TcpLayer:
             return
         if not flags & SYN or flags & FIN:
             return  # RFC 9293 3.10.7.2 fourth (SYN+FIN is nonsense; drop it)
-        if len(listener.accept_queue) >= listener.backlog:
+        if self.accept_full(listener):
             listener.syn_dropped += 1
             return
         policy = listener.policy
@@ -901,6 +955,7 @@ class TcpLayer:
         if iss is not None:
             conn.rebase_iss(iss & MASK or 1)
         conn.listener = listener
+        conn.bind_flags = listener.bind_flags
         listener.syn_queue.add(conn)
         self.connections[(dst, dport, src, sport)] = conn
         self._service(conn, now)
@@ -948,7 +1003,7 @@ class TcpLayer:
         cookie = (seg.ack - 1) & MASK
         client_isn = (seg.seq - 1) & MASK
         mss = self.isn.check_cookie(now, dst, dport, src, sport, client_isn, cookie)
-        if mss is None or len(listener.accept_queue) >= listener.backlog or \
+        if mss is None or self.accept_full(listener) or \
                 len(self.connections) >= self.max_connections:
             if mss is None:
                 listener.cookies_rejected += 1
@@ -967,6 +1022,7 @@ class TcpLayer:
             peer_ws = (bits & 0x0F) - 1 if bits & 0x0F else None
             sack = bool(bits & 0x10)
         conn.open_from_cookie(cookie, seg, mss, now, peer_ws, sack)
+        conn.bind_flags = listener.bind_flags
         self.connections[(dst, dport, src, sport)] = conn
         listener.accept_queue.append(conn)
         if self.notify is not None:

@@ -112,6 +112,7 @@ class TcbBase:
         "_undo_reord",
         "_undo_tsval",
         "_user_closed",
+        "bind_flags",
         "cc",
         "challenge_acks",
         "dropped",
@@ -174,6 +175,7 @@ class TcbBase:
         self.remote = remote
         self.state = _CLOSED
         self.error: int | None = None
+        self.bind_flags = 0  # the socket's SO_REUSEADDR / IPV6_V6ONLY (layer.BIND_*)
         self.mss_local = min(mss, policy.mss) if policy.mss else mss
         self.mss = self.mss_local  # effective send MSS (payload bytes per segment)
         self.cc: CongestionControl = make_cc(

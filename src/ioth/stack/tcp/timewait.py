@@ -62,6 +62,7 @@ class TimeWait:
     ``OutputMixin._mkseg``); ``ts_offset`` is None without timestamps."""
 
     __slots__ = (
+        "bind_flags",
         "expiry",
         "free",
         "key",
@@ -101,6 +102,8 @@ class TimeWait:
         """When TIME-WAIT ends (2*MSL after the last FIN)."""
         self.queued = 1
         """Occurrences in the layer's expiry deque (a restart appends one more)."""
+        self.bind_flags = 0
+        """The closed socket's BIND_* flags (its port stays bound while TIME-WAIT lasts)."""
 
     state = _TIME_WAIT
     listener = None

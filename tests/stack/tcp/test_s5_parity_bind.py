@@ -1,0 +1,214 @@
+"""Linux parity (session 5): a bind conflicts with the port's connections too, also those whose
+socket is gone (orphaned, TIME-WAIT), as Linux's ``inet_csk_bind_conflict`` walks the port's
+bind bucket: a TIME-WAIT counts as bound with its closed socket's SO_REUSEADDR (inherited from
+the listener by accepted connections) and IPV6_V6ONLY; SO_REUSEADDR on both sides lets a bind
+share with a socket that is not listening; the wildcard address conflicts with every address
+of its family (and, dual-stack, of the other).
+
+Each scenario runs with the DUT's sockets made by a Linux kernel (a namespace pair joined by
+a veth: the referee) and by an ioth stack (on a TAP whose other side is a kernel namespace);
+what the application sees must be the same.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import socket
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from ioth.sockets import socket as isocket
+from tests.net.nsutil import inside
+from tests.support.peers import kernel_lan, netns, require_root, require_tools
+
+pytestmark = pytest.mark.interop
+
+Factory = Callable[..., Any]  # (family=AF_INET) -> a TCP socket
+PEER = {4: "192.0.2.1", 6: "2001:db8::1"}
+DUT = {4: "192.0.2.2", 6: "2001:db8::2"}
+FAM = {4: socket.AF_INET, 6: socket.AF_INET6}
+
+
+def _kernel(ns_name: str) -> Factory:
+    def make(family: int = socket.AF_INET) -> socket.socket:
+        with inside(ns_name):
+            return socket.socket(family, socket.SOCK_STREAM)
+    return make
+
+
+@contextlib.contextmanager
+def _setup(kind: str) -> Iterator[tuple[Factory, Factory]]:
+    require_root()
+    require_tools("ip")
+    if kind == "ioth":
+        with kernel_lan("pbi") as (ns, stack, _tap):
+            assert stack.core.tcp is not None
+            yield _kernel(ns.name), lambda family=socket.AF_INET: isocket(
+                stack, family, socket.SOCK_STREAM)
+    else:
+        with netns("pbk") as peer, netns("pbd") as dut:
+            peer.sh(f"ip link add va type veth peer name vb netns {dut.name} && "
+                    f"ip addr add {PEER[4]}/24 dev va && "
+                    f"ip addr add {PEER[6]}/64 dev va nodad && ip link set va up")
+            dut.sh(f"ip addr add {DUT[4]}/24 dev vb && ip addr add {DUT[6]}/64 dev vb nodad "
+                   f"&& ip link set vb up")
+            yield _kernel(peer.name), _kernel(dut.name)
+
+
+def _try(fn: Callable[[], Any]) -> Any:
+    try:
+        r = fn()
+    except OSError as exc:
+        return errno.errorcode.get(exc.errno or 0, str(exc))
+    return r
+
+
+def _bind(dut: Factory, family: int, addr: str, port: int, reuse: bool,
+          v6only: bool | None = None) -> Any:
+    """Bind a fresh DUT socket to addr:port: None or the errno's name (the socket closed)."""
+    s = dut(family)
+    try:
+        if reuse:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if v6only is not None:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(v6only))
+        return _try(lambda: s.bind((addr, port)))
+    finally:
+        s.close()
+
+
+def _probe(dut: Factory, v: int, port: int) -> list[Any]:
+    """Binds of ``port`` that a connection on DUT[v]:port decides: the address itself and the
+    wildcard, with and without SO_REUSEADDR, and the other family's wildcard (v6only and not:
+    Linux's dual-stack rules)."""
+    out = []
+    for reuse in (True, False):
+        out += [_bind(dut, FAM[v], DUT[v], port, reuse), _bind(dut, FAM[v], "", port, reuse)]
+    if v == 4:
+        out += [_bind(dut, socket.AF_INET6, "", port, False, v6only=True),
+                _bind(dut, socket.AF_INET6, "", port, False, v6only=False)]
+    else:
+        out.append(_bind(dut, socket.AF_INET, "", port, False))
+    return out
+
+
+def _listener(peer: Factory, v: int) -> tuple[Any, int]:
+    lst = peer(FAM[v])
+    lst.bind((PEER[v], 0))
+    lst.listen(8)
+    lst.settimeout(5)
+    return lst, lst.getsockname()[1]
+
+
+def client_time_wait(peer: Factory, dut: Factory, v: int, reuse: bool,
+                     v6only: bool) -> list[Any]:
+    """The DUT's client (explicitly bound, SO_REUSEADDR or not) closes first: TIME-WAIT."""
+    lst, port = _listener(peer, v)
+    c = dut(FAM[v])
+    if reuse:
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if v6only:
+        c.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    c.bind((DUT[v], 0))
+    cport = c.getsockname()[1]
+    c.settimeout(5)
+    c.connect((PEER[v], port))
+    a, _ = lst.accept()
+    c.close()
+    out: list[Any] = [_try(lambda: a.recv(1))]
+    a.close()
+    time.sleep(0.2)
+    out += _probe(dut, v, cport)
+    lst.close()
+    return out
+
+
+def server_time_wait(peer: Factory, dut: Factory, v: int, reuse: bool,
+                     v6only: bool) -> list[Any]:
+    """The DUT's server closes an accepted connection first (TIME-WAIT, the listener's
+    SO_REUSEADDR inherited), then its listener: can the server start again on its port?"""
+    lst = dut(FAM[v])
+    if reuse:
+        lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if v6only:
+        lst.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    lst.bind((DUT[v], 0))
+    port = lst.getsockname()[1]
+    lst.listen(8)
+    lst.settimeout(5)
+    k = peer(FAM[v])
+    k.settimeout(5)
+    k.connect((DUT[v], port))
+    a, _ = lst.accept()
+    a.close()
+    out: list[Any] = [_try(lambda: k.recv(1))]
+    k.close()
+    time.sleep(0.2)
+    lst.close()
+    out += _probe(dut, v, port)
+    again = dut(FAM[v])
+    again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    out.append(_try(lambda: again.bind((DUT[v], port))))
+    out.append(_try(lambda: again.listen(8)))
+    again.close()
+    return out
+
+
+def open_and_orphaned(peer: Factory, dut: Factory, v: int, reuse: bool,
+                      v6only: bool) -> list[Any]:
+    """A connection from an ephemeral port (no bind; SO_REUSEADDR or not set before connect)
+    holds its port while open, and after close() while the peer keeps its half open
+    (FIN-WAIT-2, no socket)."""
+    lst, port = _listener(peer, v)
+    c = dut(FAM[v])
+    if reuse:
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if v6only:
+        c.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    c.settimeout(5)
+    c.connect((PEER[v], port))
+    cport = c.getsockname()[1]
+    a, _ = lst.accept()
+    out = _probe(dut, v, cport)
+    c.close()
+    out.append(_try(lambda: a.recv(1)))
+    time.sleep(0.1)
+    out += _probe(dut, v, cport)
+    a.close()
+    lst.close()
+    return out
+
+
+SCENARIOS = [client_time_wait, server_time_wait, open_and_orphaned]
+CASES = [(s, v, reuse, v6only) for s in SCENARIOS for v in (4, 6) for reuse in (True, False)
+         for v6only in ((False, True) if v == 6 else (False,))]
+
+
+@pytest.fixture(scope="module")
+def oracle() -> dict[tuple[str, int, bool, bool], list[Any]]:
+    """Every case's outcome with a kernel DUT (one namespace pair for all)."""
+    with _setup("kernel") as (peer, dut):
+        return {(s.__name__, v, r, o): s(peer, dut, v, r, o) for s, v, r, o in CASES}
+
+
+@pytest.fixture(scope="module")
+def ioth_dut() -> Iterator[tuple[Factory, Factory]]:
+    """One ioth stack for all cases (each uses ports of its own)."""
+    with _setup("ioth") as pair:
+        yield pair
+
+
+@pytest.mark.parametrize("scenario,v,reuse,v6only", CASES, ids=[
+    f"{s.__name__}-v{v}-{'reuse' if r else 'noreuse'}{'-v6only' if o else ''}"
+    for s, v, r, o in CASES])
+def test_bind_conflicts_as_linux(scenario: Callable[..., list[Any]], v: int, reuse: bool,
+                                 v6only: bool, oracle: dict[tuple[str, int, bool, bool],
+                                                            list[Any]],
+                                 ioth_dut: tuple[Factory, Factory]) -> None:
+    peer, dut = ioth_dut
+    got = scenario(peer, dut, v, reuse, v6only)
+    assert got == oracle[(scenario.__name__, v, reuse, v6only)]
