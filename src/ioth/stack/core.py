@@ -681,6 +681,8 @@ class StackCore:
                 and conn.state in _PLAIN_STATES
                 and (conn.state is not _SYN_RECEIVED or conn.listener is None
                      # (else TcpLayer.conn_input drops the ACK: accept queue full)
+                     or len(conn.listener.accept_queue) + conn.listener.handed
+                     + len(tcp._batch or ()) < conn.listener.backlog
                      or not tcp.accept_full(conn.listener))
                 and conn.rx_plain(seq, ack, flags, window, tsval, tsecr, now)
             ):

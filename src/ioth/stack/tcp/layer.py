@@ -892,7 +892,9 @@ class TcpLayer:
             listener is not None
             and conn.state is _SYN_RECEIVED
             and seg.flags & (SYN | ACK | RST) == ACK
-            and self.accept_full(listener)
+            and len(listener.accept_queue) + listener.handed + len(self._batch or ())
+        >= listener.backlog  # (accept_full's early out, inline: no call in the common case)
+        and self.accept_full(listener)
         ):
             listener.ack_dropped += 1  # accept queue full: like Linux, drop the final ACK
             return
@@ -935,7 +937,8 @@ class TcpLayer:
             return
         if not flags & SYN or flags & FIN:
             return  # RFC 9293 3.10.7.2 fourth (SYN+FIN is nonsense; drop it)
-        if self.accept_full(listener):
+        if len(listener.accept_queue) + listener.handed + len(self._batch or ()) >= \
+                listener.backlog and self.accept_full(listener):
             listener.syn_dropped += 1
             return
         policy = listener.policy
