@@ -3,15 +3,20 @@
 Once the socket layer bounds the handshakes a listener completes by its backlog (review s5's
 listen_backlog_bounds_the_handshakes), every connection that takes room must give it back:
 accepted ones, ones the peer resets or closes before they are accepted, ones left when the
-listening socket closes.  A leak shows as a listener that stops completing handshakes.
+listening socket closes, ones a forked worker accepted.  A leak shows as a listener that
+stops completing handshakes.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import struct
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,3 +84,82 @@ def test_room_comes_back_from_connections_that_die_before_accept(
         s.close()
         c.close()
         lst2.close()
+
+
+def _prefork(mk_listener: Callable[[], Any], mk_client: Callable[[], Any],
+             addr: tuple[str, int]) -> list[Any]:
+    """A pre-forked worker: the child accepts connections on the inherited listening socket
+    (listen(1)) and holds them open without writing (waiting for requests); the parent's
+    clients connect one after the other.  What each connect gave (None: connected)."""
+    lst = mk_listener()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the worker
+        try:
+            lst.settimeout(10)
+            held = []
+            for _ in range(3):
+                c, _ = lst.accept()
+                held.append(c)
+                os.write(w, b"a")
+            time.sleep(5)
+        finally:
+            os._exit(0)
+    out: list[Any] = []
+    clients = []
+    try:
+        for _ in range(3):
+            c = mk_client()
+            c.settimeout(2)
+            clients.append(c)
+            try:
+                c.connect(addr)
+            except OSError as exc:
+                out.append(type(exc).__name__)
+                break
+            out.append(None)
+            os.read(r, 1)  # (the worker accepted it)
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(r)
+        os.close(w)
+        for c in clients:
+            c.close()
+        lst.close()
+    return out
+
+
+@pytest.mark.xfail(strict=True, reason="BUG (a184747): connections accepted by a forked worker "
+                   "that has not written yet still count against the parent's listen backlog "
+                   "(Listener.handed): listen(1), the worker holds 2 accepted connections, the "
+                   "3rd connect never completes (SYNs dropped); Linux: accepted is accepted")
+def test_connections_accepted_by_a_forked_worker_free_the_backlog(tmp_path: Path) -> None:
+    def kernel_listener() -> socket.socket:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        return s
+
+    k = kernel_listener()
+    kaddr = k.getsockname()
+    k.close()
+
+    def kernel_again() -> socket.socket:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(kaddr)
+        s.listen(1)
+        return s
+
+    assert _prefork(kernel_again, socket.socket, kaddr) == [None, None, None]
+    with network(tmp_path) as (a, b):
+        def ioth_listener() -> Any:
+            s = isocket(b, socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("192.0.2.2", 80))
+            s.listen(1)
+            return s
+
+        got = _prefork(ioth_listener, lambda: isocket(a, socket.AF_INET, socket.SOCK_STREAM),
+                       ("192.0.2.2", 80))
+    assert got == [None, None, None]
