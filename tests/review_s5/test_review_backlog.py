@@ -163,3 +163,69 @@ def test_connections_accepted_by_a_forked_worker_free_the_backlog(tmp_path: Path
         got = _prefork(ioth_listener, lambda: isocket(a, socket.AF_INET, socket.SOCK_STREAM),
                        ("192.0.2.2", 80))
     assert got == [None, None, None]
+
+
+class _CountingDict(dict):  # type: ignore[type-arg]
+    """A dict that counts the entries every full iteration visits."""
+
+    visited = 0
+
+    def __iter__(self) -> Any:
+        _CountingDict.visited += len(self)
+        return super().__iter__()
+
+    def items(self) -> Any:
+        _CountingDict.visited += len(self)
+        return super().items()
+
+    def values(self) -> Any:
+        _CountingDict.visited += len(self)
+        return super().values()
+
+    def keys(self) -> Any:
+        _CountingDict.visited += len(self)
+        return super().keys()
+
+
+@pytest.mark.xfail(strict=True, reason="BUG (a184747, performance): bind(('addr', 0)) and "
+                   "bind to a port scan every connection and TIME-WAIT entry of the stack "
+                   "(TcpLayer.port_owners, once per candidate port): ~0.1 us per entry, 1 ms "
+                   "per bind at 9,000 TIME-WAITs, ~13 ms at the 120,000 a 2,000/s cps run "
+                   "keeps; Linux looks in the port's bind bucket only")
+def test_bind_does_not_scan_every_time_wait_entry(tmp_path: Path) -> None:
+    """A client that binds its source address before connecting (create_connection's
+    source_address) binds once per connection: that bind must not cost a pass over the
+    stack's TIME-WAIT table (20,000 entries here, of other ports).  (Worse still when the
+    TIME-WAIT entries hold ephemeral ports, as after a cps run: every candidate port tried
+    costs a pass.)"""
+    from ioth.stack.tcp.timewait import TimeWait
+
+    with network(tmp_path) as (a, _b):
+        s = isocket(a, socket.AF_INET, socket.SOCK_STREAM)  # (makes the TCP socket layer)
+        s.close()
+        tcp = a.core.tcp
+        now = a.now()
+        local, remote = socket.inet_aton("192.0.2.1"), socket.inet_aton("192.0.2.2")
+        with a.lock:
+            table = _CountingDict(tcp.time_wait)
+            for i in range(20000):
+                # (local ports 2000-2999, outside the ephemeral range: one try per bind)
+                key = (local, 2000 + i % 1000, remote, 1000 + i // 1000)
+                table[key] = TimeWait(key, tcp.policy, 1, 1, 65535, 65535, 1, 7, 0, None, 0,
+                                      True, 65535, now + 60.0)
+            tcp.time_wait = table
+        _CountingDict.visited = 0
+        socks = []
+        for _ in range(5):
+            c = isocket(a, socket.AF_INET, socket.SOCK_STREAM)
+            c.bind(("192.0.2.1", 0))
+            socks.append(c)
+        c = isocket(a, socket.AF_INET, socket.SOCK_STREAM)
+        c.bind(("192.0.2.1", 35000))
+        socks.append(c)
+        visited = _CountingDict.visited
+        for c in socks:
+            c.close()
+        with a.lock:
+            tcp.time_wait = dict(table)
+        assert visited < 1000, f"{visited} TIME-WAIT entries visited by 6 binds"
