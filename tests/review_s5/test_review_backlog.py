@@ -130,10 +130,9 @@ def _prefork(mk_listener: Callable[[], Any], mk_client: Callable[[], Any],
     return out
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (a184747): connections accepted by a forked worker "
-                   "that has not written yet still count against the parent's listen backlog "
-                   "(Listener.handed): listen(1), the worker holds 2 accepted connections, the "
-                   "3rd connect never completes (SYNs dropped); Linux: accepted is accepted")
+# (fixed: was a strict xfail: "connections accepted by a forked worker that has not written
+# yet still count against the parent's listen backlog (Listener.handed)"; the listener, full,
+# asks the kernel how many wait in its descriptor: ListenHandle.recount, sock_diag)
 def test_connections_accepted_by_a_forked_worker_free_the_backlog(tmp_path: Path) -> None:
     def kernel_listener() -> socket.socket:
         s = socket.socket()

@@ -872,8 +872,43 @@ class StreamHandle:
         sink = self.sink
         if sink is not None:
             self.sink = None
-            sink.in_sink -= 1
-            sink.listener.handed -= 1
+            if sink.in_sink > 0:  # (0: ListenHandle.recount counted it accepted already)
+                sink.in_sink -= 1
+                sink.listener.handed -= 1
+
+
+_DIAG_REQ = struct.Struct("=IHHIIBBHIIIII")  # nlmsghdr + unix_diag_req
+
+
+def _unix_waiting(ino: int) -> int | None:
+    """Connections waiting in the listening AF_UNIX socket ``ino`` (sock_diag's
+    UNIX_DIAG_RQLEN), None when the kernel does not tell."""
+    try:
+        nl = _csocket.socket(_socket.AF_NETLINK, _socket.SOCK_DGRAM, 4)  # NETLINK_SOCK_DIAG
+    except OSError:
+        return None
+    try:
+        # SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST; AF_UNIX, every state, UDIAG_SHOW_RQLEN, no cookie
+        nl.send(_DIAG_REQ.pack(_DIAG_REQ.size, 20, 1, 1, 0, _socket.AF_UNIX, 0, 0,
+                               0xFFFFFFFF, ino, 0x10, 0xFFFFFFFF, 0xFFFFFFFF))
+        nl.settimeout(1.0)
+        data = nl.recv(4096)
+    except OSError:
+        return None
+    finally:
+        nl.close()
+    if len(data) < 32 or struct.unpack_from("=H", data, 4)[0] != 20:
+        return None  # (an error message: no such socket, no unix_diag)
+    end = min(len(data), struct.unpack_from("=I", data)[0])
+    off = 32  # nlmsghdr (16) + unix_diag_msg (16)
+    while off + 4 <= end:
+        alen, atype = struct.unpack_from("=HH", data, off)
+        if alen < 4:
+            break
+        if atype == 4 and off + 12 <= end:  # UNIX_DIAG_RQLEN: (rqueue, wqueue)
+            return int(struct.unpack_from("=I", data, off + 4)[0])
+        off += (alen + 3) & ~3
+    return None
 
 
 class ListenHandle:
@@ -892,6 +927,23 @@ class ListenHandle:
         # connections straight from the stack's accept queue (StreamSocket._accept_direct)
         self.hold = 0
         self.direct = 0  # connections accepted that way
+        self.inodes: dict[int, int] = {}  # family (4/6) -> inode of the listening descriptor
+        listener.recount = self.recount
+
+    def recount(self) -> None:
+        """Stack lock held, the backlog looks full: ask the kernel how many connections wait
+        in the listening descriptors; fewer than ``in_sink``: the others were accepted where
+        this process does not see it (a pre-forked worker), they stop counting."""
+        total = 0
+        for ino in set(self.inodes.values()):
+            waiting = _unix_waiting(ino)
+            if waiting is None:
+                return
+            total += waiting
+        gone = self.in_sink - total
+        if gone > 0:
+            self.in_sink -= gone
+            self.listener.handed -= gone
 
     def on_event(self) -> None:
         """Connections are waiting in the stack's accept queue: connect them to the sinks."""
@@ -1143,13 +1195,15 @@ class StreamSocket(IothSocket):
         backlog = max(1, min(int(backlog), 4096))
         stack = self._stack
         tcp = self._tcp
-        view = _unix(self._ensure_fd())
+        fd = self._ensure_fd()
+        view = _unix(fd)
         try:
             view.bind("")
             view.listen(backlog)
             name = view.getsockname()
         finally:
             view.detach()
+        ino = os.fstat(fd).st_ino
         addr, port = self._bound
         v = self._v()
         if addr is not None:
@@ -1174,6 +1228,7 @@ class StreamSocket(IothSocket):
                 tcp.by_listener[listener] = lh
             assert lh is not None
             lh.sinks[v] = (name, self._v6only)
+            lh.inodes[v] = ino
             self._listen = lh
             lh.on_event()
             stack.runtime.flush()

@@ -204,3 +204,29 @@ def test_accepted_in_another_process_stops_counting_when_it_writes() -> None:
                             os.kill(pid, signal.SIGKILL)
                             os.waitpid(pid, 0)
             lst.close()
+
+
+def test_unix_waiting_counts_the_connections_a_listening_descriptor_holds() -> None:
+    """The kernel's count (sock_diag) that ListenHandle.recount trusts: pending connections of
+    a listening AF_UNIX socket, down by one per accept; None for no such socket."""
+    from ioth.sockets.stream import _unix_waiting
+
+    lst = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    lst.bind("")
+    lst.listen(4)
+    clients = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(3)]
+    try:
+        for c in clients:
+            c.connect(lst.getsockname())
+        ino = os.fstat(lst.fileno()).st_ino
+        assert _unix_waiting(ino) == 3
+        a, _ = lst.accept()
+        a.close()
+        assert _unix_waiting(ino) == 2
+        c = clients[0]
+        assert _unix_waiting(os.fstat(c.fileno()).st_ino) == 0  # (a connected one: nothing)
+    finally:
+        for c in clients:
+            c.close()
+        lst.close()
+    assert _unix_waiting(ino) is None

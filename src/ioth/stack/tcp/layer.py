@@ -97,6 +97,8 @@ BIND_V6ONLY = 2
 #: in :meth:`TcpLayer.port_owners` only: the entry is a TIME-WAIT (Linux 6.x: an IPv6 one does
 #: not conflict with an IPv4 wildcard bind, unlike the same connection before it closed)
 BIND_TW = 4
+#: Shortest interval between two Listener.recount calls of a listener that looks full.
+RECOUNT_INTERVAL = 0.01
 
 
 class Listener:
@@ -120,6 +122,11 @@ class Listener:
         by the application (they count against :attr:`backlog`; the owner keeps the count)."""
         self.bind_flags = 0
         """The listening socket's BIND_* flags, inherited by its connections."""
+        self.recount: Callable[[], None] | None = None
+        """Set by the owner: brings :attr:`handed` down to what still waits for the
+        application (some may have been accepted where the owner does not see it); called at
+        most every :data:`RECOUNT_INTERVAL` while the backlog looks full."""
+        self.recount_at = 0.0
         self.accept_queue: deque[TcpConnection] = deque()
         self.syn_queue: set[TcpConnection] = set()
         self.closed = False
@@ -489,7 +496,14 @@ class TcpLayer:
         n = len(listener.accept_queue) + listener.handed
         backlog = listener.backlog
         if n >= backlog:
-            return True
+            recount = listener.recount
+            if recount is None or not listener.handed or self.now < listener.recount_at:
+                return True
+            listener.recount_at = self.now + RECOUNT_INTERVAL
+            recount()
+            n = len(listener.accept_queue) + listener.handed
+            if n >= backlog:
+                return True
         batch = self._batch
         if not batch or n + len(batch) < backlog:
             return False
