@@ -186,11 +186,10 @@ class _CountingDict(dict):  # type: ignore[type-arg]
         return super().keys()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (a184747, performance): bind(('addr', 0)) and "
-                   "bind to a port scan every connection and TIME-WAIT entry of the stack "
-                   "(TcpLayer.port_owners, once per candidate port): ~0.1 us per entry, 1 ms "
-                   "per bind at 9,000 TIME-WAITs, ~13 ms at the 120,000 a 2,000/s cps run "
-                   "keeps; Linux looks in the port's bind bucket only")
+# (fixed: was a strict xfail: "bind(('addr', 0)) and bind to a port scan every connection and
+# TIME-WAIT entry of the stack (TcpLayer.port_owners, once per candidate port)"; the layer
+# counts its entries per local port (TcpLayer.port_use): a free port costs no pass, and an
+# ephemeral bind tries ports without entries first)
 def test_bind_does_not_scan_every_time_wait_entry(tmp_path: Path) -> None:
     """A client that binds its source address before connecting (create_connection's
     source_address) binds once per connection: that bind must not cost a pass over the

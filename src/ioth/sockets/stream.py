@@ -486,12 +486,16 @@ class TcpSockets:
         span = EPHEMERAL_HIGH - EPHEMERAL_LOW + 1
         start = rng.randrange(span)
         listeners = self.layer.listeners
-        for i in range(span):
-            port = EPHEMERAL_LOW + (start + i) % span
-            if port in self.bound or (b"", port) in listeners:
-                continue
-            if not self.in_use(sock, addr, port):
-                return port
+        used = self.layer.port_use
+        # first a port without sockets or connections (no pass over the tables), then any
+        # port the bind rules allow
+        for avoid in (used, ()):
+            for i in range(span):
+                port = EPHEMERAL_LOW + (start + i) % span
+                if port in self.bound or (b"", port) in listeners or port in avoid:
+                    continue
+                if not self.in_use(sock, addr, port):
+                    return port
         raise oserror(errno.EADDRINUSE)
 
 

@@ -241,6 +241,10 @@ class TcpLayer:
         self.time_wait: dict[tuple[bytes, int, bytes, int], TimeWait] = {}
         """Connections in compact TIME-WAIT by 4-tuple (not in :attr:`connections`; they do
         not count against ``max_connections``, as Linux's timewait buckets)."""
+        self.port_use: dict[int, int] = {}
+        """Entries of :attr:`connections` and :attr:`time_wait` per local port (a port
+        absent: none), so that :meth:`port_owners` looks at a free port without a pass
+        over the tables."""
         self._tw_queues: dict[float, deque[TimeWait]] = {}
         """Entries by TIME-WAIT length, each deque in expiry order (a restarted entry is
         appended again; its earlier occurrence is skipped)."""
@@ -407,6 +411,12 @@ class TcpLayer:
             key = (la, lp, ra, rp)
             if self.connections.get(key) is conn:
                 del self.connections[key]
+                pu = self.port_use  # (_port_done inlined)
+                n = pu.get(lp, 0)
+                if n > 1:
+                    pu[lp] = n - 1
+                else:
+                    pu.pop(lp, None)
             conn.layer_deadline = None
         elif st is _TIME_WAIT and COMPACT_TIME_WAIT and self._compact(conn, now):
             pass
@@ -518,7 +528,10 @@ class TcpLayer:
         local port ``port``: what Linux keeps in the port's bind bucket besides the sockets
         themselves (orphaned connections, TIME-WAIT), and a bind must not conflict with
         (``inet_csk_bind_conflict``); TIME-WAIT entries with :data:`BIND_TW` (a full TCB in
-        TIME-WAIT too).  One pass over the tables (bind is rare)."""
+        TIME-WAIT too).  A port without entries (:attr:`port_use`) costs no pass over the
+        tables; one with entries, one pass."""
+        if port not in self.port_use:
+            return []
         out = [(key[0], conn.bind_flags | BIND_TW if conn.state is _TIME_WAIT
                 else conn.bind_flags) for key, conn in self.connections.items()
                if key[1] == port and conn.state is not _CLOSED]
@@ -588,6 +601,8 @@ class TcpLayer:
         if iss is not None:
             conn.rebase_iss(iss & MASK or 1)
         self.connections[key] = conn
+        pu = self.port_use
+        pu[sport] = pu.get(sport, 0) + 1
         self._service(conn, now)
         return conn
 
@@ -746,8 +761,10 @@ class TcpLayer:
         del self.connections[key]
         conn.layer_deadline = None  # its heap entry goes stale
         conn._set_closed()
+        # (port_use: the TIME-WAIT entry takes the connection's place)
         if len(self.time_wait) >= self.policy.max_tw_buckets:
             self.tw_overflow += 1  # as Linux: the connection skips TIME-WAIT
+            self._port_done(lp)
             return True
         policy = conn.policy
         ws = conn.rcv_wscale
@@ -779,6 +796,16 @@ class TcpLayer:
         """Drop ``tw`` from the table (its deque occurrences are skipped later)."""
         if self.time_wait.get(tw.key) is tw:
             del self.time_wait[tw.key]
+            self._port_done(tw.key[1])
+
+    def _port_done(self, port: int) -> None:
+        """One entry of :attr:`connections` / :attr:`time_wait` on ``port`` left."""
+        pu = self.port_use
+        n = pu.get(port, 0)
+        if n > 1:
+            pu[port] = n - 1
+        else:
+            pu.pop(port, None)
 
     def _tw_expire(self, now: float) -> None:
         """Forget every compact entry whose TIME-WAIT is over; re-arm :attr:`_tw_due`."""
@@ -797,6 +824,7 @@ class TcpLayer:
                 if tw.expiry <= now:
                     q.popleft()
                     del table[tw.key]
+                    self._port_done(tw.key[1])
                     continue
                 t = tw.expiry + TW_SLACK
                 if due is None or t < due:
@@ -975,6 +1003,8 @@ class TcpLayer:
         conn.bind_flags = listener.bind_flags
         listener.syn_queue.add(conn)
         self.connections[(dst, dport, src, sport)] = conn
+        pu = self.port_use
+        pu[dport] = pu.get(dport, 0) + 1
         self._service(conn, now)
 
     def _cookie_synack(
@@ -1041,6 +1071,8 @@ class TcpLayer:
         conn.open_from_cookie(cookie, seg, mss, now, peer_ws, sack)
         conn.bind_flags = listener.bind_flags
         self.connections[(dst, dport, src, sport)] = conn
+        pu = self.port_use
+        pu[dport] = pu.get(dport, 0) + 1
         listener.accept_queue.append(conn)
         if self.notify is not None:
             self.notify(listener)
