@@ -1591,9 +1591,9 @@ class StreamSocket(IothSocket):
         self._materialize()
         return super().detach()
 
-    def recvmsg(self, bufsize: int, ancbufsize: int = 0,
-                flags: int = 0) -> tuple[bytes, list[tuple[int, int, bytes]], int, Any]:
-        """Receive through the descriptor."""
+    def _before_recvmsg(self) -> bool:
+        """recvmsg/recvmsg_into's checks; True: the connection failed (its error raised, or
+        end of stream), else the descriptor is paired and ready to read."""
         if self._gone:
             raise oserror(errno.EBADF)
         h = self._h
@@ -1601,22 +1601,22 @@ class StreamSocket(IothSocket):
             raise oserror(errno.ENOTCONN)  # (as recv: unconnected, Linux)
         if h is not None and h.failed:
             self._failed_io(h)
-            return b"", [], 0, None
+            return True
         self._materialize()
+        return False
+
+    def recvmsg(self, bufsize: int, ancbufsize: int = 0,
+                flags: int = 0) -> tuple[bytes, list[tuple[int, int, bytes]], int, Any]:
+        """Receive through the descriptor."""
+        if self._before_recvmsg():
+            return b"", [], 0, None
         return super().recvmsg(bufsize, ancbufsize, flags)
 
     def recvmsg_into(self, buffers: Any, ancbufsize: int = 0,
                      flags: int = 0) -> tuple[int, list[tuple[int, int, bytes]], int, Any]:
         """Receive through the descriptor."""
-        if self._gone:
-            raise oserror(errno.EBADF)
-        h = self._h
-        if h is None and self._accepted_plain is False:
-            raise oserror(errno.ENOTCONN)  # (as recv: unconnected, Linux)
-        if h is not None and h.failed:
-            self._failed_io(h)
+        if self._before_recvmsg():
             return 0, [], 0, None
-        self._materialize()
         return super().recvmsg_into(buffers, ancbufsize, flags)
 
     def _failed_io(self, h: StreamHandle, write: bool = False) -> None:
