@@ -269,17 +269,8 @@ class InputMixin(TcbBase):
             self._ack_advance(tsecr, ack, now)
         if self._tlp_end >= 0:
             self._tlp_check(now)
-        if self._fin_queued and self.snd_una > self._fin_seq:
-            st = self.state
-            if st is _FIN_WAIT_1:
-                self.state = _FIN_WAIT_2
-                if self._user_closed:
-                    self._close_at = now + self.policy.fin_timeout
-            elif st is _CLOSING:
-                self._enter_time_wait(now)
-            elif st is _LAST_ACK:
-                self._set_closed()
-                return True
+        if self._fin_queued and self.snd_una > self._fin_seq and self._fin_acked(now):
+            return True
         if fin:
             self._on_fin(now)  # (FIN at SEQ = RCV.NXT: in order)
         return True
@@ -519,17 +510,23 @@ class InputMixin(TcbBase):
                 self._dirty = True
         if self._tlp_end >= 0:
             self._tlp_check(now)
-        # FIN acknowledged?  (RFC 9293 3.10.7.4 fifth, FIN-WAIT-1 / CLOSING / LAST-ACK.)
         if self._fin_queued and self.snd_una > self._fin_seq:
-            st = self.state
-            if st is _FIN_WAIT_1:
-                self.state = _FIN_WAIT_2
-                if self._user_closed:
-                    self._close_at = now + self.policy.fin_timeout
-            elif st is _CLOSING:
-                self._enter_time_wait(now)
-            elif st is _LAST_ACK:
-                self._set_closed()
+            self._fin_acked(now)
+
+    def _fin_acked(self, now: float) -> bool:
+        """Our FIN is acknowledged (RFC 9293 3.10.7.4 fifth): FIN-WAIT-1 -> FIN-WAIT-2,
+        CLOSING -> TIME-WAIT, LAST-ACK -> CLOSED (True: the connection is closed)."""
+        st = self.state
+        if st is _FIN_WAIT_1:
+            self.state = _FIN_WAIT_2
+            if self._user_closed:
+                self._close_at = now + self.policy.fin_timeout
+        elif st is _CLOSING:
+            self._enter_time_wait(now)
+        elif st is _LAST_ACK:
+            self._set_closed()
+            return True
+        return False
 
     def _ack_advance(self, tsecr: int, ack: int, now: float) -> None:
         acked = ack - self.snd_una
