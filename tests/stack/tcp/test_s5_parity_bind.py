@@ -121,7 +121,7 @@ def client_time_wait(peer: Factory, dut: Factory, v: int, reuse: bool,
     c.close()
     out: list[Any] = [_try(lambda: a.recv(1))]
     a.close()
-    time.sleep(0.2)
+    time.sleep(1.0)  # (the DUT's last ACK and TIME-WAIT: 0.2 s was once too short in CI)
     out += _probe(dut, v, cport)
     lst.close()
     return out
@@ -147,7 +147,7 @@ def server_time_wait(peer: Factory, dut: Factory, v: int, reuse: bool,
     a.close()
     out: list[Any] = [_try(lambda: k.recv(1))]
     k.close()
-    time.sleep(0.2)
+    time.sleep(1.0)  # (the peer's FIN reaches the DUT: TIME-WAIT; 0.2 s was once too short)
     lst.close()
     out += _probe(dut, v, port)
     again = dut(FAM[v])
