@@ -23,18 +23,26 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ioth.stack import core as core_mod
-from ioth.stack.core import StackCore
 from ioth.stack.tcp.connection import State
 from ioth.wire import tcp as wire_tcp
-from tests.stack.test_rx_fastpath import eth, ip4_packet, ip6_packet
+from tests.support.twostacks import (
+    ACK,
+    CWR,
+    ECE,
+    FIN,
+    MAC_A,
+    MAC_B,
+    MASK,
+    PSH,
+    RST,
+    SYN,
+    URG,
+    CoreRig,
+    eth,
+    ip4_packet,
+    ip6_packet,
+)
 
-MAC_A = bytes.fromhex("020000000001")
-MAC_B = bytes.fromhex("020000000002")
-A4, B4 = bytes([192, 0, 2, 1]), bytes([192, 0, 2, 2])
-A6 = bytes.fromhex("20010db8000000000000000000000001")
-B6 = bytes.fromhex("20010db8000000000000000000000002")
-MASK = 0xFFFFFFFF
-ACK, PSH, FIN, SYN, RST, URG, ECE, CWR = 0x10, 0x08, 0x01, 0x02, 0x04, 0x20, 0x40, 0x80
 SYN_SENT_PORT = 40001  # our port of the connection in SYN-SENT (to the peer's port 9000)
 TW_PORT = 40002  # our port of the TIME-WAIT 4-tuple (with the peer's port 9001)
 
@@ -44,26 +52,16 @@ def syn_options(mss: int, tsval: int, tsecr: int, ws: int) -> bytes:
     return struct.pack("!BBHBBBBIIBBBB", 2, 4, mss, 4, 2, 8, 10, tsval, tsecr, 1, 3, 3, ws)
 
 
-class Rig:
+class Rig(CoreRig):
+    """A :class:`CoreRig` (seed 5) holding the tables above; ``short_cut`` is the value its
+    :meth:`feed` gives the ``knobs`` of :mod:`ioth.stack.core` for each frame."""
+
     def __init__(self, v6: bool, short_cut: bool,
                  knobs: tuple[str, ...] = ("RX_HANDSHAKE",)) -> None:
-        self.v6 = v6
         self.short_cut = short_cut
         self.knobs = knobs
-        self.core = core = StackCore(random.Random(5))
-        self.iface = iface = core.add_interface("vde0", MAC_A, 1500)
-        core.set_up(iface.index, True, 0.0)
-        self.now = 0.0
-        if v6:
-            core.ip6.add_addr(iface.index, A6, 64, 0.0)
-            core.ip6.ndp.cache.add_static(iface.index, B6, MAC_B, 0.0)
-            for _ in range(6):
-                self.advance(1.0)  # DAD
-            self.a, self.b = A6, B6
-        else:
-            core.add_addr4(iface.index, A4, 24, 0.0)
-            core.arp.cache.add_static(iface.index, B4, MAC_B, 0.0)
-            self.a, self.b = A4, B4
+        super().__init__(v6, 5)
+        core = self.core
         tcp = core.tcp
         from ioth.stack.tcp.policy import TcpPolicy
         self.l80 = tcp.listen(80, addr=self.a)
@@ -97,10 +95,6 @@ class Rig:
         off = 54 if self.v6 else 34
         return int.from_bytes(frame[off + 4:off + 8], "big")
 
-    def advance(self, dt: float) -> None:
-        self.now += dt
-        self.core.poll(self.now)
-
     def feed(self, frame: bytes) -> None:
         saved = [(name, getattr(core_mod, name)) for name in self.knobs]
         for name in self.knobs:
@@ -121,11 +115,6 @@ class Rig:
         if self.v6:
             return eth(MAC_A, MAC_B, 0x86DD, ip6_packet(self.b, self.a, 6, bytes(seg)))
         return eth(MAC_A, MAC_B, 0x0800, ip4_packet(self.b, self.a, 6, bytes(seg)))
-
-    def sent(self) -> list[bytes]:
-        out = [bytes(f) for f in self.iface.txq]
-        self.iface.txq.clear()
-        return out
 
     def snapshot(self) -> tuple[object, ...]:
         core = self.core

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ioth.stack import core as core_mod
-from tests.stack.test_rx_fastpath import KINDS, PSH, Op, Rig, build, snapshot
+from tests.support.twostacks import KINDS, PSH, Op, Rig, snapshot, step_pair
 
 
 @dataclass
@@ -75,26 +75,6 @@ def test_closing_states_fused_and_layered_agree(v6: bool, trusted: bool, seed: i
     slow = Rig(v6, False, trusted, seed)
     assert fast.sent() == slow.sent()
     for step in steps:
-        op = step.op
-        for r in (fast, slow):
-            _app(r, step.app)
-            if op.app_send:
-                try:
-                    r.conn.send(bytes(op.app_send))
-                    r.core.tcp.flush(r.conn, r.now)
-                except OSError:
-                    pass
-        frames = build(fast, op)
-        for r in (fast, slow):
-            if op.batch:
-                r.core.begin_batch()
-            for f in frames:
-                r.feed(f)
-            if op.batch:
-                r.core.end_batch(r.now)
-            r.drain_app()
-            if op.dt:
-                r.advance(op.dt)
-        assert fast.sent() == slow.sent(), step
-        assert _snap(fast) == _snap(slow), step
+        step_pair(fast, slow, step.op, app=lambda r, how=step.app: _app(r, how), snap=_snap,
+                  label=step)
     assert slow.core.rx_fast_frames == 0
