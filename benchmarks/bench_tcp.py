@@ -633,8 +633,12 @@ def ioth_switch(p: Procs, c_switch: bool = False
     yields (directory, process)."""
     with tempfile.TemporaryDirectory(prefix="btcp-") as tmp:
         d = os.path.join(tmp, "sw")
-        sw = (p.start(["vde_switch", "-s", d], stdin=True) if c_switch  # exits on console EOF
-              else p.start([sys.executable, "-m", "ioth.cli.main", "switch", d]))
+        if c_switch:
+            sw = p.start(["vde_switch", "-s", d], stdin=True)  # exits on console EOF
+        elif os.environ.get("BENCH_TCP_SWITCH") == "bare":  # the floor of a Python switch
+            sw = p.start([sys.executable, os.path.join(HERE, "bare_wire.py"), d])
+        else:
+            sw = p.start([sys.executable, "-m", "ioth.cli.main", "switch", d])
         wait_until(lambda: os.path.exists(os.path.join(d, "ctl")) or sw.poll() is not None,
                    "ioth switch")
         if sw.poll() is not None:
