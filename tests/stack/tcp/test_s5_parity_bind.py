@@ -12,51 +12,20 @@ what the application sees must be the same.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import socket
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from ioth.sockets import socket as isocket
-from tests.net.nsutil import inside
-from tests.support.peers import kernel_lan, netns, require_root, require_tools
+from tests.support.referee import Dut, Factory, sides
 
 pytestmark = pytest.mark.interop
 
-Factory = Callable[..., Any]  # (family=AF_INET) -> a TCP socket
 PEER = {4: "192.0.2.1", 6: "2001:db8::1"}
 DUT = {4: "192.0.2.2", 6: "2001:db8::2"}
 FAM = {4: socket.AF_INET, 6: socket.AF_INET6}
-
-
-def _kernel(ns_name: str) -> Factory:
-    def make(family: int = socket.AF_INET) -> socket.socket:
-        with inside(ns_name):
-            return socket.socket(family, socket.SOCK_STREAM)
-    return make
-
-
-@contextlib.contextmanager
-def _setup(kind: str) -> Iterator[tuple[Factory, Factory]]:
-    require_root()
-    require_tools("ip")
-    if kind == "ioth":
-        with kernel_lan("pbi") as (ns, stack, _tap):
-            assert stack.core.tcp is not None
-            yield _kernel(ns.name), lambda family=socket.AF_INET: isocket(
-                stack, family, socket.SOCK_STREAM)
-    else:
-        with netns("pbk") as peer, netns("pbd") as dut:
-            peer.sh(f"ip link add va type veth peer name vb netns {dut.name} && "
-                    f"ip addr add {PEER[4]}/24 dev va && "
-                    f"ip addr add {PEER[6]}/64 dev va nodad && ip link set va up")
-            dut.sh(f"ip addr add {DUT[4]}/24 dev vb && ip addr add {DUT[6]}/64 dev vb nodad "
-                   f"&& ip link set vb up")
-            yield _kernel(peer.name), _kernel(dut.name)
 
 
 def _try(fn: Callable[[], Any]) -> Any:
@@ -104,7 +73,7 @@ def _listener(peer: Factory, v: int) -> tuple[Any, int]:
     return lst, lst.getsockname()[1]
 
 
-def client_time_wait(peer: Factory, dut: Factory, v: int, reuse: bool,
+def client_time_wait(peer: Factory, dut: Dut, v: int, reuse: bool,
                      v6only: bool) -> list[Any]:
     """The DUT's client (explicitly bound, SO_REUSEADDR or not) closes first: TIME-WAIT."""
     lst, port = _listener(peer, v)
@@ -121,13 +90,13 @@ def client_time_wait(peer: Factory, dut: Factory, v: int, reuse: bool,
     c.close()
     out: list[Any] = [_try(lambda: a.recv(1))]
     a.close()
-    time.sleep(1.0)  # (the DUT's last ACK and TIME-WAIT: 0.2 s was once too short in CI)
+    dut.wait_time_wait(cport, port)  # (the peer's FIN, the DUT's last ACK)
     out += _probe(dut, v, cport)
     lst.close()
     return out
 
 
-def server_time_wait(peer: Factory, dut: Factory, v: int, reuse: bool,
+def server_time_wait(peer: Factory, dut: Dut, v: int, reuse: bool,
                      v6only: bool) -> list[Any]:
     """The DUT's server closes an accepted connection first (TIME-WAIT, the listener's
     SO_REUSEADDR inherited), then its listener: can the server start again on its port?"""
@@ -143,11 +112,12 @@ def server_time_wait(peer: Factory, dut: Factory, v: int, reuse: bool,
     k = peer(FAM[v])
     k.settimeout(5)
     k.connect((DUT[v], port))
+    kport = k.getsockname()[1]
     a, _ = lst.accept()
     a.close()
     out: list[Any] = [_try(lambda: k.recv(1))]
     k.close()
-    time.sleep(1.0)  # (the peer's FIN reaches the DUT: TIME-WAIT; 0.2 s was once too short)
+    dut.wait_time_wait(port, kport)  # (the peer's FIN reaches the DUT)
     lst.close()
     out += _probe(dut, v, port)
     again = dut(FAM[v])
@@ -158,7 +128,7 @@ def server_time_wait(peer: Factory, dut: Factory, v: int, reuse: bool,
     return out
 
 
-def open_and_orphaned(peer: Factory, dut: Factory, v: int, reuse: bool,
+def open_and_orphaned(peer: Factory, dut: Dut, v: int, reuse: bool,
                       v6only: bool) -> list[Any]:
     """A connection from an ephemeral port (no bind; SO_REUSEADDR or not set before connect)
     holds its port while open, and after close() while the peer keeps its half open
@@ -176,7 +146,7 @@ def open_and_orphaned(peer: Factory, dut: Factory, v: int, reuse: bool,
     out = _probe(dut, v, cport)
     c.close()
     out.append(_try(lambda: a.recv(1)))
-    time.sleep(0.1)
+    dut.wait_states(lambda st: st == ["FIN-WAIT-2"], cport, port, "FIN-WAIT-2")  # (its ACK)
     out += _probe(dut, v, cport)
     a.close()
     lst.close()
@@ -191,14 +161,14 @@ CASES = [(s, v, reuse, v6only) for s in SCENARIOS for v in (4, 6) for reuse in (
 @pytest.fixture(scope="module")
 def oracle() -> dict[tuple[str, int, bool, bool], list[Any]]:
     """Every case's outcome with a kernel DUT (one namespace pair for all)."""
-    with _setup("kernel") as (peer, dut):
+    with sides("kernel", "pb", v6=True) as (peer, dut):
         return {(s.__name__, v, r, o): s(peer, dut, v, r, o) for s, v, r, o in CASES}
 
 
 @pytest.fixture(scope="module")
-def ioth_dut() -> Iterator[tuple[Factory, Factory]]:
+def ioth_dut() -> Iterator[tuple[Factory, Dut]]:
     """One ioth stack for all cases (each uses ports of its own)."""
-    with _setup("ioth") as pair:
+    with sides("ioth", "pbi") as pair:
         yield pair
 
 
@@ -208,7 +178,7 @@ def ioth_dut() -> Iterator[tuple[Factory, Factory]]:
 def test_bind_conflicts_as_linux(scenario: Callable[..., list[Any]], v: int, reuse: bool,
                                  v6only: bool, oracle: dict[tuple[str, int, bool, bool],
                                                             list[Any]],
-                                 ioth_dut: tuple[Factory, Factory]) -> None:
+                                 ioth_dut: tuple[Factory, Dut]) -> None:
     peer, dut = ioth_dut
     got = scenario(peer, dut, v, reuse, v6only)
     assert got == oracle[(scenario.__name__, v, reuse, v6only)]
