@@ -264,7 +264,10 @@ def worker(args: argparse.Namespace) -> int:
             # experiments without editing src/: MODULE:ATTR=INT (ioth.stack.runtime:RECV_BATCH=8)
             mod, _, rest = tweak.partition(":")
             attr, _, val = rest.partition("=")
-            setattr(importlib.import_module(mod), attr, int(val))
+            module = importlib.import_module(mod)
+            if not hasattr(module, attr):  # (a knob that moved: say so, do not add it)
+                raise SystemExit(f"BENCH_TCP_TWEAK: {mod} has no {attr}")
+            setattr(module, attr, int(val))
         if "nocsum" in os.environ.get("BENCH_TCP_WHATIF", "").split():
             _whatif_nocsum()
         stack = ioth.Stack(args.vnl, args.config)

@@ -85,7 +85,8 @@ def _fds() -> int:
 KNOB_SETS = {
     "default": {},
     "sockets-general": {"ioth.sockets.stream": {"LAZY_FD": 0, "LAZY_PAIR": 0,
-                                               "DIRECT_ACCEPT": 0, "NOTIFY_FAST": 0}},
+                                               "DIRECT_ACCEPT": 0},
+                        "ioth.sockets.stream_engine": {"NOTIFY_FAST": 0}},
     "runtime-general": {"ioth.stack.runtime": {"INLINE": 0, "GUARD": 0, "QUIET_READ": 0,
                                               "HOLD_TIMERS": 0, "KEEP_WAITED": 0},
                         "ioth.net.dgram": {"ONE_FAST": 0},

@@ -17,14 +17,14 @@ from typing import Any
 import pytest
 
 from ioth.sockets import socket as isocket
-from ioth.sockets import stream
+from ioth.sockets import stream_engine
 from tests.sockets.helpers import network
 
 
 @pytest.fixture(params=[1, 0], ids=["fast", "general"])
 def notify_fast(request: pytest.FixtureRequest,
                 monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
-    monkeypatch.setattr(stream, "NOTIFY_FAST", request.param)
+    monkeypatch.setattr(stream_engine, "NOTIFY_FAST", request.param)
     yield request.param
 
 

@@ -50,7 +50,7 @@ class SocketLayer:
         self.stack = stack
         self.pump: Pump = pump_for(stack.runtime.engine)
         self.lock = threading.Lock()
-        self.tcp: Any = None  # ioth.sockets.stream.TcpSockets, created on first TCP socket
+        self.tcp: Any = None  # ioth.sockets.stream_engine.TcpSockets, created on first TCP socket
 
 
 class _Layers:

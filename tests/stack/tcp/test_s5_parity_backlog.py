@@ -209,7 +209,7 @@ def test_accepted_in_another_process_stops_counting_when_it_writes() -> None:
 def test_unix_waiting_counts_the_connections_a_listening_descriptor_holds() -> None:
     """The kernel's count (sock_diag) that ListenHandle.recount trusts: pending connections of
     a listening AF_UNIX socket, down by one per accept; None for no such socket."""
-    from ioth.sockets.stream import _unix_waiting
+    from ioth.sockets.stream_engine import _unix_waiting
 
     lst = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     lst.bind("")
