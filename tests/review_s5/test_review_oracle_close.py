@@ -13,7 +13,6 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,11 +20,17 @@ import pytest
 from tests.review_s5.test_review_oracle import (
     DUT_IP,
     PEER_IP,
-    Factory,
+    Scenario,
     _close_all,
     _conn,
-    _setup,
     _try,
+    ioth_matches_the_kernel,
+)
+from tests.support.referee import (
+    Side,
+    wait_all_acked,
+    wait_kernel_state,
+    wait_received,
 )
 
 pytestmark = pytest.mark.interop
@@ -45,7 +50,7 @@ def _read_all(s: Any, limit: int = 1 << 22) -> Any:
     return bytes(buf)
 
 
-def half_closed_dut_keeps_receiving(peer: Factory, dut: Factory) -> list[Any]:
+def half_closed_dut_keeps_receiving(peer: Side, dut: Side) -> list[Any]:
     """The DUT shuts down its side at once; the peer sees EOF, then sends 300 kB and closes;
     the DUT reads all of it, then EOF; its sends fail with EPIPE."""
     lst, k, d = _conn(peer, dut)
@@ -61,48 +66,48 @@ def half_closed_dut_keeps_receiving(peer: Factory, dut: Factory) -> list[Any]:
     return out
 
 
-def data_after_the_dut_closed(peer: Factory, dut: Factory) -> list[Any]:
+def data_after_the_dut_closed(peer: Side, dut: Side) -> list[Any]:
     """The DUT closes (FIN); the peer, still open, sends: the DUT answers with a reset, the
     peer's next calls see it."""
     lst, k, d = _conn(peer, dut)
     d.close()
     out: list[Any] = [_try(lambda: k.recv(10))]  # b'': the FIN
     out.append(_try(lambda: k.send(b"late")))
-    time.sleep(0.3)
+    wait_kernel_state(k, "CLOSED")  # (the DUT's reset)
     out += [_try(lambda: k.recv(10)), _try(lambda: k.send(b"x"))]
     _close_all(k, lst)
     return out
 
 
-def close_with_unread_data_resets(peer: Factory, dut: Factory) -> list[Any]:
+def close_with_unread_data_resets(peer: Side, dut: Side) -> list[Any]:
     """Linux: close() with unread bytes in the receive queue sends a reset, not a FIN."""
     lst, k, d = _conn(peer, dut)
     k.sendall(b"unread")
-    time.sleep(0.2)
+    wait_all_acked(k)  # (in the DUT's receive queue)
     d.close()
-    time.sleep(0.3)
+    wait_kernel_state(k, "CLOSED")  # (the DUT's reset)
     out = [_try(lambda: k.recv(10)), _try(lambda: k.recv(10)), _try(lambda: k.send(b"x"))]
     _close_all(k, lst)
     return out
 
 
-def abortive_close(peer: Factory, dut: Factory) -> list[Any]:
+def abortive_close(peer: Side, dut: Side) -> list[Any]:
     """SO_LINGER {1, 0} then close: a reset at once, with data queued or not."""
     out: list[Any] = []
     for queued in (b"", b"pending"):
         lst, k, d = _conn(peer, dut)
         if queued:
             d.sendall(queued)
-            time.sleep(0.1)
+            wait_received(k, len(queued))
         d.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER0)
         d.close()
-        time.sleep(0.3)
+        wait_kernel_state(k, "CLOSED")  # (the DUT's reset)
         out += [_try(lambda k=k: k.recv(100)), _try(lambda k=k: k.recv(100))]
         _close_all(k, lst)
     return out
 
 
-def both_close_with_data_in_flight(peer: Factory, dut: Factory) -> list[Any]:
+def both_close_with_data_in_flight(peer: Side, dut: Side) -> list[Any]:
     """Each end sends 64 bytes and closes at once (cps with a close that does not wait for
     the reply): each side's close happens with the other's bytes unread or in flight; the
     listener is still usable afterwards."""
@@ -130,7 +135,7 @@ def both_close_with_data_in_flight(peer: Factory, dut: Factory) -> list[Any]:
     return out
 
 
-def cps_again_and_again_from_one_bound_port(peer: Factory, dut: Factory) -> list[Any]:
+def cps_again_and_again_from_one_bound_port(peer: Side, dut: Side) -> list[Any]:
     """The DUT is the client of the cps exchange from one explicitly bound port (with
     SO_REUSEADDR), 5 times in a row: each time the FINs cross or the client closes last, so
     the 4-tuple sits in TIME-WAIT at one end or both; Linux connects again at once each time
@@ -161,23 +166,22 @@ def cps_again_and_again_from_one_bound_port(peer: Factory, dut: Factory) -> list
         a.close()
         out.append(_try(lambda c=c: c.recv(64)))
         c.close()
-        time.sleep(0.05)
+        # (the FINs crossed or one end closed last: each end TIME-WAIT or nothing)
+        dut.wait_states(_only_time_wait, cport, port, what="TIME-WAIT or nothing")
+        peer.wait_states(_only_time_wait, port, cport, what="TIME-WAIT or nothing")
     lst.close()
     return out
+
+
+def _only_time_wait(states: list[str]) -> bool:
+    return all(st == "TIME-WAIT" for st in states)
 
 
 SCENARIOS = [half_closed_dut_keeps_receiving, data_after_the_dut_closed,
              close_with_unread_data_resets, abortive_close, both_close_with_data_in_flight,
              cps_again_and_again_from_one_bound_port]
-_ORACLE: dict[str, list[Any]] = {}
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.__name__ for s in SCENARIOS])
-def test_ioth_ends_connections_as_the_kernel(scenario: Callable[[Factory, Factory], list[Any]]
-                                             ) -> None:
-    if scenario.__name__ not in _ORACLE:
-        with _setup("kernel") as (peer, dut):
-            _ORACLE[scenario.__name__] = scenario(peer, dut)
-    with _setup("ioth") as (peer, dut):
-        got = scenario(peer, dut)
-    assert got == _ORACLE[scenario.__name__]
+def test_ioth_ends_connections_as_the_kernel(scenario: Scenario) -> None:
+    ioth_matches_the_kernel(scenario)

@@ -7,16 +7,19 @@ kernel_lan`: 192.0.2.2 and 2001:db8::2 the stack, .1 and ::1 the kernel peer), a
 DUT's sockets made by the kernel of a second namespace joined to the peer's by a veth pair
 (the same addresses).  What the application sees must be the same.
 
-A scenario that must wait for the DUT's TCP to reach a state (the peer's FIN made it
-TIME-WAIT, a reset removed the connection) asks :meth:`Dut.states` in a poll
-(:meth:`Dut.wait_states`) instead of sleeping a fixed time: ioth's tables, or the kernel
-namespace's /proc/net/tcp{,6}.
+A scenario that must wait for one end's TCP to reach a state (the peer's FIN made the DUT's
+connection TIME-WAIT, a reset removed it) asks :meth:`Side.states` in a poll
+(:meth:`Side.wait_states`) instead of sleeping a fixed time: ioth's tables, or the kernel
+namespace's /proc/net/tcp{,6}; for a kernel socket, TCP_INFO and its queues (the peer is
+always one).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import socket
+import termios
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -43,9 +46,9 @@ def kernel_factory(ns_name: str) -> Factory:
     return make
 
 
-class Dut:
-    """The device under test: calling it makes a TCP socket (``family``, AF_INET by
-    default); :meth:`states` tells what its TCP holds for a port."""
+class Side:
+    """One end, the peer or the device under test: calling it makes a TCP socket
+    (``family``, AF_INET by default); :meth:`states` tells what its TCP holds for a port."""
 
     def __init__(self, make: Factory, *, stack: Any = None, ns_name: str | None = None
                  ) -> None:
@@ -58,7 +61,7 @@ class Dut:
         return self._make(family)
 
     def states(self, lport: int, rport: int | None = None) -> list[str]:
-        """The states (RFC 793 spelling, "TIME-WAIT"...) of the DUT's TCP connections on
+        """The states (RFC 793 spelling, "TIME-WAIT"...) of this end's TCP connections on
         local port ``lport`` (to remote port ``rport`` when given), listeners left out;
         a connection that a reset or the end of TIME-WAIT removed is not there."""
         if self.stack is not None:
@@ -92,19 +95,19 @@ class Dut:
                     timeout: float = 10.0) -> None:
         """Poll :meth:`states` until ``ok`` accepts them (fail after ``timeout`` s)."""
         wait_for(lambda: ok(self.states(lport, rport)), timeout, 0.01,
-                 f"{what} (DUT port {lport}, peer port {rport})")
+                 f"{what} (local port {lport}, remote port {rport})")
 
     def wait_time_wait(self, lport: int, rport: int | None = None) -> None:
-        """Wait until the DUT holds a TIME-WAIT on ``lport`` (to ``rport``)."""
+        """Wait until this end holds a TIME-WAIT on ``lport`` (to ``rport``)."""
         self.wait_states(lambda s: "TIME-WAIT" in s, lport, rport, "TIME-WAIT")
 
     def wait_gone(self, lport: int, rport: int) -> None:
-        """Wait until the DUT holds no connection ``lport`` <-> ``rport`` (reset, closed)."""
+        """Wait until this end holds no connection ``lport`` <-> ``rport`` (reset, closed)."""
         self.wait_states(lambda s: not s, lport, rport, "the connection gone")
 
 
 @contextlib.contextmanager
-def sides(kind: str, prefix: str, *, v6: bool = False) -> Iterator[tuple[Factory, Dut]]:
+def sides(kind: str, prefix: str, *, v6: bool = False) -> Iterator[tuple[Side, Side]]:
     """``(peer, dut)`` for ``kind`` "ioth" (an ioth stack on a TAP) or "kernel" (a second
     namespace's kernel, joined by a veth; IPv6 addresses too with ``v6``); ``prefix`` names
     the namespaces."""
@@ -113,7 +116,7 @@ def sides(kind: str, prefix: str, *, v6: bool = False) -> Iterator[tuple[Factory
     if kind == "ioth":
         with kernel_lan(prefix) as (ns, stack, _tap):
             assert stack.core.tcp is not None
-            yield kernel_factory(ns.name), Dut(
+            yield Side(kernel_factory(ns.name), ns_name=ns.name), Side(
                 lambda family=socket.AF_INET: _ioth_socket(stack, family), stack=stack)
     else:
         with netns(prefix + "k") as peer, netns(prefix + "d") as dut:
@@ -122,10 +125,42 @@ def sides(kind: str, prefix: str, *, v6: bool = False) -> Iterator[tuple[Factory
             peer.sh(f"ip link add va type veth peer name vb netns {dut.name} && "
                     f"ip addr add {PEER_IP}/24 dev va && {six_p}ip link set va up")
             dut.sh(f"ip addr add {DUT_IP}/24 dev vb && {six_d}ip link set vb up")
-            yield kernel_factory(peer.name), Dut(kernel_factory(dut.name), ns_name=dut.name)
+            yield (Side(kernel_factory(peer.name), ns_name=peer.name),
+                   Side(kernel_factory(dut.name), ns_name=dut.name))
 
 
 def _ioth_socket(stack: Any, family: int) -> Any:
     from ioth.sockets import socket as isocket
 
     return isocket(stack, family, socket.SOCK_STREAM)
+
+
+def kernel_retransmits(sock: socket.socket) -> int:
+    """Segments kernel socket ``sock`` retransmitted, its SYN included (tcpi_total_retrans)."""
+    return int.from_bytes(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)[100:104],
+                          "little")
+
+
+def kernel_tcp_state(sock: socket.socket) -> str:
+    """The state of a kernel TCP socket (TCP_INFO's tcpi_state, RFC 793 spelling)."""
+    st = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
+    return KERNEL_STATES.get(st, str(st))
+
+
+def wait_kernel_state(sock: socket.socket, state: str, timeout: float = 10.0) -> None:
+    """Wait until kernel socket ``sock`` is in ``state`` ("CLOSED": a reset came)."""
+    wait_for(lambda: kernel_tcp_state(sock) == state, timeout, 0.01,
+             f"the kernel socket in {state}")
+
+
+def wait_all_acked(sock: socket.socket, timeout: float = 10.0) -> None:
+    """Wait until the other end acknowledged every byte kernel socket ``sock`` sent (SIOCOUTQ
+    0: they are in its receive queue)."""
+    wait_for(lambda: fcntl.ioctl(sock, termios.TIOCOUTQ, b"\0" * 4) == b"\0" * 4, timeout,
+             0.01, "the other end's ACK of everything sent")
+
+
+def wait_received(sock: socket.socket, n: int, timeout: float = 10.0) -> None:
+    """Wait until kernel socket ``sock`` holds ``n`` bytes or more unread (FIONREAD)."""
+    wait_for(lambda: int.from_bytes(fcntl.ioctl(sock, termios.FIONREAD, b"\0" * 4),
+                                    "little") >= n, timeout, 0.01, f"{n} bytes received")

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.referee import Dut, Factory, sides
+from tests.support.referee import Factory, Side, sides
 
 pytestmark = pytest.mark.interop
 
@@ -73,7 +73,7 @@ def _listener(peer: Factory, v: int) -> tuple[Any, int]:
     return lst, lst.getsockname()[1]
 
 
-def client_time_wait(peer: Factory, dut: Dut, v: int, reuse: bool,
+def client_time_wait(peer: Factory, dut: Side, v: int, reuse: bool,
                      v6only: bool) -> list[Any]:
     """The DUT's client (explicitly bound, SO_REUSEADDR or not) closes first: TIME-WAIT."""
     lst, port = _listener(peer, v)
@@ -96,7 +96,7 @@ def client_time_wait(peer: Factory, dut: Dut, v: int, reuse: bool,
     return out
 
 
-def server_time_wait(peer: Factory, dut: Dut, v: int, reuse: bool,
+def server_time_wait(peer: Factory, dut: Side, v: int, reuse: bool,
                      v6only: bool) -> list[Any]:
     """The DUT's server closes an accepted connection first (TIME-WAIT, the listener's
     SO_REUSEADDR inherited), then its listener: can the server start again on its port?"""
@@ -128,7 +128,7 @@ def server_time_wait(peer: Factory, dut: Dut, v: int, reuse: bool,
     return out
 
 
-def open_and_orphaned(peer: Factory, dut: Dut, v: int, reuse: bool,
+def open_and_orphaned(peer: Factory, dut: Side, v: int, reuse: bool,
                       v6only: bool) -> list[Any]:
     """A connection from an ephemeral port (no bind; SO_REUSEADDR or not set before connect)
     holds its port while open, and after close() while the peer keeps its half open
@@ -166,7 +166,7 @@ def oracle() -> dict[tuple[str, int, bool, bool], list[Any]]:
 
 
 @pytest.fixture(scope="module")
-def ioth_dut() -> Iterator[tuple[Factory, Dut]]:
+def ioth_dut() -> Iterator[tuple[Side, Side]]:
     """One ioth stack for all cases (each uses ports of its own)."""
     with sides("ioth", "pbi") as pair:
         yield pair
@@ -178,7 +178,7 @@ def ioth_dut() -> Iterator[tuple[Factory, Dut]]:
 def test_bind_conflicts_as_linux(scenario: Callable[..., list[Any]], v: int, reuse: bool,
                                  v6only: bool, oracle: dict[tuple[str, int, bool, bool],
                                                             list[Any]],
-                                 ioth_dut: tuple[Factory, Dut]) -> None:
+                                 ioth_dut: tuple[Side, Side]) -> None:
     peer, dut = ioth_dut
     got = scenario(peer, dut, v, reuse, v6only)
     assert got == oracle[(scenario.__name__, v, reuse, v6only)]
