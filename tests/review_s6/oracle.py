@@ -1,0 +1,128 @@
+"""Shared machinery of the session-6 API review: the review-s5 differential oracle, per scenario.
+
+A scenario is a function of two socket factories (the peer, always a kernel socket in a test
+namespace, and the device under test) returning what the application saw.  :func:`params`
+makes two pytest parameters per scenario: ``kernel`` (the DUT is the Linux kernel of a second
+namespace: the scenario must run through, its observations become the oracle) and ``ioth``
+(the DUT is an ioth stack on a TAP: its observations must equal the kernel's).  A known
+divergence is a strict xfail on the ``ioth`` parameter only, so a fix turns it into a failure
+to be removed from the list.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import select
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.net.nsutil import inside
+from tests.review_s5.test_review_oracle import _setup
+from tests.sockets.helpers import _tcp_ready
+from tests.support.peers import kernel_lan, netns, require_root, require_tools
+
+Factory = Callable[..., Any]
+Scenario = Callable[[Factory, Factory], list[Any]]
+PEER6, DUT6 = "2001:db8::1", "2001:db8::2"
+_ORACLE: dict[str, list[Any]] = {}
+
+_POLL_NAMES = [(select.POLLIN, "IN"), (select.POLLPRI, "PRI"), (select.POLLOUT, "OUT"),
+               (select.POLLERR, "ERR"), (select.POLLHUP, "HUP"), (select.POLLRDHUP, "RDHUP"),
+               (select.POLLNVAL, "NVAL")]
+
+
+def mask(s: Any, wait: float = 0.0) -> str:
+    """The poll mask of ``s`` (after waiting up to ``wait`` s for any event), as names."""
+    p = select.poll()
+    p.register(s, select.POLLIN | select.POLLPRI | select.POLLOUT | select.POLLRDHUP)
+    got = p.poll(int(wait * 1000))
+    ev = got[0][1] if got else 0
+    return "|".join(n for bit, n in _POLL_NAMES if ev & bit) or "-"
+
+
+def mask_when(s: Any, bit: int, wait: float = 2.0) -> str:
+    """The poll mask of ``s`` once ``bit`` is set (or ``wait`` s passed): no race with the
+    arrival of what the test waits for (a kernel peer's bytes cross a veth at once, a TAP
+    and an ioth stack a little later)."""
+    p = select.poll()
+    p.register(s, bit)
+    p.poll(int(wait * 1000))
+    return mask(s)
+
+
+def tryit(fn: Callable[[], Any]) -> Any:
+    """The call's result, or the name of the errno (or exception type) it raised."""
+    try:
+        return fn()
+    except OSError as exc:
+        if exc.errno:
+            return errno.errorcode.get(exc.errno, str(exc))
+        return type(exc).__name__
+
+
+def close_all(*socks: Any) -> None:
+    """Close each socket, ignoring errors."""
+    for s in socks:
+        with contextlib.suppress(OSError):
+            s.close()
+
+
+def _kernel6(ns_name: str) -> Factory:
+    def make(family: int = socket.AF_INET6) -> socket.socket:
+        with inside(ns_name):
+            return socket.socket(family, socket.SOCK_STREAM)
+    return make
+
+
+@contextlib.contextmanager
+def setup6(kind: str) -> Iterator[tuple[Factory, Factory]]:
+    """As review s5's ``_setup`` with IPv6 too (2001:db8::1 the peer, ::2 the DUT, next to
+    192.0.2.1 / .2): factories take the family (AF_INET6 by default)."""
+    require_root()
+    require_tools("ip")
+    if kind == "ioth":
+        from ioth.sockets import socket as isocket
+        with kernel_lan("rv6") as (ns, stack, _tap):
+            _tcp_ready(stack)
+            yield _kernel6(ns.name), \
+                lambda family=socket.AF_INET6: isocket(stack, family, socket.SOCK_STREAM)
+    else:
+        with netns("rk6") as peer, netns("rd6") as dut:
+            peer.sh(f"ip link add va type veth peer name vb netns {dut.name} && "
+                    f"ip addr add 192.0.2.1/24 dev va && ip addr add {PEER6}/64 dev va nodad"
+                    f" && ip link set va up")
+            dut.sh(f"ip addr add 192.0.2.2/24 dev vb && ip addr add {DUT6}/64 dev vb nodad"
+                   f" && ip link set vb up")
+            yield _kernel6(peer.name), _kernel6(dut.name)
+
+
+def params(scenarios: list[Scenario], bugs: dict[Scenario, str]) -> list[Any]:
+    """Two parameters per scenario, ``kernel`` and ``ioth``; a bug: strict xfail on ioth."""
+    out = []
+    for s in scenarios:
+        out.append(pytest.param(s, "kernel", id=f"{s.__name__}-kernel"))
+        marks = [pytest.mark.xfail(strict=True, reason=bugs[s])] if s in bugs else []
+        out.append(pytest.param(s, "ioth", id=f"{s.__name__}-ioth", marks=marks))
+    return out
+
+
+def run(scenario: Scenario, kind: str, v6: bool = False) -> None:
+    """Run ``scenario`` against ``kind``: the kernel run is the oracle, ioth must equal it."""
+    setup = setup6 if v6 else _setup
+    key = f"{scenario.__module__}.{scenario.__name__}"
+    if key not in _ORACLE:
+        with setup("kernel") as (peer, dut):
+            _ORACLE[key] = scenario(peer, dut)
+    if kind == "kernel":
+        return
+    with setup("ioth") as (peer, dut):
+        got = scenario(peer, dut)
+    want = _ORACLE[key]
+    diff = [f"  [{i}] kernel {w!r} ioth {g!r}" for i, (w, g) in enumerate(zip(want, got))
+            if w != g]
+    assert got == want, "ioth differs from the kernel:\n" + "\n".join(
+        diff or [f"  kernel {want!r}", f"  ioth   {got!r}"])
