@@ -80,14 +80,28 @@ def lan() -> Iterator[tuple[Any, Any, socket.socket]]:
             cap.close()
 
 
-def _captured(cap: socket.socket) -> dict[int, list[Seg]]:
-    """TCP segments of port PORT by connection (the client's port), in capture order."""
+def _fins_acked(segs: list[Seg]) -> bool:
+    """Both ends sent a FIN and the other end acknowledged it."""
+    fins = [s for s in segs if s.flags & FIN]
+    return len({s.src for s in fins}) == 2 and all(
+        any(o.src != s.src and o.flags & ACK and o.ack == (s.seq + s.len + 1) & 0xFFFFFFFF
+            for o in segs) for s in fins)
+
+
+def _captured(cap: socket.socket, wait: float = 10.0) -> dict[int, list[Seg]]:
+    """TCP segments of port PORT by connection (the client's port), in capture order: read
+    until N connections ended (both FINs acknowledged; for ``wait`` s at most), then until
+    the capture is quiet for 0.3 s (any frame sent after the end is captured too)."""
     conns: dict[int, list[Seg]] = {}
+    deadline = time.monotonic() + wait
     while True:
         try:
             frame = cap.recv(65536)
         except TimeoutError:
-            return conns
+            ended = len(conns) >= N and all(_fins_acked(v) for v in conns.values())
+            if ended or time.monotonic() > deadline:
+                return conns
+            continue
         if frame[12:14] != b"\x08\x00" or frame[23] != 6:
             continue
         seg = Seg(frame)
@@ -121,6 +135,23 @@ def _client(mk: Any, addr: str) -> None:
         s.close()
 
 
+def _exchange(lst: Any, mk: Any, addr: str, cap: socket.socket) -> dict[int, list[Seg]]:
+    """N cps exchanges: ``lst`` serves them in a thread, sockets made by ``mk`` connect to
+    ``addr``; the captured segments of the N connections."""
+    errors: list[BaseException] = []
+    t = threading.Thread(target=_serve, args=(lst, errors))
+    t.start()
+    try:
+        _client(mk, addr)
+    finally:
+        t.join(10)
+        lst.close()
+    assert not errors, errors
+    conns = _captured(cap)
+    assert len(conns) == N
+    return conns
+
+
 def _check_common(segs: list[Seg]) -> None:
     assert not [s for s in segs if s.flags & RST], segs
     seen = set()
@@ -148,18 +179,8 @@ def test_ioth_client_frames(lan: tuple[Any, Any, socket.socket]) -> None:
         lst = socket.socket()
     lst.bind((KERNEL, PORT))
     lst.listen(16)
-    errors: list[BaseException] = []
-    t = threading.Thread(target=_serve, args=(lst, errors))
-    t.start()
-    try:
-        _client(lambda: isocket(stack, socket.AF_INET, socket.SOCK_STREAM), KERNEL)
-    finally:
-        t.join(10)
-        lst.close()
-    assert not errors, errors
-    time.sleep(0.2)
-    conns = _captured(cap)
-    assert len(conns) == N
+    conns = _exchange(lst, lambda: isocket(stack, socket.AF_INET, socket.SOCK_STREAM), KERNEL,
+                      cap)
     for segs in conns.values():
         _check_common(segs)
         mine = [s for s in segs if s.src == IOTH]
@@ -182,22 +203,11 @@ def test_ioth_server_frames(lan: tuple[Any, Any, socket.socket]) -> None:
     lst = isocket(stack, socket.AF_INET, socket.SOCK_STREAM)
     lst.bind((IOTH, PORT))
     lst.listen(16)
-    errors: list[BaseException] = []
-    t = threading.Thread(target=_serve, args=(lst, errors))
-    t.start()
 
     def kernel_socket() -> socket.socket:
         with inside(ns.name):
             return socket.socket()
-    try:
-        _client(kernel_socket, IOTH)
-    finally:
-        t.join(10)
-        lst.close()
-    assert not errors, errors
-    time.sleep(0.2)
-    conns = _captured(cap)
-    assert len(conns) == N
+    conns = _exchange(lst, kernel_socket, IOTH, cap)
     for segs in conns.values():
         _check_common(segs)
         mine = [s for s in segs if s.src == IOTH]
