@@ -15,6 +15,7 @@ from ioth.stack.tcp import layer as layer_mod
 from ioth.stack.tcp.layer import TcpLayer
 from ioth.stack.tcp.policy import TcpPolicy
 from tests.stack.harness import ip
+from tests.stack.tcp.layerpair import LayerPair
 
 CA, SA = ip("198.18.0.1"), ip("198.18.0.2")
 
@@ -25,24 +26,9 @@ def _truth(lay: TcpLayer) -> dict[int, int]:
     return dict(c)
 
 
-class _Pair:
-    def __init__(self, policy: TcpPolicy) -> None:
-        self.a = TcpLayer(random.Random(1), policy)
-        self.b = TcpLayer(random.Random(2), policy)
-        self.now = 10.0
-
-    def run(self) -> None:
-        moved = True
-        while moved:
-            moved = False
-            for src, dst in ((self.a, self.b), (self.b, self.a)):
-                out = list(src.outbox)
-                src.outbox.clear()
-                for s, d, data in out:
-                    moved = True
-                    self.now += 0.001
-                    dst.input(s, d, data, self.now)
-            self.check()
+class _Pair(LayerPair):
+    def after_round(self) -> None:
+        self.check()
 
     def tick(self, dt: float) -> None:
         self.now += dt

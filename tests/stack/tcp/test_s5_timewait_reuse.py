@@ -7,7 +7,6 @@ Both the compact TIME-WAIT entry and a full TCB in TIME-WAIT."""
 from __future__ import annotations
 
 import errno
-import random
 
 import pytest
 
@@ -17,31 +16,20 @@ from ioth.stack.tcp.layer import TcpLayer
 from ioth.stack.tcp.policy import TcpPolicy
 from ioth.stack.tcp.segment import decode
 from tests.stack.harness import ip
+from tests.stack.tcp.layerpair import LayerPair
 
 CA, SA = ip("198.18.0.1"), ip("198.18.0.2")
 
 
-class _Pair:
+class _Pair(LayerPair):
     def __init__(self, policy: TcpPolicy) -> None:
-        self.a = TcpLayer(random.Random(1), policy)
-        self.b = TcpLayer(random.Random(2), policy)
-        self.now = 10.0
+        super().__init__(policy)
         self.syns: list[int] = []
 
-    def run(self) -> None:
-        moved = True
-        while moved:
-            moved = False
-            for src, dst in ((self.a, self.b), (self.b, self.a)):
-                out = list(src.outbox)
-                src.outbox.clear()
-                for s, d, data in out:
-                    moved = True
-                    self.now += 0.001
-                    _, _, seg = decode(data)
-                    if src is self.a and seg.flags == 0x02:
-                        self.syns.append(seg.seq)
-                    dst.input(s, d, data, self.now)
+    def seen(self, src: TcpLayer, data: bytes) -> None:
+        _, _, seg = decode(data)
+        if src is self.a and seg.flags == 0x02:
+            self.syns.append(seg.seq)
 
     def exchange(self, listener: object, sport: int) -> tuple[TcpConnection, TcpConnection]:
         c = self.a.connect(CA, SA, 80, self.now, sport=sport)
