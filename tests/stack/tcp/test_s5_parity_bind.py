@@ -65,6 +65,16 @@ def _probe(dut: Factory, v: int, port: int) -> list[Any]:
     return out
 
 
+def _socket(dut: Side, v: int, reuse: bool, v6only: bool) -> Any:
+    """A DUT socket of IPv``v``, with SO_REUSEADDR and IPV6_V6ONLY set where asked."""
+    s = dut(FAM[v])
+    if reuse:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if v6only:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    return s
+
+
 def _listener(peer: Factory, v: int) -> tuple[Any, int]:
     lst = peer(FAM[v])
     lst.bind((PEER[v], 0))
@@ -77,11 +87,7 @@ def client_time_wait(peer: Factory, dut: Side, v: int, reuse: bool,
                      v6only: bool) -> list[Any]:
     """The DUT's client (explicitly bound, SO_REUSEADDR or not) closes first: TIME-WAIT."""
     lst, port = _listener(peer, v)
-    c = dut(FAM[v])
-    if reuse:
-        c.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if v6only:
-        c.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    c = _socket(dut, v, reuse, v6only)
     c.bind((DUT[v], 0))
     cport = c.getsockname()[1]
     c.settimeout(5)
@@ -100,11 +106,7 @@ def server_time_wait(peer: Factory, dut: Side, v: int, reuse: bool,
                      v6only: bool) -> list[Any]:
     """The DUT's server closes an accepted connection first (TIME-WAIT, the listener's
     SO_REUSEADDR inherited), then its listener: can the server start again on its port?"""
-    lst = dut(FAM[v])
-    if reuse:
-        lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if v6only:
-        lst.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    lst = _socket(dut, v, reuse, v6only)
     lst.bind((DUT[v], 0))
     port = lst.getsockname()[1]
     lst.listen(8)
@@ -134,11 +136,7 @@ def open_and_orphaned(peer: Factory, dut: Side, v: int, reuse: bool,
     holds its port while open, and after close() while the peer keeps its half open
     (FIN-WAIT-2, no socket)."""
     lst, port = _listener(peer, v)
-    c = dut(FAM[v])
-    if reuse:
-        c.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if v6only:
-        c.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    c = _socket(dut, v, reuse, v6only)
     c.settimeout(5)
     c.connect((PEER[v], port))
     cport = c.getsockname()[1]
