@@ -64,6 +64,16 @@ def _ports(lst: Any, k: Any) -> tuple[int, int]:
     return lst.getsockname()[1], k.getsockname()[1]
 
 
+def _bound(side: Side, addr: str, port: int) -> tuple[Any, int]:
+    """A socket of ``side`` with SO_REUSEADDR bound to ``addr``:``port`` (0: any), timeout
+    5 s: (the socket, its port)."""
+    s = side()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((addr, port))
+    s.settimeout(5)
+    return s, s.getsockname()[1]
+
+
 def _close_all(*socks: Any) -> None:
     for s in socks:
         with contextlib.suppress(OSError):
@@ -205,11 +215,7 @@ def server_time_wait_takes_a_new_syn(peer: Side, dut: Side) -> list[Any]:
     out: list[Any] = []
     cport = 0
     for i in range(4):
-        k = peer()
-        k.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        k.bind((PEER_IP, cport))
-        cport = k.getsockname()[1]
-        k.settimeout(5)
+        k, cport = _bound(peer, PEER_IP, cport)
         r = _try(lambda k=k: k.connect((DUT_IP, port)))
         fast = kernel_retransmits(k) == 0  # (the SYN was not sent again)
         d, _ = lst.accept()

@@ -90,6 +90,18 @@ class Side:
                         out.append(state)
         return out
 
+    def retransmissions(self, sock: Any) -> int:
+        """Segments (the SYN included) this end's connected socket ``sock`` sent again: the
+        kernel's TCP_INFO, or the ioth connection's count."""
+        if self.stack is None:
+            return kernel_retransmits(sock)
+        lport, rport = sock.getsockname()[1], sock.getpeername()[1]
+        with self.stack.lock:
+            conns = [c for k, c in self.stack.core.tcp.connections.items()
+                     if k[1] == lport and k[3] == rport]
+        assert len(conns) == 1, conns
+        return int(conns[0].retransmissions)
+
     def wait_states(self, ok: Callable[[list[str]], bool], lport: int,
                     rport: int | None = None, what: str = "a state",
                     timeout: float = 10.0) -> None:
