@@ -122,7 +122,7 @@ def run(scenario: Scenario, kind: str, v6: bool = False) -> None:
     with setup("ioth") as (peer, dut):
         got = scenario(peer, dut)
     want = _ORACLE[key]
-    diff = [f"  [{i}] kernel {w!r} ioth {g!r}" for i, (w, g) in enumerate(zip(want, got))
-            if w != g]
+    pairs = enumerate(zip(want, got, strict=False))
+    diff = [f"  [{i}] kernel {w!r} ioth {g!r}" for i, (w, g) in pairs if w != g]
     assert got == want, "ioth differs from the kernel:\n" + "\n".join(
         diff or [f"  kernel {want!r}", f"  ioth   {got!r}"])
