@@ -151,3 +151,31 @@ def test_engine_ends_never_wait_whatever_the_default_timeout(
                 x.close()
     finally:
         socket.setdefaulttimeout(old)
+
+
+def test_notify_fast_is_the_knob_notify_reads(tmp_path: Path, notify_fast: int,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The knob takes effect where it is set (ioth.sockets.stream_engine): a change of a
+    paired connection with no bytes to move, notified on an application thread, runs
+    StreamHandle.on_event only when NOTIFY_FAST is 0 (1: notify updates the interest itself)."""
+    calls: list[int] = []
+    on_event = stream_engine.StreamHandle.on_event
+
+    def counting(h: stream_engine.StreamHandle) -> None:
+        calls.append(threading.get_ident())
+        on_event(h)
+
+    with network(tmp_path, 2) as (a, b):
+        srv, c, s = _pair(a, b, 7305)
+        c.fileno()  # (paired: an engine end whose interest notify can update)
+        h = c._h
+        assert h is not None and h.eng is not None
+        me = threading.get_ident()
+        with a.lock:
+            assert not (h.out or h.busy or h.connecting or h.conn.recv_available)
+            monkeypatch.setattr(stream_engine.StreamHandle, "on_event", counting)
+            c._tcp.notify(h.conn)
+            monkeypatch.setattr(stream_engine.StreamHandle, "on_event", on_event)
+        assert calls.count(me) == (0 if notify_fast else 1)
+        for x in (c, s, srv):
+            x.close()
