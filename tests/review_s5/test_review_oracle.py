@@ -4,10 +4,12 @@ Each scenario is a function of two socket factories, the *peer* (always a kernel
 in a test namespace) and the *device under test*, and returns what the application sees
 (return values, errno names).  It runs twice: DUT = an ioth stack (on a TAP whose other side
 is the namespace's kernel, :func:`tests.support.peers.kernel_lan`), and DUT = the Linux kernel
-itself (a second namespace joined by a veth pair).  The two lists must be equal.  The edges are
-the ones session 5's connection-rate work touches: resets in each synchronized state, FINs
-crossing with data in flight, simultaneous close, a server in TIME-WAIT taking a new SYN of the
-same 4-tuple, the cps exchange from one client port again and again.
+itself (a second namespace joined by a veth pair; both set up by tests/support/referee.py,
+which also lets a scenario wait for a TCP state of either end instead of sleeping).  The two
+lists must be equal.  The edges are the ones session 5's connection-rate work touches: resets
+in each synchronized state, FINs crossing with data in flight, simultaneous close, a server in
+TIME-WAIT taking a new SYN of the same 4-tuple, the cps exchange from one client port again
+and again.
 """
 
 from __future__ import annotations
