@@ -567,7 +567,10 @@ def main() -> None:
         # A/B of the fast-path knobs, as benchmarks/bench_tcp.py: MODULE:ATTR=INT
         mod, _, rest = tweak.partition(":")
         attr, _, val = rest.partition("=")
-        setattr(importlib.import_module(mod), attr, int(val))
+        module = importlib.import_module(mod)
+        if not hasattr(module, attr):  # (a knob that moved: say so, do not add it)
+            raise SystemExit(f"BENCH_TCP_TWEAK: {mod} has no {attr}")
+        setattr(module, attr, int(val))
     print(f"{'test':<34}{'result':>16}")
     if want("stackcount") and only is not None:
         for name, calls, ops, service in stack_counts():
