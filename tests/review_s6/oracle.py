@@ -110,17 +110,35 @@ def params(scenarios: list[Scenario], bugs: dict[Scenario, str]) -> list[Any]:
     return out
 
 
-def run(scenario: Scenario, kind: str, v6: bool = False) -> None:
+class Envs:
+    """The test environments of one test module, made on first use and kept until the
+    module ends (an ioth stack on a TAP costs about 2 s to make: its IPv6 DAD); scenarios
+    use ephemeral ports and close what they open, so they can share them."""
+
+    def __init__(self) -> None:
+        self._stack = contextlib.ExitStack()
+        self._made: dict[tuple[str, bool], tuple[Factory, Factory]] = {}
+
+    def get(self, kind: str, v6: bool) -> tuple[Factory, Factory]:
+        """(peer, dut) factories of ``kind`` ("kernel" or "ioth"), IPv6-capable if ``v6``."""
+        key = (kind, v6)
+        if key not in self._made:
+            self._made[key] = self._stack.enter_context((setup6 if v6 else _setup)(kind))
+        return self._made[key]
+
+    def close(self) -> None:
+        """Tear every environment down."""
+        self._stack.close()
+
+
+def run(scenario: Scenario, kind: str, envs: Envs, v6: bool = False) -> None:
     """Run ``scenario`` against ``kind``: the kernel run is the oracle, ioth must equal it."""
-    setup = setup6 if v6 else _setup
     key = f"{scenario.__module__}.{scenario.__name__}"
     if key not in _ORACLE:
-        with setup("kernel") as (peer, dut):
-            _ORACLE[key] = scenario(peer, dut)
+        _ORACLE[key] = scenario(*envs.get("kernel", v6))
     if kind == "kernel":
         return
-    with setup("ioth") as (peer, dut):
-        got = scenario(peer, dut)
+    got = scenario(*envs.get("ioth", v6))
     want = _ORACLE[key]
     pairs = enumerate(zip(want, got, strict=False))
     diff = [f"  [{i}] kernel {w!r} ioth {g!r}" for i, (w, g) in pairs if w != g]

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.review_s5.test_review_oracle import DUT_IP, PEER_IP, _conn
-from tests.review_s6.oracle import Factory, Scenario, close_all, params, run, tryit
+from tests.review_s6.oracle import Envs, Factory, Scenario, close_all, params, run, tryit
 
 pytestmark = pytest.mark.interop
 
@@ -417,5 +417,5 @@ BUGS: dict[Scenario, str] = {
 
 
 @pytest.mark.parametrize(("scenario", "kind"), params(SCENARIOS, BUGS))
-def test_api_as_the_kernel(scenario: Scenario, kind: str) -> None:
-    run(scenario, kind)
+def test_api_as_the_kernel(scenario: Scenario, kind: str, envs: Envs) -> None:
+    run(scenario, kind, envs)

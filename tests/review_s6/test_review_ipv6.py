@@ -12,7 +12,17 @@ from typing import Any
 
 import pytest
 
-from tests.review_s6.oracle import DUT6, PEER6, Factory, Scenario, close_all, params, run, tryit
+from tests.review_s6.oracle import (
+    DUT6,
+    PEER6,
+    Envs,
+    Factory,
+    Scenario,
+    close_all,
+    params,
+    run,
+    tryit,
+)
 
 pytestmark = pytest.mark.interop
 V4_PEER, V4_DUT = "192.0.2.1", "192.0.2.2"
@@ -239,5 +249,5 @@ BUGS: dict[Scenario, str] = {
 
 
 @pytest.mark.parametrize(("scenario", "kind"), params(SCENARIOS, BUGS))
-def test_ipv6_as_the_kernel(scenario: Scenario, kind: str) -> None:
-    run(scenario, kind, v6=True)
+def test_ipv6_as_the_kernel(scenario: Scenario, kind: str, envs: Envs) -> None:
+    run(scenario, kind, envs, v6=True)

@@ -21,6 +21,7 @@ import pytest
 
 from tests.review_s5.test_review_oracle import DUT_IP, PEER_IP, _conn
 from tests.review_s6.oracle import (
+    Envs,
     Factory,
     Scenario,
     close_all,
@@ -303,5 +304,5 @@ BUGS: dict[Scenario, str] = {
 
 
 @pytest.mark.parametrize(("scenario", "kind"), params(SCENARIOS, BUGS))
-def test_paths_as_the_kernel(scenario: Scenario, kind: str) -> None:
-    run(scenario, kind)
+def test_paths_as_the_kernel(scenario: Scenario, kind: str, envs: Envs) -> None:
+    run(scenario, kind, envs)

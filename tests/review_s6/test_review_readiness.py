@@ -19,6 +19,7 @@ import pytest
 
 from tests.review_s5.test_review_oracle import DUT_IP, PEER_IP, _conn
 from tests.review_s6.oracle import (
+    Envs,
     Factory,
     Scenario,
     close_all,
@@ -131,6 +132,7 @@ def own_shutdowns(peer: Factory, dut: Factory) -> list[Any]:
     for how, name in ((socket.SHUT_WR, "WR"), (socket.SHUT_RD, "RD"),
                       (socket.SHUT_RDWR, "RDWR")):
         lst, k, d = _conn(peer, dut)
+        d.settimeout(0.5)  # (SHUT_WR: the recv below waits for the idle peer)
         d.shutdown(how)
         time.sleep(SETTLE)
         out += [(name, mask(d)), (name + " recv", tryit(lambda d=d: d.recv(10))),
@@ -301,5 +303,5 @@ BUGS: dict[Scenario, str] = {
 
 
 @pytest.mark.parametrize(("scenario", "kind"), params(SCENARIOS, BUGS))
-def test_readiness_as_the_kernel(scenario: Scenario, kind: str) -> None:
-    run(scenario, kind)
+def test_readiness_as_the_kernel(scenario: Scenario, kind: str, envs: Envs) -> None:
+    run(scenario, kind, envs)

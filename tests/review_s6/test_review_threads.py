@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.review_s5.test_review_oracle import DUT_IP, _conn
-from tests.review_s6.oracle import Factory, Scenario, close_all, params, run, tryit
+from tests.review_s6.oracle import Envs, Factory, Scenario, close_all, params, run, tryit
 
 pytestmark = pytest.mark.interop
 LINGER0 = b"\x01\x00\x00\x00\x00\x00\x00\x00"
@@ -249,5 +249,6 @@ BUGS: dict[Scenario, str] = {
 
 
 @pytest.mark.parametrize(("scenario", "kind"), params(SCENARIOS, BUGS))
-def test_threads_and_objects_as_the_kernel(scenario: Scenario, kind: str) -> None:
-    run(scenario, kind)
+def test_threads_and_objects_as_the_kernel(scenario: Scenario, kind: str, envs: Envs
+                                           ) -> None:
+    run(scenario, kind, envs)
