@@ -1,10 +1,16 @@
-"""``TcpInfo``: the ``ss -ti``-like snapshot of one connection."""
+"""``TcpInfo``: the ``ss -ti``-like snapshot of one connection; :func:`pack_tcp_info`: the
+same as Linux's ``struct tcp_info`` (``getsockopt(TCP_INFO)``)."""
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ioth.stack.tcp.state import State
+
+if TYPE_CHECKING:
+    from ioth.stack.tcp.connection import TcpConnection
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,3 +88,72 @@ def _addr(raw: bytes) -> str:
         return f"[{ipaddress.IPv6Address(raw)}]"
     return "*"
 
+
+
+#: Linux's numbers of the TCP states (include/net/tcp_states.h), for ``struct tcp_info``.
+LINUX_STATE = {State.ESTABLISHED: 1, State.SYN_SENT: 2, State.SYN_RECEIVED: 3,
+               State.FIN_WAIT_1: 4, State.FIN_WAIT_2: 5, State.TIME_WAIT: 6, State.CLOSED: 7,
+               State.CLOSE_WAIT: 8, State.LAST_ACK: 9, State.LISTEN: 10, State.CLOSING: 11}
+TCPI_OPT_TIMESTAMPS = 1
+TCPI_OPT_SACK = 2
+TCPI_OPT_WSCALE = 4
+#: ``struct tcp_info`` of Linux 6.x (include/uapi/linux/tcp.h) up to ``tcpi_total_rto_time``
+#: (248 bytes); :data:`TCP_INFO_SIZE` pads it with the zero accurate-ECN counters of 6.18.
+_TCP_INFO = struct.Struct("=8B24I4Q6IQ3Q2I2Q3I2I I2HI")
+TCP_INFO_SIZE = 280
+_INFINITE_SSTHRESH = 0x7FFFFFFF
+
+
+def _us(seconds: float | None) -> int:
+    return 0 if seconds is None else min(int(seconds * 1e6), 0xFFFFFFFF)
+
+
+def pack_tcp_info(conn: TcpConnection | None, state: int = 7, backlog: tuple[int, int] = (0, 0),
+                  mss: int = 536) -> bytes:
+    """``struct tcp_info`` (Linux's layout, :data:`TCP_INFO_SIZE` bytes) of ``conn``, as
+    ``getsockopt(TCP_INFO)`` returns it, with what ioth knows: state, ca_state (Open,
+    Recovery or Loss), retransmits, probes, backoff, options, window scales, rto, snd/rcv
+    MSS, unacked/lost/retrans (segments), pmtu, rtt/rttvar (us), ssthresh and cwnd
+    (segments), advmss, reordering, total_retrans, bytes acked/received/sent/retransmitted,
+    segments in/out, notsent bytes, min_rtt, dsack_dups, snd_wnd/rcv_wnd; other fields are 0.
+    Without a connection: a socket in ``state`` (7, TCP_CLOSE; 10, TCP_LISTEN with
+    ``backlog`` = (queued, backlog) in unacked/sacked as Linux) with the defaults of a new
+    one (rto 1 s, snd_mss ``mss``, cwnd 10)."""
+    if conn is None:
+        return _TCP_INFO.pack(
+            state, 0, 0, 0, 0, 0, 0, 0,
+            1_000_000, 0, mss, 0, backlog[0], backlog[1], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            _INFINITE_SSTHRESH, 10, 0, 3, 0, 0, 0,
+            *(0,) * 27,
+        ).ljust(TCP_INFO_SIZE, b"\0")
+    smss = max(1, conn.mss)
+    opts = (TCPI_OPT_TIMESTAMPS if conn.ts_ok else 0) | (TCPI_OPT_SACK if conn.sack_ok else 0)
+    if conn.snd_wscale or conn.rcv_wscale:
+        opts |= TCPI_OPT_WSCALE
+    in_flight = conn.snd_nxt - conn.snd_una
+    ca = 4 if conn._retries and conn.rto_expirations else 3 if conn._in_recovery else 0
+    ssthresh = conn.cc.ssthresh
+    ssthresh = _INFINITE_SSTHRESH if ssthresh >= 1 << 31 else ssthresh // smss
+    lost = max(0, conn._lost_edge - conn.snd_una) if conn._lost_edge < conn.snd_nxt else 0
+    retrans = max(0, conn._high_rxt - conn.snd_una)
+    rcv_wnd = max(0, conn._rcv_adv - conn.rcv_nxt)
+    min_rtt = conn._min_rtt
+    return _TCP_INFO.pack(
+        LINUX_STATE.get(conn.state, 7), ca, min(conn._retries, 255), min(conn._probes, 255),
+        min(conn._retries, 255), opts, (conn.snd_wscale & 15) | (conn.rcv_wscale & 15) << 4, 0,
+        _us(conn.rto), 0, smss, conn.rcv_mss,
+        -(-in_flight // smss), 0, -(-lost // smss), -(-retrans // smss), 0,
+        0, 0, 0, 0,
+        conn.mss_local + 40, 0, _us(conn.srtt), _us(conn.rttvar), ssthresh,
+        conn.cc.cwnd // smss, conn.mss_local, conn._reordering,
+        0, 0, conn.retransmissions,
+        0, 0, 0, 0,
+        conn.segments_out & 0xFFFFFFFF, conn.segments_in & 0xFFFFFFFF,
+        conn.send_queue - in_flight if conn.send_queue > in_flight else 0, _us(min_rtt), 0, 0,
+        0, 0, 0, 0,
+        0, 0,
+        0, 0,
+        conn.dsacks, 0, 0,
+        min(conn.snd_wnd, 0xFFFFFFFF), min(rcv_wnd, 0xFFFFFFFF), 0, conn.rto_expirations & 0xFFFF,
+        0, 0,
+    ).ljust(TCP_INFO_SIZE, b"\0")

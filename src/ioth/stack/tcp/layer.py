@@ -97,6 +97,8 @@ BIND_V6ONLY = 2
 #: in :meth:`TcpLayer.port_owners` only: the entry is a TIME-WAIT (Linux 6.x: an IPv6 one does
 #: not conflict with an IPv4 wildcard bind, unlike the same connection before it closed)
 BIND_TW = 4
+#: SO_REUSEPORT: listeners with it share a port (:meth:`TcpLayer.listen`)
+BIND_REUSEPORT = 8
 #: Shortest interval between two Listener.recount calls of a listener that looks full.
 RECOUNT_INTERVAL = 0.01
 
@@ -137,6 +139,9 @@ class Listener:
         self.cookies_sent = 0
         self.cookies_accepted = 0
         self.cookies_rejected = 0
+        self.group: list[Listener] | None = None
+        """SO_REUSEPORT: the listeners sharing this address and port, in the order they
+        started (the same list object for each of them); None: alone."""
 
     def __repr__(self) -> str:
         return f"<Listener port={self.port} queued={len(self.accept_queue)}>"
@@ -302,6 +307,10 @@ class TcpLayer:
         cut = conn.tso_cut
         la, lp = conn.local
         ra, rp = conn.remote
+        policy = conn.policy
+        if policy.ip_header and self.output is not None:
+            self._send_policy(conn, segs)
+            return
         for seg in segs:
             payload = seg.payload
             n = len(payload)
@@ -320,6 +329,36 @@ class TcpLayer:
                                 payload[off:off + cut], tsval=seg.tsval, tsecr=seg.tsecr,
                                 sack=seg.sack)
                 self._emit(la, lp, ra, rp, piece)
+
+    def _send_policy(self, conn: TcpConnection, segs: list[Segment]) -> None:
+        """:meth:`_send_slow` for a connection whose policy sets IP header fields (IP_TTL,
+        IP_TOS...): the output is given the policy (super-segments cut first)."""
+        cut = conn.tso_cut
+        la, lp = conn.local
+        ra, rp = conn.remote
+        output = self.output
+        assert output is not None
+        for seg in segs:
+            payload = seg.payload
+            n = len(payload)
+            pieces = [seg]
+            if 0 < cut < n:
+                self.tx_super_split += 1
+                pieces = []
+                for off in range(0, n, cut):
+                    f = seg.flags
+                    if off:
+                        f &= ~CWR
+                    if off + cut < n:
+                        f &= ~(FIN | PSH)
+                    pieces.append(Segment((seg.seq + off) & MASK, seg.ack, f, seg.window,
+                                          payload[off:off + cut], tsval=seg.tsval,
+                                          tsecr=seg.tsecr, sack=seg.sack))
+            for piece in pieces:
+                self.tx_segments += 1
+                if piece.flags & RST:
+                    self.resets_sent += 1
+                output(la, ra, encode(piece, lp, rp, la, ra), conn.policy)  # type: ignore[call-arg]
 
     def _emit(self, src: bytes, sport: int, dst: bytes, dport: int, seg: Segment) -> None:
         data = encode(seg, sport, dport, src, dst)
@@ -350,7 +389,8 @@ class TcpLayer:
             conn = TcpConnection(policy, self.isn, local, remote,
                                  mtu - (60 if len(remote[0]) == 16 else 40))
             conn.tso_max = tso
-            conn.tx_route = tx_route
+            # (IP_TTL, IP_TOS...: a route of its own, made with the connection's headers)
+            conn.tx_route = None if policy.ip_header else tx_route
             return conn
         conn = TcpConnection(policy, self.isn, local, remote, self.mss_for(remote[0]))
         conn.tso_max = self.tso_for(remote[0])
@@ -471,27 +511,57 @@ class TcpLayer:
     # ------------------------------------------------------------------ user API
 
     def listen(
-        self, port: int, addr: bytes = b"", backlog: int = 128, policy: TcpPolicy | None = None
+        self, port: int, addr: bytes = b"", backlog: int = 128, policy: TcpPolicy | None = None,
+        reuseport: bool = False,
     ) -> Listener:
         """Start listening on ``addr``:``port``; EADDRINUSE if taken.
 
         ``addr`` is an address of the stack, ``bytes(4)`` / ``bytes(16)`` for every IPv4 /
         IPv6 address (INADDR_ANY, in6addr_any), or ``b""`` for every address of both families.
+        ``reuseport`` (SO_REUSEPORT): a port listened on with it may be listened on again with
+        it; the new connections are spread over the listeners by a hash of their 4-tuple
+        (as Linux), each listener with its own queues.
         """
         key = (addr, port)
-        if key in self.listeners:
+        first = self.listeners.get(key)
+        if first is not None and not (reuseport and first.bind_flags & BIND_REUSEPORT):
             raise OSError(_errno.EADDRINUSE, f"{os.strerror(_errno.EADDRINUSE)} (port {port})")
         if not 0 < port < 65536:
             raise OSError(_errno.EINVAL, f"bad port {port}")
         listener = Listener(addr, port, backlog, policy or self.policy)
-        self.listeners[key] = listener
+        if reuseport:
+            listener.bind_flags = BIND_REUSEPORT
+        if first is not None:
+            group = first.group
+            if group is None:
+                group = first.group = [first]
+            group.append(listener)
+            listener.group = group
+        else:
+            self.listeners[key] = listener
         return listener
+
+    def _reuseport_pick(self, group: list[Listener], src: bytes, sport: int, dst: bytes,
+                        dport: int) -> Listener:
+        """The listener of a SO_REUSEPORT group that takes a new connection: a hash of its
+        4-tuple with this layer's secret (as Linux's ``reuseport_select_sock``)."""
+        h = self.isn.ts_offset(dst, dport, src, sport)  # (a keyed hash of the 4-tuple)
+        return group[h % len(group)]
 
     def close_listener(self, listener: Listener, now: float) -> None:
         """Stop listening; queued and half-open connections are reset."""
         listener.closed = True
-        if self.listeners.get((listener.addr, listener.port)) is listener:
-            del self.listeners[(listener.addr, listener.port)]
+        key = (listener.addr, listener.port)
+        group = listener.group
+        if group is not None:
+            group.remove(listener)
+            listener.group = None
+            if self.listeners.get(key) is listener:
+                self.listeners[key] = group[0]
+            if len(group) == 1:
+                group[0].group = None
+        elif self.listeners.get(key) is listener:
+            del self.listeners[key]
         for conn in list(listener.accept_queue) + list(listener.syn_queue):
             conn.abort()
             self._service(conn, now)
@@ -974,6 +1044,8 @@ class TcpLayer:
             return
         if flags & RST:
             return  # RFC 9293 3.10.7.2 first
+        if listener.group is not None:
+            listener = self._reuseport_pick(listener.group, src, sport, dst, dport)
         if flags & ACK and not flags & SYN:
             self._cookie_ack(listener, src, sport, dst, dport, seg, now)
             return

@@ -37,6 +37,10 @@ syn_backlog          256       half-open connections per listener before SYN coo
 challenge_ack_limit  1000      RFC 5961 challenge ACKs per second per connection
 tail_loss_probe      yes       RFC 8985 tail loss probes (with SACK)
 abc_limit            0         RFC 3465 L: slow-start growth per ACK in segments (0: none)
+wmem_max / rmem_max  212992    largest SO_SNDBUF / SO_RCVBUF a socket may ask (doubled, as
+                               Linux's net.core.wmem_max / rmem_max)
+ttl, hop_limit       -1        IPv4 TTL / IPv6 hop limit of the packets (-1: the stack's)
+tos, tclass          0         IPv4 TOS / IPv6 traffic class of the packets
 ==================== ========= =====================================================
 """
 
@@ -117,6 +121,30 @@ class TcpPolicy:
     acknowledged byte: receivers that coalesce ACKs (ioth's batched input ACKs once per
     wake-up, 100+ segments) would otherwise turn slow start into a crawl."""
 
+    wmem_max: int = 212992
+    """As Linux's ``net.core.wmem_max``: ``setsockopt(SO_SNDBUF, v)`` gives
+    ``2 * min(v, wmem_max)`` (at least 4608, Linux's SOCK_MIN_SNDBUF)."""
+    rmem_max: int = 212992
+    """As Linux's ``net.core.rmem_max``: ``setsockopt(SO_RCVBUF, v)`` gives
+    ``2 * min(v, rmem_max)`` (at least 2304, Linux's SOCK_MIN_RCVBUF)."""
+    ttl: int = -1
+    """IP_TTL: TTL of the connection's IPv4 packets (-1: the stack's default, 64)."""
+    tos: int = 0
+    """IP_TOS: TOS byte of the connection's IPv4 packets (the ECN bits are TCP's: 0)."""
+    hop_limit: int = -1
+    """IPV6_UNICAST_HOPS: hop limit of the connection's IPv6 packets (-1: the
+    interface's, 64 unless a router advertisement said otherwise)."""
+    tclass: int = 0
+    """IPV6_TCLASS: traffic class of the connection's IPv6 packets (ECN bits 0)."""
+
+    ip_header: bool = dataclasses.field(default=False, init=False, repr=False, compare=False)
+    """Derived: the policy sets a TTL, hop limit, TOS or traffic class of its own (a plain
+    field, read once per new connection)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ip_header", self.ttl >= 0 or self.hop_limit >= 0
+                           or bool(self.tos or self.tclass))
+
     def replace(self, **changes: Any) -> TcpPolicy:
         """A copy with ``changes`` applied and validated."""
         policy = dataclasses.replace(self, **changes)
@@ -128,7 +156,7 @@ class TcpPolicy:
                      ) -> TcpPolicy:
         """A policy from text ``key=value`` pairs on top of ``base`` (ConfigError names the key)."""
         base = base if base is not None else cls()
-        types = {f.name: f.type for f in dataclasses.fields(cls)}
+        types = {f.name: f.type for f in dataclasses.fields(cls) if f.init}
         changes: dict[str, Any] = {}
         for key, text in options.items():
             kind = types.get(key)
@@ -179,5 +207,13 @@ class TcpPolicy:
                 raise ConfigError(f"tcp {name} must not be negative, got {getattr(self, name)}")
         if self.min_rto > self.max_rto:
             raise ConfigError(f"tcp min_rto {self.min_rto} is above max_rto {self.max_rto}")
+        for name in ("wmem_max", "rmem_max"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"tcp {name} must be at least 1, got {getattr(self, name)}")
+        for name, low in (("ttl", 1), ("hop_limit", 0), ("tos", 0), ("tclass", 0)):
+            value = getattr(self, name)
+            if not (low <= value <= 255 or (value == -1 and name in ("ttl", "hop_limit"))):
+                also = " or -1" if name in ("ttl", "hop_limit") else ""
+                raise ConfigError(f"tcp {name} must be in {low}..255{also}, got {value}")
         if self.mss is not None and not 64 <= self.mss <= 65495:
             raise ConfigError(f"tcp mss must be in 64..65495, got {self.mss}")

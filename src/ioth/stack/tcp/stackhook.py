@@ -77,11 +77,12 @@ class TxRoute:
     between the same two addresses, :data:`ROUTE_CACHE`): valid while the routing table
     (list identity), the interface and the neighbour entry stay what they were."""
 
-    __slots__ = ("addr_sum", "eth", "gso", "iface", "mac", "mtu", "neigh", "nkey", "routes",
-                 "src_mac", "table", "v6")
+    __slots__ = ("addr_sum", "eth", "gso", "hop_limit", "iface", "ip_base", "mac", "mtu",
+                 "neigh", "nkey", "routes", "src_mac", "table", "tos", "ttl", "v6", "v6word")
 
     def __init__(self, iface: Interface, table: RouteTable, neigh: NeighbourCache,
-                 nexthop: bytes, v6: bool, addr_sum: int) -> None:
+                 nexthop: bytes, v6: bool, addr_sum: int, ttl: int = 64, tos: int = 0,
+                 hop_limit: int = 0, tclass: int = 0) -> None:
         self.iface = iface
         self.table = table
         self.routes = table._routes  # replaced (never mutated in place) on every change
@@ -96,6 +97,18 @@ class TxRoute:
         self.mac: bytes | None = None
         self.src_mac = iface.mac
         self.eth = b""
+        # the IP header fields of the connection's policy (IP_TTL, IP_TOS, IPV6_UNICAST_HOPS,
+        # IPV6_TCLASS), made once here (the header template) rather than per segment
+        self.ttl = ttl
+        self.tos = tos
+        """IPv4 TTL and TOS byte."""
+        self.ip_base = _IP4_BASE + tos + (ttl << 8) + addr_sum
+        """The constant part of the IPv4 header checksum (version/IHL/TOS, DF, TTL/protocol,
+        addresses: the protocol is in ``addr_sum``)."""
+        self.hop_limit = hop_limit
+        """IPv6 hop limit; 0: the interface's (which a router advertisement may change)."""
+        self.v6word = 0x60000000 | tclass << 20
+        """First word of the IPv6 header: version and traffic class."""
 
 
 class _Glue:
@@ -114,12 +127,23 @@ class _Glue:
         self.shared_resets = 0
         """Times the shared-route table was full and started over."""
 
-    def output(self, src: bytes, dst: bytes, segment: bytes) -> None:
-        """Send a segment through the core's IPv4 (DF set) or IPv6 output."""
+    def output(self, src: bytes, dst: bytes, segment: bytes,
+               policy: TcpPolicy | None = None) -> None:
+        """Send a segment through the core's IPv4 (DF set) or IPv6 output (with the IP header
+        fields of ``policy``, a connection's; None: the defaults)."""
         core = self.core
         now = self.layer.now if self.layer is not None else 0.0
         try:
-            if len(dst) == 4:
+            if policy is not None:
+                if len(dst) == 4:
+                    core.ip4.output(src, dst, PROTO_TCP, segment, now, df=True,
+                                    ttl=policy.ttl if policy.ttl >= 0 else None,
+                                    tos=policy.tos)
+                else:
+                    core.ip6.output(src, dst, PROTO_TCP, segment, now,
+                                    hop_limit=policy.hop_limit if policy.hop_limit >= 0
+                                    else None, tclass=policy.tclass)
+            elif len(dst) == 4:
                 core.ip4.output(src, dst, PROTO_TCP, segment, now, df=True)
             else:
                 core.ip6.output(src, dst, PROTO_TCP, segment, now)
@@ -214,13 +238,16 @@ class _Glue:
                 iface, nexthop = core.ip4.route(ra)
         except OSError:
             return None
-        r = self._make_route(iface, nexthop, v6, conn.local, conn.remote)
+        r = self._make_route(iface, nexthop, v6, conn.local, conn.remote, conn.policy)
         if r is not None:
             conn.tso_max = tso_payload(iface.gso_max_size, v6)
         return r
 
     def _make_route(self, iface: Interface, nexthop: bytes, v6: bool,
-                    local: tuple[bytes, int], remote: tuple[bytes, int]) -> TxRoute | None:
+                    local: tuple[bytes, int], remote: tuple[bytes, int],
+                    policy: TcpPolicy | None = None) -> TxRoute | None:
+        """The fast output's route (None: not for it) with the IP header fields of ``policy``
+        (None: the stack's defaults)."""
         core = self.core
         if iface.loopback:
             return None
@@ -235,7 +262,12 @@ class _Glue:
             table = core.routes4
             cache = core.arp.cache
         addr_sum = int.from_bytes(local[0], "big") + int.from_bytes(remote[0], "big") + PROTO_TCP
-        return TxRoute(iface, table, cache, nexthop, v6, addr_sum)
+        ttl = core.ip4.default_ttl
+        if policy is None or not policy.ip_header:
+            return TxRoute(iface, table, cache, nexthop, v6, addr_sum, ttl)
+        return TxRoute(iface, table, cache, nexthop, v6, addr_sum,
+                       policy.ttl if policy.ttl >= 0 else ttl, policy.tos,
+                       policy.hop_limit if policy.hop_limit >= 0 else 0, policy.tclass)
 
     def fast_output(self, conn: TcpConnection, segs: list[Segment]) -> int:
         """Build and queue the frames of ``segs`` (in order) from ``conn``'s cached route and
@@ -306,26 +338,27 @@ class _Glue:
                 csum = 0xFFFF - c if c else 0
                 if v6:
                     if tsval is not None:
-                        hdr = _V6TS.pack(0x60000000, tcplen, PROTO_TCP, iface.hop_limit,
+                        hdr = _V6TS.pack(r.v6word, tcplen, PROTO_TCP,
+                                         r.hop_limit or iface.hop_limit,
                                          local, remote, sport, dport, seq, ack, offflags,
                                          window, csum, 0, _TS_KIND, tsval, tsecr)
                     else:
-                        hdr = _V6.pack(0x60000000, tcplen, PROTO_TCP, iface.hop_limit,
+                        hdr = _V6.pack(r.v6word, tcplen, PROTO_TCP,
+                                       r.hop_limit or iface.hop_limit,
                                        local, remote, sport, dport, seq, ack, offflags,
                                        window, csum, 0) + opts
                 else:
                     ip4 = core.ip4
-                    ttl = ip4.default_ttl
                     iplen = tcplen + 20
                     ident = ip4.ident = (ip4.ident + 1) & 0xFFFF
-                    c = (_IP4_BASE + (ttl << 8) + r.addr_sum + iplen + ident) % 0xFFFF
+                    c = (r.ip_base + iplen + ident) % 0xFFFF
                     ipsum = 0xFFFF - c if c else 0
                     if tsval is not None:
-                        hdr = _V4TS.pack(0x45, 0, iplen, ident, _DF, ttl, PROTO_TCP, ipsum,
-                                         local, remote, sport, dport, seq, ack, offflags,
-                                         window, csum, 0, _TS_KIND, tsval, tsecr)
+                        hdr = _V4TS.pack(0x45, r.tos, iplen, ident, _DF, r.ttl, PROTO_TCP,
+                                         ipsum, local, remote, sport, dport, seq, ack,
+                                         offflags, window, csum, 0, _TS_KIND, tsval, tsecr)
                     else:
-                        hdr = _V4.pack(0x45, 0, iplen, ident, _DF, ttl, PROTO_TCP, ipsum,
+                        hdr = _V4.pack(0x45, r.tos, iplen, ident, _DF, r.ttl, PROTO_TCP, ipsum,
                                        local, remote, sport, dport, seq, ack, offflags,
                                        window, csum, 0) + opts
                 txq.append(b"".join((eth, hdr, payload)))
@@ -341,9 +374,11 @@ class _Glue:
         local, sport = conn.local
         ports = (sport << 16) | dport
         ip4 = core.ip4
-        ttl = ip4.default_ttl
-        hop_limit = iface.hop_limit
-        ip_base = 0x4500 + _DF + (ttl << 8) + addr_sum
+        ttl = r.ttl
+        tos = r.tos
+        hop_limit = r.hop_limit or iface.hop_limit
+        v6word = r.v6word
+        ip_base = r.ip_base
         sent = 0
         for seg in segs:
             flags = seg.flags
@@ -389,11 +424,11 @@ class _Glue:
                 csum = 0xFFFF - c if c else 0
             if v6:
                 if tsval is not None:
-                    hdr = _V6TS.pack(0x60000000, tcplen, PROTO_TCP, hop_limit, local, remote,
+                    hdr = _V6TS.pack(v6word, tcplen, PROTO_TCP, hop_limit, local, remote,
                                      sport, dport, seq, ack, offflags, window, csum, 0,
                                      _TS_KIND, tsval, tsecr)
                 else:
-                    hdr = _V6.pack(0x60000000, tcplen, PROTO_TCP, hop_limit, local, remote,
+                    hdr = _V6.pack(v6word, tcplen, PROTO_TCP, hop_limit, local, remote,
                                    sport, dport, seq, ack, offflags, window, csum, 0) + opts
                 l4 = 54
             else:
@@ -401,12 +436,12 @@ class _Glue:
                 c = (ip_base + iplen + ident) % 0xFFFF
                 ipsum = 0xFFFF - c if c else 0
                 if tsval is not None:
-                    hdr = _V4TS.pack(0x45, 0, iplen, ident, _DF, ttl, PROTO_TCP, ipsum, local,
-                                     remote, sport, dport, seq, ack, offflags, window, csum, 0,
-                                     _TS_KIND, tsval, tsecr)
+                    hdr = _V4TS.pack(0x45, tos, iplen, ident, _DF, ttl, PROTO_TCP, ipsum,
+                                     local, remote, sport, dport, seq, ack, offflags, window,
+                                     csum, 0, _TS_KIND, tsval, tsecr)
                 else:
-                    hdr = _V4.pack(0x45, 0, iplen, ident, _DF, ttl, PROTO_TCP, ipsum, local,
-                                   remote, sport, dport, seq, ack, offflags, window, csum,
+                    hdr = _V4.pack(0x45, tos, iplen, ident, _DF, ttl, PROTO_TCP, ipsum,
+                                   local, remote, sport, dport, seq, ack, offflags, window, csum,
                                    0) + opts
                 l4 = 34
             if offload or gso:
