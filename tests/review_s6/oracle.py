@@ -71,6 +71,24 @@ def close_all(*socks: Any) -> None:
             s.close()
 
 
+class Peer:
+    """The peer's socket factory (a kernel namespace), which can also make the peer fall
+    silent: a blackhole qdisc dropping everything it sends towards the DUT."""
+
+    def __init__(self, ns: Any, dev: str) -> None:
+        self.ns = ns
+        self.dev = dev
+
+    def __call__(self, family: int = socket.AF_INET6) -> socket.socket:
+        with inside(self.ns.name):
+            return socket.socket(family, socket.SOCK_STREAM)
+
+    def silence(self, on: bool) -> None:
+        """Drop (True) or stop dropping (False) every frame the peer sends to the DUT."""
+        verb = "replace" if on else "del"
+        self.ns.sh(f"tc qdisc {verb} dev {self.dev} root blackhole", check=on)
+
+
 def _kernel6(ns_name: str) -> Factory:
     def make(family: int = socket.AF_INET6) -> socket.socket:
         with inside(ns_name):
@@ -81,14 +99,15 @@ def _kernel6(ns_name: str) -> Factory:
 @contextlib.contextmanager
 def setup6(kind: str) -> Iterator[tuple[Factory, Factory]]:
     """As review s5's ``_setup`` with IPv6 too (2001:db8::1 the peer, ::2 the DUT, next to
-    192.0.2.1 / .2): factories take the family (AF_INET6 by default)."""
+    192.0.2.1 / .2): factories take the family (AF_INET6 by default); the peer's is a
+    :class:`Peer` (it can fall silent)."""
     require_root()
     require_tools("ip")
     if kind == "ioth":
         from ioth.sockets import socket as isocket
-        with kernel_lan("rv6") as (ns, stack, _tap):
+        with kernel_lan("rv6") as (ns, stack, tap):
             _tcp_ready(stack)
-            yield _kernel6(ns.name), \
+            yield Peer(ns, tap), \
                 lambda family=socket.AF_INET6: isocket(stack, family, socket.SOCK_STREAM)
     else:
         with netns("rk6") as peer, netns("rd6") as dut:
@@ -97,7 +116,7 @@ def setup6(kind: str) -> Iterator[tuple[Factory, Factory]]:
                     f" && ip link set va up")
             dut.sh(f"ip addr add 192.0.2.2/24 dev vb && ip addr add {DUT6}/64 dev vb nodad"
                    f" && ip link set vb up")
-            yield _kernel6(peer.name), _kernel6(dut.name)
+            yield Peer(peer, "va"), _kernel6(dut.name)
 
 
 def params(scenarios: list[Scenario], bugs: dict[Scenario, str]) -> list[Any]:
