@@ -234,13 +234,97 @@ def sendall_then_close_delivers(peer: Factory, dut: Factory) -> list[Any]:
     return out
 
 
+def sendfile_ranges(peer: Factory, dut: Factory) -> list[Any]:
+    """sendfile of a range (offset, count) and of the rest: the counts returned, the file
+    position left after the range (Python's contract), the peer's bytes."""
+    import tempfile
+    lst, k, d = _conn(peer, dut)
+    data = bytes(i % 253 for i in range(300_000))
+    with tempfile.TemporaryFile() as f:
+        f.write(data)
+        f.seek(0)
+        out: list[Any] = [tryit(lambda: d.sendfile(f, 5, 1000)), f.tell()]
+        out.append(tryit(lambda: d.sendfile(f)))
+        out.append(f.tell())
+    d.shutdown(socket.SHUT_WR)
+    got = bytearray()
+    while True:
+        chunk = k.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    out.append(bytes(got) == data[5:1005] + data[1005:])
+    close_all(d, k, lst)
+    return out
+
+
+def message_calls(peer: Factory, dut: Factory) -> list[Any]:
+    """sendmsg of several buffers; recvmsg (peeked, then read) and recvmsg_into several
+    buffers: data, ancillary data, flags, address."""
+    lst, k, d = _conn(peer, dut)
+    out: list[Any] = [tryit(lambda: d.sendmsg([b"ab", b"cd", memoryview(b"ef")]))]
+    out.append(tryit(lambda: k.recv(10)))
+    k.sendall(b"0123456789")
+    time.sleep(0.2)
+    out.append(tryit(lambda: d.recvmsg(4, 0, socket.MSG_PEEK)))
+    out.append(tryit(lambda: d.recvmsg(4)))
+    b1, b2 = bytearray(2), bytearray(10)
+    out.append(tryit(lambda: d.recvmsg_into([b1, b2])))
+    out += [bytes(b1), bytes(b2)]
+    close_all(d, k, lst)
+    return out
+
+
+def names_and_ports(peer: Factory, dut: Factory) -> list[Any]:
+    """A listener on the wildcard address: the accepted socket's own name is the address
+    the peer used; an ephemeral port is in Linux's ip_local_port_range (32768-60999)."""
+    lst = dut()
+    lst.bind(("", 0))
+    lst.listen(2)
+    lst.settimeout(5)
+    k = peer()
+    k.settimeout(5)
+    k.connect((DUT_IP, lst.getsockname()[1]))
+    d, _ = lst.accept()
+    b = dut()
+    b.bind((DUT_IP, 0))
+    out: list[Any] = [d.getsockname()[0], 32768 <= b.getsockname()[1] <= 60999,
+                      32768 <= lst.getsockname()[1] <= 60999]
+    close_all(b, d, k, lst)
+    return out
+
+
+def repr_text(peer: Factory, dut: Factory) -> list[Any]:
+    """repr() (what a program logs), class name aside: family and type as numbers, laddr
+    and raddr, "[closed]" once closed."""
+    import re
+    lst = dut()
+    lst.bind(("", 0))
+    lst.listen(2)
+    lst.settimeout(5)
+    k = peer()
+    k.settimeout(5)
+    k.connect((DUT_IP, lst.getsockname()[1]))
+    d, _ = lst.accept()
+
+    def clean(s: Any) -> str:
+        return re.sub(r"^<[\w.]+ |fd=\d+|\d{4,5}\)", "#", repr(s))
+    out: list[Any] = [clean(d), clean(lst)]
+    close_all(d, k, lst)
+    out.append(clean(d))
+    return out
+
+
 SCENARIOS: list[Scenario] = [
     shutdown_wakes_recv, shut_wr_does_not_wake_recv, shutdown_wakes_send, peer_reset_wakes_send,
     dup_socket, makefile_lines, python_level_arguments, accept_after_the_peer_left,
-    sendall_then_close_delivers, negative_recv_size]
+    sendall_then_close_delivers, negative_recv_size, sendfile_ranges, message_calls,
+    names_and_ports, repr_text]
 BUGS: dict[Scenario, str] = {
-    negative_recv_size: "recv(-1) waits for data (TimeoutError) or raises OSError (Linux's "
-                        "CPython: ValueError 'negative buffersize in recv' at once)",
+    message_calls: "recvmsg/recvmsg_into return the AF_UNIX pair's peer name (bytes such as "
+                   "b'\\x00\\xedn...') as the address (Linux: None)",
+    repr_text: "repr() shows family=<AddressFamily.AF_INET: 2>, type=<SocketKind...> and no "
+               "'[closed]' once closed (Linux's socket.socket: family=2, type=1, [closed])",
     dup_socket: "socket.dup() raises EOPNOTSUPP (Linux: a second socket object on the "
                 "same connection)",
     accept_after_the_peer_left: "a connection reset before accept is accepted but its recv "
