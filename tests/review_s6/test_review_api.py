@@ -339,6 +339,32 @@ def shutdown_wakes_a_blocked_accept(peer: Factory, dut: Factory) -> list[Any]:
     return out
 
 
+def listen_without_bind(peer: Factory, dut: Factory) -> list[Any]:
+    """listen() on a fresh socket binds an ephemeral port on the wildcard address (Linux):
+    a peer connects to it."""
+    s = dut()
+    out: list[Any] = [tryit(lambda: s.listen(2))]
+    name = s.getsockname()
+    out += [name[0], name[1] > 0]
+    if name[1]:
+        k = peer()
+        k.settimeout(3)
+        out.append(tryit(lambda: k.connect((DUT_IP, name[1]))))
+        close_all(k)
+    close_all(s)
+    return out
+
+
+def shutdown_bad_how(peer: Factory, dut: Factory) -> list[Any]:
+    """shutdown(3) and (-1) on a connected socket: EINVAL; the connection is untouched."""
+    lst, k, d = _conn(peer, dut)
+    out = [tryit(lambda: d.shutdown(3)), tryit(lambda: d.shutdown(-1))]
+    d.sendall(b"ok")
+    out.append(tryit(lambda: k.recv(10)))
+    close_all(d, k, lst)
+    return out
+
+
 def bind_any_then_names(peer: Factory, dut: Factory) -> list[Any]:
     """bind(("", 0)) then getsockname; a connect from it fills in the address; an
     explicitly bound port is kept by connect."""
@@ -398,21 +424,16 @@ SCENARIOS: list[Scenario] = [
     sendall_timeout_peer_not_reading, nonblocking_send_fills_up, accept_timeouts,
     misuse_connected, misuse_unconnected, bind_any_then_names, after_detach_descriptor,
     after_detach_object, recv_zero_without_data, connect_on_a_listener,
-    shutdown_wakes_a_blocked_accept, connect_to_port_zero, recv_zero_unconnected]
+    shutdown_wakes_a_blocked_accept, connect_to_port_zero, recv_zero_unconnected,
+    listen_without_bind, shutdown_bad_how]
 BUGS: dict[Scenario, str] = {
     shutdown_wakes_a_blocked_accept: "shutdown(SHUT_RDWR) of a listener raises ENOTCONN and "
                                      "leaves a blocked accept blocked, the port listening "
                                      "(Linux: None, accept fails EINVAL, connects refused)",
-    recv_zero_without_data: "recv(0)/recv_into(b, 0) on a blocking connected socket with no "
-                            "data blocks until data or EOF (Linux: b''/0 at once)",
-    after_detach_object: "after detach() the socket object still sends (the byte reaches the "
-                         "peer), getpeername and getsockopt work (Linux: EBADF)",
     after_detach_descriptor: "detach() hands out an AF_UNIX descriptor: socket(fileno=fd) is "
                              "AF_UNIX with AF_UNIX names (Linux: the AF_INET TCP socket)",
-    connect_on_a_listener: "connect on a listening socket: EINVAL (Linux: EISCONN)",
     connect_to_port_zero: "connect to port 0: EINVAL (Linux: the SYN goes out, "
                           "ECONNREFUSED)",
-    recv_zero_unconnected: "recv(0) on an unconnected socket: ENOTCONN (Linux: b'')",
 }
 
 

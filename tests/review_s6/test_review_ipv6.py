@@ -242,9 +242,6 @@ SCENARIOS: list[Scenario] = [dual_stack_accepts_v4, v6_names, v6only_option, v6o
 BUGS: dict[Scenario, str] = {
     v6only_get_on_v4: "getsockopt(IPV6_V6ONLY) on an AF_INET socket returns 0 (Linux: "
                       "EOPNOTSUPP)",
-    v6only_mapped_bind: "a V6ONLY socket binds a v4-mapped address (Linux: EINVAL)",
-    v4_address_to_v6_socket: "an IPv4 literal to an AF_INET6 socket's bind/connect raises "
-                             "gaierror -2 EAI_NONAME (Linux's Python: -9 EAI_ADDRFAMILY)",
 }
 
 

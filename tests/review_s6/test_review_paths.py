@@ -290,9 +290,6 @@ SCENARIOS: list[Scenario] = [
     rcvtimeo_blocks_recv, sndtimeo_blocks_send, urgent_data, send_urgent,
     close_while_recv_blocked, asyncio_streams, asyncio_server_eof]
 BUGS: dict[Scenario, str] = {
-    connect_multicast_broadcast: "TCP connect to 224.0.0.1, 255.255.255.255 or the subnet "
-                                 "broadcast waits for the timeout (Linux: ENETUNREACH at "
-                                 "once)",
     urgent_data: "MSG_OOB from the peer: no POLLPRI, recv(MSG_OOB) EINVAL, the urgent byte "
                  "inline (Linux: POLLPRI, recv(MSG_OOB) b'!', ordinary bytes without it)",
     send_urgent: "send(MSG_OOB) sends an ordinary byte: the peer sees no urgent data "

@@ -126,6 +126,49 @@ def peer_reset_then_recv(peer: Factory, dut: Factory) -> list[Any]:
     return out
 
 
+def reset_seen_by_each_mode(peer: Factory, dut: Factory) -> list[Any]:
+    """The peer sends a few bytes and resets; the DUT reads in each mode (non-blocking, a
+    timeout, blocking, through select first): the bytes?, then ECONNRESET, then b""."""
+    out: list[Any] = []
+    for mode in ("nonblocking", "timeout", "blocking", "select"):
+        lst, k, d = _conn(peer, dut)
+        if mode == "nonblocking":
+            d.setblocking(False)
+        elif mode == "timeout":
+            d.settimeout(1)
+        else:
+            d.settimeout(None)
+        k.sendall(b"last")
+        time.sleep(0.1)
+        k.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER0)
+        k.close()
+        time.sleep(SETTLE)
+        if mode == "select":
+            out.append(bool(select.select([d], [], [], 1)[0]))
+        out.append((mode, [tryit(lambda d=d: d.recv(10)) for _ in range(3)]))
+        close_all(d, lst)
+    return out
+
+
+def fin_seen_by_each_mode(peer: Factory, dut: Factory) -> list[Any]:
+    """The peer sends a few bytes and shuts down: each mode reads them, then b"" twice."""
+    out: list[Any] = []
+    for mode in ("nonblocking", "timeout", "blocking"):
+        lst, k, d = _conn(peer, dut)
+        if mode == "nonblocking":
+            d.setblocking(False)
+        elif mode == "timeout":
+            d.settimeout(1)
+        else:
+            d.settimeout(None)
+        k.sendall(b"last")
+        k.shutdown(socket.SHUT_WR)
+        time.sleep(SETTLE)
+        out.append((mode, [tryit(lambda d=d: d.recv(10)) for _ in range(3)]))
+        close_all(d, k, lst)
+    return out
+
+
 def own_shutdowns(peer: Factory, dut: Factory) -> list[Any]:
     """SHUT_WR, SHUT_RD, SHUT_RDWR of the DUT (each on its own connection), peer idle."""
     out: list[Any] = []
@@ -284,21 +327,12 @@ def connect_timeout_leaves_it_connecting(peer: Factory, dut: Factory) -> list[An
 
 SCENARIOS: list[Scenario] = [
     listener_stages, established_then_peer_fin, peer_reset, peer_reset_so_error,
+    reset_seen_by_each_mode, fin_seen_by_each_mode,
     peer_reset_then_recv, own_shutdowns, shut_rd_then_data, nonblocking_connect_in_progress,
     nonblocking_connect_refused, nonblocking_connect_refused_mask,
     nonblocking_connect_established, nonblocking_connect_completion_check,
     blocking_connect_timeout, connect_timeout_leaves_it_connecting]
 BUGS: dict[Scenario, str] = {
-    peer_reset: "after the peer's reset poll shows IN|OUT|HUP|RDHUP without POLLERR "
-                "(Linux: IN|OUT|ERR|HUP|RDHUP until SO_ERROR is read)",
-    nonblocking_connect_refused_mask: "a refused non-blocking connect polls IN|OUT only "
-                                      "(Linux: IN|OUT|ERR|HUP|RDHUP, then IN|OUT|HUP|RDHUP)",
-    nonblocking_connect_completion_check: "connect_ex again after a non-blocking connect "
-                                          "completed returns EISCONN at once (Linux: 0, "
-                                          "then EISCONN)",
-    connect_timeout_leaves_it_connecting: "after a connect timeout the socket polls OUT|HUP "
-                                          "and a second connect waits again (TimeoutError); "
-                                          "Linux: still connecting, no event, EALREADY",
 }
 
 
