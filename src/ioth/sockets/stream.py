@@ -61,6 +61,7 @@ from ioth.sockets.stream_engine import (
 from ioth.sockets.stream_io import StreamIO
 from ioth.sockets.stream_options import StreamOptions
 from ioth.stack.tcp.connection import State
+from ioth.stack.tcp.layer import BIND_REUSEPORT
 from ioth.wire.ipv6 import unmap
 
 if TYPE_CHECKING:
@@ -327,15 +328,17 @@ class StreamSocket(StreamOptions, StreamIO):
             layer = tcp.layer
             listener = layer.listeners.get((key_addr, port))
             lh = tcp.by_listener.get(listener) if listener is not None else None
-            if listener is not None:
+            if listener is not None and not (
+                    self._reuseport and listener.bind_flags & BIND_REUSEPORT):
                 if lh is None or v in lh.sinks or (
                         4 in lh.sinks and v == 6 and not self._v6only) or (
                         6 in lh.sinks and v == 4 and not lh.sinks[6][1]):
                     raise oserror(errno.EADDRINUSE)
             else:
                 # Linux's accept queue holds backlog + 1 (sk_acceptq_is_full: ">"); the
-                # layer's backlog is its capacity
-                listener = layer.listen(port, key_addr, backlog + 1, self._policy())
+                # layer's backlog is its capacity (SO_REUSEPORT: one more of the group)
+                listener = layer.listen(port, key_addr, backlog + 1, self._listen_policy(),
+                                        reuseport=self._reuseport)
                 listener.bind_flags = self._bind_flags()
                 lh = ListenHandle(tcp, listener)
                 tcp.by_listener[listener] = lh
@@ -374,6 +377,8 @@ class StreamSocket(StreamOptions, StreamIO):
         if h is None:  # accepted in another process (a pre-forked worker): a plain stream
             return sock, format_address(self.family, None, 0)
         sock._h = h
+        if self._inherit:  # (the listener's options: Linux clones the listening socket)
+            sock.__dict__.update(self._inherit)
         if _socket.getdefaulttimeout() is None and self.gettimeout():
             sock.setblocking(True)
         conn = h.conn
@@ -452,6 +457,8 @@ class StreamSocket(StreamOptions, StreamIO):
             h._teardown()
             raise
         lh.direct += 1
+        if self._inherit:  # (the listener's options: Linux clones the listening socket)
+            sock.__dict__.update(self._inherit)
         if not h.lazy:
             h.on_event()  # what arrived already goes to the descriptor (select, other readers)
         if _socket.getdefaulttimeout() is None and self.gettimeout():
@@ -800,3 +807,5 @@ class StreamSocket(StreamOptions, StreamIO):
             assert h is not None
             with stack.lock:
                 h.closed_by_app()
+        if self._linger[0] and h is not None and not self._linger0 and not h.connecting:
+            self._linger_wait(h.conn, self._linger[1])

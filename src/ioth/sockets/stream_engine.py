@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from ioth.sockets.base import _Pid, oserror
 from ioth.sockets.pump import ERR, HUP, IN, OUT, Pump
 from ioth.stack.tcp.connection import State
-from ioth.stack.tcp.layer import BIND_REUSE, BIND_TW, BIND_V6ONLY
+from ioth.stack.tcp.layer import BIND_REUSE, BIND_REUSEPORT, BIND_TW, BIND_V6ONLY
 from ioth.wire.ipv6 import unmap
 
 if TYPE_CHECKING:
@@ -389,12 +389,14 @@ class TcpSockets:
                 continue
             if sock._reuse and other._reuse and other._listen is None:
                 continue
+            if sock._reuseport and other._reuseport:
+                continue  # (SO_REUSEPORT on both: Linux lets sockets of one user share a port)
             return True
         # connections, also those whose socket is gone (orphaned, TIME-WAIT): Linux keeps them
         # in the port's bind bucket (inet_csk_bind_conflict), never listening
         reuse = sock._reuse
         for laddr, flags in self.layer.port_owners(port, self.clock()):
-            if reuse and flags & BIND_REUSE:
+            if (reuse and flags & BIND_REUSE) or (sock._reuseport and flags & BIND_REUSEPORT):
                 continue
             if addr is not None:
                 if unmap(addr) != laddr:
