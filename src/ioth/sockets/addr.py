@@ -66,7 +66,20 @@ def parse_address(stack: Stack, family: int, address: Any, bind: bool = False
     try:
         return ipaddress.IPv6Address(text).packed, port, scope
     except ValueError:
+        if _is_v4_literal(text):
+            # (CPython asks getaddrinfo for an AF_INET6 address: glibc refuses an IPv4
+            # literal)
+            raise _socket.gaierror(_socket.EAI_ADDRFAMILY,
+                                   "Address family for hostname not supported") from None
         return _resolve(stack, family, host), port, scope
+
+
+def _is_v4_literal(host: str) -> bool:
+    try:
+        _inet_pton(_AF_INET, host)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def _resolve(stack: Stack, family: int, host: str) -> bytes:

@@ -141,6 +141,9 @@ class StreamSocket(StreamOptions, StreamIO):
     # the engine end a failed connect left connected to the descriptor, for the next connect
     _spare: _csocket.socket | None = None
     _gone = False  # closed (the socket object's calls then fail with EBADF, as Linux's)
+    # a non-blocking connect (or one whose timeout passed) is under way or ended unconfirmed:
+    # Linux's next connect returns 0 once it is established (see _connect)
+    _in_progress = False
 
     def __init__(self, stack: Stack, family: int = _socket.AF_INET,
                  type: int = _socket.SOCK_STREAM, proto: int = 0, *,
@@ -178,6 +181,8 @@ class StreamSocket(StreamOptions, StreamIO):
         self._proto = int(proto)
         self._pid = _Pid.value
         self._h: StreamHandle | None = _handle
+        if _handle is not None:
+            _handle.app = self
         policy = tcp.layer.policy  # the stack's defaults until setsockopt says otherwise
         self._nodelay = bool(policy.nodelay)
         self._keepalive = bool(policy.keepalive)
@@ -248,6 +253,8 @@ class StreamSocket(StreamOptions, StreamIO):
             if self._bound is not None or self._h is not None:
                 raise oserror(errno.EINVAL)
             if addr is not None:
+                if self._v6only and len(addr) == 16 and addr != unmap(addr):
+                    raise oserror(errno.EINVAL)  # (Linux: no IPv4 for a V6ONLY socket)
                 plain = unmap(addr)
                 if plain != b"\0" * len(plain) and not self._is_local(plain):
                     raise oserror(errno.EADDRNOTAVAIL)
@@ -377,6 +384,7 @@ class StreamSocket(StreamOptions, StreamIO):
         if h is None:  # accepted in another process (a pre-forked worker): a plain stream
             return sock, format_address(self.family, None, 0)
         sock._h = h
+        h.app = sock
         if self._inherit:  # (the listener's options: Linux clones the listening socket)
             sock.__dict__.update(self._inherit)
         if _socket.getdefaulttimeout() is None and self.gettimeout():
@@ -489,7 +497,7 @@ class StreamSocket(StreamOptions, StreamIO):
         stack = self._stack
         tcp = self._tcp
         if self._listen is not None:
-            return errno.EINVAL
+            return errno.EISCONN  # (Linux: a listener is not SS_UNCONNECTED)
         h = self._h
         if h is not None:
             if h.connecting:
@@ -503,12 +511,18 @@ class StreamSocket(StreamOptions, StreamIO):
                     with stack.lock:
                         err, h.connect_error = h.connect_error, 0
                     self._refused = True
+                    self._kernel_error()  # (the descriptor's mark, see StreamHandle._update)
                     return err or errno.ECONNABORTED
                 self._unconnect()  # unconnected: a new connect starts afresh
             elif h.connect_error:
                 with stack.lock:
                     err, h.connect_error = h.connect_error, 0
                 return err
+            elif self._in_progress:
+                # Linux: the socket stays SS_CONNECTING after a non-blocking connect (or one
+                # whose timeout passed) until connect is called again: this one says 0
+                self._in_progress = False
+                return 0
             else:
                 return errno.EISCONN
         dst, port, scope = parse_address(stack, self._fam, address)
@@ -516,6 +530,11 @@ class StreamSocket(StreamOptions, StreamIO):
         dst = unmap(dst)
         if self._v6only and len(dst) == 4 and self._fam == _AF_INET6:
             return errno.ENETUNREACH
+        if len(dst) == 4:
+            if 224 <= dst[0] < 240 or dst == b"\xff\xff\xff\xff" or dst in stack.core.bcast4:
+                return errno.ENETUNREACH  # (Linux: a multicast or broadcast route)
+        elif dst[0] == 0xFF:
+            return errno.ENETUNREACH  # (tcp_v6_connect: a multicast destination)
         timeout = self.gettimeout()
         with stack.lock:
             core = stack.core
@@ -547,6 +566,7 @@ class StreamSocket(StreamOptions, StreamIO):
                 and self._pid == _Pid.value and self._spare is None
             tcp.by_conn[conn] = h
             self._h = h
+            h.app = self
             stack.runtime.flush()
             if lazy:
                 if conn.state is not _SYN_SENT or conn.error is not None:
@@ -566,6 +586,7 @@ class StreamSocket(StreamOptions, StreamIO):
                     self._junked = True
                 h.on_event()  # it may have connected (or failed) already
                 if timeout == 0.0:
+                    self._in_progress = True
                     return errno.EINPROGRESS  # like Linux, even when it is already decided
                 waiting = h.connecting
         if waiting and self._pid == _Pid.value:  # (serve_until tells if it may serve inline)
@@ -575,12 +596,12 @@ class StreamSocket(StreamOptions, StreamIO):
                 stack.runtime.end_lease()  # the engine brings the handshake: no lease delay
                 ok = h.cond.wait_for(lambda: not h.connecting, timeout)
                 if not ok:
-                    h.connecting = False
-                    conn.abort()
-                    tcp.flush(conn)
-                    h._teardown()
-                    stack.runtime.flush()
-                    self._h = None
+                    # Linux: the attempt goes on (SS_CONNECTING): poll shows nothing, a new
+                    # connect says EALREADY, the first one after the handshake 0
+                    self._in_progress = True
+                    if h.eng is not None and not self._junked:
+                        h.junk = self._fill_junk()  # (unwritable until the handshake ends)
+                        self._junked = True
                     raise TimeoutError("timed out")
             if h.connect_error:
                 err, h.connect_error = h.connect_error, 0
@@ -600,17 +621,38 @@ class StreamSocket(StreamOptions, StreamIO):
         with stack.lock:
             h = self._h
             spare = h.spare if h is not None else None
+            renew = h is not None and spare is None and h.fd >= 0
             if h is not None:
                 h.spare = None
+                h.app = None
             self._h = None
         if spare is not None:
             self._drain()
             if self._spare is not None:
                 self._spare.close()
             self._spare = spare
+        elif renew:
+            self._renew_fd()
         self._refused = False
+        self._in_progress = False
         self._got = 0
         self._rd_shut = False
+
+    def _renew_fd(self) -> None:
+        """The descriptor was paired and its engine end closed (a refused non-blocking
+        connect, see StreamHandle._update): an AF_UNIX stream cannot connect twice, so a
+        fresh one takes its number (select and poll users go on; an epoll registration
+        is lost with the old file), in the socket's blocking mode."""
+        fd = _fileno(self)
+        if fd < 0:
+            return
+        fresh = _csocket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        try:
+            os.dup2(fresh.fileno(), fd, inheritable=False)
+        finally:
+            fresh.close()
+        _csocket.socket.settimeout(self, _csocket.socket.gettimeout(self))
+        self._junked = False
 
     def _drain(self) -> None:
         """Read and drop what waits in the descriptor, never waiting (a socket with a timeout
@@ -678,7 +720,11 @@ class StreamSocket(StreamOptions, StreamIO):
             if not h.lazy or stack.closed:
                 return
             eng = self._tcp.pair(_fileno(self))
-            _bigbuf(self)
+            if h.connecting:  # (a connect whose timeout passed: unwritable until it ends)
+                h.junk = self._fill_junk()
+                self._junked = True
+            else:
+                _bigbuf(self)
             if h.eof_in:  # shut down for writing while unpaired: the descriptor says so too
                 _csocket.socket.shutdown(self, _socket.SHUT_WR)
             h.attach(eng)
@@ -705,6 +751,16 @@ class StreamSocket(StreamOptions, StreamIO):
         if self._gone:
             raise oserror(errno.EBADF)
         self._materialize()
+        stack = self._stack
+        with stack.lock:
+            # the object lets go of the connection (or listener): its calls now fail with
+            # EBADF, as Linux's, and its close leaves the descriptor's connection alone
+            self._gone = True
+            if self._h is not None:
+                self._h.app = None
+            self._h = None
+            self._listen = None
+            stack._sockets.discard(self)
         return super().detach()
 
     def _fill_junk(self) -> int:
@@ -798,6 +854,8 @@ class StreamSocket(StreamOptions, StreamIO):
             if spare is not None:
                 self._spare = None
                 spare.close()
+            if h is not None:
+                h.app = None
             self._h = None  # (later calls: EBADF; a thread inside one keeps its handle)
             stack._sockets.discard(self)
             if not inline:  # (inline: nothing was queued yet, closed_by_app flushes)

@@ -474,6 +474,9 @@ class StreamHandle:
     # after a failed connect: the engine end, kept connected to the application's
     # descriptor for the socket's next connect (see _teardown)
     spare: _csocket.socket | None = None
+    # the socket object whose descriptor is the application's end (set while that object
+    # holds the handle, under the stack lock): see _poke
+    app: Any = None
 
     def __init__(self, tcp: TcpSockets, conn: TcpConnection, eng: _csocket.socket | None,
                  connecting: bool = False) -> None:
@@ -681,8 +684,15 @@ class StreamHandle:
                 self.failed = True
                 conn.error = None
                 if self.junk:
-                    self._drop_junk()
-                self._teardown(keep=True)
+                    # non-blocking: the engine end closes with the junk unread, so the kernel
+                    # marks the descriptor (ECONNRESET) and hangs it up: IN|OUT|ERR|HUP|RDHUP,
+                    # as Linux's refused socket, ERR until the error is taken (SO_ERROR,
+                    # connect); StreamSocket._unconnect gives it a fresh descriptor (the same
+                    # number) for its next connect
+                    self.junk = 0
+                    self._teardown()
+                else:
+                    self._teardown(keep=True)
             if self._cond is not None:
                 self._cond.notify_all()  # (_wake_waiters)
             if self.connecting:
@@ -729,6 +739,7 @@ class StreamHandle:
             if conn.error is not None and not conn.recv_available:
                 self.error = conn.error
                 conn.error = None
+                self._poke()
                 self._teardown()
                 return
             if conn.eof or (state is _CLOSED and not conn.recv_available):
@@ -750,6 +761,26 @@ class StreamHandle:
         if want != self.events:
             self.events = want
             self.tcp.pump.watch(self.fd, want, self.on_pump)
+
+    def _poke(self) -> None:
+        """The connection failed (a reset...), the engine end is about to close: leave a byte
+        unread in it, written through the application's descriptor, so that the kernel marks
+        that descriptor with ECONNRESET when it closes (unix_release_sock): POLLERR until
+        SO_ERROR or a read takes the error, as on Linux's TCP socket after a reset (the
+        socket then reports its own error, see StreamIO._reset_error)."""
+        app = self.app
+        if app is None:
+            return
+        fd = _csocket.socket.fileno(app)
+        if fd < 0:
+            return
+        view = _unix(fd)
+        try:
+            view.send(b"\0", _DONTWAIT)
+        except OSError:  # (shut down for writing, full: its bytes wait unread already)
+            pass
+        finally:
+            view.detach()
 
     def _drop_junk(self) -> None:
         eng = self.eng

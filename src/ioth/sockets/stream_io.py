@@ -24,7 +24,7 @@ from ioth.sockets.stream_engine import StreamHandle, _bigbuf
 from ioth.stack.tcp.connection import State
 
 if TYPE_CHECKING:
-    from ioth.sockets.stream_engine import TcpSockets
+    from ioth.sockets.stream_engine import ListenHandle, TcpSockets
 
 _CLOSED = State.CLOSED
 _DONTWAIT = int(_socket.MSG_DONTWAIT)  # (plain ints: IntFlag operators cost a call each)
@@ -48,6 +48,7 @@ class StreamIO(IothSocket):
     _rd_shut: bool
     _got: int
     _rcvtimeo: float
+    _listen: ListenHandle | None
 
     if TYPE_CHECKING:
         def _materialize(self) -> None: ...
@@ -88,6 +89,7 @@ class StreamIO(IothSocket):
         with self._stack.lock:
             err, h.connect_error = h.connect_error, 0
         if err:
+            self._kernel_error()  # (the descriptor's mark of a refusal, see _reset_error)
             raise oserror(err)
         if write:
             raise oserror(errno.EPIPE)
@@ -108,7 +110,22 @@ class StreamIO(IothSocket):
             return 0
         with self._stack.lock:
             err, h.error = h.error, 0
+        self._kernel_error()
         return err
+
+    def _kernel_error(self) -> None:
+        """Clear the descriptor's own pending error, the kernel's mark of the engine end's
+        close after a reset (StreamHandle._poke): the socket's error was just reported."""
+        if _fileno(self) >= 0:
+            try:
+                _csocket.socket.getsockopt(self, _socket.SOL_SOCKET, _socket.SO_ERROR)
+            except OSError:
+                pass
+
+    def _reset_error(self) -> OSError:
+        """A read of the descriptor said ECONNRESET (the kernel's mark, see
+        StreamHandle._poke, which that read took): the socket's own error, taken now."""
+        return oserror(self._pending_error() or errno.ECONNRESET)
 
     def _read_limit(self, timeout: float | None) -> float | None:
         """How long a blocking read may wait: the socket's timeout, or for a socket without
@@ -305,8 +322,22 @@ class StreamIO(IothSocket):
         return timeout != 0 and (not flags or (timeout is None and not flags & _DONTWAIT)) \
             and self._pid == _Pid.value and self._stack.runtime.can_serve()
 
+    def _recv_nothing(self, bufsize: int) -> bytes:
+        """recv of a size below 1: ValueError for a negative one (CPython's check, before
+        any I/O); b"" at once for 0, whatever the connection's state (Linux's tcp_recvmsg
+        copies nothing and returns), except on a listening socket (ENOTCONN)."""
+        if bufsize < 0:
+            raise ValueError("negative buffersize in recv")
+        if self._gone:
+            raise oserror(errno.EBADF)
+        if self._listen is not None:
+            raise oserror(errno.ENOTCONN)
+        return b""
+
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         """Receive up to ``bufsize`` bytes; b"" at end of stream; ECONNRESET after a reset."""
+        if bufsize <= 0:
+            return self._recv_nothing(bufsize)
         h = self._h
         if h is None and self._accepted_plain is False:
             raise oserror(errno.EBADF if self._gone else errno.ENOTCONN)
@@ -325,28 +356,31 @@ class StreamIO(IothSocket):
                 if lazy is not None:
                     return lazy
             self._materialize()
-        if self._inline_ok(timeout, flags):
-            if h is not None and not flags and bufsize > 0:
-                direct: bytes | None = self._recv_direct(h, None, bufsize)
-                if direct is not None:
-                    return direct
-            data: bytes | None = None
-            if h is None or h.wrote != self._got:
-                # bytes may wait unread: a first attempt that does not block (a socket with a
-                # timeout has a non-blocking descriptor, and socket.recv would poll first:
-                # plain read)
-                try:
-                    if timeout is None:
-                        data = _csocket.socket.recv(self, bufsize, flags | _DONTWAIT)
-                    else:
-                        data = os.read(_fileno(self), bufsize)
-                except BlockingIOError:
-                    pass
-            if data is None:  # (the wait polls the descriptor first: no read needed)
-                self._serve_inline(h)
+        try:
+            if self._inline_ok(timeout, flags):
+                if h is not None and not flags and bufsize > 0:
+                    direct: bytes | None = self._recv_direct(h, None, bufsize)
+                    if direct is not None:
+                        return direct
+                data: bytes | None = None
+                if h is None or h.wrote != self._got:
+                    # bytes may wait unread: a first attempt that does not block (a socket with a
+                    # timeout has a non-blocking descriptor, and socket.recv would poll first:
+                    # plain read)
+                    try:
+                        if timeout is None:
+                            data = _csocket.socket.recv(self, bufsize, flags | _DONTWAIT)
+                        else:
+                            data = os.read(_fileno(self), bufsize)
+                    except BlockingIOError:
+                        pass
+                if data is None:  # (the wait polls the descriptor first: no read needed)
+                    self._serve_inline(h)
+                    data = super().recv(bufsize, flags)
+            else:
                 data = super().recv(bufsize, flags)
-        else:
-            data = super().recv(bufsize, flags)
+        except ConnectionResetError:
+            raise self._reset_error() from None
         if not flags & _PEEK:
             self._got += len(data)
         if not data and bufsize:
@@ -381,26 +415,29 @@ class StreamIO(IothSocket):
                 if lazy is not None:
                     return lazy
             self._materialize()
-        if self._inline_ok(timeout, flags):
-            if h is not None and not flags and (nbytes or mv.nbytes):
-                got: int | None = self._recv_direct(h, buffer, nbytes)
-                if got is not None:
-                    return got
-            n = -1
-            if h is None or h.wrote != self._got:  # a first attempt that does not block
-                try:
-                    if timeout is None:
-                        n = _csocket.socket.recv_into(self, buffer, nbytes, flags | _DONTWAIT)
-                    else:
-                        view = memoryview(buffer).cast("B")
-                        n = os.readv(_fileno(self), [view[:nbytes] if nbytes else view])
-                except BlockingIOError:
-                    pass
-            if n < 0:
-                self._serve_inline(h)
+        try:
+            if self._inline_ok(timeout, flags):
+                if h is not None and not flags and (nbytes or mv.nbytes):
+                    got: int | None = self._recv_direct(h, buffer, nbytes)
+                    if got is not None:
+                        return got
+                n = -1
+                if h is None or h.wrote != self._got:  # a first attempt that does not block
+                    try:
+                        if timeout is None:
+                            n = _csocket.socket.recv_into(self, buffer, nbytes, flags | _DONTWAIT)
+                        else:
+                            view = memoryview(buffer).cast("B")
+                            n = os.readv(_fileno(self), [view[:nbytes] if nbytes else view])
+                    except BlockingIOError:
+                        pass
+                if n < 0:
+                    self._serve_inline(h)
+                    n = super().recv_into(buffer, nbytes, flags)
+            else:
                 n = super().recv_into(buffer, nbytes, flags)
-        else:
-            n = super().recv_into(buffer, nbytes, flags)
+        except ConnectionResetError:
+            raise self._reset_error() from None
         if not flags & _PEEK:
             self._got += n
         if not n and (nbytes or len(memoryview(buffer))):
