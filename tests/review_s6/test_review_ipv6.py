@@ -240,8 +240,6 @@ SCENARIOS: list[Scenario] = [dual_stack_accepts_v4, v6_names, v6only_option, v6o
                              wrong_family_addresses, v6_connect_refused_and_reset,
                              v6only_get_on_v4, v6only_mapped_bind, v4_address_to_v6_socket]
 BUGS: dict[Scenario, str] = {
-    v6only_get_on_v4: "getsockopt(IPV6_V6ONLY) on an AF_INET socket returns 0 (Linux: "
-                      "EOPNOTSUPP)",
 }
 
 
