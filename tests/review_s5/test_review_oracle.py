@@ -288,7 +288,18 @@ def listen_backlog_bounds_the_handshakes(peer: Side, dut: Side) -> list[Any]:
     bound) and drops the others' SYNs (they wait for the SYN's retransmission, 1 s);
     accepting then lets every one of them through.  (A burst of SYNs that all arrive before
     the first handshake ends gets SYN-ACKs on Linux too: the bound applies when a SYN comes,
-    so the peers are paced.)"""
+    so the peers are paced.)  A first connection to another listener resolves the two ends'
+    link-layer addresses, so that the first paced handshake is not the one that waits for
+    them (on a loaded machine that once took longer than PACE)."""
+    warm = dut()
+    warm.bind((DUT_IP, 0))
+    warm.listen(1)
+    w = peer()
+    w.settimeout(5)
+    w.connect(warm.getsockname())
+    warm.settimeout(5)
+    warm.accept()[0].close()
+    _close_all(w, warm)
     lst = dut()
     lst.bind((DUT_IP, 0))
     lst.listen(1)
