@@ -175,15 +175,7 @@ def outage_heals(peer: Any, dut: Factory) -> list[Any]:
 SCENARIOS: list[Scenario] = [keepalive_ends_a_dead_connection, keepalive_set_before_connect,
                              keepalive_answered_keeps_it, user_timeout_bounds_retries,
                              syncnt_bounds_a_connect, outage_heals]
-BUGS: dict[Scenario, str] = {
-    keepalive_ends_a_dead_connection: "SO_KEEPALIVE set on an idle established connection "
-                                      "never probes: a dead peer goes unnoticed (Linux: "
-                                      "ETIMEDOUT after idle + intvl x cnt, 3 s here; set "
-                                      "before connect it works)",
-    user_timeout_bounds_retries: "TCP_USER_TIMEOUT 1000 ms has no effect (getsockopt "
-                                 "ENOPROTOOPT; data to a silent peer still retried 5 s "
-                                 "later); Linux: ETIMEDOUT after ~1.5 s",
-}
+BUGS: dict[Scenario, str] = {}
 
 
 @pytest.mark.parametrize(("scenario", "kind"), params(SCENARIOS, BUGS))

@@ -14,13 +14,14 @@ Options with an effect (the value read back is what Linux reads back):
   SO_PROTOCOL, SO_ACCEPTCONN.
 * IPPROTO_TCP: TCP_NODELAY, TCP_CONGESTION, TCP_KEEPIDLE/INTVL/CNT (Linux's ranges),
   TCP_MAXSEG (clamps the MSS advertised and used by the next connection), TCP_SYNCNT (the
-  policy's ``syn_retries``), TCP_INFO (Linux's ``struct tcp_info``).
+  policy's ``syn_retries``), TCP_USER_TIMEOUT (the policy's ``user_timeout``: data
+  unacknowledged that long ends the connection), TCP_INFO (Linux's ``struct tcp_info``).
 * IPPROTO_IP / IPPROTO_IPV6: IP_TTL, IP_TOS, IPV6_UNICAST_HOPS, IPV6_TCLASS (the policy's
   ``ttl``, ``tos``, ``hop_limit``, ``tclass``: in the headers of the connection's packets),
   IPV6_V6ONLY.
 
 Accepted and read back as Linux, **without effect** in ioth: SO_RCVLOWAT, SO_OOBINLINE,
-SO_BROADCAST, SO_PRIORITY, SO_DONTROUTE, TCP_USER_TIMEOUT, TCP_QUICKACK, TCP_CORK,
+SO_BROADCAST, SO_PRIORITY, SO_DONTROUTE, TCP_QUICKACK, TCP_CORK,
 TCP_DEFER_ACCEPT, TCP_NOTSENT_LOWAT.  SO_SNDLOWAT cannot be set (ENOPROTOOPT, as Linux).
 Other options are accepted and ignored.  A socket accepted from a listener starts with the
 listener's options (Linux clones the listening socket).
@@ -186,6 +187,8 @@ class StreamOptions(IothSocket):
             h.conn.keepalive = self._keepalive
             if field in ("ttl", "tos", "hop_limit", "tclass"):
                 h.conn.tx_route = None  # (the fast output makes the headers again)
+            self._tcp.flush(h.conn)  # (new timers: keepalive, RTO bounds)
+            self._stack.runtime.flush()
 
     def _bind_flags(self) -> int:
         """BIND_* flags of this socket for its connections (bind conflicts after it is gone)."""
@@ -230,6 +233,8 @@ class StreamOptions(IothSocket):
                 self._keepalive = bool(ival)
                 if h is not None:
                     h.conn.keepalive = self._keepalive
+                    self._tcp.flush(h.conn)  # (the layer re-arms the connection's timer)
+                    self._stack.runtime.flush()
             elif option == _socket.SO_LINGER:
                 if len(raw) < 8:
                     raise oserror(errno.EINVAL)  # (an int: Linux wants a struct linger)
@@ -293,6 +298,7 @@ class StreamOptions(IothSocket):
                 if ival < 0:
                     raise oserror(errno.EINVAL)
                 self._store(key, int(ival))
+                self._override("user_timeout", ival / 1000.0)
             elif option == getattr(_socket, "TCP_DEFER_ACCEPT", 9):
                 self._store(key, _defer_secs(int(ival)))
             elif key in _STORED:

@@ -205,3 +205,34 @@ def test_tcp_info_layout() -> None:
     assert closed[0] == 7 and struct.unpack_from("I", closed, 8)[0] == 1_000_000
     listening = pack_tcp_info(None, 10, (3, 128))
     assert listening[0] == 10 and struct.unpack_from("2I", listening, 24) == (3, 128)
+
+
+@pytest.mark.parametrize("user_timeout", [0.0, 1.0])
+def test_user_timeout_ends_unacknowledged_data(user_timeout: float) -> None:
+    """TCP_USER_TIMEOUT (policy ``user_timeout``): the peer falls silent after the
+    handshake; data sent then is retransmitted until ``user_timeout`` after it went out,
+    then ETIMEDOUT (the RTO is cut to fire then); without it the retries go on."""
+    import errno
+
+    p = _Pair(False)
+    lst = p.cores[1].tcp.listen(80)
+    c = p.cores[0].tcp.connect(p.a, p.b, 80, p.now,
+                               policy=TcpPolicy(user_timeout=user_timeout))
+    p.pump()
+    assert lst.accept() is not None
+    sent_at = p.now
+    c.send(b"d" * 100)
+    p.cores[0].tcp.flush(c, p.now)
+    p.ifaces[0].txq.clear()  # (the peer is gone: nothing reaches it, nothing comes back)
+    ended = None
+    while p.now < sent_at + 5 and ended is None:
+        p.now += 0.01
+        p.cores[0].poll(p.now)
+        p.ifaces[0].txq.clear()
+        if c.error is not None or c.state is State.CLOSED:
+            ended = p.now - sent_at
+    if user_timeout:
+        assert ended is not None and user_timeout <= ended < user_timeout + 0.05
+        assert c.error == errno.ETIMEDOUT and c.state is State.CLOSED
+    else:
+        assert ended is None and c.rto_expirations >= 3

@@ -41,6 +41,7 @@ wmem_max / rmem_max  212992    largest SO_SNDBUF / SO_RCVBUF a socket may ask (d
                                Linux's net.core.wmem_max / rmem_max)
 ttl, hop_limit       -1        IPv4 TTL / IPv6 hop limit of the packets (-1: the stack's)
 tos, tclass          0         IPv4 TOS / IPv6 traffic class of the packets
+user_timeout         0 s       TCP_USER_TIMEOUT: unacknowledged data this long ends it (0: off)
 ==================== ========= =====================================================
 """
 
@@ -137,6 +138,10 @@ class TcpPolicy:
     tclass: int = 0
     """IPV6_TCLASS: traffic class of the connection's IPv6 packets (ECN bits 0)."""
 
+    user_timeout: float = 0.0
+    """TCP_USER_TIMEOUT (RFC 5482) in seconds: data still unacknowledged this long after it
+    was sent, retransmissions going unanswered, ends the connection with ETIMEDOUT (the
+    retransmission timer is cut to fire then); 0: only ``retries`` bounds them."""
     ip_header: bool = dataclasses.field(default=False, init=False, repr=False, compare=False)
     """Derived: the policy sets a TTL, hop limit, TOS or traffic class of its own (a plain
     field, read once per new connection)."""
@@ -202,7 +207,7 @@ class TcpPolicy:
         for name in times:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"tcp {name} must be positive, got {getattr(self, name)}")
-        for name in ("delayed_ack", "time_wait", "fin_timeout"):
+        for name in ("delayed_ack", "time_wait", "fin_timeout", "user_timeout"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"tcp {name} must not be negative, got {getattr(self, name)}")
         if self.min_rto > self.max_rto:

@@ -113,7 +113,10 @@ class RecoveryMixin(TcbBase):
                 return
             self._need_syn = True
         else:
-            if self._retries > p.retries:
+            if self._retries == 1:  # (the oldest unacknowledged data went out an RTO ago)
+                self._rtx_stamp = now - self.rto
+            if self._retries > p.retries or (
+                    p.user_timeout and now - self._rtx_stamp >= p.user_timeout):
                 self._timed_out()
                 return
             flight = self._pipe()
@@ -141,6 +144,10 @@ class RecoveryMixin(TcbBase):
         self._rtt_seq = -1
         self.rto = min(self.rto * 2, p.max_rto)
         self._rto_at = now + self.rto
+        if p.user_timeout and st is not _SYN_SENT and st is not _SYN_RECEIVED:
+            end = self._rtx_stamp + p.user_timeout  # (Linux tcp_clamp_rto_to_user_timeout)
+            if end < self._rto_at:
+                self._rto_at = end if end > now else now + _G
         self._dirty = True
 
     def _rtt_sample(self, r: float) -> None:

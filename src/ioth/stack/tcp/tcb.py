@@ -92,6 +92,7 @@ class TcbBase:
         "_rtt_time",
         "_rtx_force",
         "_rtx_log",
+        "_rtx_stamp",
         "_sack_last",
         "_sacked",
         "_sacked_bytes",
@@ -247,6 +248,7 @@ class TcbBase:
         self._tlp_quota = 0  # cwnd allowance lent to a new-data probe (RFC 8985 7.3)
         self._tlp_nagle = False  # Nagle lifted for that probe (nodelay to restore)
         # RACK reordering window (RFC 8985 6.2 step 4): reo_wnd = min(mult * min_RTT/4, SRTT)
+        self._rtx_stamp = 0.0  # when the data of a run of RTOs went out (TCP_USER_TIMEOUT)
         self._min_rtt: float | None = None  # RACK.min_RTT
         self._reo_mult = 1  # RACK.reo_wnd_mult, grown by D-SACKs
         self._reo_persist = 0  # RACK.reo_wnd_persist: recoveries before mult resets
