@@ -386,7 +386,7 @@ class StreamSocket(StreamOptions, StreamIO):
         sock._h = h
         h.app = sock
         if self._inherit:  # (the listener's options: Linux clones the listening socket)
-            sock.__dict__.update(self._inherit)
+            sock.__dict__ |= self._inherit
         if _socket.getdefaulttimeout() is None and self.gettimeout():
             sock.setblocking(True)
         conn = h.conn
@@ -466,7 +466,7 @@ class StreamSocket(StreamOptions, StreamIO):
             raise
         lh.direct += 1
         if self._inherit:  # (the listener's options: Linux clones the listening socket)
-            sock.__dict__.update(self._inherit)
+            sock.__dict__ |= self._inherit
         if not h.lazy:
             h.on_event()  # what arrived already goes to the descriptor (select, other readers)
         if _socket.getdefaulttimeout() is None and self.gettimeout():
