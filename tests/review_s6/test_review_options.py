@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.review_s5.test_review_oracle import DUT_IP, PEER_IP, _conn
-from tests.review_s6.oracle import Envs, Factory, Scenario, close_all, params, run, tryit
+from tests.review_s6.oracle import PEER6, Envs, Factory, Scenario, close_all, params, run, tryit
 
 pytestmark = pytest.mark.interop
 SOL, TCP, IP = socket.SOL_SOCKET, socket.IPPROTO_TCP, socket.IPPROTO_IP
@@ -509,6 +509,51 @@ def tcp_info_fields(peer: Factory, dut: Factory) -> list[Any]:
     return out
 
 
+def ipv6_header_options(peer: Factory, dut: Factory) -> list[Any]:
+    """IPV6_TCLASS (-1..255, -1: 0; ECN bits cleared) and IPV6_UNICAST_HOPS (-1..255, -1:
+    the default, 64) on an AF_INET6 socket, then both on a connection: the peer's accepted
+    socket reads the traffic class and hop limit of the last packet from the DUT
+    (IPV6_RECVTCLASS / IPV6_RECVHOPLIMIT + IPV6_2292PKTOPTIONS)."""
+    s = dut()
+    v6 = socket.IPPROTO_IPV6
+    out: list[Any] = [_get(s, v6, socket.IPV6_TCLASS), _get(s, v6, socket.IPV6_UNICAST_HOPS),
+                      _set(s, v6, socket.IPV6_TCLASS, 0x13), _get(s, v6, socket.IPV6_TCLASS),
+                      _set(s, v6, socket.IPV6_TCLASS, 256), _set(s, v6, socket.IPV6_TCLASS, -1),
+                      _get(s, v6, socket.IPV6_TCLASS), _set(s, v6, socket.IPV6_UNICAST_HOPS, 0),
+                      _get(s, v6, socket.IPV6_UNICAST_HOPS),
+                      _set(s, v6, socket.IPV6_UNICAST_HOPS, 256),
+                      _set(s, v6, socket.IPV6_UNICAST_HOPS, -1),
+                      _get(s, v6, socket.IPV6_UNICAST_HOPS), _get(s, IP, socket.IP_TTL)]
+    close_all(s)
+    lst = peer()
+    lst.setsockopt(v6, socket.IPV6_RECVTCLASS, 1)
+    lst.setsockopt(v6, socket.IPV6_RECVHOPLIMIT, 1)
+    lst.bind((PEER6, 0))
+    lst.listen(2)
+    c = dut()
+    c.setsockopt(v6, socket.IPV6_TCLASS, 0x28)
+    c.setsockopt(v6, socket.IPV6_UNICAST_HOPS, 7)
+    c.settimeout(5)
+    c.connect(lst.getsockname()[:2])
+    lst.settimeout(5)
+    k, _ = lst.accept()
+    c.sendall(b"hello")
+    k.settimeout(5)
+    k.recv(5)
+    raw = k.getsockopt(v6, 6, 128)  # IPV6_2292PKTOPTIONS: cmsgs of the last packet
+    seen = {}
+    off = 0
+    while off + 16 <= len(raw):
+        clen, level, ctype = struct.unpack_from("@Qii", raw, off)
+        if level == v6 and clen >= 20:
+            seen[ctype] = struct.unpack_from("@i", raw, off + 16)[0]
+        off += (clen + 7) & ~7 or len(raw)
+    out += [("peer saw", seen.get(socket.IPV6_TCLASS), seen.get(socket.IPV6_HOPLIMIT)),
+            _get(c, v6, socket.IPV6_TCLASS), _get(c, v6, socket.IPV6_UNICAST_HOPS)]
+    close_all(c, k, lst)
+    return out
+
+
 SCENARIOS: list[Scenario] = [
     buffer_sizes, buffer_size_bounds, buffer_defaults, keepalive_options, keepalive_bad_values,
     nodelay_readback,
@@ -524,3 +569,11 @@ BUGS: dict[Scenario, str] = {
 @pytest.mark.parametrize(("scenario", "kind"), params(SCENARIOS, BUGS))
 def test_options_as_the_kernel(scenario: Scenario, kind: str, envs: Envs) -> None:
     run(scenario, kind, envs)
+
+
+V6_SCENARIOS: list[Scenario] = [ipv6_header_options]
+
+
+@pytest.mark.parametrize(("scenario", "kind"), params(V6_SCENARIOS, {}))
+def test_v6_options_as_the_kernel(scenario: Scenario, kind: str, envs: Envs) -> None:
+    run(scenario, kind, envs, v6=True)
