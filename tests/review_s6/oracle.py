@@ -89,6 +89,20 @@ class Peer:
         self.ns.sh(f"tc qdisc {verb} dev {self.dev} root blackhole", check=on)
 
 
+class Dut:
+    """The DUT's socket factory (family argument, AF_INET6 by default) with
+    :meth:`ambient`: a context in which the stdlib's own socket calls (create_connection,
+    create_server, socketserver, http.client) make DUT sockets: ``ioth.use(stack)`` for
+    an ioth stack, the DUT's namespace for the kernel."""
+
+    def __init__(self, make: Factory, ambient: Callable[[], Any]) -> None:
+        self._make = make
+        self.ambient = ambient
+
+    def __call__(self, family: int = socket.AF_INET6) -> Any:
+        return self._make(family)
+
+
 def _kernel6(ns_name: str) -> Factory:
     def make(family: int = socket.AF_INET6) -> socket.socket:
         with inside(ns_name):
@@ -107,8 +121,9 @@ def setup6(kind: str) -> Iterator[tuple[Factory, Factory]]:
         from ioth.sockets import socket as isocket
         with kernel_lan("rv6") as (ns, stack, tap):
             _tcp_ready(stack)
-            yield Peer(ns, tap), \
-                lambda family=socket.AF_INET6: isocket(stack, family, socket.SOCK_STREAM)
+            import ioth
+            yield Peer(ns, tap), Dut(lambda family: isocket(stack, family, socket.SOCK_STREAM),
+                                     lambda: ioth.use(stack))
     else:
         with netns("rk6") as peer, netns("rd6") as dut:
             peer.sh(f"ip link add va type veth peer name vb netns {dut.name} && "
@@ -116,7 +131,7 @@ def setup6(kind: str) -> Iterator[tuple[Factory, Factory]]:
                     f" && ip link set va up")
             dut.sh(f"ip addr add 192.0.2.2/24 dev vb && ip addr add {DUT6}/64 dev vb nodad"
                    f" && ip link set vb up")
-            yield Peer(peer, "va"), _kernel6(dut.name)
+            yield Peer(peer, "va"), Dut(_kernel6(dut.name), lambda: inside(dut.name))
 
 
 def params(scenarios: list[Scenario], bugs: dict[Scenario, str]) -> list[Any]:
