@@ -264,10 +264,6 @@ SCENARIOS: list[Scenario] = [
     reuseport_member_closes, tcp_info_fields, tcp_info_states,
     shutdown_wakes_a_blocked_connect]
 BUGS: dict[Scenario, str] = {
-    accepted_inherits_more: "an accepted socket does not take the listener's SO_RCVTIMEO "
-                            "(reads 0; Linux: the listener's 2 s)",
-    tcp_info_fields: "TCP_INFO's tcpi_bytes_acked and tcpi_bytes_received stay 0 (Linux: "
-                     "100000 and 5000 after that exchange)",
     shutdown_wakes_a_blocked_connect: "shutdown(SHUT_RDWR) from another thread leaves a "
                                       "connect blocked on a silent peer (Linux: it fails "
                                       "with ECONNRESET at once)",

@@ -182,6 +182,32 @@ def accepted_inherits_bufsize(peer: Factory, dut: Factory) -> list[Any]:
     return out
 
 
+def accepted_inherits_more(peer: Factory, dut: Factory) -> list[Any]:
+    """More of the listener's options on the accepted socket (Linux): SO_RCVLOWAT, IP_TOS,
+    IP_TTL, TCP_MAXSEG (the connection's MSS follows it), SO_LINGER; SO_PRIORITY is not
+    inherited (0)."""
+    lst = dut()
+    lst.setsockopt(SOL, socket.SO_RCVLOWAT, 7)
+    lst.setsockopt(SOL, socket.SO_PRIORITY, 3)
+    lst.setsockopt(IP, socket.IP_TOS, 0x20)
+    lst.setsockopt(IP, socket.IP_TTL, 9)
+    lst.setsockopt(TCP, socket.TCP_MAXSEG, 1000)
+    lst.setsockopt(SOL, socket.SO_LINGER, struct.pack("ii", 1, 4))
+    lst.bind((DUT_IP, 0))
+    lst.listen(2)
+    k = peer()
+    k.settimeout(5)
+    k.connect((DUT_IP, lst.getsockname()[1]))
+    lst.settimeout(5)
+    d, _ = lst.accept()
+    out = [_get(d, SOL, socket.SO_RCVLOWAT), _get(d, SOL, socket.SO_PRIORITY),
+           _get(d, IP, socket.IP_TOS), _get(d, IP, socket.IP_TTL), _get(d, TCP, socket.TCP_MAXSEG),
+           _get(k, TCP, socket.TCP_MAXSEG), _get(d, SOL, socket.SO_LINGER, 8)]
+    d.setsockopt(SOL, socket.SO_LINGER, struct.pack("ii", 0, 0))
+    close_all(d, k, lst)
+    return out
+
+
 def linger_readback(peer: Factory, dut: Factory) -> list[Any]:
     """SO_LINGER read back as struct linger (buflen 8) and as an int (l_onoff)."""
     s = dut()
@@ -557,7 +583,8 @@ def ipv6_header_options(peer: Factory, dut: Factory) -> list[Any]:
 SCENARIOS: list[Scenario] = [
     buffer_sizes, buffer_size_bounds, buffer_defaults, keepalive_options, keepalive_bad_values,
     nodelay_readback,
-    accepted_inherits_options, accepted_inherits_bufsize, linger_readback,
+    accepted_inherits_options, accepted_inherits_bufsize, accepted_inherits_more,
+    linger_readback,
     linger_waits_for_unsent_data, linger_with_reader, identity_options, reuse_readback,
     two_listeners_one_port, reuseport_spreads_connections, maxseg, maxseg_set_before_connect,
     tos_readback, ttl_readback, misc_defaults, timeo_readback, tcp_info, misc_set_readback,

@@ -387,6 +387,8 @@ class StreamSocket(StreamOptions, StreamIO):
         h.app = sock
         if self._inherit:  # (the listener's options: Linux clones the listening socket)
             sock.__dict__ |= self._inherit
+            if self._timeo:
+                sock._apply_timeo()
         if _socket.getdefaulttimeout() is None and self.gettimeout():
             sock.setblocking(True)
         conn = h.conn
@@ -467,6 +469,8 @@ class StreamSocket(StreamOptions, StreamIO):
         lh.direct += 1
         if self._inherit:  # (the listener's options: Linux clones the listening socket)
             sock.__dict__ |= self._inherit
+            if self._timeo:
+                sock._apply_timeo()
         if not h.lazy:
             h.on_event()  # what arrived already goes to the descriptor (select, other readers)
         if _socket.getdefaulttimeout() is None and self.gettimeout():

@@ -83,7 +83,7 @@ _IP_FIELDS = {(IP, _socket.IP_TTL): "ttl", (IP, _socket.IP_TOS): "tos",
               (IP6, getattr(_socket, "IPV6_TCLASS", 67)): "tclass"}
 #: what an accepted socket takes from its listener (the attributes set on the listener)
 _INHERITED = ("_nodelay", "_keepalive", "_overrides", "_sndbuf", "_rcvbuf", "_bufs_set",
-              "_linger", "_linger0", "_reuse", "_reuseport", "_opts")
+              "_linger", "_linger0", "_reuse", "_reuseport", "_opts", "_timeo", "_rcvtimeo")
 
 
 _LINGER_DONE = frozenset((State.FIN_WAIT_2, State.TIME_WAIT, State.CLOSED))
@@ -135,6 +135,14 @@ class StreamOptions(IothSocket):
     _linger = (0, 0)  # struct linger as set (l_onoff, l_linger)
     _opts: Mapping[tuple[int, int], int] = MappingProxyType({})  # values of _STORED options
     _inherit: dict[str, Any] | None = None  # what an accepted socket takes (_INHERITED)
+    _timeo: Mapping[int, bytes] = MappingProxyType({})  # SO_RCVTIMEO/SO_SNDTIMEO as kept
+
+    def _apply_timeo(self) -> None:
+        """An accepted socket: the listener's SO_RCVTIMEO/SO_SNDTIMEO (in ``_timeo``, taken
+        with the other options) on this socket's descriptor, as Linux's clone has them."""
+        self._ensure_fd()
+        for option, value in self._timeo.items():
+            _csocket.socket.setsockopt(self, SOL, option, value)
 
     def _policy(self) -> TcpPolicy | None:
         """The stack's TCP policy with this socket's SO_SNDBUF/SO_RCVBUF, TCP_CONGESTION,
@@ -168,7 +176,11 @@ class StreamOptions(IothSocket):
         """Stack lock held, an option changed: what accepted sockets take, and the listener's
         policy for the connections still to come."""
         own = self.__dict__
-        self._inherit = {k: own[k] for k in _INHERITED if k in own}
+        inherit = {k: own[k] for k in _INHERITED if k in own}
+        opts = inherit.get("_opts")
+        if opts and (SOL, _socket.SO_PRIORITY) in opts:  # (Linux: the SYN's, not inherited)
+            inherit["_opts"] = {k: v for k, v in opts.items() if k != (SOL, _socket.SO_PRIORITY)}
+        self._inherit = inherit
         lh = self._listen
         if lh is not None:
             lh.listener.policy = self._listen_policy() or self._tcp.layer.policy
@@ -255,9 +267,10 @@ class StreamOptions(IothSocket):
             elif option in (_socket.SO_RCVTIMEO, _socket.SO_SNDTIMEO):
                 self._ensure_fd()
                 _csocket.socket.setsockopt(self, level, option, value)
+                kept = _csocket.socket.getsockopt(self, level, option, _TIMEVAL.size)
+                self._timeo = {**self._timeo, option: kept}  # (for accepted sockets)
                 if option == _socket.SO_RCVTIMEO:  # (what the kernel keeps, rounded)
-                    sec, usec = _TIMEVAL.unpack(_csocket.socket.getsockopt(
-                        self, level, option, _TIMEVAL.size))
+                    sec, usec = _TIMEVAL.unpack(kept)
                     self._rcvtimeo = sec + usec / 1e6
             elif option == _socket.SO_SNDLOWAT:
                 raise oserror(errno.ENOPROTOOPT)

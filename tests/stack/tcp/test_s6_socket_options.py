@@ -199,6 +199,8 @@ def test_tcp_info_layout() -> None:
     rtt, _rttvar, ssthresh, cwnd, advmss = struct.unpack_from("5I", info, 8 + 4 * 15)
     assert rtt == int(c.srtt * 1e6) and ssthresh == 0x7FFFFFFF
     assert cwnd == c.cc.cwnd // c.mss and advmss == c.mss_local
+    assert struct.unpack_from("2Q", info, 120) == (3000, 0)  # bytes acked, received
+    assert struct.unpack_from("2Q", pack_tcp_info(s), 120) == (0, 3000)
     segs_out, segs_in = struct.unpack_from("2I", info, 136)
     assert (segs_out, segs_in) == (c.segments_out, c.segments_in)
     closed = pack_tcp_info(None)

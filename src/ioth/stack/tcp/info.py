@@ -114,8 +114,8 @@ def pack_tcp_info(conn: TcpConnection | None, state: int = 7, backlog: tuple[int
     ``getsockopt(TCP_INFO)`` returns it, with what ioth knows: state, ca_state (Open,
     Recovery or Loss), retransmits, probes, backoff, options, window scales, rto, snd/rcv
     MSS, unacked/lost/retrans (segments), pmtu, rtt/rttvar (us), ssthresh and cwnd
-    (segments), advmss, reordering, total_retrans, bytes acked/received/sent/retransmitted,
-    segments in/out, notsent bytes, min_rtt, dsack_dups, snd_wnd/rcv_wnd; other fields are 0.
+    (segments), advmss, reordering, total_retrans, bytes acked and received, segments
+    in/out, notsent bytes, min_rtt, dsack_dups, snd_wnd/rcv_wnd; other fields are 0.
     Without a connection: a socket in ``state`` (7, TCP_CLOSE; 10, TCP_LISTEN with
     ``backlog`` = (queued, backlog) in unacked/sacked as Linux) with the defaults of a new
     one (rto 1 s, snd_mss ``mss``, cwnd 10)."""
@@ -138,6 +138,11 @@ def pack_tcp_info(conn: TcpConnection | None, state: int = 7, backlog: tuple[int
     retrans = max(0, conn._high_rxt - conn.snd_una)
     rcv_wnd = max(0, conn._rcv_adv - conn.rcv_nxt)
     min_rtt = conn._min_rtt
+    # data bytes acknowledged / received: the sequence space (unwrapped) less SYN and FIN
+    acked = conn.snd_una - conn.iss - 1
+    if conn._fin_queued and conn.snd_una > conn._fin_seq:
+        acked -= 1
+    received = conn.rcv_nxt - conn.irs - 1 - (1 if conn._rcv_eof else 0)
     return _TCP_INFO.pack(
         LINUX_STATE.get(conn.state, 7), ca, min(conn._retries, 255), min(conn._probes, 255),
         min(conn._retries, 255), opts, (conn.snd_wscale & 15) | (conn.rcv_wscale & 15) << 4, 0,
@@ -147,7 +152,7 @@ def pack_tcp_info(conn: TcpConnection | None, state: int = 7, backlog: tuple[int
         conn.mss_local + 40, 0, _us(conn.srtt), _us(conn.rttvar), ssthresh,
         conn.cc.cwnd // smss, conn.mss_local, conn._reordering,
         0, 0, conn.retransmissions,
-        0, 0, 0, 0,
+        0, 0, max(0, acked), max(0, received),
         conn.segments_out & 0xFFFFFFFF, conn.segments_in & 0xFFFFFFFF,
         conn.send_queue - in_flight if conn.send_queue > in_flight else 0, _us(min_rtt), 0, 0,
         0, 0, 0, 0,
