@@ -325,10 +325,6 @@ BUGS: dict[Scenario, str] = {
                    "b'\\x00\\xedn...') as the address (Linux: None)",
     repr_text: "repr() shows family=<AddressFamily.AF_INET: 2>, type=<SocketKind...> and no "
                "'[closed]' once closed (Linux's socket.socket: family=2, type=1, [closed])",
-    dup_socket: "socket.dup() raises EOPNOTSUPP (Linux: a second socket object on the "
-                "same connection)",
-    accept_after_the_peer_left: "a connection reset before accept is accepted but its recv "
-                                "returns b'' (Linux: ECONNRESET)",
 }
 
 

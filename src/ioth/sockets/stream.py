@@ -24,6 +24,20 @@ The application's descriptor is an AF_UNIX SOCK_STREAM socket:
   pump discards when the handshake ends, so the descriptor turns writable exactly when the
   connection is established or failed (then ``SO_ERROR`` tells which), as asyncio expects.
 
+Where these sockets differ from Linux's, deliberately:
+
+* closing a socket from another thread wakes a thread blocked in its ``recv``, which fails
+  with EBADF (a session-4 decision): Linux leaves that read waiting for the peer's next bytes,
+  possibly forever (the read keeps the file referenced); no portable program relies on either.
+* the descriptor is the application's AF_UNIX end: ``socket.socket(fileno=s.detach())`` (or
+  a descriptor handed to another process) is an AF_UNIX stream carrying the connection's
+  bytes, end of stream and reset, with AF_UNIX names and options.
+* ``dup()`` works on a connected socket (the copies share the connection, which closes with
+  the last of them); on a listening, connecting or unconnected one it is EOPNOTSUPP.
+* after a refused non-blocking connect the socket's next connect gets a fresh descriptor of
+  the same number (an AF_UNIX stream connects once): select and poll go on, an epoll
+  registration made before is lost (a blocking connect's descriptor is kept).
+
 The code, by module: this one holds :class:`StreamSocket` (creation, addresses, listen and
 accept, connect and pairing, close) and the knobs it reads (``LAZY_PAIR``, ``LAZY_FD``,
 ``DIRECT_ACCEPT``, ``CONNECT_SLICE``); its bases :class:`~ioth.sockets.stream_io.StreamIO`
@@ -93,6 +107,10 @@ _AF_INET = int(_socket.AF_INET)
 _AF_INET6 = int(_socket.AF_INET6)
 _FAMILIES = {_AF_INET: _socket.AF_INET, _AF_INET6: _socket.AF_INET6}
 _fileno = _csocket.socket.fileno  # (the descriptor without StreamSocket.fileno's pairing)
+# what a dup copies of its socket: the options (the descriptor's own are shared)
+_DUP_STATE = ("_nodelay", "_keepalive", "_linger0", "_linger", "_sndbuf", "_rcvbuf",
+              "_overrides", "_bufs_set", "_rcvtimeo", "_reuse", "_reuseport", "_v6only",
+              "_rd_shut", "_accepted_plain")
 
 
 def _pair_before_fork() -> None:
@@ -356,6 +374,38 @@ class StreamSocket(StreamOptions, StreamIO):
             lh.on_event()
             stack.runtime.flush()
 
+    def _stop_listening(self, lh: ListenHandle) -> None:
+        """Stack lock held: this socket stops listening; the stack's listener closes with
+        its last sink (new connections are refused)."""
+        self._listen = None
+        lh.sinks.pop(self._v(), None)
+        if not lh.sinks:
+            tcp = self._tcp
+            tcp.by_listener.pop(lh.listener, None)
+            tcp.layer.close_listener(lh.listener, self._stack.now())
+            for name in lh.dead:  # (reset before accept, never accepted)
+                tcp.pending.pop(name, None)
+            lh.dead.clear()
+
+    def _shutdown_listener(self, how: int) -> None:
+        """shutdown of a listening socket, as Linux's inet_shutdown: SHUT_WR does nothing;
+        SHUT_RD and SHUT_RDWR stop listening (connects are refused, the port stays bound)
+        and wake a blocked accept, which fails with EINVAL like every later one: the AF_UNIX
+        listening descriptor is shut down for reading (unix_accept then says EINVAL, and
+        polls readable, which ends a direct accept's wait too)."""
+        if how not in (_socket.SHUT_RD, _socket.SHUT_WR, _socket.SHUT_RDWR):
+            raise oserror(errno.EINVAL)
+        if how == _socket.SHUT_WR:
+            return
+        stack = self._stack
+        with stack.lock:
+            lh = self._listen
+            if lh is None:
+                return
+            self._stop_listening(lh)
+            stack.runtime.flush()
+        _csocket.socket.shutdown(self, _socket.SHUT_RD)
+
     def _accept(self) -> tuple[int, Any]:
         if self._listen is None:
             raise oserror(errno.EBADF if self._gone else errno.EINVAL)
@@ -381,6 +431,8 @@ class StreamSocket(StreamOptions, StreamIO):
             if h is not None:
                 h.name = b""
                 h._unsink()
+                if h.eng is None and self._listen is not None:
+                    self._listen.dead.pop(name, None)  # (reset before this accept)
         if h is None:  # accepted in another process (a pre-forked worker): a plain stream
             return sock, format_address(self.family, None, 0)
         sock._h = h
@@ -760,12 +812,40 @@ class StreamSocket(StreamOptions, StreamIO):
             # the object lets go of the connection (or listener): its calls now fail with
             # EBADF, as Linux's, and its close leaves the descriptor's connection alone
             self._gone = True
-            if self._h is not None:
+            if self._h is not None and self._h.app is self:
                 self._h.app = None
             self._h = None
             self._listen = None
             stack._sockets.discard(self)
         return super().detach()
+
+    def dup(self) -> StreamSocket:
+        """A second socket object on the same connection (``socket.dup``): a duplicate of
+        the descriptor (paired first) sharing the connection's handle; the connection stays
+        open until the last of them is closed, as Linux's.  A listening, connecting or
+        unconnected socket: EOPNOTSUPP (the stack's listener and port belong to one
+        object)."""
+        if self._gone:
+            raise oserror(errno.EBADF)
+        h = self._h
+        if h is None or h.connecting or h.failed or self._listen is not None \
+                or self._pid != _Pid.value:
+            raise OSError(errno.EOPNOTSUPP,
+                          "dup() of an unconnected or listening ioth socket is not supported")
+        self._materialize()
+        fd = os.dup(_fileno(self))
+        try:
+            sock = StreamSocket(self._stack, self._fam, _socket.SOCK_STREAM, self._proto,
+                                _fileno=fd, _handle=h)
+        except BaseException:
+            os.close(fd)
+            raise
+        own = self.__dict__
+        for name in _DUP_STATE:
+            if name in own:
+                sock.__dict__[name] = own[name]
+        sock.settimeout(self.gettimeout())
+        return sock
 
     def _fill_junk(self) -> int:
         """Make the application end unwritable until the handshake ends; returns bytes written."""
@@ -794,11 +874,7 @@ class StreamSocket(StreamOptions, StreamIO):
         with stack.lock:
             lh = self._listen
             if lh is not None:
-                self._listen = None
-                lh.sinks.pop(self._v(), None)
-                if not lh.sinks:
-                    self._tcp.by_listener.pop(lh.listener, None)
-                    self._tcp.layer.close_listener(lh.listener, stack.now())
+                self._stop_listening(lh)
             h = self._h
             inline = False
             hold = h.hold if h is not None else 0
@@ -858,7 +934,7 @@ class StreamSocket(StreamOptions, StreamIO):
             if spare is not None:
                 self._spare = None
                 spare.close()
-            if h is not None:
+            if h is not None and h.app is self:
                 h.app = None
             self._h = None  # (later calls: EBADF; a thread inside one keeps its handle)
             stack._sockets.discard(self)

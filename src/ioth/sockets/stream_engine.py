@@ -827,7 +827,13 @@ class StreamHandle:
         if self.tcp.by_conn.get(self.conn) is self:
             del self.tcp.by_conn[self.conn]
         if self.name:
-            self.tcp.pending.pop(self.name, None)
+            sink = self.sink
+            if self.error and sink is not None and not self.tcp.stack.closed:
+                # reset before accept: Linux's accept still gives the connection, its first
+                # read the error (kept for StreamSocket.accept until the listener closes)
+                sink.dead[self.name] = None
+            else:
+                self.tcp.pending.pop(self.name, None)
         self._unsink()
         self._wake_waiters()
 
@@ -892,6 +898,9 @@ class ListenHandle:
         self.hold = 0
         self.direct = 0  # connections accepted that way
         self.inodes: dict[int, int] = {}  # family (4/6) -> inode of the listening descriptor
+        # names of engine ends reset before accept, kept in TcpSockets.pending (see
+        # StreamHandle._teardown) until accepted or the listener closes
+        self.dead: dict[bytes, None] = {}
         listener.recount = self.recount
 
     def recount(self) -> None:

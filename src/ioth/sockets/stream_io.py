@@ -52,6 +52,7 @@ class StreamIO(IothSocket):
 
     if TYPE_CHECKING:
         def _materialize(self) -> None: ...
+        def _shutdown_listener(self, how: int) -> None: ...
 
     def _before_recvmsg(self) -> bool:
         """recvmsg/recvmsg_into's checks; True: the connection failed (its error raised, or
@@ -568,6 +569,9 @@ class StreamIO(IothSocket):
 
     def shutdown(self, how: int) -> None:
         """Half-close: SHUT_WR sends FIN after the queued data; SHUT_RD stops reading."""
+        if self._listen is not None:
+            self._shutdown_listener(how)
+            return
         if self._h is None:
             raise oserror(errno.EBADF if self._gone else errno.ENOTCONN)
         if how not in (_socket.SHUT_RD, _socket.SHUT_WR, _socket.SHUT_RDWR):
