@@ -83,6 +83,18 @@ class Peer:
         with inside(self.ns.name):
             return socket.socket(family, socket.SOCK_STREAM)
 
+    def link_local(self, wait: float = 4.0) -> str:
+        """The peer's IPv6 link-local address on the link (once its DAD is done)."""
+        import time
+        deadline = time.monotonic() + wait
+        while True:
+            text = self.ns.sh(f"ip -6 -o addr show dev {self.dev} scope link").stdout
+            if "fe80" in text and "tentative" not in text:
+                return text.split()[3].split("/")[0]
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no link-local address on the peer: {text!r}")
+            time.sleep(0.1)
+
     def silence(self, on: bool) -> None:
         """Drop (True) or stop dropping (False) every frame the peer sends to the DUT."""
         verb = "replace" if on else "del"
@@ -95,9 +107,10 @@ class Dut:
     create_server, socketserver, http.client) make DUT sockets: ``ioth.use(stack)`` for
     an ioth stack, the DUT's namespace for the kernel."""
 
-    def __init__(self, make: Factory, ambient: Callable[[], Any]) -> None:
+    def __init__(self, make: Factory, ambient: Callable[[], Any], ifindex: int) -> None:
         self._make = make
         self.ambient = ambient
+        self.ifindex = ifindex  # (the index of the DUT's interface towards the peer)
 
     def __call__(self, family: int = socket.AF_INET6) -> Any:
         return self._make(family)
@@ -123,15 +136,21 @@ def setup6(kind: str) -> Iterator[tuple[Factory, Factory]]:
             _tcp_ready(stack)
             import ioth
             yield Peer(ns, tap), Dut(lambda family: isocket(stack, family, socket.SOCK_STREAM),
-                                     lambda: ioth.use(stack))
+                                     lambda: ioth.use(stack), stack.if_nametoindex("vde0"))
     else:
         with netns("rk6") as peer, netns("rd6") as dut:
+            # (no DAD on the pair: the link-local addresses are usable at once, as the
+            # ioth stack's are after kernel_lan's wait_dad)
             peer.sh(f"ip link add va type veth peer name vb netns {dut.name} && "
+                    f"sysctl -qw net.ipv6.conf.va.accept_dad=0 && "
                     f"ip addr add 192.0.2.1/24 dev va && ip addr add {PEER6}/64 dev va nodad"
                     f" && ip link set va up")
-            dut.sh(f"ip addr add 192.0.2.2/24 dev vb && ip addr add {DUT6}/64 dev vb nodad"
+            dut.sh(f"sysctl -qw net.ipv6.conf.vb.accept_dad=0 && "
+                   f"ip addr add 192.0.2.2/24 dev vb && ip addr add {DUT6}/64 dev vb nodad"
                    f" && ip link set vb up")
-            yield Peer(peer, "va"), Dut(_kernel6(dut.name), lambda: inside(dut.name))
+            with inside(dut.name):
+                index = socket.if_nametoindex("vb")
+            yield Peer(peer, "va"), Dut(_kernel6(dut.name), lambda: inside(dut.name), index)
 
 
 def params(scenarios: list[Scenario], bugs: dict[Scenario, str]) -> list[Any]:
