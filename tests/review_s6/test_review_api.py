@@ -427,8 +427,6 @@ SCENARIOS: list[Scenario] = [
     shutdown_wakes_a_blocked_accept, connect_to_port_zero, recv_zero_unconnected,
     listen_without_bind, shutdown_bad_how]
 BUGS: dict[Scenario, str] = {
-    connect_to_port_zero: "connect to port 0: EINVAL (Linux: the SYN goes out, "
-                          "ECONNREFUSED)",
 }
 
 

@@ -142,7 +142,7 @@ class TcpConnection(InputMixin, OutputMixin, RecoveryMixin, BufferMixin):
         """Active OPEN (RFC 9293 3.10.1): send a SYN and enter SYN-SENT."""
         if self.state is not _CLOSED or self._had_connection:
             raise _oserror(_errno.EISCONN, f"connection is {self.state}")
-        if not self.remote[1]:
+        if not self.remote[0]:  # (port 0 is a destination: Linux sends the SYN)
             raise _oserror(_errno.EDESTADDRREQ, "no remote address")
         self._init_send(now)
         self.state = _SYN_SENT

@@ -633,8 +633,9 @@ class TcpLayer:
         """Active open from ``src``:``sport`` (0: ephemeral) to ``dst``:``dport``; sends the SYN."""
         if len(src) != len(dst) or len(dst) not in (4, 16):
             raise OSError(_errno.EINVAL, "source and destination addresses of different families")
-        if not 0 < dport < 65536 or not 0 <= sport < 65536:
-            raise OSError(_errno.EINVAL, f"bad port {dport if not 0 < dport < 65536 else sport}")
+        # (port 0 is a destination like any other: Linux sends the SYN, the peer refuses it)
+        if not 0 <= dport < 65536 or not 0 <= sport < 65536:
+            raise OSError(_errno.EINVAL, f"bad port {dport if not 0 <= dport < 65536 else sport}")
         if len(self.connections) >= self.max_connections:
             self.table_full += 1
             raise OSError(_errno.ENOBUFS, "too many TCP connections")
