@@ -62,6 +62,35 @@ def os_write_order(peer: Factory, dut: Factory) -> list[Any]:
     return out
 
 
+def mixed_send_calls(peer: Factory, dut: Factory) -> list[Any]:
+    """send, sendmsg, sendfile, send with MSG_DONTWAIT, sendall, each a few bytes, back to
+    back: the peer gets them in call order."""
+    import tempfile
+    lst, k, d = _conn(peer, dut)
+    with tempfile.TemporaryFile() as f:
+        f.write(b"[file]")
+        f.seek(0)
+        d.send(b"1")
+        d.sendmsg([b"2", b"3"])
+        d.send(b"4")
+        d.sendfile(f)
+        d.send(b"5", socket.MSG_DONTWAIT)
+        d.sendall(b"6")
+        d.sendmsg([b"7"])
+        d.sendall(b"8")
+    d.shutdown(socket.SHUT_WR)
+    got = b""
+    k.settimeout(5)
+    while True:
+        chunk = k.recv(100)
+        if not chunk:
+            break
+        got += chunk
+    out: list[Any] = [got]
+    close_all(d, k, lst)
+    return out
+
+
 def os_read_mixed(peer: Factory, dut: Factory) -> list[Any]:
     """os.read on fileno() mixed with recv: the bytes in order; os.read at EOF gives b""."""
     lst, k, d = _conn(peer, dut)
@@ -122,7 +151,8 @@ def path_mtu(peer: Factory, dut: Factory) -> list[Any]:
     return out
 
 
-SCENARIOS: list[Scenario] = [fcntl_nonblocking, os_write_order, os_read_mixed, bind_to_device,
+SCENARIOS: list[Scenario] = [fcntl_nonblocking, os_write_order, mixed_send_calls, os_read_mixed,
+                             bind_to_device,
                              freebind,
                              peer_credentials, path_mtu]
 BUGS: dict[Scenario, str] = {
