@@ -9,6 +9,7 @@ parent's close sends nothing, the child's bytes arrive, then the child's close i
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import time
 from typing import Any
@@ -82,6 +83,26 @@ def forked_child_closes_first(peer: Factory, dut: Factory) -> list[Any]:
     return out
 
 
+def parent_and_child_take_turns(peer: Factory, dut: Factory) -> list[Any]:
+    """The parent sends, a forked child sends and exits, the parent sends again: the peer
+    gets the three in that order (one byte stream, as on Linux)."""
+    lst, k, d = _conn(peer, dut)
+    d.sendall(b"parent-1,")
+    pid = _fork(lambda: d.sendall(b"child,"))
+    out: list[Any] = [_wait(pid)]
+    d.sendall(b"parent-2")
+    d.shutdown(socket.SHUT_WR)
+    got = b""
+    while True:
+        chunk = k.recv(100)
+        if not chunk:
+            break
+        got += chunk
+    out.append(got)
+    close_all(d, k, lst)
+    return out
+
+
 def descriptor_to_a_program(peer: Factory, dut: Factory) -> list[Any]:
     """The descriptor passed to a shell (pass_fds) that writes a line to it; the parent
     then closes: the peer gets the line, then EOF."""
@@ -96,7 +117,7 @@ def descriptor_to_a_program(peer: Factory, dut: Factory) -> list[Any]:
 
 
 SCENARIOS: list[Scenario] = [forked_child_serves, forked_child_closes_first,
-                             descriptor_to_a_program]
+                             descriptor_to_a_program, parent_and_child_take_turns]
 BUGS: dict[Scenario, str] = {}
 
 
