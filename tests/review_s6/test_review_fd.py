@@ -160,14 +160,6 @@ BUGS: dict[Scenario, str] = {
                     "arrive after the second (b'one,threetwo,'; Linux: in order)",
     fcntl_nonblocking: "with O_NONBLOCK set by fcntl on fileno() a recv on the (blocking) "
                        "socket object waits for data (Linux: BlockingIOError at once)",
-    bind_to_device: "SO_BINDTODEVICE to a device that does not exist is accepted (Linux: "
-                    "ENODEV)",
-    freebind: "IP_FREEBIND is not known (getsockopt ENOPROTOOPT) and a bind of a foreign "
-              "address with it set fails EADDRNOTAVAIL (Linux: 1, bound)",
-    peer_credentials: "getsockopt(SO_PEERCRED) raises ENOPROTOOPT (Linux on TCP: pid 0, "
-                      "uid -1, gid -1)",
-    path_mtu: "getsockopt(IP_MTU) raises ENOPROTOOPT (Linux: ENOTCONN unconnected, 1500 "
-              "connected)",
 }
 
 

@@ -274,7 +274,8 @@ class StreamSocket(StreamOptions, StreamIO):
                 if self._v6only and len(addr) == 16 and addr != unmap(addr):
                     raise oserror(errno.EINVAL)  # (Linux: no IPv4 for a V6ONLY socket)
                 plain = unmap(addr)
-                if plain != b"\0" * len(plain) and not self._is_local(plain):
+                if plain != b"\0" * len(plain) and not self._is_local(plain) \
+                        and not self._freebind:  # (IP_FREEBIND: any address)
                     raise oserror(errno.EADDRNOTAVAIL)
                 if plain == b"\0" * len(plain):
                     addr = None

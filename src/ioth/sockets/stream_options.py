@@ -20,7 +20,12 @@ Options with an effect (the value read back is what Linux reads back):
   ``ttl``, ``tos``, ``hop_limit``, ``tclass``: in the headers of the connection's packets),
   IPV6_V6ONLY.
 
-Accepted and read back as Linux, **without effect** in ioth: SO_RCVLOWAT, SO_OOBINLINE,
+Also: IP_FREEBIND / IPV6_FREEBIND (bind may name an address the stack does not have),
+SO_PEERCRED (Linux's answer for TCP: pid 0, uid and gid -1), IP_MTU / IPV6_MTU (the path MTU
+of a connected socket, ENOTCONN before).
+
+Accepted and read back as Linux, **without effect** in ioth: SO_BINDTODEVICE (ENODEV for a
+name that is not one of the stack's interfaces), SO_RCVLOWAT, SO_OOBINLINE,
 SO_BROADCAST, SO_PRIORITY, SO_DONTROUTE, TCP_QUICKACK, TCP_CORK,
 TCP_DEFER_ACCEPT, TCP_NOTSENT_LOWAT.  SO_SNDLOWAT cannot be set (ENOPROTOOPT, as Linux).
 Other options are accepted and ignored.  A socket accepted from a listener starts with the
@@ -81,9 +86,15 @@ _BOOL_OPTS = frozenset(((SOL, _socket.SO_OOBINLINE), (SOL, _socket.SO_BROADCAST)
 _IP_FIELDS = {(IP, _socket.IP_TTL): "ttl", (IP, _socket.IP_TOS): "tos",
               (IP6, _socket.IPV6_UNICAST_HOPS): "hop_limit",
               (IP6, getattr(_socket, "IPV6_TCLASS", 67)): "tclass"}
+SO_BINDTODEVICE = getattr(_socket, "SO_BINDTODEVICE", 25)
+IP_FREEBIND = getattr(_socket, "IP_FREEBIND", 15)
+IPV6_FREEBIND = 78
+IP_MTU = getattr(_socket, "IP_MTU", 14)
+IPV6_MTU = getattr(_socket, "IPV6_MTU", 24)
 #: what an accepted socket takes from its listener (the attributes set on the listener)
 _INHERITED = ("_nodelay", "_keepalive", "_overrides", "_sndbuf", "_rcvbuf", "_bufs_set",
-              "_linger", "_linger0", "_reuse", "_reuseport", "_opts", "_timeo", "_rcvtimeo")
+              "_linger", "_linger0", "_reuse", "_reuseport", "_opts", "_timeo", "_rcvtimeo",
+              "_freebind", "_device")
 
 
 _LINGER_DONE = frozenset((State.FIN_WAIT_2, State.TIME_WAIT, State.CLOSED))
@@ -136,6 +147,8 @@ class StreamOptions(IothSocket):
     _opts: Mapping[tuple[int, int], int] = MappingProxyType({})  # values of _STORED options
     _inherit: dict[str, Any] | None = None  # what an accepted socket takes (_INHERITED)
     _timeo: Mapping[int, bytes] = MappingProxyType({})  # SO_RCVTIMEO/SO_SNDTIMEO as kept
+    _freebind = False  # IP_FREEBIND / IPV6_FREEBIND: bind may name an address not ours
+    _device = b""  # SO_BINDTODEVICE: an interface of the stack (kept, no effect on routing)
 
     def _apply_timeo(self) -> None:
         """An accepted socket: the listener's SO_RCVTIMEO/SO_SNDTIMEO (in ``_timeo``, taken
@@ -274,6 +287,12 @@ class StreamOptions(IothSocket):
                     self._rcvtimeo = sec + usec / 1e6
             elif option == _socket.SO_SNDLOWAT:
                 raise oserror(errno.ENOPROTOOPT)
+            elif option == SO_BINDTODEVICE:
+                name = (value.encode() if isinstance(value, str) else raw).split(b"\0")[0]
+                ifaces = self._stack.core.ifaces.values()
+                if name and not any(i.name.encode() == name for i in ifaces):
+                    raise oserror(errno.ENODEV)
+                self._device = name
             elif key in _STORED:
                 if option == _socket.SO_RCVLOWAT:
                     ival = (0x7FFFFFFF if ival < 0 else ival) or 1
@@ -318,6 +337,8 @@ class StreamOptions(IothSocket):
                 self._store(key, int(bool(ival)) if key in _BOOL_OPTS else int(ival))
         elif level == IP6 and self.family != _socket.AF_INET6:
             raise oserror(errno.ENOPROTOOPT)
+        elif key in ((IP, IP_FREEBIND), (IP6, IPV6_FREEBIND)):
+            self._freebind = bool(ival)
         elif key in _IP_FIELDS:
             field = _IP_FIELDS[key]
             if field in ("tos", "tclass"):
@@ -357,6 +378,15 @@ class StreamOptions(IothSocket):
         if level == SOL and option == _socket.SO_LINGER:
             data = struct.pack("=ii", *self._linger)
             return data[:buflen] if buflen else self._linger[0]
+        if level == SOL and option == SO_BINDTODEVICE:
+            if not self._device:
+                return b"" if buflen else 0
+            if buflen < 16:  # (Linux: IFNAMSIZ at least)
+                raise oserror(errno.EINVAL)
+            return self._device + b"\0"
+        if level == SOL and option == _socket.SO_PEERCRED:
+            data = struct.pack("=iii", 0, -1, -1)  # (Linux: no credentials for TCP)
+            return data[:buflen] if buflen else 0
         if level == SOL and option in (_socket.SO_RCVTIMEO, _socket.SO_SNDTIMEO):
             if _csocket.socket.fileno(self) < 0:
                 data = bytes(_TIMEVAL.size)  # (no descriptor yet: none was set)
@@ -438,7 +468,14 @@ class StreamOptions(IothSocket):
                 if option == getattr(_socket, "TCP_SYNCNT", 7):
                     return int(self._overrides.get("syn_retries",
                                                    self._tcp.layer.policy.syn_retries))
-            elif level == IP6:
+            if key in ((IP, IP_MTU), (IP6, IPV6_MTU)):
+                if h is None or h.connecting or h.conn.state in (State.CLOSED, State.LISTEN):
+                    raise oserror(errno.ENOTCONN)
+                remote = h.conn.remote[0]
+                return int(self._tcp.layer.mss_for(remote) + (60 if len(remote) == 16 else 40))
+            if key in ((IP, IP_FREEBIND), (IP6, IPV6_FREEBIND)):
+                return int(self._freebind)
+            if level == IP6:
                 if self.family != _socket.AF_INET6:
                     raise oserror(errno.EOPNOTSUPP)
                 if option == _socket.IPV6_V6ONLY:
