@@ -37,6 +37,9 @@ Where these sockets differ from Linux's, deliberately:
 * after a refused non-blocking connect the socket's next connect gets a fresh descriptor of
   the same number (an AF_UNIX stream connects once): select and poll go on, an epoll
   registration made before is lost (a blocking connect's descriptor is kept).
+* no urgent data (MSG_OOB) yet: a send with MSG_OOB sends ordinary bytes and the peer's
+  urgent byte is read inline (the TCP layer does not carry the urgent pointer; an AF_UNIX
+  stream's own MSG_OOB has Linux's TCP semantics and could carry it to the application end).
 
 The code, by module: this one holds :class:`StreamSocket` (creation, addresses, listen and
 accept, connect and pairing, close) and the knobs it reads (``LAZY_PAIR``, ``LAZY_FD``,
@@ -442,6 +445,8 @@ class StreamSocket(StreamOptions, StreamIO):
             sock.__dict__ |= self._inherit
             if self._timeo:
                 sock._apply_timeo()
+            if self._bufs_set:
+                _bigbuf(sock, sock._sndbuf)  # (SO_SNDBUF: what the application may queue)
         if _socket.getdefaulttimeout() is None and self.gettimeout():
             sock.setblocking(True)
         conn = h.conn
@@ -705,6 +710,9 @@ class StreamSocket(StreamOptions, StreamIO):
             return
         fresh = _csocket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
+            for opt in (_socket.SO_RCVTIMEO, _socket.SO_SNDTIMEO):  # (kept by the descriptor)
+                fresh.setsockopt(_socket.SOL_SOCKET, opt, _csocket.socket.getsockopt(
+                    self, _socket.SOL_SOCKET, opt, 16))
             os.dup2(fresh.fileno(), fd, inheritable=False)
         finally:
             fresh.close()
@@ -760,7 +768,7 @@ class StreamSocket(StreamOptions, StreamIO):
         epoll registrations made before ``connect`` stay valid, as with a kernel socket) to a
         new engine end, through the layer's abstract AF_UNIX rendezvous listener."""
         eng = self._tcp.pair(self._ensure_fd())
-        _bigbuf(self)  # (the engine end is sized lazily, see StreamHandle._update)
+        _bigbuf(self, self._sndbuf)  # (the engine end is sized lazily, see StreamHandle._update)
         return eng
 
     def _materialize(self) -> None:
@@ -781,7 +789,7 @@ class StreamSocket(StreamOptions, StreamIO):
                 h.junk = self._fill_junk()
                 self._junked = True
             else:
-                _bigbuf(self)
+                _bigbuf(self, self._sndbuf)
             if h.eof_in:  # shut down for writing while unpaired: the descriptor says so too
                 _csocket.socket.shutdown(self, _socket.SHUT_WR)
             h.attach(eng)

@@ -48,6 +48,7 @@ class StreamIO(IothSocket):
     _rd_shut: bool
     _got: int
     _rcvtimeo: float
+    _sndbuf: int
     _listen: ListenHandle | None
 
     if TYPE_CHECKING:
@@ -73,14 +74,20 @@ class StreamIO(IothSocket):
         """Receive through the descriptor."""
         if self._before_recvmsg():
             return b"", [], 0, None
-        return super().recvmsg(bufsize, ancbufsize, flags)
+        try:
+            return super().recvmsg(bufsize, ancbufsize, flags)
+        except ConnectionResetError:
+            raise self._reset_error() from None
 
     def recvmsg_into(self, buffers: Any, ancbufsize: int = 0,
                      flags: int = 0) -> tuple[int, list[tuple[int, int, bytes]], int, Any]:
         """Receive through the descriptor."""
         if self._before_recvmsg():
             return 0, [], 0, None
-        return super().recvmsg_into(buffers, ancbufsize, flags)
+        try:
+            return super().recvmsg_into(buffers, ancbufsize, flags)
+        except ConnectionResetError:
+            raise self._reset_error() from None
 
     def _failed_io(self, h: StreamHandle, write: bool = False) -> None:
         """A read or write after a failed connect: the connect's error if nobody took it
@@ -102,7 +109,7 @@ class StreamIO(IothSocket):
         h = self._h
         if h is not None and not h.connecting:
             self._junked = False
-            _bigbuf(self)
+            _bigbuf(self, self._sndbuf)
 
     # -- data ------------------------------------------------------------------------------------
     def _pending_error(self) -> int:
