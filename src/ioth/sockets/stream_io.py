@@ -48,7 +48,6 @@ class StreamIO(IothSocket):
     _rd_shut: bool
     _got: int
     _rcvtimeo: float
-    _sndbuf: int
     _listen: ListenHandle | None
 
     if TYPE_CHECKING:
@@ -109,7 +108,7 @@ class StreamIO(IothSocket):
         h = self._h
         if h is not None and not h.connecting:
             self._junked = False
-            _bigbuf(self, self._sndbuf)
+            _bigbuf(self)
 
     # -- data ------------------------------------------------------------------------------------
     def _pending_error(self) -> int:
