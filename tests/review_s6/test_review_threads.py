@@ -321,10 +321,6 @@ SCENARIOS: list[Scenario] = [
     sendall_then_close_delivers, negative_recv_size, sendfile_ranges, message_calls,
     names_and_ports, repr_text]
 BUGS: dict[Scenario, str] = {
-    message_calls: "recvmsg/recvmsg_into return the AF_UNIX pair's peer name (bytes such as "
-                   "b'\\x00\\xedn...') as the address (Linux: None)",
-    repr_text: "repr() shows family=<AddressFamily.AF_INET: 2>, type=<SocketKind...> and no "
-               "'[closed]' once closed (Linux's socket.socket: family=2, type=1, [closed])",
 }
 
 

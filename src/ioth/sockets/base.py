@@ -82,8 +82,9 @@ class IothSocket(_socket.socket):
     def __repr__(self) -> str:
         closed = getattr(self, "_closed", False)
         fd = _socket.socket.fileno(self)  # (not self.fileno(): a repr must not pair a socket)
-        s = (f"<ioth.{type(self).__name__} fd={fd}, family={self.family!r}, "
-             f"type={self.type!r}, proto={self.proto}")
+        # (socket.socket's layout: family and type as numbers, "[closed]" once closed)
+        s = (f"<ioth.{type(self).__name__}{' [closed]' if closed else ''} fd={fd}, "
+             f"family={int(self.family)}, type={int(self.type)}, proto={self.proto}")
         if not closed:
             try:
                 s += f", laddr={self.getsockname()}"

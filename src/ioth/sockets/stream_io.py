@@ -74,9 +74,10 @@ class StreamIO(IothSocket):
         if self._before_recvmsg():
             return b"", [], 0, None
         try:
-            return super().recvmsg(bufsize, ancbufsize, flags)
+            data, anc, mflags, _ = super().recvmsg(bufsize, ancbufsize, flags)
         except ConnectionResetError:
             raise self._reset_error() from None
+        return data, anc, mflags, None  # (a stream has no source address: not the pair's)
 
     def recvmsg_into(self, buffers: Any, ancbufsize: int = 0,
                      flags: int = 0) -> tuple[int, list[tuple[int, int, bytes]], int, Any]:
@@ -84,9 +85,10 @@ class StreamIO(IothSocket):
         if self._before_recvmsg():
             return 0, [], 0, None
         try:
-            return super().recvmsg_into(buffers, ancbufsize, flags)
+            n, anc, mflags, _ = super().recvmsg_into(buffers, ancbufsize, flags)
         except ConnectionResetError:
             raise self._reset_error() from None
+        return n, anc, mflags, None  # (a stream has no source address: not the pair's)
 
     def _failed_io(self, h: StreamHandle, write: bool = False) -> None:
         """A read or write after a failed connect: the connect's error if nobody took it
