@@ -445,6 +445,8 @@ class StreamSocket(StreamOptions, StreamIO):
             sock.__dict__ |= self._inherit
             if self._timeo:
                 sock._apply_timeo()
+            if self._bufs_set:
+                _bigbuf(sock, sock._sndbuf)  # (SO_SNDBUF: what the application may queue)
         if _socket.getdefaulttimeout() is None and self.gettimeout():
             sock.setblocking(True)
         conn = h.conn
@@ -766,7 +768,7 @@ class StreamSocket(StreamOptions, StreamIO):
         epoll registrations made before ``connect`` stay valid, as with a kernel socket) to a
         new engine end, through the layer's abstract AF_UNIX rendezvous listener."""
         eng = self._tcp.pair(self._ensure_fd())
-        _bigbuf(self)  # (the engine end is sized lazily, see StreamHandle._update)
+        _bigbuf(self, self._sndbuf)  # (the engine end is sized lazily, see StreamHandle._update)
         return eng
 
     def _materialize(self) -> None:
@@ -787,7 +789,7 @@ class StreamSocket(StreamOptions, StreamIO):
                 h.junk = self._fill_junk()
                 self._junked = True
             else:
-                _bigbuf(self)
+                _bigbuf(self, self._sndbuf)
             if h.eof_in:  # shut down for writing while unpaired: the descriptor says so too
                 _csocket.socket.shutdown(self, _socket.SHUT_WR)
             h.attach(eng)

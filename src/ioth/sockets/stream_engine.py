@@ -70,14 +70,15 @@ class _Lazy:
     layers: weakref.WeakSet[TcpSockets] = weakref.WeakSet()
 
 
-def _bigbuf(s: Any) -> None:
+def _bigbuf(s: Any, size: int = BUF) -> None:
     """A big send buffer for one end of an AF_UNIX stream (the sender's buffer is what limits
-    an AF_UNIX stream: the receive buffer size is not used)."""
+    an AF_UNIX stream: the receive buffer size is not used); ``size``: the application end of
+    a socket whose SO_SNDBUF was set (what it may queue is bounded as on Linux)."""
     try:
-        _csocket.socket.setsockopt(s, _socket.SOL_SOCKET, SO_SNDBUFFORCE, BUF)
+        _csocket.socket.setsockopt(s, _socket.SOL_SOCKET, SO_SNDBUFFORCE, size)
     except OSError:
         try:
-            _csocket.socket.setsockopt(s, _socket.SOL_SOCKET, _socket.SO_SNDBUF, BUF)
+            _csocket.socket.setsockopt(s, _socket.SOL_SOCKET, _socket.SO_SNDBUF, size)
         except OSError:
             pass
 

@@ -48,6 +48,7 @@ class StreamIO(IothSocket):
     _rd_shut: bool
     _got: int
     _rcvtimeo: float
+    _sndbuf: int
     _listen: ListenHandle | None
 
     if TYPE_CHECKING:
@@ -110,7 +111,7 @@ class StreamIO(IothSocket):
         h = self._h
         if h is not None and not h.connecting:
             self._junked = False
-            _bigbuf(self)
+            _bigbuf(self, self._sndbuf)
 
     # -- data ------------------------------------------------------------------------------------
     def _pending_error(self) -> int:

@@ -44,6 +44,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ioth.sockets.base import SO_REUSEPORT, IothSocket, oserror
+from ioth.sockets.stream_engine import _bigbuf
 from ioth.stack.tcp.connection import State
 from ioth.stack.tcp.info import LINUX_STATE, TCP_INFO_SIZE, pack_tcp_info
 from ioth.stack.tcp.layer import BIND_REUSE, BIND_REUSEPORT, BIND_V6ONLY
@@ -274,6 +275,9 @@ class StreamOptions(IothSocket):
                 size = max(2 * n, SOCK_MIN_SNDBUF if snd else SOCK_MIN_RCVBUF)
                 if snd:
                     self._sndbuf = size
+                    if h is not None and not h.lazy and not self._junked \
+                            and _csocket.socket.fileno(self) >= 0:
+                        _bigbuf(self, size)  # (what the application may queue, as Linux)
                 else:
                     self._rcvbuf = size
                 self._bufs_set = True
