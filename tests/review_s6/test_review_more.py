@@ -63,6 +63,45 @@ def connect_ex_with_timeout(peer: Factory, dut: Factory) -> list[Any]:
     return out
 
 
+def connect_timeout_then_completes(peer: Factory, dut: Factory) -> list[Any]:
+    """connect times out (the peer's queue is full, its SYN dropped); the peer then makes
+    room: the attempt, still going, completes with the SYN's retransmission; a second
+    connect then reports it (Linux: None) and the connection carries data both ways."""
+    lst = peer()
+    lst.bind((PEER_IP, 0))
+    lst.listen(0)
+    fill = []
+    for _ in range(2):
+        f = peer()
+        f.setblocking(False)
+        f.connect_ex(lst.getsockname())
+        fill.append(f)
+        time.sleep(0.05)
+    c = dut()
+    c.settimeout(0.4)
+    out: list[Any] = [tryit(lambda: c.connect(lst.getsockname()))]
+    lst.setblocking(False)
+    accepted = []
+    port = c.getsockname()[1]
+    deadline = time.monotonic() + 4
+    while time.monotonic() < deadline and not any(addr[1] == port for _, addr in accepted):
+        try:
+            a, addr = lst.accept()
+            accepted.append((a, addr))
+        except BlockingIOError:
+            time.sleep(0.05)
+    mine = [a for a, addr in accepted if addr[1] == port]
+    out.append(len(mine))
+    c.settimeout(3)
+    out.append(tryit(lambda: c.connect(lst.getsockname())))
+    if mine:
+        out.append(tryit(lambda: c.sendall(b"late")))
+        mine[0].settimeout(3)
+        out.append(tryit(lambda: mine[0].recv(10)))
+    close_all(c, *fill, lst, *(a for a, _ in accepted))
+    return out
+
+
 def repeated_shutdowns(peer: Factory, dut: Factory) -> list[Any]:
     """shutdown(SHUT_WR) twice, then SHUT_RD twice, then SHUT_RDWR, on a live connection:
     all succeed; the peer sees one EOF."""
@@ -94,6 +133,7 @@ def names_after_close_of_peer(peer: Factory, dut: Factory) -> list[Any]:
 
 
 SCENARIOS: list[Scenario] = [after_a_refused_connect, connect_ex_with_timeout,
+                             connect_timeout_then_completes,
                              repeated_shutdowns, names_after_close_of_peer]
 BUGS: dict[Scenario, str] = {
     after_a_refused_connect: "after a refused connect the socket keeps its source address "
