@@ -317,9 +317,6 @@ SCENARIOS: list[Scenario] = [
     shutdown_wakes_a_blocked_connect, sndbuf_bounds_a_nonblocking_sender,
     rcvbuf_bounds_the_peer]
 BUGS: dict[Scenario, str] = {
-    rcvbuf_bounds_the_peer: "SO_RCVBUF 4096 does not close the window of a socket whose "
-                            "descriptor is in use (polled/timeout): the peer sends ~1.7 MB "
-                            "unread (Linux ~13 kB)",
     shutdown_wakes_a_blocked_connect: "shutdown(SHUT_RDWR) from another thread leaves a "
                                       "connect blocked on a silent peer (Linux: it fails "
                                       "with ECONNRESET at once)",

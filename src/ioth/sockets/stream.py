@@ -447,6 +447,7 @@ class StreamSocket(StreamOptions, StreamIO):
                 sock._apply_timeo()
             if self._bufs_set:
                 _bigbuf(sock, sock._sndbuf)  # (SO_SNDBUF: what the application may queue)
+                sock._fit_rcvbuf(h)
         if _socket.getdefaulttimeout() is None and self.gettimeout():
             sock.setblocking(True)
         conn = h.conn
@@ -643,6 +644,8 @@ class StreamSocket(StreamOptions, StreamIO):
             with stack.lock:
                 h.eng = eng
                 h.fd = eng.fileno()
+                if self._bufs_set:
+                    self._fit_rcvbuf(h)
                 if timeout == 0.0:
                     h.junk = self._fill_junk()
                     self._junked = True
@@ -793,6 +796,8 @@ class StreamSocket(StreamOptions, StreamIO):
             if h.eof_in:  # shut down for writing while unpaired: the descriptor says so too
                 _csocket.socket.shutdown(self, _socket.SHUT_WR)
             h.attach(eng)
+            if self._bufs_set:
+                self._fit_rcvbuf(h)
             if self._rd_shut:  # ... and for reading
                 h.shut_rd()
 

@@ -9,8 +9,9 @@ Options with an effect (the value read back is what Linux reads back):
   SO_LINGER (``{1, 0}``: close resets; ``{1, t}``: close waits up to t s for the data to be
   acknowledged), SO_SNDBUF/SO_RCVBUF (doubled and bounded as Linux: at least 4608 / 2304, at
   most twice the stack policy's ``wmem_max`` / ``rmem_max``; a fresh socket reads the stack
-  policy's ``send_buffer`` / ``recv_buffer``: the buffers are per stack, not Linux's sysctls),
-  SO_RCVTIMEO/SO_SNDTIMEO (kept by the descriptor), SO_ERROR, SO_TYPE, SO_DOMAIN,
+  policy's ``send_buffer`` / ``recv_buffer``: the buffers are per stack, not Linux's sysctls;
+  a value set also sizes the AF_UNIX pair: what the application may queue, what waits for it
+  unread), SO_RCVTIMEO/SO_SNDTIMEO (kept by the descriptor), SO_ERROR, SO_TYPE, SO_DOMAIN,
   SO_PROTOCOL, SO_ACCEPTCONN.
 * IPPROTO_TCP: TCP_NODELAY, TCP_CONGESTION, TCP_KEEPIDLE/INTVL/CNT (Linux's ranges),
   TCP_MAXSEG (clamps the MSS advertised and used by the next connection), TCP_SYNCNT (the
@@ -151,6 +152,15 @@ class StreamOptions(IothSocket):
     _freebind = False  # IP_FREEBIND / IPV6_FREEBIND: bind may name an address not ours
     _device = b""  # SO_BINDTODEVICE: an interface of the stack (kept, no effect on routing)
 
+    def _fit_rcvbuf(self, h: StreamHandle) -> None:
+        """SO_RCVBUF set: the engine end's send buffer (what waits in the AF_UNIX pair for
+        the application) is the socket's receive buffer, so that a reader that does not read
+        closes the TCP window as on Linux (instead of the pair's big buffer)."""
+        eng = h.eng
+        if eng is not None and "_rcvbuf" in self.__dict__:
+            _bigbuf(eng, self._rcvbuf)
+            h.bigbuf = True  # (StreamHandle._update does not make it big later)
+
     def _apply_timeo(self) -> None:
         """An accepted socket: the listener's SO_RCVTIMEO/SO_SNDTIMEO (in ``_timeo``, taken
         with the other options) on this socket's descriptor, as Linux's clone has them."""
@@ -280,6 +290,8 @@ class StreamOptions(IothSocket):
                         _bigbuf(self, size)  # (what the application may queue, as Linux)
                 else:
                     self._rcvbuf = size
+                    if h is not None:
+                        self._fit_rcvbuf(h)
                 self._bufs_set = True
             elif option in (_socket.SO_RCVTIMEO, _socket.SO_SNDTIMEO):
                 self._ensure_fd()
