@@ -197,8 +197,6 @@ SCENARIOS: list[Scenario] = [reset_v6, refused_nonblocking_v6, connect_timeout_v
                              accepted_inherits_v6, accepted_v6only,
                              keepalive_after_connect_v6, listener_shutdown_v6]
 BUGS: dict[Scenario, str] = {
-    accepted_v6only: "an accepted socket reads IPV6_V6ONLY 0 although its listener set it "
-                     "(Linux: 1, cloned)",
 }
 
 

@@ -96,7 +96,7 @@ IPV6_MTU = getattr(_socket, "IPV6_MTU", 24)
 #: what an accepted socket takes from its listener (the attributes set on the listener)
 _INHERITED = ("_nodelay", "_keepalive", "_overrides", "_sndbuf", "_rcvbuf", "_bufs_set",
               "_linger", "_linger0", "_reuse", "_reuseport", "_opts", "_timeo", "_rcvtimeo",
-              "_freebind", "_device")
+              "_freebind", "_device", "_v6only")
 
 
 _LINGER_DONE = frozenset((State.FIN_WAIT_2, State.TIME_WAIT, State.CLOSED))
