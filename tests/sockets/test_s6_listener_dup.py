@@ -109,3 +109,16 @@ def test_dup() -> None:
         assert a.recv(20) == b""
         a.close()
         srv.close()
+
+
+def test_repr_layout() -> None:
+    """repr() as socket.socket's: a descriptor number also before the socket needed one
+    (LAZY_FD), family and type as numbers, "[closed]" once closed."""
+    with lone() as stack:
+        c = isocket(stack, socket.AF_INET, socket.SOCK_STREAM)  # (blocking: no descriptor)
+        assert socket.socket.fileno(c) == -1
+        text = repr(c)
+        assert " fd=-1" not in text and ", family=2, type=1, proto=0" in text, text
+        c.close()
+        assert repr(c).startswith("<ioth.StreamSocket [closed] fd=-1, family=2, type=1"), \
+            repr(c)

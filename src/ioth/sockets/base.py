@@ -82,6 +82,12 @@ class IothSocket(_socket.socket):
     def __repr__(self) -> str:
         closed = getattr(self, "_closed", False)
         fd = _socket.socket.fileno(self)  # (not self.fileno(): a repr must not pair a socket)
+        if fd < 0 and not closed:
+            # a TCP socket without its descriptor yet (LAZY_FD): make it (unpaired), a repr
+            # shows the number a kernel socket would have
+            ensure = getattr(self, "_ensure_fd", None)
+            if ensure is not None:
+                fd = ensure()
         # (socket.socket's layout: family and type as numbers, "[closed]" once closed)
         s = (f"<ioth.{type(self).__name__}{' [closed]' if closed else ''} fd={fd}, "
              f"family={int(self.family)}, type={int(self.type)}, proto={self.proto}")
