@@ -102,6 +102,40 @@ def connect_timeout_then_completes(peer: Factory, dut: Factory) -> list[Any]:
     return out
 
 
+def answers_the_peers_keepalive(peer: Factory, dut: Factory) -> list[Any]:
+    """The peer probes an idle connection (SO_KEEPALIVE, idle 1 s, interval 1 s, 2
+    probes): the DUT answers every probe, so 3.5 s later the peer's connection is alive (a
+    timeout, not ETIMEDOUT) and carries data; the same with a peer that advertised a small
+    MSS (TCP_MAXSEG 1000 on its listener: the DUT's TCP_MAXSEG follows, 988)."""
+    lst = peer()
+    lst.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 1000)
+    lst.bind((PEER_IP, 0))
+    lst.listen(2)
+    lst.settimeout(5)
+    c = dut()
+    c.settimeout(5)
+    c.connect(lst.getsockname())
+    a, _ = lst.accept()
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    a.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 1)
+    a.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
+    a.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 2)
+    a.settimeout(3.5)
+    out: list[Any] = [tryit(lambda: a.recv(10)),
+                      tryit(lambda: c.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG))]
+    c.sendall(b"x" * 5000)
+    got = b""
+    a.settimeout(3)
+    while len(got) < 5000:
+        chunk = a.recv(8192)
+        if not chunk:
+            break
+        got += chunk
+    out.append(len(got))
+    close_all(c, a, lst)
+    return out
+
+
 def repeated_shutdowns(peer: Factory, dut: Factory) -> list[Any]:
     """shutdown(SHUT_WR) twice, then SHUT_RD twice, then SHUT_RDWR, on a live connection:
     all succeed; the peer sees one EOF."""
@@ -133,7 +167,7 @@ def names_after_close_of_peer(peer: Factory, dut: Factory) -> list[Any]:
 
 
 SCENARIOS: list[Scenario] = [after_a_refused_connect, connect_ex_with_timeout,
-                             connect_timeout_then_completes,
+                             connect_timeout_then_completes, answers_the_peers_keepalive,
                              repeated_shutdowns, names_after_close_of_peer]
 BUGS: dict[Scenario, str] = {
     after_a_refused_connect: "after a refused connect the socket keeps its source address "
