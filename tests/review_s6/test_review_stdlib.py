@@ -181,7 +181,34 @@ def http_client_to_peer(peer: Any, dut: Any) -> list[Any]:
     return out
 
 
-SCENARIOS: list[Scenario] = [create_connection_paths, create_server_dualstack,
+def constructor_flags(peer: Any, dut: Any) -> list[Any]:
+    """socket.socket() as a program calls it: SOCK_NONBLOCK (type, blocking, timeout),
+    the defaults, inheritance and close-on-exec, and the same of an accepted socket."""
+    import fcntl
+
+    def cloexec(s: Any) -> bool:
+        return bool(fcntl.fcntl(s.fileno(), fcntl.F_GETFD) & fcntl.FD_CLOEXEC)
+    with dut.ambient():
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+        s2 = socket.socket()
+        lst = socket.socket(socket.AF_INET6)
+    out: list[Any] = [s.type, s.getblocking(), s.gettimeout(), s.get_inheritable(),
+                      cloexec(s), s2.family, s2.type, s2.proto, s2.get_inheritable(),
+                      tryit(lambda: s2.connect_ex((PEER4, 1)))]
+    lst.bind(("::", 0))
+    lst.listen(1)
+    lst.settimeout(3)
+    k = peer(socket.AF_INET)
+    k.settimeout(3)
+    k.connect((DUT4, lst.getsockname()[1]))
+    a, _ = lst.accept()
+    out += [a.get_inheritable(), cloexec(a), a.proto, a.type, a.family, a.gettimeout(),
+            a.getblocking()]
+    close_all(s, s2, lst, k, a)
+    return out
+
+
+SCENARIOS: list[Scenario] = [constructor_flags, create_connection_paths, create_server_dualstack,
                              create_server_reuse_port, socketserver_threading,
                              http_client_to_peer]
 BUGS: dict[Scenario, str] = {}
