@@ -106,6 +106,20 @@ def os_read_mixed(peer: Factory, dut: Factory) -> list[Any]:
     return out
 
 
+def fromfd_names(peer: Factory, dut: Factory) -> list[Any]:
+    """socket.fromfd(fileno(), AF_INET, SOCK_STREAM) (a dup of the descriptor, as libraries
+    and child processes get it): the copy names the TCP connection and carries its bytes."""
+    lst, k, d = _conn(peer, dut)
+    n = socket.fromfd(d.fileno(), socket.AF_INET, socket.SOCK_STREAM)
+    n.settimeout(3)
+    out: list[Any] = [n.family, tryit(lambda: n.getpeername()) == k.getsockname(),
+                      tryit(lambda: n.getsockname()) == k.getpeername()]
+    k.sendall(b"dup")
+    out.append(tryit(lambda: n.recv(10)))
+    close_all(n, d, k, lst)
+    return out
+
+
 def bind_to_device(peer: Factory, dut: Factory) -> list[Any]:
     """SO_BINDTODEVICE to a device that does not exist: ENODEV; an empty name unbinds."""
     s = dut()
@@ -152,10 +166,12 @@ def path_mtu(peer: Factory, dut: Factory) -> list[Any]:
 
 
 SCENARIOS: list[Scenario] = [fcntl_nonblocking, os_write_order, mixed_send_calls, os_read_mixed,
-                             bind_to_device,
+                             fromfd_names, bind_to_device,
                              freebind,
                              peer_credentials, path_mtu]
 BUGS: dict[Scenario, str] = {
+    fromfd_names: "socket.fromfd of an ioth socket's descriptor names the AF_UNIX pair "
+                  "(getpeername/getsockname; Linux: the TCP connection's addresses)",
     os_write_order: "bytes written with os.write on fileno() between two sendall calls "
                     "arrive after the second (b'one,threetwo,'; Linux: in order)",
     fcntl_nonblocking: "with O_NONBLOCK set by fcntl on fileno() a recv on the (blocking) "
