@@ -445,6 +445,14 @@ class TcpLayer:
                     if self.notify is not None:
                         self.notify(listener)
                 st = conn.state  # (the callback may have changed it)
+            elif (st is _CLOSED and conn.error is not None and conn.snd_una > conn.iss
+                  and not listener.closed):
+                # the handshake's ACK and a reset in one batch: Linux queued the connection
+                # at the ACK and the reset found it there; accept still gives it, its first
+                # read the error (a reset before the ACK of our SYN ends only the request)
+                listener.accept_queue.append(conn)
+                if self.notify is not None:
+                    self.notify(listener)
         if st is _CLOSED:
             la, lp = conn.local
             ra, rp = conn.remote
