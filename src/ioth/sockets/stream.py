@@ -58,7 +58,10 @@ import errno
 import os
 import select
 import socket as _socket
+import sys
 import threading
+import warnings
+import weakref
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -125,8 +128,9 @@ def _pair_before_fork() -> None:
         if stack.closed or not stack.lock.acquire(timeout=2.0):
             continue
         try:
-            for s in list(stack._sockets):
-                if isinstance(s, StreamSocket):
+            for ref in list(stack._sockets):
+                s = ref() if isinstance(ref, _SockRef) else None
+                if s is not None:
                     try:
                         s._materialize()
                     except OSError:
@@ -136,6 +140,21 @@ def _pair_before_fork() -> None:
 
 
 os.register_at_fork(before=_pair_before_fork)
+
+
+class _SockRef(weakref.ref):  # type: ignore[type-arg]
+    """The stack's reference to one of its TCP sockets (in ``Stack._sockets``, a handle's
+    ``app``, the bound ports): weak, so that a socket the application drops without
+    ``close()`` is collected and closed (:meth:`StreamSocket.__del__`), as CPython does
+    with a kernel socket."""
+
+    __slots__ = ()
+
+    def close(self) -> None:
+        """Close the socket if it is still alive (``Stack.close``)."""
+        s = self()
+        if s is not None:
+            s.close()
 
 
 class StreamSocket(StreamOptions, StreamIO):
@@ -202,14 +221,15 @@ class StreamSocket(StreamOptions, StreamIO):
         self._proto = int(proto)
         self._pid = _Pid.value
         self._h: StreamHandle | None = _handle
+        ref = self._ref = _SockRef(self)
         if _handle is not None:
-            _handle.app = self
+            _handle.app = ref
         policy = tcp.layer.policy  # the stack's defaults until setsockopt says otherwise
         self._nodelay = bool(policy.nodelay)
         self._keepalive = bool(policy.keepalive)
         self._accepted_plain = accepted  # an accepted stream (maybe of another process)
         with stack.lock:
-            stack._sockets.add(self)
+            stack._sockets.add(ref)
         if type & _socket.SOCK_NONBLOCK:
             self.setblocking(False)
 
@@ -287,7 +307,7 @@ class StreamSocket(StreamOptions, StreamIO):
             elif tcp.in_use(self, addr, port):
                 raise oserror(errno.EADDRINUSE)
             self._bound = (addr, port)
-            tcp.bound.setdefault(port, []).append(self)
+            tcp.bound.setdefault(port, []).append(self._ref)
 
     def _is_local(self, addr: bytes) -> bool:
         core = self._stack.core
@@ -299,8 +319,8 @@ class StreamSocket(StreamOptions, StreamIO):
         if self._bound is None:
             return
         lst = self._tcp.bound.get(self._bound[1])
-        if lst and self in lst:
-            lst.remove(self)
+        if lst and self._ref in lst:
+            lst.remove(self._ref)
             if not lst:
                 del self._tcp.bound[self._bound[1]]
 
@@ -440,7 +460,7 @@ class StreamSocket(StreamOptions, StreamIO):
         if h is None:  # accepted in another process (a pre-forked worker): a plain stream
             return sock, format_address(self.family, None, 0)
         sock._h = h
-        h.app = sock
+        h.app = sock._ref
         if self._inherit:  # (the listener's options: Linux clones the listening socket)
             sock.__dict__ |= self._inherit
             if self._timeo:
@@ -629,7 +649,7 @@ class StreamSocket(StreamOptions, StreamIO):
                 and self._pid == _Pid.value and self._spare is None
             tcp.by_conn[conn] = h
             self._h = h
-            h.app = self
+            h.app = self._ref
             stack.runtime.flush()
             if lazy:
                 if conn.state is not _SYN_SENT or conn.error is not None:
@@ -826,11 +846,11 @@ class StreamSocket(StreamOptions, StreamIO):
             # the object lets go of the connection (or listener): its calls now fail with
             # EBADF, as Linux's, and its close leaves the descriptor's connection alone
             self._gone = True
-            if self._h is not None and self._h.app is self:
+            if self._h is not None and self._h.app is self._ref:
                 self._h.app = None
             self._h = None
             self._listen = None
-            stack._sockets.discard(self)
+            stack._sockets.discard(self._ref)
         return super().detach()
 
     def dup(self) -> StreamSocket:
@@ -948,10 +968,10 @@ class StreamSocket(StreamOptions, StreamIO):
             if spare is not None:
                 self._spare = None
                 spare.close()
-            if h is not None and h.app is self:
+            if h is not None and h.app is self._ref:
                 h.app = None
             self._h = None  # (later calls: EBADF; a thread inside one keeps its handle)
-            stack._sockets.discard(self)
+            stack._sockets.discard(self._ref)
             if not inline:  # (inline: nothing was queued yet, closed_by_app flushes)
                 stack.runtime.flush()
         _ss.close(self)
@@ -961,3 +981,45 @@ class StreamSocket(StreamOptions, StreamIO):
                 h.closed_by_app()
         if self._linger[0] and h is not None and not self._linger0 and not h.connecting:
             self._linger_wait(h.conn, self._linger[1])
+
+    def __del__(self, _ss: Any = _csocket.socket, _warn: Any = warnings.warn) -> None:
+        """Collected without ``close()``: close it as ``close()`` does (the peer gets the
+        FIN, or a reset for unread bytes; a listener stops listening; the port is freed),
+        with a ResourceWarning, as CPython's finalizer does for a kernel socket.  Every
+        reference the stack keeps is weak (:class:`_SockRef`), so the application's last
+        reference decides.  In a thread that holds the stack lock (the engine delivering,
+        a cyclic collection inside the stack's code) or cannot take it at once, the close
+        is left to the engine thread (the object lives until then); at interpreter
+        shutdown only the descriptor is closed; a forked child closes its copy only."""
+        if self._gone:
+            return
+        ref = self.__dict__.get("_ref")
+        if ref is None:  # (the constructor failed: nothing of the stack's to release)
+            if _ss.fileno(self) >= 0:
+                _ss.close(self)
+            return
+        self._closed = True  # (socket.close's mark: file objects are gone too)
+        stack = self._stack
+        if sys.is_finalizing() or stack.closed:
+            self._gone = True
+            if _ss.fileno(self) >= 0:
+                _ss.close(self)
+            return
+        try:
+            _warn(f"unclosed ioth TCP socket (fd {_ss.fileno(self)})", ResourceWarning,
+                  source=self)
+        except Exception:  # (warnings as errors: an exception in __del__ is only printed)
+            pass
+        lock = stack.lock
+        if self._pid == _Pid.value and (lock._is_owned() or  # type: ignore[attr-defined]
+                                          not lock.acquire(False)):
+            try:
+                stack.runtime.engine.call_soon_threadsafe(self._real_close)
+            except Exception:
+                _ss.close(self)
+            return
+        try:
+            self._real_close()
+        finally:
+            if self._pid == _Pid.value:
+                lock.release()

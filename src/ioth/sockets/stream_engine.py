@@ -119,7 +119,8 @@ class TcpSockets:
         self.by_conn: dict[TcpConnection, StreamHandle] = {}
         self.by_listener: dict[Listener, ListenHandle] = {}
         self.pending: dict[bytes, StreamHandle] = {}
-        self.bound: dict[int, list[StreamSocket]] = {}
+        # the sockets bound to each port (weak references: see stream._SockRef)
+        self.bound: dict[int, list[weakref.ref[StreamSocket]]] = {}
         self.engine = stack.runtime.engine
         self.clock = stack.runtime.clock
         self.core = stack.core
@@ -379,8 +380,9 @@ class TcpSockets:
     # -- local ports ------------------------------------------------------------------------------
     def in_use(self, sock: StreamSocket, addr: bytes | None, port: int) -> bool:
         """Would binding ``sock`` to addr:port conflict (Linux rules, simplified)?"""
-        for other in self.bound.get(port, ()):
-            if other is sock:
+        for ref in self.bound.get(port, ()):
+            other = ref()
+            if other is None or other is sock:  # (None: collected, being closed)
                 continue
             oaddr = other._bound[0] if other._bound else None
             if addr is not None and oaddr is not None and unmap(addr) != unmap(oaddr):
@@ -475,8 +477,8 @@ class StreamHandle:
     # after a failed connect: the engine end, kept connected to the application's
     # descriptor for the socket's next connect (see _teardown)
     spare: _csocket.socket | None = None
-    # the socket object whose descriptor is the application's end (set while that object
-    # holds the handle, under the stack lock): see _poke
+    # a weak reference to the socket object whose descriptor is the application's end (set
+    # while that object holds the handle, under the stack lock): see _poke
     app: Any = None
 
     def __init__(self, tcp: TcpSockets, conn: TcpConnection, eng: _csocket.socket | None,
@@ -769,7 +771,8 @@ class StreamHandle:
         that descriptor with ECONNRESET when it closes (unix_release_sock): POLLERR until
         SO_ERROR or a read takes the error, as on Linux's TCP socket after a reset (the
         socket then reports its own error, see StreamIO._reset_error)."""
-        app = self.app
+        ref = self.app
+        app = ref() if ref is not None else None
         if app is None:
             return
         fd = _csocket.socket.fileno(app)
