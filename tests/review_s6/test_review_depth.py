@@ -316,11 +316,7 @@ SCENARIOS: list[Scenario] = [
     reuseport_member_closes, tcp_info_fields, tcp_info_states,
     shutdown_wakes_a_blocked_connect, sndbuf_bounds_a_nonblocking_sender,
     rcvbuf_bounds_the_peer]
-BUGS: dict[Scenario, str] = {
-    shutdown_wakes_a_blocked_connect: "shutdown(SHUT_RDWR) from another thread leaves a "
-                                      "connect blocked on a silent peer (Linux: it fails "
-                                      "with ECONNRESET at once)",
-}
+BUGS: dict[Scenario, str] = {}
 
 
 @pytest.mark.parametrize(("scenario", "kind"), params(SCENARIOS, BUGS))

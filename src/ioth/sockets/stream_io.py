@@ -585,6 +585,17 @@ class StreamIO(IothSocket):
             raise oserror(errno.EBADF if self._gone else errno.ENOTCONN)
         if how not in (_socket.SHUT_RD, _socket.SHUT_WR, _socket.SHUT_RDWR):
             raise oserror(errno.EINVAL)
+        if self._h.connecting and self._pid == _Pid.value:
+            # Linux's inet_shutdown in SYN_SENT: the attempt is dropped (no segment), a
+            # connect waiting for it fails with ECONNRESET, the socket is unconnected
+            h = self._h
+            with self._stack.lock:
+                if h.connecting:
+                    h.connect_error = errno.ECONNRESET
+                    h._teardown()
+                    h.conn.abort()
+                    self._tcp.flush(h.conn)
+                    return
         if not self._h.connecting and self._h.conn.state is _CLOSED:
             # reset, refused or fully closed: Linux's inet_shutdown in TCP_CLOSE
             raise oserror(errno.ENOTCONN)
