@@ -96,14 +96,7 @@ def link_local_accept(peer: Any, dut: Any) -> list[Any]:
 
 
 SCENARIOS: list[Scenario] = [link_local_without_scope, link_local_connect, link_local_accept]
-BUGS: dict[Scenario, str] = {
-    link_local_without_scope: "a connect to a link-local address without scope_id "
-                              "succeeds (Linux: EINVAL)",
-    link_local_connect: "getpeername/getsockname of a link-local connection have scope_id "
-                        "0 (Linux: the interface index given to connect)",
-    link_local_accept: "accept's address and the accepted socket's names of a link-local "
-                       "connection have scope_id 0 (Linux: the interface index)",
-}
+BUGS: dict[Scenario, str] = {}
 
 
 @pytest.mark.parametrize(("scenario", "kind"), params(SCENARIOS, BUGS))

@@ -330,7 +330,9 @@ class StreamSocket(StreamOptions, StreamIO):
             raise oserror(errno.EBADF)
         h = self._h
         if h is not None:
-            return format_address(self._fam, h.conn.local[0], h.conn.local[1])
+            la = h.conn.local[0]
+            return format_address(self._fam, la, h.conn.local[1],
+                                  self._scope(la) if la[0] == 0xFE else 0)
         if self._bound is not None:
             return format_address(self.family, self._bound[0], self._bound[1])
         return format_address(self.family, None, 0)
@@ -341,7 +343,15 @@ class StreamSocket(StreamOptions, StreamIO):
         if h is None or h.connecting or h.failed or h.conn.state is _CLOSED:
             # (closed by a reset, say: Linux's TCP_CLOSE)
             raise oserror(errno.EBADF if self._gone else errno.ENOTCONN)
-        return format_address(self._fam, h.conn.remote[0], h.conn.remote[1])
+        ra = h.conn.remote[0]
+        return format_address(self._fam, ra, h.conn.remote[1],
+                              self._scope(h.conn.local[0]) if ra[0] == 0xFE else 0)
+
+    def _scope(self, local: bytes) -> int:
+        """The scope id of a link-local connection's names (Linux: the interface, its
+        sk_bound_dev_if): the interface of its local address."""
+        entry = self._stack.core.ip6.local.get(local)
+        return entry[0] if entry is not None else 0
 
     # -- passive open ----------------------------------------------------------------------------
     def listen(self, backlog: int = 128) -> None:
@@ -471,7 +481,9 @@ class StreamSocket(StreamOptions, StreamIO):
         if _socket.getdefaulttimeout() is None and self.gettimeout():
             sock.setblocking(True)
         conn = h.conn
-        return sock, format_address(self._fam, conn.remote[0], conn.remote[1])
+        ra = conn.remote[0]
+        return sock, format_address(self._fam, ra, conn.remote[1],
+                                    self._scope(conn.local[0]) if ra[0] == 0xFE else 0)
 
     def _accept_direct(self, lh: ListenHandle, timeout: float | None
                        ) -> tuple[StreamSocket, Address] | None:
@@ -554,7 +566,9 @@ class StreamSocket(StreamOptions, StreamIO):
             h.on_event()  # what arrived already goes to the descriptor (select, other readers)
         if _socket.getdefaulttimeout() is None and self.gettimeout():
             sock.setblocking(True)
-        return sock, format_address(self._fam, conn.remote[0], conn.remote[1])
+        ra = conn.remote[0]
+        return sock, format_address(self._fam, ra, conn.remote[1],
+                                    self._scope(conn.local[0]) if ra[0] == 0xFE else 0)
 
     # -- active open -----------------------------------------------------------------------------
     def connect(self, address: Any) -> None:
@@ -618,6 +632,12 @@ class StreamSocket(StreamOptions, StreamIO):
                 return errno.ENETUNREACH  # (Linux: a multicast or broadcast route)
         elif dst[0] == 0xFF:
             return errno.ENETUNREACH  # (tcp_v6_connect: a multicast destination)
+        elif dst[0] == 0xFE and dst[1] & 0xC0 == 0x80 and not scope:
+            # tcp_v6_connect: a link-local destination needs the interface (the scope id,
+            # or SO_BINDTODEVICE)
+            if not self._device:
+                return errno.EINVAL
+            scope = stack.if_nametoindex(self._device.decode())
         timeout = self.gettimeout()
         with stack.lock:
             core = stack.core
