@@ -31,7 +31,14 @@ Where these sockets differ from Linux's, deliberately:
   possibly forever (the read keeps the file referenced); no portable program relies on either.
 * the descriptor is the application's AF_UNIX end: ``socket.socket(fileno=s.detach())`` (or
   a descriptor handed to another process) is an AF_UNIX stream carrying the connection's
-  bytes, end of stream and reset, with AF_UNIX names and options.
+  bytes, end of stream and reset, with AF_UNIX names and options.  So are the socket objects
+  that other code builds on ``fileno()``: ``socket.fromfd`` (a plain socket on a copy of the
+  descriptor) and ssl's ``SSLContext.wrap_socket`` (its SSLSocket takes the descriptor and
+  detaches the ioth socket): their ``getpeername``/``getsockname`` are the AF_UNIX pair's
+  names, not the TCP addresses (family, type, timeout, bytes and TLS are the connection's).
+  ioth cannot give them the TCP names without a kernel TCP socket or replacing ssl's
+  socket class (``SSLContext.sslsocket_class``, process-wide): ask the ioth socket for
+  its names before wrapping it.
 * ``dup()`` works on a connected socket (the copies share the connection, which closes with
   the last of them); on a listening, connecting or unconnected one it is EOPNOTSUPP.
 * after a refused non-blocking connect the socket's next connect gets a fresh descriptor of
