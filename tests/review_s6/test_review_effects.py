@@ -123,8 +123,6 @@ def unwritable_buffers(peer: Factory, dut: Factory) -> list[Any]:
 SCENARIOS: list[Scenario] = [rcvlowat_effect, defer_accept_effect, self_connect, waitall_big,
                              unwritable_buffers]
 BUGS: dict[Scenario, str] = {
-    rcvlowat_effect: "SO_RCVLOWAT has no effect (read back only): 4 of 10 bytes poll IN and "
-                     "recv returns them (Linux: not readable, TimeoutError, then all 10)",
     defer_accept_effect: "TCP_DEFER_ACCEPT has no effect: a silent client is accepted at "
                          "once (Linux: accept waits for its first data)",
 }

@@ -149,6 +149,11 @@ def _pair_before_fork() -> None:
 os.register_at_fork(before=_pair_before_fork)
 
 
+def _no_direct(h: StreamHandle, buffer: Any, size: int) -> None:
+    """StreamIO._recv_direct of a socket with SO_RCVLOWAT: read the descriptor."""
+    return None
+
+
 class _SockRef(weakref.ref):  # type: ignore[type-arg]
     """The stack's reference to one of its TCP sockets (in ``Stack._sockets``, a handle's
     ``app``, the bound ports): weak, so that a socket the application drops without
@@ -191,6 +196,7 @@ class StreamSocket(StreamOptions, StreamIO):
     # a non-blocking connect (or one whose timeout passed) is under way or ended unconfirmed:
     # Linux's next connect returns 0 once it is established (see _connect)
     _in_progress = False
+    _lowat = 1  # SO_RCVLOWAT (see _set_lowat)
 
     def __init__(self, stack: Stack, family: int = _socket.AF_INET,
                  type: int = _socket.SOCK_STREAM, proto: int = 0, *,
@@ -482,6 +488,9 @@ class StreamSocket(StreamOptions, StreamIO):
             sock.__dict__ |= self._inherit
             if self._timeo:
                 sock._apply_timeo()
+            if self._lowat > 1:
+                with stack.lock:
+                    sock._set_lowat(self._lowat)
             if self._bufs_set:
                 _bigbuf(sock, sock._sndbuf)  # (SO_SNDBUF: what the application may queue)
                 sock._fit_rcvbuf(h)
@@ -569,6 +578,8 @@ class StreamSocket(StreamOptions, StreamIO):
             sock.__dict__ |= self._inherit
             if self._timeo:
                 sock._apply_timeo()
+            if self._lowat > 1:
+                sock._set_lowat(self._lowat)
         if not h.lazy:
             h.on_event()  # what arrived already goes to the descriptor (select, other readers)
         if _socket.getdefaulttimeout() is None and self.gettimeout():
@@ -691,6 +702,8 @@ class StreamSocket(StreamOptions, StreamIO):
             with stack.lock:
                 h.eng = eng
                 h.fd = eng.fileno()
+                if self._lowat > 1:
+                    h.lowat = min(self._lowat, conn.policy.recv_buffer // 2)
                 if self._bufs_set:
                     self._fit_rcvbuf(h)
                 if timeout == 0.0:
@@ -820,6 +833,27 @@ class StreamSocket(StreamOptions, StreamIO):
         eng = self._tcp.pair(self._ensure_fd())
         _bigbuf(self, self._sndbuf)  # (the engine end is sized lazily, see StreamHandle._update)
         return eng
+
+    def _set_lowat(self, n: int) -> None:
+        """SO_RCVLOWAT ``n`` (stack lock held): the engine holds received bytes back in the
+        connection until ``n`` are there (at most half the receive buffer, so the window
+        stays open) or the stream ends or fails, so the descriptor polls readable and a
+        read returns only then, as Linux's TCP socket.  A socket with ``n`` > 1 reads
+        through its descriptor only: it is paired (now, and at once by a later connect)
+        and never reads straight from the connection."""
+        self._lowat = n
+        if n > 1:
+            self._exposed = True  # (a later connect pairs at once)
+            self.__dict__["_recv_direct"] = _no_direct  # (no cost for other sockets)
+            self._materialize()
+        else:
+            self.__dict__.pop("_recv_direct", None)
+        h = self._h
+        if h is not None:
+            h.lowat = min(n, h.conn.policy.recv_buffer // 2) if n > 1 else 1
+            h.on_event()
+            self._tcp.flush(h.conn)
+            self._stack.runtime.flush()
 
     def _materialize(self) -> None:
         """Give an unpaired socket (LAZY_PAIR) its engine end now: connect the descriptor to a

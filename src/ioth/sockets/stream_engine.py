@@ -55,6 +55,9 @@ SO_RCVBUFFORCE = getattr(_socket, "SO_RCVBUFFORCE", 33)
 _CONNECTED = frozenset({State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.FIN_WAIT_2,
                         State.CLOSING, State.LAST_ACK, State.TIME_WAIT})
 _CLOSED = State.CLOSED
+# the peer's FIN has arrived (what is queued before it is all the stream has left)
+_FIN_IN = frozenset({State.CLOSE_WAIT, State.LAST_ACK, State.CLOSING, State.TIME_WAIT,
+                     State.CLOSED})
 _NAME = struct.Struct("<BIQ")
 _DONTWAIT = int(_socket.MSG_DONTWAIT)  # (plain ints: IntFlag operators cost a call each)
 _get_ident = threading.get_ident
@@ -467,6 +470,9 @@ class StreamHandle:
     # on this socket, with nothing unread in its descriptor: data that this thread brings
     # stays in the connection, and recv copies it from there (0: none)
     hold = 0
+    # SO_RCVLOWAT: received bytes stay in the connection until this many are there (or the
+    # stream ends or fails), so the descriptor turns readable only then (StreamSocket._set_lowat)
+    lowat = 1
     # no engine end yet (LAZY_PAIR): the application's descriptor is not connected to
     # anything, its calls use the connection directly; StreamSocket._materialize pairs it
     lazy = False
@@ -732,6 +738,9 @@ class StreamHandle:
                 hold = self.hold
                 if hold and hold == _get_ident():
                     break  # (this thread's recv takes it: see StreamSocket._recv_direct)
+                if self.lowat > conn.recv_available and state not in _FIN_IN \
+                        and conn.error is None:
+                    break  # (SO_RCVLOWAT: not enough yet)
                 self.out = conn.recv(CHUNK)
                 received = True
                 continue

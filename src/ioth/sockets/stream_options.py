@@ -23,10 +23,12 @@ Options with an effect (the value read back is what Linux reads back):
 
 Also: IP_FREEBIND / IPV6_FREEBIND (bind may name an address the stack does not have),
 SO_PEERCRED (Linux's answer for TCP: pid 0, uid and gid -1), IP_MTU / IPV6_MTU (the path MTU
-of a connected socket, ENOTCONN before).
+of a connected socket, ENOTCONN before), SO_RCVLOWAT (the descriptor turns readable, and a
+read returns, once that many bytes are there or the stream ends; bytes already in the
+descriptor stay readable; see StreamSocket._set_lowat).
 
 Accepted and read back as Linux, **without effect** in ioth: SO_BINDTODEVICE (ENODEV for a
-name that is not one of the stack's interfaces), SO_RCVLOWAT, SO_OOBINLINE,
+name that is not one of the stack's interfaces), SO_OOBINLINE,
 SO_BROADCAST, SO_PRIORITY, SO_DONTROUTE, TCP_QUICKACK, TCP_CORK,
 TCP_DEFER_ACCEPT, TCP_NOTSENT_LOWAT.  SO_SNDLOWAT cannot be set (ENOPROTOOPT, as Linux).
 Other options are accepted and ignored.  A socket accepted from a listener starts with the
@@ -140,6 +142,7 @@ class StreamOptions(IothSocket):
     if TYPE_CHECKING:
         def _ensure_fd(self) -> int: ...
         def _materialize(self) -> None: ...
+        def _set_lowat(self, n: int) -> None: ...
         def _kernel_error(self) -> None: ...
         def _unjunk(self) -> None: ...
 
@@ -313,6 +316,8 @@ class StreamOptions(IothSocket):
                 if option == _socket.SO_RCVLOWAT:
                     ival = (0x7FFFFFFF if ival < 0 else ival) or 1
                 self._store(key, int(bool(ival)) if key in _BOOL_OPTS else int(ival))
+                if option == _socket.SO_RCVLOWAT:
+                    self._set_lowat(int(ival))  # (its effect: see StreamSocket._set_lowat)
         elif level == TCP:
             if option == _socket.TCP_NODELAY:
                 self._nodelay = bool(ival)
