@@ -48,6 +48,10 @@ Where these sockets differ from Linux's, deliberately:
   urgent byte is read inline (the TCP layer does not carry the urgent pointer; an AF_UNIX
   stream's own MSG_OOB has Linux's TCP semantics and could carry it to the application end).
 
+The stack keeps only weak references to its TCP sockets (``_SockRef``): a socket or listener
+the application drops without ``close()`` is closed when collected (``StreamSocket.__del__``,
+with a ResourceWarning), as CPython's finalizer closes a kernel socket.
+
 The code, by module: this one holds :class:`StreamSocket` (creation, addresses, listen and
 accept, connect and pairing, close) and the knobs it reads (``LAZY_PAIR``, ``LAZY_FD``,
 ``DIRECT_ACCEPT``, ``CONNECT_SLICE``); its bases :class:`~ioth.sockets.stream_io.StreamIO`
