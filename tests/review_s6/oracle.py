@@ -15,6 +15,7 @@ import contextlib
 import errno
 import select
 import socket
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -69,6 +70,23 @@ def close_all(*socks: Any) -> None:
     for s in socks:
         with contextlib.suppress(OSError):
             s.close()
+
+
+def full_listener(make: Callable[[], Any], host: str) -> tuple[Any, list[Any]]:
+    """A peer listener on ``host`` whose accept queue is full (listen(0) and two clients
+    it never accepts): Linux drops further SYNs, so a third party's connect hears nothing.
+    ``make`` is the peer's socket factory; returns (listener, the two clients)."""
+    lst = make()
+    lst.bind((host, 0))
+    lst.listen(0)
+    fill = []
+    for _ in range(2):
+        f = make()
+        f.setblocking(False)
+        f.connect_ex(lst.getsockname())
+        fill.append(f)
+        time.sleep(0.05)
+    return lst, fill
 
 
 class Peer:

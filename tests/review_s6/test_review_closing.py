@@ -16,7 +16,16 @@ from typing import Any
 import pytest
 
 from tests.review_s5.test_review_oracle import DUT_IP, PEER_IP, _conn
-from tests.review_s6.oracle import Envs, Factory, Scenario, close_all, params, run, tryit
+from tests.review_s6.oracle import (
+    Envs,
+    Factory,
+    Scenario,
+    close_all,
+    full_listener,
+    params,
+    run,
+    tryit,
+)
 
 pytestmark = pytest.mark.interop
 
@@ -54,16 +63,7 @@ def close_while_connect_blocked(peer: Factory, dut: Factory) -> list[Any]:
     """A thread blocked in connect (the peer's accept queue is full, its SYN dropped);
     another closes the socket.  Linux: the connect goes on waiting (here until its own
     1.5 s timeout)."""
-    lst = peer()
-    lst.bind((PEER_IP, 0))
-    lst.listen(0)
-    fill = []
-    for _ in range(2):
-        f = peer()
-        f.setblocking(False)
-        f.connect_ex(lst.getsockname())
-        fill.append(f)
-        time.sleep(0.05)
+    lst, fill = full_listener(peer, PEER_IP)
     c = dut()
     c.settimeout(1.5)
     box: list[Any] = []

@@ -18,7 +18,16 @@ from typing import Any
 import pytest
 
 from tests.review_s5.test_review_oracle import DUT_IP, PEER_IP, _conn
-from tests.review_s6.oracle import Envs, Factory, Scenario, close_all, params, run, tryit
+from tests.review_s6.oracle import (
+    Envs,
+    Factory,
+    Scenario,
+    close_all,
+    full_listener,
+    params,
+    run,
+    tryit,
+)
 
 pytestmark = pytest.mark.interop
 SOL, TCP, IP = socket.SOL_SOCKET, socket.IPPROTO_TCP, socket.IPPROTO_IP
@@ -197,16 +206,7 @@ def tcp_info_states(peer: Factory, dut: Factory) -> list[Any]:
     (8) after the peer's FIN, LAST_ACK (9) after our FIN, FIN_WAIT2 (5) after our FIN is
     acknowledged, TIME_WAIT?  (Linux reports the socket's state; a closed one is 7)."""
     out: list[Any] = []
-    lst = peer()
-    lst.bind((PEER_IP, 0))
-    lst.listen(0)
-    fill = []
-    for _ in range(2):
-        f = peer()
-        f.setblocking(False)
-        f.connect_ex(lst.getsockname())
-        fill.append(f)
-        time.sleep(0.05)
+    lst, fill = full_listener(peer, PEER_IP)
     c = dut()
     c.setblocking(False)
     c.connect_ex(lst.getsockname())
@@ -235,16 +235,7 @@ def tcp_info_states(peer: Factory, dut: Factory) -> list[Any]:
 def shutdown_wakes_a_blocked_connect(peer: Factory, dut: Factory) -> list[Any]:
     """A thread blocked in connect (the peer drops the SYN); another thread's
     shutdown(SHUT_RDWR): Linux aborts the attempt, the connect fails at once."""
-    lst = peer()
-    lst.bind((PEER_IP, 0))
-    lst.listen(0)
-    fill = []
-    for _ in range(2):
-        f = peer()
-        f.setblocking(False)
-        f.connect_ex(lst.getsockname())
-        fill.append(f)
-        time.sleep(0.05)
+    lst, fill = full_listener(peer, PEER_IP)
     c = dut()
     c.settimeout(4)
     box: list[Any] = []

@@ -24,6 +24,7 @@ from tests.review_s6.oracle import (
     Envs,
     Scenario,
     close_all,
+    full_listener,
     mask,
     mask_when,
     params,
@@ -82,24 +83,10 @@ def refused_nonblocking_v6(peer: Any, dut: Any) -> list[Any]:
     return out
 
 
-def _full_listener6(peer: Any) -> tuple[Any, list[Any]]:
-    lst = peer(V6)
-    lst.bind((PEER6, 0))
-    lst.listen(0)
-    fill = []
-    for _ in range(2):
-        f = peer(V6)
-        f.setblocking(False)
-        f.connect_ex(lst.getsockname())
-        fill.append(f)
-        time.sleep(0.05)
-    return lst, fill
-
-
 def connect_timeout_v6(peer: Any, dut: Any) -> list[Any]:
     """connect with a timeout to a peer dropping the SYN: TimeoutError, no event,
     EALREADY."""
-    lst, fill = _full_listener6(peer)
+    lst, fill = full_listener(lambda: peer(V6), PEER6)
     c = dut(V6)
     c.settimeout(0.4)
     out = [tryit(lambda: c.connect(lst.getsockname())), mask(c),

@@ -14,7 +14,16 @@ from typing import Any
 import pytest
 
 from tests.review_s5.test_review_oracle import DUT_IP, PEER_IP, _conn
-from tests.review_s6.oracle import Envs, Factory, Scenario, close_all, params, run, tryit
+from tests.review_s6.oracle import (
+    Envs,
+    Factory,
+    Scenario,
+    close_all,
+    full_listener,
+    params,
+    run,
+    tryit,
+)
 
 pytestmark = pytest.mark.interop
 
@@ -45,16 +54,7 @@ def after_a_refused_connect(peer: Factory, dut: Factory) -> list[Any]:
 def connect_ex_with_timeout(peer: Factory, dut: Factory) -> list[Any]:
     """connect_ex with a timeout to a peer that drops the SYN: an errno, not an exception
     (CPython: EWOULDBLOCK when the timeout expires), then EALREADY while it goes on."""
-    lst = peer()
-    lst.bind((PEER_IP, 0))
-    lst.listen(0)
-    fill = []
-    for _ in range(2):
-        f = peer()
-        f.setblocking(False)
-        f.connect_ex(lst.getsockname())
-        fill.append(f)
-        time.sleep(0.05)
+    lst, fill = full_listener(peer, PEER_IP)
     c = dut()
     c.settimeout(0.4)
     out = [tryit(lambda: c.connect_ex(lst.getsockname())),
@@ -67,16 +67,7 @@ def connect_timeout_then_completes(peer: Factory, dut: Factory) -> list[Any]:
     """connect times out (the peer's queue is full, its SYN dropped); the peer then makes
     room: the attempt, still going, completes with the SYN's retransmission; a second
     connect then reports it (Linux: None) and the connection carries data both ways."""
-    lst = peer()
-    lst.bind((PEER_IP, 0))
-    lst.listen(0)
-    fill = []
-    for _ in range(2):
-        f = peer()
-        f.setblocking(False)
-        f.connect_ex(lst.getsockname())
-        fill.append(f)
-        time.sleep(0.05)
+    lst, fill = full_listener(peer, PEER_IP)
     c = dut()
     c.settimeout(0.4)
     out: list[Any] = [tryit(lambda: c.connect(lst.getsockname()))]

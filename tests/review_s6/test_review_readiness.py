@@ -23,6 +23,7 @@ from tests.review_s6.oracle import (
     Factory,
     Scenario,
     close_all,
+    full_listener,
     mask,
     mask_when,
     params,
@@ -200,22 +201,6 @@ def shut_rd_then_data(peer: Factory, dut: Factory) -> list[Any]:
     return out
 
 
-def _full_listener(peer: Factory) -> tuple[Any, list[Any]]:
-    """A peer listener whose accept queue is full (listen(0), two local clients not
-    accepted): Linux drops further SYNs, the connect of a third party hears nothing."""
-    lst = peer()
-    lst.bind((PEER_IP, 0))
-    lst.listen(0)
-    fill = []
-    for _ in range(2):
-        c = peer()
-        c.setblocking(False)
-        c.connect_ex((PEER_IP, lst.getsockname()[1]))
-        fill.append(c)
-        time.sleep(0.05)
-    return lst, fill
-
-
 def _refused(peer: Factory) -> Any:
     probe = peer()
     probe.bind((PEER_IP, 0))
@@ -226,7 +211,7 @@ def _refused(peer: Factory) -> Any:
 
 def nonblocking_connect_in_progress(peer: Factory, dut: Factory) -> list[Any]:
     """A non-blocking connect that hears nothing: EINPROGRESS, no event, EALREADY, ..."""
-    lst, fill = _full_listener(peer)
+    lst, fill = full_listener(peer, PEER_IP)
     addr = (PEER_IP, lst.getsockname()[1])
     c = dut()
     c.setblocking(False)
@@ -299,7 +284,7 @@ def nonblocking_connect_completion_check(peer: Factory, dut: Factory) -> list[An
 
 def blocking_connect_timeout(peer: Factory, dut: Factory) -> list[Any]:
     """connect with a timeout to a peer that drops the SYN: TimeoutError after the timeout."""
-    lst, fill = _full_listener(peer)
+    lst, fill = full_listener(peer, PEER_IP)
     c = dut()
     c.settimeout(0.4)
     t0 = time.monotonic()
@@ -313,7 +298,7 @@ def blocking_connect_timeout(peer: Factory, dut: Factory) -> list[Any]:
 def connect_timeout_leaves_it_connecting(peer: Factory, dut: Factory) -> list[Any]:
     """After a connect's TimeoutError Linux's socket is still connecting: poll reports
     nothing, a second connect fails at once with EALREADY."""
-    lst, fill = _full_listener(peer)
+    lst, fill = full_listener(peer, PEER_IP)
     addr = (PEER_IP, lst.getsockname()[1])
     c = dut()
     c.settimeout(0.4)
