@@ -360,10 +360,10 @@ def worker(args: argparse.Namespace) -> int:
                 while time.perf_counter() - t0 < args.seconds:
                     s.sendall(data)
                     total += CHUNK
+                if stack is not None:  # (before the close: then the stack lists TIME-WAIT only)
+                    result["tcp"] = _tcpinfo(stack)
                 s.shutdown(socket.SHUT_WR)
                 s.recv(1)
-                if stack is not None:
-                    result["tcp"] = _tcpinfo(stack)
                 s.close()
                 result.update(bytes=total, seconds=time.perf_counter() - t0)
             elif role == "rr-client":
