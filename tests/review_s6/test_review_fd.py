@@ -180,9 +180,6 @@ SCENARIOS: list[Scenario] = [fcntl_nonblocking, os_write_order, mixed_send_calls
                              freebind,
                              peer_credentials, path_mtu]
 BUGS: dict[Scenario, str] = {
-    os_write_order: "bytes written with os.write on fileno() between two sendall calls "
-                    "(socket with a timeout) can arrive after the second (b'one,threetwo,'; "
-                    "Linux: in order)",
     fcntl_nonblocking: "with O_NONBLOCK set by fcntl on fileno() a recv on the (blocking) "
                        "socket object waits for data (Linux: BlockingIOError at once)",
 }

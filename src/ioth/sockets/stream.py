@@ -10,10 +10,12 @@ The application's descriptor is an AF_UNIX SOCK_STREAM socket:
   the application's data (EOF on ``B``) is our FIN, a full close of every copy of the
   descriptor (EPOLLHUP) is a close, unread data at close is a reset, like Linux.
   Sends go straight into the connection under the stack lock (``direct_send``) once nothing
-  written through the descriptor waits; a blocking ``recv``/``recv_into`` whose thread serves
-  the plugs inline copies straight from the connection's receive queue while nothing waits
-  unread in the descriptor (``StreamSocket._recv_direct``): the pair then only carries
-  readiness and the bytes of every other reader (select/poll/asyncio, ssl, other processes).
+  written through the descriptor waits (once ``fileno()`` was taken, each one first looks
+  at the engine end: bytes written there with ``os.write`` go first, as on Linux); a
+  blocking ``recv``/``recv_into`` whose thread serves the plugs inline copies straight from
+  the connection's receive queue while nothing waits unread in the descriptor
+  (``StreamSocket._recv_direct``): the pair then only carries readiness and the bytes of
+  every other reader (select/poll/asyncio, ssl, other processes).
 * listening sockets: an AF_UNIX *listening* socket; each connection accepted by the stack is
   connected to it from a new engine end, so the descriptor is readable exactly when ``accept``
   has something and the kernel implements blocking, timeouts and non-blocking accepts.  A
@@ -201,6 +203,9 @@ class StreamSocket(StreamOptions, StreamIO):
     # Linux's next connect returns 0 once it is established (see _connect)
     _in_progress = False
     _lowat = 1  # SO_RCVLOWAT (see _set_lowat)
+    # fileno() was called: the application may use the descriptor behind the object's back
+    # (os.write between two sends, O_NONBLOCK set with fcntl)
+    _fd_taken = False
 
     def __init__(self, stack: Stack, family: int = _socket.AF_INET,
                  type: int = _socket.SOCK_STREAM, proto: int = 0, *,
@@ -713,6 +718,8 @@ class StreamSocket(StreamOptions, StreamIO):
                 if timeout == 0.0:
                     h.junk = self._fill_junk()
                     self._junked = True
+                if self._fd_taken:
+                    h.expose()
                 h.on_event()  # it may have connected (or failed) already
                 if timeout == 0.0:
                     self._in_progress = True
@@ -898,6 +905,10 @@ class StreamSocket(StreamOptions, StreamIO):
             self._materialize()
         elif _fileno(self) < 0:
             self._ensure_fd()  # (a failed connect's socket, never paired)
+        self._fd_taken = True
+        if h is not None and h.peek is None and h.eng is not None and self._pid == _Pid.value:
+            with self._stack.lock:
+                h.expose()  # (os.write may now come between two sends: see StreamHandle.peek)
         return _fileno(self)
 
     def detach(self) -> int:

@@ -461,6 +461,11 @@ class StreamHandle:
     # leaves bytes there; cleared when a drain found the engine end empty.  Lets direct_send
     # skip a readiness syscall per send.
     dirty = False
+    # the application took the descriptor itself (StreamSocket.fileno): it may write into it
+    # behind the socket object's back (os.write, a C library), so ``dirty`` stays set and
+    # every direct send first looks (this poll object: the engine end readable?) and drains
+    # what waits there, to keep the call order; None: only the socket's own calls write
+    peek: Any = None
     # bytes written into the engine end, plus one for its end of stream and one for its
     # close: an application thread serving the plugs inline learns from it that its
     # descriptor turned readable without polling it, and StreamSocket.recv (which counts the
@@ -535,7 +540,7 @@ class StreamHandle:
                 self._teardown()
                 return
             if events & (IN | HUP | ERR) and not self.connecting:
-                self.dirty = not self._read_app(events)
+                self.dirty = not self._read_app(events) or self.peek is not None
             self.on_event()
             stack.runtime.flush()
 
@@ -607,9 +612,10 @@ class StreamHandle:
         if (self.eng is None and not self.lazy) or self.connecting or self.eof_in or self.error:
             return 0
         if self.dirty:
-            if not self._read_app(0) or self.eng is None:
+            peek = self.peek
+            if (peek is None or peek.poll(0)) and (not self._read_app(0) or self.eng is None):
                 return 0  # bytes written through the descriptor still wait: keep their order
-            self.dirty = False
+            self.dirty = peek is not None
         conn = self.conn
         total = 0
         size = len(view)
@@ -647,6 +653,15 @@ class StreamHandle:
             eng.shutdown(_socket.SHUT_WR)
         except OSError:
             pass
+
+    def expose(self) -> None:
+        """Stack lock held, the handle paired: the application took the descriptor (see
+        ``peek``); from now on a direct send drains what was written into it first."""
+        if self.peek is None and self.eng is not None:
+            peek = select.poll()
+            peek.register(self.fd, select.POLLIN)
+            self.peek = peek
+            self.dirty = True
 
     def attach(self, eng: _csocket.socket) -> None:
         """Stack lock held: an unpaired handle gets its engine end (StreamSocket._materialize):
