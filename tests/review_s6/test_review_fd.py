@@ -179,10 +179,7 @@ SCENARIOS: list[Scenario] = [fcntl_nonblocking, os_write_order, mixed_send_calls
                              fromfd_names, bind_to_device,
                              freebind,
                              peer_credentials, path_mtu]
-BUGS: dict[Scenario, str] = {
-    fcntl_nonblocking: "with O_NONBLOCK set by fcntl on fileno() a recv on the (blocking) "
-                       "socket object waits for data (Linux: BlockingIOError at once)",
-}
+BUGS: dict[Scenario, str] = {}
 
 
 @pytest.mark.parametrize(("scenario", "kind"), params(SCENARIOS, BUGS))

@@ -3,11 +3,15 @@ sends, O_NONBLOCK set with fcntl), as review s6's test_review_fd scenarios found
 
 from __future__ import annotations
 
+import fcntl
 import os
+import threading
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.sockets.helpers import lone, loopback_pair
+from tests.sockets.helpers import lone, loopback_pair, network
 
 
 def _read_exactly(conn: object, n: int) -> bytes:
@@ -75,4 +79,85 @@ def test_unexposed_socket_keeps_direct_sends_clean() -> None:
         cli.fileno()
         assert h.peek is not None and h.dirty
         for x in (cli, conn, srv):
+            x.close()
+
+
+def _set_nonblocking(fd: int, on: bool) -> None:
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_NONBLOCK if on else flags & ~os.O_NONBLOCK)
+
+
+def _across(a: Any, b: Any) -> tuple[Any, Any, Any]:
+    """(listener on b, client on a, accepted): a connection across the switch (plugs to
+    serve: a blocking read may wait serving them inline, the path that must notice)."""
+    import socket
+
+    from ioth.sockets import socket as isocket
+    srv = isocket(b, socket.AF_INET, socket.SOCK_STREAM)
+    srv.bind(("192.0.2.2", 0))
+    srv.listen()
+    cli = isocket(a, socket.AF_INET, socket.SOCK_STREAM)
+    cli.settimeout(5)
+    cli.connect(srv.getsockname())
+    conn, _ = srv.accept()
+    return srv, cli, conn
+
+
+def test_fcntl_nonblocking_recv_fails_at_once(tmp_path: Path) -> None:
+    """O_NONBLOCK set with fcntl on fileno() of a blocking socket: recv and recv_into with
+    nothing there raise BlockingIOError at once (CPython on a kernel socket), with data they
+    return it; O_NONBLOCK cleared: recv waits again (here for bytes sent a little later)."""
+    with network(tmp_path) as (a, b):
+        srv, cli, conn = _across(a, b)
+        conn.settimeout(None)
+        fd = conn.fileno()
+        _set_nonblocking(fd, True)
+        assert conn.gettimeout() is None  # (the object still thinks it is blocking)
+        with pytest.raises(BlockingIOError):
+            conn.recv(10)
+        with pytest.raises(BlockingIOError):
+            conn.recv_into(bytearray(10))
+        cli.sendall(b"data")
+        got = b""
+        for _ in range(200):  # (the bytes cross the loopback on the engine thread)
+            try:
+                got += conn.recv(10)
+                break
+            except BlockingIOError:
+                threading.Event().wait(0.01)
+        assert got == b"data"
+        _set_nonblocking(fd, False)
+        later = threading.Timer(0.2, lambda: cli.sendall(b"late"))
+        later.start()
+        assert conn.recv(10) == b"late"  # (blocking again: it waited)
+        later.join()
+        for x in (cli, conn, srv):
+            x.close()
+
+
+def test_fcntl_nonblocking_accept_fails_at_once(tmp_path: Path) -> None:
+    """The same on a listener: accept with nothing queued raises BlockingIOError at once;
+    once a client connected, accept returns it."""
+    import socket
+
+    from ioth.sockets import socket as isocket
+    with network(tmp_path) as (a, b):
+        srv = isocket(b, socket.AF_INET, socket.SOCK_STREAM)
+        srv.bind(("192.0.2.2", 0))
+        srv.listen()
+        _set_nonblocking(srv.fileno(), True)
+        with pytest.raises(BlockingIOError):
+            srv.accept()
+        cli = isocket(a, socket.AF_INET, socket.SOCK_STREAM)
+        cli.settimeout(5)
+        cli.connect(srv.getsockname())
+        got = None
+        for _ in range(200):
+            try:
+                got = srv.accept()
+                break
+            except BlockingIOError:
+                threading.Event().wait(0.01)
+        assert got is not None and got[1] == cli.getsockname()
+        for x in (got[0], cli, srv):
             x.close()

@@ -465,7 +465,8 @@ class StreamSocket(StreamOptions, StreamIO):
     def _accept(self) -> tuple[int, Any]:
         if self._listen is None:
             raise oserror(errno.EBADF if self._gone else errno.EINVAL)
-        if self._pid == _Pid.value and self.gettimeout() != 0:
+        if self._pid == _Pid.value and self.gettimeout() != 0 and not (
+                self._fd_taken and self._fcntl_nonblocking()):  # (then: the kernel's EAGAIN)
             self._serve_inline()
         return _csocket.socket._accept(self)  # type: ignore[attr-defined, no-any-return]
 
@@ -474,7 +475,8 @@ class StreamSocket(StreamOptions, StreamIO):
         lh = self._listen
         if DIRECT_ACCEPT and lh is not None and self._pid == _Pid.value:
             timeout = self.gettimeout()
-            if timeout != 0 and self._stack.runtime.can_serve():
+            if timeout != 0 and self._stack.runtime.can_serve() and not (
+                    self._fd_taken and self._fcntl_nonblocking()):
                 got = self._accept_direct(lh, timeout)
                 if got is not None:
                     return got
@@ -895,7 +897,10 @@ class StreamSocket(StreamOptions, StreamIO):
 
     def fileno(self) -> int:
         """The descriptor (select, poll, asyncio, ssl, a child process): a real AF_UNIX
-        stream whose readiness and bytes are the connection's."""
+        stream whose readiness and bytes are the connection's.  Once taken, it may be used
+        behind the object's back, as a kernel socket's: bytes written with ``os.write`` keep
+        their place among the object's sends, and O_NONBLOCK set with ``fcntl`` makes the
+        (blocking) object's recv and accept fail with EAGAIN instead of waiting."""
         h = self._h
         if h is None:
             if _fileno(self) < 0:

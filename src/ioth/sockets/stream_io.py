@@ -50,6 +50,7 @@ class StreamIO(IothSocket):
     _rcvtimeo: float
     _sndbuf: int
     _listen: ListenHandle | None
+    _fd_taken: bool
 
     if TYPE_CHECKING:
         def _materialize(self) -> None: ...
@@ -157,6 +158,8 @@ class StreamIO(IothSocket):
         handle ``h``, a write into its engine end made while this thread serves ends the wait
         without a poll."""
         runtime = self._stack.runtime
+        if self._fd_taken and self._fcntl_nonblocking():
+            raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))
         timeout = self._read_limit(self.gettimeout())
         deadline = None if timeout is None else runtime.clock() + timeout
         ready = None
@@ -172,6 +175,14 @@ class StreamIO(IothSocket):
             raise oserror(errno.EBADF)
         if runtime.serve_until(fd, select.POLLIN, deadline, ready) is False:
             raise self._expired()
+
+    def _fcntl_nonblocking(self) -> bool:
+        """Was O_NONBLOCK set with fcntl on the descriptor of this blocking socket object
+        (no timeout) behind its back?  Asked (only of a socket whose fileno() was taken)
+        before a wait: CPython's blocking socket on such a kernel descriptor does not wait,
+        its call fails with EAGAIN, so ioth's must not wait either."""
+        fd = _fileno(self)
+        return fd >= 0 and self.gettimeout() is None and not os.get_blocking(fd)
 
     def _take(self, h: StreamHandle, buffer: Any, size: int) -> Any:
         """Stack lock held: up to ``size`` bytes straight from the connection (into
