@@ -160,11 +160,7 @@ def names_after_close_of_peer(peer: Factory, dut: Factory) -> list[Any]:
 SCENARIOS: list[Scenario] = [after_a_refused_connect, connect_ex_with_timeout,
                              connect_timeout_then_completes, answers_the_peers_keepalive,
                              repeated_shutdowns, names_after_close_of_peer]
-BUGS: dict[Scenario, str] = {
-    after_a_refused_connect: "after a refused connect the socket keeps its source address "
-                             "and port: bind fails EINVAL, and (blocking connect) listen "
-                             "too; Linux: 0.0.0.0, bind and listen work",
-}
+BUGS: dict[Scenario, str] = {}
 
 
 @pytest.mark.parametrize(("scenario", "kind"), params(SCENARIOS, BUGS))

@@ -206,6 +206,8 @@ class StreamSocket(StreamOptions, StreamIO):
     # fileno() was called: the application may use the descriptor behind the object's back
     # (os.write between two sends, O_NONBLOCK set with fcntl)
     _fd_taken = False
+    _auto_port = False  # the bound port was chosen by bind (port 0): a failed connect frees it
+    _bound_h: StreamHandle | None = None  # the handle of a failed connect when bind was called
 
     def __init__(self, stack: Stack, family: int = _socket.AF_INET,
                  type: int = _socket.SOCK_STREAM, proto: int = 0, *,
@@ -313,8 +315,16 @@ class StreamSocket(StreamOptions, StreamIO):
         stack = self._stack
         tcp = self._tcp
         with stack.lock:
-            if self._bound is not None or self._h is not None:
+            h = self._h
+            # (after a failed connect Linux has released an automatic port, tcp_set_state's
+            # inet_put_port: the socket binds again; a port bound before connect stays)
+            if h is not None and not h.failed:
                 raise oserror(errno.EINVAL)
+            if self._bound is not None:
+                if h is None or not self._auto_port or self._bound_h is h:
+                    raise oserror(errno.EINVAL)  # (bound since that connect failed: kept)
+                self._unbind()  # (its port was freed by the failed connect)
+                self._bound = None
             if addr is not None:
                 if self._v6only and len(addr) == 16 and addr != unmap(addr):
                     raise oserror(errno.EINVAL)  # (Linux: no IPv4 for a V6ONLY socket)
@@ -324,11 +334,15 @@ class StreamSocket(StreamOptions, StreamIO):
                     raise oserror(errno.EADDRNOTAVAIL)
                 if plain == b"\0" * len(plain):
                     addr = None
-            if port == 0:
+            auto = port == 0
+            if auto:
                 port = tcp.ephemeral(self, addr)
             elif tcp.in_use(self, addr, port):
                 raise oserror(errno.EADDRINUSE)
             self._bound = (addr, port)
+            self._auto_port = auto
+            if h is not None:
+                self._bound_h = h
             tcp.bound.setdefault(port, []).append(self._ref)
 
     def _is_local(self, addr: bytes) -> bool:
@@ -351,6 +365,14 @@ class StreamSocket(StreamOptions, StreamIO):
         if self._gone:
             raise oserror(errno.EBADF)
         h = self._h
+        if h is not None and h.failed:
+            # a failed connect (Linux): the port bound since, else the connection's port
+            # with the source address it had (a connect with a timeout, whose error came
+            # from SO_ERROR) or the wildcard (the failure was reported: tcp_disconnect)
+            if self._bound is not None:
+                return format_address(self.family, self._bound[0], self._bound[1])
+            if self._refused:
+                return format_address(self.family, None, h.conn.local[1])
         if h is not None:
             la = h.conn.local[0]
             return format_address(self._fam, la, h.conn.local[1],
@@ -380,8 +402,27 @@ class StreamSocket(StreamOptions, StreamIO):
         """Listen; the descriptor turns readable when connections wait for :meth:`accept`."""
         if self._gone:
             raise oserror(errno.EBADF)
-        if self._h is not None:
-            raise oserror(errno.EINVAL)
+        h = self._h
+        if h is not None:
+            if not (h.failed and self._refused):
+                raise oserror(errno.EINVAL)
+            # unconnected again after a failed connect whose error was reported (Linux:
+            # SS_UNCONNECTED): it may listen, on an unconnected descriptor
+            self._unconnect()
+            spare = self._spare
+            if spare is not None:
+                self._spare = None
+                spare.close()
+                self._renew_fd()
+            if self._bound is not None and self._auto_port and self._bound_h is not h:
+                # (an automatic port, freed by the failed connect: listen picks a new one
+                # on the same address, as Linux's inet_csk_listen_start)
+                with self._stack.lock:
+                    addr = self._bound[0]
+                    self._unbind()
+                    port = self._tcp.ephemeral(self, addr)
+                    self._bound = (addr, port)
+                    self._tcp.bound.setdefault(port, []).append(self._ref)
         if self._listen is not None:
             return
         if self._bound is None:
