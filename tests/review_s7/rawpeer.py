@@ -20,6 +20,7 @@ import errno
 import secrets
 import socket
 import struct
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -316,13 +317,14 @@ class Flow:
 
     def norm(self, s: Seg, window: bool = False) -> str:
         """``FLAGS seq=S ack=A [len=N] [w0] [opts]``: seq relative to the DUT's ISN (raw
-        when unknown, as in a reset to a SYN), ack relative to the peer's ISN (only with
-        ACK), PSH left out (when to set it is the sender's choice), window shown only when
-        zero (or always with ``window``), timestamps as ``ts`` with the echoed value (unless
-        :attr:`ecr` is False)."""
+        when unknown, as in a reset to a SYN; a reset's zero as it is), ack relative to the
+        peer's ISN (only with ACK), PSH left out (when to set it is the sender's choice),
+        window shown only when zero (or always with ``window``), timestamps as ``ts`` with
+        the echoed value (unless :attr:`ecr` is False)."""
         f = "".join(c for b, c in ((SYN, "S"), (FIN, "F"), (RST, "R"), (ACK, "A"), (URG, "U"),
                                    (ECE, "E"), (CWR, "W")) if s.flags & b)
-        out = [f or "-", f"seq={self._rel(s.seq, self.irs)}"]
+        seq = 0 if s.flags & RST and s.seq == 0 else self._rel(s.seq, self.irs)
+        out = [f or "-", f"seq={seq}"]
         if s.flags & ACK:
             out.append(f"ack={self._rel(s.ack, self.iss)}")
         if s.payload:
@@ -346,6 +348,20 @@ class Flow:
         return " ".join(out)
 
     # -- common openings -------------------------------------------------------------------
+    @classmethod
+    def incoming(cls, wire: Wire, port: int, v6: bool = False, wait: float = 3.0
+                 ) -> tuple[Flow, list[str]]:
+        """The flow of the DUT's connection to the peer's ``port`` (the DUT connects):
+        waits for its SYN; returns the flow and the SYN normalised."""
+        got = wire.take(lambda s: s.v6 == v6 and s.dport == port and bool(s.flags & SYN),
+                        wait, until=bool, settle=0.05)
+        assert got, "no SYN from the DUT"
+        f = cls(wire, got[0].sport, v6, sport=port, iss=0x50000000)
+        f.irs = got[0].seq
+        f.their_ts = got[0].ts[0] if got[0].ts else None
+        f.ts_on = got[0].ts is not None
+        return f, [f.norm(s) for s in got]
+
     def connect(self, opts: bytes | None = None) -> list[str]:
         """The peer's three-way handshake to the DUT's listener: SYN, the SYN-ACK (noted),
         the ACK; returns the SYN-ACK normalised."""
@@ -391,6 +407,16 @@ class Env:
         d.settimeout(5)
         return lst, d, f, synack
 
+    def dial(self, v6: bool = False) -> tuple[Any, Flow, list[str]]:
+        """A non-blocking DUT socket connecting to the peer (a fresh port): (the socket, the
+        peer's flow of it, the DUT's SYN normalised)."""
+        port = next(_PORTS)
+        d = self.dut(socket.AF_INET6 if v6 else socket.AF_INET)
+        d.setblocking(False)
+        d.connect_ex((ME6 if v6 else ME4, port))
+        f, syn = Flow.incoming(self.wire, port, v6)
+        return d, f, syn
+
     def states(self, f: Flow) -> list[str]:
         """The DUT's TCP states of flow ``f``."""
         return self.dut.states(f.dport, f.sport)
@@ -422,6 +448,11 @@ def environment(kind: str) -> Iterator[Env]:
     """An :class:`Env` of ``kind`` ("kernel" or "ioth"), IPv4 and IPv6."""
     with sides(kind, "r7i" if kind == "ioth" else "r7", v6=True) as (peer, dut):
         assert peer.ns_name is not None
+        if kind == "kernel":
+            # (no GSO on the DUT's veth: the peer captures segments as they are on a wire)
+            assert dut.ns_name is not None
+            subprocess.run(["ip", "netns", "exec", dut.ns_name, "ip", "link", "set", "vb",
+                            "gso_max_segs", "1"], check=True)
         wire = Wire(peer.ns_name, _peer_dev(peer.ns_name))
         try:
             yield Env(wire, dut, kind)
