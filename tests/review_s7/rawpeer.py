@@ -238,6 +238,7 @@ class Flow:
         #                  65535: 64 kB with the SYN's window scale 7)
         self.nxt = 1  # (relative: the peer's next sequence number)
         self.ecr = True  # (False: :meth:`norm` leaves the echoed TSval out)
+        self.sacks = True  # (False: :meth:`norm` leaves SACK blocks out)
         self.rcv = 1  # (relative: the next byte expected from the DUT; moves with what
         #               :meth:`recv` sees in order)
 
@@ -320,7 +321,8 @@ class Flow:
         when unknown, as in a reset to a SYN; a reset's zero as it is), ack relative to the
         peer's ISN (only with ACK), PSH left out (when to set it is the sender's choice),
         window shown only when zero (or always with ``window``), timestamps as ``ts`` with
-        the echoed value (unless :attr:`ecr` is False)."""
+        the echoed value (unless :attr:`ecr` is False), SACK blocks relative to the peer's
+        ISN (unless :attr:`sacks` is False)."""
         f = "".join(c for b, c in ((SYN, "S"), (FIN, "F"), (RST, "R"), (ACK, "A"), (URG, "U"),
                                    (ECE, "E"), (CWR, "W")) if s.flags & b)
         seq = 0 if s.flags & RST and s.seq == 0 else self._rel(s.seq, self.irs)
@@ -341,7 +343,7 @@ class Flow:
             out.append("ws")
         if s.ts is not None:
             out.append(f"ts(ecr={s.ts[1]})" if self.ecr else "ts")
-        if s.sack:
+        if s.sack and self.sacks:
             blocks = ",".join(f"{self._rel(a, self.iss)}-{self._rel(b, self.iss)}"
                               for a, b in s.sack)
             out.append(f"sack={blocks}")
