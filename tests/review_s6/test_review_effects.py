@@ -122,10 +122,7 @@ def unwritable_buffers(peer: Factory, dut: Factory) -> list[Any]:
 
 SCENARIOS: list[Scenario] = [rcvlowat_effect, defer_accept_effect, self_connect, waitall_big,
                              unwritable_buffers]
-BUGS: dict[Scenario, str] = {
-    defer_accept_effect: "TCP_DEFER_ACCEPT has no effect: a silent client is accepted at "
-                         "once (Linux: accept waits for its first data)",
-}
+BUGS: dict[Scenario, str] = {}
 
 
 @pytest.mark.parametrize(("scenario", "kind"), params(SCENARIOS, BUGS))

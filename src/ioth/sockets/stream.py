@@ -46,6 +46,11 @@ Where these sockets differ from Linux's, deliberately:
 * after a refused non-blocking connect the socket's next connect gets a fresh descriptor of
   the same number (an AF_UNIX stream connects once): select and poll go on, an epoll
   registration made before is lost (a blocking connect's descriptor is kept).
+* TCP_DEFER_ACCEPT: while a connection waits for its first data, the listener retransmits
+  its SYN-ACK at each timeout (the peer's answering ACKs are dropped until the period ends)
+  where Linux stays silent until the period's last timeout; the connection is accepted at
+  the same moment.  A period longer than the policy's ``synack_retries`` also lets a
+  half-open connection whose handshake ACK never came retry that long.
 * no urgent data (MSG_OOB) yet: a send with MSG_OOB sends ordinary bytes and the peer's
   urgent byte is read inline (the TCP layer does not carry the urgent pointer; an AF_UNIX
   stream's own MSG_OOB has Linux's TCP semantics and could carry it to the application end).
@@ -462,6 +467,8 @@ class StreamSocket(StreamOptions, StreamIO):
                 listener = layer.listen(port, key_addr, backlog + 1, self._listen_policy(),
                                         reuseport=self._reuseport)
                 listener.bind_flags = self._bind_flags()
+                if self._opts:
+                    listener.defer_accept = self._defer()  # (TCP_DEFER_ACCEPT)
                 lh = ListenHandle(tcp, listener)
                 tcp.by_listener[listener] = lh
             assert lh is not None

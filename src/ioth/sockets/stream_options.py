@@ -16,7 +16,11 @@ Options with an effect (the value read back is what Linux reads back):
 * IPPROTO_TCP: TCP_NODELAY, TCP_CONGESTION, TCP_KEEPIDLE/INTVL/CNT (Linux's ranges),
   TCP_MAXSEG (clamps the MSS advertised and used by the next connection), TCP_SYNCNT (the
   policy's ``syn_retries``), TCP_USER_TIMEOUT (the policy's ``user_timeout``: data
-  unacknowledged that long ends the connection), TCP_INFO (Linux's ``struct tcp_info``).
+  unacknowledged that long ends the connection), TCP_INFO (Linux's ``struct tcp_info``),
+  TCP_DEFER_ACCEPT (seconds rounded up to SYN-ACK retransmissions and read back as Linux:
+  the listener leaves a connection half-open until its first data or FIN, or until the
+  peer answers the SYN-ACK retransmitted at the end of that period; see
+  :attr:`ioth.stack.tcp.layer.Listener.defer_accept`).
 * IPPROTO_IP / IPPROTO_IPV6: IP_TTL, IP_TOS, IPV6_UNICAST_HOPS, IPV6_TCLASS (the policy's
   ``ttl``, ``tos``, ``hop_limit``, ``tclass``: in the headers of the connection's packets),
   IPV6_V6ONLY.
@@ -30,7 +34,7 @@ descriptor stay readable; see StreamSocket._set_lowat).
 Accepted and read back as Linux, **without effect** in ioth: SO_BINDTODEVICE (ENODEV for a
 name that is not one of the stack's interfaces), SO_OOBINLINE,
 SO_BROADCAST, SO_PRIORITY, SO_DONTROUTE, TCP_QUICKACK, TCP_CORK,
-TCP_DEFER_ACCEPT, TCP_NOTSENT_LOWAT.  SO_SNDLOWAT cannot be set (ENOPROTOOPT, as Linux).
+TCP_NOTSENT_LOWAT.  SO_SNDLOWAT cannot be set (ENOPROTOOPT, as Linux).
 Other options are accepted and ignored.  A socket accepted from a listener starts with the
 listener's options (Linux clones the listening socket).
 """
@@ -59,6 +63,7 @@ if TYPE_CHECKING:
 
 _TIMEVAL = struct.Struct("@ll")
 TCP_CONGESTION = getattr(_socket, "TCP_CONGESTION", 13)
+TCP_DEFER_ACCEPT = getattr(_socket, "TCP_DEFER_ACCEPT", 9)
 #: TCP socket options that set a keepalive field of the connection's policy
 _KEEP_FIELDS = {getattr(_socket, "TCP_KEEPIDLE", 4): "keepidle",
                 getattr(_socket, "TCP_KEEPINTVL", 5): "keepintvl",
@@ -104,17 +109,23 @@ _INHERITED = ("_nodelay", "_keepalive", "_overrides", "_sndbuf", "_rcvbuf", "_bu
 _LINGER_DONE = frozenset((State.FIN_WAIT_2, State.TIME_WAIT, State.CLOSED))
 
 
-def _defer_secs(seconds: int) -> int:
-    """TCP_DEFER_ACCEPT as Linux reads it back: seconds rounded up to a whole number of SYN-ACK
-    retransmissions (1 s doubling up to 120 s), and back to seconds."""
+def _defer_retrans(seconds: int) -> tuple[int, int]:
+    """TCP_DEFER_ACCEPT as Linux keeps it (secs_to_retrans): ``seconds`` rounded up to a
+    whole number of SYN-ACK retransmissions (1 s doubling up to 120 s); returns (that
+    number, the seconds Linux reads back: retrans_to_secs).  (0, 0) for 0 or less."""
     if seconds <= 0:
-        return 0
+        return 0, 0
     retrans, timeout, period = 1, 1, 1
     while seconds > period and retrans < 255:
         retrans += 1
         timeout = min(timeout * 2, 120)
         period += timeout
-    return period
+    return retrans, period
+
+
+def _defer_secs(seconds: int) -> int:
+    """TCP_DEFER_ACCEPT as Linux reads it back (see :func:`_defer_retrans`)."""
+    return _defer_retrans(seconds)[1]
 
 
 class StreamOptions(IothSocket):
@@ -143,6 +154,7 @@ class StreamOptions(IothSocket):
         def _ensure_fd(self) -> int: ...
         def _materialize(self) -> None: ...
         def _set_lowat(self, n: int) -> None: ...
+        def _sync_oobinline(self) -> None: ...
         def _kernel_error(self) -> None: ...
         def _unjunk(self) -> None: ...
 
@@ -189,15 +201,25 @@ class StreamOptions(IothSocket):
         """The policy of this socket's listener: :meth:`_policy` with TCP_NODELAY and
         SO_KEEPALIVE, which its connections start with (None: the stack's)."""
         stack_policy = self._tcp.layer.policy
-        extra = {}
+        extra: dict[str, Any] = {}
         if self._nodelay != stack_policy.nodelay:
             extra["nodelay"] = self._nodelay
         if self._keepalive != stack_policy.keepalive:
             extra["keepalive"] = self._keepalive
+        defer = self._defer()
+        if defer > stack_policy.synack_retries:
+            # (TCP_DEFER_ACCEPT: the half-open connection lives through its period, as
+            # Linux's request whose ACK came: syn_ack_recalc)
+            extra["synack_retries"] = defer
         policy = self._policy()
         if not extra:
             return policy
         return (policy or stack_policy).replace(**extra)
+
+    def _defer(self) -> int:
+        """TCP_DEFER_ACCEPT in SYN-ACK retransmissions (0: off)."""
+        secs = self._opts.get((TCP, TCP_DEFER_ACCEPT))
+        return _defer_retrans(secs)[0] if secs else 0
 
     def _changed(self) -> None:
         """Stack lock held, an option changed: what accepted sockets take, and the listener's
@@ -212,6 +234,7 @@ class StreamOptions(IothSocket):
         if lh is not None:
             lh.listener.policy = self._listen_policy() or self._tcp.layer.policy
             lh.listener.bind_flags = self._bind_flags()
+            lh.listener.defer_accept = self._defer()
 
     def _override(self, field: str, value: Any) -> None:
         """Set one policy field for this socket (stack lock held); a live connection switches."""
@@ -316,6 +339,8 @@ class StreamOptions(IothSocket):
                 if option == _socket.SO_RCVLOWAT:
                     ival = (0x7FFFFFFF if ival < 0 else ival) or 1
                 self._store(key, int(bool(ival)) if key in _BOOL_OPTS else int(ival))
+                if option == _socket.SO_OOBINLINE:
+                    self._sync_oobinline()  # (its effect: StreamIO)
                 if option == _socket.SO_RCVLOWAT:
                     self._set_lowat(int(ival))  # (its effect: see StreamSocket._set_lowat)
         elif level == TCP:

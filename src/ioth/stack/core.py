@@ -680,10 +680,12 @@ class StackCore:
                 and RX_PLAIN
                 and conn.state in _PLAIN_STATES
                 and (conn.state is not _SYN_RECEIVED or conn.listener is None
-                     # (else TcpLayer.conn_input drops the ACK: accept queue full)
-                     or len(conn.listener.accept_queue) + conn.listener.handed
-                     + len(tcp._batch or ()) < conn.listener.backlog
-                     or not tcp.accept_full(conn.listener))
+                     # (else TcpLayer.conn_input may drop the ACK: TCP_DEFER_ACCEPT, accept
+                     # queue full)
+                     or (not conn.listener.defer_accept and (
+                         len(conn.listener.accept_queue) + conn.listener.handed
+                         + len(tcp._batch or ()) < conn.listener.backlog
+                         or not tcp.accept_full(conn.listener))))
                 and conn.rx_plain(seq, ack, flags, window, tsval, tsecr, now)
             ):
                 # what TcpLayer.conn_input does after TcpConnection.process

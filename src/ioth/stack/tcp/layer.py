@@ -139,6 +139,14 @@ class Listener:
         self.cookies_sent = 0
         self.cookies_accepted = 0
         self.cookies_rejected = 0
+        self.defer_accept = 0
+        """TCP_DEFER_ACCEPT, in SYN-ACK retransmissions (Linux's ``rskq_defer_accept``): a
+        handshake-completing ACK without data is dropped (counted in :attr:`defer_dropped`)
+        while the half-open connection has retransmitted its SYN-ACK fewer times, so that it
+        joins the accept queue with its first data (or FIN), or with the ACK that answers
+        the SYN-ACK retransmitted at the end of that period; 0: off."""
+        self.defer_dropped = 0
+        """Handshake ACKs without data dropped under :attr:`defer_accept`."""
         self.group: list[Listener] | None = None
         """SO_REUSEPORT: the listeners sharing this address and port, in the order they
         started (the same list object for each of them); None: alone."""
@@ -1013,12 +1021,19 @@ class TcpLayer:
             listener is not None
             and conn.state is _SYN_RECEIVED
             and seg.flags & (SYN | ACK | RST) == ACK
-            and len(listener.accept_queue) + listener.handed + len(self._batch or ())
-        >= listener.backlog  # (accept_full's early out, inline: no call in the common case)
-        and self.accept_full(listener)
         ):
-            listener.ack_dropped += 1  # accept queue full: like Linux, drop the final ACK
-            return
+            defer = listener.defer_accept
+            if defer and conn._retries < defer and not seg.payload and not seg.flags & FIN:
+                # TCP_DEFER_ACCEPT (Linux tcp_check_req): a bare ACK leaves the connection
+                # half-open; its SYN-ACK timer goes on (the peer's answer to the last
+                # retransmission within the period completes it)
+                listener.defer_dropped += 1
+                return
+            if (len(listener.accept_queue) + listener.handed + len(self._batch or ())
+                    >= listener.backlog  # (accept_full's early out, inline: no call)
+                    and self.accept_full(listener)):
+                listener.ack_dropped += 1  # accept queue full: like Linux, drop the final ACK
+                return
         conn.process(seg, now, predict)
         batch = self._batch
         if batch is not None:
