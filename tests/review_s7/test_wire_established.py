@@ -297,10 +297,6 @@ SCENARIOS: list[Scenario] = [
     ack_old_in_range, data_beyond_window, old_duplicate_dsack, paws_old_timestamp, paws_rst,
     data_without_timestamp, blind_ack_moves_ts_recent, duplicate_tsval_echo, ipv6_rfc5961]
 BUGS: dict[Scenario, str] = {
-    blind_ack_moves_ts_recent: "a segment dropped for its ACK (too old: RFC 5961 5.2; or of "
-                               "unsent data) still sets TS.Recent from its TSval, so PAWS then "
-                               "drops the real peer's data and the connection stalls (Linux: "
-                               "TS.Recent taken only once the ACK is acceptable)",
     duplicate_tsval_echo: "LINUX ODD, ioth per RFC 7323: after an old duplicate Linux echoes "
                           "the duplicate's TSval, ioth keeps TS.Recent (the duplicate is not "
                           "acceptable); parity only, harmless",

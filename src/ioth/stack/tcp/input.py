@@ -412,9 +412,12 @@ class InputMixin(TcbBase):
         self._probes = 0
         if self._keep_at is not None or self._keep_probes:
             self._reset_keepalive(now)
-        # RFC 7323 4.3: TS.Recent <- SEG.TSval if SEG.SEQ <= Last.ACK.sent.
-        if self.ts_ok and seg.tsval is not None and seq <= self._last_ack_sent:
-            self.ts_recent = seg.tsval
+        # RFC 7323 4.3: TS.Recent <- SEG.TSval if SEG.SEQ <= Last.ACK.sent; in TIME-WAIT
+        # whatever the ACK (as Linux's tcp_timewait_state_process and the compact TIME-WAIT),
+        # in the other states once the ACK is acceptable too (below)
+        ts_take = self.ts_ok and seg.tsval is not None and seq <= self._last_ack_sent
+        if ts_take and st is _TIME_WAIT:
+            self.ts_recent = seg.tsval  # type: ignore[assignment]
         una = self.snd_una
         ack = una + ((seg.ack - una + _HALF) & MASK) - _HALF  # _unwrap inlined
         if st is _SYN_RECEIVED:
@@ -445,6 +448,10 @@ class InputMixin(TcbBase):
             self._challenge_ack(now)
             self.dropped += 1
             return
+        if ts_take:
+            # (as Linux: a blind segment dropped above for its ACK must not move TS.Recent,
+            # or PAWS would then drop the real peer's segments)
+            self.ts_recent = seg.tsval  # type: ignore[assignment]
         self._process_ack(seg, seq, ack, plen, f, now)
         if self.state is _CLOSED:
             return
