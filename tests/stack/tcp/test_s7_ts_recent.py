@@ -1,0 +1,44 @@
+"""TS.Recent moves only with acceptable segments (RFC 7323 4.3, as Linux).
+
+Review s7 (tests/review_s7/test_wire_established.py, blind_ack_moves_ts_recent) found that a
+segment dropped for its ACK still set TS.Recent from its TSval, so PAWS then dropped the real
+peer's segments and the connection stalled.  Here on the virtual clock, for both reasons a
+synchronized connection drops a segment for its ACK (RFC 9293 3.10.7.4 fifth: an ACK of data
+never sent; RFC 5961 5.2: too old an ACK).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ioth.stack.tcp.connection import TcpConnection
+from tests.stack.tcp.test_connection import POLICY, established, recv, seg
+
+TS0 = 1000
+
+
+def _ts_established() -> TcpConnection:
+    c = established(POLICY.replace(sack=False, window_scaling=False), tsval=TS0)
+    assert c.ts_ok and c.ts_recent == TS0
+    return c
+
+
+@pytest.mark.parametrize("offset", [5, -200_000], ids=["unsent", "too_old"])
+def test_segment_dropped_for_its_ack_leaves_ts_recent(offset: int) -> None:
+    c = _ts_established()
+    una = c.iss + 1
+    # a blind segment: in-window sequence number, a far newer timestamp, an unacceptable ACK
+    c.process(seg(1, una + offset, tsval=TS0 + 1_000_000, tsecr=0), 0.0)
+    answer = recv(c)
+    assert [s.payload for s in answer] == [b""]  # an ACK (a challenge ACK for too_old)
+    assert c.ts_recent == TS0
+    # the real peer's next segment (its clock barely moved) is not taken for an old one
+    c.process(seg(1, una, payload=b"data", tsval=TS0 + 1, tsecr=0), 0.0)
+    assert c.recv_available == 4
+    assert c.ts_recent == TS0 + 1
+
+
+def test_acceptable_segment_moves_ts_recent() -> None:
+    c = _ts_established()
+    c.process(seg(1, c.iss + 1, payload=b"x", tsval=TS0 + 7, tsecr=0), 0.0)
+    assert c.recv_available == 1 and c.ts_recent == TS0 + 7
