@@ -234,6 +234,7 @@ class Flow:
         self.tsval = tsval
         self.ts_on = True
         self.their_ts: int | None = None
+        self.their_ws = 0  # (the DUT's window scale, from its SYN or SYN-ACK)
         self.window = 512  # (the window field of every segment but the SYN, which has
         #                  65535: 64 kB with the SYN's window scale 7)
         self.nxt = 1  # (relative: the peer's next sequence number)
@@ -289,6 +290,7 @@ class Flow:
                 continue
             if s.flags & SYN and self.irs is None:
                 self.irs = s.seq
+                self.their_ws = s.ws or 0
             if s.ts is not None:
                 self.their_ts = s.ts[0]
             start = self._rel(s.seq, self.irs) + (1 if s.flags & SYN else 0)
@@ -360,6 +362,7 @@ class Flow:
         assert got, "no SYN from the DUT"
         f = cls(wire, got[0].sport, v6, sport=port, iss=0x50000000)
         f.irs = got[0].seq
+        f.their_ws = got[0].ws or 0
         f.their_ts = got[0].ts[0] if got[0].ts else None
         f.ts_on = got[0].ts is not None
         return f, [f.norm(s) for s in got]
@@ -390,19 +393,21 @@ class Env:
     dut: Side
     kind: str
 
-    def listener(self, v6: bool = False, backlog: int = 8) -> Any:
-        """A DUT listener on an ephemeral port (timeout 5 s)."""
+    def listener(self, v6: bool = False, backlog: int = 8, rcvbuf: int | None = None) -> Any:
+        """A DUT listener on an ephemeral port (timeout 5 s; SO_RCVBUF ``rcvbuf``)."""
         fam = socket.AF_INET6 if v6 else socket.AF_INET
         lst = self.dut(fam)
+        if rcvbuf is not None:
+            lst.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         lst.bind((DUT_IP6 if v6 else DUT_IP, 0))
         lst.listen(backlog)
         lst.settimeout(5)
         return lst
 
-    def accepted(self, v6: bool = False, opts: bytes | None = None
+    def accepted(self, v6: bool = False, opts: bytes | None = None, rcvbuf: int | None = None
                  ) -> tuple[Any, Any, Flow, list[str]]:
         """(listener, accepted DUT socket, the peer's flow, the SYN-ACK normalised)."""
-        lst = self.listener(v6)
+        lst = self.listener(v6, rcvbuf=rcvbuf)
         f = Flow(self.wire, lst.getsockname()[1], v6)
         synack = f.connect(opts)
         d, _ = lst.accept()

@@ -1,0 +1,234 @@
+"""Adversarial review (session 7): data flow on the wire, the kernel as the oracle.
+
+Out-of-order data and SACK blocks (RFC 2018: the newest block first), D-SACK of duplicates
+(RFC 2883), a receive window filled to zero, zero-window probes both ways and the window
+update, keepalive probes both ways.  The DUT's buffer sizes, windows and timers are policy
+(Linux: autotuned buffers, a 200 ms minimum RTO, its persist backoff): the scenarios compare
+what a peer relies on (the window reaches zero and reopens, a probe comes and is answered,
+the data all arrives), not the values.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from typing import Any
+
+import pytest
+
+from tests.review_s6.oracle import close_all, params
+from tests.review_s7.rawpeer import (
+    ACK,
+    PSH,
+    RST,
+    Env,
+    Envs,
+    Flow,
+    Scenario,
+    Seg,
+    read,
+    run,
+)
+
+pytestmark = pytest.mark.interop
+
+K = 1000
+
+
+def blob(n: int) -> bytes:
+    """``n`` recognisable bytes."""
+    return bytes(i % 251 for i in range(n))
+
+
+def sack_blocks(env: Env, v6: bool = False) -> list[Any]:
+    """Segments 2 and 4 of four (1000 bytes each) come first: each draws an immediate
+    duplicate ACK whose SACK blocks name what is held, the newest first; segment 1: the ACK
+    moves to 2001 with the remaining block; segment 3: everything acknowledged, no block;
+    the application reads the 4000 bytes in order."""
+    lst, d, f, _ = env.accepted(v6=v6)
+    data = blob(4 * K)
+    out: list[Any] = []
+    for i in (1, 3, 0, 2):
+        f.send(ACK | PSH, seq=1 + i * K, data=data[i * K:(i + 1) * K])
+        out.append(f.ask())
+    f.nxt = 1 + 4 * K
+    got = b""
+    while len(got) < len(data):
+        chunk = read(d, 2, 8192)
+        if not isinstance(chunk, bytes) or not chunk:
+            break
+        got += chunk
+    out.append(got == data)
+    close_all(d, lst)
+    return out
+
+
+def sack_blocks_v6(env: Env) -> list[Any]:
+    """:func:`sack_blocks` over IPv6."""
+    return sack_blocks(env, v6=True)
+
+
+def dsack_out_of_order(env: Env) -> list[Any]:
+    """RFC 2883 4.1.2: a duplicate of a segment held out of order: the first block is the
+    D-SACK of the duplicate, then the SACK block holding it."""
+    lst, d, f, _ = env.accepted()
+    f.send(ACK | PSH, seq=1 + K, data=blob(K))
+    out: list[Any] = [f.ask()]
+    f.send(ACK | PSH, seq=1 + K, data=blob(K))
+    out.append(f.ask())
+    close_all(d, lst)
+    return out
+
+
+def fill_window(f: Flow, limit: float = 8.0) -> tuple[bool, int]:
+    """Send 1000-byte segments up to the DUT's advertised right edge again and again (the
+    application reads nothing) until it advertises a zero window: (reached zero, bytes
+    sent)."""
+    ack, wnd = f.rcv, None
+    deadline = time.monotonic() + limit
+    sent = 0
+
+    def note(segs: list[Seg]) -> None:
+        nonlocal ack, wnd
+        for s in segs:
+            if s.flags & ACK:
+                ack = f._rel(s.ack, f.iss)
+                wnd = s.window << f.their_ws
+    note(f.recv(0.05))
+    while time.monotonic() < deadline:
+        edge = ack + (wnd if wnd is not None else 1 << 15)
+        if f.nxt < edge:
+            n = min(K, edge - f.nxt)
+            f.data(blob(n))
+            sent += n
+            note(f.recv(0))
+            continue
+        note(f.recv(0.3, until=bool, settle=0.05))
+        if wnd == 0 and ack == f.nxt:
+            return True, sent
+    return False, sent
+
+
+def zero_window_receiver(env: Env) -> list[Any]:
+    """The application reads nothing; the peer fills the advertised window until the DUT
+    advertises zero, having taken every byte sent (the window never shrank under data in
+    flight); a zero-window probe (one byte at RCV.NXT): an ACK, window zero, the byte not
+    taken; the application reads everything: a window update comes unasked; the probe
+    byte is then taken.  (SO_RCVBUF 16384 on the listener: how much the DUT then takes is
+    its policy, Linux about 16 kB, ioth more: its descriptor pair holds bytes too.)"""
+    lst, d, f, _ = env.accepted(rcvbuf=16384)
+    f.ecr = False
+    zero, sent = fill_window(f)
+    out: list[Any] = [zero]
+    f.send(ACK | PSH, data=b"P")
+    ans = f.recv(1.0, until=bool)
+    out.append([re.sub(r"ack=\d+ ", "ack=RCV.NXT ", f.norm(s)) if f._rel(s.ack, f.iss) == f.nxt
+                else f.norm(s) for s in ans])
+    got = 0
+    while got < sent:
+        chunk = read(d, 2, 65536)
+        if not isinstance(chunk, bytes) or not chunk:
+            break
+        got += len(chunk)
+    out.append(got == sent)
+    upd = f.recv(1.5, until=lambda segs: any(s.window for s in segs))
+    out.append(any(s.window > 0 and s.flags == ACK for s in upd))
+    f.data(b"P")
+    out += [[re.sub(r"ack=\d+ ", "ack=RCV.NXT+1 ", a) for a in f.ask()], read(d)]
+    close_all(d, lst)
+    return out
+
+
+def probe_kind(f: Flow, s: Seg) -> str:
+    """A segment sent into a closed window, named: "probe" (RFC 9293 3.8.6.1's one byte at
+    SND.UNA, or Linux's empty segment at SND.UNA - 1: both draw an ACK), else normalised."""
+    rel = f._rel(s.seq, f.irs)
+    if s.flags & ACK and not s.flags & RST and (
+            (len(s.payload) == 1 and rel == 1) or (not s.payload and rel == 0)):
+        return "probe"
+    return f.norm(s)
+
+
+def zero_window_sender(env: Env) -> list[Any]:
+    """The peer advertises a zero window, the application writes 1000 bytes: nothing but
+    zero-window probes within 1.5 s (RFC 9293 3.8.6.1; their form is the sender's
+    choice); the peer answers them with a zero window, then opens it: the 1000 bytes come
+    (the probe's byte included)."""
+    lst, d, f, _ = env.accepted()
+    f.send(ACK, window=0)
+    time.sleep(0.2)  # (the ACK is in before the application writes)
+    d.sendall(blob(K))
+    probes = []
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline:
+        segs = f.recv(deadline - time.monotonic(), until=bool, settle=0.01)
+        probes += [probe_kind(f, s) for s in segs]
+        if segs:
+            f.send(ACK, window=0)
+    out: list[Any] = [sorted(set(probes))]
+    f.send(ACK)
+    seen = 0
+    deadline = time.monotonic() + 2
+    while f.rcv < 1 + K and time.monotonic() < deadline:
+        seen += len(f.recv(0.5, until=bool, settle=0.02))
+        f.send(ACK)
+    out.append(f.rcv == 1 + K)
+    close_all(d, lst)
+    return out
+
+
+def keepalive_answered(env: Env) -> list[Any]:
+    """The peer's keepalive probes (RFC 1122 4.2.3.6): an empty segment at SND.NXT - 1, and
+    one with a garbage byte there: each draws an ACK <SEQ=SND.NXT><ACK=RCV.NXT> (the
+    second with a D-SACK of the byte); the application reads nothing.  (Echoed TSvals:
+    see test_wire_established.duplicate_tsval_echo.)"""
+    out: list[Any] = []
+    for data in (b"", b"g"):
+        lst, d, f, _ = env.accepted()
+        f.ecr = False
+        f.data(b"hello")
+        out.append(f.ask())
+        f.send(ACK, seq=f.nxt - 1, data=data)
+        out += [f.ask(), read(d), read(d, 0.3)]
+        close_all(d, lst)
+    return out
+
+
+def dut_keepalive(env: Env) -> list[Any]:
+    """SO_KEEPALIVE with TCP_KEEPIDLE 1, TCP_KEEPINTVL 1, TCP_KEEPCNT 2 on an idle DUT
+    connection: a probe after about 1 s (form: :func:`probe_kind`); answered, the next
+    comes after another idle second; unanswered, a second probe, then the connection is
+    reset (<SEQ=SND.NXT><CTL=RST,ACK>) and the application reads ETIMEDOUT."""
+    lst, d, f, _ = env.accepted()
+    d.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    d.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 1)
+    d.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
+    d.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 2)
+    first = f.recv(2.5, until=bool, settle=0.05)
+    out: list[Any] = [[probe_kind(f, s) for s in first]]
+    f.send(ACK)
+    rest = f.recv(6.0, until=lambda segs: any(s.flags & RST for s in segs), settle=0.05)
+    out.append([probe_kind(f, s) for s in rest])
+    out.append(read(d, 1))
+    close_all(d, lst)
+    return out
+
+
+SCENARIOS: list[Scenario] = [
+    sack_blocks, sack_blocks_v6, dsack_out_of_order, zero_window_receiver, zero_window_sender,
+    keepalive_answered, dut_keepalive]
+BUGS: dict[Scenario, str] = {
+    zero_window_receiver: "a zero-window probe (one byte at RCV.NXT, window zero) draws no ACK "
+                          "(RFC 9293 3.8.6.1 / 3.10.7.4: the byte is not acceptable, send an "
+                          "ACK; Linux does at once): a sender whose window update was lost "
+                          "never hears the window open",
+    dut_keepalive: "keepalive gives up silently (ETIMEDOUT, nothing sent); Linux sends "
+                   "<SEQ=SND.NXT><CTL=RST,ACK> (tcp_keepalive_timer, tcp_send_active_reset), "
+                   "so a peer still there learns the connection is gone; minor",
+}
+
+
+@pytest.mark.parametrize(("scenario", "kind"), params(SCENARIOS, BUGS))  # type: ignore[arg-type]
+def test_flow_as_the_kernel(scenario: Scenario, kind: str, envs: Envs) -> None:
+    run(scenario, kind, envs)
