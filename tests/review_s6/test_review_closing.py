@@ -134,18 +134,32 @@ def shutdown_rd_wakes_recv_in_every_mode(peer: Factory, dut: Factory) -> list[An
     return out
 
 
-SCENARIOS: list[Scenario] = [close_while_accept_blocked, close_while_connect_blocked,
-                             zero_window_resumes, shutdown_rd_wakes_recv_in_every_mode]
-BUGS: dict[Scenario, str] = {
-    close_while_accept_blocked: "close() of a listener while another thread is blocked in "
-                                "accept closes the port at once (connects refused, accept "
-                                "EBADF); Linux: accept goes on and takes the next client",
-    close_while_connect_blocked: "close() while another thread is blocked in connect makes "
-                                 "the connect fail with ECONNABORTED at once (Linux: it "
-                                 "goes on waiting)",
-}
+SCENARIOS: list[Scenario] = [zero_window_resumes, shutdown_rd_wakes_recv_in_every_mode]
+BUGS: dict[Scenario, str] = {}
 
 
 @pytest.mark.parametrize(("scenario", "kind"), params(SCENARIOS, BUGS))
 def test_closing_races_as_the_kernel(scenario: Scenario, kind: str, envs: Envs) -> None:
     run(scenario, kind, envs)
+
+
+#: close_while_accept_blocked and close_while_connect_blocked are not oracle scenarios: ioth
+#: differs deliberately (session 7, as session 4 for recv; see ioth.sockets.stream): close()
+#: from another thread wakes the blocked call at once with an error and frees the port
+_DOCUMENTED = [
+    pytest.param(close_while_accept_blocked, ["still blocked", None, "tuple"],
+                 ["EBADF", "ECONNREFUSED", "EBADF"], id="accept"),
+    pytest.param(close_while_connect_blocked, ["still blocked"], ["ECONNABORTED"],
+                 id="connect"),
+]
+
+
+@pytest.mark.parametrize(("scenario", "linux", "ioth"), _DOCUMENTED)
+def test_close_wakes_a_blocked_accept_or_connect(scenario: Scenario, linux: list[Any],
+                                                 ioth: list[Any], envs: Envs) -> None:
+    """A documented difference: closing a listener (or a connecting socket) from another
+    thread makes the accept fail with EBADF at once, the port closed (a client is refused),
+    or the connect with ECONNABORTED, where Linux's blocked call goes on (the accept takes
+    the next client, the connect waits on).  The kernel run shows Linux's behaviour."""
+    assert scenario(*envs.get("kernel", False)) == linux
+    assert scenario(*envs.get("ioth", False)) == ioth

@@ -28,9 +28,16 @@ The application's descriptor is an AF_UNIX SOCK_STREAM socket:
 
 Where these sockets differ from Linux's, deliberately:
 
-* closing a socket from another thread wakes a thread blocked in its ``recv``, which fails
-  with EBADF (a session-4 decision): Linux leaves that read waiting for the peer's next bytes,
-  possibly forever (the read keeps the file referenced); no portable program relies on either.
+* closing a socket from another thread wakes a thread blocked in its ``recv`` or ``accept``,
+  which fails with EBADF, or in its ``connect``, which fails with ECONNABORTED (the attempt
+  ends, nothing more is sent); the listener's port is freed and its connects refused at
+  once.  Linux leaves the blocked call going (it keeps the file referenced): the read waits
+  for the peer's next bytes, the accept takes the next client, the connect completes (and
+  the connection is closed when it returns), possibly never.  Sessions 4 and 7 chose not to
+  copy that: close() would then not free the port nor stop the attempt that the application
+  asked to end, and ioth's waits poll the descriptor's number (a number reused after close
+  would be watched), which parity would have to pay with a dup per blocking call.  No
+  portable program relies on either (shutdown(SHUT_RD) wakes a blocked accept on both).
 * the descriptor is the application's AF_UNIX end: ``socket.socket(fileno=s.detach())`` (or
   a descriptor handed to another process) is an AF_UNIX stream carrying the connection's
   bytes, end of stream and reset, with AF_UNIX names and options.  So are the socket objects
@@ -212,6 +219,7 @@ class StreamSocket(StreamOptions, StreamIO):
     # (os.write between two sends, O_NONBLOCK set with fcntl)
     _fd_taken = False
     _auto_port = False  # the bound port was chosen by bind (port 0): a failed connect frees it
+    _accepting = 0  # threads waiting in accept on the listening descriptor (not _accept_direct)
     _bound_h: StreamHandle | None = None  # the handle of a failed connect when bind was called
 
     def __init__(self, stack: Stack, family: int = _socket.AF_INET,
@@ -513,10 +521,22 @@ class StreamSocket(StreamOptions, StreamIO):
     def _accept(self) -> tuple[int, Any]:
         if self._listen is None:
             raise oserror(errno.EBADF if self._gone else errno.EINVAL)
-        if self._pid == _Pid.value and self.gettimeout() != 0 and not (
-                self._fd_taken and self._fcntl_nonblocking()):  # (then: the kernel's EAGAIN)
-            self._serve_inline()
-        return _csocket.socket._accept(self)  # type: ignore[attr-defined, no-any-return]
+        if self.gettimeout() == 0 or self._pid != _Pid.value:  # (never waits here)
+            return _csocket.socket._accept(self)  # type: ignore[attr-defined, no-any-return]
+        lock = self._stack.lock
+        with lock:
+            self._accepting += 1  # (a close from another thread wakes this wait: _real_close)
+        try:
+            if not (self._fd_taken and self._fcntl_nonblocking()):  # (then: the kernel's EAGAIN)
+                self._serve_inline()
+            return _csocket.socket._accept(self)  # type: ignore[attr-defined, no-any-return]
+        except OSError:
+            if self._gone:  # closed by another thread meanwhile (see _real_close)
+                raise oserror(errno.EBADF) from None
+            raise
+        finally:
+            with lock:
+                self._accepting -= 1
 
     def accept(self) -> tuple[StreamSocket, Address]:
         """Wait for a connection (honours timeouts and non-blocking mode like the kernel)."""
@@ -1034,10 +1054,14 @@ class StreamSocket(StreamOptions, StreamIO):
         if self._pid != _Pid.value:  # a forked child: the stack lives in the parent
             _ss.close(self)
             return
+        wake = False
         with stack.lock:
             lh = self._listen
             if lh is not None:
                 self._stop_listening(lh)
+                # a thread blocked in accept returns (EBADF), as it does from recv: a
+                # documented difference (Linux's accept goes on with the next client)
+                wake = bool(self._accepting or lh.hold)
             h = self._h
             inline = False
             hold = h.hold if h is not None else 0
@@ -1103,6 +1127,11 @@ class StreamSocket(StreamOptions, StreamIO):
             stack._sockets.discard(self._ref)
             if not inline:  # (inline: nothing was queued yet, closed_by_app flushes)
                 stack.runtime.flush()
+        if wake:  # (the AF_UNIX listening socket: its accept says EINVAL, turned into EBADF)
+            try:
+                _ss.shutdown(self, _socket.SHUT_RD)
+            except OSError:
+                pass
         _ss.close(self)
         if inline:
             assert h is not None
