@@ -69,7 +69,7 @@ class _Pair(LayerPair):
 def _start(defer: int) -> tuple[_Pair, Any, Any]:
     p = _Pair()
     lst = p.b.listen(80)
-    lst.defer_accept = defer
+    lst.set_defer_accept(defer)
     c = p.a.connect(CA, SA, 80, p.now)
     p.run()
     return p, lst, c

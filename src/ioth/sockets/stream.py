@@ -476,7 +476,7 @@ class StreamSocket(StreamOptions, StreamIO):
                                         reuseport=self._reuseport)
                 listener.bind_flags = self._bind_flags()
                 if self._opts:
-                    listener.defer_accept = self._defer()  # (TCP_DEFER_ACCEPT)
+                    listener.set_defer_accept(self._defer())  # (TCP_DEFER_ACCEPT)
                 lh = ListenHandle(tcp, listener)
                 tcp.by_listener[listener] = lh
             assert lh is not None

@@ -234,7 +234,7 @@ class StreamOptions(IothSocket):
         if lh is not None:
             lh.listener.policy = self._listen_policy() or self._tcp.layer.policy
             lh.listener.bind_flags = self._bind_flags()
-            lh.listener.defer_accept = self._defer()
+            lh.listener.set_defer_accept(self._defer())
 
     def _override(self, field: str, value: Any) -> None:
         """Set one policy field for this socket (stack lock held); a live connection switches."""

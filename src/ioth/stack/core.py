@@ -679,13 +679,12 @@ class StackCore:
                 end == start
                 and RX_PLAIN
                 and conn.state in _PLAIN_STATES
-                and (conn.state is not _SYN_RECEIVED or conn.listener is None
-                     # (else TcpLayer.conn_input may drop the ACK: TCP_DEFER_ACCEPT, accept
-                     # queue full)
-                     or (not conn.listener.defer_accept and (
-                         len(conn.listener.accept_queue) + conn.listener.handed
-                         + len(tcp._batch or ()) < conn.listener.backlog
-                         or not tcp.accept_full(conn.listener))))
+                and (conn.state is not _SYN_RECEIVED or (lst := conn.listener) is None
+                     # (else TcpLayer.conn_input may drop the ACK: accept queue full, or
+                     # TCP_DEFER_ACCEPT, under which plain_backlog is -1)
+                     or len(lst.accept_queue) + lst.handed + len(tcp._batch or ())
+                     < lst.plain_backlog
+                     or not (lst.defer_accept or tcp.accept_full(lst)))
                 and conn.rx_plain(seq, ack, flags, window, tsval, tsecr, now)
             ):
                 # what TcpLayer.conn_input does after TcpConnection.process

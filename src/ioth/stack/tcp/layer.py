@@ -144,7 +144,12 @@ class Listener:
         handshake-completing ACK without data is dropped (counted in :attr:`defer_dropped`)
         while the half-open connection has retransmitted its SYN-ACK fewer times, so that it
         joins the accept queue with its first data (or FIN), or with the ACK that answers
-        the SYN-ACK retransmitted at the end of that period; 0: off."""
+        the SYN-ACK retransmitted at the end of that period; 0: off.  Set it with
+        :meth:`set_defer_accept`."""
+        self.plain_backlog = self.backlog
+        """:attr:`backlog`, or -1 under :attr:`defer_accept`: what the stack's fused receive
+        path compares the queues with before it completes a handshake itself (-1: never, it
+        leaves the ACK to :meth:`TcpLayer.conn_input`), so that it tests no flag."""
         self.defer_dropped = 0
         """Handshake ACKs without data dropped under :attr:`defer_accept`."""
         self.group: list[Listener] | None = None
@@ -153,6 +158,11 @@ class Listener:
 
     def __repr__(self) -> str:
         return f"<Listener port={self.port} queued={len(self.accept_queue)}>"
+
+    def set_defer_accept(self, retransmissions: int) -> None:
+        """TCP_DEFER_ACCEPT: :attr:`defer_accept` (0: off) and :attr:`plain_backlog`."""
+        self.defer_accept = max(0, retransmissions)
+        self.plain_backlog = -1 if self.defer_accept else self.backlog
 
     def accept(self) -> TcpConnection | None:
         """The oldest established connection, or None if there is none yet."""
