@@ -185,8 +185,8 @@ def _tcb_state(conn: TcpConnection) -> dict[str, object]:
     out: dict[str, object] = {}
     for cls in type(conn).__mro__:
         for name in getattr(cls, "__slots__", ()):
-            if name in _SKIP or name in out:
-                continue
+            if name in _SKIP or name in out or not hasattr(conn, name):
+                continue  # (the urgent-data slots stay unset until urgent data: TcbBase)
             v = getattr(conn, name)
             if name == "cc":
                 v = (type(v).__name__,

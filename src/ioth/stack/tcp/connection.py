@@ -48,13 +48,14 @@ from ioth.stack.tcp.input import InputMixin
 from ioth.stack.tcp.output import OutputMixin
 from ioth.stack.tcp.policy import TcpPolicy
 from ioth.stack.tcp.recovery import RecoveryMixin
-from ioth.stack.tcp.segment import FIN, Segment
+from ioth.stack.tcp.segment import ACK, FIN, RST, SYN, URG, Segment, urgent
 from ioth.stack.tcp.state import (
     _CLOSE_WAIT,
     _CLOSED,
     _ESTABLISHED,
     _FIN_WAIT_1,
     _FIN_WAIT_2,
+    _HALF,
     _LAST_ACK,
     _LISTEN,
     _MAX_WSCALE,
@@ -68,7 +69,13 @@ from ioth.stack.tcp.state import (
     reset_for,
 )
 
-__all__ = ["MASK", "State", "TcpConnection", "TcpInfo", "reset_for"]
+__all__ = ["MASK", "State", "TcpConnection", "TcpInfo", "UrgentConnection", "reset_for"]
+
+# UrgentConnection._urg_state: no urgent byte, one the reader has not taken (out of band)
+# yet (it may not have arrived: RCV.UP beyond RCV.NXT), one taken by recv_urgent
+_URG_NONE = 0
+_URG_PENDING = 1
+_URG_READ = 2
 
 
 class TcpConnection(InputMixin, OutputMixin, RecoveryMixin, BufferMixin):
@@ -76,8 +83,70 @@ class TcpConnection(InputMixin, OutputMixin, RecoveryMixin, BufferMixin):
 
     __slots__ = ()
 
+    #: True once the connection met urgent data (see :class:`UrgentConnection`)
+    urgent_mode = False
+
     def __repr__(self) -> str:
         return f"<TcpConnection {self.state} {self.local[1]}->{self.remote[1]}>"
+
+    # -- urgent data (RFC 9293 3.8.5, RFC 6093; Linux's semantics) ----------------------------
+    def _urgent_start(self) -> UrgentConnection:
+        """Become an :class:`UrgentConnection` (the same object, its urgent slots set)."""
+        self.__class__ = UrgentConnection
+        self._urg_state = _URG_NONE
+        self._urg_seq = 0
+        self._urg_inline = False
+        self._urg_up = self.snd_una
+        return self  # type: ignore[return-value]
+
+    def _urgent_in(self, seg: Segment, rcv_nxt: int) -> None:
+        """A segment with URG arrived (input's sixth step); ``rcv_nxt``: RCV.NXT before its
+        text was queued."""
+        self._urgent_start()._urgent_in(seg, rcv_nxt)
+
+    def send_urgent(self, data: bytes | bytearray | memoryview) -> int:
+        """SEND with the URGENT flag (send(MSG_OOB)): queue what :meth:`send` takes of
+        ``data`` and make its last byte urgent: SND.UP is the sequence number after it (the
+        urgent pointer points one past the urgent byte, as BSD and Linux, RFC 6093).  The
+        segments sent before SND.UP is acknowledged carry URG and the pointer (at most
+        65535 ahead of their sequence number); Nagle waits for nothing meanwhile."""
+        n = self.send(data)
+        if n:
+            conn = self._urgent_start() if not self.urgent_mode else self
+            conn._urg_up = self._sseq + len(self._sbuf) - self._shead
+        return n
+
+    def recv_urgent(self, peek: bool = False) -> bytes:
+        """recv(MSG_OOB): the urgent byte held out of band.  EINVAL without one (none came,
+        it was read already, or SO_OOBINLINE), EAGAIN while the urgent pointer is known but
+        its byte has not arrived yet, b"" then if the stream ended; ``peek``: leave it."""
+        raise _oserror(_errno.EINVAL, "no urgent data")
+
+    @property
+    def oob_inline(self) -> bool:
+        """SO_OOBINLINE: the urgent byte stays in the stream (recv_urgent: EINVAL)."""
+        return False
+
+    @oob_inline.setter
+    def oob_inline(self, on: bool) -> None:
+        if on:
+            self._urgent_start()._urg_inline = True
+
+    @property
+    def at_mark(self) -> bool:
+        """SIOCATMARK: the next byte :meth:`recv` would meet is the urgent byte."""
+        return False
+
+    @property
+    def urgent_ready(self) -> bool:
+        """An urgent byte has arrived and was not read yet (POLLPRI)."""
+        return False
+
+    @property
+    def urgent_offset(self) -> int:
+        """Bytes of the receive queue before the urgent byte when that byte is queued and
+        still to be taken out of band; -1 otherwise."""
+        return -1
 
     @property
     def readable(self) -> bool:
@@ -318,3 +387,179 @@ class TcpConnection(InputMixin, OutputMixin, RecoveryMixin, BufferMixin):
             self.mss = mss
             self.cc.set_mss(mss)
             self._dirty = True
+
+
+class UrgentConnection(TcpConnection):
+    """A :class:`TcpConnection` that met urgent data (a URG segment, ``send_urgent`` or
+    ``oob_inline``): the object's class is switched to this one, which adds the urgent
+    pointers to its receive and send paths, so a connection without urgent data pays
+    nothing for them (its fast paths are unchanged).  It stays one.
+
+    Receive side (Linux ``tcp_check_urg`` / ``tcp_urg`` / ``tcp_recvmsg``): RCV.UP is kept
+    as the sequence number of the urgent byte (``_urg_seq``; the pointer field points one
+    past it; a pointer of 0 names the segment's first byte, as Linux without tcp_stdurg).  A
+    pointer to bytes already received is ignored, a newer one replaces the older (whose byte
+    then stays ordinary data).  The byte stays in the receive queue: :meth:`recv` stops
+    before it (returns what comes before the mark), and a read that starts at it skips it
+    (unless :attr:`oob_inline`), whether :meth:`recv_urgent` took it or not; once the reader
+    is past it, the urgent data is gone (``recv_urgent``: EINVAL).
+
+    Send side (Linux ``tcp_mark_urg`` / ``__tcp_transmit_skb``): SND.UP is the sequence
+    number after the last urgent byte; a segment whose sequence number is below it carries
+    URG and the pointer SND.UP - SEG.SEQ (65535 when that is too far and the segment may
+    still be the last sent); while SND.UP is beyond SND.UNA segments are not super-segments
+    (no TSO cut has to move the pointer) and Nagle does not hold small ones back."""
+
+    __slots__ = ()
+
+    urgent_mode = True
+
+    def _copied(self) -> int:
+        """Sequence number of the next byte the reader gets (Linux copied_seq)."""
+        return self.rcv_nxt - self._rlen - (1 if self._rcv_eof else 0)
+
+    def _urgent_in(self, seg: Segment, rcv_nxt: int) -> None:
+        ptr = urgent(seg)
+        seq = rcv_nxt + ((seg.seq - rcv_nxt + _HALF) & MASK) - _HALF
+        byte = seq + ptr - 1 if ptr else seq
+        if byte < rcv_nxt:
+            return  # urgent data seen (and perhaps read) already: not replayed
+        state = self._urg_state
+        if state and byte <= self._urg_seq:
+            return  # a newer (or the same) pointer is known already
+        copied = self._copied()
+        if state and self._urg_seq == copied and not self._urg_inline and copied != rcv_nxt:
+            # the reader is at the older urgent byte: it goes (Linux: copied_seq++)
+            self._skip_urgent()
+        self._urg_seq = byte
+        self._urg_state = _URG_PENDING
+
+    def _skip_urgent(self) -> None:
+        """Drop the urgent byte at the head of the receive queue."""
+        TcpConnection.recv(self, 1)
+        self._urg_state = _URG_NONE
+
+    def _urg_limit(self) -> int:
+        """Before a read: how many bytes it may return (-1: any); skips the urgent byte
+        when the read starts at it (not inline)."""
+        if not self._urg_state:
+            return -1
+        off = self._urg_seq - self._copied()
+        if off < 0:
+            self._urg_state = _URG_NONE
+            return -1
+        if off >= self._rlen:
+            return -1  # (not queued yet: the mark is beyond what is there)
+        if off:
+            return off
+        if not self._urg_inline:
+            self._skip_urgent()
+        return -1
+
+    def _urg_passed(self) -> None:
+        """After a read: the urgent data is over once the reader went past its byte."""
+        if self._urg_state and self._urg_seq < self._copied():
+            self._urg_state = _URG_NONE
+
+    def recv(self, max_bytes: int = 1 << 20) -> bytes:
+        """:meth:`TcpConnection.recv` that stops at the urgent mark and skips the urgent
+        byte (unless :attr:`oob_inline`)."""
+        if self._urg_state and max_bytes > 0:
+            limit = self._urg_limit()
+            if 0 < limit < max_bytes:
+                max_bytes = limit
+            data = TcpConnection.recv(self, max_bytes)
+            self._urg_passed()
+            return data
+        return TcpConnection.recv(self, max_bytes)
+
+    def recv_into(self, buffer: bytearray | memoryview) -> int:
+        """:meth:`TcpConnection.recv_into` that stops at the urgent mark (see :meth:`recv`)."""
+        if self._urg_state:
+            mv = memoryview(buffer).cast("B")
+            limit = self._urg_limit() if len(mv) else -1
+            if 0 < limit < len(mv):
+                mv = mv[:limit]
+            n = TcpConnection.recv_into(self, mv)
+            self._urg_passed()
+            return n
+        return TcpConnection.recv_into(self, buffer)
+
+    def recv_urgent(self, peek: bool = False) -> bytes:
+        """recv(MSG_OOB) (Linux ``tcp_recv_urg``): see :meth:`TcpConnection.recv_urgent`."""
+        if self._urg_inline or self._urg_state != _URG_PENDING:
+            raise _oserror(_errno.EINVAL, "no urgent data")
+        off = self._urg_seq - self._copied()
+        if off >= self._rlen:
+            if self._rcv_eof or self.state is _CLOSED:
+                return b""
+            raise BlockingIOError(_errno.EAGAIN, "the urgent byte has not arrived yet")
+        byte = self._queued_byte(off)
+        if not peek:
+            self._urg_state = _URG_READ
+        return byte
+
+    def _queued_byte(self, off: int) -> bytes:
+        """The byte ``off`` bytes into the receive queue."""
+        i = self._rhead
+        off += self._roff
+        rbuf = self._rbuf
+        while off >= len(rbuf[i]):
+            off -= len(rbuf[i])
+            i += 1
+        return bytes(rbuf[i][off:off + 1])
+
+    @property
+    def oob_inline(self) -> bool:
+        """SO_OOBINLINE: the urgent byte stays in the stream (recv_urgent: EINVAL)."""
+        return self._urg_inline
+
+    @oob_inline.setter
+    def oob_inline(self, on: bool) -> None:
+        self._urg_inline = bool(on)
+
+    @property
+    def at_mark(self) -> bool:
+        """SIOCATMARK: the next byte :meth:`recv` would meet is the urgent byte."""
+        return bool(self._urg_state) and self._urg_seq == self._copied()
+
+    @property
+    def urgent_ready(self) -> bool:
+        """An urgent byte has arrived and was not read yet (POLLPRI)."""
+        return self._urg_state == _URG_PENDING and self._urg_seq < self._copied() + self._rlen
+
+    @property
+    def urgent_offset(self) -> int:
+        """Bytes of the receive queue before the urgent byte when that byte is queued and
+        still to be taken out of band (not inline); -1 otherwise."""
+        if self._urg_state != _URG_PENDING or self._urg_inline:
+            return -1
+        off = self._urg_seq - self._copied()
+        return off if 0 <= off < self._rlen else -1
+
+    # -- send side
+    def _transmit(self, now: float, out: list[Segment]) -> None:
+        if self._urg_up <= self.snd_una:
+            TcpConnection._transmit(self, now, out)
+            return
+        tso, nodelay = self.tso_max, self.nodelay
+        self.tso_max = 0
+        self.nodelay = True  # (Linux tcp_nagle_test: no Nagle for urgent data)
+        try:
+            TcpConnection._transmit(self, now, out)
+        finally:
+            self.tso_max = tso
+            self.nodelay = nodelay
+
+    def _mkseg(self, seq: int, flags: int, payload: bytes | bytearray, now: float) -> Segment:
+        seg = TcpConnection._mkseg(self, seq, flags, payload, now)
+        up = self._urg_up
+        if up > seq and up > self.snd_una and not flags & (SYN | RST) and flags & ACK:
+            ahead = up - seq
+            if ahead <= 0xFFFF:
+                seg.flags |= URG
+                seg.urg = ahead
+            elif seq + 0xFFFF > self.snd_nxt:
+                seg.flags |= URG
+                seg.urg = 0xFFFF
+        return seg

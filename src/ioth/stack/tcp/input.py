@@ -307,18 +307,19 @@ class InputMixin(TcbBase):
 
     def _process_synchronized(self, seg: Segment, now: float) -> None:
         f = seg.flags
+        tsval = seg.tsval
         payload = seg.payload
         plen = len(payload)
         rcv_nxt = self.rcv_nxt
         seq = rcv_nxt + ((seg.seq - rcv_nxt + _HALF) & MASK) - _HALF  # _unwrap inlined
-        seglen = plen + (1 if f & SYN else 0) + (1 if f & FIN else 0)
+        seglen = plen + (1 if f & SYN else 0) + (f & FIN)  # (FIN is bit 0: 0 or 1)
         st = self.state
         # RFC 7323 5.3 (PAWS): a timestamp older than TS.Recent makes the segment unacceptable.
         if (
             self.ts_ok
-            and seg.tsval is not None
+            and tsval is not None
             and not f & RST
-            and (seg.tsval - self.ts_recent) & MASK >= _HALF
+            and (tsval - self.ts_recent) & MASK >= _HALF
         ):
             if plen and self.sack_ok and seq < rcv_nxt:
                 self._dsack_pending = (seq, min(seq + plen, rcv_nxt))  # as Linux: D-SACK
@@ -415,9 +416,9 @@ class InputMixin(TcbBase):
         # RFC 7323 4.3: TS.Recent <- SEG.TSval if SEG.SEQ <= Last.ACK.sent; in TIME-WAIT
         # whatever the ACK (as Linux's tcp_timewait_state_process and the compact TIME-WAIT),
         # in the other states once the ACK is acceptable too (below)
-        ts_take = self.ts_ok and seg.tsval is not None and seq <= self._last_ack_sent
+        ts_take = self.ts_ok and tsval is not None and seq <= self._last_ack_sent
         if ts_take and st is _TIME_WAIT:
-            self.ts_recent = seg.tsval  # type: ignore[assignment]
+            self.ts_recent = tsval  # type: ignore[assignment]
         una = self.snd_una
         ack = una + ((seg.ack - una + _HALF) & MASK) - _HALF  # _unwrap inlined
         if st is _SYN_RECEIVED:
@@ -451,7 +452,7 @@ class InputMixin(TcbBase):
         if ts_take:
             # (as Linux: a blind segment dropped above for its ACK must not move TS.Recent,
             # or PAWS would then drop the real peer's segments)
-            self.ts_recent = seg.tsval  # type: ignore[assignment]
+            self.ts_recent = tsval  # type: ignore[assignment]
         self._process_ack(seg, seq, ack, plen, f, now)
         if self.state is _CLOSED:
             return
@@ -465,6 +466,13 @@ class InputMixin(TcbBase):
                     self._set_closed(_errno.ECONNRESET)
                     return
                 self._receive(seq, payload, plen, now)
+                if f & URG:
+                    # Sixth: URG (RFC 9293 3.10.7.4 sixth; Linux tcp_urg): a new urgent
+                    # pointer, taken from segments with text (the segment holding the
+                    # urgent byte always has URG); after the text, with RCV.NXT as it was
+                    # before it: the urgent byte stays in the receive queue, where the
+                    # reader meets it (see UrgentConnection)
+                    self._urgent_in(seg, rcv_nxt)
             else:
                 # CLOSE-WAIT, CLOSING, LAST-ACK, TIME-WAIT: the FIN came already; ignore.
                 self._ack_now = True

@@ -46,7 +46,11 @@ class Segment:
     """One TCP segment without addresses and ports (the layer owns those).
 
     The options may be passed by keyword or, on hot paths, positionally in the order of
-    ``__init__`` (mss, wscale, sack_perm, tsval, tsecr, sack)."""
+    ``__init__`` (mss, wscale, sack_perm, tsval, tsecr, sack).
+
+    ``urg``, the urgent pointer field (RFC 9293 3.1), is set only on segments whose flags
+    have URG (:func:`decode`, the urgent-mode output of a connection): it is left unset on
+    the others, so that a segment costs no extra store; read it through :func:`urgent`."""
 
     __slots__ = (
         "ack",
@@ -58,9 +62,11 @@ class Segment:
         "seq",
         "tsecr",
         "tsval",
+        "urg",
         "window",
         "wscale",
     )
+    urg: int  # (declared for the type checker: not set by __init__)
 
     def __init__(
         self,
@@ -105,7 +111,14 @@ class Segment:
             text += f" ts={self.tsval}/{self.tsecr}"
         if self.sack:
             text += " sack=" + ",".join(f"{a}-{b}" for a, b in self.sack)
+        if self.flags & URG:
+            text += f" urg={urgent(self)}"
         return text + f" len={len(self.payload)}>"
+
+
+def urgent(seg: Segment) -> int:
+    """The urgent pointer field of ``seg`` (0 when it was not set)."""
+    return getattr(seg, "urg", 0) if seg.flags & URG else 0
 
 
 _FLAG_CHARS = ((SYN, "S"), (FIN, "F"), (RST, "R"), (PSH, "P"), (ACK, "."), (URG, "U"))
@@ -134,6 +147,8 @@ def decode(
         if hlen > n:
             raise TruncatedError(f"tcp header length {hlen} exceeds the segment ({n} bytes)")
     seg = Segment(seq, ack, flags & 0xFF, window, mv[hlen:])
+    if flags & URG:
+        seg.urg = _H.unpack_from(mv, 18)[0]
     if hlen == 32 and mv[20:24] == _TS_FAST:
         seg.tsval, seg.tsecr = _II.unpack_from(mv, 24)
     elif (hlen == 40 and mv[20:22] == _SYN_MSS and mv[24:28] == _SYN_SACK_TS
@@ -196,13 +211,14 @@ def encode(
     (through :func:`ioth.wire.tcp.emit_fast`)."""
     opts = options_bytes(seg)
     payload = seg.payload
+    urg = getattr(seg, "urg", 0) if seg.flags & URG else 0
     if src is not None and dst is not None:
         hdr = wire_tcp.emit_fast(
-            sport, dport, seg.seq, seg.ack, seg.flags, seg.window, payload, src, dst, opts
+            sport, dport, seg.seq, seg.ack, seg.flags, seg.window, payload, src, dst, opts, urg
         )
     else:
         hlen = HEADER_LEN + len(opts)
         hdr = _HDR.pack(
-            sport, dport, seg.seq, seg.ack, (hlen >> 2) << 4, seg.flags, seg.window, 0, 0
+            sport, dport, seg.seq, seg.ack, (hlen >> 2) << 4, seg.flags, seg.window, 0, urg
         ) + opts
     return hdr + payload if payload else hdr

@@ -15,9 +15,10 @@ onto the interface's queue. On an interface with ``tx_csum_offload`` the TCP che
 partial (the pseudo-header sum; the plug's kernel completes it) and on one with
 ``gso_max_size`` super-segments go out whole with their cut size: both as
 :class:`~ioth.net.plug.OffloadFrame` frames. SYN and SYN-ACK segments take it too
-(their options are encoded by :func:`options_bytes`).  Anything it is not sure about (RST, an
-unresolved or STALE neighbour, a cached path MTU, a changed route, a full queue...) returns
-False and takes the general path, which cuts super-segments first.
+(their options are encoded by :func:`options_bytes`).  Anything it is not sure about (RST,
+URG with its urgent pointer, an unresolved or STALE neighbour, a cached path MTU, a changed
+route, a full queue...) returns False and takes the general path, which cuts super-segments
+first.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from ioth.stack.core import MAX_TXQ
 from ioth.stack.neighbour import DELAY, PERMANENT, PROBE, REACHABLE, NeighbourCache
 from ioth.stack.tcp.layer import TcpLayer, tso_payload
 from ioth.stack.tcp.policy import TcpPolicy
-from ioth.stack.tcp.segment import RST, Segment, options_bytes
+from ioth.stack.tcp.segment import RST, URG, Segment, options_bytes
 from ioth.wire.checksum import NUMPY_THRESHOLD, partial_sum
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ ROUTE_CACHE = True
 #: Bound of the shared-route table (address pairs); when full it starts over.
 ROUTE_CACHE_MAX = 256
 _DF = 0x4000
+_RST_URG = RST | URG  # (one test: the general path sends these)
 _IP4_BASE = 0x4500 + _DF  # version/IHL/TOS and DF words of the IPv4 header checksum
 _TS_WORDS = 0x0101 + 0x080A  # NOP NOP kind/length of the Timestamps option
 _FAST_STATES = frozenset((REACHABLE, DELAY, PROBE, PERMANENT))
@@ -274,7 +276,7 @@ class _Glue:
         headers; returns how many were sent, the rest go by the general path (see the module
         docstring)."""
         seg = segs[0]
-        if seg.flags & RST:
+        if seg.flags & _RST_URG:
             return 0
         r: TxRoute | None = conn.tx_route
         if r is None or r.routes is not r.table._routes or not r.iface.up:
@@ -382,7 +384,7 @@ class _Glue:
         sent = 0
         for seg in segs:
             flags = seg.flags
-            if flags & RST or sent >= room:
+            if flags & _RST_URG or sent >= room:
                 break
             payload = seg.payload
             plen = len(payload)

@@ -6,6 +6,11 @@ layout and attribute access costs what it did in a single class), ``__init__`` w
 field's initial value, and the small state changes shared by input, output and timers
 (``_set_closed``, ``_enter_time_wait``, ``_reset_keepalive``, ``_ts_clock``, ``_init_send``).
 
+The four urgent-data slots (``_urg_*``) are not set by ``__init__``: a connection gets them
+when it first meets urgent data and becomes an
+:class:`~ioth.stack.tcp.connection.UrgentConnection` (see there), so that the others pay
+nothing for them.
+
 The methods one mixin calls on another are declared at the end under ``TYPE_CHECKING`` only,
 for the type checker; at run time they resolve to the mixin's definition through the MRO of
 ``TcpConnection``, with no extra call layer.
@@ -112,6 +117,10 @@ class TcbBase:
         "_undo_ranges",
         "_undo_reord",
         "_undo_tsval",
+        "_urg_inline",
+        "_urg_seq",
+        "_urg_state",
+        "_urg_up",
         "_user_closed",
         "bind_flags",
         "cc",
@@ -402,6 +411,9 @@ class TcbBase:
 
         # input.py
         def _on_fin(self, now: float) -> None: ...
+
+        # connection.py
+        def _urgent_in(self, seg: Segment, rcv_nxt: int) -> None: ...
 
         # output.py
         def _mkseg(
