@@ -291,12 +291,7 @@ SCENARIOS: list[Scenario] = [
     connect_refused_by_self, readiness_as_data_is_read, writable_after_drain,
     rcvtimeo_blocks_recv, sndtimeo_blocks_send, urgent_data, send_urgent,
     asyncio_streams, asyncio_server_eof]
-BUGS: dict[Scenario, str] = {
-    urgent_data: "MSG_OOB from the peer: no POLLPRI, recv(MSG_OOB) EINVAL, the urgent byte "
-                 "inline (Linux: POLLPRI, recv(MSG_OOB) b'!', ordinary bytes without it)",
-    send_urgent: "send(MSG_OOB) sends an ordinary byte: the peer sees no urgent data "
-                 "(Linux: POLLPRI and recv(MSG_OOB) at the peer)",
-}
+BUGS: dict[Scenario, str] = {}
 
 
 @pytest.mark.parametrize(("scenario", "kind"), params(SCENARIOS, BUGS))

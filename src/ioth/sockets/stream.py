@@ -58,9 +58,20 @@ Where these sockets differ from Linux's, deliberately:
   where Linux stays silent until the period's last timeout; the connection is accepted at
   the same moment.  A period longer than the policy's ``synack_retries`` also lets a
   half-open connection whose handshake ACK never came retry that long.
-* no urgent data (MSG_OOB) yet: a send with MSG_OOB sends ordinary bytes and the peer's
-  urgent byte is read inline (the TCP layer does not carry the urgent pointer; an AF_UNIX
-  stream's own MSG_OOB has Linux's TCP semantics and could carry it to the application end).
+* urgent data (MSG_OOB): the connection's urgent byte goes into the descriptor as the
+  AF_UNIX stream's own urgent byte, which has Linux's TCP semantics (POLLPRI, recv(MSG_OOB),
+  ordinary reads stopping at the mark and skipping it, SIOCATMARK, SO_OOBINLINE, a newer one
+  returning the older to the stream), except: while nothing but the urgent byte is queued
+  (read or not) the descriptor also polls readable (POLLIN; Linux's TCP socket does not, and
+  CPython's recv with a timeout then waits for POLLIN before its recv(MSG_OOB)); a
+  recv(MSG_OOB) once the urgent pointer came but not yet its byte is EINVAL (Linux: EAGAIN);
+  a connection that met urgent data reads through its descriptor from then on.  send(MSG_OOB)
+  (also sendall, sendto, sendmsg without ancillary data) goes straight into the connection
+  after what was written through the descriptor; a blocking one whose last byte finds the
+  send buffer full polls for room every few milliseconds.  A byte sent with MSG_OOB through
+  the descriptor by other code (a socket object built on ``fileno()``, another process) is
+  dropped by the engine end's ordinary reads, and a forked child's send(MSG_OOB) sends
+  ordinary bytes.
 
 The stack keeps only weak references to its TCP sockets (``_SockRef``): a socket or listener
 the application drops without ``close()`` is closed when collected (``StreamSocket.__del__``,

@@ -60,6 +60,7 @@ _FIN_IN = frozenset({State.CLOSE_WAIT, State.LAST_ACK, State.CLOSING, State.TIME
                      State.CLOSED})
 _NAME = struct.Struct("<BIQ")
 _DONTWAIT = int(_socket.MSG_DONTWAIT)  # (plain ints: IntFlag operators cost a call each)
+_OOB = int(_socket.MSG_OOB)
 _get_ident = threading.get_ident
 _AF_INET = int(_socket.AF_INET)
 _AF_INET6 = int(_socket.AF_INET6)
@@ -491,6 +492,9 @@ class StreamHandle:
     # a weak reference to the socket object whose descriptor is the application's end (set
     # while that object holds the handle, under the stack lock): see _poke
     app: Any = None
+    # the flags of the engine end's sends of ``out``: with MSG_OOB while ``out`` is the
+    # connection's urgent byte (see _urgent_piece)
+    out_flags = _DONTWAIT
 
     def __init__(self, tcp: TcpSockets, conn: TcpConnection, eng: _csocket.socket | None,
                  connecting: bool = False) -> None:
@@ -638,6 +642,33 @@ class StreamHandle:
             self.tcp.stack.runtime.flush()
         return total
 
+    def urgent_send(self, view: memoryview) -> int:
+        """Application thread, stack lock held: send(MSG_OOB) straight into the connection
+        (its last byte taken urgent: TcpConnection.send_urgent) once nothing written through
+        the descriptor is still queued; bytes taken, 0 when none can be now (full, or
+        descriptor bytes first), -1 when the descriptor must answer (shut down, failed)."""
+        if self.connecting:
+            return 0
+        if self.eof_in or self.error or (self.eng is None and not self.lazy):
+            return -1
+        if self.dirty:
+            if not self._read_app(0):
+                return 0 if self.eng is not None else -1
+            if self.eng is None:
+                return -1
+            self.dirty = False
+        conn = self.conn
+        if conn.send_space <= 0:
+            return 0
+        try:
+            n = conn.send_urgent(view)
+        except BlockingIOError:
+            return 0
+        if n:
+            self.tcp.flush(conn)
+            self.tcp.stack.runtime.flush()
+        return n
+
     def shut_rd(self) -> None:
         """Stack lock held: the application shut its socket down for reading (SHUT_RD): a
         thread blocked reading its descriptor (in the kernel or serving inline) returns, the
@@ -729,7 +760,7 @@ class StreamHandle:
             if self.out:
                 view = memoryview(self.out)[self.out_off:]
                 try:
-                    n = eng.send(view, _DONTWAIT)
+                    n = eng.send(view, self.out_flags)
                 except BlockingIOError:
                     if self.bigbuf:
                         break
@@ -756,7 +787,13 @@ class StreamHandle:
                 if self.lowat > conn.recv_available and state not in _FIN_IN \
                         and conn.error is None:
                     break  # (SO_RCVLOWAT: not enough yet)
-                self.out = conn.recv(CHUNK)
+                if conn.urgent_mode:  # (one attribute test per delivery: no call)
+                    piece = self._urgent_piece(conn)
+                    if piece is None:
+                        break
+                    self.out = piece
+                else:
+                    self.out = conn.recv(CHUNK)
                 received = True
                 continue
             break
@@ -788,6 +825,33 @@ class StreamHandle:
         if want != self.events:
             self.events = want
             self.tcp.pump.watch(self.fd, want, self.on_pump)
+
+    def _urgent_piece(self, conn: TcpConnection) -> bytes | None:
+        """What goes into the engine end next from a connection that met urgent data: its
+        bytes up to the urgent mark, then the urgent byte itself, sent with MSG_OOB (the
+        AF_UNIX stream's own urgent data has Linux's TCP semantics: the application end
+        polls POLLPRI, its recv(MSG_OOB) takes the byte, ordinary reads stop at the mark and
+        skip it, SIOCATMARK, SO_OOBINLINE on the descriptor keeps it inline, a newer one
+        returns the older to the stream); None when nothing can move now."""
+        self.out_flags = _DONTWAIT
+        if conn.urgent_offset == 0:
+            self._sync_oobinline()
+            self.out_flags = _DONTWAIT | _OOB
+            return conn.recv_urgent()
+        try:
+            return conn.recv(CHUNK)  # (stops at the mark; skips the byte taken)
+        except BlockingIOError:
+            return None  # (only the urgent byte was queued, and it is gone now)
+
+    def _sync_oobinline(self) -> None:
+        """Before an urgent byte goes into the engine end: the application's descriptor
+        has the socket's SO_OOBINLINE (an accepted socket inherits the listener's value,
+        which its fresh descriptor does not have)."""
+        ref = self.app
+        app = ref() if ref is not None else None
+        if app is None:
+            return
+        app._sync_oobinline()
 
     def _poke(self) -> None:
         """The connection failed (a reset...), the engine end is about to close: leave a byte

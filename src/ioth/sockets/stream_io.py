@@ -17,6 +17,8 @@ import os
 import select
 import socket as _socket
 import threading
+import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ioth.sockets.base import IothSocket, _Pid, oserror
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
 _CLOSED = State.CLOSED
 _DONTWAIT = int(_socket.MSG_DONTWAIT)  # (plain ints: IntFlag operators cost a call each)
 _PEEK = int(_socket.MSG_PEEK)
+_OOB = int(_socket.MSG_OOB)
 _get_ident = threading.get_ident
 _fileno = _csocket.socket.fileno  # (the descriptor without StreamSocket.fileno's pairing)
 
@@ -50,6 +53,8 @@ class StreamIO(IothSocket):
     _rcvtimeo: float
     _sndbuf: int
     _listen: ListenHandle | None
+    _opts: Mapping[tuple[int, int], int]
+    _oob_inline = 0  # the SO_OOBINLINE given to the descriptor (see _sync_oobinline)
     _fd_taken: bool
 
     if TYPE_CHECKING:
@@ -190,8 +195,8 @@ class StreamIO(IothSocket):
         descriptor (they come first) or the connection has none."""
         conn = h.conn
         if h.out or h.wrote != self._got or (h.eng is None and not h.lazy) \
-                or not conn.recv_available:
-            return None
+                or not conn.recv_available or conn.urgent_mode:
+            return None  # (urgent data: through the descriptor, see StreamHandle)
         if buffer is None:
             got: Any = conn.recv(size)
         else:
@@ -509,6 +514,8 @@ class StreamIO(IothSocket):
             n = self._direct(data)
             if n:
                 return n
+        elif flags & _OOB:
+            return self._send_urgent(data, flags)
         self._materialize()
         if self._pid == _Pid.value:  # (a forked child must not touch the parent's runtime)
             self._stack.runtime.end_lease()  # the engine pumps the descriptor (may wait for ACKs)
@@ -531,6 +538,8 @@ class StreamIO(IothSocket):
             raise oserror(errno.EPIPE)  # (as send: unconnected, Linux)
         if self._h is not None and self._h.failed:
             self._failed_io(self._h, True)
+        if flags & _OOB and not ancdata:  # (urgent data: see _send_urgent)
+            return self._send_urgent(b"".join(memoryview(b).cast("B") for b in buffers), flags)
         self._materialize()
         try:
             if address is None:
@@ -559,6 +568,11 @@ class StreamIO(IothSocket):
             self._failed_io(self._h, True)
         if self._junked:
             self._unjunk()
+        if flags & _OOB:
+            view = memoryview(data).cast("B")
+            while view:
+                view = view[self._send_urgent(view, flags):]
+            return
         h = self._h
         if not flags and h is not None and (h.eng is not None or h.lazy) \
                 and self._pid == _Pid.value:  # (_direct inlined)
@@ -581,6 +595,80 @@ class StreamIO(IothSocket):
             raise
         finally:
             self._mark_dirty()
+
+    # -- urgent data (MSG_OOB) ---------------------------------------------------------------
+    def _send_urgent(self, data: Any, flags: int) -> int:
+        """send(MSG_OOB): the bytes go straight into the connection, the last one taken
+        urgent (TcpConnection.send_urgent: the URG flag and urgent pointer of Linux's
+        segments), after whatever was written through the descriptor (the engine end drains
+        it first).  A blocking socket sends everything before its last byte as ordinary
+        data first (as Linux's send, which queues it all and marks the last byte), then
+        waits for room for that byte (its timeout, SO_SNDTIMEO as EAGAIN); a non-blocking
+        one sends what fits, the last byte sent urgent (EAGAIN when nothing fits)."""
+        view = memoryview(data).cast("B")
+        h = self._h
+        if not view:
+            return 0  # (Linux: 0, nothing marked)
+        if h is None or self._pid != _Pid.value:
+            # (no connection: the descriptor's send reports it; a forked child's urgent
+            # byte goes as an ordinary one, see ioth.sockets.stream)
+            self._materialize()
+            return super().send(data, flags & ~_OOB)
+        timeout = self.gettimeout()
+        wait = not flags & _DONTWAIT and timeout != 0
+        if wait and len(view) > 1:
+            self.sendall(view[:-1], flags & ~_OOB)
+            sent = len(view) - 1
+            view = view[-1:]
+        else:
+            sent = 0
+        lock = self._stack.lock
+        deadline = None
+        pause = 0.0005
+        while True:
+            with lock:
+                n = h.urgent_send(view)
+            if n > 0:
+                return sent + n
+            if n < 0:  # (the connection failed or was shut down: the descriptor says how)
+                self._materialize()
+                return sent + super().send(view, flags & ~_OOB)
+            if not wait:
+                raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+            if deadline is None:
+                limit = timeout if timeout is not None else self._sndtimeo()
+                deadline = None if not limit else time.monotonic() + limit
+                if deadline is None:
+                    deadline = -1.0
+            elif deadline > 0 and time.monotonic() >= deadline:
+                if timeout is None:
+                    raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+                raise TimeoutError("timed out")
+            # (the connection's send buffer is full, or bytes written through the
+            # descriptor wait: the engine thread moves them as ACKs arrive)
+            time.sleep(pause)
+            pause = min(pause * 2, 0.01)
+
+    def _sndtimeo(self) -> float:
+        """SO_SNDTIMEO in seconds (0: none)."""
+        if _fileno(self) < 0:
+            return 0.0
+        raw = _csocket.socket.getsockopt(self, _socket.SOL_SOCKET, _socket.SO_SNDTIMEO, 16)
+        sec = int.from_bytes(raw[:8], "little", signed=True)
+        usec = int.from_bytes(raw[8:16], "little", signed=True)
+        return sec + usec / 1e6
+
+    def _sync_oobinline(self) -> None:
+        """Give the descriptor the socket's SO_OOBINLINE (setsockopt, and before an urgent
+        byte goes into the engine end): the AF_UNIX stream then keeps its urgent byte in
+        line, as Linux's TCP socket with that option."""
+        on = 1 if self._opts.get((_socket.SOL_SOCKET, _socket.SO_OOBINLINE)) else 0
+        if on != self._oob_inline and _fileno(self) >= 0:
+            try:
+                _csocket.socket.setsockopt(self, _socket.SOL_SOCKET, _socket.SO_OOBINLINE, on)
+            except OSError:
+                return
+            self._oob_inline = on
 
     def sendto(self, data: Any, flags_or_addr: Any, address: Any = None) -> int:
         """On a connected stream the address is ignored (EISCONN if it differs is not checked)."""

@@ -29,10 +29,11 @@ Also: IP_FREEBIND / IPV6_FREEBIND (bind may name an address the stack does not h
 SO_PEERCRED (Linux's answer for TCP: pid 0, uid and gid -1), IP_MTU / IPV6_MTU (the path MTU
 of a connected socket, ENOTCONN before), SO_RCVLOWAT (the descriptor turns readable, and a
 read returns, once that many bytes are there or the stream ends; bytes already in the
-descriptor stay readable; see StreamSocket._set_lowat).
+descriptor stay readable; see StreamSocket._set_lowat), SO_OOBINLINE (the descriptor's own:
+its AF_UNIX stream keeps the connection's urgent byte in line; see StreamIO._send_urgent).
 
 Accepted and read back as Linux, **without effect** in ioth: SO_BINDTODEVICE (ENODEV for a
-name that is not one of the stack's interfaces), SO_OOBINLINE,
+name that is not one of the stack's interfaces),
 SO_BROADCAST, SO_PRIORITY, SO_DONTROUTE, TCP_QUICKACK, TCP_CORK,
 TCP_NOTSENT_LOWAT.  SO_SNDLOWAT cannot be set (ENOPROTOOPT, as Linux).
 Other options are accepted and ignored.  A socket accepted from a listener starts with the
