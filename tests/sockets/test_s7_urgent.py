@@ -192,6 +192,30 @@ def recv_newer_replaces(peer: Factory, dut: Factory, family: int) -> list[Any]:
     return out
 
 
+def recv_big(peer: Factory, dut: Factory, family: int) -> list[Any]:
+    """The peer's send(MSG_OOB) of 150 kB in one call (a big send buffer: sendall would
+    send in pieces, each with an urgent byte of its own, and which of those a reader meets
+    depends on timing, on Linux too): its urgent pointer runs ahead of the bytes (65535
+    while it is too far); the DUT's ordinary reads stop at the mark, then recv(MSG_OOB)
+    takes the last byte."""
+    lst, k, d = accepted(peer, dut, family)
+    blob = bytes(range(251)) * 600
+    k.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 21)
+    assert k.send(blob, OOB) == len(blob)
+    data = b""
+    deadline = time.monotonic() + 5
+    while len(data) < len(blob) - 1 and time.monotonic() < deadline:
+        data += d.recv(1 << 20)
+    mask_when(d, 0x2)  # (not compared: only the urgent byte is queued, see below)
+    d.setblocking(False)  # (CPython's recv with a timeout would poll POLLIN first)
+    out = [len(data), data == blob[:-1], atmark(d), tryit(lambda: d.recv(1, OOB))]
+    d.setblocking(True)
+    k.sendall(b"end")
+    out.append(tryit(lambda: d.recv(10)))
+    close_all(d, k, lst)
+    return out
+
+
 def recv_without_urgent(peer: Factory, dut: Factory, family: int) -> list[Any]:
     lst, k, d = accepted(peer, dut, family)
     k.sendall(b"ab")
@@ -315,7 +339,7 @@ def send_after_descriptor_writes(peer: Factory, dut: Factory, family: int) -> li
 
 SCENARIOS = [recv_basic, recv_ordinary_first, recv_only_urgent, recv_oobinline,
              recv_oobinline_inherited, recv_oobinline_late, recv_newer_replaces,
-             recv_without_urgent, recv_on_connected, recv_oob_first_on_connected,
+             recv_big, recv_without_urgent, recv_on_connected, recv_oob_first_on_connected,
              send_one, send_many, send_big, send_from_connected, send_nonblocking_and_empty,
              send_after_descriptor_writes]
 
