@@ -326,11 +326,14 @@ def send_nonblocking_and_empty(peer: Factory, dut: Factory, family: int) -> list
 
 
 def send_after_descriptor_writes(peer: Factory, dut: Factory, family: int) -> list[Any]:
-    """Bytes written through the descriptor (os.write) go before the urgent byte."""
+    """Bytes written through the descriptor (os.write) keep their place around the urgent
+    byte and a later send."""
     import os
     lst, k, d = accepted(peer, dut, family)
     os.write(d.fileno(), b"first")
     out = [tryit(lambda: d.send(b"!", OOB))]
+    os.write(d.fileno(), b"mid")
+    out.append(tryit(lambda: d.send(b"last")))
     d.shutdown(socket.SHUT_WR)
     out += _peer_view(k)
     close_all(d, k, lst)

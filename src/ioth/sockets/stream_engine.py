@@ -651,12 +651,14 @@ class StreamHandle:
             return 0
         if self.eof_in or self.error or (self.eng is None and not self.lazy):
             return -1
-        if self.dirty:
-            if not self._read_app(0):
-                return 0 if self.eng is not None else -1
-            if self.eng is None:
-                return -1
-            self.dirty = False
+        if self.dirty:  # (as direct_send)
+            peek = self.peek
+            if peek is None or peek.poll(0):
+                if not self._read_app(0):
+                    return 0 if self.eng is not None else -1
+                if self.eng is None:
+                    return -1
+            self.dirty = peek is not None
         conn = self.conn
         if conn.send_space <= 0:
             return 0
