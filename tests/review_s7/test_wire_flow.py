@@ -218,15 +218,7 @@ def dut_keepalive(env: Env) -> list[Any]:
 SCENARIOS: list[Scenario] = [
     sack_blocks, sack_blocks_v6, dsack_out_of_order, zero_window_receiver, zero_window_sender,
     keepalive_answered, dut_keepalive]
-BUGS: dict[Scenario, str] = {
-    zero_window_receiver: "a zero-window probe (one byte at RCV.NXT, window zero) draws no ACK "
-                          "(RFC 9293 3.8.6.1 / 3.10.7.4: the byte is not acceptable, send an "
-                          "ACK; Linux does at once): a sender whose window update was lost "
-                          "never hears the window open",
-    dut_keepalive: "keepalive gives up silently (ETIMEDOUT, nothing sent); Linux sends "
-                   "<SEQ=SND.NXT><CTL=RST,ACK> (tcp_keepalive_timer, tcp_send_active_reset), "
-                   "so a peer still there learns the connection is gone; minor",
-}
+BUGS: dict[Scenario, str] = {}
 
 
 @pytest.mark.parametrize(("scenario", "kind"), params(SCENARIOS, BUGS))  # type: ignore[arg-type]

@@ -347,6 +347,11 @@ class InputMixin(TcbBase):
             # RFC 9293 3.10.7.4: zero window still lets ACK and RST fields through when
             # SEG.SEQ == RCV.NXT; otherwise send <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> unless RST.
             if wnd == 0 and seq == rcv_nxt:
+                if seglen:
+                    # a zero-window probe (its text not acceptable): ACK it (RFC 9293 3.8.6.1;
+                    # Linux at once), so a sender whose window update was lost hears of it
+                    self._ack_now = True
+                    self._dirty = True
                 payload = b""
                 plen = 0
                 f &= ~(FIN | SYN)

@@ -20,7 +20,7 @@ retransmit.
 
 from __future__ import annotations
 
-from ioth.stack.tcp.segment import ACK
+from ioth.stack.tcp.segment import ACK, RST
 from ioth.stack.tcp.state import (
     _CLOSE_WAIT,
     _CLOSED,
@@ -92,6 +92,9 @@ class RecoveryMixin(TcbBase):
             if self.state not in (_ESTABLISHED, _CLOSE_WAIT, _FIN_WAIT_2):
                 self._keep_at = None
             elif self._keep_probes >= self.policy.keepcnt:
+                # as Linux (tcp_keepalive_timer: tcp_send_active_reset): a peer still there
+                # learns that the connection is gone (with the options of the connection)
+                self._out.append(self._mkseg(self.snd_nxt, RST | ACK, b"", now))
                 self._timed_out()
                 return
             else:

@@ -1,4 +1,5 @@
-"""TS.Recent moves only with acceptable segments (RFC 7323 4.3, as Linux).
+"""Review s7 findings on the virtual clock: TS.Recent moves only with acceptable segments
+(RFC 7323 4.3, as Linux); a zero-window probe draws an ACK.
 
 Review s7 (tests/review_s7/test_wire_established.py, blind_ack_moves_ts_recent) found that a
 segment dropped for its ACK still set TS.Recent from its TSval, so PAWS then dropped the real
@@ -11,8 +12,8 @@ from __future__ import annotations
 
 import pytest
 
-from ioth.stack.tcp.connection import TcpConnection
-from tests.stack.tcp.test_connection import POLICY, established, recv, seg
+from ioth.stack.tcp.connection import MASK, TcpConnection
+from tests.stack.tcp.test_connection import POLICY, REMOTE_SEQ, established, recv, seg
 
 TS0 = 1000
 
@@ -42,3 +43,21 @@ def test_acceptable_segment_moves_ts_recent() -> None:
     c = _ts_established()
     c.process(seg(1, c.iss + 1, payload=b"x", tsval=TS0 + 7, tsecr=0), 0.0)
     assert c.recv_available == 1 and c.ts_recent == TS0 + 7
+
+
+def test_zero_window_probe_is_acked() -> None:
+    """A zero-window probe (one byte at RCV.NXT while the window is zero) is not taken but
+    draws an ACK at once, window zero (RFC 9293 3.8.6.1; Linux): review s7 flow
+    zero_window_receiver; an empty segment at RCV.NXT (an ACK) still draws nothing."""
+    c = established(POLICY.replace(sack=False, window_scaling=False, timestamps=False,
+                                   recv_buffer=1000))
+    una = c.iss + 1
+    c.process(seg(1, una, payload=b"f" * 1000), 0.0)
+    assert c.recv_available == 1000
+    assert [s.window for s in recv(c, 1.0)] == [0]  # (the delayed ACK)
+    c.process(seg(1001, una), 1.1)  # a plain ACK: acceptable, nothing to answer
+    assert recv(c, 1.1) == []
+    c.process(seg(1001, una, payload=b"P"), 1.2)
+    ack = recv(c, 1.2)  # at once
+    assert [(s.ack, s.window, s.payload) for s in ack] == [((REMOTE_SEQ + 1001) & MASK, 0, b"")]
+    assert c.recv_available == 1000
