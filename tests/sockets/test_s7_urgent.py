@@ -14,6 +14,7 @@ import fcntl
 import select
 import socket
 import struct
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -343,7 +344,8 @@ def send_after_descriptor_writes(peer: Factory, dut: Factory, family: int) -> li
 SCENARIOS = [recv_basic, recv_ordinary_first, recv_only_urgent, recv_oobinline,
              recv_oobinline_inherited, recv_oobinline_late, recv_newer_replaces,
              recv_big, recv_without_urgent, recv_on_connected, recv_oob_first_on_connected,
-             send_one, send_many, send_big, send_from_connected, send_nonblocking_and_empty,
+             send_one, send_many, send_big, send_from_connected,
+             send_nonblocking_and_empty,
              send_after_descriptor_writes]
 
 
@@ -385,4 +387,60 @@ def _only_urgent(envs: Envs, kind: str, want: str) -> None:
     assert mask(d) == ("OUT" if kind == "kernel" else "IN|OUT"), kind
     assert tryit(lambda: d.recv(10)) == "EAGAIN", kind
     assert mask(d) == "OUT", kind
+    close_all(d, k, lst)
+
+
+def test_blocking_urgent_send_bigger_than_the_buffers(envs: Envs) -> None:
+    """ioth only (Linux marks an urgent byte at each push of a send that waits for buffer
+    space, so where its peer's reads stop depends on timing): a blocking send(MSG_OOB) far
+    bigger than the buffers returns once all is queued, everything but its last byte
+    ordinary, the last one urgent; a blocking send(MSG_OOB) of one byte waits for room when
+    the buffers are full (the peer reads nothing for a while)."""
+    peer, dut = envs.get("ioth", True)
+    lst, k, d = accepted(peer, dut, socket.AF_INET)
+    blob = bytes(range(253)) * 12000  # 3 MB
+    box: list[Any] = []
+
+    def sender() -> None:
+        box.append(tryit(lambda: d.send(blob, OOB)))
+        d.setblocking(False)
+        filled = 0
+        idle = 0
+        while idle < 3:  # fill every buffer up, until the engine moves nothing more
+            got = tryit(lambda: d.send(bytes(65536)))
+            if isinstance(got, int):
+                filled += got
+                idle = 0
+            else:
+                idle += 1
+                time.sleep(0.1)
+        box.append(filled)
+        d.setblocking(True)
+        box.append(tryit(lambda: d.send(b"!", OOB)))
+
+    t = threading.Thread(target=sender)
+    t.start()
+    time.sleep(0.5)
+    assert not box  # (blocked: the buffers are full, the peer reads nothing yet)
+    data = bytearray()
+    deadline = time.monotonic() + 20
+    while len(data) < len(blob) - 1 and time.monotonic() < deadline:
+        data += k.recv(1 << 20)
+    assert len(data) == len(blob) - 1 and data == blob[:-1]
+    assert atmark(k) == 1
+    k.setblocking(False)
+    assert tryit(lambda: k.recv(1, OOB)) == blob[-1:]
+    # the sender fills the buffers, then (usually: unless a late window update of the peer
+    # makes room) waits with its urgent byte
+    deadline = time.monotonic() + 10
+    while len(box) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert box[0] == len(blob) and box[1] > 0, box
+    k.setblocking(True)
+    filler = bytearray()
+    while len(filler) < box[1]:
+        filler += k.recv(1 << 20)
+    t.join(5)
+    assert box[2:] == [1] and filler == bytes(box[1])
+    assert tryit(lambda: k.recv(1, OOB)) == b"!"
     close_all(d, k, lst)
