@@ -67,8 +67,10 @@ Where these sockets differ from Linux's, deliberately:
   recv(MSG_OOB) once the urgent pointer came but not yet its byte is EINVAL (Linux: EAGAIN);
   a connection that met urgent data reads through its descriptor from then on.  send(MSG_OOB)
   (also sendall, sendto, sendmsg without ancillary data) goes straight into the connection
-  after what was written through the descriptor; a blocking one whose last byte finds the
-  send buffer full polls for room every few milliseconds.  A byte sent with MSG_OOB through
+  after what was written through the descriptor; a blocking one bigger than the buffers
+  sends all but its last byte as ordinary data, then that byte urgent (Linux makes the last
+  byte queued before each wait for room urgent too), and polls for room every few
+  milliseconds when that byte finds the buffers full.  A byte sent with MSG_OOB through
   the descriptor by other code (a socket object built on ``fileno()``, another process) is
   dropped by the engine end's ordinary reads, and a forked child's send(MSG_OOB) sends
   ordinary bytes.
