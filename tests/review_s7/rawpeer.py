@@ -181,12 +181,15 @@ class Wire:
             self.cond.notify_all()
 
     def send(self, v6: bool, sport: int, dport: int, seq: int, ack: int, flags: int,
-             window: int, data: bytes = b"", opts: bytes = b"") -> None:
-        """Send one TCP segment from the peer to the DUT."""
+             window: int, data: bytes = b"", opts: bytes = b"", bad_sum: bool = False
+             ) -> None:
+        """Send one TCP segment from the peer to the DUT (``bad_sum``: a wrong checksum)."""
         assert self.dut_mac is not None
         src, dst = (self.me6, self.dut6) if v6 else (self.me4, self.dut4)
         hdr = wt.emit_fast(sport, dport, seq & MASK, ack & MASK, flags, window, data, src, dst,
                            opts)
+        if bad_sum:
+            hdr = hdr[:16] + bytes((hdr[16] ^ 0x5A, hdr[17])) + hdr[18:]
         if v6:
             frame = eth(self.dut_mac, self.mac, 0x86DD, ip6_packet(src, dst, 6, hdr + data))
         else:
@@ -246,7 +249,8 @@ class Flow:
     # -- sending ---------------------------------------------------------------------------
     def send(self, flags: int, seq: int | None = None, ack: int | None = None,
              data: bytes = b"", opts: bytes | None = None, window: int | None = None,
-             raw_ack: int | None = None, ts: tuple[int, int] | None = None) -> None:
+             raw_ack: int | None = None, ts: tuple[int, int] | None = None,
+             bad_sum: bool = False) -> None:
         """Send a segment; ``seq`` relative to :attr:`iss` (default :attr:`nxt`), ``ack``
         relative to :attr:`irs` (default :attr:`rcv`; ``raw_ack`` an absolute number);
         options: ``opts`` as given, else the timestamps when on (``ts`` or the next TSval
@@ -264,17 +268,17 @@ class Flow:
                 if ts is None:
                     self.tsval += 1
                     ts = (self.tsval, self.their_ts or 0)
-                opts = wt.ts_option(*ts)
+                opts = wt.ts_option(ts[0] & MASK, ts[1] & MASK)
             else:
                 opts = b""
         self.wire.send(self.v6, self.sport, self.dport, self.iss + s, a, flags,
-                       self.window if window is None else window, data, opts)
+                       self.window if window is None else window, data, opts, bad_sum)
 
     def syn(self, opts: bytes | None = None, data: bytes = b"", flags: int = SYN) -> None:
         """Send the SYN (options: :func:`syn_opts` by default)."""
         self.tsval += 1
         self.send(flags, seq=0, data=data, window=65535,
-                  opts=syn_opts(ts=(self.tsval, 0)) if opts is None else opts)
+                  opts=syn_opts(ts=(self.tsval & MASK, 0)) if opts is None else opts)
 
     def mine(self, s: Seg) -> bool:
         """True for segments of this flow."""
