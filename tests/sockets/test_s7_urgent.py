@@ -193,6 +193,24 @@ def recv_newer_replaces(peer: Factory, dut: Factory, family: int) -> list[Any]:
     return out
 
 
+def recv_read_then_newer(peer: Factory, dut: Factory, family: int) -> list[Any]:
+    """The reader took the urgent byte, then a newer one comes."""
+    lst, k, d = accepted(peer, dut, family)
+    d.setblocking(False)
+    k.sendall(b"ab")
+    k.send(b"X", OOB)
+    mask_when(d, 0x2)
+    out = [tryit(lambda: d.recv(10)), tryit(lambda: d.recv(1, OOB))]
+    k.sendall(b"cd")
+    k.send(b"Z", OOB)
+    k.sendall(b"ef")
+    mask_when(d, 0x2)
+    _settle()
+    out += [tryit(lambda: d.recv(1, OOB)), tryit(lambda: d.recv(10)), tryit(lambda: d.recv(10))]
+    close_all(d, k, lst)
+    return out
+
+
 def recv_big(peer: Factory, dut: Factory, family: int) -> list[Any]:
     """The peer's send(MSG_OOB) of 150 kB in one call (a big send buffer: sendall would
     send in pieces, each with an urgent byte of its own, and which of those a reader meets
@@ -343,7 +361,8 @@ def send_after_descriptor_writes(peer: Factory, dut: Factory, family: int) -> li
 
 SCENARIOS = [recv_basic, recv_ordinary_first, recv_only_urgent, recv_oobinline,
              recv_oobinline_inherited, recv_oobinline_late, recv_newer_replaces,
-             recv_big, recv_without_urgent, recv_on_connected, recv_oob_first_on_connected,
+             recv_read_then_newer, recv_big, recv_without_urgent, recv_on_connected,
+             recv_oob_first_on_connected,
              send_one, send_many, send_big, send_from_connected,
              send_nonblocking_and_empty,
              send_after_descriptor_writes]
@@ -443,4 +462,31 @@ def test_blocking_urgent_send_bigger_than_the_buffers(envs: Envs) -> None:
     t.join(5)
     assert box[2:] == [1] and filler == bytes(box[1])
     assert tryit(lambda: k.recv(1, OOB)) == b"!"
+    close_all(d, k, lst)
+
+
+def test_newer_urgent_byte_while_reading_at_the_older(envs: Envs) -> None:
+    """A documented difference (ioth.sockets.stream): a newer urgent byte comes while the
+    reader sits at an older one it did not take: Linux's TCP drops the older byte
+    (tcp_check_urg), the ioth socket's AF_UNIX descriptor returns it to the stream."""
+    for kind, want in (("kernel", b"cd"), ("ioth", b"Xcd")):
+        _reader_at_older(envs, kind, want)
+
+
+def _reader_at_older(envs: Envs, kind: str, want: bytes) -> None:
+    peer, dut = envs.get(kind, True)
+    lst, k, d = accepted(peer, dut, socket.AF_INET)
+    d.setblocking(False)
+    k.sendall(b"ab")
+    k.send(b"X", OOB)
+    mask_when(d, 0x2)
+    assert tryit(lambda: d.recv(10)) == b"ab", kind
+    assert atmark(d) == 1, kind
+    k.sendall(b"cd")
+    k.send(b"Z", OOB)
+    k.sendall(b"ef")
+    _settle()
+    assert tryit(lambda: d.recv(1, OOB)) == b"Z", kind
+    assert tryit(lambda: d.recv(10)) == want, kind
+    assert tryit(lambda: d.recv(10)) == b"ef", kind
     close_all(d, k, lst)

@@ -65,7 +65,9 @@ Where these sockets differ from Linux's, deliberately:
   (read or not) the descriptor also polls readable (POLLIN; Linux's TCP socket does not, and
   CPython's recv with a timeout then waits for POLLIN before its recv(MSG_OOB)); a
   recv(MSG_OOB) once the urgent pointer came but not yet its byte is EINVAL (Linux: EAGAIN);
-  a connection that met urgent data reads through its descriptor from then on.  send(MSG_OOB)
+  a newer urgent byte coming while the reader sits at an older one it did not take returns
+  that one to the stream (Linux drops it); a connection that met urgent data reads through
+  its descriptor from then on.  send(MSG_OOB)
   (also sendall, sendto, sendmsg without ancillary data) goes straight into the connection
   after what was written through the descriptor; a blocking one bigger than the buffers
   sends all but its last byte as ordinary data, then that byte urgent (Linux makes the last
