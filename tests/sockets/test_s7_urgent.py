@@ -490,3 +490,26 @@ def _reader_at_older(envs: Envs, kind: str, want: bytes) -> None:
     assert tryit(lambda: d.recv(10)) == want, kind
     assert tryit(lambda: d.recv(10)) == b"ef", kind
     close_all(d, k, lst)
+
+
+def test_urgent_byte_written_through_the_descriptor_stays_in_the_stream(envs: Envs) -> None:
+    """ioth only (a documented difference): send(MSG_OOB) on a socket object built on the
+    ioth socket's descriptor (an AF_UNIX stream) reaches the peer as an ordinary byte, in
+    its place, instead of being skipped by the engine end's reads."""
+    import os
+    peer, dut = envs.get("ioth", True)
+    lst, k, d = accepted(peer, dut, socket.AF_INET)
+    raw = socket.socket(fileno=os.dup(d.fileno()))
+    raw.sendall(b"ab")
+    raw.send(b"!", OOB)
+    raw.sendall(b"cd")
+    raw.close()
+    d.shutdown(socket.SHUT_WR)
+    data = b""
+    while True:
+        got = k.recv(100)
+        if not got:
+            break
+        data += got
+    assert data == b"ab!cd"
+    close_all(d, k, lst)

@@ -73,9 +73,10 @@ Where these sockets differ from Linux's, deliberately:
   sends all but its last byte as ordinary data, then that byte urgent (Linux makes the last
   byte queued before each wait for room urgent too), and polls for room every few
   milliseconds when that byte finds the buffers full.  A byte sent with MSG_OOB through
-  the descriptor by other code (a socket object built on ``fileno()``, another process) is
-  dropped by the engine end's ordinary reads, and a forked child's send(MSG_OOB) sends
-  ordinary bytes.
+  the descriptor by other code (a socket object built on ``fileno()``, another process)
+  goes as an ordinary byte (the engine end reads it in line once ``fileno()`` was taken;
+  after ``detach()`` alone its ordinary reads skip it), and a forked child's send(MSG_OOB)
+  sends ordinary bytes.
 
 The stack keeps only weak references to its TCP sockets (``_SockRef``): a socket or listener
 the application drops without ``close()`` is closed when collected (``StreamSocket.__del__``,

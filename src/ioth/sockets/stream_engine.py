@@ -695,6 +695,14 @@ class StreamHandle:
             peek.register(self.fd, select.POLLIN)
             self.peek = peek
             self.dirty = True
+            # an urgent byte written through the descriptor by other code (send(MSG_OOB) on
+            # a socket object built on it) would be skipped by the engine end's ordinary
+            # reads: it goes as an ordinary byte instead (ioth's own send(MSG_OOB) does
+            # not go through the descriptor)
+            try:
+                self.eng.setsockopt(_socket.SOL_SOCKET, _socket.SO_OOBINLINE, 1)
+            except OSError:
+                pass
 
     def attach(self, eng: _csocket.socket) -> None:
         """Stack lock held: an unpaired handle gets its engine end (StreamSocket._materialize):
