@@ -211,6 +211,21 @@ def recv_read_then_newer(peer: Factory, dut: Factory, family: int) -> list[Any]:
     return out
 
 
+def recv_then_reset(peer: Factory, dut: Factory, family: int) -> list[Any]:
+    """The peer's urgent byte, then its reset, back to back."""
+    lst, k, d = accepted(peer, dut, family)
+    k.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    k.sendall(b"ab")
+    k.send(b"!", OOB)
+    k.close()
+    _settle()
+    d.setblocking(False)
+    out = [tryit(lambda: d.recv(1, OOB)), tryit(lambda: d.recv(10)), tryit(lambda: d.recv(10)),
+           tryit(lambda: d.recv(10))]
+    close_all(d, lst)
+    return out
+
+
 def recv_big(peer: Factory, dut: Factory, family: int) -> list[Any]:
     """The peer's send(MSG_OOB) of 150 kB in one call (a big send buffer: sendall would
     send in pieces, each with an urgent byte of its own, and which of those a reader meets
@@ -361,8 +376,8 @@ def send_after_descriptor_writes(peer: Factory, dut: Factory, family: int) -> li
 
 SCENARIOS = [recv_basic, recv_ordinary_first, recv_only_urgent, recv_oobinline,
              recv_oobinline_inherited, recv_oobinline_late, recv_newer_replaces,
-             recv_read_then_newer, recv_big, recv_without_urgent, recv_on_connected,
-             recv_oob_first_on_connected,
+             recv_read_then_newer, recv_then_reset, recv_big, recv_without_urgent,
+             recv_on_connected, recv_oob_first_on_connected,
              send_one, send_many, send_big, send_from_connected,
              send_nonblocking_and_empty,
              send_after_descriptor_writes]

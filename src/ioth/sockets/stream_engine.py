@@ -848,10 +848,10 @@ class StreamHandle:
             self._sync_oobinline()
             self.out_flags = _DONTWAIT | _OOB
             return conn.recv_urgent()
-        try:
-            return conn.recv(CHUNK)  # (stops at the mark; skips the byte taken)
-        except BlockingIOError:
-            return None  # (only the urgent byte was queued, and it is gone now)
+        conn.drop_mark()  # (the byte taken: the reader passes it)
+        if not conn.recv_available:
+            return None  # (it was all that was queued; a pending error stays for _update)
+        return conn.recv(CHUNK)  # (stops at the next mark)
 
     def _sync_oobinline(self) -> None:
         """Before an urgent byte goes into the engine end: the application's descriptor

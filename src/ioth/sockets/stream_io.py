@@ -373,6 +373,8 @@ class StreamIO(IothSocket):
         if self._rd_shut:
             got: bytes = self._read_shut(None, bufsize, flags)
             return got
+        if flags & _OOB and h is not None:
+            self._urgent_closed(h)
         timeout = self.gettimeout()
         if h is not None and h.lazy:
             # (serve_until tells whether this thread may serve the plugs: _inline_ok's
@@ -426,6 +428,8 @@ class StreamIO(IothSocket):
         if self._rd_shut:
             n: int = self._read_shut(buffer, nbytes, flags)
             return n
+        if flags & _OOB and h is not None:
+            self._urgent_closed(h)
         timeout = self.gettimeout()
         mv = memoryview(buffer)
         if mv.readonly or not mv.c_contiguous or not 0 <= nbytes <= mv.nbytes:
@@ -648,6 +652,25 @@ class StreamIO(IothSocket):
             # descriptor wait: the engine thread moves them as ACKs arrive)
             time.sleep(pause)
             pause = min(pause * 2, 0.01)
+
+    def _urgent_closed(self, h: StreamHandle) -> None:
+        """recv(MSG_OOB) on a connection that was reset (closed without the peer's FIN):
+        ENOTCONN while an urgent byte waits (Linux tcp_recv_urg), where the descriptor
+        would still give it."""
+        conn = h.conn
+        if conn.state is not _CLOSED or conn.eof or h.connecting:
+            return
+        if h.lazy:  # (unpaired: the byte is still in the connection)
+            if conn.urgent_ready:
+                raise oserror(errno.ENOTCONN)
+            return
+        if _fileno(self) < 0:
+            return
+        try:
+            _csocket.socket.recv(self, 1, _OOB | _PEEK | _DONTWAIT)
+        except OSError:
+            return  # (none: EINVAL from the descriptor, as Linux)
+        raise oserror(errno.ENOTCONN)
 
     def _sndtimeo(self) -> float:
         """SO_SNDTIMEO in seconds (0: none)."""

@@ -121,6 +121,24 @@ def test_only_the_urgent_byte_queued() -> None:
     _einval(s.recv_urgent)
 
 
+def test_drop_mark_keeps_a_pending_error() -> None:
+    """The urgent byte, taken out of band, is all that is queued when a reset comes: a
+    read would skip it and raise the error; drop_mark only skips it."""
+    p = _Pair()
+    c, s = p.connect()
+    c.send_urgent(b"!")
+    p.push(c)
+    assert s.recv_urgent() == b"!"
+    assert not TcpConnection.drop_mark(c)  # (a plain connection: nothing to drop)
+    c.abort()
+    p.push(c)
+    assert s.error is not None and s.recv_available == 1
+    assert s.drop_mark() and not s.drop_mark()
+    assert s.recv_available == 0 and s.error is not None
+    with pytest.raises(ConnectionResetError):
+        s.recv(10)
+
+
 def test_oob_inline() -> None:
     p = _Pair()
     c, s = p.connect()

@@ -148,6 +148,11 @@ class TcpConnection(InputMixin, OutputMixin, RecoveryMixin, BufferMixin):
         still to be taken out of band; -1 otherwise."""
         return -1
 
+    def drop_mark(self) -> bool:
+        """What a read does first when it starts at the urgent byte (not inline): drop that
+        byte (taken out of band or not); True if it did.  No pending error is raised."""
+        return False
+
     @property
     def readable(self) -> bool:
         """recv() would not raise BlockingIOError (data, end of stream or an error)."""
@@ -536,6 +541,14 @@ class UrgentConnection(TcpConnection):
             return -1
         off = self._urg_seq - self._copied()
         return off if 0 <= off < self._rlen else -1
+
+    def drop_mark(self) -> bool:
+        """See :meth:`TcpConnection.drop_mark`."""
+        if (self._urg_state and not self._urg_inline and self._rlen
+                and self._urg_seq == self._copied()):
+            self._skip_urgent()
+            return True
+        return False
 
     # -- send side
     def _transmit(self, now: float, out: list[Segment]) -> None:
