@@ -81,33 +81,42 @@ def dsack_out_of_order(env: Env) -> list[Any]:
     return out
 
 
+def at(pos: int, n: int) -> bytes:
+    """The ``n`` bytes of the peer's stream from relative sequence number ``pos`` on (the
+    same bytes whenever sent again)."""
+    return bytes((pos + i) % 251 for i in range(n))
+
+
 def fill_window(f: Flow, limit: float = 8.0) -> tuple[bool, int]:
     """Send 1000-byte segments up to the DUT's advertised right edge again and again (the
-    application reads nothing) until it advertises a zero window: (reached zero, bytes
-    sent)."""
+    application reads nothing) until it advertises a zero window with everything sent
+    acknowledged: (reached zero, bytes taken).  What the DUT drops (a kernel prunes its
+    queue when the buffer's overhead is above its size) is sent again (go-back-N after a
+    quiet 0.3 s)."""
     ack, wnd = f.rcv, None
     deadline = time.monotonic() + limit
-    sent = 0
 
     def note(segs: list[Seg]) -> None:
         nonlocal ack, wnd
         for s in segs:
             if s.flags & ACK:
-                ack = f._rel(s.ack, f.iss)
+                ack = max(ack, f._rel(s.ack, f.iss))
                 wnd = s.window << f.their_ws
     note(f.recv(0.05))
     while time.monotonic() < deadline:
         edge = ack + (wnd if wnd is not None else 1 << 15)
         if f.nxt < edge:
             n = min(K, edge - f.nxt)
-            f.data(blob(n))
-            sent += n
+            f.data(at(f.nxt, n))
             note(f.recv(0))
             continue
-        note(f.recv(0.3, until=bool, settle=0.05))
+        got = f.recv(0.3, until=bool, settle=0.05)
+        note(got)
         if wnd == 0 and ack == f.nxt:
-            return True, sent
-    return False, sent
+            return True, f.nxt - 1
+        if not got and ack < f.nxt:
+            f.nxt = ack  # (go back: what was not acknowledged is sent again)
+    return False, f.nxt - 1
 
 
 def zero_window_receiver(env: Env) -> list[Any]:
