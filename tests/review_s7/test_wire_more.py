@@ -210,13 +210,7 @@ SCENARIOS: list[Scenario] = [
     listener_odd_flags, bad_checksum_established, syn_malformed_options,
     data_malformed_options, tiny_mss, sequence_wrap, tsval_wrap, fin_out_of_order,
     overlapping_contents, rst_with_data]
-_OPTIONS = ("a segment whose options are malformed (a length below 2, or overrunning the "
-            "header) is dropped whole: ioth.wire.tcp.parse raises; Linux (tcp_parse_options) "
-            "stops reading options there and processes the segment (a SYN is answered, data "
-            "taken and acknowledged)")
 BUGS: dict[Scenario, str] = {
-    syn_malformed_options: _OPTIONS,
-    data_malformed_options: _OPTIONS,
     fin_out_of_order: "the SACK block of out-of-order data with a FIN ends before the FIN "
                       "(6-11), Linux's covers it (6-12, the segment's end_seq); minor, parity",
 }

@@ -198,9 +198,9 @@ def checksum_ok(buf: Buffer, src: bytes, dst: bytes) -> bool:
     return s % 0xFFFF == 0
 
 
-def _parse_options(opts: memoryview) -> tuple[int | None, int | None, bool,
-                                              tuple[tuple[int, int], ...], tuple[int, int] | None,
-                                              tuple[tuple[int, bytes], ...]]:
+def _parse_options(opts: memoryview, strict: bool = True
+                   ) -> tuple[int | None, int | None, bool, tuple[tuple[int, int], ...],
+                              tuple[int, int] | None, tuple[tuple[int, bytes], ...]]:
     mss: int | None = None
     wscale: int | None = None
     sack_ok = False
@@ -216,10 +216,14 @@ def _parse_options(opts: memoryview) -> tuple[int | None, int | None, bool,
             i += 1
             continue
         if i + 1 >= n:
-            raise SanityError(f"TCP option {kind} truncated")
+            if strict:
+                raise SanityError(f"TCP option {kind} truncated")
+            break
         ln = opts[i + 1]
         if ln < 2 or i + ln > n:
-            raise SanityError(f"TCP option {kind} with bad length {ln}")
+            if strict:
+                raise SanityError(f"TCP option {kind} with bad length {ln}")
+            break
         if kind == OPT_MSS and ln == 4:
             mss = (opts[i + 2] << 8) | opts[i + 3]
         elif kind == OPT_WSCALE and ln == 3:
@@ -293,9 +297,13 @@ def timestamps(buf: Buffer, header_len: int) -> tuple[int, int] | None:
     return _parse_options(mv[HEADER_LEN:header_len])[4]
 
 
-def parse_options(buf: Buffer) -> TcpHeader:
+def parse_options(buf: Buffer, strict: bool = True) -> TcpHeader:
     """Decode an options area into a :class:`TcpHeader` with zero fixed fields (for the slow
-    path after :func:`parse_fast`, e.g. SYN segments)."""
+    path after :func:`parse_fast`, e.g. SYN segments).
+
+    A malformed option (a length below 2, or overrunning the area) raises
+    :class:`SanityError`; with ``strict=False`` it ends the parse instead and the options
+    before it count (as Linux's ``tcp_parse_options``, which still processes the segment)."""
     mv = buf if isinstance(buf, memoryview) else memoryview(buf)
-    mss, ws, sack_ok, sack, ts, other = _parse_options(mv)
+    mss, ws, sack_ok, sack, ts, other = _parse_options(mv, strict)
     return TcpHeader(0, 0, 0, 0, 0, 0, 0, mss, ws, sack_ok, sack, ts, other)

@@ -1,5 +1,6 @@
 """Review s7 findings on the virtual clock: TS.Recent moves only with acceptable segments
-(RFC 7323 4.3, as Linux); a zero-window probe draws an ACK.
+(RFC 7323 4.3, as Linux); a zero-window probe draws an ACK; a malformed option ends the
+options, not the segment.
 
 Review s7 (tests/review_s7/test_wire_established.py, blind_ack_moves_ts_recent) found that a
 segment dropped for its ACK still set TS.Recent from its TSval, so PAWS then dropped the real
@@ -13,6 +14,10 @@ from __future__ import annotations
 import pytest
 
 from ioth.stack.tcp.connection import MASK, TcpConnection
+from ioth.stack.tcp.segment import SYN, decode
+from ioth.wire import tcp as wire_tcp
+from ioth.wire.errors import SanityError
+from tests.stack.tcp.harness import A4, B4
 from tests.stack.tcp.test_connection import POLICY, REMOTE_SEQ, established, recv, seg
 
 TS0 = 1000
@@ -61,3 +66,19 @@ def test_zero_window_probe_is_acked() -> None:
     ack = recv(c, 1.2)  # at once
     assert [(s.ack, s.window, s.payload) for s in ack] == [((REMOTE_SEQ + 1001) & MASK, 0, b"")]
     assert c.recv_available == 1000
+
+
+@pytest.mark.parametrize("bad", [b"\x05\x01", b"\x05\x20", b"\xfe"],
+                         ids=["short", "overrun", "cut"])
+def test_malformed_option_ends_the_options_not_the_segment(bad: bytes) -> None:
+    """A malformed option (a length below 2, overrunning the header, cut by its end) ends
+    the options the stack reads and the segment still counts, as Linux's
+    tcp_parse_options (review s7 more: syn_malformed_options, data_malformed_options); the
+    wire parser stays strict (tests/wire/test_tcp.py)."""
+    opts = b"\x02\x04\x05\xb4" + bad  # MSS 1460, then the malformed option
+    opts += b"\x00" * (-len(opts) % 4)
+    raw = wire_tcp.emit_fast(1, 2, 3, 4, SYN, 5, b"data", A4, B4, opts) + b"data"
+    sport, dport, s = decode(raw, A4, B4)
+    assert (sport, dport, s.flags, s.mss, bytes(s.payload)) == (1, 2, SYN, 1460, b"data")
+    with pytest.raises(SanityError):
+        wire_tcp.parse(raw)

@@ -157,7 +157,8 @@ def decode(
         seg.mss, seg.tsval, seg.tsecr, seg.wscale = _SYN_ALL_FIELDS.unpack_from(mv, 20)
         seg.sack_perm = True
     elif hlen > HEADER_LEN:
-        hdr = wire_tcp.parse_options(mv[HEADER_LEN:hlen])
+        # (a malformed option ends the options, the segment counts: as Linux)
+        hdr = wire_tcp.parse_options(mv[HEADER_LEN:hlen], False)
         seg.mss = hdr.mss
         seg.wscale = hdr.wscale
         seg.sack_perm = hdr.sack_permitted
