@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ioth.wire import icmpv4, icmpv6
 from ioth.wire import tcp as wt
 from ioth.wire.icmpv6 import LinkAddrOption, NeighborAdvert, NeighborSolicit
 from tests.net.nsutil import inside
@@ -82,6 +83,7 @@ class Seg:
     sack: tuple[tuple[int, int], ...] = ()
     v6: bool = False
     when: float = 0.0
+    packet: bytes = b""  # (the whole IP packet, for ICMP errors quoting it)
 
 
 @dataclass
@@ -164,18 +166,19 @@ class Wire:
                 self.sock.send(eth(frame[6:12], self.mac, 0x86DD, _nd(self.me6, src, na)))
                 return
             if nh == 6 and dst == self.me6:
-                self._tcp(frame[54:54 + struct.unpack_from("!H", frame, 18)[0]], True)
+                end = 54 + struct.unpack_from("!H", frame, 18)[0]
+                self._tcp(frame[54:end], True, frame[14:end])
             return
         if etype == 0x0800 and frame[23] == 6 and frame[30:34] == self.me4:
             ihl = (frame[14] & 15) * 4
             total = struct.unpack_from("!H", frame, 16)[0]
-            self._tcp(frame[14 + ihl:14 + total], False)
+            self._tcp(frame[14 + ihl:14 + total], False, frame[14:14 + total])
 
-    def _tcp(self, seg: bytes, v6: bool) -> None:
+    def _tcp(self, seg: bytes, v6: bool, packet: bytes) -> None:
         h, payload = wt.parse(seg)
         s = Seg(h.src_port, h.dst_port, h.seq, h.ack, h.flags, h.window, bytes(payload),
                 h.mss, h.wscale, h.sack_permitted, h.timestamps, h.sack_blocks, v6,
-                time.monotonic())
+                time.monotonic(), packet)
         with self.cond:
             self.segs.append(s)
             self.cond.notify_all()
@@ -194,6 +197,20 @@ class Wire:
             frame = eth(self.dut_mac, self.mac, 0x86DD, ip6_packet(src, dst, 6, hdr + data))
         else:
             frame = eth(self.dut_mac, self.mac, 0x0800, ip4_packet(src, dst, 6, hdr + data))
+        self.sock.send(frame.ljust(60, b"\0"))
+
+    def too_big(self, seg: Seg, mtu: int) -> None:
+        """An ICMP "fragmentation needed" (IPv4, RFC 1191) or "packet too big" (IPv6, RFC
+        8201) with next-hop MTU ``mtu``, quoting the DUT's segment ``seg`` (as a router on
+        the path would, from the peer's address)."""
+        assert self.dut_mac is not None
+        if seg.v6:
+            msg = icmpv6.PacketTooBig(mtu).emit(self.me6, self.dut6, icmpv6.quote(seg.packet))
+            frame = eth(self.dut_mac, self.mac, 0x86DD, ip6_packet(self.me6, self.dut6, 58, msg))
+        else:
+            msg = icmpv4.DestUnreachable(icmpv4.UNREACH_FRAG_NEEDED, mtu).emit(
+                icmpv4.quote(seg.packet))
+            frame = eth(self.dut_mac, self.mac, 0x0800, ip4_packet(self.me4, self.dut4, 1, msg))
         self.sock.send(frame.ljust(60, b"\0"))
 
     def take(self, match: Callable[[Seg], bool], wait: float,

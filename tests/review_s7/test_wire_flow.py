@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import socket
+import threading
 import time
 from typing import Any
 
@@ -30,6 +31,7 @@ from tests.review_s7.rawpeer import (
     read,
     run,
 )
+from tests.review_s7.test_wire_handshake import drain
 
 pytestmark = pytest.mark.interop
 
@@ -224,9 +226,39 @@ def dut_keepalive(env: Env) -> list[Any]:
     return out
 
 
+def path_mtu(env: Env, v6: bool = False) -> list[Any]:
+    """Path MTU discovery (RFC 1191 / RFC 8201): the DUT's first full-size segment (1448
+    bytes of data; 1428 over IPv6) draws "fragmentation needed" with MTU 1200 (IPv4) or
+    "packet too big" with MTU 1280 (IPv6), as from a router that dropped it and the rest of
+    the flight: the DUT sends everything again in segments that fit (1148 or 1208 bytes with
+    timestamps) and all of it arrives.  (How soon it resends is policy: Linux at once,
+    tcp_simple_retransmit.)"""
+    lst, d, f, _ = env.accepted(v6=v6)
+    total = 6000
+    t = threading.Thread(target=d.sendall, args=(at(1, total),), daemon=True)
+    t.start()
+    flight = f.recv(2.0, until=lambda segs: sum(len(s.payload) for s in segs) >= total,
+                    settle=0.1)  # (the whole flight: 6000 bytes fit the initial window)
+    big = [s for s in flight if s.payload]
+    out: list[Any] = [max((len(s.payload) for s in big), default=0)]
+    if big:
+        env.wire.too_big(big[0], 1280 if v6 else 1200)
+        f.rcv = 1  # (the router dropped the whole flight)
+        biggest, done = drain(f, total, 4.0)
+        out += [biggest, done]
+    t.join(2)
+    close_all(d, lst)
+    return out
+
+
+def path_mtu_v6(env: Env) -> list[Any]:
+    """:func:`path_mtu` over IPv6."""
+    return path_mtu(env, v6=True)
+
+
 SCENARIOS: list[Scenario] = [
     sack_blocks, sack_blocks_v6, dsack_out_of_order, zero_window_receiver, zero_window_sender,
-    keepalive_answered, dut_keepalive]
+    keepalive_answered, dut_keepalive, path_mtu, path_mtu_v6]
 BUGS: dict[Scenario, str] = {}
 
 
