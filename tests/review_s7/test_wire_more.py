@@ -211,8 +211,6 @@ SCENARIOS: list[Scenario] = [
     data_malformed_options, tiny_mss, sequence_wrap, tsval_wrap, fin_out_of_order,
     overlapping_contents, rst_with_data]
 BUGS: dict[Scenario, str] = {
-    fin_out_of_order: "the SACK block of out-of-order data with a FIN ends before the FIN "
-                      "(6-11), Linux's covers it (6-12, the segment's end_seq); minor, parity",
 }
 
 

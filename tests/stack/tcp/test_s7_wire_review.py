@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 
 from ioth.stack.tcp.connection import MASK, TcpConnection
-from ioth.stack.tcp.segment import SYN, decode
+from ioth.stack.tcp.segment import ACK, FIN, SYN, decode
 from ioth.wire import tcp as wire_tcp
 from ioth.wire.errors import SanityError
 from tests.stack.tcp.harness import A4, B4
@@ -82,3 +82,15 @@ def test_malformed_option_ends_the_options_not_the_segment(bad: bytes) -> None:
     assert (sport, dport, s.flags, s.mss, bytes(s.payload)) == (1, 2, SYN, 1460, b"data")
     with pytest.raises(SanityError):
         wire_tcp.parse(raw)
+
+
+def test_sack_block_of_out_of_order_data_covers_its_fin() -> None:
+    """Data with a FIN ahead of a hole: the SACK block ends after the FIN (the segment's
+    end_seq, as Linux; review s7 more fin_out_of_order)."""
+    c = established(POLICY.replace(window_scaling=False, timestamps=False), sack_perm=True)
+    assert c.sack_ok
+    c.process(seg(6, c.iss + 1, FIN | ACK, payload=b"world"), 0.0)
+    ack = recv(c, 0.0)
+    r = REMOTE_SEQ
+    block = ((r + 6) & MASK, (r + 12) & MASK)
+    assert [(s.ack, s.sack) for s in ack] == [((r + 1) & MASK, (block,))]

@@ -539,6 +539,14 @@ class OutputMixin(TcbBase):
             start, end = s, s + len(d)
         if end >= 0:
             blocks.append((start, end))
+        fin = self._ooo_fin
+        if fin >= 0:
+            # the FIN held out of order counts in its block (as Linux: the segment's
+            # end_seq), or is a block of its own
+            if blocks and blocks[-1][1] == fin:
+                blocks[-1] = (blocks[-1][0], fin + 1)
+            else:
+                blocks.append((fin, fin + 1))
         last = self._sack_last
         first = [b for b in blocks if b[0] <= last < b[1]]
         rest = [b for b in reversed(blocks) if not b[0] <= last < b[1]]
