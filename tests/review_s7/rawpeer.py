@@ -213,6 +213,22 @@ class Wire:
             frame = eth(self.dut_mac, self.mac, 0x0800, ip4_packet(self.me4, self.dut4, 1, msg))
         self.sock.send(frame.ljust(60, b"\0"))
 
+    def unreachable(self, seg: Seg, code: int, seq_delta: int = 0) -> None:
+        """An ICMP destination unreachable (IPv4 or IPv6 ``code``) quoting the DUT's
+        segment ``seg``, its sequence number moved by ``seq_delta`` (a blind attacker's
+        guess outside SND.UNA..SND.NXT)."""
+        assert self.dut_mac is not None
+        pkt = bytearray(seg.packet)
+        off = 40 if seg.v6 else (pkt[0] & 15) * 4
+        struct.pack_into("!I", pkt, off + 4, (seg.seq + seq_delta) & MASK)
+        if seg.v6:
+            msg = icmpv6.DestUnreachable(code).emit(self.me6, self.dut6, icmpv6.quote(pkt))
+            frame = eth(self.dut_mac, self.mac, 0x86DD, ip6_packet(self.me6, self.dut6, 58, msg))
+        else:
+            msg = icmpv4.DestUnreachable(code).emit(icmpv4.quote(pkt))
+            frame = eth(self.dut_mac, self.mac, 0x0800, ip4_packet(self.me4, self.dut4, 1, msg))
+        self.sock.send(frame.ljust(60, b"\0"))
+
     def take(self, match: Callable[[Seg], bool], wait: float,
              until: Callable[[list[Seg]], bool] | None = None, settle: float = 0.15
              ) -> list[Seg]:
@@ -255,6 +271,7 @@ class Flow:
         self.ts_on = True
         self.their_ts: int | None = None
         self.their_ws = 0  # (the DUT's window scale, from its SYN or SYN-ACK)
+        self.syn_seg: Seg | None = None  # (the DUT's SYN, when it connected)
         self.window = 512  # (the window field of every segment but the SYN, which has
         #                  65535: 64 kB with the SYN's window scale 7)
         self.nxt = 1  # (relative: the peer's next sequence number)
@@ -384,6 +401,7 @@ class Flow:
         f = cls(wire, got[0].sport, v6, sport=port, iss=0x50000000)
         f.irs = got[0].seq
         f.their_ws = got[0].ws or 0
+        f.syn_seg = got[0]
         f.their_ts = got[0].ts[0] if got[0].ts else None
         f.ts_on = got[0].ts is not None
         return f, [f.norm(s) for s in got]
