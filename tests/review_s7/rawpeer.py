@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ioth.wire import icmpv4, icmpv6
+from ioth.wire import icmpv4, icmpv6, ipv6
 from ioth.wire import tcp as wt
 from ioth.wire.icmpv6 import LinkAddrOption, NeighborAdvert, NeighborSolicit
 from tests.net.nsutil import inside
@@ -63,6 +63,41 @@ def _nd(src: bytes, dst: bytes, msg: bytes) -> bytes:
     pkt = bytearray(ip6_packet(src, dst, 58, msg))
     pkt[7] = 255
     return bytes(pkt)
+
+
+_IDENTS = iter(range(0x1000 + secrets.randbelow(0x8000), 1 << 32))
+
+
+@dataclass
+class IpShape:
+    """How the peer wraps a segment in IP: IPv4 ``options`` (a multiple of 4 bytes), an
+    IPv6 Destination Options header before TCP (``dest_opts``), and fragments cut at
+    ``cut`` bytes of the IP payload (a multiple of 8; IPv6: a Fragment header)."""
+
+    options: bytes = b""
+    dest_opts: bool = False
+    cut: int | None = None
+
+    def frames(self, v6: bool, src: bytes, dst: bytes, seg: bytes) -> list[bytes]:
+        """The IP packets carrying ``seg`` (a fresh identification for fragments)."""
+        ident = next(_IDENTS)
+        if not v6:
+            if self.cut is None:
+                return [ip4_packet(src, dst, 6, seg, options=self.options)]
+            a, b = seg[:self.cut], seg[self.cut:]
+            return [ip4_packet(src, dst, 6, a, options=self.options, ident=ident & 0xFFFF,
+                               frag=0x2000),
+                    ip4_packet(src, dst, 6, b, ident=ident & 0xFFFF, frag=self.cut >> 3)]
+        nh, body = 6, seg
+        if self.dest_opts:
+            body = ipv6.emit_options_header(6, [(0x1E, b"\0\0\0\0")]) + body  # (RFC 3692
+            nh = 60  # experimental option type 0x1E: skip it when unknown)
+        if self.cut is None:
+            return [ip6_packet(src, dst, nh, body)]
+        a, b = body[:self.cut], body[self.cut:]
+        return [ip6_packet(src, dst, 44, ipv6.FragmentHeader(nh, 0, True, ident).emit() + a),
+                ip6_packet(src, dst, 44, ipv6.FragmentHeader(nh, self.cut, False,
+                                                             ident).emit() + b)]
 
 
 @dataclass
@@ -184,20 +219,19 @@ class Wire:
             self.cond.notify_all()
 
     def send(self, v6: bool, sport: int, dport: int, seq: int, ack: int, flags: int,
-             window: int, data: bytes = b"", opts: bytes = b"", bad_sum: bool = False
-             ) -> None:
-        """Send one TCP segment from the peer to the DUT (``bad_sum``: a wrong checksum)."""
+             window: int, data: bytes = b"", opts: bytes = b"", bad_sum: bool = False,
+             ip: IpShape | None = None) -> None:
+        """Send one TCP segment from the peer to the DUT (``bad_sum``: a wrong checksum;
+        ``ip``: IP options, IPv6 extension headers, fragments)."""
         assert self.dut_mac is not None
         src, dst = (self.me6, self.dut6) if v6 else (self.me4, self.dut4)
         hdr = wt.emit_fast(sport, dport, seq & MASK, ack & MASK, flags, window, data, src, dst,
                            opts)
         if bad_sum:
             hdr = hdr[:16] + bytes((hdr[16] ^ 0x5A, hdr[17])) + hdr[18:]
-        if v6:
-            frame = eth(self.dut_mac, self.mac, 0x86DD, ip6_packet(src, dst, 6, hdr + data))
-        else:
-            frame = eth(self.dut_mac, self.mac, 0x0800, ip4_packet(src, dst, 6, hdr + data))
-        self.sock.send(frame.ljust(60, b"\0"))
+        for frame in (ip or IpShape()).frames(v6, src, dst, hdr + data):
+            self.sock.send(eth(self.dut_mac, self.mac, 0x86DD if v6 else 0x0800,
+                               frame).ljust(60, b"\0"))
 
     def too_big(self, seg: Seg, mtu: int) -> None:
         """An ICMP "fragmentation needed" (IPv4, RFC 1191) or "packet too big" (IPv6, RFC
@@ -284,7 +318,7 @@ class Flow:
     def send(self, flags: int, seq: int | None = None, ack: int | None = None,
              data: bytes = b"", opts: bytes | None = None, window: int | None = None,
              raw_ack: int | None = None, ts: tuple[int, int] | None = None,
-             bad_sum: bool = False) -> None:
+             bad_sum: bool = False, ip: IpShape | None = None) -> None:
         """Send a segment; ``seq`` relative to :attr:`iss` (default :attr:`nxt`), ``ack``
         relative to :attr:`irs` (default :attr:`rcv`; ``raw_ack`` an absolute number);
         options: ``opts`` as given, else the timestamps when on (``ts`` or the next TSval
@@ -306,7 +340,7 @@ class Flow:
             else:
                 opts = b""
         self.wire.send(self.v6, self.sport, self.dport, self.iss + s, a, flags,
-                       self.window if window is None else window, data, opts, bad_sum)
+                       self.window if window is None else window, data, opts, bad_sum, ip)
 
     def syn(self, opts: bytes | None = None, data: bytes = b"", flags: int = SYN) -> None:
         """Send the SYN (options: :func:`syn_opts` by default)."""
