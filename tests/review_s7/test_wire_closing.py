@@ -208,7 +208,7 @@ def reopen(env: Env, f: Flow, lst: Any, seq: int, ts: int | None) -> list[Any]:
     """A new SYN on TIME-WAIT flow ``f``'s 4-tuple, ``seq`` relative to the old ISN,
     TSval ``ts`` (None: no timestamps): the answer (a SYN-ACK normalised against the new
     connection, anything else against the old), and whether the listener accepts."""
-    g = Flow(env.wire, f.dport, sport=f.sport, iss=(f.iss + seq) & 0xFFFFFFFF)
+    g = Flow(env.wire, f.dport, f.v6, sport=f.sport, iss=(f.iss + seq) & 0xFFFFFFFF)
     g.ts_on = ts is not None
     g.tsval = ts or 0
     g.send(SYN, seq=0, window=65535,
