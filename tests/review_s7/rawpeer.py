@@ -264,7 +264,7 @@ class Wire:
         self.sock.send(frame.ljust(60, b"\0"))
 
     def take(self, match: Callable[[Seg], bool], wait: float,
-             until: Callable[[list[Seg]], bool] | None = None, settle: float = 0.15
+             until: Callable[[list[Seg]], bool] | None = None, settle: float = 0.1
              ) -> list[Seg]:
         """Remove and return the segments ``match`` accepts that came (or come) within
         ``wait`` s; with ``until``, stop waiting ``settle`` s after ``until`` accepts them."""
@@ -353,7 +353,7 @@ class Flow:
         return s.v6 == self.v6 and s.sport == self.dport and s.dport == self.sport
 
     def recv(self, wait: float = 1.0, until: Callable[[list[Seg]], bool] | None = None,
-             settle: float = 0.15) -> list[Seg]:
+             settle: float = 0.1) -> list[Seg]:
         """The DUT's segments of this flow in ``wait`` s (see :meth:`Wire.take`); the DUT's
         ISN and last TSval are noted."""
         got = self.wire.take(self.mine, wait, until, settle)
@@ -378,7 +378,7 @@ class Flow:
         """What the DUT sends in ``wait`` s, normalised (a scenario expecting nothing)."""
         return [self.norm(s) for s in self.recv(wait)]
 
-    def ask(self, wait: float = 3.0, settle: float = 0.15) -> list[str]:
+    def ask(self, wait: float = 3.0, settle: float = 0.1) -> list[str]:
         """The DUT's answer (the first segment then ``settle`` s more), normalised."""
         return [self.norm(s) for s in self.recv(wait, until=bool, settle=settle)]
 
