@@ -139,6 +139,10 @@ class Wire:
         self.sock.settimeout(0.1)
         self.me4 = socket.inet_aton(ME4)
         self.me6 = socket.inet_pton(socket.AF_INET6, ME6)
+        #: more IPv4 addresses of the peer (192.0.2.10 to .25), for scenarios that need a
+        #: source the DUT has no state about (a path MTU it learned, say)
+        self.aliases4 = [socket.inet_aton(f"192.0.2.{i}") for i in range(10, 26)]
+        self._mine4 = {self.me4, *self.aliases4}
         self.dut4 = socket.inet_aton(DUT_IP)
         self.dut6 = socket.inet_pton(socket.AF_INET6, DUT_IP6)
         self.cond = threading.Condition()
@@ -187,8 +191,8 @@ class Wire:
                 with self.cond:
                     self.dut_mac = sha
                     self.cond.notify_all()
-            if op == 1 and tpa == self.me4:
-                rep = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 2, self.mac, self.me4,
+            if op == 1 and tpa in self._mine4:
+                rep = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 2, self.mac, tpa,
                                   sha, spa)
                 self.sock.send(eth(sha, self.mac, 0x0806, rep).ljust(60, b"\0"))
             return
@@ -204,7 +208,7 @@ class Wire:
                 end = 54 + struct.unpack_from("!H", frame, 18)[0]
                 self._tcp(frame[54:end], True, frame[14:end])
             return
-        if etype == 0x0800 and frame[23] == 6 and frame[30:34] == self.me4:
+        if etype == 0x0800 and frame[23] == 6 and frame[30:34] in self._mine4:
             ihl = (frame[14] & 15) * 4
             total = struct.unpack_from("!H", frame, 16)[0]
             self._tcp(frame[14 + ihl:14 + total], False, frame[14:14 + total])
@@ -220,11 +224,12 @@ class Wire:
 
     def send(self, v6: bool, sport: int, dport: int, seq: int, ack: int, flags: int,
              window: int, data: bytes = b"", opts: bytes = b"", bad_sum: bool = False,
-             ip: IpShape | None = None) -> None:
+             ip: IpShape | None = None, src4: bytes | None = None) -> None:
         """Send one TCP segment from the peer to the DUT (``bad_sum``: a wrong checksum;
-        ``ip``: IP options, IPv6 extension headers, fragments)."""
+        ``ip``: IP options, IPv6 extension headers, fragments; ``src4``: another IPv4
+        source of the peer's)."""
         assert self.dut_mac is not None
-        src, dst = (self.me6, self.dut6) if v6 else (self.me4, self.dut4)
+        src, dst = (self.me6, self.dut6) if v6 else (src4 or self.me4, self.dut4)
         hdr = wt.emit_fast(sport, dport, seq & MASK, ack & MASK, flags, window, data, src, dst,
                            opts)
         if bad_sum:
@@ -306,6 +311,7 @@ class Flow:
         self.their_ts: int | None = None
         self.their_ws = 0  # (the DUT's window scale, from its SYN or SYN-ACK)
         self.syn_seg: Seg | None = None  # (the DUT's SYN, when it connected)
+        self.src4: bytes | None = None  # (another IPv4 source: one of Wire.aliases4)
         self.window = 512  # (the window field of every segment but the SYN, which has
         #                  65535: 64 kB with the SYN's window scale 7)
         self.nxt = 1  # (relative: the peer's next sequence number)
@@ -340,7 +346,8 @@ class Flow:
             else:
                 opts = b""
         self.wire.send(self.v6, self.sport, self.dport, self.iss + s, a, flags,
-                       self.window if window is None else window, data, opts, bad_sum, ip)
+                       self.window if window is None else window, data, opts, bad_sum, ip,
+                       self.src4)
 
     def syn(self, opts: bytes | None = None, data: bytes = b"", flags: int = SYN) -> None:
         """Send the SYN (options: :func:`syn_opts` by default)."""

@@ -31,7 +31,6 @@ from tests.review_s7.rawpeer import (
     read,
     run,
 )
-from tests.review_s7.test_wire_handshake import drain
 
 pytestmark = pytest.mark.interop
 
@@ -226,40 +225,75 @@ def dut_keepalive(env: Env) -> list[Any]:
     return out
 
 
-def path_mtu(env: Env, v6: bool = False) -> list[Any]:
-    """Path MTU discovery (RFC 1191 / RFC 8201): the DUT's first full-size segment (1448
-    bytes of data; 1428 over IPv6) draws "fragmentation needed" with MTU 1200 (IPv4) or
-    "packet too big" with MTU 1280 (IPv6), as from a router that dropped it and the rest of
-    the flight: the DUT sends everything again in segments that fit (1148 or 1208 bytes with
-    timestamps) and all of it arrives.  (How soon it resends is policy: Linux at once,
-    tcp_simple_retransmit.)"""
-    lst, d, f, _ = env.accepted(v6=v6)
-    total = 6000
-    t = threading.Thread(target=d.sendall, args=(at(1, total),), daemon=True)
+def pmtu_once(env: Env, lst: Any, v6: bool, src4: bytes | None = None) -> list[Any]:
+    """One connection to listener ``lst`` (from the peer's ``src4`` when given): the DUT
+    sends 6000 bytes (one flight: they fit its initial window), the first full-size
+    segment draws "fragmentation needed" (MTU 1200) or "packet too big" (MTU 1280) as from
+    a router that dropped the whole flight; the peer then acknowledges what comes:
+    [the flight's largest segment, the first segment after the error fits the MTU, all
+    later ones fit, everything arrived]."""
+    limit = 1208 if v6 else 1148  # (the MTU less the IP, TCP and timestamps headers)
+    f = Flow(env.wire, lst.getsockname()[1], v6)
+    f.src4 = src4
+    f.connect()
+    d, _ = lst.accept()
+    t = threading.Thread(target=d.sendall, args=(at(1, 6000),), daemon=True)
     t.start()
-    flight = f.recv(2.0, until=lambda segs: sum(len(s.payload) for s in segs) >= total,
-                    settle=0.1)  # (the whole flight: 6000 bytes fit the initial window)
+    flight = f.recv(2.0, until=lambda segs: sum(len(s.payload) for s in segs) >= 6000,
+                    settle=0.1)
     big = [s for s in flight if s.payload]
     out: list[Any] = [max((len(s.payload) for s in big), default=0)]
     if big:
         env.wire.too_big(big[0], 1280 if v6 else 1200)
         f.rcv = 1  # (the router dropped the whole flight)
-        biggest, done = drain(f, total, 4.0)
-        out += [biggest, done]
+        sizes = []
+        deadline = time.monotonic() + 4
+        while f.rcv < 6001 and time.monotonic() < deadline:
+            sizes += [len(s.payload) for s in f.recv(0.5, until=bool, settle=0.02)
+                      if s.payload]
+            f.send(ACK)
+        out += [bool(sizes) and sizes[0] <= limit, max(sizes[1:], default=0) <= limit,
+                f.rcv == 6001]
     t.join(2)
-    close_all(d, lst)
+    close_all(d)
+    return out
+
+
+def path_mtu(env: Env) -> list[Any]:
+    """Path MTU discovery (RFC 1191 / RFC 8201): :func:`pmtu_once` from sixteen fresh IPv4
+    sources of the peer (the DUTs remember a path MTU per destination): each time the DUT
+    sends everything again in segments that fit (1148 bytes of data with timestamps), the
+    first resent one included (Linux re-cuts them at once, tcp_simple_retransmit), and all
+    of it arrives.  (Sixteen times: ioth's first resent segment keeps the old size in about
+    one connection of three.)"""
+    lst = env.listener()
+    out: list[Any] = []
+    for src in env.wire.aliases4:
+        out.append(pmtu_once(env, lst, False, src))
+    close_all(lst)
     return out
 
 
 def path_mtu_v6(env: Env) -> list[Any]:
-    """:func:`path_mtu` over IPv6."""
-    return path_mtu(env, v6=True)
+    """IPv6 path MTU discovery (packet too big, MTU 1280: 1208 bytes of data), once: the
+    later resent segments fit and everything arrives (the first resent one: see
+    :func:`path_mtu`)."""
+    lst = env.listener(True)
+    got = pmtu_once(env, lst, True)
+    close_all(lst)
+    return got[:1] + got[2:]
 
 
 SCENARIOS: list[Scenario] = [
     sack_blocks, sack_blocks_v6, dsack_out_of_order, zero_window_receiver, zero_window_sender,
     keepalive_answered, dut_keepalive, path_mtu, path_mtu_v6]
-BUGS: dict[Scenario, str] = {}
+BUGS: dict[Scenario, str] = {
+    path_mtu: "after an ICMP fragmentation needed / packet too big, the first segment "
+              "resent (at once) keeps the old size (1448: the path drops it again) in about "
+              "one connection of three, the rest are re-cut (Linux re-cuts all, "
+              "tcp_simple_retransmit); IPv6 too; set_path_mtu only changes mss, "
+              "icmp_error ignores err 0",
+}
 
 
 @pytest.mark.parametrize(("scenario", "kind"), params(SCENARIOS, BUGS))  # type: ignore[arg-type]
