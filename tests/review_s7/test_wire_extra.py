@@ -111,8 +111,30 @@ def ecn_flags(env: Env) -> list[Any]:
     return out
 
 
+def synack_again_when_connected(env: Env) -> list[Any]:
+    """The DUT connected (its ACK lost, say): the peer's SYN-ACK again draws an ACK (a
+    challenge ACK, RFC 5961 4.2) and the connection lives on; the handshake's ACK again
+    (to a DUT listener's connection): nothing."""
+    d, f, _ = env.dial()
+    f.ecr = False
+    f.send(SYN | ACK, seq=0, opts=syn_opts(ts=(f.tsval, f.their_ts or 0)), window=65535)
+    out: list[Any] = [f.ask(), connect_result(d)]
+    f.tsval += 1
+    f.send(SYN | ACK, seq=0, opts=syn_opts(ts=(f.tsval, f.their_ts or 0)), window=65535)
+    out.append(f.ask())
+    f.data(b"fine")
+    d.setblocking(True)
+    out += [f.ask(), read(d)]
+    close_all(d)
+    lst, d, g, _ = env.accepted()
+    g.send(ACK)
+    out.append(g.quiet(0.3))
+    close_all(d, lst)
+    return out
+
+
 SCENARIOS: list[Scenario] = [synack_with_text, syn_sent_without_syn, third_ack_with_data,
-                             ecn_flags]
+                             ecn_flags, synack_again_when_connected]
 BUGS: dict[Scenario, str] = {}
 
 
