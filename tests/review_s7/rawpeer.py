@@ -278,7 +278,7 @@ class Wire:
         done_at: float | None = None
         with self.cond:
             while True:
-                keep = []
+                keep: list[Seg] = []
                 for s in self.segs:
                     (got if match(s) else keep).append(s)
                 self.segs[:] = keep

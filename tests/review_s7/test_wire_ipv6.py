@@ -9,6 +9,7 @@ limit a second answer (500 ms per connection).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -88,7 +89,7 @@ def v6_established(env: Env) -> list[Any]:
     reads only the good bytes, the connection lives on.  (Echoed TSvals left out: see
     test_wire_established.)"""
     out: list[Any] = []
-    probes = (
+    probes: tuple[Callable[[Flow], None], ...] = (
         lambda f: f.send(RST, seq=f.nxt + 5_000_000),
         lambda f: f.send(RST, seq=f.nxt + 100),
         lambda f: f.send(SYN, seq=f.nxt + 50, opts=syn_opts(ts=(f.tsval + 1, 0))),
