@@ -388,10 +388,6 @@ BUGS: dict[Scenario, str] = {
                                "open) draws a challenge ACK and the half-open connection "
                                "stays (Linux: <SEQ=0><ACK=SEG.SEQ+1><CTL=RST,ACK> and it is "
                                "gone, RFC 9293 3.10.7.4 fourth: back to LISTEN)",
-    simultaneous_open: "simultaneous open: the peer's SYN-ACK in SYN-RECEIVED is taken as an "
-                       "old duplicate (ACKed, dropped): connect() stays pending and the "
-                       "SYN-ACK is retransmitted until the peer sends something else (Linux, "
-                       "as RFC 9293 figure 8: that SYN-ACK completes the open)",
 }
 
 
