@@ -288,11 +288,6 @@ SCENARIOS: list[Scenario] = [
     sack_blocks, sack_blocks_v6, dsack_out_of_order, zero_window_receiver, zero_window_sender,
     keepalive_answered, dut_keepalive, path_mtu, path_mtu_v6]
 BUGS: dict[Scenario, str] = {
-    path_mtu: "after an ICMP fragmentation needed / packet too big, the first segment "
-              "resent (at once) keeps the old size (1448: the path drops it again) in about "
-              "one connection of three, the rest are re-cut (Linux re-cuts all, "
-              "tcp_simple_retransmit); IPv6 too; set_path_mtu only changes mss, "
-              "icmp_error ignores err 0",
 }
 
 

@@ -42,7 +42,8 @@ def test_probe_sends_queued_new_data_not_a_retransmission() -> None:
     assert c.tail_probes == 1 and c.retransmissions == 0
     assert c.cc.cwnd == 3 * SEG and c._inflate == 0  # the lent segment is given back
     # one probe per episode: no second probe, the RTO is next
-    assert recv(c, 0.45) == [] and c.poll_at() == pytest.approx(1.0)
+    # the RTO restarts from the probe (RFC 8985 7.3; Linux tcp_send_loss_probe)
+    assert recv(c, 0.45) == [] and c.poll_at() == pytest.approx(1.2)
 
 
 def test_probe_sends_data_that_nagle_held_back() -> None:

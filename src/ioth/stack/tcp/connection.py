@@ -384,14 +384,25 @@ class TcpConnection(InputMixin, OutputMixin, RecoveryMixin, BufferMixin):
         self._dirty = True
 
     def set_path_mtu(self, mtu: int) -> None:
-        """Path MTU changed (RFC 8201 / RFC 1191): resize segments, never above the peer's MSS."""
+        """Path MTU changed (RFC 8201 / RFC 1191): resize segments, never above the peer's MSS.
+
+        A smaller MSS with data in flight: the path dropped those segments, so all of it is
+        presumed lost and sent again at once in segments of the new size (Linux
+        ``tcp_simple_retransmit``: the congestion window is left alone)."""
         hdr = 60 if len(self.remote[0]) == 16 else 40
         mss = mtu - hdr - (12 if self.ts_ok else 0)
         mss = max(64, min(mss, self._mss_max))
         if mss != self.mss:
+            shrink = mss < self.mss
             self.mss = mss
             self.cc.set_mss(mss)
             self._dirty = True
+            st = self.state
+            if (shrink and self.snd_nxt > self.snd_una and st is not _SYN_SENT
+                    and st is not _SYN_RECEIVED):
+                self._lost_edge = self.snd_nxt
+                self._high_rxt = self.snd_una
+                self._rerxt = []
 
 
 class UrgentConnection(TcpConnection):

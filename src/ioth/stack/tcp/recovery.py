@@ -71,6 +71,9 @@ class RecoveryMixin(TcbBase):
             if nxt > una and not self._in_recovery and self._tlp_end < 0:
                 self.tail_probes += 1
                 self._tlp_end = nxt
+                # RFC 8985 7.3: after the probe the RTO restarts from now (Linux
+                # tcp_send_loss_probe: tcp_rearm_rto "from now")
+                self._rto_at = now + self.rto
                 data_end = self._sseq + len(self._sbuf) - self._shead
                 if data_end > nxt and una + self.snd_wnd >= min(nxt + self.mss, data_end):
                     # RFC 8985 7.3: unsent data the peer's window takes is the probe; it is

@@ -1,0 +1,67 @@
+"""Review s7 (tests/review_s7/) findings fixed by F2, on the virtual clock, each as Linux
+does it: path MTU drops re-cut the whole flight at once (tcp_simple_retransmit) and the
+RTO restarts after a tail loss probe (tcp_send_loss_probe)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ioth.stack.tcp.connection import MASK, TcpConnection
+from tests.stack.tcp.test_connection import POLICY, established, only, recv, seg
+
+SEG = 536
+
+
+def _sender() -> tuple[TcpConnection, int]:
+    policy = POLICY.replace(timestamps=False, window_scaling=False, min_rto=1.0)
+    c = established(policy, sack_perm=True)
+    c.process(seg(1, c.iss + 1, window=60000), 0.0)
+    c.srtt, c.rttvar, c.rto = 0.1, 0.05, 1.0
+    return c, c.iss + 1
+
+
+def test_path_mtu_drop_resends_the_flight_at_once_in_smaller_segments() -> None:
+    """Fragmentation needed / packet too big with a flight out: everything in flight is
+    sent again at once (no RTO wait), every segment the new size (review s7 path_mtu)."""
+    c, base = _sender()
+    c.send(b"p" * SEG * 4)
+    assert [len(s.payload) for s in recv(c, 0.0)] == [SEG] * 4
+    c.set_path_mtu(400)  # MSS 360
+    out = recv(c, 0.01)
+    assert [len(s.payload) for s in out] == [360] * 5 + [344]
+    assert out[0].seq == base & MASK
+    assert c.cc.cwnd >= 4 * SEG  # the congestion window is left alone
+    c.process(seg(1, base + 4 * SEG, window=60000), 0.05)
+    assert c.snd_una == c.snd_nxt == (base + 4 * SEG)
+
+
+def test_path_mtu_drop_with_nothing_in_flight_sends_nothing() -> None:
+    c, _ = _sender()
+    c.set_path_mtu(400)
+    assert recv(c, 0.01) == []
+    c.send(b"q" * 700)
+    assert [len(s.payload) for s in recv(c, 0.02)] == [360]  # Nagle holds the tail
+
+
+def test_path_mtu_rise_does_not_resend() -> None:
+    c, _ = _sender()
+    c.set_path_mtu(400)
+    c.send(b"r" * 720)
+    assert len(recv(c, 0.0)) == 2
+    c.set_path_mtu(1500)
+    assert recv(c, 0.01) == [] and c.retransmissions == 0
+
+
+def test_rto_restarts_after_a_tail_loss_probe() -> None:
+    """RFC 8985 7.3: the probe re-arms the RTO from its own send time, so a later event
+    (an ICMP, an ACK) is not overtaken by the original RTO."""
+    c, base = _sender()
+    c.send(b"t" * SEG * 3)
+    assert len(recv(c, 0.0)) == 3
+    assert c.poll_at() == pytest.approx(0.2)  # PTO = 2 * SRTT
+    probe = only(recv(c, 0.2))
+    assert probe.seq == (base + 2 * SEG) & MASK and c.tail_probes == 1
+    assert c.poll_at() == pytest.approx(1.2)
+    assert recv(c, 1.1) == []
+    rtx = only(recv(c, 1.2))
+    assert rtx.seq == base & MASK and c.rto_expirations == 1
