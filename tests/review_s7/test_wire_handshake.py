@@ -384,10 +384,6 @@ SCENARIOS: list[Scenario] = [
     fin_in_syn_received, syn_sent_answers, syn_sent_refused, syn_sent_plain_synack,
     simultaneous_open, syn_sent_v6]
 BUGS: dict[Scenario, str] = {
-    syn_again_in_syn_received: "a SYN with a new sequence number in SYN-RECEIVED (passive "
-                               "open) draws a challenge ACK and the half-open connection "
-                               "stays (Linux: <SEQ=0><ACK=SEG.SEQ+1><CTL=RST,ACK> and it is "
-                               "gone, RFC 9293 3.10.7.4 fourth: back to LISTEN)",
 }
 
 

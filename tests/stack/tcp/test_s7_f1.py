@@ -1,12 +1,21 @@
 """Review s7 (tests/review_s7/test_wire_handshake.py, test_wire_closing.py) findings fixed
 by F1, on the virtual clock, each as Linux does it: the peer's SYN-ACK completes a
-simultaneous open in SYN-RECEIVED (RFC 9293 figure 8)."""
+simultaneous open in SYN-RECEIVED (RFC 9293 figure 8); a SYN with a new sequence number resets
+a passive open's SYN-RECEIVED."""
 
 from __future__ import annotations
 
 from ioth.stack.tcp.connection import MASK, State
-from ioth.stack.tcp.segment import ACK, SYN
-from tests.stack.tcp.test_connection import REMOTE_SEQ, only, recv, seg, syn_sent
+from ioth.stack.tcp.segment import ACK, RST, SYN
+from tests.stack.tcp.test_connection import (
+    REMOTE_SEQ,
+    only,
+    plain_policy,
+    recv,
+    seg,
+    syn_received,
+    syn_sent,
+)
 
 
 def test_simultaneous_open_synack_completes() -> None:
@@ -36,3 +45,41 @@ def test_simultaneous_open_synack_with_wrong_ack_is_not_taken() -> None:
     c.process(seg(0, syn.seq, SYN), 0.1)
     assert c.state is State.SYN_RECEIVED
     assert [s.flags for s in recv(c, 0.1)] == [ACK]
+
+
+def test_new_syn_in_passive_syn_received_resets() -> None:
+    """Passive SYN-RECEIVED: the same SYN again draws the SYN-ACK again; a SYN with a new
+    sequence number in the window: <SEQ=0><ACK=SEG.SEQ+1><CTL=RST,ACK> and the half-open
+    connection is gone (Linux tcp_check_req; review s7 handshake
+    syn_again_in_syn_received)."""
+    c = syn_received(plain_policy())
+    c.process(seg(0, flags=SYN), 0.1)
+    assert [s.flags for s in recv(c, 0.1)] == [SYN | ACK]
+    c.process(seg(50, flags=SYN), 0.2)
+    rst = only(recv(c, 0.2))
+    assert (rst.flags, rst.seq, rst.ack) == (RST | ACK, 0, (REMOTE_SEQ + 51) & MASK)
+    assert c.state is State.CLOSED and c.error is None
+
+
+def test_syn_with_wrong_ack_in_passive_syn_received_keeps_it() -> None:
+    """A SYN-ACK in the window whose ACK is not SND.NXT: <SEQ=SEG.ACK><CTL=RST> (Linux: the
+    listener's answer to a bad ACK), the half-open connection stays; the right ACK then
+    completes it."""
+    c = syn_received(plain_policy())
+    c.process(seg(50, c.iss + 7, SYN), 0.1)
+    rst = only(recv(c, 0.1))
+    assert (rst.flags, rst.seq) == (RST, (c.iss + 7) & MASK)
+    assert c.state is State.SYN_RECEIVED
+    c.process(seg(1, c.iss + 1), 0.2)
+    assert c.state is State.ESTABLISHED
+
+
+def test_syn_in_active_syn_received_still_gets_a_challenge_ack() -> None:
+    """Active open turned simultaneous: a SYN with a new sequence number is not reset
+    (Linux: a full socket, tcp_validate_incoming's challenge ACK)."""
+    c, _ = syn_sent()
+    c.process(seg(0, flags=SYN), 0.0)
+    recv(c)
+    c.process(seg(50, flags=SYN), 0.1)
+    assert [s.flags for s in recv(c, 0.1)] == [ACK]
+    assert c.state is State.SYN_RECEIVED

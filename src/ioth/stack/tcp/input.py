@@ -405,8 +405,19 @@ class InputMixin(TcbBase):
             return
         # Fourth: SYN in a synchronized state (RFC 9293 3.10.7.4 fourth, RFC 5961 4.2).
         if f & SYN:
-            self._challenge_ack(now)
             self.dropped += 1
+            if st is _SYN_RECEIVED and self.passive:
+                # As Linux (tcp_check_req, embryonic_reset; RFC 9293 3.10.7.4 fourth: back
+                # to LISTEN): a SYN in the window of a passive open's SYN-RECEIVED resets
+                # the half-open connection (<SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>, or
+                # <SEQ=SEG.ACK><CTL=RST> with an ACK), unless its ACK is wrong (the
+                # listener's answer then: <SEQ=SEG.ACK><CTL=RST>, the connection stays).
+                self._out.append(_reset_for(seg))
+                self._dirty = True
+                if not f & ACK or _unwrap(seg.ack, self.snd_una) == self.snd_nxt:
+                    self._set_closed(None)
+                return
+            self._challenge_ack(now)
             return
         # Fifth: ACK field.
         if not f & ACK:
