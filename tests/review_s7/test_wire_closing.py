@@ -287,10 +287,6 @@ BUGS: dict[Scenario, str] = {
                    "FIN's sequence space, tcp_send_dupack); minor",
     fin_wait_1_segments: _ABORT_RST,
     fin_wait_2_segments: _ABORT_RST,
-    client_time_wait: "a SYN (higher sequence number, newer TSval) on a TIME-WAIT 4-tuple with "
-                      "no listener draws <SEQ=0><CTL=RST,ACK> (a closed port's answer); Linux "
-                      "(tcp_v4_rcv, TCP_TW_SYN without a listener falls to TCP_TW_ACK) and "
-                      "RFC 5961 4.2 answer the TIME-WAIT's ACK",
 }
 
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 import pytest
 
 from ioth.stack.tcp.connection import MASK, TcpConnection
+from ioth.stack.tcp.segment import ACK, SYN, Segment
 from tests.stack.tcp.test_connection import POLICY, established, only, recv, seg
+from tests.stack.tcp.test_timewait import Setup, _restore, both  # noqa: F401
 
 SEG = 536
 
@@ -65,3 +67,32 @@ def test_rto_restarts_after_a_tail_loss_probe() -> None:
     assert recv(c, 1.1) == []
     rtx = only(recv(c, 1.2))
     assert rtx.seq == base & MASK and c.rto_expirations == 1
+
+
+def test_time_wait_syn_without_listener_gets_the_time_wait_ack() -> None:
+    """A SYN that could reopen a TIME-WAIT 4-tuple (newer timestamp, higher sequence
+    number) but no listener on the port: the TIME-WAIT's ACK, which stays (Linux
+    tcp_v4_rcv: TCP_TW_SYN without a listener is TCP_TW_ACK; RFC 5961 4.2), compact and
+    full TIME-WAIT alike (review s7 closing client_time_wait); with a listener it reopens."""
+    def run(s: Setup) -> object:
+        syn = Segment((s.rcv_nxt + 100_000) & MASK, 0, SYN, 65535, mss=1460,
+                      tsval=s.ts(10_000), sack_perm=True, wscale=7)
+        out = s.send(syn, s.t0 + 1.0)
+        assert [(o.flags, o.seq, o.ack) for o in out] == [(ACK, s.snd_nxt, s.rcv_nxt)]
+        assert out[0].tsecr == s.ts(0) and s.in_tw()
+        assert s.link.b.tw_reused == 0
+        s.link.b.listen(80)
+        again = s.send(syn, s.t0 + 2.0)
+        assert [o.flags for o in again] == [SYN | ACK] and not s.in_tw()
+        return len(out)
+    both(run)
+
+
+def test_time_wait_syn_without_listener_no_timestamps() -> None:
+    def run(s: Setup) -> object:
+        out = s.send(Segment((s.rcv_nxt + 70000) & MASK, 0, SYN, 65535, mss=1460),
+                     s.t0 + 1.0)
+        assert [(o.flags, o.seq, o.ack) for o in out] == [(ACK, s.snd_nxt, s.rcv_nxt)]
+        assert s.in_tw()
+        return len(out)
+    both(run, options=False)

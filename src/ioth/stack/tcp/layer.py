@@ -941,6 +941,12 @@ class TcpLayer:
         expiry = tw.expiry
         verdict, ack = tw.input(seg, now)
         if verdict == TW_REUSE:
+            if not self._listening(tw.key[0], tw.key[1]):
+                # no listener to take it: the TIME-WAIT's ACK (Linux tcp_v4_rcv: TCP_TW_SYN
+                # without a listener falls to TCP_TW_ACK; RFC 5961 4.2)
+                la, lp, ra, rp = tw.key
+                self._emit(la, lp, ra, rp, tw.ack(now))
+                return TW_KEEP
             self.tw_reused += 1
             self._tw_forget(tw)
             return TW_REUSE
@@ -1008,7 +1014,11 @@ class TcpLayer:
             ):
                 # RFC 9293 3.10.7.4 / RFC 6191: a new SYN may reopen a TIME-WAIT 4-tuple if
                 # its timestamp is newer or (no timestamps) its sequence number is above
-                # RCV.NXT.
+                # RCV.NXT; without a listener to take it: the TIME-WAIT's ACK (as above).
+                if not self._listening(dst, dport):
+                    conn._ack_now = True
+                    self._service(conn, now)
+                    return
                 conn.reopen_time_wait()
                 self._service(conn, now)
                 self._to_listener(src, sport, dst, dport, seg, now, conn.snd_nxt + 65537)
@@ -1054,6 +1064,14 @@ class TcpLayer:
             batch[conn] = None
         else:
             self._service(conn, now)
+
+    def _listening(self, dst: bytes, dport: int) -> bool:
+        """Whether a listener takes segments for ``dst``:``dport`` (as :meth:`_to_listener`
+        finds it)."""
+        listeners = self.listeners
+        return ((dst, dport) in listeners
+                or (_ANY4 if len(dst) == 4 else _ANY6, dport) in listeners
+                or (b"", dport) in listeners)
 
     def _to_listener(
         self, src: bytes, sport: int, dst: bytes, dport: int, seg: Segment, now: float,
