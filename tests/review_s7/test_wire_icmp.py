@@ -109,12 +109,7 @@ def unreachable_in_syn_received(env: Env) -> list[Any]:
 SCENARIOS: list[Scenario] = [unreachable_in_syn_sent, unreachable_in_syn_sent_v6,
                              host_unreachable_in_syn_sent, unreachable_in_established,
                              unreachable_in_syn_received]
-BUGS: dict[Scenario, str] = {
-    unreachable_in_syn_received: "a host unreachable about a SYN-ACK leaves the half-open "
-                                 "connection (Linux drops it, tcp_req_err: the SYN's source "
-                                 "is likely forged; the completing ACK then gets a reset); "
-                                 "minor",
-}
+BUGS: dict[Scenario, str] = {}
 
 
 @pytest.mark.parametrize(("scenario", "kind"), params(SCENARIOS, BUGS))  # type: ignore[arg-type]

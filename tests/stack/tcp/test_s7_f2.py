@@ -4,10 +4,16 @@ RTO restarts after a tail loss probe (tcp_send_loss_probe)."""
 
 from __future__ import annotations
 
+import errno
+import random
+
 import pytest
 
-from ioth.stack.tcp.connection import MASK, TcpConnection
-from ioth.stack.tcp.segment import ACK, SYN, Segment
+from ioth.stack.tcp.connection import MASK, State, TcpConnection
+from ioth.stack.tcp.layer import TcpLayer
+from ioth.stack.tcp.policy import TcpPolicy
+from ioth.stack.tcp.segment import ACK, RST, SYN, Segment, decode, encode
+from tests.stack.tcp.harness import A4, A6, B4, B6
 from tests.stack.tcp.test_connection import POLICY, established, only, recv, seg
 from tests.stack.tcp.test_timewait import Setup, _restore, both  # noqa: F401
 
@@ -96,3 +102,47 @@ def test_time_wait_syn_without_listener_no_timestamps() -> None:
         assert s.in_tw()
         return len(out)
     both(run, options=False)
+
+
+@pytest.mark.parametrize(("v6", "drop", "keep"), [
+    (False, (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EPROTO), (errno.ECONNREFUSED,)),
+    (True, (errno.ECONNREFUSED, errno.EACCES, errno.EPROTO),
+     (errno.EHOSTUNREACH, errno.ENETUNREACH)),
+])
+def test_icmp_error_about_a_synack(v6: bool, drop: tuple[int, ...],
+                                   keep: tuple[int, ...]) -> None:
+    """An ICMP error quoting a listener's SYN-ACK (Linux tcp_req_err): the errors that say
+    the SYN's source is unreachable drop the half-open connection (its completing ACK then
+    gets a reset), the others (and a quote with another sequence number) leave it (review
+    s7 icmp unreachable_in_syn_received)."""
+    local, remote = (A6, B6) if v6 else (A4, B4)
+    lay = TcpLayer(random.Random(1), TcpPolicy(time_wait=1.0))
+    listener = lay.listen(80, local)
+    sport = 5000
+    for err in keep + drop:
+        sport += 1
+        lay.outbox.clear()
+        lay.input(remote, local, encode(Segment(1000, 0, SYN, 65535, mss=1400), sport, 80,
+                                        remote, local), 0.0)
+        (_, _, data), = lay.outbox
+        synack = decode(data)[2]
+        assert synack.flags == SYN | ACK
+        key = (local, 80, remote, sport)
+        conn = lay.connections[key]
+        wrong = bytearray(data[:8])
+        wrong[4:8] = ((synack.seq + 1) & MASK).to_bytes(4, "big")
+        lay.icmp_error(local, remote, wrong, err, 0.1)
+        assert lay.connections.get(key) is conn  # not the SYN-ACK's sequence number
+        lay.icmp_error(local, remote, data[:8], err, 0.1)
+        lay.outbox.clear()
+        lay.input(remote, local, encode(Segment(1001, synack.seq + 1, ACK, 65535), sport, 80,
+                                        remote, local), 0.2)
+        if err in drop:
+            assert key not in lay.connections and conn not in listener.syn_queue
+            (_, _, data), = lay.outbox
+            rst = decode(data)[2]
+            assert rst.flags == RST and rst.seq == (synack.seq + 1) & MASK
+        else:
+            assert conn.state is State.ESTABLISHED and lay.outbox == []
+    assert lay.icmp_req_drops == len(drop)
+    assert len(listener.accept_queue) == len(keep)

@@ -88,6 +88,12 @@ EPHEMERAL_HIGH = 60999
 _ESTABLISHED_LIKE = frozenset({_ESTABLISHED, _CLOSE_WAIT})
 _ENDING = frozenset({_FIN_WAIT_2, _CLOSING, _LAST_ACK, _TIME_WAIT})
 _ANY4 = bytes(4)
+#: The errnos of the ICMP errors about a SYN-ACK that drop the half-open connection (Linux
+#: ``tcp_req_err`` with ``abort``: IPv4 net/host unreachable, time exceeded, parameter problem;
+#: IPv6 the "fatal" ones of ``icmpv6_err_convert``: administratively prohibited, port
+#: unreachable, parameter problem...).
+_REQ_ABORT4 = frozenset({_errno.ENETUNREACH, _errno.EHOSTUNREACH, _errno.EPROTO})
+_REQ_ABORT6 = frozenset({_errno.EACCES, _errno.ECONNREFUSED, _errno.EPROTO})
 _ANY6 = bytes(16)
 #: TcpConnection / TimeWait / Listener ``bind_flags``: what the socket layer's bind-conflict
 #: check needs of a connection whose socket may be gone (Linux keeps an orphaned or
@@ -249,6 +255,8 @@ class TcpLayer:
         self.rx_no_socket = 0
         self.unreachable_aborts = 0
         """Connection attempts failed because neighbour resolution of their next hop failed."""
+        self.icmp_req_drops = 0
+        """Half-open connections dropped by an ICMP error about their SYN-ACK."""
         """Segments for no connection and no listener (answered with RST unless RST)."""
         self.tx_segments = 0
         self.tx_fast = 0
@@ -736,6 +744,15 @@ class TcpLayer:
             return
         if mtu is not None:
             conn.set_path_mtu(mtu)
+        if conn.state is _SYN_RECEIVED and conn.listener is not None:
+            # a half-open connection (Linux tcp_req_err): an error quoting the SYN-ACK's
+            # sequence number that says the SYN's source is unreachable drops it; others
+            # are ignored
+            if seq == conn.iss and err in (_REQ_ABORT6 if len(remote) == 16 else _REQ_ABORT4):
+                self.icmp_req_drops += 1
+                conn._set_closed()
+                self._service(conn, now)
+            return
         conn.icmp_error(seq, err, now)
         self._service(conn, now)
 
