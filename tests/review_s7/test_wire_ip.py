@@ -94,12 +94,7 @@ def ipv6_fragment_header_chain(env: Env) -> list[Any]:
 
 SCENARIOS: list[Scenario] = [ipv4_options, ipv4_fragments, ipv6_destination_options,
                              ipv6_fragments, ipv6_fragment_header_chain]
-BUGS: dict[Scenario, str] = {
-    ipv6_fragment_header_chain: "IPv6 reassembly takes a first fragment without the whole "
-                                "header chain (the TCP header cut): RFC 7112 5 and Linux drop "
-                                "it (and send an ICMPv6 parameter problem); the SYN is "
-                                "answered (not TCP: the IPv6 fragment path)",
-}
+BUGS: dict[Scenario, str] = {}
 
 
 @pytest.mark.parametrize(("scenario", "kind"), params(SCENARIOS, BUGS))  # type: ignore[arg-type]

@@ -33,6 +33,7 @@ NH_NONE = 59
 NH_ICMPV6 = 58
 NH_UDP = 17
 NH_TCP = 6
+_AH = 51
 REASM_TIMEOUT = 60.0
 MIN_MTU = 1280
 UNSPECIFIED = b"\0" * 16
@@ -57,6 +58,37 @@ def multicast_mac(group: bytes) -> bytes:
     """RFC 2464 mapping 33:33:xx:xx:xx:xx."""
     return b"\x33\x33" + group[12:]
 
+
+
+def _chain_truncated(nh: int, data: memoryview) -> bool:
+    """Whether the first fragment payload ``data`` (after the fragment header, whose next
+    header is ``nh``) lacks part of the header chain through the upper-layer header (RFC
+    7112 5).  As Linux (``ipv6_skip_exthdr``): each extension header is skipped by its length
+    field; a chain that cannot be followed (a field missing, no next header, a later
+    fragment header) is left to the rest of the input path."""
+    off = 0
+    n = len(data)
+    while nh in (NH_HOPOPTS, NH_ROUTING, NH_FRAGMENT, _AH, NH_DSTOPTS):
+        if off + 2 > n:
+            return False
+        if nh == NH_FRAGMENT:
+            if off + 4 > n:
+                return False
+            if ((data[off + 2] << 8) | data[off + 3]) & 0xFFF8:
+                return False
+            hlen = 8
+        elif nh == _AH:
+            hlen = (data[off + 1] + 2) << 2
+        else:
+            hlen = (data[off + 1] + 1) << 3
+        nh = data[off]
+        off += hlen
+    if nh == NH_NONE:
+        return False
+    # the upper-layer header bytes it must hold (Linux ipv6frag_thdr_truncated: TCP, UDP
+    # and ICMPv6 headers, one byte of anything else)
+    need = 20 if nh == NH_TCP else 8 if nh in (NH_UDP, NH_ICMPV6) else 1
+    return off + need > n
 
 class IPv6:
     """The IPv6 layer of one stack."""
@@ -342,6 +374,12 @@ class IPv6:
                     nh = fnh
                     off += 8
                     continue
+                if start == 0 and _chain_truncated(fnh, data):
+                    # RFC 8200 4.5 / RFC 7112 5: a first fragment without the whole header
+                    # chain: parameter problem, code 3 (incomplete chain), pointer 0 (Linux
+                    # ipv6frag_thdr_truncated)
+                    self.icmp.send_error(4, 3, pkt, now, extra=0, in_iface=iface)
+                    raise Drop("ipv6.rx_fragment_chain_truncated")
                 if more and len(data) % 8:
                     self.icmp.send_error(4, 0, pkt, now, extra=4, in_iface=iface)
                     raise Drop("ipv6.rx_bad_fragment_length")
