@@ -6,9 +6,10 @@ a passive open's SYN-RECEIVED."""
 from __future__ import annotations
 
 from ioth.stack.tcp.connection import MASK, State
-from ioth.stack.tcp.segment import ACK, RST, SYN
+from ioth.stack.tcp.segment import ACK, FIN, RST, SYN
 from tests.stack.tcp.test_connection import (
     REMOTE_SEQ,
+    established,
     only,
     plain_policy,
     recv,
@@ -83,3 +84,23 @@ def test_syn_in_active_syn_received_still_gets_a_challenge_ack() -> None:
     c.process(seg(50, flags=SYN), 0.1)
     assert [s.flags for s in recv(c, 0.1)] == [ACK]
     assert c.state is State.SYN_RECEIVED
+
+
+def test_data_after_close_resets_at_seg_ack() -> None:
+    """Data after close(): <SEQ=SEG.ACK><CTL=RST> as Linux, in FIN-WAIT-1 (the peer has not
+    seen our FIN: SEG.ACK is SND.NXT - 1, the peer's RCV.NXT) and FIN-WAIT-2 (review s7
+    closing fin_wait_1_segments, fin_wait_2_segments)."""
+    for acked in (False, True):
+        c = established()
+        c.close()
+        fin = only(recv(c))
+        assert fin.flags & FIN and c.state is State.FIN_WAIT_1
+        ack = c.iss + 1
+        if acked:
+            c.process(seg(1, c.iss + 2), 0.0)
+            assert c.state is State.FIN_WAIT_2
+            ack = c.iss + 2
+        c.process(seg(1, ack, payload=b"more"), 0.1)
+        rst = only(recv(c, 0.1))
+        assert (rst.flags, rst.seq) == (RST, ack & MASK)
+        assert c.state is State.CLOSED
