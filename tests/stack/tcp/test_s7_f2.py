@@ -146,3 +146,30 @@ def test_icmp_error_about_a_synack(v6: bool, drop: tuple[int, ...],
             assert conn.state is State.ESTABLISHED and lay.outbox == []
     assert lay.icmp_req_drops == len(drop)
     assert len(listener.accept_queue) == len(keep)
+
+
+def test_blind_fragmentation_needed_is_ignored() -> None:
+    """An ICMP quoting a sequence number outside SND.UNA..SND.NXT changes nothing (Linux
+    tcp_v4_err / tcp_v6_err: out-of-window ICMPs are dropped, RFC 5927): no smaller MSS,
+    no resent flight; one quoting the flight re-cuts it."""
+    lay = TcpLayer(random.Random(1), TcpPolicy(time_wait=1.0))
+    conn = lay.connect(A4, B4, 80, 0.0)
+    syn = decode(lay.outbox[0][2])[2]
+    lay.outbox.clear()
+    sport = conn.local[1]
+    lay.input(B4, A4, encode(Segment(5000, syn.seq + 1, SYN | ACK, 65535, mss=1460), 80,
+                             sport, B4, A4), 0.01)
+    lay.outbox.clear()
+    conn.send(b"b" * 4380)
+    lay.flush(conn, 0.02)
+    sent = [decode(d)[2] for _, _, d in lay.outbox]
+    assert [len(s.payload) for s in sent] == [1460] * 3
+    lay.outbox.clear()
+    quote = bytearray(encode(sent[0], sport, 80, A4, B4)[:8])
+    blind = bytearray(quote)
+    blind[4:8] = ((sent[0].seq + 100_000) & MASK).to_bytes(4, "big")
+    lay.icmp_error(A4, B4, blind, 0, 0.03, mtu=1200)
+    assert conn.mss == 1460 and lay.outbox == []
+    lay.icmp_error(A4, B4, quote, 0, 0.04, mtu=1200)
+    assert conn.mss == 1160
+    assert [len(decode(d)[2].payload) for _, _, d in lay.outbox] == [1160] * 3 + [900]

@@ -742,7 +742,8 @@ class TcpLayer:
         conn = self.connections.get((local, sport, remote, dport))
         if conn is None:
             return
-        if mtu is not None:
+        if mtu is not None and (seq - conn.snd_una) & MASK < conn.snd_nxt - conn.snd_una:
+            # (only for a quote of what is in flight: Linux drops out-of-window ICMPs)
             conn.set_path_mtu(mtu)
         if conn.state is _SYN_RECEIVED and conn.listener is not None:
             # a half-open connection (Linux tcp_req_err): an error quoting the SYN-ACK's
