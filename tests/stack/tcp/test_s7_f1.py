@@ -104,3 +104,17 @@ def test_data_after_close_resets_at_seg_ack() -> None:
         rst = only(recv(c, 0.1))
         assert (rst.flags, rst.seq) == (RST, ack & MASK)
         assert c.state is State.CLOSED
+
+
+def test_data_in_close_wait_is_dropped_silently() -> None:
+    """CLOSE-WAIT: text at RCV.NXT (after the peer's FIN) is ignored without an answer,
+    a FIN on it too (Linux; review s7 closing close_wait_data); the connection stays."""
+    c = established()
+    c.process(seg(1, c.iss + 1, FIN), 0.0)
+    assert c.state is State.CLOSE_WAIT
+    recv(c, 1.0)  # (the delayed ACK of the FIN)
+    for flags in (0, FIN):
+        c.process(seg(2, c.iss + 1, flags, payload=b"late"), 1.1)
+        assert recv(c, 1.1) == []
+        assert c.state is State.CLOSE_WAIT and c.poll_at() is None
+    assert c.recv() == b""

@@ -508,10 +508,15 @@ class InputMixin(TcbBase):
                     # before it: the urgent byte stays in the receive queue, where the
                     # reader meets it (see UrgentConnection)
                     self._urgent_in(seg, rcv_nxt)
-            else:
-                # CLOSE-WAIT, CLOSING, LAST-ACK, TIME-WAIT: the FIN came already; ignore.
+            elif st is _TIME_WAIT:
+                # the FIN came already: ignore the text, ACK (as Linux's TIME-WAIT)
                 self._ack_now = True
                 self._dirty = True
+            else:
+                # CLOSE-WAIT, CLOSING, LAST-ACK: text after the peer's FIN: ignored silently
+                # (RFC 9293 3.10.7.4 seventh; Linux tcp_rcv_state_process), a FIN on it too
+                self.dropped += 1
+                f &= ~FIN
         # Eighth: FIN (RFC 9293 3.10.7.4 eighth).
         if f & FIN:
             fin_at = seq + plen
