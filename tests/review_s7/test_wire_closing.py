@@ -277,8 +277,6 @@ SCENARIOS: list[Scenario] = [
     fin_wait_1_segments, fin_wait_2_segments, closing_state, time_wait_segments,
     time_wait_new_syn, client_time_wait, time_wait_v6]
 BUGS: dict[Scenario, str] = {
-    duplicate_fin: "the ACK of a duplicate FIN carries no D-SACK block (Linux reports the "
-                   "FIN's sequence space, tcp_send_dupack); minor",
 }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from ioth.stack.tcp.connection import MASK, State
 from ioth.stack.tcp.segment import ACK, FIN, RST, SYN
 from tests.stack.tcp.test_connection import (
+    POLICY,
     REMOTE_SEQ,
     established,
     only,
@@ -118,3 +119,18 @@ def test_data_in_close_wait_is_dropped_silently() -> None:
         assert recv(c, 1.1) == []
         assert c.state is State.CLOSE_WAIT and c.poll_at() is None
     assert c.recv() == b""
+
+
+def test_duplicate_fin_ack_carries_dsack() -> None:
+    """CLOSE-WAIT: the peer's FIN again: the ACK carries a D-SACK block of the FIN's
+    sequence space (RFC 2883 4.1.1; Linux tcp_send_dupack; review s7 closing
+    duplicate_fin)."""
+    c = established(POLICY.replace(timestamps=False), sack_perm=True)
+    assert c.sack_ok
+    c.process(seg(1, c.iss + 1, FIN), 0.0)
+    recv(c, 1.0)
+    c.process(seg(1, c.iss + 1, FIN), 1.1)
+    ack = only(recv(c, 1.1))
+    fin = (REMOTE_SEQ + 1) & MASK
+    assert (ack.flags, ack.ack) == (ACK, (fin + 1) & MASK)
+    assert list(ack.sack) == [(fin, (fin + 1) & MASK)]
