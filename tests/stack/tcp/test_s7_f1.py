@@ -134,3 +134,13 @@ def test_duplicate_fin_ack_carries_dsack() -> None:
     fin = (REMOTE_SEQ + 1) & MASK
     assert (ack.flags, ack.ack) == (ACK, (fin + 1) & MASK)
     assert list(ack.sack) == [(fin, (fin + 1) & MASK)]
+
+
+def test_old_syn_ack_carries_no_dsack() -> None:
+    """ESTABLISHED: an old SYN (its sequence number IRS) draws an ACK without a D-SACK
+    block (Linux: a challenge ACK, not tcp_send_dupack; review s7 established
+    syn_in_established)."""
+    c = established(POLICY.replace(timestamps=False), sack_perm=True)
+    c.process(seg(0, flags=SYN, sack_perm=True), 0.0)
+    ack = only(recv(c))
+    assert ack.flags == ACK and not ack.sack

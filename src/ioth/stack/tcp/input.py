@@ -374,12 +374,13 @@ class InputMixin(TcbBase):
             else:
                 self.dropped += 1
                 if not f & RST:
-                    if (seglen and self.sack_ok and seq + seglen <= rcv_nxt
+                    dup = plen + (f & FIN)
+                    if (dup and not f & SYN and self.sack_ok and seq + dup <= rcv_nxt
                             and (plen or st is not _TIME_WAIT)):
                         # RFC 2883 4.1.1: D-SACK of the duplicate's sequence space, its
-                        # SYN or FIN included (Linux tcp_send_dupack: a duplicate FIN
-                        # too; not Linux's TIME-WAIT)
-                        self._dsack_pending = (seq, seq + seglen)
+                        # FIN included (Linux tcp_send_dupack: a duplicate FIN too; not
+                        # Linux's TIME-WAIT, nor a SYN: a challenge ACK)
+                        self._dsack_pending = (seq, seq + dup)
                     if st is _TIME_WAIT and f & FIN:
                         # RFC 9293 3.10.7.4 eighth (TIME-WAIT): retransmitted FIN: restart 2MSL.
                         self._close_at = now + self.policy.time_wait
