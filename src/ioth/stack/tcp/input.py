@@ -327,28 +327,28 @@ class InputMixin(TcbBase):
             self._ack_now = True
             self._dirty = True
             return
-        if st is _SYN_RECEIVED and f & (SYN | ACK | RST) == SYN and seq == self.irs:
-            # A retransmitted SYN: our SYN-ACK was probably lost; resend it at once (as Linux
-            # does) instead of waiting for the SYN-ACK retransmission timer.
-            self._need_syn = True
-            self._dirty = True
-            return
-        if (
-            st is _SYN_RECEIVED
-            and f & (SYN | ACK | RST | FIN) == SYN | ACK
-            and seq == self.irs
-            and not plen
-            and not self.passive
-            and _unwrap(seg.ack, self.snd_una) == self.snd_nxt
-        ):
-            # Simultaneous open (RFC 9293 3.5 figure 8; Linux tcp_validate_incoming lets it
-            # pass): the peer's SYN-ACK of our SYN completes the open; taken as its ACK at
-            # RCV.NXT, and acknowledged.
-            seq = rcv_nxt
-            seglen = 0
-            f &= ~SYN
-            self._ack_now = True
-            self._dirty = True
+        if st is _SYN_RECEIVED and f & SYN and seq == self.irs:
+            c = f & (SYN | ACK | RST | FIN)
+            if c & (ACK | RST) == 0:
+                # A retransmitted SYN: our SYN-ACK was probably lost; resend it at once (as
+                # Linux does) instead of waiting for the SYN-ACK retransmission timer.
+                self._need_syn = True
+                self._dirty = True
+                return
+            if (
+                c == SYN | ACK
+                and not plen
+                and not self.passive
+                and _unwrap(seg.ack, self.snd_una) == self.snd_nxt
+            ):
+                # Simultaneous open (RFC 9293 3.5 figure 8; Linux tcp_validate_incoming
+                # lets it pass): the peer's SYN-ACK of our SYN completes the open; taken
+                # as its ACK at RCV.NXT, and acknowledged.
+                seq = rcv_nxt
+                seglen = 0
+                f &= ~SYN
+                self._ack_now = True
+                self._dirty = True
         # First: sequence number check (RFC 9293 3.10.7.4, the four acceptability cases).
         wnd = self._rcv_adv - rcv_nxt
         if wnd < 0:
