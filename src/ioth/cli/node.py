@@ -87,6 +87,11 @@ def run(args: argparse.Namespace) -> int:
     dump = threading.Event()
 
     def handler(signum: int, frame: object) -> None:
+        if signum == signal.SIGTERM:
+            # first of all: more SIGTERMs (a supervisor's repeated ones) are ignored from
+            # now on, so they cannot nest this handler until a RecursionError on a loaded
+            # machine (each one interrupting the previous one's stop.set())
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stop.set()
 
     def usr1(signum: int, frame: object) -> None:
