@@ -2,18 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from tests.review_s6.oracle import Envs, module_envs
 
-import pytest
-
-from tests.review_s6.oracle import Envs
-
-
-@pytest.fixture(scope="module")
-def envs() -> Iterator[Envs]:
-    """Environments made on first use, torn down when the module's tests are done."""
-    e = Envs()
-    try:
-        yield e
-    finally:
-        e.close()
+envs = module_envs(Envs)

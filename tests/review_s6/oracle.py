@@ -17,7 +17,7 @@ import select
 import socket
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
@@ -215,3 +215,22 @@ def run(scenario: Scenario, kind: str, envs: Envs, v6: bool = False) -> None:
     diff = [f"  [{i}] kernel {w!r} ioth {g!r}" for i, (w, g) in pairs if w != g]
     assert got == want, "ioth differs from the kernel:\n" + "\n".join(
         diff or [f"  kernel {want!r}", f"  ioth   {got!r}"])
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+def module_envs(make: Callable[[], _Closable]) -> Any:
+    """The ``envs`` fixture of a review module (or conftest): ``make()``'s environments,
+    made on first use and torn down when the module's tests are done
+    (``envs = module_envs(Envs)``)."""
+
+    @pytest.fixture(scope="module")
+    def envs() -> Iterator[_Closable]:
+        e = make()
+        try:
+            yield e
+        finally:
+            e.close()
+    return envs

@@ -523,6 +523,18 @@ def read(d: Any, timeout: float = 5.0, n: int = 100) -> Any:
             d.settimeout(5)
 
 
+def read_all(d: Any, size: int, chunk: int = 8192) -> bytes:
+    """What ``d`` gives until ``size`` bytes came, the end of the stream, or no byte for 2 s
+    (each read: :func:`read`)."""
+    got = b""
+    while len(got) < size:
+        more = read(d, 2, chunk)
+        if not isinstance(more, bytes) or not more:
+            break
+        got += more
+    return got
+
+
 def _peer_dev(ns_name: str) -> str:
     with inside(ns_name):
         names = [n for _, n in socket.if_nameindex() if n != "lo"]

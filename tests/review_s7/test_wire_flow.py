@@ -29,6 +29,7 @@ from tests.review_s7.rawpeer import (
     Scenario,
     Seg,
     read,
+    read_all,
     run,
 )
 
@@ -54,13 +55,7 @@ def sack_blocks(env: Env, v6: bool = False) -> list[Any]:
         f.send(ACK | PSH, seq=1 + i * K, data=data[i * K:(i + 1) * K])
         out.append(f.ask())
     f.nxt = 1 + 4 * K
-    got = b""
-    while len(got) < len(data):
-        chunk = read(d, 2, 8192)
-        if not isinstance(chunk, bytes) or not chunk:
-            break
-        got += chunk
-    out.append(got == data)
+    out.append(read_all(d, len(data)) == data)
     close_all(d, lst)
     return out
 
@@ -135,13 +130,7 @@ def zero_window_receiver(env: Env) -> list[Any]:
     ans = f.recv(1.0, until=bool)
     out.append([re.sub(r"ack=\d+ ", "ack=RCV.NXT ", f.norm(s)) if f._rel(s.ack, f.iss) == f.nxt
                 else f.norm(s) for s in ans])
-    got = 0
-    while got < sent:
-        chunk = read(d, 2, 65536)
-        if not isinstance(chunk, bytes) or not chunk:
-            break
-        got += len(chunk)
-    out.append(got == sent)
+    out.append(len(read_all(d, sent, 65536)) == sent)
     upd = f.recv(1.5, until=lambda segs: any(s.window for s in segs))
     out.append(any(s.window > 0 and s.flags == ACK for s in upd))
     f.data(b"P")

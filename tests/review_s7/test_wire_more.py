@@ -25,6 +25,7 @@ from tests.review_s7.rawpeer import (
     Flow,
     Scenario,
     read,
+    read_all,
     run,
     syn_opts,
 )
@@ -134,13 +135,7 @@ def sequence_wrap(env: Env) -> list[Any]:
         f.send(ACK | PSH, seq=1 + i * 256, data=data[i * 256:(i + 1) * 256])
         out.append(f.ask())
     f.nxt = 1 + 1024
-    got = b""
-    while len(got) < 1024:
-        chunk = read(d, 2, 4096)
-        if not isinstance(chunk, bytes) or not chunk:
-            break
-        got += chunk
-    out.append(got == data)
+    out.append(read_all(d, 1024, 4096) == data)
     close_all(d, lst)
     return out
 

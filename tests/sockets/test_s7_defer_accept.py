@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,7 +20,7 @@ from ioth.stack.tcp.connection import State
 from ioth.stack.tcp.policy import TcpPolicy
 from ioth.stack.tcp.segment import ACK, RST, SYN, decode
 from tests.review_s5.test_review_oracle import DUT_IP
-from tests.review_s6.oracle import Envs, close_all, mask, tryit
+from tests.review_s6.oracle import Envs, close_all, mask, module_envs, tryit
 from tests.stack.harness import ip
 from tests.stack.tcp.layerpair import LayerPair
 
@@ -131,13 +130,7 @@ def test_client_gone_the_request_ends_silently() -> None:
 
 # -- the socket option, against the kernel ---------------------------------------------------
 
-@pytest.fixture(scope="module")
-def envs() -> Iterator[Envs]:
-    e = Envs()
-    try:
-        yield e
-    finally:
-        e.close()
+envs = module_envs(Envs)
 
 
 def _readback(dut: Any) -> list[Any]:
