@@ -253,11 +253,11 @@ class TcpLayer:
         self.rx_errors = 0
         """Segments dropped by the codec (truncated, bad checksum, bad options)."""
         self.rx_no_socket = 0
+        """Segments for no connection and no listener (answered with RST unless RST)."""
         self.unreachable_aborts = 0
         """Connection attempts failed because neighbour resolution of their next hop failed."""
         self.icmp_req_drops = 0
         """Half-open connections dropped by an ICMP error about their SYN-ACK."""
-        """Segments for no connection and no listener (answered with RST unless RST)."""
         self.tx_segments = 0
         self.tx_fast = 0
         """Segments sent by the fast output (header templates)."""
