@@ -47,14 +47,19 @@ def _try(fn: Callable[[], Any]) -> Any:
     return r
 
 
-def _conn(peer: Side, dut: Side) -> tuple[Any, Any, Any]:
-    """(listener, peer client, accepted DUT socket): the peer connects to the DUT."""
-    lst = dut()
-    lst.bind((DUT_IP, 0))
+def _conn(peer: Side, dut: Side, family: int = socket.AF_INET, addr: str = DUT_IP,
+          before: Callable[[Any], None] | None = None) -> tuple[Any, Any, Any]:
+    """(listener, peer client, accepted DUT socket): the peer connects to the DUT's ``addr``
+    (``family``); ``before``: called on the listener before the connection comes (options
+    for the accepted socket to inherit)."""
+    lst = dut(family)
+    if before is not None:
+        before(lst)
+    lst.bind((addr, 0))
     lst.listen(8)
-    k = peer()
+    k = peer(family)
     k.settimeout(5)
-    k.connect((DUT_IP, lst.getsockname()[1]))
+    k.connect((addr, lst.getsockname()[1]))
     lst.settimeout(5)
     d, _ = lst.accept()
     d.settimeout(5)

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.review_s5.test_review_oracle import _conn
 from tests.review_s6.oracle import (
     DUT6,
     PEER6,
@@ -38,26 +39,13 @@ LINGER0 = struct.pack("ii", 1, 0)
 TCP = socket.IPPROTO_TCP
 
 
-def _conn6(peer: Any, dut: Any) -> tuple[Any, Any, Any]:
-    lst = dut(V6)
-    lst.bind((DUT6, 0))
-    lst.listen(8)
-    k = peer(V6)
-    k.settimeout(5)
-    k.connect((DUT6, lst.getsockname()[1]))
-    lst.settimeout(5)
-    d, _ = lst.accept()
-    d.settimeout(5)
-    return lst, k, d
-
-
 def _so_error(s: Any) -> Any:
     return tryit(lambda: s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
 
 
 def reset_v6(peer: Any, dut: Any) -> list[Any]:
     """The peer sends and resets: poll mask, SO_ERROR once, the bytes, then b""."""
-    lst, k, d = _conn6(peer, dut)
+    lst, k, d = _conn(peer, dut, V6, DUT6)
     k.sendall(b"last")
     time.sleep(0.1)
     k.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER0)

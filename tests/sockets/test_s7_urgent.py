@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from tests.review_s5.test_review_oracle import _conn
 from tests.review_s6.oracle import Envs, Factory, close_all, mask, mask_when, tryit
 
 pytestmark = pytest.mark.interop
@@ -51,19 +52,7 @@ def accepted(peer: Factory, dut: Factory, family: int,
              before: Callable[[Any], None] | None = None) -> tuple[Any, Any, Any]:
     """(DUT listener, peer client, DUT's accepted socket); ``before``: called on the
     listener before the connection comes (options to inherit)."""
-    daddr = ADDRS[family][1]
-    lst = dut(family)
-    if before is not None:
-        before(lst)
-    lst.bind((daddr, 0))
-    lst.listen(8)
-    k = peer(family)
-    k.settimeout(5)
-    k.connect((daddr, lst.getsockname()[1]))
-    lst.settimeout(5)
-    d, _ = lst.accept()
-    d.settimeout(5)
-    return lst, k, d
+    return _conn(peer, dut, family, ADDRS[family][1], before)
 
 
 def connected(peer: Factory, dut: Factory, family: int) -> tuple[Any, Any, Any]:
