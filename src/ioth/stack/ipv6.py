@@ -59,7 +59,6 @@ def multicast_mac(group: bytes) -> bytes:
     return b"\x33\x33" + group[12:]
 
 
-
 def _chain_truncated(nh: int, data: memoryview) -> bool:
     """Whether the first fragment payload ``data`` (after the fragment header, whose next
     header is ``nh``) lacks part of the header chain through the upper-layer header (RFC
@@ -89,6 +88,7 @@ def _chain_truncated(nh: int, data: memoryview) -> bool:
     # and ICMPv6 headers, one byte of anything else)
     need = 20 if nh == NH_TCP else 8 if nh in (NH_UDP, NH_ICMPV6) else 1
     return off + need > n
+
 
 class IPv6:
     """The IPv6 layer of one stack."""

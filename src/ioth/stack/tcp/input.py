@@ -501,8 +501,9 @@ class InputMixin(TcbBase):
                     # RFC 1122 4.2.2.13 / RFC 9293 3.10.7.4: data after CLOSE: reset,
                     # as Linux (tcp_rcv_state_process, then tcp_v4_send_reset answering
                     # the segment): <SEQ=SEG.ACK><CTL=RST>, exactly the peer's RCV.NXT
-                    # (SND.NXT is not while the peer has not seen our FIN)
-                    self._out.append(Segment(seg.ack, 0, RST, 0))
+                    # (SND.NXT is not while the peer has not seen our FIN); the segment
+                    # has ACK here, so _reset_for gives that form
+                    self._out.append(_reset_for(seg))
                     self._set_closed(_errno.ECONNRESET)
                     return
                 self._receive(seq, payload, plen, now)
